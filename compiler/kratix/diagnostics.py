@@ -1,0 +1,66 @@
+"""Diagnostics: every problem the compiler finds, as data.
+
+Stages never raise on user input; they return `Diagnostic`s, which the CLI prints compiler-style
+(`requests/team-a/db.yaml:12:5: spec.replicas: must be >= 1`) or as JSON / GitHub annotations.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+class Severity(enum.IntEnum):
+    INFO = 0
+    WARNING = 1
+    ERROR = 2
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True, order=True)
+class Diagnostic:
+    file: str
+    line: int
+    column: int
+    path: str  # the field path inside the object, e.g. "spec.replicas"; "" for the whole document
+    code: str  # a stable identifier, e.g. "schema.minimum", "yaml.syntax", "request.unknown-kind"
+    message: str
+    severity: Severity = Severity.ERROR
+    object: str = ""  # "Kind namespace/name" of the object concerned, when known
+
+    def render(self) -> str:
+        location = f"{self.file}:{self.line}:{self.column}" if self.file else "<platform>"
+        field = f"{self.path}: " if self.path else ""
+        subject = f" [{self.object}]" if self.object else ""
+        prefix = "" if self.severity is Severity.ERROR else f"{self.severity}: "
+        return f"{location}: {prefix}{field}{self.message}{subject}"
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "path": self.path,
+            "code": self.code,
+            "severity": str(self.severity),
+            "message": self.message,
+            "object": self.object,
+        }
+
+
+def errors(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
+    return [d for d in diagnostics if d.severity is Severity.ERROR]
+
+
+def format_path(path: Iterable[object]) -> str:
+    """("spec", "items", 2, "name") -> "spec.items[2].name"."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text

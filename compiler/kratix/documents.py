@@ -1,0 +1,42 @@
+"""Source documents: the raw, unvalidated input of a compile.
+
+A `SourceTree` is the input repo at one commit (or the work tree) as `{path: bytes}`; a `SourceDoc` is one
+parsed YAML document of it with the position of every node, so that later stages can point at a field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Position = tuple[int, int]  # 1-based (line, column)
+FieldPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class SourceTree:
+    files: Mapping[str, bytes]  # posix path relative to the repo root -> content
+    commit: str | None = None  # the input commit, when read from Git
+    origin: str = ""  # a human name for where it came from (path or URL)
+
+    def under(self, folder: str) -> dict[str, bytes]:
+        prefix = folder.rstrip("/") + "/"
+        return {path: data for path, data in self.files.items() if path.startswith(prefix)}
+
+
+@dataclass(frozen=True)
+class SourceDoc:
+    path: str
+    index: int  # the document's index in its file (0-based)
+    line: int  # 1-based line where the document starts
+    body: Any  # whatever YAML held: not yet known to be an object
+    positions: Mapping[FieldPath, Position] = field(default_factory=dict, compare=False, repr=False)
+
+    def locate(self, path: FieldPath) -> Position:
+        """The position of the deepest node on `path` that exists (a missing field points at its parent)."""
+        for end in range(len(path), -1, -1):
+            found = self.positions.get(tuple(path[:end]))
+            if found is not None:
+                return found
+        return (self.line, 1)

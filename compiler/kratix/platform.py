@@ -1,0 +1,117 @@
+"""The platform as typed data: Promises, their pipelines, Destinations and resource requests.
+
+The load stage builds these from `SourceDoc`s; nothing here is validated against a request schema yet
+(`ResourceRequest.body` is the request as written; the schema stage returns the defaulted body).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kratix.documents import SourceDoc
+
+API_GROUP = "platform.kratix.io"
+API_VERSION = f"{API_GROUP}/v1alpha1"
+PROMISE_VERSION_LABEL = "kratix.io/promise-version"
+
+
+@dataclass(frozen=True)
+class Container:
+    """One step of a pipeline. Exactly one of `template`, `command` or `image` says how it runs."""
+
+    name: str
+    template: str | None = None  # our native Jinja2 step: a folder relative to the Promise's folder
+    image: str | None = None  # a real Kratix container image
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    body: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    name: str
+    containers: tuple[Container, ...]
+    body: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Selector:
+    """One `destinationSelectors` entry: labels that a destination must carry."""
+
+    match_labels: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class RequiredPromise:
+    name: str
+    version: str | None
+
+
+@dataclass(frozen=True)
+class ApiRef:
+    group: str
+    version: str  # the storage version (else the first served)
+    kind: str
+    plural: str
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}"
+
+
+@dataclass(frozen=True)
+class Promise:
+    name: str
+    source: SourceDoc
+    folder: str  # the folder of the Promise file: step files are addressed relative to it
+    api: ApiRef | None  # None for a Promise with no API (dependencies only)
+    crd: Mapping[str, Any] | None
+    dependencies: tuple[Mapping[str, Any], ...] = ()
+    selectors: tuple[Selector, ...] = ()
+    required: tuple[RequiredPromise, ...] = ()
+    promise_configure: tuple[Pipeline, ...] = ()
+    resource_configure: tuple[Pipeline, ...] = ()
+    version: str | None = None  # the `kratix.io/promise-version` label
+
+    @property
+    def body(self) -> Mapping[str, Any]:
+        return self.source.body  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Destination:
+    name: str
+    path: str  # the directory in the output repo (spec.path, default: the name)
+    labels: Mapping[str, str]
+    strict_match_labels: bool
+    source: SourceDoc
+
+
+@dataclass(frozen=True)
+class RequestKey:
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class ResourceRequest:
+    key: RequestKey
+    api_version: str
+    promise: str  # the name of the Promise serving this kind
+    source: SourceDoc
+    body: Mapping[str, Any]  # as written, namespace filled in from the folder when absent
+
+
+@dataclass(frozen=True)
+class Platform:
+    promises: Mapping[str, Promise]  # by name
+    destinations: Mapping[str, Destination]  # by name
+    requests: tuple[ResourceRequest, ...]
+    commit: str | None = None
