@@ -9,6 +9,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kratix.documents import FieldPath, SourceDoc
 
 
 class Severity(enum.IntEnum):
@@ -30,6 +34,13 @@ class Diagnostic:
     message: str
     severity: Severity = Severity.ERROR
     object: str = ""  # "Kind namespace/name" of the object concerned, when known
+
+    @classmethod
+    def at(cls, doc: SourceDoc, path: FieldPath, code: str, message: str, *,
+           severity: Severity = Severity.ERROR, object: str = "") -> Diagnostic:
+        """A diagnostic pointing at `path` inside `doc` (or its nearest existing parent)."""
+        line, column = doc.locate(path)
+        return cls(doc.path, line, column, format_path(path), code, message, severity, object)
 
     def render(self) -> str:
         location = f"{self.file}:{self.line}:{self.column}" if self.file else "<platform>"

@@ -9,7 +9,7 @@ YAML 1.1 (go-yaml, what Kubernetes uses) or YAML 1.2 parser could read as anothe
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,3 +146,21 @@ def load_plain(data: bytes | str) -> Iterator[Any]:
     for document in yaml.load_all(data, Loader=_Loader):
         if document is not None:
             yield document
+
+
+def load_transformed(data: str, transform: Callable[[yaml.Node], yaml.Node]) -> list[Any]:
+    """Documents of `data`, each node tree passed through `transform` before construction. Raises
+    `yaml.MarkedYAMLError` on a syntax error (the caller knows what the text was rendered from)."""
+    loader = _Loader(data)
+    documents: list[Any] = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                break
+            document = loader.construct_document(transform(node))
+            if document is not None:
+                documents.append(document)
+    finally:
+        loader.dispose()
+    return documents

@@ -1,0 +1,95 @@
+"""Layout: placed files → the output tree, `{path: bytes}`, exactly as it will be committed.
+
+Per destination: `<path>/dependencies/<promise>/<pipeline|static>/…` and
+`<path>/resources/<namespace>/<promise>/<request>/<pipeline>/…`, each area with a generated `kustomization.yaml`
+listing its files (so `kubectl kustomize` and Flux build it, and an empty area still exists for Flux). Every
+object is stamped with Kratix's labels. Bookkeeping lives under `.kratix/` at the root, outside every
+destination. Same input, same bytes: files are sorted and YAML is dumped by `kratix.yamltext`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kratix import yamltext
+from kratix.manifests import PlacedFile
+
+AREAS = ("dependencies", "resources")
+KUSTOMIZATION = "kustomization.yaml"
+BOOKKEEPING = ".kratix"
+
+
+@dataclass(frozen=True)
+class Conflict:
+    placed: PlacedFile  # the file that loses (the later owner in sorted order)
+    other: PlacedFile
+    object_id: str
+
+
+def object_id(document: Mapping[str, Any]) -> str:
+    """The identity kustomize and the API server use: group, kind, namespace, name."""
+    api_version = str(document.get("apiVersion", ""))
+    group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
+    metadata = document.get("metadata") or {}
+    namespace = metadata.get("namespace") or ""
+    return f"{group}/{document.get('kind')}/{namespace}/{metadata.get('name')}"
+
+
+def find_conflicts(placed: Iterable[PlacedFile]) -> list[Conflict]:
+    """Two owners emitting one object to one destination: kustomize would refuse the whole destination."""
+    seen: dict[tuple[str, str], PlacedFile] = {}
+    conflicts = []
+    for item in sorted(placed, key=lambda p: (p.owner, p.output_path)):
+        for document in item.file.documents:
+            key = (item.destination, object_id(document))
+            first = seen.setdefault(key, item)
+            if first is not item and first.owner != item.owner:
+                conflicts.append(Conflict(item, first, key[1]))
+    return conflicts
+
+
+def stamp(document: Mapping[str, Any], labels: Mapping[str, str]) -> dict[str, Any]:
+    metadata = dict(document.get("metadata") or {})
+    metadata["labels"] = {**(metadata.get("labels") or {}), **labels}
+    return {**document, "metadata": metadata}
+
+
+def render_file(item: PlacedFile) -> bytes:
+    return yamltext.dump_all(stamp(document, item.labels) for document in item.file.documents)
+
+
+def build_tree(placed: Sequence[PlacedFile], *, destinations: Iterable[str], bookkeeping: Mapping[str, Any],
+               kept: Mapping[str, bytes] | None = None) -> dict[str, bytes]:
+    """`bookkeeping` maps paths under `.kratix/` to documents (status, placements, provenance); `kept` holds
+    previously published files carried over verbatim (last-known-good output of what fails now)."""
+    files: dict[str, bytes] = {}
+    listed: dict[str, list[str]] = defaultdict(list)
+    for item in placed:
+        files[item.output_path] = render_file(item)
+        listed[f"{item.destination}/{item.area}"].append(item.path)
+    known = set(destinations)
+    for path, data in (kept or {}).items():
+        for area in AREAS:
+            destination, marker, inside = path.partition(f"/{area}/")
+            if marker and destination in known and inside != KUSTOMIZATION:
+                files[path] = data
+                listed[f"{destination}/{area}"].append(inside)
+                break
+    for destination in destinations:
+        for area in AREAS:
+            folder = f"{destination}/{area}"
+            files[f"{folder}/{KUSTOMIZATION}"] = kustomization(sorted(set(listed.get(folder, ()))))
+    for path, document in bookkeeping.items():
+        files[f"{BOOKKEEPING}/{path}"] = yamltext.dump_sorted(document)
+    return dict(sorted(files.items()))
+
+
+def kustomization(resources: Sequence[str]) -> bytes:
+    return yamltext.dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": list(resources),
+    })

@@ -1,0 +1,381 @@
+"""Render: a Promise's workflows and dependencies → Kubernetes objects.
+
+In: a Promise, the object its workflow runs for (a request with defaults applied, or the Promise itself) and the
+source tree holding the Promise's step files. Out: a `WorkflowResult` per object (files of documents per pipeline,
+status written by the pipelines, or the one failure that stopped it).
+
+The native step (`template: <dir>`) renders every `*.j2` file of that folder with one sandboxed Jinja2
+environment per run (templates compiled once). Values interpolated with `{{ }}` are data, never YAML text: each
+one becomes an opaque token, the rendered text is parsed, and tokens are replaced in the parsed nodes. A value
+that is a whole plain scalar keeps its type (a mapping stays a mapping), one inside a larger or quoted scalar is
+joined as text. So a request's strings holding newlines, `---`, `: ` or `#` can never add keys or documents.
+Other containers (commands, images) run through `kratix.steps`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import jinja2
+import yaml
+from jinja2.sandbox import SandboxedEnvironment
+
+from kratix import steps, yamltext
+from kratix.documents import SourceTree
+from kratix.manifests import (
+    STATIC_PIPELINE,
+    OutputGroup,
+    PipelineOutput,
+    RenderedFile,
+    RenderFailure,
+    WorkflowResult,
+)
+from kratix.platform import Container, Pipeline, Promise
+from kratix.settings import RenderSettings
+
+TEMPLATE_SUFFIX = ".j2"
+_TOKENS_KEY = "__kratix_tokens__"
+
+
+class _Failure(Exception):
+    def __init__(self, failure: RenderFailure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+class _Tokens:
+    """The values one render interpolated, addressed by opaque plain-scalar tokens."""
+
+    def __init__(self, nonce: str) -> None:
+        self.nonce = nonce
+        self.values: list[Any] = []
+        self.pattern = re.compile(f"kx{nonce}n([0-9]+)k")
+
+    def token_for(self, value: Any) -> str:
+        self.values.append(value)
+        return f"kx{self.nonce}n{len(self.values) - 1}k"
+
+    def expand_text(self, text: str) -> str:
+        # A token's value may itself hold tokens (a macro's output printed again): expand until none is left.
+        while self.nonce in text:
+            text = self.pattern.sub(lambda m: _as_text(self.values[int(m.group(1))]), text)
+        return text
+
+    def value_of(self, token: str) -> Any:
+        match = self.pattern.fullmatch(token)
+        if match is None:
+            return None
+        value = self.values[int(match.group(1))]
+        return self.expand_text(value) if isinstance(value, str) else value
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return str(value)
+    if value is None or isinstance(value, bool | int | float | list | dict | tuple):
+        return json.dumps(_plain(value), separators=(",", ":"), sort_keys=False)
+    return str(value)
+
+
+def _plain(value: Any) -> Any:
+    """Jinja hands out Markup, tuples and its own objects: turn them into what YAML can represent."""
+    if isinstance(value, str):
+        return str(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k) if not isinstance(k, int | bool) else k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return str(value)
+
+
+@jinja2.pass_context
+def _finalize(context: jinja2.runtime.Context, value: Any) -> str:
+    tokens: _Tokens = context.get(_TOKENS_KEY)  # type: ignore[assignment]
+    return tokens.token_for(value)
+
+
+class _RelativeEnvironment(SandboxedEnvironment):
+    """`{% include "./_labels.j2" %}` resolves next to the including template; other names from the repo root."""
+
+    def join_path(self, template: str, parent: str) -> str:
+        if template.startswith(("./", "../")):
+            return str(PurePosixPath(parent).parent.joinpath(template)).replace("/./", "/")
+        return template
+
+
+class Renderer:
+    """One per compile: the Jinja2 environment, compiled templates and the node representer are shared."""
+
+    def __init__(self, tree: SourceTree, *, settings: RenderSettings) -> None:
+        self._tree = tree
+        self._settings = settings
+        self._env = _RelativeEnvironment(
+            loader=jinja2.FunctionLoader(self._load_template),
+            undefined=jinja2.StrictUndefined,
+            finalize=_finalize,
+            autoescape=False,
+            keep_trailing_newline=True,
+            auto_reload=False,
+            cache_size=-1,
+        )
+        self._nonce = secrets.token_hex(6)
+        self._representer = yaml.representer.SafeRepresenter()
+        self._folders: dict[str, list[str]] = {}
+
+    def _load_template(self, name: str) -> str | None:
+        data = self._tree.files.get(_normalise(name))
+        return data.decode("utf-8") if data is not None else None
+
+    # --- public entry points ------------------------------------------------------------------------------
+
+    def render_dependencies(self, promise: Promise) -> PipelineOutput:
+        documents = tuple(d for d in promise.dependencies if isinstance(d, Mapping))
+        files = (RenderedFile("dependencies.yaml", documents, promise.source.path),) if documents else ()
+        return PipelineOutput(STATIC_PIPELINE, files)
+
+    def render_workflow(self, promise: Promise, pipelines: Sequence[Pipeline], obj: Mapping[str, Any], *,
+                        workflow_type: str, env: Mapping[str, str]) -> WorkflowResult:
+        """Run `pipelines` in order for `obj`; each later pipeline sees the status the earlier ones wrote."""
+        outputs: list[PipelineOutput] = []
+        status: dict[str, Any] = dict(obj.get("status") or {})
+        for pipeline in pipelines:
+            current = {**obj, "status": status} if status else dict(obj)
+            try:
+                if all(c.template is not None for c in pipeline.containers):
+                    output, written = self._native_pipeline(promise, pipeline, current, workflow_type)
+                else:
+                    output, written = self._container_pipeline(promise, pipeline, current, workflow_type, env)
+            except _Failure as failure:
+                return WorkflowResult(tuple(outputs), status, failure.failure)
+            outputs.append(output)
+            status = merge_status(status, written)
+        return WorkflowResult(tuple(outputs), status, None)
+
+    # --- native template pipelines ------------------------------------------------------------------------
+
+    def _native_pipeline(self, promise: Promise, pipeline: Pipeline, obj: Mapping[str, Any],
+                         workflow_type: str) -> tuple[PipelineOutput, Mapping[str, Any]]:
+        files: dict[str, RenderedFile] = {}
+        for container in pipeline.containers:
+            step = f"{pipeline.name}/{container.name}"
+            for rendered in self._render_folder(promise, container, obj, workflow_type, step):
+                files[rendered.path] = rendered  # a later container overwrites, as in a shared output folder
+        return PipelineOutput(pipeline.name, tuple(files[p] for p in sorted(files))), {}
+
+    def _render_folder(self, promise: Promise, container: Container, obj: Mapping[str, Any],
+                       workflow_type: str, step: str) -> list[RenderedFile]:
+        assert container.template is not None
+        folder = _normalise(f"{promise.folder}/{container.template}")
+        names = self._folder_files(folder)
+        if not names:
+            raise _Failure(RenderFailure(promise.source.path, promise.source.line, 1, "render.template-folder",
+                                         f"template folder {folder}/ has no *.j2 or *.yaml files", step))
+        context = {"promise": promise.body}
+        if workflow_type == "resource":
+            context["request"] = obj
+        rendered: list[RenderedFile] = []
+        for name in names:
+            relative = name[len(folder) + 1:]
+            if name.endswith(TEMPLATE_SUFFIX):
+                documents = self._render_template(name, context, step)
+                relative = relative[: -len(TEMPLATE_SUFFIX)]
+            else:
+                documents = self._copy_yaml(name, step)
+            for index, document in enumerate(documents):
+                problem = object_problem(document)
+                if problem:
+                    raise _Failure(RenderFailure(name, 1, 1, "render.not-an-object",
+                                                 f"document {index + 1} of the output {problem}", step))
+            if documents:
+                rendered.append(RenderedFile(relative, tuple(documents), name))
+        return rendered
+
+    def _folder_files(self, folder: str) -> list[str]:
+        if folder not in self._folders:
+            prefix = folder + "/"
+            self._folders[folder] = sorted(
+                path for path in self._tree.files
+                if path.startswith(prefix) and path.endswith((TEMPLATE_SUFFIX, ".yaml", ".yml"))
+                and not PurePosixPath(path).name.startswith("_"))  # _partials.j2 are for include only
+        return self._folders[folder]
+
+    def _render_template(self, name: str, context: Mapping[str, Any], step: str) -> list[Any]:
+        tokens = _Tokens(self._nonce)
+        try:
+            template = self._env.get_template(name)
+            text = template.render({**context, _TOKENS_KEY: tokens})
+        except jinja2.TemplateSyntaxError as exc:
+            raise _Failure(RenderFailure(_normalise(exc.filename or name), exc.lineno or 1, 1,
+                                         "render.template-syntax", f"template syntax error: {exc.message}",
+                                         step)) from None
+        except Exception as exc:  # noqa: BLE001 - any error a template raises is the template's fault
+            file, line = _template_frame(exc, name)
+            raise _Failure(RenderFailure(file, line, 1, "render.template-error",
+                                         f"{type(exc).__name__}: {exc}", step)) from None
+        try:
+            return yamltext.load_transformed(text, lambda node: self._substitute(node, tokens))
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark
+            where = f" at line {mark.line + 1} of the rendered output" if mark else ""
+            raise _Failure(RenderFailure(name, 1, 1, "render.output-yaml",
+                                         f"the rendered output is not valid YAML{where}: {exc.problem}",
+                                         step)) from None
+
+    def _copy_yaml(self, name: str, step: str) -> list[Any]:
+        docs, problems = yamltext.load_documents(name, self._tree.files[name])
+        if problems:
+            first = problems[0]
+            raise _Failure(RenderFailure(name, first.line, first.column, first.code, first.message, step))
+        return [doc.body for doc in docs]
+
+    def _substitute(self, node: yaml.Node, tokens: _Tokens) -> yaml.Node:
+        if isinstance(node, yaml.ScalarNode):
+            if tokens.nonce not in node.value:
+                return node
+            if not node.style and tokens.pattern.fullmatch(node.value):
+                return self._represent(tokens.value_of(node.value))
+            return yaml.ScalarNode("tag:yaml.org,2002:str", tokens.expand_text(node.value),
+                                   node.start_mark, node.end_mark, style=node.style or "'")
+        if isinstance(node, yaml.MappingNode):
+            node.value = [(self._substitute_key(k, tokens), self._substitute(v, tokens)) for k, v in node.value]
+        elif isinstance(node, yaml.SequenceNode):
+            node.value = [self._substitute(item, tokens) for item in node.value]
+        return node
+
+    def _substitute_key(self, node: yaml.Node, tokens: _Tokens) -> yaml.Node:
+        if isinstance(node, yaml.ScalarNode) and tokens.nonce in node.value:
+            return yaml.ScalarNode("tag:yaml.org,2002:str", tokens.expand_text(node.value),
+                                   node.start_mark, node.end_mark)
+        return node
+
+    def _represent(self, value: Any) -> yaml.Node:
+        representer = self._representer
+        representer.represented_objects = {}
+        representer.object_keeper = []
+        representer.alias_key = None
+        return representer.represent_data(_plain(value))
+
+    # --- container pipelines ------------------------------------------------------------------------------
+
+    def _container_pipeline(self, promise: Promise, pipeline: Pipeline, obj: Mapping[str, Any],
+                            workflow_type: str, env: Mapping[str, str]) -> tuple[PipelineOutput, Mapping[str, Any]]:
+        promise_files = {path[len(promise.folder) + 1:]: data for path, data in self._tree.files.items()
+                         if path.startswith(promise.folder + "/")}
+        native: Callable[[Container, Path], str | None] = (
+            lambda container, out: self._native_into(promise, container, obj, workflow_type, pipeline, out))
+        run = steps.run_pipeline(pipeline, object_yaml=yamltext.dump(obj), promise_files=promise_files,
+                                 env={**env, "KRATIX_PIPELINE_NAME": pipeline.name}, settings=self._settings,
+                                 native_step=native)
+        if run.error is not None:
+            raise _Failure(RenderFailure(promise.source.path, promise.source.line, 1, "render.step-failed",
+                                         run.error, f"{pipeline.name}/{run.failed_step or '?'}"))
+        files = []
+        for path in sorted(run.output_files):
+            if not path.endswith((".yaml", ".yml")):
+                continue
+            documents, problems = yamltext.load_documents(path, run.output_files[path])
+            step = f"{pipeline.name}/{run.failed_step or pipeline.containers[-1].name}"
+            if problems:
+                raise _Failure(RenderFailure(promise.source.path, promise.source.line, 1, "render.output-yaml",
+                                             f"output file {path}: {problems[0].message}", step))
+            bodies = tuple(d.body for d in documents)
+            for index, body in enumerate(bodies):
+                problem = object_problem(body)
+                if problem:
+                    raise _Failure(RenderFailure(promise.source.path, promise.source.line, 1,
+                                                 "render.not-an-object",
+                                                 f"output file {path}, document {index + 1}: {problem}", step))
+            if bodies:
+                files.append(RenderedFile(path, bodies, f"container:{pipeline.name}"))
+        groups = _groups(run.metadata_files.get("destination-selectors.yaml"))
+        written = _status(run.metadata_files.get("status.yaml"))
+        return PipelineOutput(pipeline.name, tuple(files), groups), written
+
+    def _native_into(self, promise: Promise, container: Container, obj: Mapping[str, Any], workflow_type: str,
+                     pipeline: Pipeline, out: Path) -> str | None:
+        try:
+            files = self._render_folder(promise, container, obj, workflow_type, f"{pipeline.name}/{container.name}")
+        except _Failure as failure:
+            f = failure.failure
+            return f"{f.file}:{f.line}: {f.message}"
+        for file in files:
+            target = out / file.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(yamltext.dump_all(file.documents))
+        return None
+
+
+def object_problem(document: Any) -> str | None:
+    """Why `document` is not a Kubernetes object, or None."""
+    if not isinstance(document, Mapping):
+        return f"is a {type(document).__name__}, not a Kubernetes object"
+    for field in ("apiVersion", "kind"):
+        if not isinstance(document.get(field), str) or not document[field]:
+            return f"has no {field}"
+    metadata = document.get("metadata")
+    if not isinstance(metadata, Mapping) or not isinstance(metadata.get("name"), str) or not metadata["name"]:
+        return f"({document['kind']}) has no metadata.name"
+    return None
+
+
+def merge_status(status: Mapping[str, Any], written: Mapping[str, Any]) -> dict[str, Any]:
+    """Kratix's rule: top-level keys overwrite, `conditions` merge by `type`."""
+    merged = dict(status)
+    for key, value in written.items():
+        if key == "conditions" and isinstance(value, list) and isinstance(merged.get("conditions"), list):
+            by_type = {c.get("type"): c for c in merged["conditions"] if isinstance(c, Mapping)}
+            for condition in value:
+                if isinstance(condition, Mapping):
+                    by_type[condition.get("type")] = condition
+            merged["conditions"] = list(by_type.values())
+        else:
+            merged[key] = value
+    return merged
+
+
+def _groups(data: bytes | None) -> tuple[OutputGroup, ...]:
+    if not data:
+        return ()
+    entries = next(iter(yamltext.load_plain(data)), None) or []
+    groups = []
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, Mapping):
+            labels = entry.get("matchLabels") or {}
+            directory = entry.get("directory")
+            groups.append(OutputGroup(str(directory).strip("/") if directory else None,
+                                      {str(k): str(v) for k, v in labels.items()}))
+    return tuple(groups)
+
+
+def _status(data: bytes | None) -> Mapping[str, Any]:
+    if not data:
+        return {}
+    document = next(iter(yamltext.load_plain(data)), None)
+    return document if isinstance(document, Mapping) else {}
+
+
+def _normalise(path: str) -> str:
+    parts: list[str] = []
+    for part in PurePosixPath(path).parts:
+        if part == "..":
+            if parts:
+                parts.pop()
+        elif part != ".":
+            parts.append(part)
+    return "/".join(parts)
+
+
+def _template_frame(exc: BaseException, fallback: str) -> tuple[str, int]:
+    """Jinja rewrites tracebacks so template frames carry the template's name and line."""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if frame.filename and not frame.filename.endswith(".py") and frame.lineno:
+            return _normalise(frame.filename), frame.lineno
+    return fallback, 1

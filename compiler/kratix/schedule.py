@@ -1,0 +1,90 @@
+"""Schedule: rendered output → destinations.
+
+In: label selectors (from the Promise, its workflows and the pipelines' destination-selectors.yaml), the
+Destinations, and the placements recorded by the previous publish. Out: where each piece of output goes.
+
+Kratix's rules: selectors merge into one label map (resource workflow < promise workflow < Promise: the
+Promise wins a key conflict); an empty selector matches every destination but those with strictMatchLabels.
+Promise-level output goes to every matching destination; a request's output goes to exactly one. Kratix picks
+that one at random; here it is rendezvous hashing over (request identity, destination name), so the choice is
+stable across machines and adding a destination moves only the requests it wins. A placement is sticky: once
+made it stays while its destination still matches; when the destination stops matching the output stays and
+the placement says *misplaced* (moving a database is an outage, so only a person should do it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from kratix.platform import Destination, Selector
+
+PLACED = "placed"
+PENDING = "pending"
+MISPLACED = "misplaced"
+
+
+@dataclass(frozen=True)
+class Placement:
+    destination: Destination | None  # None while pending
+    state: str  # placed | pending | misplaced
+    reason: str
+    labels: Mapping[str, str]
+
+
+def merge_labels(*selector_maps: Mapping[str, str]) -> dict[str, str]:
+    """Merge selectors lowest priority first: a later map wins a key conflict."""
+    merged: dict[str, str] = {}
+    for labels in selector_maps:
+        merged.update(labels)
+    return merged
+
+
+def selector_labels(selectors: Iterable[Selector]) -> dict[str, str]:
+    return merge_labels(*(s.match_labels for s in selectors))
+
+
+def matches(destination: Destination, labels: Mapping[str, str]) -> bool:
+    if not labels:
+        return not destination.strict_match_labels
+    return all(destination.labels.get(key) == value for key, value in labels.items())
+
+
+def matching(destinations: Iterable[Destination], labels: Mapping[str, str]) -> list[Destination]:
+    return sorted((d for d in destinations if matches(d, labels)), key=lambda d: d.name)
+
+
+def describe(labels: Mapping[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) or "(no labels: any non-strict destination)"
+
+
+def place_one(identity: str, labels: Mapping[str, str], destinations: Mapping[str, Destination], *,
+              previous: str | None) -> Placement:
+    """Where one request's output goes. `previous` is the destination name it was published to before."""
+    candidates = matching(destinations.values(), labels)
+    if previous is not None and previous in destinations:
+        kept = destinations[previous]
+        if kept in candidates:
+            return Placement(kept, PLACED, f"kept on {previous} (placed there before and still matching "
+                                           f"{describe(labels)})", labels)
+        return Placement(kept, MISPLACED, f"stays on {previous}, which no longer matches {describe(labels)}; "
+                                          "move it by hand (delete and re-request) if that is intended", labels)
+    if not candidates:
+        return Placement(None, PENDING, f"no destination matches {describe(labels)}", labels)
+    chosen = _rendezvous(identity, candidates)
+    moved = f" (its previous destination {previous} was deleted)" if previous is not None else ""
+    return Placement(chosen, PLACED, f"placed on {chosen.name}: highest rendezvous hash of "
+                                     f"{len(candidates)} matching {describe(labels)}{moved}", labels)
+
+
+def place_all(labels: Mapping[str, str], destinations: Mapping[str, Destination]) -> list[Destination]:
+    """Promise-level output: every matching destination."""
+    return matching(destinations.values(), labels)
+
+
+def _rendezvous(identity: str, candidates: Sequence[Destination]) -> Destination:
+    def score(destination: Destination) -> bytes:
+        return hashlib.sha256(f"{identity}\0{destination.name}".encode()).digest()
+
+    return max(candidates, key=score)

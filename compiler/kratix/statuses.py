@@ -1,0 +1,137 @@
+"""Statuses as data, and the documents written to `.kratix/status/` and `.kratix/promises/` in Kratix's shape.
+
+No timestamps: the output is a pure function of its inputs, and a status only changes when something about
+the request did. The controller copies these onto the objects' status subresource.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from kratix.manifests import PlacedFile, RenderFailure
+from kratix.platform import API_VERSION, Promise, ResourceRequest
+from kratix.schedule import MISPLACED, PENDING, PLACED, Placement
+
+FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class RequestStatus:
+    request: ResourceRequest
+    state: str  # placed | pending | misplaced | failed
+    message: str
+    reason: str  # a CamelCase reason for the Reconciled condition
+    detail: str  # the human sentence behind it
+    written: Mapping[str, Any] = field(default_factory=dict)  # what the pipelines wrote to status.yaml
+    placements: tuple[tuple[str, str | None, Placement], ...] = ()  # (pipeline, directory, placement)
+    files: tuple[PlacedFile, ...] = ()
+    placement_records: Mapping[str, str] = field(default_factory=dict)
+    workflow_ok: bool | None = None  # None: the workflow did not run
+
+    @property
+    def owner(self) -> str:
+        return str(self.request.key)
+
+    @property
+    def failed_now(self) -> bool:
+        return self.state == FAILED
+
+    @classmethod
+    def pending(cls, request: ResourceRequest, why: str) -> RequestStatus:
+        return cls(request, PENDING, "Pending", "PromiseUnavailable", why)
+
+    @classmethod
+    def invalid(cls, request: ResourceRequest, errors: Sequence[str]) -> RequestStatus:
+        return cls(request, FAILED, "Failed: the request is invalid", "ValidationFailed", "; ".join(errors))
+
+    @classmethod
+    def render_failed(cls, request: ResourceRequest, failure: RenderFailure,
+                      written: Mapping[str, Any]) -> RequestStatus:
+        where = f"{failure.file}:{failure.line}"
+        return cls(request, FAILED, f"Failed: pipeline step {failure.step} failed", "PipelineFailed",
+                   f"{failure.step}: {failure.message} ({where})", written, workflow_ok=False)
+
+    @classmethod
+    def rendered(cls, request: ResourceRequest, written: Mapping[str, Any],
+                 placements: Sequence[tuple[str, str | None, Placement]], files: Sequence[PlacedFile],
+                 records: Mapping[str, str]) -> RequestStatus:
+        states = {p.state for _, _, p in placements}
+        reasons = "; ".join(p.reason for _, _, p in placements)
+        if PENDING in states:
+            state, message, reason = PENDING, "Pending", "NoMatchingDestination"
+        elif MISPLACED in states:
+            state, message, reason = MISPLACED, "Resource requested (misplaced)", "DestinationNoLongerMatches"
+        else:
+            state, message, reason = PLACED, "Resource requested", "Placed"
+        return cls(request, state, message, reason, reasons, written, tuple(placements), tuple(files),
+                   dict(records), workflow_ok=True)
+
+    def failed(self, reason: str, detail: str) -> RequestStatus:
+        return replace(self, state=FAILED, message=f"Failed: {detail}", reason=reason, detail=detail, files=(),
+                       placement_records={})
+
+
+@dataclass(frozen=True)
+class PromiseStatus:
+    promise: Promise
+    available: bool
+    reason: str
+
+
+def _condition(kind: str, status: str, reason: str, message: str) -> dict[str, str]:
+    return {"type": kind, "status": status, "reason": reason, "message": message}
+
+
+def request_status_document(status: RequestStatus) -> dict[str, Any]:
+    request = status.request
+    workflow = {None: ("Unknown", "NotRun", "the workflow has not run: " + status.detail),
+                True: ("True", "PipelinesSucceeded", "every pipeline completed"),
+                False: ("False", "PipelineFailed", status.detail)}[status.workflow_ok]
+    works = {PLACED: ("True", "WorksSucceeded", status.detail),
+             MISPLACED: ("True", "DestinationNoLongerMatches", status.detail),
+             PENDING: ("Unknown", status.reason, status.detail),
+             FAILED: ("False", status.reason, status.detail)}[status.state]
+    reconciled = {PLACED: "True", MISPLACED: "True", PENDING: "Unknown", FAILED: "False"}[status.state]
+    body: dict[str, Any] = {
+        **status.written,
+        "message": status.message,
+        "conditions": [
+            _condition("ConfigureWorkflowCompleted", *workflow),
+            _condition("WorksSucceeded", *works),
+            _condition("Reconciled", reconciled, status.reason, status.detail),
+        ],
+        "placements": [
+            {"pipeline": pipeline, **({"directory": directory} if directory else {}),
+             "destination": placement.destination.name if placement.destination else None,
+             "state": placement.state, "reason": placement.reason}
+            for pipeline, directory, placement in status.placements
+        ],
+    }
+    return {
+        "apiVersion": request.api_version,
+        "kind": request.key.kind,
+        "metadata": {"name": request.key.name, "namespace": request.key.namespace},
+        "status": body,
+    }
+
+
+def promise_status_document(status: PromiseStatus) -> dict[str, Any]:
+    promise = status.promise
+    api = promise.api
+    body: dict[str, Any] = {
+        "status": "Available" if status.available else "Unavailable",
+        "message": "Promise available" if status.available else f"Promise unavailable: {status.reason}",
+        "conditions": [_condition("RequirementsFulfilled" if status.available or "required" in status.reason
+                                  else "ConfigureWorkflowCompleted",
+                                  "True" if status.available else "False",
+                                  "Available" if status.available else "Unavailable",
+                                  status.reason or "every requirement is met")],
+    }
+    if api is not None:
+        body["kind"] = api.kind
+        body["apiVersion"] = api.api_version
+    if promise.version is not None:
+        body["version"] = promise.version
+    return {"apiVersion": API_VERSION, "kind": "Promise", "metadata": {"name": promise.name}, "status": body}
