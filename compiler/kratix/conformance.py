@@ -1,0 +1,427 @@
+"""Output conformance: every object the compiler emits, checked before it is published.
+
+In: the objects bound for one destination, the CustomResourceDefinitions delivered to it, and (optionally) the
+serialized size of each object. Out: a `ConformanceReport` of `ObjectProblem`s by object index, plus how many
+objects were checked against a schema and which custom kinds could not be (no CRD delivered: not an error).
+
+Built-in kinds are checked against the Kubernetes OpenAPI schemas shipped offline by `kubernetes-validate`,
+in their "strict" variant (`additionalProperties: false` on every object), which is what `kubectl apply
+--validate=strict` enforces. Custom kinds are checked against the delivered CRD's `openAPIV3Schema`, read the
+way a strict apiserver does (unknown fields rejected unless `x-kubernetes-preserve-unknown-fields`). CEL rules
+(`x-kubernetes-validations`) and formats are not checked here.
+
+Schemas are compiled with `jsonschema_rs`, one validator per kind, on first use, cached on the `Conformance`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import jsonschema_rs
+
+from kratix import yamltext
+from kratix.documents import FieldPath
+from kratix.errors import KratixError
+
+APPLY_LIMIT = 256 * 1024  # client-side apply keeps the whole object in an annotation; annotations max 256 KiB
+ETCD_LIMIT = 1536 * 1024  # etcd refuses requests over 1.5 MiB
+
+_DEFINITIONS_ID = "https://kubernetes.io/api/_definitions.json"
+_DRAFT = "https://json-schema.org/draft/2020-12/schema"
+_OBJECT_META = f"{_DEFINITIONS_ID}#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+_SCHEMA_DIR = re.compile(r"^v(\d+)\.(\d+)\.\d+-local-strict$")
+
+
+@dataclass(frozen=True)
+class ObjectProblem:
+    path: FieldPath  # field path inside the object, e.g. ("spec", "replicas")
+    code: str  # "k8s.schema", "k8s.unknown-field", "object.too-large", ...
+    message: str
+
+
+@dataclass(frozen=True)
+class ConformanceReport:
+    problems: Mapping[int, tuple[ObjectProblem, ...]]  # by index into the objects passed; only those with any
+    validated: int  # objects checked against a built-in schema or a delivered CRD
+    not_validated: int  # custom kinds with no CRD delivered
+    not_validated_kinds: tuple[str, ...]  # "group/version Kind", sorted, each once
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+# --- Kubernetes versions ----------------------------------------------------------------------------------
+
+def shipped_versions() -> tuple[str, ...]:
+    """The Kubernetes minor versions whose schemas `kubernetes-validate` ships, oldest first ("1.25", ...)."""
+    found = [_SCHEMA_DIR.match(entry.name) for entry in _schema_root().iterdir()]
+    pairs = sorted((int(m[1]), int(m[2])) for m in found if m)
+    return tuple(f"{major}.{minor}" for major, minor in pairs)
+
+
+def select_version(requested: str, shipped: Sequence[str]) -> str:
+    """The newest shipped version not above `requested` ("1.30", "v1.30", "1.30.4" all mean 1.30)."""
+    match = re.fullmatch(r"v?(\d+)\.(\d+)(?:\.\d+)?", requested.strip())
+    listing = ", ".join(shipped)
+    if not match:
+        raise KratixError(f"Kubernetes version {requested!r} is not like 1.30; schemas ship for {listing}")
+    wanted = (int(match[1]), int(match[2]))
+    fitting = [v for v in shipped if _minor_key(v) <= wanted]
+    if not fitting:
+        raise KratixError(f"no Kubernetes schemas for {requested} or older; schemas ship for {listing}")
+    return fitting[-1]
+
+
+def _minor_key(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")
+    return int(major), int(minor)
+
+
+def _schema_root() -> Any:
+    return resources.files("kubernetes_validate").joinpath("kubernetes-json-schema")
+
+
+def _load_definitions(version: str) -> dict[str, Any]:
+    path = _schema_root().joinpath(f"v{version}.0-local-strict", "_definitions.json")
+    document: dict[str, Any] = json.loads(path.read_bytes())
+    # IntOrString and Quantity are `oneOf` two nullable types: `null` (an unset field) matches both and fails.
+    for definition in document["$defs"].values():
+        if set(definition) == {"oneOf"}:
+            definition["anyOf"] = definition.pop("oneOf")
+    return document
+
+
+# --- The checker ------------------------------------------------------------------------------------------
+
+class Conformance:
+    """The schemas of one Kubernetes version, compiled on demand; built once per run."""
+
+    def __init__(self, *, kubernetes_version: str, definitions: Mapping[str, Any]) -> None:
+        self.kubernetes_version = kubernetes_version  # the schema version actually used
+        self._registry = jsonschema_rs.Registry([(_DEFINITIONS_ID, dict(definitions))])
+        self._definition_of: dict[tuple[str, str], str] = {}  # (apiVersion, kind) -> name in $defs
+        for name, definition in definitions["$defs"].items():
+            for gvk in definition.get("x-kubernetes-group-version-kind", ()):
+                api_version = f"{gvk['group']}/{gvk['version']}" if gvk["group"] else gvk["version"]
+                self._definition_of.setdefault((api_version, gvk["kind"]), name)
+        self.builtin_groups = frozenset(_group_of(api_version) for api_version, _ in self._definition_of)
+        self._validators: dict[str, jsonschema_rs.Validator] = {}
+
+    @classmethod
+    def for_kubernetes(cls, version: str) -> Conformance:
+        chosen = select_version(version, shipped_versions())
+        return cls(kubernetes_version=chosen, definitions=_load_definitions(chosen))
+
+    def check(self, objects: Sequence[Any], *, crds: Sequence[Mapping[str, Any]] = (),
+              sizes: Sequence[int] | None = None) -> ConformanceReport:
+        """Check `objects` (all bound for one destination, which receives `crds`)."""
+        crd_index = _index_crds(crds)
+        problems: dict[int, tuple[ObjectProblem, ...]] = {}
+        validated = 0
+        unvalidated: list[str] = []
+        for index, obj in enumerate(objects):
+            size = sizes[index] if sizes is not None else None
+            found, outcome = self._check_one(obj, size=size, crd_index=crd_index)
+            if found:
+                problems[index] = tuple(found)
+            if outcome == _VALIDATED:
+                validated += 1
+            elif outcome == _NO_CRD:
+                unvalidated.append(f"{obj['apiVersion']} {obj['kind']}")
+        return ConformanceReport(problems=problems, validated=validated, not_validated=len(unvalidated),
+                                 not_validated_kinds=tuple(sorted(set(unvalidated))))
+
+    def _check_one(self, obj: Any, *, size: int | None,
+                   crd_index: _CrdIndex) -> tuple[list[ObjectProblem], str]:
+        found = check_shape(obj)
+        if found:
+            return found, _SKIPPED
+        found += check_names(obj, builtin=_group_of(obj["apiVersion"]) in self.builtin_groups)
+        found += check_size(obj, size=size)
+        schema_problems, outcome = self._check_schema(obj, crd_index)
+        return found + schema_problems, outcome
+
+    def _check_schema(self, obj: Mapping[str, Any],
+                      crd_index: _CrdIndex) -> tuple[list[ObjectProblem], str]:
+        api_version, kind = obj["apiVersion"], obj["kind"]
+        group, _, version = api_version.rpartition("/")
+        if group in self.builtin_groups:
+            validator = self._builtin_validator(api_version, kind)
+            if validator is None:
+                return [self._unknown_builtin(api_version, kind)], _SKIPPED
+            return describe_errors(validator, obj), _VALIDATED
+        crd = crd_index.get((group, kind))
+        if crd is None:
+            return [], _NO_CRD
+        crd_version = _crd_version(crd, version)
+        if crd_version is None:
+            served = ", ".join(v["name"] for v in crd["spec"]["versions"] if v.get("served", True))
+            message = f"CRD {crd['metadata']['name']} does not serve version {version} (serves {served})"
+            return [ObjectProblem(("apiVersion",), "crd.unknown-version", message)], _SKIPPED
+        return describe_errors(self._crd_validator(group, kind, crd_version), obj), _VALIDATED
+
+    def _builtin_validator(self, api_version: str, kind: str) -> jsonschema_rs.Validator | None:
+        name = self._definition_of.get((api_version, kind))
+        if name is None:
+            return None
+        if name not in self._validators:
+            schema = {"$schema": _DRAFT, "$ref": f"{_DEFINITIONS_ID}#/$defs/{name}"}
+            self._validators[name] = jsonschema_rs.validator_for(schema, registry=self._registry)
+        return self._validators[name]
+
+    def _crd_validator(self, group: str, kind: str,
+                       crd_version: Mapping[str, Any]) -> jsonschema_rs.Validator:
+        schema = crd_version.get("schema", {}).get("openAPIV3Schema") or {"type": "object"}
+        # Keyed by content: the same CRD delivered to many destinations compiles once, a changed one again.
+        text = json.dumps([group, kind, crd_version["name"], schema], sort_keys=True, default=str)
+        key = "crd:" + hashlib.sha256(text.encode()).hexdigest()
+        if key not in self._validators:
+            self._validators[key] = jsonschema_rs.validator_for(custom_resource_schema(schema),
+                                                                registry=self._registry)
+        return self._validators[key]
+
+    def _unknown_builtin(self, api_version: str, kind: str) -> ObjectProblem:
+        others = sorted(av for av, k in self._definition_of if k == kind
+                        and _group_of(av) == _group_of(api_version))
+        served = f" (served: {', '.join(others)})" if others else ""
+        message = f"{api_version} {kind} is not served by Kubernetes {self.kubernetes_version}{served}"
+        return ObjectProblem(("apiVersion",), "k8s.unknown-kind", message)
+
+
+_VALIDATED, _NO_CRD, _SKIPPED = "validated", "no-crd", "skipped"
+_CrdIndex = Mapping[tuple[str, str], Mapping[str, Any]]  # (group, kind) -> the CRD delivered
+
+
+def _group_of(api_version: str) -> str:
+    return api_version.rpartition("/")[0]
+
+
+def _index_crds(crds: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], Mapping[str, Any]]:
+    index: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for crd in crds:
+        spec = crd.get("spec") or {}
+        kind = (spec.get("names") or {}).get("kind")
+        if isinstance(spec.get("group"), str) and isinstance(kind, str):
+            index.setdefault((spec["group"], kind), crd)  # the first delivered wins, deterministically
+    return index
+
+
+def _crd_version(crd: Mapping[str, Any], version: str) -> Mapping[str, Any] | None:
+    for entry in crd["spec"].get("versions") or ():
+        if entry.get("name") == version and entry.get("served", True):
+            return entry
+    return None
+
+
+# --- Checks every object gets -----------------------------------------------------------------------------
+
+_DNS1123_LABEL = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
+_SUBDOMAIN = re.compile(rf"{_DNS1123_LABEL}(?:\.{_DNS1123_LABEL})*")
+_LABEL = re.compile(_DNS1123_LABEL)
+_DNS1035_LABEL = re.compile(r"[a-z](?:[-a-z0-9]*[a-z0-9])?")
+_RBAC = "rbac.authorization.k8s.io"
+# Built-in kinds whose names follow another rule than the DNS-1123 subdomain most kinds use (apiserver
+# validation for each kind): namespaces are labels, services DNS-1035 labels, RBAC objects any path segment.
+_NAME_RULES = {("", "Namespace"): "label", ("", "Service"): "dns1035", (_RBAC, "Role"): "segment",
+               (_RBAC, "ClusterRole"): "segment", (_RBAC, "RoleBinding"): "segment",
+               (_RBAC, "ClusterRoleBinding"): "segment"}
+
+
+def check_shape(obj: Any) -> list[ObjectProblem]:
+    """apiVersion, kind and metadata.name present and strings; without them nothing else can be checked."""
+    if not isinstance(obj, Mapping):
+        return [ObjectProblem((), "object.shape", f"an object must be a mapping, not {_json_type(obj)}")]
+    found = [ObjectProblem((key,), "object.shape", f"{key} must be a non-empty string")
+             for key in ("apiVersion", "kind") if not (isinstance(obj.get(key), str) and obj[key])]
+    metadata = obj.get("metadata")
+    if not isinstance(metadata, Mapping):
+        found.append(ObjectProblem(("metadata",), "object.shape", "metadata must be a mapping with a name"))
+    elif not (isinstance(metadata.get("name"), str) and metadata["name"]):
+        found.append(ObjectProblem(("metadata", "name"), "object.shape", "must be a non-empty string"))
+    return found
+
+
+def check_names(obj: Mapping[str, Any], *, builtin: bool) -> list[ObjectProblem]:
+    group, kind = _group_of(obj["apiVersion"]), obj["kind"]
+    rule = _NAME_RULES.get((group, kind), "subdomain") if builtin else "subdomain"
+    metadata = obj["metadata"]
+    found = []
+    message = _name_error(metadata["name"], rule)
+    if message:
+        found.append(ObjectProblem(("metadata", "name"), "object.name", message))
+    namespace = metadata.get("namespace")
+    if namespace is not None:
+        message = _name_error(namespace, "label") if isinstance(namespace, str) else "must be a string"
+        if message:
+            found.append(ObjectProblem(("metadata", "namespace"), "object.name", message))
+    return found
+
+
+def _name_error(name: str, rule: str) -> str | None:
+    if rule == "segment":
+        if name in (".", "..") or "/" in name or "%" in name:
+            return f"{name!r} is not a valid name: it may not be '.' or '..' nor contain '/' or '%'"
+        return None
+    pattern, limit, what = {
+        "subdomain": (_SUBDOMAIN, 253, "a DNS-1123 subdomain (lowercase alphanumerics, '-' and '.')"),
+        "label": (_LABEL, 63, "a DNS-1123 label (lowercase alphanumerics and '-')"),
+        "dns1035": (_DNS1035_LABEL, 63, "a DNS-1035 label (lowercase alphanumerics and '-', a letter first)"),
+    }[rule]
+    if len(name) > limit:
+        return f"{name!r} is longer than {limit} characters"
+    if not pattern.fullmatch(name):
+        return f"{name!r} is not {what}, starting and ending with an alphanumeric"
+    return None
+
+
+def check_size(obj: Mapping[str, Any], *, size: int | None) -> list[ObjectProblem]:
+    size = len(yamltext.dump(obj)) if size is None else size
+    if size > ETCD_LIMIT:
+        message = f"object is {_kib(size)} serialized; etcd refuses objects over {_kib(ETCD_LIMIT)}"
+        return [ObjectProblem((), "object.too-large", message)]
+    if size > APPLY_LIMIT:
+        message = (f"object is {_kib(size)} serialized; `kubectl apply` keeps a copy in an annotation "
+                   f"limited to {_kib(APPLY_LIMIT)} (split it, or apply server-side)")
+        return [ObjectProblem((), "object.too-large-for-apply", message)]
+    return []
+
+
+def _kib(size: int) -> str:
+    return f"{size / 1024:.0f} KiB"
+
+
+# --- Schema errors as problems ----------------------------------------------------------------------------
+
+def describe_errors(validator: jsonschema_rs.Validator, obj: Any) -> list[ObjectProblem]:
+    if validator.is_valid(obj):  # the common case, and several times cheaper than collecting errors
+        return []
+    return [problem for error in validator.iter_errors(obj) for problem in _describe(error)]
+
+
+def _describe(error: jsonschema_rs.ValidationError) -> Iterator[ObjectProblem]:
+    path: FieldPath = tuple(error.instance_path)
+    kind = error.kind
+    if isinstance(kind, jsonschema_rs.ValidationErrorKind.AdditionalProperties):
+        for name in kind.unexpected:
+            yield ObjectProblem((*path, name), "k8s.unknown-field", f"unknown field {name!r}")
+    elif isinstance(kind, jsonschema_rs.ValidationErrorKind.Required):
+        yield ObjectProblem((*path, kind.property), "k8s.schema", "required field is missing")
+    elif isinstance(kind, jsonschema_rs.ValidationErrorKind.Type):
+        yield ObjectProblem(path, "k8s.schema", _type_message(kind.types, error.instance))
+    elif isinstance(kind, _ALTERNATIVES) and _only_type_errors(kind.context):  # IntOrString, Quantity
+        types = [t for branch in kind.context for e in branch for t in e.kind.types]  # type: ignore[attr-defined]
+        yield ObjectProblem(path, "k8s.schema", _type_message(types, error.instance))
+    elif isinstance(kind, jsonschema_rs.ValidationErrorKind.Enum):
+        options = ", ".join(json.dumps(o) for o in kind.options if o is not None)
+        yield ObjectProblem(path, "k8s.schema", f"must be one of {options}, not {_short(error.instance)}")
+    else:
+        shown = json.dumps(error.instance, separators=(",", ":"))  # how jsonschema_rs quotes it: maybe huge
+        yield ObjectProblem(path, "k8s.schema", error.message.replace(shown, _short(error.instance)))
+
+
+def _type_message(types: Iterable[str], instance: Any) -> str:
+    expected = " or ".join(dict.fromkeys(t for t in types if t != "null"))  # every field takes null: noise
+    return f"must be {expected}, not {_json_type(instance)}"
+
+
+def _only_type_errors(context: Sequence[Sequence[jsonschema_rs.ValidationError]]) -> bool:
+    type_error = jsonschema_rs.ValidationErrorKind.Type
+    return all(isinstance(e.kind, type_error) for branch in context for e in branch)
+
+
+_ALTERNATIVES = (jsonschema_rs.ValidationErrorKind.AnyOf, jsonschema_rs.ValidationErrorKind.OneOfNotValid)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return f"string {_short(value)}"
+    return "array" if isinstance(value, list) else "object"
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --- CRD schemas ------------------------------------------------------------------------------------------
+
+_KEPT = frozenset({"type", "enum", "pattern", "minimum", "maximum", "minLength", "maxLength", "minItems",
+                   "maxItems", "uniqueItems", "required", "multipleOf", "minProperties", "maxProperties"})
+
+
+def custom_resource_schema(open_api_v3: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON Schema (2020-12) accepting what a strict apiserver accepts for a custom resource of this
+    `openAPIV3Schema` (CEL rules and formats aside)."""
+    root = _translate(open_api_v3, strict=True)
+    properties = root.setdefault("properties", {})
+    user_metadata = properties.get("metadata")
+    properties["apiVersion"] = {"type": "string"}
+    properties["kind"] = {"type": "string"}
+    # A CRD may only narrow metadata (name patterns); the rest of it is the built-in ObjectMeta.
+    properties["metadata"] = {"$ref": _OBJECT_META}
+    if user_metadata:
+        properties["metadata"] = {"allOf": [{"$ref": _OBJECT_META}, _translate(open_api_v3["properties"]
+                                                                              ["metadata"], strict=False)]}
+    return {"$schema": _DRAFT, **root}
+
+
+def _translate(node: Mapping[str, Any], *, strict: bool, field: bool = False) -> dict[str, Any]:
+    """One OpenAPI v3 structural-schema node as JSON Schema. `strict` holds on the structural spine
+    (properties, items, additionalProperties) and not inside allOf/anyOf/oneOf/not, whose branches only
+    restrict values and may name a subset of the properties. `field`: the node is an object field's value."""
+    out: dict[str, Any] = {key: node[key] for key in _KEPT.intersection(node)}
+    for name in ("properties", "patternProperties"):
+        if isinstance(node.get(name), Mapping):
+            out[name] = {key: _translate(sub, strict=strict, field=True) for key, sub in node[name].items()}
+    if isinstance(node.get("properties"), Mapping) and "required" in out:
+        # The apiserver fills defaults before it validates: a required field with a default may be left out.
+        defaulted = {key for key, sub in node["properties"].items()
+                     if isinstance(sub, Mapping) and "default" in sub}
+        out["required"] = [key for key in out["required"] if key not in defaulted]
+    if isinstance(node.get("items"), Mapping):
+        out["items"] = _translate(node["items"], strict=strict)
+    if isinstance(node.get("additionalProperties"), Mapping):
+        out["additionalProperties"] = _translate(node["additionalProperties"], strict=strict, field=True)
+    elif isinstance(node.get("additionalProperties"), bool):
+        out["additionalProperties"] = node["additionalProperties"]
+    for name in ("allOf", "anyOf", "oneOf"):
+        if isinstance(node.get(name), list):
+            out[name] = [_translate(sub, strict=False) for sub in node[name]]
+    if isinstance(node.get("not"), Mapping):
+        out["not"] = _translate(node["not"], strict=False)
+    for bound in ("Maximum", "Minimum"):  # OpenAPI v3 (draft 4) flags; 2020-12 wants the bound itself
+        if node.get(f"exclusive{bound}") is True and bound.lower() in out:
+            out[f"exclusive{bound}"] = out.pop(bound.lower())
+    if node.get("x-kubernetes-int-or-string"):
+        out["type"] = ["integer", "string"]
+    if node.get("x-kubernetes-list-type") == "set":
+        out["uniqueItems"] = True
+    if node.get("x-kubernetes-embedded-resource"):
+        envelope = {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                    "metadata": {"type": "object"}}
+        out["properties"] = {**envelope, **out.get("properties", {})}
+    if node.get("nullable") or field:  # the apiserver drops a null field that is not nullable: accepted too
+        if "type" in out:
+            out["type"] = [*([out["type"]] if isinstance(out["type"], str) else out["type"]), "null"]
+        if "enum" in out:
+            out["enum"] = [*out["enum"], None]
+    is_object = out.get("type") == "object" or "properties" in out
+    if strict and is_object and "additionalProperties" not in out \
+            and not node.get("x-kubernetes-preserve-unknown-fields"):
+        out["additionalProperties"] = False  # --validate=strict: unknown fields are errors, not pruned
+    return out
