@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from kratix import yamltext
-from kratix.manifests import PlacedFile
+from kratix.manifests import MANAGED_BY, PlacedFile
 
 AREAS = ("dependencies", "resources")
 KUSTOMIZATION = "kustomization.yaml"
 BOOKKEEPING = ".kratix"
+BUILTIN_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
 
 
 @dataclass(frozen=True)
@@ -79,12 +80,32 @@ def build_tree(placed: Sequence[PlacedFile], *, destinations: Iterable[str], boo
                 listed[f"{destination}/{area}"].append(inside)
                 break
     for destination in destinations:
+        for namespace in _namespaces_to_create(destination, placed, listed):
+            path = f"{namespace}/namespace.yaml"
+            files[f"{destination}/resources/{path}"] = yamltext.dump(namespace_object(namespace))
+            listed[f"{destination}/resources"].append(path)
         for area in AREAS:
             folder = f"{destination}/{area}"
             files[f"{folder}/{KUSTOMIZATION}"] = kustomization(sorted(set(listed.get(folder, ()))))
     for path, document in bookkeeping.items():
         files[f"{BOOKKEEPING}/{path}"] = yamltext.dump_sorted(document)
     return dict(sorted(files.items()))
+
+
+def namespace_object(name: str) -> dict[str, Any]:
+    # Flux must never prune a request namespace: it may hold what others put there after we created it.
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "labels": {MANAGED_BY: "kratix"},
+                         "annotations": {"kustomize.toolkit.fluxcd.io/prune": "disabled"}}}
+
+
+def _namespaces_to_create(destination: str, placed: Sequence[PlacedFile],
+                          listed: Mapping[str, list[str]]) -> list[str]:
+    """The namespaces of the requests placed on a destination, unless a request already emits that Namespace."""
+    used = {path.split("/", 1)[0] for path in listed.get(f"{destination}/resources", ())}
+    emitted = {str((d.get("metadata") or {}).get("name")) for p in placed if p.destination == destination
+               for d in p.file.documents if d.get("kind") == "Namespace" and d.get("apiVersion") == "v1"}
+    return sorted(used - emitted - BUILTIN_NAMESPACES)
 
 
 def kustomization(resources: Sequence[str]) -> bytes:

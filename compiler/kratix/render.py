@@ -98,6 +98,8 @@ def _plain(value: Any) -> Any:
 
 @jinja2.pass_context
 def _finalize(context: jinja2.runtime.Context, value: Any) -> str:
+    if isinstance(value, jinja2.Undefined):
+        return str(value)  # StrictUndefined raises here, inside the render, where the template line is known
     tokens: _Tokens = context.get(_TOKENS_KEY)  # type: ignore[assignment]
     return tokens.token_for(value)
 
@@ -130,9 +132,11 @@ class Renderer:
         self._representer = yaml.representer.SafeRepresenter()
         self._folders: dict[str, list[str]] = {}
 
-    def _load_template(self, name: str) -> str | None:
-        data = self._tree.files.get(_normalise(name))
-        return data.decode("utf-8") if data is not None else None
+    def _load_template(self, name: str) -> tuple[str, str, Callable[[], bool]] | None:
+        path = _normalise(name)
+        data = self._tree.files.get(path)
+        # The filename is what Jinja puts in tracebacks: the repo path makes errors point at the template.
+        return (data.decode("utf-8"), path, lambda: True) if data is not None else None
 
     # --- public entry points ------------------------------------------------------------------------------
 
