@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import datetime
 from typing import Any
 
 import pytest
@@ -142,6 +143,15 @@ def test_objects_without_their_identity_fail_and_are_not_validated(k8s: Conforma
     assert codes(report.problems[1]) == [(("apiVersion",), "object.shape"), (("metadata",), "object.shape")]
     assert codes(report.problems[2]) == [((), "object.shape")]
     assert report.validated == 0
+
+
+def test_yaml_values_json_cannot_hold_are_reported_not_crashed_on(k8s: Conformance) -> None:
+    cm = config_map()
+    cm["metadata"]["annotations"] = {"released": datetime.date(2024, 1, 1)}  # an unquoted date in a template
+    cm["data"] = {8080: "port"}
+    report = k8s.check([cm])
+    assert sorted(codes(report.problems[0])) == [(("data", "8080"), "object.not-json"),
+                                                 (("metadata", "annotations", "released"), "object.not-json")]
 
 
 # --- sizes ------------------------------------------------------------------------------------------------
