@@ -1,0 +1,322 @@
+"""The one door to `git`: every call is a `git` subprocess with an explicit repo path and a clean environment.
+
+In: a repo path and git arguments. Out: git's stdout as bytes, or a `GitCommandError` with git's own message.
+Inherited `GIT_*` variables are dropped (a `GIT_DIR` or `GIT_INDEX_FILE` leaking in from a hook or an IDE
+would silently point us at another repo), except the few that only say *how* to reach a remote (ssh command,
+CA file, `GIT_CONFIG_*` overrides). Messages are forced to English so callers may show them verbatim.
+Readers fetch whole trees with one `ls-tree` and one `cat-file --batch`, never through a checkout; writers
+feed one `git fast-import` stream, never an index or a work tree (one subprocess per object is 30x slower).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from kratix.errors import KratixError, SourceError
+
+# Variables that configure transport or credentials, not which repo or index git acts on.
+_KEPT_GIT_VARIABLES = frozenset(
+    {
+        "GIT_ASKPASS",
+        "GIT_EXEC_PATH",
+        "GIT_SSH",
+        "GIT_SSH_COMMAND",
+        "GIT_SSH_VARIANT",
+        "GIT_SSL_CAINFO",
+        "GIT_SSL_NO_VERIFY",
+        "GIT_HTTP_PROXY_AUTHMETHOD",
+        "GIT_ALLOW_PROTOCOL",
+        "GIT_CONFIG_COUNT",
+        "GIT_TRACE",
+        "GIT_TRACE_PACKET",
+        "GIT_CURL_VERBOSE",
+    }
+)
+_KEPT_GIT_PREFIXES = ("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_")
+
+# scheme://…  (https, ssh, git, file, and remote helpers such as git+ssh)
+_URL_WITH_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# scp-like `[user@]host:path`: a colon before any slash, as git itself decides (`url.c`, `connect.c`).
+_SCP_LIKE = re.compile(r"^(?:[^@/:]+@)?[^/:]+:")
+
+ZERO_OID = "0" * 40
+
+
+class GitCommandError(KratixError):
+    """A git command failed; `stderr` is git's own explanation."""
+
+    def __init__(self, args: tuple[str, ...], returncode: int, stderr: str) -> None:
+        self.git_args = args
+        self.returncode = returncode
+        self.stderr = stderr
+        detail = stderr.strip() or f"exit status {returncode}"
+        super().__init__(f"git {' '.join(args[:2])} failed: {detail}")
+
+
+@dataclass(frozen=True)
+class GitResult:
+    returncode: int
+    stdout: bytes
+    stderr: str
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    mode: str  # "100644", "100755", "120000" (symlink), "160000" (submodule)
+    kind: str  # "blob" or "commit"
+    oid: str
+    path: str
+
+
+def clean_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`base` (default: this process's environment) without the GIT_* variables that would redirect git."""
+    source = os.environ if base is None else base
+    env = {
+        key: value
+        for key, value in source.items()
+        if not key.startswith("GIT_") or key in _KEPT_GIT_VARIABLES or key.startswith(_KEPT_GIT_PREFIXES)
+    }
+    env["LC_ALL"] = "C"  # stable, English messages
+    env["LANGUAGE"] = "C"
+    env["GIT_TERMINAL_PROMPT"] = "0"  # a compiler in CI must fail, not hang on a password prompt
+    return env
+
+
+def git_result(
+    repo: Path | None,
+    *args: str,
+    input: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+) -> GitResult:
+    """Run `git -C repo args…` and return everything, whatever the exit status."""
+    command = ["git", *(("-C", str(repo)) if repo is not None else ()), *args]
+    completed = subprocess.run(
+        command,
+        input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
+        capture_output=True,
+        env=clean_env() if env is None else dict(env),
+        check=False,
+    )
+    return GitResult(completed.returncode, completed.stdout, completed.stderr.decode("utf-8", "replace"))
+
+
+def run_git(repo: Path | None, *args: str, input: bytes | None = None, check: bool = True) -> bytes:
+    """git's stdout; with `check` a non-zero exit raises `GitCommandError` carrying git's stderr."""
+    result = git_result(repo, *args, input=input)
+    if check and result.returncode != 0:
+        raise GitCommandError(args, result.returncode, result.stderr)
+    return result.stdout
+
+
+def is_git_url(target: str) -> bool:
+    """True for what git would treat as a remote (`https://…`, `ssh://…`, `file://…`, `git@host:path`)."""
+    if _URL_WITH_SCHEME.match(target):
+        return True
+    # `./a:b` and `/a:b` are paths even though they contain a colon, exactly as for git.
+    return not target.startswith((".", "/")) and bool(_SCP_LIKE.match(target))
+
+
+def resolve_commit(repo: Path, ref: str) -> str:
+    """The full commit id `ref` names in `repo`; `SourceError` naming the ref when there is none."""
+    if not ref or ref.startswith("-"):
+        raise SourceError(f"{repo}: {ref!r} is not a valid git revision")
+    result = git_result(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")
+    if result.returncode != 0:
+        if not _is_repository(repo):
+            raise SourceError(f"{repo}: not a git repository")
+        raise SourceError(f"{repo}: no commit named {ref!r} (not a branch, tag or commit id in this repo)")
+    return result.stdout.decode().strip()
+
+
+def list_tree(repo: Path, commit: str, *, prefix: str = "") -> list[TreeEntry]:
+    """Every file entry of `commit`'s tree (recursively), optionally only under the folder `prefix`."""
+    args = ["ls-tree", "-r", "-z", "--full-tree", commit]
+    if prefix.strip("/"):
+        args += ["--", prefix.strip("/") + "/"]
+    entries = []
+    for record in run_git(repo, *args).split(b"\0"):
+        if not record:
+            continue
+        meta, _, path = record.partition(b"\t")
+        mode, kind, oid = meta.decode().split(" ")
+        entries.append(TreeEntry(mode, kind, oid, path.decode("utf-8", "surrogateescape")))
+    return entries
+
+
+def read_blobs(repo: Path, oids: list[str]) -> dict[str, bytes]:
+    """The contents of the blobs `oids`, read with one `git cat-file --batch`."""
+    unique = list(dict.fromkeys(oids))
+    if not unique:
+        return {}
+    output = run_git(repo, "cat-file", "--batch", input="".join(f"{oid}\n" for oid in unique).encode())
+    return dict(_parse_batch(output, len(unique)))
+
+
+def read_tree(repo: Path, ref: str, *, prefix: str = "") -> dict[str, bytes]:
+    """Every regular file of `ref`'s tree as `{posix path from the repo root: bytes}`, without a checkout.
+
+    `prefix` keeps only files under that folder (paths stay relative to the repo root, so messages can name
+    the real file). Symlinks and submodules are not files with content of their own and are left out.
+    """
+    commit = resolve_commit(repo, ref)
+    files = [entry for entry in list_tree(repo, commit, prefix=prefix) if entry.mode in ("100644", "100755")]
+    blobs = read_blobs(repo, [entry.oid for entry in files])
+    return {entry.path: blobs[entry.oid] for entry in files}
+
+
+def _parse_batch(output: bytes, count: int) -> Iterator[tuple[str, bytes]]:
+    # Each answer is "<oid> <type> <size>\n<content>\n"; sizes make the stream self-delimiting.
+    position = 0
+    for _ in range(count):
+        header_end = output.index(b"\n", position)
+        header = output[position:header_end].decode()
+        oid, _, rest = header.partition(" ")
+        if rest == "missing" or rest.endswith(" missing"):
+            raise GitCommandError(("cat-file", "--batch"), 128, f"object {oid} is missing")
+        size = int(rest.rsplit(" ", 1)[1])
+        start = header_end + 1
+        yield oid, output[start : start + size]
+        position = start + size + 1
+
+
+def _is_repository(repo: Path) -> bool:
+    return git_result(repo, "rev-parse", "--git-dir").returncode == 0
+
+
+# Writing: objects go in through `git fast-import` (one process, one pack).
+
+TEMP_REF_PREFIX = "refs/kratix/tmp/"
+
+
+@dataclass(frozen=True)
+class Signature:
+    """Who and when, as git writes it: `Name <email> <epoch seconds> <+hhmm>`."""
+
+    name: str
+    email: str
+    seconds: int
+    offset: str = "+0000"
+
+    def __post_init__(self) -> None:
+        if any(c in self.name + self.email for c in "<>\n") or not re.fullmatch(r"[+-]\d{4}", self.offset):
+            raise ValueError(f"invalid git identity {self.name!r} <{self.email!r}> {self.offset}")
+
+    def line(self) -> str:
+        return f"{self.name} <{self.email}> {self.seconds} {self.offset}"
+
+
+@dataclass(frozen=True)
+class WrittenCommit:
+    commit: str
+    tree: str
+
+
+def check_paths(paths: list[str]) -> list[str]:
+    """The problems that keep `paths` from being files of one valid Git tree (empty when none)."""
+    problems = []
+    names = set(paths)
+    for path in paths:
+        parts = path.split("/")
+        if not path or path.startswith("/"):
+            problems.append(f"{path!r}: must be a relative posix path")
+        elif any(c in path for c in "\0\n\r"):
+            problems.append(f"{path!r}: contains a control character")
+        elif any(part in ("", ".", "..") or part.casefold() == ".git" for part in parts):
+            problems.append(f"{path!r}: empty, '.', '..' or '.git' component")
+        else:
+            folder = next((p for p in _folders(parts) if p in names), None)
+            if folder is not None:
+                problems.append(f"{path!r}: {folder!r} is a file, so it cannot also be a folder")
+    return problems
+
+
+def write_commit(
+    repo: Path,
+    *,
+    parent: str | None,
+    changes: Mapping[str, bytes | None],
+    replace_all: bool,
+    message: str,
+    author: Signature,
+    committer: Signature | None = None,
+) -> WrittenCommit:
+    """Write a commit with `git fast-import` without moving any branch; return its id and tree id.
+
+    The new tree is the parent's tree (empty with `replace_all` or no parent) with `changes` applied: bytes
+    write a plain 100644 file, None deletes. fast-import must name a ref, so it writes a uniquely named
+    temporary one, deleted before returning; a kill in between leaves at worst that ref, which
+    `delete_stale_temp_refs` removes later. The objects stay unreferenced until the caller moves a branch.
+    """
+    ref = f"{TEMP_REF_PREFIX}{time.time_ns()}-{os.getpid()}-{secrets.token_hex(4)}"
+    stream = _import_stream(ref, parent, changes, replace_all, message, author, committer or author)
+    try:
+        # `feature done` makes fast-import refuse a truncated stream (our process killed mid-write).
+        run_git(repo, "fast-import", "--quiet", input=stream)
+        commit, tree = run_git(repo, "rev-parse", ref, f"{ref}^{{tree}}").decode().split()
+    finally:
+        run_git(repo, "update-ref", "-d", ref, check=False)
+    return WrittenCommit(commit, tree)
+
+
+def delete_stale_temp_refs(repo: Path, *, older_than_seconds: float) -> None:
+    """Remove temporary refs left by runs killed between fast-import and cleanup."""
+    cutoff = time.time_ns() - int(older_than_seconds * 1e9)
+    refs = run_git(repo, "for-each-ref", "--format=%(refname)", TEMP_REF_PREFIX).decode().split()
+    stale = [ref for ref in refs if _temp_ref_time(ref) < cutoff]
+    if stale:
+        run_git(repo, "update-ref", "--stdin", input="".join(f"delete {ref}\n" for ref in stale).encode())
+
+
+def _import_stream(
+    ref: str,
+    parent: str | None,
+    changes: Mapping[str, bytes | None],
+    replace_all: bool,
+    message: str,
+    author: Signature,
+    committer: Signature,
+) -> bytes:
+    text = message if message.endswith("\n") else message + "\n"
+    encoded = text.encode()
+    chunks = [
+        f"feature done\ncommit {ref}\nauthor {author.line()}\ncommitter {committer.line()}\n".encode(),
+        b"data %d\n" % len(encoded),
+        encoded,
+    ]
+    if parent is not None:
+        chunks.append(f"from {parent}\n".encode())
+    if replace_all:
+        chunks.append(b"deleteall\n")
+    ordered = sorted(changes.items(), key=lambda item: (item[1] is not None, item[0]))  # deletions first
+    for path, content in ordered:
+        quoted = _quote(path)
+        if content is None:
+            chunks.append(b"D " + quoted + b"\n")
+        else:
+            chunks += [b"M 100644 inline " + quoted + b"\n", b"data %d\n" % len(content), content, b"\n"]
+    chunks.append(b"\ndone\n")
+    return b"".join(chunks)
+
+
+def _quote(path: str) -> bytes:
+    # Always C-quote, so paths with spaces or a leading '"' reach fast-import unchanged.
+    escaped = path.encode("utf-8", "surrogateescape").replace(b"\\", b"\\\\").replace(b'"', b'\\"')
+    return b'"' + escaped + b'"'
+
+
+def _folders(parts: list[str]) -> Iterator[str]:
+    for end in range(1, len(parts)):
+        yield "/".join(parts[:end])
+
+
+def _temp_ref_time(ref: str) -> int:
+    stamp = ref[len(TEMP_REF_PREFIX) :].split("-", 1)[0]
+    return int(stamp) if stamp.isdigit() else 0
