@@ -7,8 +7,10 @@ objects were checked against a schema and which custom kinds could not be (no CR
 Built-in kinds are checked against the Kubernetes OpenAPI schemas shipped offline by `kubernetes-validate`,
 in their "strict" variant (`additionalProperties: false` on every object), which is what `kubectl apply
 --validate=strict` enforces. Custom kinds are checked against the delivered CRD's `openAPIV3Schema`, read the
-way a strict apiserver does (unknown fields rejected unless `x-kubernetes-preserve-unknown-fields`). CEL rules
-(`x-kubernetes-validations`) and formats are not checked here.
+way a strict apiserver does (unknown fields rejected unless `x-kubernetes-preserve-unknown-fields`; null
+fields and defaulted required fields accepted, since the apiserver drops or fills them first). CEL rules
+(`x-kubernetes-validations`) and formats are not checked here. Every object also gets shape, name and size
+checks; sizes are compact JSON unless the caller passes its own (the annotation and etcd hold JSON, not YAML).
 
 Schemas are compiled with `jsonschema_rs`, one validator per kind, on first use, cached on the `Conformance`.
 """
