@@ -350,10 +350,25 @@ def test_cel_rule_without_a_message_names_the_rule():
         ("spec", "schema.cel", "failed rule: self.min <= self.max")]
 
 
-def test_cel_message_expression():
+def test_cel_message_expression_may_read_fields_the_rule_does_not():
+    compiled = compile_spec(rule_schema(
+        {"rule": "self.min <= self.max", "message": "fallback",
+         "messageExpression": "self.unit + ': min ' + string(self.min) + ' > max'"},
+        min={"type": "integer"}, max={"type": "integer"}, unit={"type": "string", "default": "GiB"}))
+    assert validate(compiled, request({"min": 3, "max": 2}))[1] == [
+        ("spec", "schema.cel", "GiB: min 3 > max")]
+
+
+def test_cel_message_expression_that_fails_falls_back_to_the_message():
     compiled = compile_spec(rule_schema({"rule": "self.min <= self.max", "message": "fallback",
-                                         "messageExpression": "'min ' + string(self.min) + ' > max'"}))
-    assert validate(compiled, request({"min": 3, "max": 2}))[1] == [("spec", "schema.cel", "min 3 > max")]
+                                         "messageExpression": "self.nothing + 'x'"}))
+    assert validate(compiled, request({"min": 3, "max": 2}))[1] == [("spec", "schema.cel", "fallback")]
+
+
+@pytest.mark.parametrize(("spec", "holds"), [({}, True), ({"min": 1}, False), ({"min": 1, "max": 1}, True)])
+def test_cel_has_sees_exactly_the_fields_present(spec, holds):
+    compiled = compile_spec(rule_schema({"rule": "has(self.min) == has(self.max)"}))
+    assert (validate(compiled, request(spec))[1] == []) is holds
 
 
 def test_cel_runs_after_defaulting_with_has_size_and_macros():

@@ -34,6 +34,7 @@ _NATIVE = frozenset({
     "getFullYear", "getMonth", "getDate", "getDayOfMonth", "getDayOfWeek", "getDayOfYear", "getHours",
     "getMinutes", "getSeconds", "getMilliseconds", "of", "none", "hasValue", "orValue", "value", "or",
 })
+_SELF = re.compile(r"\bself\b(?:\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)\b(?!\s*\())?")
 _PATH_STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\['((?:[^'\\]|\\.)*)'\]")
 _ESCAPES = (("__", "__underscores__"), (".", "__dot__"), ("-", "__dash__"), ("/", "__slash__"))
 # CEL reserved words a field name must be escaped from (Kubernetes writes `self.__namespace__`).
@@ -52,6 +53,9 @@ class Rule:
     field_path: tuple[str, ...] = ()  # where to report a failure, relative to the node (`fieldPath`)
     functions: Mapping[str, Callable[..., Any]] = field(default_factory=dict, repr=False, compare=False)
     escaped: bool = False  # the rule names escaped fields, so `self` is handed over with escaped keys
+    # The only fields of `self` the rule reads, when that is plain from its text: converting a Python value to
+    # CEL costs per key, and a rule over two fields of a large spec should not pay for the whole spec.
+    fields: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,7 @@ def compile_rule(raw: object) -> Rule | RuleProblem:
         return RuleProblem("unsupported", f"rule {source!r} skipped: this compiler cannot evaluate "
                                           f"{', '.join(unknown)}()")
     message = raw.get("message")
+    texts = [source, raw.get("messageExpression") if message_program is not None else ""]
     return Rule(
         source=source,
         program=program,
@@ -100,12 +105,17 @@ def compile_rule(raw: object) -> Rule | RuleProblem:
         field_path=field_path,
         functions={name: library[name] for name in names if name in library},
         escaped="__" in source,
+        fields=_fields_read(texts),
     )
 
 
 def evaluate(rule: Rule, value: object) -> RuleFailure | None:
     """None when the rule holds, else the failure to report (the rule's message, or the evaluation error)."""
-    context: dict[str, Any] = {"self": escape_keys(value) if rule.escaped else value, **rule.functions}
+    if rule.escaped:
+        value = escape_keys(value)
+    if rule.fields is not None and isinstance(value, dict):
+        value = {key: item for key, item in value.items() if key in rule.fields}
+    context: dict[str, Any] = {"self": value, **rule.functions}
     try:
         result = rule.program.execute(context)
     except Exception as error:  # cel raises KeyError/TypeError/ValueError/RuntimeError/...: all are data here
@@ -132,6 +142,17 @@ def parse_field_path(text: object) -> tuple[str, ...] | None:
         steps.append(match.group(1) if quoted is None else re.sub(r"\\(.)", r"\1", quoted))
         position = match.end()
     return tuple(steps) if position == len(text) else None
+
+
+def _fields_read(texts: list[str]) -> frozenset[str] | None:
+    """`{a, b}` for `self.a > self.b`; None when `self` is used whole (`size(self)`, `self.all(...)`)."""
+    fields: set[str] = set()
+    for text in texts:
+        for found in _SELF.finditer(text):
+            if found.group(1) is None:
+                return None
+            fields.add(found.group(1))
+    return frozenset(fields)
 
 
 def escape_keys(value: object) -> object:

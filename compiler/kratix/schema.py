@@ -250,7 +250,7 @@ class _Builder:
             if not junctor and raw.get("x-kubernetes-preserve-unknown-fields") is not True:
                 self.problem(path, "type is required (a CRD schema must be structural)")
             return
-        elif declared not in _TYPES:
+        elif not isinstance(declared, str) or declared not in _TYPES:
             allowed = ", ".join(sorted(_TYPES))
             self.problem((*path, "type"), f"must be one of: {allowed} (got {_show(declared)})")
             return
@@ -265,7 +265,7 @@ class _Builder:
         for flag, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
             if raw.get(flag) is True and bound in out:
                 out[flag] = out.pop(bound)
-        fmt = raw.get("format")
+        fmt = raw.get("format") if isinstance(raw.get("format"), str) else None
         if fmt in _INT_BOUNDS:
             low, high = _INT_BOUNDS[fmt]
             if "minimum" not in out and "exclusiveMinimum" not in out:
