@@ -521,3 +521,25 @@ def test_validation_never_mutates_its_input_and_defaulting_is_idempotent(databas
     result, _ = schema.validate_request(database, body)
     assert body == before
     assert schema.validate_request(database, result)[0] == result
+
+
+schema_words = st.sampled_from([
+    "type", "properties", "items", "default", "nullable", "enum", "required", "additionalProperties",
+    "x-kubernetes-int-or-string", "x-kubernetes-preserve-unknown-fields", "x-kubernetes-validations", "rule",
+    "pattern", "minimum", "format", "anyOf", "x-kubernetes-list-type", "x-kubernetes-list-map-keys", "a",
+])
+schema_leaves = st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from(
+    ["object", "string", "array", "integer", "self.a > 1", "int32", "map", "set", "("])
+schema_like = st.recursive(schema_leaves, lambda children: st.lists(children, max_size=3)
+                           | st.dictionaries(schema_words, children, max_size=5), max_leaves=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(spec_schema=schema_like, spec=json_values)
+def test_any_crd_is_reported_on_and_an_accepted_one_compiles(spec_schema, spec):
+    crd = make_crd(spec_schema)
+    if codes(crd):  # check_crd never raises: whatever is wrong is a violation
+        return
+    compiled = schema.compile_request_schema(crd)
+    result, _ = schema.validate_request(compiled, request(spec))
+    assert schema.validate_request(compiled, result)[0] == result
