@@ -1,0 +1,21 @@
+"""The controller: mirrors platform-cluster Promises, Destinations and requests into the input repo and brings
+the compiler's statuses back onto them.
+
+`kubernetes` is imported only below this package, and only when the controller runs: the CLI can import
+`ControllerOptions` without paying for the client.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from kratix.controller.options import ControllerOptions
+
+__all__ = ["ControllerOptions", "run_controller"]
+
+
+def run_controller(options: ControllerOptions, *, stop: threading.Event | None = None) -> None:
+    """Run until `stop` is set (or forever). Raises `KratixError` when it cannot start (no kubeconfig)."""
+    from kratix.controller import run  # deferred: importing the kubernetes client takes a noticeable while
+
+    run.run(options, stop=stop or threading.Event())
