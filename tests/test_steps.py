@@ -3,6 +3,7 @@ image under podman, over the shared /kratix directories."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -269,3 +270,13 @@ def test_image_digest_identifies_local_images_only(busybox: tuple[str, str]) -> 
 
     assert digest is not None and digest.startswith("sha256:") and len(digest) == len("sha256:") + 64
     assert steps.image_digest("localhost/kratix-no-such-image:0", runtime) is None
+
+
+def test_an_image_that_runs_too_long_is_stopped_and_removed(busybox: tuple[str, str]) -> None:
+    runtime, image = busybox
+    result = run(container("slow", "sleep", "30", image=image), runtime=runtime, timeout=1.5)
+
+    assert (result.failed_step, result.error) == ("slow", "container 'slow' timed out after 1.5s")
+    listed = subprocess.run([runtime, "ps", "-a", "--format", "{{.Names}} {{.Image}}"], capture_output=True,
+                            text=True, check=True).stdout
+    assert image not in listed
