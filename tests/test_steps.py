@@ -203,8 +203,10 @@ def test_the_sandbox_has_no_network_and_a_cleared_environment(bwrap: str,
     assert "net.txt" not in result.output_files
 
 
-def test_a_symlink_in_the_output_is_refused(bwrap: str) -> None:
-    result = run(container("link", "ln", "-s", "/etc/passwd", "/kratix/output/passwd.yaml"), sandbox=bwrap)
+def test_a_symlink_in_the_output_is_refused_before_the_next_step_can_follow_it() -> None:
+    after = container("after", "sh", "-c", "cat $KRATIX_OUTPUT/passwd.yaml > $KRATIX_OUTPUT/copy.yaml")
+    result = run(container("link", "sh", "-c", "ln -s /etc/passwd $KRATIX_OUTPUT/passwd.yaml"), after,
+                 sandbox="env")
 
     assert result.failed_step == "link"
     assert result.error == "output/passwd.yaml is a symlink; write regular files only"

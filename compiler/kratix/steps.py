@@ -116,8 +116,9 @@ def run_pipeline(pipeline: Pipeline, *, object_yaml: bytes, promise_files: Mappi
             timings.append((container.name, time.perf_counter() - started))
             if outcome.ran not in ran:
                 ran.append(outcome.ran)
-            if outcome.error is not None:
-                return _failed(container.name, outcome.error, ran, timings)
+            error = outcome.error or _check_trees(dirs)  # before the next container can follow a symlink
+            if error is not None:
+                return _failed(container.name, error, ran, timings)
         try:
             outputs = _read_tree(dirs.output)
             metadata = _read_tree(dirs.metadata)
@@ -172,15 +173,30 @@ class _BadOutput(Exception):
     pass
 
 
-def _read_tree(root: Path) -> dict[str, bytes]:
-    """Every regular file under `root`. A symlink could point at the host's files, so it is refused."""
-    files: dict[str, bytes] = {}
+def _check_trees(dirs: _Dirs) -> str | None:
+    try:
+        for root in (dirs.output, dirs.metadata):
+            list(_regular_files(root))  # walks the tree; raises on the first bad entry
+    except _BadOutput as exc:
+        return str(exc)
+    return None
+
+
+def _regular_files(root: Path) -> Iterator[tuple[Path, str]]:
+    """Every file under `root` with its relative path. A symlink could point at the host's files (and a
+    later step would follow it), so it is refused, like anything that is not a regular file."""
     for path in _walk(root):
         relative = path.relative_to(root).as_posix()
         if path.is_symlink():
             raise _BadOutput(f"{root.name}/{relative} is a symlink; write regular files only")
         if not path.is_file():
             raise _BadOutput(f"{root.name}/{relative} is not a regular file")
+        yield path, relative
+
+
+def _read_tree(root: Path) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    for path, relative in _regular_files(root):
         try:
             relative.encode("utf-8")
             files[relative] = path.read_bytes()
