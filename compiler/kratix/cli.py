@@ -114,10 +114,15 @@ def validate(path: Path, ref: str | None, output_format: str) -> None:
     from kratix import pipeline
 
     result = pipeline.compile_platform(_read_source(path, ref), settings=_settings())
-    _report(result.diagnostics, output_format, {"summary": vars(result.summary)})
+    _report(result.diagnostics, output_format, {"summary": _summary_json(result.summary)})
     if output_format == "text":
         click.echo(_summary_line(result.summary, None), err=True)
     _exit(result.ok)
+
+
+_output_repo_option = click.option("--output-repo", "output_repo",
+                                   help="Publish to this Git repo (a local path, created if missing, or a URL).")
+_branch_option = click.option("--branch", default="main", show_default=True, help="The output repo's branch.")
 
 
 @main.command()
@@ -125,20 +130,180 @@ def validate(path: Path, ref: str | None, output_format: str) -> None:
 @_ref_option
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write the output tree to this directory (replacing what an earlier compile wrote there).")
+@_output_repo_option
+@_branch_option
+@click.option("--allow-deletions", is_flag=True,
+              help="Publish even when the mass-deletion guard trips (large deletions, Namespaces, CRDs, PVCs).")
 @_format_option
 @click.option("--quiet", "-q", is_flag=True, help="No summary line.")
-def compile(path: Path, ref: str | None, out_dir: Path | None, output_format: str, quiet: bool) -> None:
-    """Validate, render and schedule the platform; write per-destination directories."""
-    from kratix import pipeline
+def compile(path: Path, ref: str | None, out_dir: Path | None, output_repo: str | None, branch: str,
+            allow_deletions: bool, output_format: str, quiet: bool) -> None:
+    """Validate, render and schedule the platform; write per-destination directories or publish them as one
+    commit to the output repo."""
+    from kratix import pipeline, publish
 
     started = time.monotonic()
-    result = pipeline.compile_platform(_read_source(path, ref), settings=_settings())
+    tree = _read_source(path, ref)
+    settings = _settings(branch=branch, allow_deletions=allow_deletions)
+    if output_repo is None:
+        result = pipeline.compile_platform(tree, settings=settings)
+        outcome = None
+    else:
+        result, outcome = _publish(tree, publish.open_output_repo(output_repo, branch=branch), settings)
     if out_dir is not None:
         write_tree(out_dir, result.files)
-    _report(result.diagnostics, output_format, {"summary": vars(result.summary)})
+    _report(result.diagnostics, output_format, {"summary": _summary_json(result.summary), **_outcome_json(outcome)})
     if not quiet and output_format == "text":
         click.echo(_summary_line(result.summary, time.monotonic() - started), err=True)
+        if outcome is not None:
+            click.echo(_outcome_line(outcome, output_repo or "", branch), err=True)
     _exit(result.ok)
+
+
+def _publish(tree: Any, repo: Any, settings: Any) -> tuple[Any, Any]:
+    """Compile against the branch as it is, guard, commit; on a lost race the branch is re-read and all of it
+    runs again (the previous output is an input of the compile)."""
+    from kratix import pipeline, publish
+    from kratix.errors import PublishError
+
+    compiled: list[Any] = []
+
+    def build(state: Any) -> tuple[Any, str]:
+        result, message, trips = pipeline.prepare_publish(
+            tree, pipeline.PreviousOutput(state.files, state.commit), settings=settings)
+        compiled.append(result)
+        if trips and not settings.publish.allow_deletions:
+            lines = [f"  {t.destination}: {t.reason}: {', '.join(t.objects[:20])}"
+                     + (f" and {len(t.objects) - 20} more" if len(t.objects) > 20 else "") for t in trips]
+            raise PublishError("refusing to publish: the mass-deletion guard tripped\n" + "\n".join(lines)
+                               + "\nre-run with --allow-deletions if these deletions are intended")
+        return result.files, message
+
+    outcome = publish.publish(repo, build, attempts=settings.publish.attempts)
+    return compiled[-1], outcome
+
+
+def _summary_json(summary: Any) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(summary).items()}
+
+
+def _outcome_json(outcome: Any) -> dict[str, Any]:
+    if outcome is None:
+        return {}
+    return {"publish": {"commit": outcome.commit, "changed": outcome.changed, "attempts": outcome.attempts,
+                        "warnings": list(outcome.warnings)}}
+
+
+def _outcome_line(outcome: Any, target: str, branch: str) -> str:
+    warnings = "".join(f"\nwarning: {w}" for w in outcome.warnings)
+    if not outcome.changed:
+        return f"{target} {branch}: up to date at {str(outcome.commit)[:12]} (no commit made){warnings}"
+    retried = f" after {outcome.attempts} attempts" if outcome.attempts > 1 else ""
+    return f"{target} {branch}: published {outcome.commit[:12]}{retried}{warnings}"
+
+
+@main.command()
+@_path_argument
+@_ref_option
+@_output_repo_option
+@_branch_option
+@click.option("--format", "output_format", type=click.Choice(["markdown", "json"]), default="markdown",
+              show_default=True)
+def plan(path: Path, ref: str | None, output_repo: str | None, branch: str, output_format: str) -> None:
+    """Show what publishing would change on the output branch: files per destination with diffs, placements
+    and risks. Publishes nothing. Exit 1 when the input is invalid."""
+    from kratix import pipeline, publish
+    from kratix import plan as plans
+
+    if output_repo is None:
+        raise click.UsageError("plan needs --output-repo (the repo whose branch it compares against)")
+    settings = _settings(branch=branch)
+    repo = publish.open_output_repo(output_repo, branch=branch, create=False)
+    state = publish.read_branch(repo)
+    result, changes = pipeline.plan_platform(_read_source(path, ref),
+                                             pipeline.PreviousOutput(state.files, state.commit), settings=settings)
+    for diagnostic in result.diagnostics:
+        click.echo(diagnostic.render(), err=True)
+    if output_format == "json":
+        click.echo(json.dumps({"plan": plans.to_json(changes), "summary": _summary_json(result.summary),
+                               "diagnostics": [d.as_json() for d in result.diagnostics]}, indent=2))
+    else:
+        click.echo(plans.to_markdown(changes))
+    _exit(result.ok)
+
+
+@main.command()
+@click.argument("file")
+@_output_repo_option
+@_branch_option
+def explain(file: str, output_repo: str | None, branch: str) -> None:
+    """Say why FILE of the output repo exists: its Promise, request, pipeline, source template and commit."""
+    from kratix import provenance, publish, yamltext
+
+    if output_repo is None:
+        raise click.UsageError("explain needs --output-repo")
+    state = publish.read_branch(publish.open_output_repo(output_repo, branch=branch, create=False))
+    entries = provenance.decode(state.files.get(provenance.PROVENANCE_PATH))
+    wanted = file.removeprefix("./")
+    entry = entries.get(wanted)
+    if entry is None:
+        close = [p for p in entries if wanted in p][:5]
+        hint = f"; did you mean: {', '.join(close)}" if close else ""
+        raise KratixError(f"{wanted}: not in the output of {output_repo} {branch}{hint}")
+    lines = [f"{entry.path}", f"  {'owner:':<14}{entry.owner}"]
+    for label, value in (("promise", entry.promise), ("request", entry.request), ("pipeline", entry.pipeline),
+                         ("source", entry.source), ("destination", entry.destination),
+                         ("input commit", entry.commit or "(an uncommitted work tree)")):
+        if value:
+            lines.append(f"  {label + ':':<14}{value}")
+    if entry.objects:
+        lines.append("  objects:      " + ", ".join(entry.objects))
+    if entry.request and entry.promise:
+        kind, where = entry.request.split(" ", 1)
+        namespace, name = where.split("/", 1)
+        status_file = state.files.get(f".kratix/status/{namespace}/{entry.promise}/{name}.yaml")
+        if status_file:
+            status = next(iter(yamltext.load_plain(status_file)), {}).get("status", {})
+            lines.append(f"  status:       {status.get('message')}")
+            for placement in status.get("placements", []):
+                lines.append(f"  placement:    {placement.get('reason')}")
+    click.echo("\n".join(lines))
+
+
+@main.command()
+@click.argument("destination")
+@click.argument("path", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.option("--url", required=True, help="The output repo's URL as the worker's Flux reaches it.")
+@_branch_option
+@click.option("--secret", help="A Secret in flux-system with Git credentials for the URL.")
+@click.option("--namespace", default="flux-system", show_default=True)
+@click.option("--interval", default="1m", show_default=True, help="How often Flux polls (at least 1m).")
+def bootstrap(destination: str, path: Path, url: str, branch: str, secret: str | None, namespace: str,
+              interval: str) -> None:
+    """Print the Flux objects to apply once on DESTINATION's cluster (`kubectl apply -f -`)."""
+    from kratix import bootstrap as flux
+    from kratix import load, yamltext
+
+    if not _at_least_a_minute(interval):
+        raise click.BadParameter("must be at least 1m (e.g. 1m, 5m, 1h)", param_hint="--interval")
+    platform, _ = load.parse_platform(load.read_worktree(path))
+    found = platform.destinations.get(destination)
+    if found is None:
+        names = ", ".join(sorted(platform.destinations)) or "none"
+        raise KratixError(f"no Destination named {destination!r} in {path}/clusters (destinations: {names})")
+    documents = flux.flux_objects(found.name, found.path, url=url, branch=branch, namespace=namespace,
+                                  secret=secret, interval=interval)
+    click.echo(yamltext.dump_all(documents).decode(), nl=False)
+
+
+def _at_least_a_minute(interval: str) -> bool:
+    import re
+
+    match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", interval)
+    if not match or not interval:
+        return False
+    hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds >= 60
 
 
 def write_tree(out_dir: Path, files: dict[str, bytes] | Any) -> None:
@@ -199,9 +364,11 @@ def _summary_line(summary: Any, seconds: float | None) -> str:
     unavailable = f" ({summary.promises_unavailable} unavailable)" if summary.promises_unavailable else ""
     misplaced = f", {summary.misplaced} misplaced" if summary.misplaced else ""
     took = f"; {seconds:.2f}s" if seconds is not None else ""
+    unchecked = (f"\nnot validated (no CRD delivered with them): {', '.join(summary.not_validated_kinds)}"
+                 if summary.not_validated_kinds else "")
     return (f"{summary.promises} promises{unavailable}, {summary.destinations} destinations; requests: "
             f"{summary.placed} placed, {summary.pending} pending{misplaced}, {summary.failed} failed; "
-            f"{summary.files} files{took}")
+            f"{summary.files} files{took}{unchecked}")
 
 
 if __name__ == "__main__":  # pragma: no cover

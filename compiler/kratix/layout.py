@@ -31,12 +31,27 @@ class Conflict:
 
 
 def object_id(document: Mapping[str, Any]) -> str:
-    """The identity kustomize and the API server use: group, kind, namespace, name."""
+    """What kustomize and the API server tell objects apart by, written kubectl-style:
+    `Kind[.group]/[namespace/]name`, e.g. `Namespace/team-a`, `HelmRelease.helm.toolkit.fluxcd.io/infra/redis`."""
     api_version = str(document.get("apiVersion", ""))
     group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
     metadata = document.get("metadata") or {}
-    namespace = metadata.get("namespace") or ""
-    return f"{group}/{document.get('kind')}/{namespace}/{metadata.get('name')}"
+    kind = f"{document.get('kind')}.{group}" if group else str(document.get("kind"))
+    namespace = metadata.get("namespace")
+    return f"{kind}/{namespace}/{metadata.get('name')}" if namespace else f"{kind}/{metadata.get('name')}"
+
+
+def kind_of(object_id: str) -> str:
+    return object_id.split("/", 1)[0].split(".", 1)[0]
+
+
+def destination_of(path: str) -> str | None:
+    """The destination folder of an output path (`<dest>/dependencies/...`), None for bookkeeping."""
+    for area in AREAS:
+        destination, marker, _ = path.partition(f"/{area}/")
+        if marker:
+            return destination
+    return None
 
 
 def find_conflicts(placed: Iterable[PlacedFile]) -> list[Conflict]:

@@ -7,11 +7,13 @@ that request alone: everything valid is rendered, every failure becomes a diagno
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kratix import layout, load, render, schedule, schema
+from kratix import conformance, layout, load, provenance, render, schedule, schema
+from kratix import plan as plans
 from kratix.diagnostics import Diagnostic, Severity
 from kratix.documents import SourceTree
 from kratix.manifests import (
@@ -62,6 +64,7 @@ class Summary:
     misplaced: int
     failed: int
     files: int
+    not_validated_kinds: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,69 +82,99 @@ class CompileResult:
 def compile_platform(tree: SourceTree, *, settings: Settings, previous: PreviousOutput | None = None) -> CompileResult:
     previous = previous or PreviousOutput()
     platform, diagnostics = load.parse_platform(tree)
-    schemas, promise_problems = _promise_schemas(platform, diagnostics)
-    unavailable = _unavailable_promises(platform, promise_problems)
+    schemas, unavailable = _check_promises(platform, diagnostics)
     renderer = render.Renderer(tree, settings=settings.render)
-    destinations = platform.destinations
+    promises = _compile_promises(platform, renderer, unavailable, diagnostics)
+    requests = _compile_requests(platform, schemas, promises, renderer, previous.placements(), diagnostics)
+    _reject_conflicts(promises, requests, diagnostics)
+    not_validated: tuple[str, ...] = ()
+    if settings.validate.validate_output:
+        checker = conformance.Conformance.for_kubernetes(settings.validate.kubernetes_version)
+        not_validated = _validate_output(checker, promises, requests, diagnostics)
+    files = _lay_out(platform, promises, requests, previous, commit=tree.commit)
+    diagnostics.sort()
+    return CompileResult(files=files, diagnostics=tuple(diagnostics),
+                         summary=_summary(platform, requests, promises, files, not_validated),
+                         requests=requests)
 
-    placed: list[PlacedFile] = []
-    promise_statuses: dict[str, PromiseStatus] = {}
-    promise_root_labels: dict[str, dict[str, str]] = {}
-    for promise in sorted(platform.promises.values(), key=lambda p: p.name):
-        if promise.name in unavailable:
-            promise_statuses[promise.name] = PromiseStatus(promise, available=False, reason=unavailable[promise.name])
-            continue
-        files, labels, failure = _render_promise(renderer, promise, destinations)
-        promise_root_labels[promise.name] = labels
-        if failure is not None:
-            diagnostics.append(_failure_diagnostic(failure, f"Promise {promise.name}"))
-            promise_statuses[promise.name] = PromiseStatus(promise, available=False,
-                                                           reason=f"promise workflow failed: {failure.message}")
-            continue
-        placed.extend(files)
-        promise_statuses[promise.name] = PromiseStatus(promise, available=True, reason="")
 
+def prepare_publish(tree: SourceTree, previous: PreviousOutput, *, settings: Settings
+                    ) -> tuple[CompileResult, str, list[plans.GuardTrip]]:
+    """Compile against what the output branch holds now; the commit message and the guard's verdict."""
+    result = compile_platform(tree, settings=settings, previous=previous)
+    trips = plans.guard(provenance.decode(previous.files.get(provenance.PROVENANCE_PATH)),
+                        provenance.decode(result.files.get(provenance.PROVENANCE_PATH)),
+                        threshold=settings.publish.deletion_threshold)
+    return result, _commit_message(tree, result, previous), trips
+
+
+def plan_platform(tree: SourceTree, previous: PreviousOutput, *, settings: Settings
+                  ) -> tuple[CompileResult, plans.Plan]:
+    result = compile_platform(tree, settings=settings, previous=previous)
+    return result, plans.make_plan(previous.files, result.files, statuses=result.requests,
+                                   previous_placements=previous.placements(),
+                                   threshold=settings.publish.deletion_threshold)
+
+
+def _commit_message(tree: SourceTree, result: CompileResult, previous: PreviousOutput) -> str:
+    changed = [p for p in set(result.files) | set(previous.files)
+               if not p.startswith(layout.BOOKKEEPING + "/") and result.files.get(p) != previous.files.get(p)]
+    destinations = sorted({layout.destination_of(p) or "" for p in changed} - {""})
+    s = result.summary
+    source = f"{tree.origin} @ {tree.commit[:12]}" if tree.commit else f"{tree.origin} (work tree)"
+    lines = [f"kratix: compile {source}", "",
+             f"{len(changed)} file(s) changed on {', '.join(destinations) or 'no destination'}.",
+             f"Requests: {s.placed} placed, {s.pending} pending, {s.misplaced} misplaced, {s.failed} failed; "
+             f"{s.promises} promises, {s.destinations} destinations."]
+    if tree.commit:
+        lines += ["", f"Source-Commit: {tree.commit}"]
+    return "\n".join(lines) + "\n"
+
+
+def _lay_out(platform: Platform, promises: Mapping[str, PromiseStatus], requests: Mapping[str, RequestStatus],
+             previous: PreviousOutput, *, commit: str | None) -> dict[str, bytes]:
+    placed = [f for s in promises.values() for f in s.files] + [f for s in requests.values() for f in s.files]
+    kept = _last_known_good(requests, promises, previous)
     previous_placements = previous.placements()
-    placements: dict[str, str] = {}
-    statuses: dict[str, RequestStatus] = {}
-    for request in platform.requests:
-        promise = platform.promises[request.promise]
-        status = _compile_request(request, promise, schemas, unavailable, renderer, destinations,
-                                  promise_root_labels.get(promise.name, {}), previous_placements, diagnostics)
-        statuses[str(request.key)] = status
-        placed.extend(status.files)
-        placements.update(status.placement_records)
-
-    for conflict in layout.find_conflicts(placed):
-        loser = next(s for s in statuses.values() if s.owner == conflict.placed.owner)
-        message = (f"{conflict.object_id} on destination {conflict.placed.destination} is also emitted by "
-                   f"{conflict.other.owner}")
-        diagnostics.append(Diagnostic.at(loser.request.source, (), "render.conflict", message,
-                                         object=str(loser.request.key)))
-        statuses[str(loser.request.key)] = loser.failed("ObjectConflict", message)
-    placed = [p for p in placed if not _is_failed(p, statuses)]
-
-    kept = _last_known_good(statuses, previous)
-    bookkeeping: dict[str, Any] = {PLACEMENTS_FILE: dict(sorted(
-        {**placements, **{k: v for s in statuses.values() if s.failed_now for k, v in _kept_placements(
-            s, previous_placements).items()}}.items()))}
-    for status in statuses.values():
+    records = {k: v for s in requests.values() for k, v in s.placement_records.items()}
+    for status in requests.values():
+        if status.keeps_previous_output:
+            records.update(_kept_placements(status, previous_placements))
+    bookkeeping: dict[str, Any] = {PLACEMENTS_FILE: dict(sorted(records.items()))}
+    for status in requests.values():
         key = status.request.key
         bookkeeping[f"{STATUS_FOLDER}/{key.namespace}/{status.request.promise}/{key.name}.yaml"] = (
             request_status_document(status))
-    for name, promise_status in promise_statuses.items():
+    for name, promise_status in promises.items():
         bookkeeping[f"{PROMISE_STATUS_FOLDER}/{name}.yaml"] = promise_status_document(promise_status)
-    files = layout.build_tree(placed, destinations=[d.path for d in destinations.values()],
+    files = layout.build_tree(placed, destinations=[d.path for d in platform.destinations.values()],
                               bookkeeping=bookkeeping, kept=kept)
-    diagnostics.sort()
-    return CompileResult(files=files, diagnostics=tuple(diagnostics),
-                         summary=_summary(platform, statuses, promise_statuses, files),
-                         requests=statuses)
+    files[provenance.PROVENANCE_PATH] = _provenance(placed, files, kept, previous, commit)
+    return files
+
+
+def _provenance(placed: Sequence[PlacedFile], files: Mapping[str, bytes], kept: Mapping[str, bytes],
+                previous: PreviousOutput, commit: str | None) -> bytes:
+    before = provenance.decode(previous.files.get(provenance.PROVENANCE_PATH))
+    entries = {p.output_path: provenance.Entry(
+        path=p.output_path, owner=p.owner, destination=p.destination, promise=p.promise,
+        request=None if p.owner.startswith("Promise ") else p.owner, pipeline=p.pipeline, source=p.file.source,
+        objects=tuple(layout.object_id(d) for d in p.file.documents)) for p in placed}
+    for path in kept:
+        if path in before:
+            entries[path] = before[path]
+    for path in files:
+        if path not in entries and not path.startswith(layout.BOOKKEEPING + "/"):
+            entries[path] = provenance.Entry(path=path, owner=provenance.GENERATED,
+                                             destination=layout.destination_of(path))
+    return provenance.encode(provenance.settle_commits(entries.values(), files=files, previous_files=previous.files,
+                                                       previous=before, commit=commit))
 
 
 # --- Promises -----------------------------------------------------------------------------------------------
 
-def _promise_schemas(platform: Platform, diagnostics: list[Diagnostic]) -> tuple[dict[str, Any], dict[str, str]]:
+def _check_promises(platform: Platform, diagnostics: list[Diagnostic]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Compile each Promise's request schema; say which Promises cannot serve requests, and why."""
     schemas: dict[str, Any] = {}
     problems: dict[str, str] = {}
     for promise in platform.promises.values():
@@ -156,7 +189,62 @@ def _promise_schemas(platform: Platform, diagnostics: list[Diagnostic]) -> tuple
             problems[promise.name] = "its API (spec.api) is not a valid CustomResourceDefinition"
             continue
         schemas[promise.name] = schema.compile_request_schema(promise.body["spec"]["api"])
-    return schemas, problems
+    return schemas, _unavailable_promises(platform, problems)
+
+
+def _compile_promises(platform: Platform, renderer: render.Renderer, unavailable: Mapping[str, str],
+                      diagnostics: list[Diagnostic]) -> dict[str, PromiseStatus]:
+    statuses: dict[str, PromiseStatus] = {}
+    for promise in sorted(platform.promises.values(), key=lambda p: p.name):
+        if promise.name in unavailable:
+            statuses[promise.name] = PromiseStatus(promise, available=False, reason=unavailable[promise.name])
+            continue
+        files, labels, failure = _render_promise(renderer, promise, platform.destinations)
+        if failure is not None:
+            diagnostics.append(_failure_diagnostic(failure, f"Promise {promise.name}"))
+            statuses[promise.name] = PromiseStatus(promise, available=False,
+                                                   reason=f"promise workflow failed: {failure.message}")
+            continue
+        statuses[promise.name] = PromiseStatus(promise, available=True, reason="", files=tuple(files),
+                                               request_labels=labels)
+    return statuses
+
+
+def _compile_requests(platform: Platform, schemas: Mapping[str, Any], promises: Mapping[str, PromiseStatus],
+                      renderer: render.Renderer, previous_placements: Mapping[str, str],
+                      diagnostics: list[Diagnostic]) -> dict[str, RequestStatus]:
+    statuses: dict[str, RequestStatus] = {}
+    for request in platform.requests:
+        promise = promises[request.promise]
+        statuses[str(request.key)] = _compile_request(request, promise, schemas, renderer, platform.destinations,
+                                                      previous_placements, diagnostics)
+    return statuses
+
+
+def _reject_conflicts(promises: dict[str, PromiseStatus], requests: dict[str, RequestStatus],
+                      diagnostics: list[Diagnostic]) -> None:
+    """Two owners emitting one object to one destination: the later owner (in sorted order) fails."""
+    placed = [f for s in promises.values() for f in s.files] + [f for s in requests.values() for f in s.files]
+    for conflict in layout.find_conflicts(placed):
+        message = (f"{conflict.object_id} on destination {conflict.placed.destination} is also emitted by "
+                   f"{conflict.other.owner}")
+        _fail_owner(conflict.placed.owner, "ObjectConflict", message, promises, requests, diagnostics)
+
+
+def _fail_owner(owner: str, reason: str, message: str, promises: dict[str, PromiseStatus],
+                requests: dict[str, RequestStatus], diagnostics: list[Diagnostic]) -> None:
+    if owner in requests:
+        status = requests[owner]
+        if not status.failed_now:
+            diagnostics.append(Diagnostic.at(status.request.source, (), f"output.{reason}", message, object=owner))
+            requests[owner] = status.failed(reason, message)
+        return
+    name = owner.removeprefix("Promise ")
+    status_of_promise = promises[name]
+    if status_of_promise.available:
+        diagnostics.append(Diagnostic.at(status_of_promise.promise.source, (), f"output.{reason}", message,
+                                         object=owner))
+        promises[name] = PromiseStatus(status_of_promise.promise, available=False, reason=message)
 
 
 def _unavailable_promises(platform: Platform, problems: Mapping[str, str]) -> dict[str, str]:
@@ -217,13 +305,13 @@ def _render_promise(renderer: render.Renderer, promise: Promise, destinations: M
 
 # --- Requests -----------------------------------------------------------------------------------------------
 
-def _compile_request(request: ResourceRequest, promise: Promise, schemas: Mapping[str, Any],
-                     unavailable: Mapping[str, str], renderer: render.Renderer,
-                     destinations: Mapping[str, Destination], promise_labels: Mapping[str, str],
+def _compile_request(request: ResourceRequest, promise_status: PromiseStatus, schemas: Mapping[str, Any],
+                     renderer: render.Renderer, destinations: Mapping[str, Destination],
                      previous_placements: Mapping[str, str], diagnostics: list[Diagnostic]) -> RequestStatus:
     subject = str(request.key)
-    if promise.name in unavailable:
-        return RequestStatus.pending(request, f"Promise {promise.name!r} is unavailable: {unavailable[promise.name]}")
+    promise = promise_status.promise
+    if not promise_status.available:
+        return RequestStatus.pending(request, f"Promise {promise.name!r} is unavailable: {promise_status.reason}")
     body, violations = schema.validate_request(schemas[promise.name], request.body)
     for violation in violations:
         diagnostics.append(Diagnostic.at(request.source, violation.path, violation.code, violation.message,
@@ -236,7 +324,8 @@ def _compile_request(request: ResourceRequest, promise: Promise, schemas: Mappin
     if workflow.failure is not None:
         diagnostics.append(_failure_diagnostic(workflow.failure, subject))
         return RequestStatus.render_failed(request, workflow.failure, workflow.status)
-    return _place_request(request, promise, workflow, destinations, promise_labels, previous_placements)
+    return _place_request(request, promise, workflow, destinations, promise_status.request_labels,
+                          previous_placements)
 
 
 def _place_request(request: ResourceRequest, promise: Promise, workflow: WorkflowResult,
@@ -268,6 +357,38 @@ def _place_request(request: ResourceRequest, promise: Promise, workflow: Workflo
                     labels=_labels(promise.name, key.name, output.pipeline, "resource"),
                     owner=str(key), promise=promise.name, pipeline=output.pipeline))
     return RequestStatus.rendered(request, workflow.status, placements, files, records)
+
+
+# --- output validation --------------------------------------------------------------------------------------
+
+def _validate_output(checker: conformance.Conformance, promises: dict[str, PromiseStatus],
+                     requests: dict[str, RequestStatus], diagnostics: list[Diagnostic]) -> tuple[str, ...]:
+    """Check every emitted object against Kubernetes' schemas (custom kinds against the CRDs delivered to the
+    same destination); an owner with an invalid object fails. Returns the kinds no schema could check."""
+    placed = [f for s in promises.values() for f in s.files] + [f for s in requests.values() for f in s.files]
+    crds: dict[str, list[Mapping[str, Any]]] = {}
+    for item in placed:
+        for document in item.file.documents:
+            if document.get("kind") == "CustomResourceDefinition":
+                crds.setdefault(item.destination, []).append(document)
+    unchecked: set[str] = set()
+    by_owner_destination: dict[tuple[str, str], list[tuple[PlacedFile, Mapping[str, Any]]]] = {}
+    for item in placed:
+        for document in item.file.documents:
+            by_owner_destination.setdefault((item.owner, item.destination), []).append((item, document))
+    for (owner, destination), entries in sorted(by_owner_destination.items()):
+        report = checker.check([document for _, document in entries], crds=crds.get(destination, ()))
+        unchecked.update(report.not_validated_kinds)
+        for index, problems in sorted(report.problems.items()):
+            item, document = entries[index]
+            subject = f"{document.get('kind')} {(document.get('metadata') or {}).get('name')}"
+            for problem in problems:
+                diagnostics.append(Diagnostic(item.file.source, 1, 1, ".".join(map(str, problem.path)),
+                                              problem.code, f"output {subject} in {item.file.path}: "
+                                              f"{problem.message}", Severity.ERROR, owner))
+            _fail_owner(owner, "OutputInvalid", f"output {subject} is not valid for Kubernetes "
+                        f"{checker.kubernetes_version}: {problems[0].message}", promises, requests, [])
+    return tuple(sorted(unchecked))
 
 
 # --- shared helpers -----------------------------------------------------------------------------------------
@@ -322,24 +443,27 @@ def _failure_diagnostic(failure: RenderFailure, subject: str) -> Diagnostic:
                       f"{failure.step}: {failure.message}", Severity.ERROR, subject)
 
 
-def _is_failed(placed: PlacedFile, statuses: Mapping[str, RequestStatus]) -> bool:
-    status = statuses.get(placed.owner)
-    return status is not None and status.failed_now
-
-
-def _last_known_good(statuses: Mapping[str, RequestStatus], previous: PreviousOutput) -> dict[str, bytes]:
-    """A request that fails now keeps what it had published: a broken change never deletes infrastructure."""
-    failed = {(s.request.key.namespace, s.request.promise, s.request.key.name)
-              for s in statuses.values() if s.failed_now}
+def _last_known_good(statuses: Mapping[str, RequestStatus], promise_statuses: Mapping[str, PromiseStatus],
+                     previous: PreviousOutput) -> dict[str, bytes]:
+    """What fails now keeps what it had published: a broken change never deletes running infrastructure. That
+    covers failing requests, requests pending on an unavailable Promise, and unavailable Promises' output."""
+    requests = {(s.request.key.namespace, s.request.promise, s.request.key.name)
+                for s in statuses.values() if s.keeps_previous_output}
+    promises = {name for name, s in promise_statuses.items() if not s.available}
     kept: dict[str, bytes] = {}
-    if not failed:
+    if not requests and not promises:
         return kept
     for path, data in previous.files.items():
-        if path.startswith(layout.BOOKKEEPING + "/") or "/resources/" not in path:
+        if path.startswith(layout.BOOKKEEPING + "/"):
             continue
-        parts = path.split("/resources/", 1)[1].split("/")
-        if len(parts) > 3 and (parts[0], parts[1], parts[2]) in failed:
-            kept[path] = data
+        if "/resources/" in path:
+            parts = path.split("/resources/", 1)[1].split("/")
+            if len(parts) > 3 and (parts[0], parts[1], parts[2]) in requests:
+                kept[path] = data
+        elif "/dependencies/" in path:
+            parts = path.split("/dependencies/", 1)[1].split("/")
+            if len(parts) > 1 and parts[0] in promises:
+                kept[path] = data
     return kept
 
 
@@ -350,7 +474,7 @@ def _kept_placements(status: RequestStatus, previous_placements: Mapping[str, st
 
 
 def _summary(platform: Platform, statuses: Mapping[str, RequestStatus], promise_statuses: Mapping[str, PromiseStatus],
-             files: Mapping[str, bytes]) -> Summary:
+             files: Mapping[str, bytes], not_validated: tuple[str, ...]) -> Summary:
     states = [s.state for s in statuses.values()]
     return Summary(
         promises=len(platform.promises),
@@ -362,5 +486,6 @@ def _summary(platform: Platform, statuses: Mapping[str, RequestStatus], promise_
         misplaced=states.count("misplaced"),
         failed=states.count("failed"),
         files=len(files),
+        not_validated_kinds=not_validated,
     )
 

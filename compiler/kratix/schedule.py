@@ -61,21 +61,25 @@ def describe(labels: Mapping[str, str]) -> str:
 
 def place_one(identity: str, labels: Mapping[str, str], destinations: Mapping[str, Destination], *,
               previous: str | None) -> Placement:
-    """Where one request's output goes. `previous` is the destination name it was published to before."""
+    """Where one request's output goes. `previous` is the destination name it was published to before. The
+    reason only changes when the placement's situation does, so statuses do not churn between compiles."""
     candidates = matching(destinations.values(), labels)
+    chosen = _rendezvous(identity, candidates) if candidates else None
+    fresh = (f"placed on {chosen.name}: chosen by rendezvous hash among {len(candidates)} destination(s) "
+             f"matching {describe(labels)}") if chosen else ""
     if previous is not None and previous in destinations:
         kept = destinations[previous]
+        if kept is chosen:
+            return Placement(kept, PLACED, fresh, labels)
         if kept in candidates:
-            return Placement(kept, PLACED, f"kept on {previous} (placed there before and still matching "
-                                           f"{describe(labels)})", labels)
+            return Placement(kept, PLACED, f"placed on {previous}: placed there before and still matching "
+                                           f"{describe(labels)} (placements are sticky)", labels)
         return Placement(kept, MISPLACED, f"stays on {previous}, which no longer matches {describe(labels)}; "
                                           "move it by hand (delete and re-request) if that is intended", labels)
-    if not candidates:
+    if chosen is None:
         return Placement(None, PENDING, f"no destination matches {describe(labels)}", labels)
-    chosen = _rendezvous(identity, candidates)
     moved = f" (its previous destination {previous} was deleted)" if previous is not None else ""
-    return Placement(chosen, PLACED, f"placed on {chosen.name}: highest rendezvous hash of "
-                                     f"{len(candidates)} matching {describe(labels)}{moved}", labels)
+    return Placement(chosen, PLACED, fresh + moved, labels)
 
 
 def place_all(labels: Mapping[str, str], destinations: Mapping[str, Destination]) -> list[Destination]:

@@ -38,6 +38,11 @@ class RequestStatus:
     def failed_now(self) -> bool:
         return self.state == FAILED
 
+    @property
+    def keeps_previous_output(self) -> bool:
+        """Failing now, or waiting on an unavailable Promise: what it published before stays published."""
+        return self.failed_now or (self.state == PENDING and self.workflow_ok is None)
+
     @classmethod
     def pending(cls, request: ResourceRequest, why: str) -> RequestStatus:
         return cls(request, PENDING, "Pending", "PromiseUnavailable", why)
@@ -78,6 +83,8 @@ class PromiseStatus:
     promise: Promise
     available: bool
     reason: str
+    files: tuple[PlacedFile, ...] = ()  # dependencies and promise-workflow output, placed
+    request_labels: Mapping[str, str] = field(default_factory=dict)  # selectors its requests inherit
 
 
 def _condition(kind: str, status: str, reason: str, message: str) -> dict[str, str]:

@@ -1,0 +1,46 @@
+"""Bootstrap: the Flux objects to apply once on a worker so that it syncs its folder of the output repo.
+
+A GitRepository for the output repo and two Kustomizations, `./<path>/dependencies` then `./<path>/resources`
+(which `dependsOn` the first and so waits until operators and CRDs are ready), both pruning what disappears
+from Git. The same shape as Kratix's own worker setup.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DEFAULT_INTERVAL = "1m"  # Flux polls no faster than this; lower values only add load to the Git host
+
+
+def flux_objects(destination: str, path: str, *, url: str, branch: str = "main", namespace: str = "flux-system",
+                 secret: str | None = None, interval: str = DEFAULT_INTERVAL) -> list[dict[str, Any]]:
+    name = f"kratix-{destination}"
+    source: dict[str, Any] = {"interval": interval, "url": url, "ref": {"branch": branch}}
+    if secret:
+        source["secretRef"] = {"name": secret}
+    dependencies = f"{name}-dependencies"
+    resources = _kustomization(f"{name}-resources", namespace, name, f"./{path}/resources", interval, wait=False)
+    resources["spec"]["dependsOn"] = [{"name": dependencies}]
+    return [
+        {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+         "metadata": {"name": name, "namespace": namespace}, "spec": source},
+        _kustomization(dependencies, namespace, name, f"./{path}/dependencies", interval, wait=True),
+        resources,
+    ]
+
+
+def _kustomization(name: str, namespace: str, source: str, path: str, interval: str, *,
+                   wait: bool) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "interval": interval,
+        "retryInterval": interval,
+        "path": path,
+        "prune": True,
+        "sourceRef": {"kind": "GitRepository", "name": source},
+    }
+    if wait:
+        # `dependsOn` only waits for Ready; with `wait`, Ready means every operator and CRD it applied is healthy.
+        spec["wait"] = True
+        spec["timeout"] = "10m"
+    return {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec}

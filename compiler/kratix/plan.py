@@ -1,0 +1,213 @@
+"""Plan: what publishing a compile would change on the output branch, and whether it is safe.
+
+In: the previous output tree and the new one (both `{path: bytes}`, with their `.kratix/provenance.jsonl`),
+and the new per-request statuses. Out: a `Plan` — file changes grouped by destination and owner with unified
+diffs, placements made or pending, and risk flags — rendered as Markdown for a pull-request comment or JSON.
+The mass-deletion guard lives here too: removing more than a share of a destination's objects, or any
+Namespace, CustomResourceDefinition or PersistentVolumeClaim, needs `--allow-deletions`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kratix import layout, provenance
+from kratix.statuses import RequestStatus
+
+DANGEROUS_KINDS = ("Namespace", "CustomResourceDefinition", "PersistentVolumeClaim")
+MAX_DIFF_LINES = 120
+MAX_MARKDOWN_CHARS = 60_000  # GitHub refuses comments over 65,536 characters
+
+
+@dataclass(frozen=True)
+class FileChange:
+    path: str
+    change: str  # added | changed | removed
+    destination: str
+    owner: str
+    diff: str  # unified diff ("" for binary or removed files)
+
+
+@dataclass(frozen=True)
+class GuardTrip:
+    destination: str
+    reason: str
+    objects: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PlacementChange:
+    request: str
+    destination: str | None
+    state: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    changes: tuple[FileChange, ...]
+    trips: tuple[GuardTrip, ...]
+    placements: tuple[PlacementChange, ...]
+    failed: tuple[str, ...]  # requests failing now, with why
+    crd_changes: tuple[str, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes
+
+
+def guard(previous: Mapping[str, provenance.Entry], current: Mapping[str, provenance.Entry], *,
+          threshold: float) -> list[GuardTrip]:
+    """Deletions Flux would carry out (it prunes what disappears) that are too large or too dangerous."""
+    before, after = _objects_by_destination(previous), _objects_by_destination(current)
+    trips = []
+    for destination in sorted(before):
+        removed = sorted(before[destination] - after.get(destination, set()))
+        if not removed:
+            continue
+        share = len(removed) / len(before[destination])
+        if share > threshold:
+            trips.append(GuardTrip(destination, f"removes {len(removed)} of {len(before[destination])} objects "
+                                                f"({share:.0%} > {threshold:.0%})", tuple(removed)))
+        dangerous = tuple(o for o in removed if layout.kind_of(o) in DANGEROUS_KINDS)
+        if dangerous:
+            kinds = ", ".join(sorted({layout.kind_of(o) for o in dangerous}))
+            trips.append(GuardTrip(destination, f"removes {kinds} objects (their contents go with them)", dangerous))
+    return trips
+
+
+def _objects_by_destination(entries: Mapping[str, provenance.Entry]) -> dict[str, set[str]]:
+    objects: dict[str, set[str]] = defaultdict(set)
+    for entry in entries.values():
+        if entry.destination is not None:
+            objects[entry.destination].update(entry.objects)
+    return {d: o for d, o in objects.items() if o}
+
+
+def make_plan(previous_files: Mapping[str, bytes], files: Mapping[str, bytes], *,
+              statuses: Mapping[str, RequestStatus], previous_placements: Mapping[str, str],
+              threshold: float) -> Plan:
+    previous_entries = provenance.decode(previous_files.get(provenance.PROVENANCE_PATH))
+    entries = provenance.decode(files.get(provenance.PROVENANCE_PATH))
+    changes = []
+    for path in sorted(set(previous_files) | set(files)):
+        if path.startswith(".kratix/"):
+            continue
+        old, new = previous_files.get(path), files.get(path)
+        if old == new:
+            continue
+        entry = entries.get(path) or previous_entries.get(path)
+        change = "added" if old is None else "removed" if new is None else "changed"
+        changes.append(FileChange(path, change, entry.destination if entry and entry.destination else
+                                  path.split("/", 1)[0], entry.owner if entry else "kratix",
+                                  _diff(path, old, new) if change == "changed" else ""))
+    placements = []
+    for key, status in sorted(statuses.items()):
+        for _pipeline, _directory, placement in status.placements:
+            name = placement.destination.name if placement.destination else None
+            was = {v for k, v in previous_placements.items() if k.startswith(_record_prefix(status))}
+            if placement.state != "placed" or name not in was:
+                placements.append(PlacementChange(key, name, placement.state, placement.reason))
+    failed = tuple(f"{key}: {s.detail}" for key, s in sorted(statuses.items()) if s.failed_now)
+    crd_changes = tuple(sorted(
+        f"{c.change} {obj}" for c in changes
+        for obj in _objects_of(c, previous_entries, entries) if layout.kind_of(obj) == "CustomResourceDefinition"))
+    trips = guard(previous_entries, entries, threshold=threshold)
+    return Plan(tuple(changes), tuple(trips), tuple(placements), failed, crd_changes)
+
+
+def _record_prefix(status: RequestStatus) -> str:
+    key = status.request.key
+    return f"{key.kind}/{key.namespace}/{key.name}#"
+
+
+def _objects_of(change: FileChange, before: Mapping[str, provenance.Entry],
+                after: Mapping[str, provenance.Entry]) -> set[str]:
+    objects: set[str] = set()
+    for entries in (before, after):
+        if change.path in entries:
+            objects.update(entries[change.path].objects)
+    return objects
+
+
+def _diff(path: str, old: bytes | None, new: bytes | None) -> str:
+    try:
+        before = (old or b"").decode().splitlines(keepends=True)
+        after = (new or b"").decode().splitlines(keepends=True)
+    except UnicodeDecodeError:
+        return ""
+    lines = list(difflib.unified_diff(before, after, f"a/{path}", f"b/{path}"))
+    if len(lines) > MAX_DIFF_LINES:
+        lines = [*lines[:MAX_DIFF_LINES], f"... {len(lines) - MAX_DIFF_LINES} more lines\n"]
+    return "".join(lines)
+
+
+# --- rendering ----------------------------------------------------------------------------------------------
+
+def counts(plan: Plan) -> dict[str, int]:
+    tally = {"added": 0, "changed": 0, "removed": 0}
+    for change in plan.changes:
+        tally[change.change] += 1
+    return tally
+
+
+def to_json(plan: Plan) -> dict[str, Any]:
+    return {
+        "counts": counts(plan),
+        "changes": [vars(c) for c in plan.changes],
+        "guard": [{"destination": t.destination, "reason": t.reason, "objects": list(t.objects)}
+                  for t in plan.trips],
+        "placements": [vars(p) for p in plan.placements],
+        "failed": list(plan.failed),
+        "crdChanges": list(plan.crd_changes),
+    }
+
+
+def to_markdown(plan: Plan, *, title: str = "Kratix plan") -> str:
+    tally = counts(plan)
+    destinations = sorted({c.destination for c in plan.changes})
+    lines = [f"### {title}", ""]
+    if plan.empty:
+        lines.append("No change to the output: publishing this would make no commit.")
+    else:
+        lines.append(f"**{tally['added']} added, {tally['changed']} changed, {tally['removed']} removed** files "
+                     f"on {len(destinations)} destination(s): {', '.join(f'`{d}`' for d in destinations)}")
+    lines.append("")
+    risks = _risk_lines(plan)
+    if risks:
+        lines += ["#### Risks", "", *risks, ""]
+    for destination in destinations:
+        lines += [f"#### Destination `{destination}`", "", "| change | file | owner |", "|---|---|---|"]
+        for change in (c for c in plan.changes if c.destination == destination):
+            lines.append(f"| {change.change} | `{change.path}` | {change.owner} |")
+        lines.append("")
+        for change in (c for c in plan.changes if c.destination == destination and c.diff):
+            lines += [f"<details><summary>diff <code>{change.path}</code></summary>", "", "```diff",
+                      change.diff.rstrip("\n"), "```", "</details>", ""]
+    if plan.placements:
+        lines += ["#### Placements", "", "| request | destination | state | why |", "|---|---|---|---|"]
+        lines += [f"| {p.request} | {p.destination or '—'} | {p.state} | {p.reason} |" for p in plan.placements]
+        lines.append("")
+    text = "\n".join(lines)
+    if len(text) > MAX_MARKDOWN_CHARS:
+        text = text[:MAX_MARKDOWN_CHARS] + "\n\n… (plan truncated; run `kratix plan --format json` for all of it)\n"
+    return text
+
+
+def _risk_lines(plan: Plan) -> list[str]:
+    lines = [f"- :warning: guard: `{t.destination}` {t.reason}: {_sample(t.objects)}" for t in plan.trips]
+    lines += [f"- :warning: CRD change: {c}" for c in plan.crd_changes]
+    removed = sum(1 for c in plan.changes if c.change == "removed")
+    if removed:
+        lines.append(f"- {removed} file(s) removed: Flux prunes their objects")
+    lines += [f"- :x: failing (keeps its last published output): {f}" for f in plan.failed]
+    return lines
+
+
+def _sample(objects: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(f"`{o}`" for o in objects[:limit])
+    return shown + (f" and {len(objects) - limit} more" if len(objects) > limit else "")

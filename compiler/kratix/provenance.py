@@ -1,0 +1,61 @@
+"""Provenance: why every file of the output exists, kept at `.kratix/provenance.jsonl` in the output repo.
+
+One JSON object per line, sorted by path, so that `git diff` of it reads like the change it records:
+`{"path", "owner", "destination", "promise", "request", "pipeline", "source", "commit", "objects"}`. `commit` is the input
+commit that produced the file's current content: a file whose bytes did not change keeps the commit it had, so
+re-publishing an unchanged output at a newer input commit changes nothing (and makes no commit).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+PROVENANCE_PATH = ".kratix/provenance.jsonl"
+GENERATED = "kratix"  # the owner of files the layout generates itself (kustomizations, request namespaces)
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: str
+    owner: str  # "Promise <name>", "<Kind> <namespace>/<name>" or "kratix"
+    destination: str | None = None  # the Destination's path (the folder the file is in)
+    promise: str | None = None
+    request: str | None = None
+    pipeline: str | None = None
+    source: str | None = None  # the template or file it was rendered from
+    commit: str | None = None  # the input commit that produced this content; None: an uncommitted work tree
+    objects: tuple[str, ...] = field(default=())  # group/Kind/namespace/name of each object in the file
+
+
+def encode(entries: Iterable[Entry]) -> bytes:
+    lines = []
+    for entry in sorted(entries, key=lambda e: e.path):
+        record: dict[str, Any] = {k: v for k, v in asdict(entry).items() if v not in (None, ())}
+        record["objects"] = list(entry.objects)
+        lines.append(json.dumps(record, sort_keys=True, separators=(",", ":")))
+    return ("\n".join(lines) + "\n").encode() if lines else b""
+
+
+def decode(data: bytes | None) -> dict[str, Entry]:
+    entries: dict[str, Entry] = {}
+    for line in (data or b"").splitlines():
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        record["objects"] = tuple(record.get("objects") or ())
+        entries[record["path"]] = Entry(**record)
+    return entries
+
+
+def settle_commits(entries: Iterable[Entry], *, files: Mapping[str, bytes], previous_files: Mapping[str, bytes],
+                   previous: Mapping[str, Entry], commit: str | None) -> list[Entry]:
+    """Stamp each entry with the commit that produced its bytes: the previous one when they did not change."""
+    settled = []
+    for entry in entries:
+        before = previous.get(entry.path)
+        unchanged = before is not None and previous_files.get(entry.path) == files.get(entry.path)
+        settled.append(replace(entry, commit=before.commit if unchanged and before else commit))
+    return settled
