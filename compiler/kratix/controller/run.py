@@ -104,6 +104,9 @@ class _Controller:
     def start(self) -> None:
         for resource in (PROMISES, DESTINATIONS):
             self._start_watch(resource)
+        # The loops wait on the store, not on `stop`: this turns `stop` into a wake-up so shutdown is prompt.
+        threading.Thread(target=lambda: self._stop.wait() and self._store.wake(), name="stop-waker",
+                         daemon=True).start()
         if self._status is not None:
             self._status.start()
 

@@ -29,6 +29,7 @@ class ObservedStore:
         self._objects: dict[Resource, dict[Key, dict[str, Any]]] = {}
         self._synced: set[Resource] = set()
         self._generation = 0
+        self._woken = False
 
     def replace(self, resource: Resource, items: Iterable[dict[str, Any]]) -> None:
         """A full list: the objects of `resource` are exactly `items` (deletions missed while away vanish)."""
@@ -76,10 +77,17 @@ class ObservedStore:
             return self._generation
 
     def wait_for_change(self, seen: int, timeout: float) -> int:
-        """Block until the store changes after generation `seen` (or `timeout`); the current generation."""
+        """Block until the store changes after generation `seen`, `timeout` passes or `wake` is called;
+        the current generation."""
         with self._lock:
-            self._lock.wait_for(lambda: self._generation != seen, timeout=timeout)
+            self._lock.wait_for(lambda: self._generation != seen or self._woken, timeout=timeout)
             return self._generation
+
+    def wake(self) -> None:
+        """Release every waiter for good (on shutdown)."""
+        with self._lock:
+            self._woken = True
+            self._lock.notify_all()
 
     def snapshot(self, request_resources: Iterable[Resource]) -> Snapshot:
         """The mirror's input. Request kinds not listed yet are `pending`: their files must be left alone."""
