@@ -331,6 +331,8 @@ def schema_command(promise: str | None, path: Path, ref: str | None, all_promise
     """Print the JSON Schema of a Promise's request API (for editors: yaml-language-server)."""
     from kratix import load, schema
 
+    if all_promises and promise is not None and path == Path("."):
+        path, promise = Path(promise), None  # `schema --all DIR`: the one argument is the platform's path
     if bool(promise) == all_promises:
         raise click.UsageError("name one PROMISE, or pass --all")
     if all_promises and out_dir is None:

@@ -28,6 +28,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from kratix import steps, yamltext
 from kratix.documents import SourceTree
+from kratix.errors import StepError
 from kratix.manifests import (
     STATIC_PIPELINE,
     OutputGroup,
@@ -131,6 +132,7 @@ class Renderer:
         self._nonce = secrets.token_hex(6)
         self._representer = yaml.representer.SafeRepresenter()
         self._folders: dict[str, list[str]] = {}
+        self._probes: dict[str, str | None] = {}  # what the machine can run, asked once per compile
 
     def _load_template(self, name: str) -> tuple[str, str, Callable[[], bool]] | None:
         path = _normalise(name)
@@ -275,9 +277,13 @@ class Renderer:
                          if path.startswith(promise.folder + "/")}
         native: Callable[[Container, Path], str | None] = (
             lambda container, out: self._native_into(promise, container, obj, workflow_type, pipeline, out))
-        run = steps.run_pipeline(pipeline, object_yaml=yamltext.dump(obj), promise_files=promise_files,
-                                 env={**env, "KRATIX_PIPELINE_NAME": pipeline.name}, settings=self._settings,
-                                 native_step=native)
+        try:
+            run = steps.run_pipeline(pipeline, object_yaml=yamltext.dump(obj), promise_files=promise_files,
+                                     env={**env, "KRATIX_PIPELINE_NAME": pipeline.name}, settings=self._settings,
+                                     native_step=native, **self._probe(pipeline))
+        except StepError as exc:
+            raise _Failure(RenderFailure(promise.source.path, promise.source.line, 1, "render.no-runtime", str(exc),
+                                         pipeline.name)) from None
         if run.error is not None:
             raise _Failure(RenderFailure(promise.source.path, promise.source.line, 1, "render.step-failed",
                                          run.error, f"{pipeline.name}/{run.failed_step or '?'}"))
@@ -302,6 +308,14 @@ class Renderer:
         groups = _groups(run.metadata_files.get("destination-selectors.yaml"))
         written = _status(run.metadata_files.get("status.yaml"))
         return PipelineOutput(pipeline.name, tuple(files), groups), written
+
+    def _probe(self, pipeline: Pipeline) -> dict[str, str | None]:
+        if any(c.command and c.image is None and c.template is None for c in pipeline.containers):
+            if "sandbox" not in self._probes:
+                self._probes["sandbox"] = "bwrap" if steps.sandbox_available() else "env"
+        if any(c.image for c in pipeline.containers) and "runtime" not in self._probes:
+            self._probes["runtime"] = steps.detect_runtime(self._settings.container_runtime)
+        return dict(self._probes)
 
     def _native_into(self, promise: Promise, container: Container, obj: Mapping[str, Any], workflow_type: str,
                      pipeline: Pipeline, out: Path) -> str | None:
