@@ -1,7 +1,7 @@
 """Real temporary Git repos for tests, with a pinned author, committer and date (so commit ids are stable).
 
 Everything here runs plain `git` with its own hermetic environment (no global or system config, inherited
-`GIT_*` variables dropped), independently of `kratix.gitio`, so tests can check our Git edge against git itself.
+`GIT_*` variables dropped), independently of `kratix.gitio`, so tests check our Git edge against git itself.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def commit_files(
     remove: Iterable[str] = (),
     message: str = "test commit",
 ) -> str:
-    """Write `files` into the work tree of `repo`, delete `remove`, commit everything; return the commit id."""
+    """Write `files` into the work tree of `repo`, delete `remove`, commit it all; return the commit id."""
     for name, content in files.items():
         target = repo / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -88,8 +88,13 @@ def head(repo: Path, ref: str = "refs/heads/main") -> str | None:
 
 def files_at(repo: Path, ref: str = "refs/heads/main") -> dict[str, bytes]:
     """Every file of `ref` as git itself exports it (`git archive`), independent of the code under test."""
+    if not git(repo, "ls-tree", ref):
+        return {}  # git archive writes no valid tar for an empty tree
     archive = subprocess.run(
-        ["git", "-C", str(repo), "archive", "--format=tar", ref], capture_output=True, env=git_env(), check=True
+        ["git", "-C", str(repo), "archive", "--format=tar", ref],
+        capture_output=True,
+        env=git_env(),
+        check=True,
     ).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]

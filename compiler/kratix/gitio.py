@@ -138,7 +138,14 @@ def resolve_commit(repo: Path, ref: str) -> str:
 
 def list_tree(repo: Path, commit: str, *, prefix: str = "") -> list[TreeEntry]:
     """Every file entry of `commit`'s tree (recursively), optionally only under the folder `prefix`."""
-    args = ["ls-tree", "-r", "-z", "--full-tree", commit]
+    args = [
+        "--literal-pathspecs",
+        "ls-tree",
+        "-r",
+        "-z",
+        "--full-tree",
+        commit,
+    ]  # a folder named `*` is literal
     if prefix.strip("/"):
         args += ["--", prefix.strip("/") + "/"]
     entries = []
@@ -272,7 +279,9 @@ def delete_stale_temp_refs(repo: Path, *, older_than_seconds: float) -> None:
     refs = run_git(repo, "for-each-ref", "--format=%(refname)", TEMP_REF_PREFIX).decode().split()
     stale = [ref for ref in refs if _temp_ref_time(ref) < cutoff]
     if stale:
-        run_git(repo, "update-ref", "--stdin", input="".join(f"delete {ref}\n" for ref in stale).encode())
+        # Housekeeping only: a leftover ref merely keeps some objects alive, and the next run tries again.
+        commands = "".join(f"delete {ref}\n" for ref in stale).encode()
+        run_git(repo, "update-ref", "--stdin", input=commands, check=False)
 
 
 def _import_stream(

@@ -28,8 +28,9 @@ from kratix import gitio
 from kratix.errors import PublishError
 
 # git holds a ref lock for milliseconds; one this old was left by a killed process and would block the branch.
-STALE_LOCK_SECONDS = 60.0
+STALE_LOCK_SECONDS = 10.0
 STALE_TEMP_REF_SECONDS = 3600.0
+MAX_BACKOFF_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -117,8 +118,12 @@ def publish(
     backoff_seconds: float = 0.05,
     identity: Identity = Identity(),  # noqa: B008 - frozen, so sharing the default is safe
     date: datetime | None = None,
+    stale_lock_seconds: float = STALE_LOCK_SECONDS,
 ) -> PublishResult:
     """Commit `build(current state)` on the branch, retrying `build` on a race; see the module docstring."""
+    if attempts < 1:
+        raise ValueError(f"attempts must be at least 1, not {attempts}")
+    _wait_for_locks(repo, stale_after=stale_lock_seconds, wait=False)
     gitio.delete_stale_temp_refs(repo.path, older_than_seconds=STALE_TEMP_REF_SECONDS)
     lost: list[_Lost] = []
     for attempt in range(1, attempts + 1):
@@ -126,15 +131,17 @@ def publish(
         if isinstance(outcome, PublishResult):
             return replace(outcome, attempts=attempt)
         lost.append(outcome)
+        if not outcome.moved:  # most likely a ref lock: held for milliseconds, or forever if its owner died
+            _wait_for_locks(repo, stale_after=stale_lock_seconds, wait=True)
         if attempt < attempts:
-            time.sleep(backoff_seconds * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))
+            delay = min(backoff_seconds * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS)
+            time.sleep(delay * random.uniform(0.5, 1.5))  # jitter: racing publishers must not retry in step
     raise PublishError(_give_up_message(repo, lost))
 
 
 def _attempt(repo: OutputRepo, build: Build, signature: gitio.Signature) -> PublishResult | _Lost:
     with _mirror_lock(repo):
         _fetch_mirror(repo)
-        _remove_stale_locks(repo)
         state = _read_local(repo)
         built = build(state)
         if built is None:
@@ -243,13 +250,26 @@ def _mirror_lock(repo: OutputRepo) -> Iterator[None]:
         yield
 
 
-def _remove_stale_locks(repo: OutputRepo) -> None:
-    # git never waits on or clears a lock file; one left by a kill -9 would block the branch for good.
-    cutoff = time.time() - STALE_LOCK_SECONDS
-    for lock in (repo.git_dir / f"{repo.ref}.lock", repo.git_dir / "packed-refs.lock"):
-        with contextlib.suppress(FileNotFoundError):
-            if lock.stat().st_mtime < cutoff:
-                lock.unlink()
+def _wait_for_locks(repo: OutputRepo, *, stale_after: float, wait: bool) -> None:
+    """Remove the ref locks older than `stale_after`; with `wait`, first wait for younger ones to go or age.
+
+    git never clears a lock file itself, so one left by a `kill -9` would block the branch for good; a live
+    git holds one for milliseconds, so a lock seconds old has no owner left.
+    """
+    blocking = [repo.git_dir / f"{repo.ref}.lock", repo.git_dir / "packed-refs.lock"]
+    harmless = [] if wait else list((repo.git_dir / gitio.TEMP_REF_PREFIX).glob("*.lock"))  # unique names
+    for lock in blocking + harmless:
+        while True:
+            try:
+                age = time.time() - lock.stat().st_mtime
+            except FileNotFoundError:
+                break
+            if age >= stale_after:
+                lock.unlink(missing_ok=True)
+                break
+            if not wait:
+                break
+            time.sleep(min(0.05, stale_after - age))
 
 
 def _work_tree_clean_at(repo: OutputRepo, state: BranchState) -> bool | None:
