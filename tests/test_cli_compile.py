@@ -233,4 +233,4 @@ def test_schema_command_prints_an_editor_schema(tmp_path: Path) -> None:
     assert json.loads((out / "database.schema.json").read_text()) == document
     missing = kratix("schema", "nope", str(root))
     assert missing.returncode == 1 and "no Promise named 'nope'" in missing.stderr
-    assert kratix("schema", str(root)).returncode == 2
+    assert kratix("schema").returncode == 2  # neither a PROMISE nor --all
