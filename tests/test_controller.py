@@ -2,7 +2,8 @@
 real Git repos (a bare "input" remote, a bare "output" remote) in temporary directories.
 
 kmock has no resourceVersion semantics and does not serve a CRD's resource by itself: `_Emulator` adds the
-latter (a created CRD's resource becomes listable, as on a real API server). Everything else is kmock as shipped.
+latter (a created CRD's resource becomes listable, as on a real API server). Everything else is kmock as
+shipped.
 """
 
 from __future__ import annotations
@@ -156,7 +157,9 @@ class Remote:
                 if path.startswith(prefix)}
 
     def log(self) -> list[str]:
-        return git("--git-dir", self.url, "log", "--format=%s", "main").splitlines() if self.has_main() else []
+        if not self.has_main():
+            return []
+        return git("--git-dir", self.url, "log", "--format=%s", "main").splitlines()
 
 
 @pytest.fixture
@@ -214,7 +217,8 @@ def eventually(check: Callable[[], Any], *, what: str) -> Any:
 # --- objects ----------------------------------------------------------------------------------------------
 
 
-def promise(name: str = "postgresql", *, kind: str = "Postgres", plural: str = "postgreses") -> dict[str, Any]:
+def promise(name: str = "postgresql", *, kind: str = "Postgres",
+            plural: str = "postgreses") -> dict[str, Any]:
     return {
         "apiVersion": "platform.kratix.io/v1alpha1", "kind": "Promise",
         "metadata": {"name": name, "labels": {"kratix.io/promise-version": "v1.0.0"}},
@@ -229,17 +233,18 @@ def promise(name: str = "postgresql", *, kind: str = "Postgres", plural: str = "
     }
 
 
-def request(name: str, namespace: str = "team-a", *, size: str = "small", kind: str = "Postgres") -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/v1alpha1", "kind": kind, "metadata": {"name": name, "namespace": namespace},
-            "spec": {"size": size}}
+def request(name: str, namespace: str = "team-a", *, size: str = "small") -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP}/v1alpha1", "kind": "Postgres",
+            "metadata": {"name": name, "namespace": namespace}, "spec": {"size": size}}
 
 
 def apply_promise(kubectl: client.CustomObjectsApi, body: dict[str, Any]) -> None:
     kubectl.create_cluster_custom_object(*PROMISE_API, "promises", body)
 
 
-def create_request(kubectl: client.CustomObjectsApi, body: dict[str, Any], plural: str = "postgreses") -> None:
-    kubectl.create_namespaced_custom_object(GROUP, "v1alpha1", body["metadata"]["namespace"], plural, body)
+def create_request(kubectl: client.CustomObjectsApi, body: dict[str, Any]) -> None:
+    namespace = body["metadata"]["namespace"]
+    kubectl.create_namespaced_custom_object(GROUP, "v1alpha1", namespace, "postgreses", body)
 
 
 def crd_installed(api_server: ApiServer, name: str) -> dict[str, Any] | None:
@@ -326,8 +331,9 @@ def test_an_expired_watch_lists_again_and_keeps_mirroring(
         api_server: ApiServer, kubeconfig: Path, kubectl: client.CustomObjectsApi, input_repo: Remote,
         tmp_path: Path) -> None:
     promises = "platform.kratix.io/v1alpha1/promises"
-    gone = {"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 410,
-                                        "reason": "Expired", "message": "too old resource version: 1 (5)"}}
+    gone = {"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                        "code": 410, "reason": "Expired",
+                                        "message": "too old resource version: 1 (5)"}}
     served: list[int] = []
 
     def expire_first_watch() -> Any:
@@ -357,7 +363,8 @@ def test_a_restart_converges_deletions_missed_while_down_and_leaves_git_authored
 
     kubectl.delete_namespaced_custom_object(GROUP, "v1alpha1", "team-a", "postgreses", "drop")
     with running(options):
-        eventually(lambda: "requests/team-a/postgres/drop.yaml" not in input_repo.files(), what="the deletion")
+        eventually(lambda: "requests/team-a/postgres/drop.yaml" not in input_repo.files(),
+                   what="the deletion")
 
     assert set(input_repo.files("requests/")) == {"requests/team-a/postgres/keep.yaml", git_authored}
 
@@ -378,18 +385,21 @@ def test_a_push_that_loses_a_race_is_replanned_on_the_new_head_never_forced(
         return mirror.plan_changes(desired, current).changes
 
     landed = clone_publish(clone, plan)
-    concurrent = git("--git-dir", input_repo.url, "log", "--format=%H", "--grep=Concurrent writer", "main").strip()
+    concurrent = git("--git-dir", input_repo.url, "log", "--format=%H", "--grep=Concurrent writer",
+                     "main").strip()
 
     assert landed.added == ("requests/team-a/postgres/db.yaml",)
     assert len(plans) == 2
-    assert set(input_repo.files()) >= {"clusters/by-hand.yaml", "requests/team-a/postgres/db.yaml", "README.md"}
+    assert set(input_repo.files()) >= {"clusters/by-hand.yaml", "requests/team-a/postgres/db.yaml",
+                                       "README.md"}
     git("--git-dir", input_repo.url, "merge-base", "--is-ancestor", concurrent, "main")  # not overwritten
 
 
 def clone_publish(clone: controller_repo.BareClone, plan: Callable[[Any], Any]) -> Any:
     from kratix.controller import mirror
 
-    return controller_repo.publish(clone, plan, folders=mirror.MIRRORED_FOLDERS, message=mirror.commit_message)
+    return controller_repo.publish(clone, plan, folders=mirror.MIRRORED_FOLDERS,
+                                   message=mirror.commit_message)
 
 
 def test_changes_made_while_the_repo_is_unreachable_land_once_it_is_back(
@@ -402,7 +412,8 @@ def test_changes_made_while_the_repo_is_unreachable_land_once_it_is_back(
         create_request(kubectl, request("while-away"))
         time.sleep(1.5)  # several failed attempts (the debounce is 0.3 s, the backoff at most 0.5 s)
         os.rename(hidden, input_repo.url)
-        eventually(lambda: "requests/team-a/postgres/while-away.yaml" in input_repo.files(), what="the request")
+        eventually(lambda: "requests/team-a/postgres/while-away.yaml" in input_repo.files(),
+                   what="the request")
 
 
 def test_statuses_published_in_the_output_repo_appear_on_the_objects(

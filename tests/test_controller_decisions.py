@@ -1,5 +1,5 @@
-"""The controller's pure decisions with literal data: what a cluster object becomes in the repo, which files the
-controller may touch, which CRD a Promise installs, which status patches it sends."""
+"""The controller's pure decisions with literal data: what a cluster object becomes in the repo, which files
+the controller may touch, which CRD a Promise installs, which status patches it sends."""
 
 from __future__ import annotations
 
@@ -23,8 +23,9 @@ def marked(body: dict[str, Any]) -> bytes:
 
 
 def test_a_mirrored_object_keeps_what_the_user_wrote_and_drops_what_the_server_added() -> None:
-    body = request("db", uid="u-1", resourceVersion="7", generation=2, creationTimestamp="2024-01-01T00:00:00Z",
-                   managedFields=[{"manager": "kubectl"}], selfLink="/x", labels={"team": "a"},
+    body = request("db", uid="u-1", resourceVersion="7", generation=2,
+                   creationTimestamp="2024-01-01T00:00:00Z", managedFields=[{"manager": "kubectl"}],
+                   selfLink="/x", labels={"team": "a"},
                    annotations={"kubectl.kubernetes.io/last-applied-configuration": "{...}", "note": "keep"})
     body["status"] = {"message": "Resource requested"}
 
@@ -96,7 +97,8 @@ def test_the_commit_message_names_a_single_change_and_counts_a_batch() -> None:
 
     assert mirror.commit_message(one).splitlines()[0] == (
         "Mirror from platform cluster: delete requests/team-a/postgres/db.yaml")
-    assert mirror.commit_message(many).splitlines()[0] == "Mirror from platform cluster: add 2, delete 1 files"
+    assert mirror.commit_message(many).splitlines()[0] == (
+        "Mirror from platform cluster: add 2, delete 1 files")
     assert "- delete c.yaml" in mirror.commit_message(many).splitlines()
 
 
@@ -152,7 +154,8 @@ def test_the_status_patch_turns_the_current_status_into_the_published_one() -> N
 def test_status_updates_only_for_observed_objects_whose_status_differs() -> None:
     files = {
         ".kratix/status/team-a/pg/db.yaml": yaml.safe_dump({
-            "apiVersion": f"{GROUP}/v1alpha1", "kind": "Postgres", "metadata": {"name": "db", "namespace": "team-a"},
+            "apiVersion": f"{GROUP}/v1alpha1", "kind": "Postgres",
+            "metadata": {"name": "db", "namespace": "team-a"},
             "status": {"message": "Resource requested"}}).encode(),
         ".kratix/status/team-a/pg/same.yaml": yaml.safe_dump({
             "apiVersion": f"{GROUP}/v1alpha1", "kind": "Postgres",

@@ -22,7 +22,8 @@ KUBERNETES_VERSION = "1.30"
 def built() -> list[dict[str, Any]]:
     if shutil.which("kubectl") is None:
         pytest.skip("kubectl is not installed: cannot run `kubectl kustomize deploy/`")
-    result = subprocess.run(["kubectl", "kustomize", str(DEPLOY)], capture_output=True, text=True, check=False)
+    result = subprocess.run(["kubectl", "kustomize", str(DEPLOY)], capture_output=True, text=True,
+                            check=False)
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc is not None]
 
@@ -43,7 +44,8 @@ def test_the_controllers_own_crds_are_valid_custom_resource_definitions() -> Non
         kubernetes_validate.validate(crd, KUBERNETES_VERSION, strict=True)
 
 
-def test_the_deployment_runs_one_in_cluster_controller_replaced_not_rolled(built: list[dict[str, Any]]) -> None:
+def test_the_deployment_runs_one_in_cluster_controller_replaced_not_rolled(
+        built: list[dict[str, Any]]) -> None:
     (deployment,) = by_kind(built, "Deployment")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
 

@@ -1,10 +1,10 @@
 """The APIs the controller serves: our own Promise and Destination CRDs, and each Promise's request API.
 
-In: a Promise body. Out: the `Resource` (group, version, plural, kind, scope) its requests are served under and
-the CRD to install for it, with the status subresource and a `.status.message` printer column added when the
-Promise author left them out (the compiler's statuses land there, and `kubectl get` should show them).
-Refuses (returns None with a reason): a `spec.api` that is not a Namespaced apiextensions.k8s.io/v1 CRD.
-Pure: nothing here talks to a cluster.
+In: a Promise body. Out: the `Resource` (group, version, plural, kind, scope) its requests are served under
+and the CRD to install for it, with the status subresource and a `.status.message` printer column added when
+the Promise author left them out (the compiler's statuses land there, and `kubectl get` should show them).
+Refuses (returns None with a reason): a `spec.api` that is not a Namespaced apiextensions.k8s.io/v1 CRD. Pure:
+nothing here talks to a cluster.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class RequestApi:
 
 
 def own_crds() -> list[dict[str, Any]]:
-    """The Promise and Destination CRDs: cluster-scoped, any spec (the compiler validates it), status writable."""
+    """The Promise and Destination CRDs: cluster-scoped, any spec (the compiler validates it), with status."""
     return [_own_crd(PROMISES, "promise"), _own_crd(DESTINATIONS, "destination")]
 
 
@@ -98,7 +98,7 @@ def request_api(promise: dict[str, Any]) -> RequestApi | str:
     if spec.get("scope", "Namespaced") != "Namespaced":
         return f"Promise {name!r}: spec.api must be Namespaced (requests live in namespaces)"
     group, names, versions = spec.get("group"), spec.get("names"), spec.get("versions")
-    if not isinstance(group, str) or not isinstance(names, dict) or not isinstance(versions, list) or not versions:
+    if not (isinstance(group, str) and isinstance(names, dict) and isinstance(versions, list) and versions):
         return f"Promise {name!r}: spec.api needs spec.group, spec.names and spec.versions"
     plural, kind = names.get("plural"), names.get("kind")
     if not isinstance(plural, str) or not isinstance(kind, str):

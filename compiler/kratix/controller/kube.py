@@ -43,7 +43,7 @@ def connect(*, kubeconfig: str | None, in_cluster: bool, context: str | None = N
 
 
 def is_temporary(exc: BaseException) -> bool:
-    """Worth retrying with backoff (server busy, not ready, unreachable) rather than a refusal of what we sent."""
+    """Worth retrying with backoff (server busy, not ready, unreachable), unlike a refusal of what we sent."""
     if isinstance(exc, client.ApiException):
         return exc.status in (0, 404, 408, 409, 429) or exc.status >= 500
     return isinstance(exc, urllib3.exceptions.HTTPError | OSError)

@@ -1,13 +1,15 @@
-"""The mirror decision: which files the input repo should hold for the objects observed in the platform cluster.
+"""The mirror decision: which files the input repo should hold for the objects observed in the platform
+cluster.
 
 In: a `Snapshot` of the observed Promises, Destinations and requests, and the repo's current files under
 `promises/`, `clusters/` and `requests/`. Out: `Changes` (files to add, update and delete) and the paths the
 controller refused to take over. Pure: the watch loop and the Git edge call it and act on its answer.
 
-Ownership: every file the controller writes carries the annotation `kratix.io/mirrored-from: platform-cluster`.
-A file without it was written by a Git author: the controller never overwrites nor deletes it, even when an
-object with the same path exists in the cluster (that object is reported as a conflict instead). A marked file
-whose object is gone from the cluster is deleted, unless its kind's list has not completed yet (`pending`).
+Ownership: every file the controller writes carries the annotation `kratix.io/mirrored-from:
+platform-cluster`. A file without it was written by a Git author: the controller never overwrites nor deletes
+it, even when an object with the same path exists in the cluster (that object is reported as a conflict
+instead). A marked file whose object is gone from the cluster is deleted, unless its kind's list has not
+completed yet (`pending`).
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ class Plan:
 
 
 def desired_files(snapshot: Snapshot) -> dict[str, bytes]:
-    """Every file the cluster's objects map to, as the controller writes them (marked, bookkeeping dropped)."""
+    """Every file the cluster's objects map to, as the controller writes them (marked, no bookkeeping)."""
     files: dict[str, bytes] = {}
     for (_, name), body in snapshot.promises.items():
         if _safe(name):
@@ -84,7 +86,7 @@ def request_path(kind: str, namespace: str, name: str) -> str:
 
 def plan_changes(desired: Mapping[str, bytes], current: Mapping[str, bytes], *,
                  pending_kinds: frozenset[str] = frozenset()) -> Plan:
-    """Turn `current` (the repo's files under the mirrored folders) into `desired`, touching only marked files."""
+    """Turn `current` (the repo's files in the mirrored folders) into `desired`; only marked files change."""
     contents: dict[str, bytes] = {}
     added: list[str] = []
     updated: list[str] = []
@@ -111,10 +113,11 @@ def render_object(body: Mapping[str, Any]) -> bytes:
 
 
 def clean_object(body: Mapping[str, Any]) -> dict[str, Any]:
-    """What a user wrote, plus the ownership marker: no status, no server bookkeeping, apiVersion/kind first."""
-    metadata = {key: value for key, value in (body.get("metadata") or {}).items()
+    """What a user wrote, plus the ownership marker: no status, no server bookkeeping, apiVersion first."""
+    written = body.get("metadata") or {}
+    metadata = {key: value for key, value in written.items()
                 if key not in _SERVER_METADATA and key != "annotations"}
-    annotations = {key: value for key, value in ((body.get("metadata") or {}).get("annotations") or {}).items()
+    annotations = {key: value for key, value in (written.get("annotations") or {}).items()
                    if key not in _CLIENT_ANNOTATIONS}
     annotations[MARKER_ANNOTATION] = MARKER_VALUE
     metadata["annotations"] = annotations

@@ -1,7 +1,8 @@
-"""The controller's Git edge: commit the mirror's changes to the input repo, read status files from the output repo.
+"""The controller's Git edge: commit the mirror's changes to the input repo, read status files from the output
+repo.
 
-Each repo gets a private bare clone in the controller's work directory; commits are built with plumbing
-(a temporary index, `commit-tree`) on top of the remote branch as just fetched, so there is no work tree to get
+Each repo gets a private bare clone in the controller's work directory; commits are built with plumbing (a
+temporary index, `commit-tree`) on top of the remote branch as just fetched, so there is no work tree to get
 out of step. A push is never forced: when another writer moved the branch first, `publish` fetches again, asks
 the caller's planner for the changes against the new head and pushes that. Every git call goes through `_git`
 with explicit paths and an environment stripped of inherited `GIT_*` variables (except credentials and SSH
@@ -31,7 +32,7 @@ _REJECTED_RACE = ("fetch first", "non-fast-forward", "stale info")
 
 
 class RepoError(KratixError):
-    """A Git remote cannot be read or written right now (unreachable, refused, or every attempt lost a race)."""
+    """A Git remote cannot be read or written now (unreachable, refused, or every attempt lost a race)."""
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,10 @@ def clean_env() -> dict[str, str]:
 
 def _git(git_dir: Path, *args: str, stdin: bytes | None = None, env: Mapping[str, str] | None = None,
          check: bool = True) -> subprocess.CompletedProcess[bytes]:
-    command = ["git", f"--git-dir={git_dir}", "-c", f"user.name={AUTHOR_NAME}", "-c", f"user.email={AUTHOR_EMAIL}",
-               *args]
-    result = subprocess.run(command, input=stdin, capture_output=True, env=dict(env or clean_env()), check=False)
+    command = ["git", f"--git-dir={git_dir}", "-c", f"user.name={AUTHOR_NAME}",
+               "-c", f"user.email={AUTHOR_EMAIL}", *args]
+    result = subprocess.run(command, input=stdin, capture_output=True, env=dict(env or clean_env()),
+                            check=False)
     if check and result.returncode != 0:
         raise RepoError(f"git {args[0]} failed: {result.stderr.decode(errors='replace').strip()}")
     return result
@@ -93,10 +95,12 @@ class BareClone:
         listing = _git(self.git_dir, "ls-tree", "-r", "-z", commit, "--",
                        *(folder.rstrip("/") for folder in folders)).stdout
         entries = [line.split(b"\t", 1) for line in listing.split(b"\0") if line]
-        blobs = [(path.decode(), meta.split()[2].decode()) for meta, path in entries if meta.split()[1] == b"blob"]
+        blobs = [(path.decode(), meta.split()[2].decode()) for meta, path in entries
+                 if meta.split()[1] == b"blob"]
         if not blobs:
             return {}
-        batch = _git(self.git_dir, "cat-file", "--batch", stdin="".join(f"{sha}\n" for _, sha in blobs).encode())
+        wanted = "".join(f"{sha}\n" for _, sha in blobs).encode()
+        batch = _git(self.git_dir, "cat-file", "--batch", stdin=wanted)
         return dict(zip([path for path, _ in blobs], _split_batch(batch.stdout), strict=True))
 
     def commit(self, parent: str | None, changes: Changes, message: str) -> str:
@@ -116,12 +120,13 @@ class BareClone:
                  env=env)
             tree = _git(self.git_dir, "write-tree", env=env).stdout.decode().strip()
         parents = ["-p", parent] if parent else []
-        return _git(self.git_dir, "commit-tree", tree, *parents, stdin=message.encode()).stdout.decode().strip()
+        commit = _git(self.git_dir, "commit-tree", tree, *parents, stdin=message.encode())
+        return commit.stdout.decode().strip()
 
     def push(self, commit: str) -> bool:
-        """Push without force. False when the branch moved since the fetch (the caller retries on the new head)."""
-        result = _git(self.git_dir, "push", "--porcelain", "origin", f"{commit}:refs/heads/{self.remote.branch}",
-                      check=False)
+        """Push without force. False when the branch moved since the fetch (the caller replans on it)."""
+        refspec = f"{commit}:refs/heads/{self.remote.branch}"
+        result = _git(self.git_dir, "push", "--porcelain", "origin", refspec, check=False)
         if result.returncode == 0:
             return True
         output = (result.stdout + result.stderr).decode(errors="replace")
@@ -146,7 +151,8 @@ def publish(clone: BareClone, plan: Callable[[Mapping[str, bytes]], Changes], *,
             return changes
         log.info("push to %s lost a race (attempt %d/%d); replanning on the new head", clone.remote.url,
                  attempt, attempts)
-    raise RepoError(f"every push to {clone.remote.url} {clone.remote.branch} lost a race ({attempts} attempts)")
+    raise RepoError(f"every push to {clone.remote.url} {clone.remote.branch} lost a race "
+                    f"({attempts} attempts)")
 
 
 def _split_batch(output: bytes) -> list[bytes]:

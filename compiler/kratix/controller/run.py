@@ -37,9 +37,9 @@ def run(options: ControllerOptions, *, stop: threading.Event) -> None:
                              context=options.context)
     except Exception as exc:  # the kubernetes config loaders raise several unrelated types
         raise KratixError(f"cannot load the Kubernetes client configuration: {exc}") from exc
-    workdir = Path(options.workdir) if options.workdir else Path(tempfile.mkdtemp(prefix="kratix-controller-"))
-    settings = WatchSettings(watch_timeout_seconds=options.watch_timeout, relist_seconds=options.relist_interval,
-                             backoff_max=options.backoff_max)
+    workdir = Path(options.workdir or tempfile.mkdtemp(prefix="kratix-controller-"))
+    settings = WatchSettings(watch_timeout_seconds=options.watch_timeout,
+                             relist_seconds=options.relist_interval, backoff_max=options.backoff_max)
     controller = _Controller(options, connection=connection, workdir=workdir, settings=settings, stop=stop)
     try:
         controller.install_own_crds()
@@ -52,7 +52,7 @@ def run(options: ControllerOptions, *, stop: threading.Event) -> None:
 
 
 class _Retry:
-    """When a failed step may run again: exponential (bounded, jittered) after failures, now after a success."""
+    """When a failed step may run again: exponential (bounded, jittered) after failures, now after success."""
 
     def __init__(self, maximum: float) -> None:
         self._maximum, self._delay, self._due = maximum, 0.0, 0.0
@@ -82,13 +82,14 @@ class _Controller:
         self._input = repo.BareClone(repo.Remote(options.repo, options.branch), workdir / "input.git")
         self._watchers: dict[Resource, Watcher] = {}
         self._applied_crds: dict[str, dict[str, Any]] = {}  # promise name -> the CRD last applied for it
-        self._rejected: dict[str, str] = {}  # promise name -> why its spec.api cannot be installed (logged once)
+        self._rejected: dict[str, str] = {}  # promise name -> why its spec.api cannot be installed
         self._api_retry = _Retry(options.backoff_max)
         self._status: _StatusLoop | None = None
         if options.output_repo:
             output = repo.BareClone(repo.Remote(options.output_repo, options.output_branch or options.branch),
                                     workdir / "output.git")
-            self._status = _StatusLoop(options, connection=connection, clone=output, store=self._store, stop=stop)
+            self._status = _StatusLoop(options, connection=connection, clone=output, store=self._store,
+                                       stop=stop)
 
     def install_own_crds(self) -> None:
         backoff = Backoff(initial=0.5, maximum=self._options.backoff_max, stop=self._stop)
@@ -105,10 +106,13 @@ class _Controller:
         for resource in (PROMISES, DESTINATIONS):
             self._start_watch(resource)
         # The loops wait on the store, not on `stop`: this turns `stop` into a wake-up so shutdown is prompt.
-        threading.Thread(target=lambda: self._stop.wait() and self._store.wake(), name="stop-waker",
-                         daemon=True).start()
+        threading.Thread(target=self._wake_on_stop, name="stop-waker", daemon=True).start()
         if self._status is not None:
             self._status.start()
+
+    def _wake_on_stop(self) -> None:
+        self._stop.wait()
+        self._store.wake()
 
     def shutdown(self) -> None:
         self._stop.set()
@@ -151,7 +155,7 @@ class _Controller:
         return min(left, _IDLE_SECONDS) if left > 0 else _IDLE_SECONDS
 
     def _debounce(self, generation: int) -> int:
-        """Wait for the changes to stop arriving (quiet for `debounce`, at most 5x that): one commit per burst."""
+        """Wait for changes to stop arriving (quiet for `debounce`, at most 5x that): one commit per burst."""
         debounce = self._options.debounce
         deadline = time.monotonic() + 5 * debounce
         quiet_until = time.monotonic() + debounce
@@ -168,15 +172,15 @@ class _Controller:
         def plan(current: Mapping[str, bytes]) -> mirror.Changes:
             result = mirror.plan_changes(desired, current, pending_kinds=pending_kinds)
             for path in result.conflicts:
-                log.warning("not mirroring %s: the file in the repo has no %s annotation (a Git author owns it)",
-                            path, mirror.MARKER_ANNOTATION)
+                log.warning("not mirroring %s: the file in the repo has no %s annotation "
+                            "(a Git author owns it)", path, mirror.MARKER_ANNOTATION)
             return result.changes
 
         repo.publish(self._input, plan, folders=mirror.MIRRORED_FOLDERS, message=mirror.commit_message,
                      attempts=self._options.push_attempts)
 
     def _reconcile_apis(self) -> list[crds.RequestApi]:
-        """Install each Promise's request CRD and watch its requests; stop watching the APIs of deleted Promises."""
+        """Install each Promise's request CRD and watch its requests; stop watching deleted Promises' APIs."""
         apis: list[crds.RequestApi] = []
         for (_, name), promise in sorted(self._store.objects(PROMISES).items()):
             api = crds.request_api(promise)
@@ -216,7 +220,8 @@ class _Controller:
 
     def _stop_unused_watches(self, wanted: set[Resource]) -> None:
         for resource in [r for r in self._watchers if r not in wanted and r not in (PROMISES, DESTINATIONS)]:
-            log.info("no Promise serves %s.%s any more: no longer watching it", resource.plural, resource.group)
+            log.info("no Promise serves %s.%s any more: no longer watching it", resource.plural,
+                     resource.group)
             self._watchers.pop(resource).stop()
             self._store.forget(resource)
 
@@ -269,7 +274,7 @@ class _StatusLoop:
             try:
                 self._kube.patch_status(update.resource, namespace=update.namespace, name=update.name,
                                         status=update.patch)
-            except Exception as exc:  # one object failing must not hold back the others; the next poll retries
+            except Exception as exc:  # one failing object must not hold back the rest; the next poll retries
                 log.warning("cannot patch the status of %s %s/%s: %s", update.resource.kind, update.namespace,
                             update.name, exc)
                 all_patched = False

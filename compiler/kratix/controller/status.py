@@ -1,8 +1,8 @@
 """Status back: the statuses the compiler published in the output repo, onto the objects in the cluster.
 
 In: the output repo's `.kratix/status/<namespace>/<promise>/<request>.yaml` and `.kratix/promises/<name>.yaml`
-files (each `{apiVersion, kind, metadata: {name, namespace?}, status}`) and the objects as observed.
-Out: `StatusUpdate`s, one JSON merge patch of `.status` per object whose status differs (keys the file no longer
+files (each `{apiVersion, kind, metadata: {name, namespace?}, status}`) and the objects as observed. Out:
+`StatusUpdate`s, one JSON merge patch of `.status` per object whose status differs (keys the file no longer
 has are set to null, so the object ends up with exactly the published status). Objects not in the cluster and
 files that do not parse are skipped (logged by the caller); a status file is never an error.
 """

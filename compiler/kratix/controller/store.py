@@ -1,8 +1,8 @@
 """What the watches have observed: the latest body of every watched object, per resource.
 
-Watch threads write (`replace` after a list, `put`/`remove` per event); the mirror loop and the status loop read
-consistent copies (`snapshot`) and wait for the next change (`wait_for_change`). The only shared mutable state
-in the controller, kept behind one lock.
+Watch threads write (`replace` after a list, `put`/`remove` per event); the mirror loop and the status loop
+read consistent copies (`snapshot`) and wait for the next change (`wait_for_change`). The only shared mutable
+state in the controller, kept behind one lock.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """List + watch one resource into the `ObservedStore`, in a thread of its own.
 
-The loop: list (the store's view of the resource becomes exactly the list), remember the resourceVersion, watch
-from it, and keep watching from the last version seen (bookmarks included) each time the server ends the watch.
-A 410 Gone, or `relist_seconds` passing, lists again; an API error backs off exponentially (bounded) and lists
-again, so nothing missed while disconnected is kept. A 404 on the list means the CRD is not served yet.
+The loop: list (the store's view of the resource becomes exactly the list), remember the resourceVersion,
+watch from it, and keep watching from the last version seen (bookmarks included) each time the server ends the
+watch. A 410 Gone, or `relist_seconds` passing, lists again; an API error backs off exponentially (bounded)
+and lists again, so nothing missed while disconnected is kept. A 404 on the list means the CRD is not served
+yet.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ class Watcher:
         self._settings = settings
         self._stop = threading.Event()
         self._global_stop = stop
-        self._backoff = Backoff(initial=settings.backoff_initial, maximum=settings.backoff_max, stop=self._stop)
+        self._backoff = Backoff(initial=settings.backoff_initial, maximum=settings.backoff_max,
+                                stop=self._stop)
         self._thread = threading.Thread(target=self._run, name=f"watch-{resource.plural}", daemon=True)
 
     def start(self) -> None:
