@@ -212,6 +212,7 @@ def test_leftovers_of_a_killed_run_do_not_block_the_next(tmp_path: Path) -> None
     temp_ref = f"{gitio.TEMP_REF_PREFIX}{int(long_ago * 1e9)}-99999-abcd"
     gitrepos.git(target, "update-ref", temp_ref, first.commit)
     (target / "objects/pack/tmp_pack_killed").write_bytes(b"PACK\x00\x00")
+    os.utime(target / "objects/pack/tmp_pack_killed", (long_ago, long_ago))
     (target / f"{temp_ref}.lock").write_text(f"{first.commit}\n")
     os.utime(target / f"{temp_ref}.lock", (long_ago, long_ago))
 
@@ -219,7 +220,7 @@ def test_leftovers_of_a_killed_run_do_not_block_the_next(tmp_path: Path) -> None
 
     assert result.changed and gitrepos.files_at(target)["more"] == b"1"
     assert gitrepos.git(target, "for-each-ref", gitio.TEMP_REF_PREFIX) == ""
-    assert list(target.rglob("*.lock")) == []
+    assert list(target.rglob("*.lock")) == [] and list(target.glob("objects/pack/tmp_*")) == []
     gitrepos.fsck(target)
 
 

@@ -46,8 +46,6 @@ _URL_WITH_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 # scp-like `[user@]host:path`: a colon before any slash, as git itself decides (`url.c`, `connect.c`).
 _SCP_LIKE = re.compile(r"^(?:[^@/:]+@)?[^/:]+:")
 
-ZERO_OID = "0" * 40
-
 
 class GitCommandError(KratixError):
     """A git command failed; `stderr` is git's own explanation."""

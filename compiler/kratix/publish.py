@@ -124,7 +124,7 @@ def publish(
     if attempts < 1:
         raise ValueError(f"attempts must be at least 1, not {attempts}")
     _wait_for_locks(repo, stale_after=stale_lock_seconds, wait=False)
-    gitio.delete_stale_temp_refs(repo.path, older_than_seconds=STALE_TEMP_REF_SECONDS)
+    _remove_stale_leftovers(repo)
     lost: list[_Lost] = []
     for attempt in range(1, attempts + 1):
         outcome = _attempt(repo, build, _signature(identity, date))
@@ -270,6 +270,16 @@ def _wait_for_locks(repo: OutputRepo, *, stale_after: float, wait: bool) -> None
             if not wait:
                 break
             time.sleep(min(0.05, stale_after - age))
+
+
+def _remove_stale_leftovers(repo: OutputRepo) -> None:
+    """Temporary refs and half-written packs of runs killed long ago (nothing live is ever that old)."""
+    gitio.delete_stale_temp_refs(repo.path, older_than_seconds=STALE_TEMP_REF_SECONDS)
+    cutoff = time.time() - STALE_TEMP_REF_SECONDS
+    for leftover in (repo.git_dir / "objects" / "pack").glob("tmp_*"):
+        with contextlib.suppress(FileNotFoundError):
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
 
 
 def _work_tree_clean_at(repo: OutputRepo, state: BranchState) -> bool | None:
