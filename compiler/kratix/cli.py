@@ -362,6 +362,35 @@ def schema_command(promise: str | None, path: Path, ref: str | None, all_promise
     click.echo(f"wrote {len(documents)} schema(s) to {out_dir}", err=True)
 
 
+@main.command()
+@_path_argument
+@click.option("--check", is_flag=True, help="Change nothing; exit 1 when a file still needs migrating.")
+def migrate(path: Path, check: bool) -> None:
+    """Rewrite seed-era (2021/2022) Promises and Clusters under PATH to today's format, in place. Documents
+    that need no change keep their text byte for byte."""
+    from kratix import load, migrate as migration
+
+    platform, _ = load.parse_platform(load.read_worktree(path))
+    template_folders = {f"{p.folder}/{c.template}".rstrip("/") + "/" for p in platform.promises.values()
+                        for pl in (*p.promise_configure, *p.resource_configure) for c in pl.containers
+                        if c.template}
+    pending = 0
+    for folder in ("promises", "clusters"):
+        for file in sorted((path / folder).rglob("*")):
+            relative = file.relative_to(path).as_posix()
+            if file.suffix not in (".yaml", ".yml") or any(relative.startswith(t) for t in template_folders):
+                continue
+            text, changed = migration.migrate_file(file.read_text(), path=relative)
+            if changed:
+                pending += 1
+                click.echo(f"{relative}: {changed} document(s) {'to migrate' if check else 'migrated'}", err=True)
+                if not check:
+                    file.write_text(text)
+    if not pending:
+        click.echo("nothing to migrate", err=True)
+    _exit(not (check and pending))
+
+
 def _summary_line(summary: Any, seconds: float | None) -> str:
     unavailable = f" ({summary.promises_unavailable} unavailable)" if summary.promises_unavailable else ""
     misplaced = f", {summary.misplaced} misplaced" if summary.misplaced else ""
