@@ -10,12 +10,17 @@ from __future__ import annotations
 import threading
 
 from kratix.controller.options import ControllerOptions
+from kratix.errors import KratixError
 
 __all__ = ["ControllerOptions", "run_controller"]
 
 
 def run_controller(options: ControllerOptions, *, stop: threading.Event | None = None) -> None:
     """Run until `stop` is set (or forever). Raises `KratixError` when it cannot start (no kubeconfig)."""
-    from kratix.controller import run  # deferred: importing the kubernetes client takes a noticeable while
-
+    # Deferred: importing the kubernetes client takes a noticeable while, and it is an optional extra.
+    try:
+        from kratix.controller import run
+    except ImportError as exc:
+        raise KratixError(f"the controller needs the Kubernetes client ({exc}): "
+                          "pip install 'kratix[controller]'") from exc
     run.run(options, stop=stop or threading.Event())

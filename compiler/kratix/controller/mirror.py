@@ -31,7 +31,6 @@ MIRRORED_FOLDERS = ("promises/", "clusters/", "requests/")
 _SERVER_METADATA = ("resourceVersion", "uid", "generation", "managedFields", "creationTimestamp", "selfLink",
                     "deletionTimestamp", "deletionGracePeriodSeconds")
 _CLIENT_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 ObjectsByName = Mapping[tuple[str, str], dict[str, Any]]  # (namespace or "", name) -> body
 
@@ -134,7 +133,7 @@ def is_marked(data: bytes) -> bool:
     if MARKER_ANNOTATION.encode() not in data:
         return False  # the common case for Git-authored files, decided without parsing
     try:
-        document = next(iter(yaml.load_all(data, Loader=_Loader)), None)
+        document = next(yamltext.load_plain(data), None)
     except yaml.YAMLError:
         return False
     if not isinstance(document, dict) or not isinstance(document.get("metadata"), dict):

@@ -16,12 +16,12 @@ from typing import Any
 
 import yaml
 
+from kratix import yamltext
 from kratix.controller.crds import Resource
 
 log = logging.getLogger(__name__)
 
 STATUS_FOLDERS = (".kratix/status/", ".kratix/promises/")
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 Key = tuple[str, str]
 
@@ -49,7 +49,7 @@ def parse_status_files(files: Mapping[str, bytes]) -> list[PublishedStatus]:
         if not path.endswith((".yaml", ".yml")):
             continue
         try:
-            document = yaml.load(data, Loader=_Loader)
+            document = next(yamltext.load_plain(data), None)
         except yaml.YAMLError as exc:
             log.warning("skipping status file %s: %s", path, exc)
             continue
