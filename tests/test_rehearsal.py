@@ -195,7 +195,8 @@ def run_step(rehearsal: Rehearsal, script: str, tmp_path: Path, *, cwd: Path, sh
     outputs, summary = tmp_path / "output.txt", tmp_path / "summary.md"
     outputs.touch()  # GitHub creates both files empty before each step
     summary.touch()
-    github = {"GITHUB_ACTIONS": "true", "GITHUB_SHA": sha, "RUNNER_TEMP": str(runner_temp),
+    github = {"GITHUB_ACTIONS": "true", "GITHUB_SHA": sha, "GITHUB_REPOSITORY": "acme/platform",
+              "RUNNER_TEMP": str(runner_temp),
               "GITHUB_OUTPUT": str(outputs), "GITHUB_STEP_SUMMARY": str(summary),
               "GIT_ASKPASS": str(runner_temp / "kratix-askpass.sh"),
               "PLAN_FILE": str(runner_temp / "plan.md")}
@@ -212,8 +213,9 @@ ACTION = REPO / "action.yml"
 def test_pr_workflow_writes_the_plan_comment(rehearsal: Rehearsal, tmp_path: Path):
     sha = git(rehearsal.platform, "rev-parse", "pr")
     done, temp = run_step(rehearsal, step_script(PR_WORKFLOW, "Plan"), tmp_path, cwd=rehearsal.platform,
-                          sha=sha, VALIDATE_OUTCOME="success", KRATIX_OUTPUT_REPO=str(rehearsal.output),
-                          KRATIX_OUTPUT_BRANCH="main", KRATIX_GIT_TOKEN="t0ken")
+                          sha=sha, VALIDATE_OUTCOME="success", HEAD_REPO="acme/platform",
+                          KRATIX_OUTPUT_REPO=str(rehearsal.output), KRATIX_OUTPUT_BRANCH="main",
+                          KRATIX_GIT_TOKEN="t0ken")
     assert done.returncode == 0, done.stderr
     comment = (temp / "plan.md").read_text()
     assert comment.startswith(MARKER + "\n")
@@ -225,10 +227,23 @@ def test_pr_workflow_writes_the_plan_comment(rehearsal: Rehearsal, tmp_path: Pat
 def test_pr_workflow_says_why_there_is_no_plan_when_validation_failed(rehearsal: Rehearsal, tmp_path: Path):
     done, temp = run_step(rehearsal, step_script(PR_WORKFLOW, "Plan"), tmp_path, cwd=rehearsal.platform,
                           sha=git(rehearsal.platform, "rev-parse", "broken"), VALIDATE_OUTCOME="failure",
-                          KRATIX_OUTPUT_REPO=str(rehearsal.output), KRATIX_OUTPUT_BRANCH="main")
+                          HEAD_REPO="acme/platform", KRATIX_OUTPUT_REPO=str(rehearsal.output),
+                          KRATIX_OUTPUT_BRANCH="main")
     assert done.returncode == 0, done.stderr
     comment = (temp / "plan.md").read_text()
     assert comment.startswith(MARKER) and "does not validate" in comment and CHANGED not in comment
+
+
+def test_pr_workflow_makes_no_plan_for_a_fork(rehearsal: Rehearsal, tmp_path: Path):
+    # A fork's run has no secrets: reaching a private output repo would fail the check through no fault of
+    # the contributor.
+    done, temp = run_step(rehearsal, step_script(PR_WORKFLOW, "Plan"), tmp_path, cwd=rehearsal.platform,
+                          sha=git(rehearsal.platform, "rev-parse", "pr"), VALIDATE_OUTCOME="success",
+                          HEAD_REPO="someone/platform", KRATIX_OUTPUT_REPO=str(rehearsal.output),
+                          KRATIX_OUTPUT_BRANCH="main")
+    assert done.returncode == 0, done.stderr
+    comment = (temp / "plan.md").read_text()
+    assert comment.startswith(MARKER) and "fork" in comment and CHANGED not in comment
 
 
 def test_publish_workflow_publishes_the_pushed_commit(rehearsal: Rehearsal, tmp_path: Path):
