@@ -9,10 +9,13 @@ with the variables GitHub would give them.
 
 from __future__ import annotations
 
+import base64
+import http.server
 import os
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +57,7 @@ def _git_env() -> dict[str, str]:
     return {**env, "GIT_AUTHOR_NAME": "Platform Team", "GIT_AUTHOR_EMAIL": "platform@example.com",
             "GIT_COMMITTER_NAME": "Platform Team", "GIT_COMMITTER_EMAIL": "platform@example.com",
             "GIT_AUTHOR_DATE": "2024-05-01T12:00:00Z", "GIT_COMMITTER_DATE": "2024-05-01T12:00:00Z",
-            "GIT_CONFIG_NOSYSTEM": "1", "HOME": os.environ.get("HOME", "/tmp")}
+            "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
 
 
 def commit_all(repo: Path, message: str) -> str:
@@ -81,7 +84,11 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Rehearsal:
     bin_dir.mkdir()
     (bin_dir / "kratix").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m kratix.cli "$@"\n')
     (bin_dir / "kratix").chmod(0o755)
-    env = {**_git_env(), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    # A home of its own: kratix's git must not meet this machine's credential helpers or its mirror cache.
+    home = root / "home"
+    home.mkdir()
+    env = {**_git_env(), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HOME": str(home)}
+    env.pop("XDG_CACHE_HOME", None)
     env.pop("GITHUB_ACTIONS", None)
 
     platform = root / "platform"
@@ -283,3 +290,110 @@ def test_action_runs_the_command_it_is_given(rehearsal: Rehearsal, tmp_path: Pat
         assert ADDED in (temp / "plan.md").read_text()
     if ref == "broken":
         assert "::error file=requests/team-b/orders-db.yaml,line=10," in done.stdout
+
+
+# --- the token over HTTPS-like auth: git gets it from GIT_ASKPASS, nothing stores it ------------------------
+
+class _GitOverHttp(http.server.BaseHTTPRequestHandler):
+    """Git's smart HTTP protocol through `git http-backend`, behind Basic auth, as a Git host serves it."""
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def log_message(self, format: str, *args: object) -> None:  # keep pytest's output clean
+        pass
+
+    def _serve(self) -> None:
+        server: _Host = self.server  # type: ignore[assignment]
+        wanted = "Basic " + base64.b64encode(f"x-access-token:{server.token}".encode()).decode()
+        if self.headers.get("Authorization") != wanted:
+            server.refused += 1
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        server.served += 1
+        path, _, query = self.path.partition("?")
+        body = self._body()
+        env = {"PATH": os.environ["PATH"], "GIT_PROJECT_ROOT": str(server.root), "GIT_HTTP_EXPORT_ALL": "1",
+               "PATH_INFO": path, "QUERY_STRING": query, "REQUEST_METHOD": self.command,
+               "CONTENT_TYPE": self.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
+               "REMOTE_USER": "x-access-token", "REMOTE_ADDR": "127.0.0.1",
+               "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
+               "GIT_PROTOCOL": self.headers.get("Git-Protocol", "")}
+        out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True,
+                             timeout=60).stdout
+        head, _, payload = out.partition(b"\r\n\r\n")
+        headers = [line.split(":", 1) for line in head.decode().splitlines() if ":" in line]
+        status = next((int(v.split()[0]) for k, v in headers if k.lower() == "status"), 200)
+        self.send_response(status)
+        for key, value in headers:
+            if key.lower() != "status":
+                self.send_header(key, value.strip())
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        chunks = []
+        while size := int(self.rfile.readline().strip() or b"0", 16):
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
+        self.rfile.readline()
+        return b"".join(chunks)
+
+
+class _Host(http.server.ThreadingHTTPServer):
+    def __init__(self, root: Path, token: str) -> None:
+        super().__init__(("127.0.0.1", 0), _GitOverHttp)
+        self.root, self.token, self.refused, self.served = root, token, 0, 0
+
+
+@pytest.fixture
+def git_host(rehearsal: Rehearsal, tmp_path: Path):
+    root = tmp_path / "host"
+    root.mkdir()
+    shutil.copytree(rehearsal.output, root / "output.git")
+    host = _Host(root, "s3cr3t-t0ken")
+    thread = threading.Thread(target=host.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield host
+    finally:
+        host.shutdown()
+        host.server_close()
+
+
+def test_publish_workflow_authenticates_with_the_token_and_stores_it_nowhere(
+        rehearsal: Rehearsal, git_host: _Host, tmp_path: Path):
+    platform = tmp_path / "platform"
+    shutil.copytree(rehearsal.platform, platform)
+    git(platform, "merge", "-q", "--ff-only", "pr")
+    pushed = git(platform, "rev-parse", "main")
+    url = f"http://127.0.0.1:{git_host.server_address[1]}/output.git"
+    cache = tmp_path / "cache"
+    script = step_script(PUBLISH_WORKFLOW, "Compile and publish")
+
+    wrong, _ = run_step(rehearsal, script, tmp_path, cwd=platform, sha=pushed, KRATIX_OUTPUT_REPO=url,
+                        KRATIX_OUTPUT_BRANCH="main", KRATIX_GIT_TOKEN="not-the-token",
+                        XDG_CACHE_HOME=str(cache))
+    assert wrong.returncode == 1 and git_host.refused > 0 and git_host.served == 0
+    assert "not-the-token" not in wrong.stdout + wrong.stderr
+
+    done, temp = run_step(rehearsal, script, tmp_path, cwd=platform, sha=pushed, KRATIX_OUTPUT_REPO=url,
+                          KRATIX_OUTPUT_BRANCH="main", KRATIX_GIT_TOKEN="s3cr3t-t0ken",
+                          XDG_CACHE_HOME=str(cache))
+    assert done.returncode == 0, done.stderr
+    assert git_host.served > 0
+    published = git_host.root / "output.git"
+    assert f"Source-Commit: {pushed}" in git(published, "log", "-1", "--format=%B", "main")
+    assert "s3cr3t" not in done.stdout + done.stderr
+    for place in (cache, temp, platform / ".git"):
+        for path in place.rglob("*"):
+            assert not path.is_file() or b"s3cr3t" not in path.read_bytes(), path
