@@ -11,6 +11,10 @@ PROMISE_LABEL = "kratix.io/promise-name"
 RESOURCE_LABEL = "kratix.io/resource-name"
 PIPELINE_LABEL = "kratix.io/pipeline-name"
 WORK_TYPE_LABEL = "kratix.io/work-type"
+PARENT_LABEL_PREFIX = "kratix.io/parent-"  # on requests a compound Promise's workflow emitted, and their output
+PARENT_PROMISE_LABEL = "kratix.io/parent-promise-name"
+PARENT_RESOURCE_LABEL = "kratix.io/parent-resource-name"
+PARENT_NAMESPACE_LABEL = "kratix.io/parent-resource-namespace"
 
 STATIC_PIPELINE = "static"  # the folder that holds a Promise's spec.dependencies
 

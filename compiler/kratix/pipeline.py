@@ -8,16 +8,21 @@ that request alone: everything valid is rendered, every failure becomes a diagno
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kratix import conformance, layout, load, provenance, render, schedule, schema
 from kratix import plan as plans
 from kratix.diagnostics import Diagnostic, Severity
-from kratix.documents import SourceTree
+from kratix.documents import SourceDoc, SourceTree
 from kratix.manifests import (
     MANAGED_BY,
+    PARENT_LABEL_PREFIX,
+    PARENT_NAMESPACE_LABEL,
+    PARENT_PROMISE_LABEL,
+    PARENT_RESOURCE_LABEL,
     PIPELINE_LABEL,
     PROMISE_LABEL,
     RESOURCE_LABEL,
@@ -27,7 +32,7 @@ from kratix.manifests import (
     RenderFailure,
     WorkflowResult,
 )
-from kratix.platform import Destination, Platform, Promise, ResourceRequest
+from kratix.platform import Destination, Platform, Promise, RequestKey, ResourceRequest
 from kratix.settings import Settings
 from kratix.statuses import PromiseStatus, RequestStatus, promise_status_document, request_status_document
 
@@ -213,11 +218,33 @@ def _compile_promises(platform: Platform, renderer: render.Renderer, unavailable
 def _compile_requests(platform: Platform, schemas: Mapping[str, Any], promises: Mapping[str, PromiseStatus],
                       renderer: render.Renderer, previous_placements: Mapping[str, str],
                       diagnostics: list[Diagnostic]) -> dict[str, RequestStatus]:
+    """Every request, then the requests their workflows emit for other Promises' APIs (compound Promises),
+    parents before children, so a child always sees a finished parent."""
+    served = {(p.api.group, p.api.kind): p.name for p in platform.promises.values() if p.api is not None}
     statuses: dict[str, RequestStatus] = {}
-    for request in platform.requests:
-        promise = promises[request.promise]
-        statuses[str(request.key)] = _compile_request(request, promise, schemas, renderer, platform.destinations,
-                                                      previous_placements, diagnostics)
+    queue: deque[tuple[ResourceRequest, tuple[ResourceRequest, ...]]] = deque((r, ()) for r in platform.requests)
+    while queue:
+        request, ancestry = queue.popleft()
+        if str(request.key) in statuses:
+            parent = ancestry[-1]
+            diagnostics.append(Diagnostic(request.source.path, 1, 1, "", "request.duplicate",
+                                          f"{parent.key} emits {request.key}, which already exists",
+                                          Severity.ERROR, str(parent.key)))
+            continue
+        status = _compile_request(request, promises[request.promise], schemas, renderer, platform.destinations,
+                                  previous_placements, diagnostics, served=served)
+        chain = (*ancestry, request)
+        for child in status.children:
+            if any(link.promise == child.promise for link in chain):
+                cycle = " → ".join([*(link.promise for link in chain), child.promise])
+                message = f"compound Promise cycle: {cycle}"
+                diagnostics.append(Diagnostic(child.source.path, 1, 1, "", "request.cycle", message,
+                                              Severity.ERROR, str(request.key)))
+                status = status.failed("CompoundCycle", message)
+                break
+        else:
+            queue.extend((child, chain) for child in status.children)
+        statuses[str(request.key)] = status
     return statuses
 
 
@@ -307,7 +334,8 @@ def _render_promise(renderer: render.Renderer, promise: Promise, destinations: M
 
 def _compile_request(request: ResourceRequest, promise_status: PromiseStatus, schemas: Mapping[str, Any],
                      renderer: render.Renderer, destinations: Mapping[str, Destination],
-                     previous_placements: Mapping[str, str], diagnostics: list[Diagnostic]) -> RequestStatus:
+                     previous_placements: Mapping[str, str], diagnostics: list[Diagnostic], *,
+                     served: Mapping[tuple[str, str], str]) -> RequestStatus:
     subject = str(request.key)
     promise = promise_status.promise
     if not promise_status.available:
@@ -324,8 +352,49 @@ def _compile_request(request: ResourceRequest, promise_status: PromiseStatus, sc
     if workflow.failure is not None:
         diagnostics.append(_failure_diagnostic(workflow.failure, subject))
         return RequestStatus.render_failed(request, workflow.failure, workflow.status)
-    return _place_request(request, promise, workflow, destinations, promise_status.request_labels,
-                          previous_placements)
+    workflow, children = _split_sub_requests(workflow, request, served)
+    status = _place_request(request, promise, workflow, destinations, promise_status.request_labels,
+                            previous_placements)
+    return replace(status, children=children)
+
+
+def _split_sub_requests(workflow: WorkflowResult, parent: ResourceRequest, served: Mapping[tuple[str, str], str]
+                        ) -> tuple[WorkflowResult, tuple[ResourceRequest, ...]]:
+    """Objects of a kind some Promise serves are requests to compile, not manifests to deliver."""
+    children: list[ResourceRequest] = []
+    outputs = []
+    for output in workflow.outputs:
+        files = []
+        for file in output.files:
+            kept = []
+            for document in file.documents:
+                api_version = str(document.get("apiVersion", ""))
+                group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
+                promise = served.get((group, str(document.get("kind"))))
+                if promise is None:
+                    kept.append(document)
+                else:
+                    children.append(_sub_request(document, promise, parent, file.source))
+            if kept:
+                files.append(replace(file, documents=tuple(kept)))
+        outputs.append(replace(output, files=tuple(files)))
+    return replace(workflow, outputs=tuple(outputs)), tuple(children)
+
+
+def _sub_request(document: Mapping[str, Any], promise: str, parent: ResourceRequest, source: str
+                 ) -> ResourceRequest:
+    metadata = dict(document.get("metadata") or {})
+    metadata.setdefault("namespace", parent.key.namespace)
+    metadata["labels"] = {**(metadata.get("labels") or {}), **_parent_labels(parent)}
+    body = {**document, "metadata": metadata}
+    key = RequestKey(str(document["kind"]), str(metadata["namespace"]), str(metadata["name"]))
+    return ResourceRequest(key=key, api_version=str(document["apiVersion"]), promise=promise,
+                           source=SourceDoc(source, 0, 1, body), body=body)
+
+
+def _parent_labels(parent: ResourceRequest) -> dict[str, str]:
+    return {PARENT_PROMISE_LABEL: parent.promise, PARENT_RESOURCE_LABEL: parent.key.name,
+            PARENT_NAMESPACE_LABEL: parent.key.namespace}
 
 
 def _place_request(request: ResourceRequest, promise: Promise, workflow: WorkflowResult,
@@ -333,6 +402,8 @@ def _place_request(request: ResourceRequest, promise: Promise, workflow: Workflo
                    previous_placements: Mapping[str, str]) -> RequestStatus:
     key = request.key
     identity = f"{key.kind}/{key.namespace}/{key.name}"
+    own_labels = (request.body.get("metadata") or {}).get("labels") or {}
+    parent_labels = {k: str(v) for k, v in own_labels.items() if k.startswith(PARENT_LABEL_PREFIX)}
     files: list[PlacedFile] = []
     placements: list[tuple[str, str | None, schedule.Placement]] = []
     records: dict[str, str] = {}
@@ -354,7 +425,7 @@ def _place_request(request: ResourceRequest, promise: Promise, workflow: Workflo
                 files.append(PlacedFile(
                     destination=placement.destination.path, area="resources",
                     path=f"{key.namespace}/{promise.name}/{key.name}/{output.pipeline}/{file.path}", file=file,
-                    labels=_labels(promise.name, key.name, output.pipeline, "resource"),
+                    labels={**_labels(promise.name, key.name, output.pipeline, "resource"), **parent_labels},
                     owner=str(key), promise=promise.name, pipeline=output.pipeline))
     return RequestStatus.rendered(request, workflow.status, placements, files, records)
 

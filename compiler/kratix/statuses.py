@@ -29,6 +29,7 @@ class RequestStatus:
     files: tuple[PlacedFile, ...] = ()
     placement_records: Mapping[str, str] = field(default_factory=dict)
     workflow_ok: bool | None = None  # None: the workflow did not run
+    children: tuple[ResourceRequest, ...] = ()  # requests its workflow emitted for other Promises' APIs
 
     @property
     def owner(self) -> str:
