@@ -152,8 +152,9 @@ class Remote:
     def files(self, prefix: str = "") -> dict[str, str]:
         if not self.has_main():
             return {}
-        listing = git("--git-dir", self.url, "ls-tree", "-r", "--name-only", "main").split()
-        return {path: git("--git-dir", self.url, "show", f"main:{path}") for path in listing
+        head = git("--git-dir", self.url, "rev-parse", "main").strip()  # one commit: the controller may push
+        listing = git("--git-dir", self.url, "ls-tree", "-r", "--name-only", head).split()
+        return {path: git("--git-dir", self.url, "show", f"{head}:{path}") for path in listing
                 if path.startswith(prefix)}
 
     def log(self) -> list[str]:
