@@ -1,19 +1,33 @@
 """YAML in and out, the way Kubernetes reads it.
 
-In: every document of a file with the position of each node (for diagnostics), duplicate keys and syntax errors
-reported with libyaml's position. Out: block style, no aliases, no folding, and every string quoted that any
-YAML 1.1 (go-yaml, what Kubernetes uses) or YAML 1.2 parser could read as another type: PyYAML alone quotes
-`on`, `0755` and `2024-01-01` but leaves `1e3`, `y` and `0o17` bare.
+In: every document of a file with the position of each node (for diagnostics), duplicate keys and
+syntax errors reported with libyaml's position. Out: block style, no aliases, no folding, and every string
+quoted that any YAML 1.1 (go-yaml, what Kubernetes uses) or YAML 1.2 parser could read as another type:
+PyYAML alone quotes `on`, `0755` and `2024-01-01` but leaves `1e3`, `y` and `0o17` bare.
+
+Both directions have a fast path for the JSON-like data manifests are made of, and fall back to PyYAML for
+anything else, so that the fast path never changes what a document means:
+- Out: our own emitter for dict (str, int, float, bool or None keys), list, str, int, float, bool and None.
+  PyYAML's representer, serializer and resolver are Python even with libyaml's emitter and cost ~150 us per
+  small manifest. A document holding anything else (dates, bytes, subclasses, keys longer than 128 bytes or
+  spanning lines, a scalar root) makes the whole call go through PyYAML as before.
+- In: libyaml composes the node tree; a lean walk constructs it (and records positions in the same pass) for
+  the tags `safe_load` builds, delegating non-trivial scalars to SafeConstructor itself. Aliases, merge keys,
+  `=` keys, collection-valued keys and any other tag send the document through SafeConstructor.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import yaml
+from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from kratix.documents import FieldPath, Position, SourceDoc
 
@@ -29,6 +43,8 @@ class YamlProblem:
     message: str
     code: str
 
+
+# --- out: the PyYAML path, for documents the fast emitter does not take -------------------------------------
 
 class _KubeDumper(_BaseDumper):  # type: ignore[misc, valid-type]
     def ignore_aliases(self, data: Any) -> bool:
@@ -57,28 +73,342 @@ _KubeDumper.add_implicit_resolver("tag:yaml.org,2002:bool", _OTHER_PARSERS_BOOL,
 _WIDE = 1 << 30
 
 
+def _dump_with_pyyaml(documents: list[Any], *, sort_keys: bool) -> str:
+    return yaml.dump_all(documents, Dumper=_KubeDumper, default_flow_style=False, sort_keys=sort_keys,
+                         allow_unicode=True, width=_WIDE, explicit_start=False)
+
+
+# --- out: the fast emitter ---------------------------------------------------------------------------------
+
+# A plain scalar is emitted only when it matches this allow-list: printable, no `#`, no flow indicators, a `:`
+# only when another non-space character follows, single words separated by spaces. The first character and the
+# reserved/number-like checks below are applied on top.
+_PLAIN_WORD = r"(?:[!-\"$-9;-Z\\^-z|~\u00a1-\ufffd]|:(?=[!-\"$-Z\\^-z|~\u00a1-\ufffd]))+"
+_PLAIN = re.compile(rf"{_PLAIN_WORD}(?: +{_PLAIN_WORD})*")
+# Every word any parser we care about reads as a bool or null, in any letter case.
+_RESERVED = frozenset({"y", "n", "yes", "no", "true", "false", "on", "off", "null"})
+# Characters that can make up an int, float, timestamp, sexagesimal, `.inf` or `.nan` in YAML 1.1 (spec,
+# PyYAML, go-yaml v2) or YAML 1.2: a string that starts like a number and holds nothing else is quoted.
+_NUMBERISH = frozenset("0123456789abcdefABCDEFxXoObB_.:+- tTzZiInN")
+_SIGNS = frozenset(".+-_")
+# What libyaml (and so YAML) prints verbatim inside quotes; a line break other than \n ends single-line text.
+_QUOTABLE = re.compile("[\x20-\x7e\u00a0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd"
+                       "\U00010000-\U0010ffff]*")
+# Needs an escape in double quotes beyond JSON's: C1 controls, YAML 1.1 line breaks, BOM, surrogates.
+_ESCAPE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ud800-\udfff\ufffe\uffff]")
+_MAX_SIMPLE_KEY = 128  # bytes: longer keys are written as `? key` by libyaml; leave those to PyYAML
+_LINE_BREAKS = ("\n", "\r", "\x85", "\u2028", "\u2029")
+
+
+class _Unsupported(Exception):
+    """The fast emitter cannot write this data exactly as PyYAML would mean it."""
+
+
+def _plain_ok(text: str) -> bool:
+    if not _PLAIN.fullmatch(text) or not (text.isascii() or text.isprintable()):
+        return False
+    first = text[0]
+    if first.isalpha() or first in "_/$":
+        return text.lower() not in _RESERVED
+    if first not in "0123456789.+-" or text.startswith(("---", "...")) or text[:2] == "- ":
+        return False
+    if text == "-":
+        return False
+    if _NUMBERISH.issuperset(text):
+        lowered = text.lower()
+        numeric = any(c.isdigit() for c in text) or "inf" in lowered or "nan" in lowered
+        return not (numeric or _SIGNS.issuperset(text))
+    return True
+
+
+def _quoted(text: str) -> str:
+    if _QUOTABLE.fullmatch(text):
+        return "'" + text.replace("'", "''") + "'"
+    escaped = json.dumps(text, ensure_ascii=False)
+    return _ESCAPE.sub(lambda m: f"\\u{ord(m.group()):04x}", escaped)
+
+
+def _inline_str(text: str) -> str:
+    return text if _plain_ok(text) else _quoted(text)
+
+
+def _block_ok(text: str) -> bool:
+    # A literal block holds text exactly only when its indentation and line ends are unambiguous: no leading
+    # space or break (would need an indentation indicator), no trailing spaces, nothing YAML cannot print raw.
+    return (text[0] not in " \n" and " \n" not in text and not text.endswith(" ") and "\t" not in text
+            and all(_QUOTABLE.fullmatch(line) for line in text.split("\n")))
+
+
+def _float_text(value: float) -> str:
+    if value != value:
+        return ".nan"
+    if value in (float("inf"), float("-inf")):
+        return ".inf" if value > 0 else "-.inf"
+    text = repr(value).lower()
+    # `1e+16` is an int or a string to YAML 1.1 parsers; `1.0e+16` is a float everywhere.
+    return text.replace("e", ".0e", 1) if "." not in text and "e" in text else text
+
+
+class _Emitter:
+    """One dump call: the output parts, a cache of rendered strings, and libyaml's `...` bookkeeping."""
+
+    def __init__(self, *, sort_keys: bool) -> None:
+        self.parts: list[str] = []
+        self.sort_keys = sort_keys
+        self.inline: dict[str, str] = {}
+        self.keys: dict[Any, str] = {}
+        self.open_ended = False  # a `|+` block was the last literal written: the stream must end with `...`
+
+    def document(self, root: Any, *, first: bool) -> None:
+        self.open_ended = False
+        kind = type(root)
+        if kind is not dict and kind is not list:
+            raise _Unsupported
+        if not root:
+            self.parts.append(("{}\n" if kind is dict else "[]\n") if first else
+                              ("--- {}\n" if kind is dict else "--- []\n"))
+            return
+        if not first:
+            self.parts.append("---\n")
+        if kind is dict:
+            self.mapping(root, "", "")
+        else:
+            self.sequence(root, "", "")
+
+    def mapping(self, mapping: dict[Any, Any], lead: str, indent: str) -> None:
+        parts, inner = self.parts, indent + "  "
+        items: Iterable[tuple[Any, Any]] = mapping.items()
+        if self.sort_keys:
+            with contextlib.suppress(TypeError):  # PyYAML keeps insertion order when keys do not compare
+                items = sorted(items, key=itemgetter(0))
+        for key, value in items:
+            text = self.keys.get(key) if type(key) is str else None
+            if text is None:
+                text = self.key(key)
+            kind = type(value)
+            if kind is str:
+                parts.append(f"{lead}{text}: {self.string(value, inner)}\n")
+            elif kind is dict:
+                if value:
+                    parts.append(f"{lead}{text}:\n")
+                    self.mapping(value, inner, inner)
+                else:
+                    parts.append(f"{lead}{text}: {{}}\n")
+            elif kind is list:
+                if value:
+                    parts.append(f"{lead}{text}:\n")
+                    self.sequence(value, indent, indent)  # libyaml's indentless sequence under a key
+                else:
+                    parts.append(f"{lead}{text}: []\n")
+            else:
+                parts.append(f"{lead}{text}: {_other_scalar(value)}\n")
+            lead = indent
+
+    def sequence(self, items: list[Any], lead: str, indent: str) -> None:
+        parts, inner = self.parts, indent + "  "
+        for item in items:
+            kind = type(item)
+            if kind is str:
+                parts.append(f"{lead}- {self.string(item, inner)}\n")
+            elif kind is dict and item:
+                self.mapping(item, lead + "- ", inner)
+            elif kind is list and item:
+                self.sequence(item, lead + "- ", inner)
+            elif kind is dict:
+                parts.append(f"{lead}- {{}}\n")
+            elif kind is list:
+                parts.append(f"{lead}- []\n")
+            else:
+                parts.append(f"{lead}- {_other_scalar(item)}\n")
+            lead = indent
+
+    def string(self, text: str, indent: str) -> str:
+        cached = self.inline.get(text)
+        if cached is not None:
+            return cached
+        if "\n" in text and _block_ok(text):
+            return self.literal(text, indent)
+        rendered = self.inline[text] = _inline_str(text)
+        return rendered
+
+    def literal(self, text: str, indent: str) -> str:
+        lines = text.split("\n")
+        if lines[-1]:
+            chomp = "-"
+        else:
+            lines.pop()
+            chomp = "+" if not lines[-1] else ""
+        self.open_ended = chomp == "+"
+        body = "\n".join(indent + line if line else line for line in lines)
+        return f"|{chomp}\n{body}"
+
+    def key(self, key: Any) -> str:
+        if type(key) is str:
+            size = len(key) if len(key) <= _MAX_SIMPLE_KEY // 4 else len(key.encode("utf-8", "surrogatepass"))
+            too_long = size > _MAX_SIMPLE_KEY
+            if too_long or any(brk in key for brk in _LINE_BREAKS):
+                raise _Unsupported
+            text = self.keys[key] = _inline_str(key)
+            return text
+        else:
+            text = _other_scalar(key)
+            if len(text) > _MAX_SIMPLE_KEY:
+                raise _Unsupported
+        return text
+
+
+def _other_scalar(value: Any) -> str:
+    kind = type(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int:
+        return str(value)
+    if value is None:
+        return "null"
+    if kind is float:
+        return _float_text(value)
+    raise _Unsupported
+
+
+def _emit(documents: list[Any], *, sort_keys: bool) -> str:
+    try:
+        emitter = _Emitter(sort_keys=sort_keys)
+        for index, document in enumerate(documents):
+            emitter.document(document, first=index == 0)
+    except _Unsupported:
+        return _dump_with_pyyaml(documents, sort_keys=sort_keys)
+    if emitter.open_ended:
+        emitter.parts.append("...\n")
+    return "".join(emitter.parts)
+
+
 def dump(document: Any) -> bytes:
     return dump_all([document])
 
 
 def dump_all(documents: Iterable[Any]) -> bytes:
-    text = yaml.dump_all(
-        list(documents),
-        Dumper=_KubeDumper,
-        default_flow_style=False,
-        sort_keys=False,
-        allow_unicode=True,
-        width=_WIDE,
-        explicit_start=False,
-    )
-    return text.encode("utf-8")
+    return _emit(list(documents), sort_keys=False).encode("utf-8")
 
 
 def dump_sorted(document: Any) -> bytes:
     """For files we generate ourselves (status, provenance): stable regardless of insertion order."""
-    text = yaml.dump(document, Dumper=_KubeDumper, default_flow_style=False, sort_keys=True,
-                     allow_unicode=True, width=_WIDE)
-    return text.encode("utf-8")
+    return _emit([document], sort_keys=True).encode("utf-8")
+
+
+# --- in ----------------------------------------------------------------------------------------------------
+
+_STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+# Scalar tags SafeConstructor builds without generators; their constructors are called as they are.
+_SCALAR_TAGS = frozenset({_STR, _INT, "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
+                          "tag:yaml.org,2002:null", "tag:yaml.org,2002:timestamp",
+                          "tag:yaml.org,2002:binary"})
+# Keys SafeConstructor rewrites before building the mapping.
+_SPECIAL_KEYS = frozenset({"tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"})
+
+
+class _Fallback(Exception):
+    """The lean walk meets something only SafeConstructor builds exactly (aliases, merges, other tags)."""
+
+
+class _Builder:
+    """Builds one document from libyaml's node tree as SafeConstructor would, optionally with positions."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+        self.constructors = loader.yaml_constructors
+        self.seen: set[int] = set()  # collection nodes walked: meeting one twice means an alias
+
+    def scalar(self, node: Any) -> Any:
+        tag, value = node.tag, node.value
+        if tag == _STR:
+            return value
+        if tag == _INT and value.isdigit() and value.isascii() and (value[0] != "0" or value == "0"):
+            return int(value)
+        if tag in _SCALAR_TAGS:
+            return self.constructors[tag](self.loader, node)
+        raise _Fallback
+
+    def value(self, node: Any) -> Any:
+        kind = type(node)
+        if kind is ScalarNode:
+            return self.scalar(node)
+        self.enter(node)
+        if kind is MappingNode and node.tag == _MAP:
+            mapping: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                mapping[self.key(key_node)] = self.value(value_node)
+            return mapping
+        if kind is SequenceNode and node.tag == _SEQ:
+            return [self.value(item) for item in node.value]
+        raise _Fallback
+
+    def key(self, node: Any) -> Any:
+        if type(node) is not ScalarNode or node.tag in _SPECIAL_KEYS:
+            raise _Fallback
+        return self.scalar(node)
+
+    def enter(self, node: Any) -> None:
+        marker = id(node)
+        if marker in self.seen:
+            raise _Fallback
+        self.seen.add(marker)
+
+    def indexed(self, node: Any, path: FieldPath, positions: dict[FieldPath, Position],
+                problems: list[YamlProblem]) -> Any:
+        """`value` that also records where each path starts and reports duplicate keys, in document order."""
+        kind = type(node)
+        if kind is ScalarNode:
+            if path not in positions:
+                mark = node.start_mark
+                positions[path] = (mark.line + 1, mark.column + 1)
+            return self.scalar(node)
+        self.enter(node)
+        if path not in positions:
+            mark = node.start_mark
+            positions[path] = (mark.line + 1, mark.column + 1)
+        if kind is SequenceNode and node.tag == _SEQ:
+            return [self.indexed(item, (*path, index), positions, problems)
+                    for index, item in enumerate(node.value)]
+        if kind is not MappingNode or node.tag != _MAP:
+            raise _Fallback
+        mapping: dict[Any, Any] = {}
+        names: set[str] = set()
+        for key_node, value_node in node.value:
+            key = self.key(key_node)
+            name = key_node.value
+            child = (*path, name)
+            mark = key_node.start_mark
+            if name in names and name != "<<":
+                problems.append(YamlProblem(mark.line + 1, mark.column + 1, child, f"duplicate key {name!r}",
+                                            "yaml.duplicate-key"))
+            names.add(name)
+            positions[child] = (mark.line + 1, mark.column + 1)
+            mapping[key] = self.indexed(value_node, child, positions, problems)
+        return mapping
+
+
+def _construct(loader: Any, node: yaml.Node) -> Any:
+    try:
+        return _Builder(loader).value(node)
+    except _Fallback:
+        return loader.construct_document(node)
+
+
+def _construct_indexed(loader: Any, node: yaml.Node,
+                       problems: list[YamlProblem]) -> tuple[Any, dict[FieldPath, Position]]:
+    positions: dict[FieldPath, Position] = {}
+    found: list[YamlProblem] = []
+    try:
+        body = _Builder(loader).indexed(node, (), positions, found)
+    except (_Fallback, yaml.YAMLError):  # SafeConstructor raises the same error, after the same problems
+        positions, found = {}, []
+        _index_positions(node, (), positions, found)
+        body = loader.construct_document(node)
+    problems.extend(found)
+    return body, positions
 
 
 def load_documents(path: str, data: bytes | str) -> tuple[list[SourceDoc], list[YamlProblem]]:
@@ -92,9 +422,7 @@ def load_documents(path: str, data: bytes | str) -> tuple[list[SourceDoc], list[
             node = loader.get_node()
             if node is None:
                 break
-            positions: dict[FieldPath, Position] = {}
-            _index_positions(node, (), positions, problems)
-            body = loader.construct_document(node)
+            body, positions = _construct_indexed(loader, node, problems)
             start = node.start_mark
             if body is not None:  # an empty document between `---` separators is not an object, just noise
                 docs.append(SourceDoc(path=path, index=index, line=start.line + 1, body=body,
@@ -116,6 +444,7 @@ def load_documents(path: str, data: bytes | str) -> tuple[list[SourceDoc], list[
 
 def _index_positions(node: yaml.Node, path: FieldPath, positions: dict[FieldPath, Position],
                      problems: list[YamlProblem]) -> None:
+    """Positions and duplicate keys of a document the lean walk hands to SafeConstructor."""
     positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
@@ -141,26 +470,25 @@ def _index_child(node: yaml.Node, path: FieldPath, positions: dict[FieldPath, Po
         _index_positions(node, path, positions, problems)
 
 
-def load_plain(data: bytes | str) -> Iterator[Any]:
-    """Documents without positions, for files we wrote ourselves."""
-    for document in yaml.load_all(data, Loader=_Loader):
-        if document is not None:
-            yield document
-
-
-def load_transformed(data: str, transform: Callable[[yaml.Node], yaml.Node]) -> list[Any]:
-    """Documents of `data`, each node tree passed through `transform` before construction. Raises
-    `yaml.MarkedYAMLError` on a syntax error (the caller knows what the text was rendered from)."""
-    loader = _Loader(data)
-    documents: list[Any] = []
+def _documents(loader: Any, transform: Callable[[yaml.Node], yaml.Node] | None = None) -> Iterator[Any]:
     try:
         while loader.check_node():
             node = loader.get_node()
             if node is None:
                 break
-            document = loader.construct_document(transform(node))
+            document = _construct(loader, transform(node) if transform else node)
             if document is not None:
-                documents.append(document)
+                yield document
     finally:
         loader.dispose()
-    return documents
+
+
+def load_plain(data: bytes | str) -> Iterator[Any]:
+    """Documents without positions, for files we wrote ourselves."""
+    yield from _documents(_Loader(data))
+
+
+def load_transformed(data: str, transform: Callable[[yaml.Node], yaml.Node]) -> list[Any]:
+    """Documents of `data`, each node tree passed through `transform` before construction. Raises
+    `yaml.MarkedYAMLError` on a syntax error (the caller knows what the text was rendered from)."""
+    return list(_documents(_Loader(data), transform))
