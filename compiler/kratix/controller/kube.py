@@ -94,8 +94,8 @@ class Kube:
             if self._response is not None:
                 self._response.shutdown()
 
-    def apply_crd(self, crd: dict[str, Any]) -> str:
-        """Create the CRD, or merge-patch its spec when it differs. Returns what it did."""
+    def apply_crd(self, crd: dict[str, Any], *, create_only: bool = False) -> str:
+        """Create the CRD, or merge-patch its spec when it differs (unless `create_only`); what it did."""
         name = crd["metadata"]["name"]
         try:
             current = cast(dict[str, Any],
@@ -105,6 +105,8 @@ class Kube:
                 raise
             self._api.create_cluster_custom_object(CRD_GROUP, CRD_VERSION, CRD_PLURAL, crd)
             return "created"
+        if create_only:
+            return "already installed"
         if current.get("spec") == crd["spec"]:
             return "unchanged"
         self._api.patch_cluster_custom_object(CRD_GROUP, CRD_VERSION, CRD_PLURAL, name, {"spec": crd["spec"]})

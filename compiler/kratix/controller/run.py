@@ -96,7 +96,9 @@ class _Controller:
         pending = crds.own_crds()
         while pending and not self._stop.is_set():
             try:
-                log.info("CRD %s: %s", pending[0]["metadata"]["name"], self._kube.apply_crd(pending[0]))
+                # Only if missing: a cluster may already run Kratix, whose CRDs carry full schemas.
+                outcome = self._kube.apply_crd(pending[0], create_only=True)
+                log.info("CRD %s: %s", pending[0]["metadata"]["name"], outcome)
                 pending.pop(0)
             except Exception as exc:  # retried until the API server accepts it or we are stopped
                 log.warning("cannot apply CRD %s (%s): retrying", pending[0]["metadata"]["name"], exc)
