@@ -78,9 +78,11 @@ def render_file(item: PlacedFile) -> bytes:
 
 
 def build_tree(placed: Sequence[PlacedFile], *, destinations: Iterable[str], bookkeeping: Mapping[str, Any],
-               kept: Mapping[str, bytes] | None = None) -> dict[str, bytes]:
-    """`bookkeeping` maps paths under `.kratix/` to documents (status, placements, provenance); `kept` holds
-    previously published files carried over verbatim (last-known-good output of what fails now)."""
+               kept: Mapping[str, bytes] | None = None,
+               kept_objects: Mapping[str, set[str]] | None = None) -> dict[str, bytes]:
+    """`bookkeeping` maps paths under `.kratix/` to documents, or to bytes kept as they are; `kept` holds
+    previously published files carried over verbatim (last-known-good output of what fails now, and the output
+    of requests that did not change), and `kept_objects` the object ids they hold per destination."""
     files: dict[str, bytes] = {}
     listed: dict[str, list[str]] = defaultdict(list)
     for item in placed:
@@ -95,7 +97,7 @@ def build_tree(placed: Sequence[PlacedFile], *, destinations: Iterable[str], boo
                 listed[f"{destination}/{area}"].append(inside)
                 break
     for destination in destinations:
-        for namespace in _namespaces_to_create(destination, placed, listed):
+        for namespace in _namespaces_to_create(destination, placed, listed, (kept_objects or {}).get(destination)):
             path = f"{namespace}/namespace.yaml"
             files[f"{destination}/resources/{path}"] = yamltext.dump(namespace_object(namespace))
             listed[f"{destination}/resources"].append(path)
@@ -103,7 +105,7 @@ def build_tree(placed: Sequence[PlacedFile], *, destinations: Iterable[str], boo
             folder = f"{destination}/{area}"
             files[f"{folder}/{KUSTOMIZATION}"] = kustomization(sorted(set(listed.get(folder, ()))))
     for path, document in bookkeeping.items():
-        files[f"{BOOKKEEPING}/{path}"] = yamltext.dump_sorted(document)
+        files[f"{BOOKKEEPING}/{path}"] = document if isinstance(document, bytes) else yamltext.dump_sorted(document)
     return dict(sorted(files.items()))
 
 
@@ -114,12 +116,13 @@ def namespace_object(name: str) -> dict[str, Any]:
                          "annotations": {"kustomize.toolkit.fluxcd.io/prune": "disabled"}}}
 
 
-def _namespaces_to_create(destination: str, placed: Sequence[PlacedFile],
-                          listed: Mapping[str, list[str]]) -> list[str]:
+def _namespaces_to_create(destination: str, placed: Sequence[PlacedFile], listed: Mapping[str, list[str]],
+                          kept_objects: set[str] | None) -> list[str]:
     """The namespaces of the requests placed on a destination, unless a request already emits that Namespace."""
     used = {path.split("/", 1)[0] for path in listed.get(f"{destination}/resources", ())}
     emitted = {str((d.get("metadata") or {}).get("name")) for p in placed if p.destination == destination
                for d in p.file.documents if d.get("kind") == "Namespace" and d.get("apiVersion") == "v1"}
+    emitted |= {o.split("/", 1)[1] for o in kept_objects or () if o.startswith("Namespace/")}
     return sorted(used - emitted - BUILTIN_NAMESPACES)
 
 

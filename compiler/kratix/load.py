@@ -10,7 +10,7 @@ namespace contradicts its folder, Destinations sharing a name or a path, duplica
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -71,7 +71,13 @@ def _hidden(path: str) -> bool:
 
 # --- the pure part ------------------------------------------------------------------------------------------
 
-def parse_platform(tree: SourceTree) -> tuple[Platform, list[Diagnostic]]:
+SkipRequests = Callable[[Mapping[str, Promise], Mapping[str, Destination]], frozenset[str]]
+
+
+def parse_platform(tree: SourceTree, *, skip_requests: SkipRequests | None = None
+                   ) -> tuple[Platform, list[Diagnostic]]:
+    """`skip_requests`, given the parsed Promises and Destinations, names request files not to parse (the
+    caller reuses what it knows of them)."""
     diagnostics: list[Diagnostic] = []
     promise_docs, promise_file_problems = _promise_documents(tree, diagnostics)
     promises = _promises(promise_docs, diagnostics)
@@ -83,7 +89,8 @@ def parse_platform(tree: SourceTree) -> tuple[Platform, list[Diagnostic]]:
     diagnostics.extend(d for d in promise_file_problems
                        if not any(d.file.startswith(folder + "/") for folder in template_folders))
     destinations = _destinations(tree, diagnostics)
-    requests = _requests(tree, promises, diagnostics)
+    skip = skip_requests(promises, destinations) if skip_requests else frozenset()
+    requests = _requests(tree, promises, diagnostics, skip)
     return Platform(promises=promises, destinations=destinations, requests=requests,
                     commit=tree.commit), diagnostics
 
@@ -390,12 +397,14 @@ def _destination(doc: SourceDoc, body: Mapping[str, Any], diagnostics: list[Diag
 
 # --- Requests -----------------------------------------------------------------------------------------------
 
-def _requests(tree: SourceTree, promises: Mapping[str, Promise],
-              diagnostics: list[Diagnostic]) -> tuple[ResourceRequest, ...]:
+def _requests(tree: SourceTree, promises: Mapping[str, Promise], diagnostics: list[Diagnostic],
+              skip: frozenset[str]) -> tuple[ResourceRequest, ...]:
     by_kind = {(p.api.group, p.api.kind): p for p in promises.values() if p.api is not None}
     requests: list[ResourceRequest] = []
     seen: dict[RequestKey, SourceDoc] = {}
     for path, data in _yaml_files(tree, "requests"):
+        if path in skip:
+            continue
         folder_namespace = _folder_namespace(path)
         for doc in _parse_file(path, data, diagnostics):
             request = _request(doc, folder_namespace, by_kind, diagnostics)

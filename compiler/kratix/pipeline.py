@@ -11,9 +11,10 @@ import json
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
-from kratix import conformance, layout, load, provenance, render, schedule, schema
+from kratix import __version__, cache, conformance, layout, load, provenance, render, schedule, schema, yamltext
 from kratix import plan as plans
 from kratix.diagnostics import Diagnostic, Severity
 from kratix.documents import SourceDoc, SourceTree
@@ -48,14 +49,22 @@ class PreviousOutput:
     files: Mapping[str, bytes] = field(default_factory=dict)
     commit: str | None = None
 
-    def placements(self) -> dict[str, str]:
-        from kratix import yamltext
-
+    @cached_property
+    def placement_records(self) -> dict[str, str]:
         data = self.files.get(f"{layout.BOOKKEEPING}/{PLACEMENTS_FILE}")
-        if not data:
-            return {}
-        document = next(iter(yamltext.load_plain(data)), None)
-        return {str(k): str(v) for k, v in (document or {}).items()} if isinstance(document, Mapping) else {}
+        document = next(iter(yamltext.load_plain(data)), None) if data else None
+        return {str(k): str(v) for k, v in document.items()} if isinstance(document, Mapping) else {}
+
+    def placements(self) -> dict[str, str]:
+        return self.placement_records
+
+    @cached_property
+    def provenance(self) -> dict[str, provenance.Entry]:
+        return provenance.decode(self.files.get(provenance.PROVENANCE_PATH))
+
+    @cached_property
+    def cache(self) -> list[cache.Record]:
+        return cache.decode(self.files.get(cache.CACHE_PATH))
 
 
 @dataclass(frozen=True)
@@ -86,21 +95,129 @@ class CompileResult:
 
 def compile_platform(tree: SourceTree, *, settings: Settings, previous: PreviousOutput | None = None) -> CompileResult:
     previous = previous or PreviousOutput()
-    platform, diagnostics = load.parse_platform(tree)
+    platform, diagnostics, reused = _load(tree, previous, settings)
     schemas, unavailable = _check_promises(platform, diagnostics)
     renderer = render.Renderer(tree, settings=settings.render)
     promises = _compile_promises(platform, renderer, unavailable, diagnostics)
     requests = _compile_requests(platform, schemas, promises, renderer, previous.placements(), diagnostics)
-    _reject_conflicts(promises, requests, diagnostics)
+    requests.update(reused)
+    _reject_conflicts(promises, requests, diagnostics, previous)
     not_validated: tuple[str, ...] = ()
     if settings.validate.validate_output:
         checker = conformance.Conformance.for_kubernetes(settings.validate.kubernetes_version)
         not_validated = _validate_output(checker, promises, requests, diagnostics)
-    files = _lay_out(platform, promises, requests, previous, commit=tree.commit)
+    files = _lay_out(platform, promises, requests, previous, commit=tree.commit,
+                     fingerprints=_fingerprints(tree, platform.promises, platform.destinations, settings),
+                     diagnostics=diagnostics, tree_files=tree.files)
     diagnostics.sort()
     return CompileResult(files=files, diagnostics=tuple(diagnostics),
                          summary=_summary(platform, requests, promises, files, not_validated),
                          requests=requests)
+
+
+# --- reusing what did not change ----------------------------------------------------------------------------
+
+def _load(tree: SourceTree, previous: PreviousOutput, settings: Settings
+          ) -> tuple[Platform, list[Diagnostic], dict[str, RequestStatus]]:
+    """Parse the platform, skipping request files whose cached output is still good."""
+    hits: dict[str, list[cache.Record]] = {}
+
+    def skip(promises: Mapping[str, Promise], destinations: Mapping[str, Destination]) -> frozenset[str]:
+        hits.update(_cache_hits(tree, previous, _fingerprints(tree, promises, destinations, settings)))
+        return frozenset(hits)
+
+    platform, diagnostics = load.parse_platform(tree, skip_requests=skip if previous.cache else None)
+    reused_keys = {r.key for records in hits.values() for r in records}
+    if reused_keys & {str(r.key) for r in platform.requests}:
+        # A changed file now requests what a cached one does: which of them is the duplicate depends on file
+        # order, so take no shortcut.
+        platform, diagnostics = load.parse_platform(tree)
+        hits.clear()
+    reused = {r.key: _reused_status(r, platform.destinations) for records in hits.values() for r in records}
+    return platform, diagnostics, reused
+
+
+def _fingerprints(tree: SourceTree, promises: Mapping[str, Promise], destinations: Mapping[str, Destination],
+                  settings: Settings) -> dict[str, str]:
+    """Per Promise: a digest of everything its requests' output depends on besides the request itself."""
+    shared = cache.fingerprint(
+        __version__, repr(settings.validate), repr(settings.render.container_runtime),
+        *(f"{d.name}|{d.path}|{sorted(d.labels.items())}|{d.strict_match_labels}"
+          for d in sorted(destinations.values(), key=lambda d: d.name)),
+        *sorted(f"{p.name}|{p.api.group}|{p.api.kind}|{p.version}" for p in promises.values() if p.api))
+    prints = {}
+    for promise in promises.values():
+        folder = promise.folder + "/"
+        files = sorted((path, cache.digest(data)) for path, data in tree.files.items() if path.startswith(folder))
+        images = sorted({c.image for pl in promise.resource_configure for c in pl.containers if c.image})
+        prints[promise.name] = cache.fingerprint(shared, promise.name, promise.folder,
+                                                 *(f"{path}={blob}" for path, blob in files), *images)
+    return prints
+
+
+def _cache_hits(tree: SourceTree, previous: PreviousOutput, fingerprints: Mapping[str, str]
+                ) -> dict[str, list[cache.Record]]:
+    by_file: dict[str, list[cache.Record]] = {}
+    for record in previous.cache:
+        by_file.setdefault(record.file, []).append(record)
+    hits = {}
+    for file, records in by_file.items():
+        data = tree.files.get(file)
+        if data is None or len(records) != records[0].documents:
+            continue
+        blob = cache.digest(data)
+        if all(r.blob == blob and r.fingerprint == fingerprints.get(r.promise) and r.status in previous.files
+               and all(o in previous.files for o in r.outputs) for r in records):
+            hits[file] = records
+    return hits
+
+
+def _reused_status(record: cache.Record, destinations: Mapping[str, Destination]) -> RequestStatus:
+    key = RequestKey(record.kind, record.namespace, record.name)
+    request = ResourceRequest(key=key, api_version=record.api_version, promise=record.promise,
+                              source=SourceDoc(record.file, 0, 1, None), body={})
+    placements = []
+    for name, destination in sorted(record.placements.items()):
+        pipeline_name, _, directory = name.partition("#")[2].partition("/")
+        placements.append((pipeline_name, directory or None,
+                           schedule.Placement(destinations[destination], schedule.PLACED, "unchanged", {})))
+    return RequestStatus(request, "placed", "Resource requested", "Placed", "unchanged since the last compile",
+                         placements=tuple(placements), placement_records=dict(record.placements),
+                         workflow_ok=True, reused=True)
+
+
+def _cache_records(requests: Mapping[str, RequestStatus], previous: PreviousOutput, fingerprints: Mapping[str, str],
+                   files: Mapping[str, bytes], tree_files: Mapping[str, bytes],
+                   diagnostics: Sequence[Diagnostic]) -> list[cache.Record]:
+    """What to remember of each cleanly placed request; files with any diagnostic are never remembered."""
+    old = {r.key: r for r in previous.cache}
+    noisy = {d.file for d in diagnostics}
+    per_file: dict[str, list[RequestStatus]] = {}
+    for status in requests.values():
+        per_file.setdefault(status.request.source.path, []).append(status)
+    records = []
+    for file, statuses in per_file.items():
+        if file in noisy or file not in tree_files or not file.startswith("requests/") or any(
+                s.state != "placed" or s.children or (not s.reused and not s.files) for s in statuses):
+            continue
+        for status in statuses:
+            key = status.request.key
+            if status.reused:
+                records.append(old[str(key)])
+                continue
+            outputs = tuple(sorted(f.output_path for f in status.files))
+            records.append(cache.Record(
+                file=file, blob=cache.digest(tree_files[file]), fingerprint=fingerprints[status.request.promise],
+                documents=len(statuses), kind=key.kind, namespace=key.namespace, name=key.name,
+                api_version=status.request.api_version, promise=status.request.promise,
+                placements=dict(status.placement_records), outputs=outputs,
+                status=f"{layout.BOOKKEEPING}/{_status_path(status)}"))
+    return records
+
+
+def _status_path(status: RequestStatus) -> str:
+    key = status.request.key
+    return f"{STATUS_FOLDER}/{key.namespace}/{status.request.promise}/{key.name}.yaml"
 
 
 def prepare_publish(tree: SourceTree, previous: PreviousOutput, *, settings: Settings
@@ -137,9 +254,14 @@ def _commit_message(tree: SourceTree, result: CompileResult, previous: PreviousO
 
 
 def _lay_out(platform: Platform, promises: Mapping[str, PromiseStatus], requests: Mapping[str, RequestStatus],
-             previous: PreviousOutput, *, commit: str | None) -> dict[str, bytes]:
+             previous: PreviousOutput, *, commit: str | None, fingerprints: Mapping[str, str],
+             diagnostics: Sequence[Diagnostic], tree_files: Mapping[str, bytes] | None = None) -> dict[str, bytes]:
     placed = [f for s in promises.values() for f in s.files] + [f for s in requests.values() for f in s.files]
     kept = _last_known_good(requests, promises, previous)
+    old_records = {r.key: r for r in previous.cache}
+    for key, status in requests.items():
+        if status.reused:
+            kept.update((path, previous.files[path]) for path in old_records[key].outputs)
     previous_placements = previous.placements()
     records = {k: v for s in requests.values() for k, v in s.placement_records.items()}
     for status in requests.values():
@@ -147,20 +269,28 @@ def _lay_out(platform: Platform, promises: Mapping[str, PromiseStatus], requests
             records.update(_kept_placements(status, previous_placements))
     bookkeeping: dict[str, Any] = {PLACEMENTS_FILE: dict(sorted(records.items()))}
     for status in requests.values():
-        key = status.request.key
-        bookkeeping[f"{STATUS_FOLDER}/{key.namespace}/{status.request.promise}/{key.name}.yaml"] = (
-            request_status_document(status))
+        path = _status_path(status)
+        bookkeeping[path] = (previous.files[f"{layout.BOOKKEEPING}/{path}"] if status.reused
+                             else request_status_document(status))
     for name, promise_status in promises.items():
         bookkeeping[f"{PROMISE_STATUS_FOLDER}/{name}.yaml"] = promise_status_document(promise_status)
+    kept_objects: dict[str, set[str]] = {}
+    for path in kept:
+        entry = previous.provenance.get(path)
+        if entry is not None and entry.destination is not None:
+            kept_objects.setdefault(entry.destination, set()).update(entry.objects)
     files = layout.build_tree(placed, destinations=[d.path for d in platform.destinations.values()],
-                              bookkeeping=bookkeeping, kept=kept)
+                              bookkeeping=bookkeeping, kept=kept, kept_objects=kept_objects)
     files[provenance.PROVENANCE_PATH] = _provenance(placed, files, kept, previous, commit)
+    cached = _cache_records(requests, previous, fingerprints, files, tree_files or {}, diagnostics)
+    if cached:
+        files[cache.CACHE_PATH] = cache.encode(cached)
     return files
 
 
 def _provenance(placed: Sequence[PlacedFile], files: Mapping[str, bytes], kept: Mapping[str, bytes],
                 previous: PreviousOutput, commit: str | None) -> bytes:
-    before = provenance.decode(previous.files.get(provenance.PROVENANCE_PATH))
+    before = previous.provenance
     entries = {p.output_path: provenance.Entry(
         path=p.output_path, owner=p.owner, destination=p.destination, promise=p.promise,
         request=None if p.owner.startswith("Promise ") else p.owner, pipeline=p.pipeline, source=p.file.source,
@@ -249,13 +379,31 @@ def _compile_requests(platform: Platform, schemas: Mapping[str, Any], promises: 
 
 
 def _reject_conflicts(promises: dict[str, PromiseStatus], requests: dict[str, RequestStatus],
-                      diagnostics: list[Diagnostic]) -> None:
-    """Two owners emitting one object to one destination: the later owner (in sorted order) fails."""
+                      diagnostics: list[Diagnostic], previous: PreviousOutput) -> None:
+    """Two owners emitting one object to one destination: the later owner (in sorted order) fails. Output
+    carried over unchanged counts as emitted first."""
     placed = [f for s in promises.values() for f in s.files] + [f for s in requests.values() for f in s.files]
     for conflict in layout.find_conflicts(placed):
         message = (f"{conflict.object_id} on destination {conflict.placed.destination} is also emitted by "
                    f"{conflict.other.owner}")
         _fail_owner(conflict.placed.owner, "ObjectConflict", message, promises, requests, diagnostics)
+    taken = {}
+    records = {r.key: r for r in previous.cache}
+    for key, status in requests.items():
+        if status.reused:
+            for path in records[key].outputs:
+                entry = previous.provenance.get(path)
+                for object_id in entry.objects if entry else ():
+                    taken[(entry.destination, object_id)] = key
+    if not taken:
+        return
+    for item in placed:
+        for document in item.file.documents:
+            other = taken.get((item.destination, layout.object_id(document)))
+            if other is not None and other != item.owner:
+                message = (f"{layout.object_id(document)} on destination {item.destination} is also emitted by "
+                           f"{other}")
+                _fail_owner(item.owner, "ObjectConflict", message, promises, requests, diagnostics)
 
 
 def _fail_owner(owner: str, reason: str, message: str, promises: dict[str, PromiseStatus],

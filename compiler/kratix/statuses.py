@@ -30,6 +30,7 @@ class RequestStatus:
     placement_records: Mapping[str, str] = field(default_factory=dict)
     workflow_ok: bool | None = None  # None: the workflow did not run
     children: tuple[ResourceRequest, ...] = ()  # requests its workflow emitted for other Promises' APIs
+    reused: bool = False  # unchanged since the last compile: its published files and status are carried over
 
     @property
     def owner(self) -> str:

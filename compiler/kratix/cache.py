@@ -1,0 +1,67 @@
+"""The request cache: what each request's last compile produced, so that an unchanged request is neither parsed,
+validated, rendered nor dumped again. Compile cost then grows with what changed, not with the platform.
+
+Kept in the output repo at `.kratix/cache.jsonl` (one JSON record per request, sorted), so compile stays a pure
+function of (input tree, previous output). A record is reused only when the request's file has the same bytes
+and the fingerprint of everything else its output depends on — its Promise's folder, the destinations, the
+kinds all Promises serve, the compiler's version and settings, image digests — is the same too. Only cleanly
+placed requests are recorded: failures, pending requests and compound parents are compiled every time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+
+CACHE_PATH = ".kratix/cache.jsonl"
+
+
+@dataclass(frozen=True)
+class Record:
+    file: str  # the request's source file in the input repo
+    blob: str  # sha1 of that file's bytes
+    fingerprint: str  # of everything else the request's output depends on
+    documents: int  # how many requests the file holds (a file is reused whole or not at all)
+    kind: str
+    namespace: str
+    name: str
+    api_version: str
+    promise: str
+    placements: dict[str, str] = field(default_factory=dict)  # placement record -> destination name
+    outputs: tuple[str, ...] = ()  # the files it published, under destination folders
+    status: str = ""  # its status file
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+
+def encode(records: Iterable[Record]) -> bytes:
+    lines = [json.dumps({**asdict(r), "outputs": list(r.outputs)}, sort_keys=True, separators=(",", ":"))
+             for r in sorted(records, key=lambda r: (r.file, r.key))]
+    return ("\n".join(lines) + "\n").encode() if lines else b""
+
+
+def decode(data: bytes | None) -> list[Record]:
+    records = []
+    for line in (data or b"").splitlines():
+        if line.strip():
+            raw = json.loads(line)
+            raw["outputs"] = tuple(raw.get("outputs") or ())
+            records.append(Record(**raw))
+    return records
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha1(data, usedforsecurity=False).hexdigest()
+
+
+def fingerprint(*parts: str | bytes) -> str:
+    hasher = hashlib.sha256()
+    for part in parts:
+        chunk = part.encode() if isinstance(part, str) else part
+        hasher.update(len(chunk).to_bytes(8, "big"))
+        hasher.update(chunk)
+    return hasher.hexdigest()
