@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 CACHE_PATH = ".kratix/cache.jsonl"
 
@@ -32,25 +32,30 @@ class Record:
     placements: dict[str, str] = field(default_factory=dict)  # placement record -> destination name
     outputs: tuple[str, ...] = ()  # the files it published, under destination folders
     status: str = ""  # its status file
+    line: str = field(default="", compare=False, repr=False)  # as read: re-encoding 10k records costs more
 
     @property
     def key(self) -> str:
         return f"{self.kind} {self.namespace}/{self.name}"
 
 
+_FIELDS = tuple(f.name for f in fields(Record) if f.name != "line")
+
+
 def encode(records: Iterable[Record]) -> bytes:
-    lines = [json.dumps({**asdict(r), "outputs": list(r.outputs)}, sort_keys=True, separators=(",", ":"))
+    lines = [r.line or json.dumps({name: getattr(r, name) for name in _FIELDS}, sort_keys=True,
+                                  separators=(",", ":"))
              for r in sorted(records, key=lambda r: (r.file, r.key))]
     return ("\n".join(lines) + "\n").encode() if lines else b""
 
 
 def decode(data: bytes | None) -> list[Record]:
     records = []
-    for line in (data or b"").splitlines():
+    for line in (data or b"").decode().splitlines():
         if line.strip():
             raw = json.loads(line)
             raw["outputs"] = tuple(raw.get("outputs") or ())
-            records.append(Record(**raw))
+            records.append(Record(**raw, line=line))
     return records
 
 

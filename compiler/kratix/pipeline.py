@@ -133,7 +133,9 @@ def _load(tree: SourceTree, previous: PreviousOutput, settings: Settings
         # order, so take no shortcut.
         platform, diagnostics = load.parse_platform(tree)
         hits.clear()
-    reused = {r.key: _reused_status(r, platform.destinations) for records in hits.values() for r in records}
+    unchanged = {name: schedule.Placement(d, schedule.PLACED, "unchanged", {})
+                 for name, d in platform.destinations.items()}
+    reused = {r.key: _reused_status(r, unchanged) for records in hits.values() for r in records}
     return platform, diagnostics, reused
 
 
@@ -172,15 +174,15 @@ def _cache_hits(tree: SourceTree, previous: PreviousOutput, fingerprints: Mappin
     return hits
 
 
-def _reused_status(record: cache.Record, destinations: Mapping[str, Destination]) -> RequestStatus:
+def _reused_status(record: cache.Record, unchanged: Mapping[str, schedule.Placement]) -> RequestStatus:
+    """A request carried over from the cache: `unchanged` holds one shared placement per destination."""
     key = RequestKey(record.kind, record.namespace, record.name)
     request = ResourceRequest(key=key, api_version=record.api_version, promise=record.promise,
                               source=SourceDoc(record.file, 0, 1, None), body={})
     placements = []
     for name, destination in sorted(record.placements.items()):
         pipeline_name, _, directory = name.partition("#")[2].partition("/")
-        placements.append((pipeline_name, directory or None,
-                           schedule.Placement(destinations[destination], schedule.PLACED, "unchanged", {})))
+        placements.append((pipeline_name, directory or None, unchanged[destination]))
     return RequestStatus(request, "placed", "Resource requested", "Placed", "unchanged since the last compile",
                          placements=tuple(placements), placement_records=dict(record.placements),
                          workflow_ok=True, reused=True)

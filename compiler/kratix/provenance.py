@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 PROVENANCE_PATH = ".kratix/provenance.jsonl"
@@ -27,13 +27,20 @@ class Entry:
     pipeline: str | None = None
     source: str | None = None  # the template or file it was rendered from
     commit: str | None = None  # the input commit that produced this content; None: an uncommitted work tree
-    objects: tuple[str, ...] = field(default=())  # group/Kind/namespace/name of each object in the file
+    objects: tuple[str, ...] = field(default=())  # Kind[.group]/[namespace/]name of each object in the file
+    line: str = field(default="", compare=False, repr=False)  # as read, reused when nothing changed
+
+
+_FIELDS = ("path", "owner", "destination", "promise", "request", "pipeline", "source", "commit")
 
 
 def encode(entries: Iterable[Entry]) -> bytes:
     lines = []
     for entry in sorted(entries, key=lambda e: e.path):
-        record: dict[str, Any] = {k: v for k, v in asdict(entry).items() if v not in (None, ())}
+        if entry.line:
+            lines.append(entry.line)
+            continue
+        record: dict[str, Any] = {k: v for k in _FIELDS if (v := getattr(entry, k)) is not None}
         record["objects"] = list(entry.objects)
         lines.append(json.dumps(record, sort_keys=True, separators=(",", ":")))
     return ("\n".join(lines) + "\n").encode() if lines else b""
@@ -41,12 +48,12 @@ def encode(entries: Iterable[Entry]) -> bytes:
 
 def decode(data: bytes | None) -> dict[str, Entry]:
     entries: dict[str, Entry] = {}
-    for line in (data or b"").splitlines():
+    for line in (data or b"").decode().splitlines():
         if not line.strip():
             continue
         record = json.loads(line)
         record["objects"] = tuple(record.get("objects") or ())
-        entries[record["path"]] = Entry(**record)
+        entries[record["path"]] = Entry(**record, line=line)
     return entries
 
 
@@ -56,6 +63,9 @@ def settle_commits(entries: Iterable[Entry], *, files: Mapping[str, bytes], prev
     settled = []
     for entry in entries:
         before = previous.get(entry.path)
-        unchanged = before is not None and previous_files.get(entry.path) == files.get(entry.path)
-        settled.append(replace(entry, commit=before.commit if unchanged and before else commit))
+        if before is not None and previous_files.get(entry.path) == files.get(entry.path):
+            same = replace(entry, commit=before.commit)
+            settled.append(before if same == before else replace(same, line=""))  # `line` is not compared
+        else:
+            settled.append(replace(entry, commit=commit, line=""))
     return settled
