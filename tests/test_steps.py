@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-import images
+from tests import images
 from kratix import steps
 from kratix.errors import StepError
 from kratix.platform import Container, Pipeline
