@@ -108,17 +108,35 @@ class Sizes:
     requests: int
 
 
+@dataclass(frozen=True, order=True)
+class Span:
+    """Wall-clock seconds (what the targets are about) and CPU seconds of this process and the children it
+    waited for (git, the CLI), which other work on the machine inflates much less than wall time."""
+
+    wall: float
+    cpu: float
+
+    def __add__(self, other: Span) -> Span:
+        return Span(self.wall + other.wall, self.cpu + other.cpu)
+
+    def __sub__(self, other: Span) -> Span:
+        return Span(self.wall - other.wall, self.cpu - other.cpu)
+
+
+ZERO = Span(0.0, 0.0)
+
+
 @dataclass(frozen=True)
 class Stages:
     """One in-process compile + publish, split where the time goes."""
 
-    read_input: float
-    compile: float  # pipeline.prepare_publish: load, schema, render, schedule, layout, guard
-    publish_git: float  # publish.publish minus compile: read the branch, fast-import, update-ref, gc --auto
-    read_branch: float  # of publish_git: reading the output branch's current files (timed apart)
+    read_input: Span
+    compile: Span  # pipeline.prepare_publish: load, schema, render, schedule, layout, guard
+    publish_git: Span  # publish.publish minus compile: read the branch, fast-import, update-ref, gc --auto
+    read_branch: Span  # part of publish_git: reading the output branch's current files (timed apart)
 
     @property
-    def total(self) -> float:
+    def total(self) -> Span:
         return self.read_input + self.compile + self.publish_git
 
     @staticmethod
@@ -132,15 +150,15 @@ class Figures:
     sizes: Sizes
     output_files: int
     output_bytes: int
-    startup: float
-    cold: Run
-    idempotent: Run
-    change: Run
+    manifests: int
+    startup: Span
+    cold: Span
+    idempotent: Span
+    change: Span
     cold_stages: Stages
     change_stages: Stages
-    floor_fast_import: float
-    floor_yaml: float
-    manifests: int
+    floor_fast_import: Span
+    floor_yaml: Span
     load_before: str
     repeat: int
 
@@ -290,19 +308,22 @@ def best_of(repeat: int, run: Callable[[int], T]) -> T:
     return min(run(attempt) for attempt in range(repeat))  # type: ignore[type-var]
 
 
-def timed(action: Callable[[], object]) -> float:
-    started = time.perf_counter()
+def now() -> Span:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return Span(time.perf_counter(), time.process_time() + children.ru_utime + children.ru_stime)
+
+
+def timed(action: Callable[[], object]) -> Span:
+    started = now()
     action()
-    return time.perf_counter() - started
+    return now() - started
 
 
 @dataclass(frozen=True, order=True)
 class Run:
-    """One CLI run: wall-clock seconds (what the targets are about) and the CPU seconds of it and its git
-    children, which other load on the machine inflates much less."""
+    """One CLI run and its JSON report."""
 
-    wall: float
-    cpu: float
+    span: Span
     report: Mapping[str, object] = field(compare=False, repr=False)
 
 
@@ -310,19 +331,24 @@ def run_cli(input_repo: Path, ref: str, output_repo: Path) -> Run:
     """`kratix compile` as a user runs it, in a fresh interpreter."""
     command = [sys.executable, "-m", "kratix.cli", "compile", str(input_repo), "--ref", ref,
                "--output-repo", str(output_repo), "--format", "json", "--quiet"]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
+    started = now()
     result = subprocess.run(command, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    span = now() - started
     if result.returncode != 0:
         raise BenchmarkError(f"kratix compile failed ({result.returncode}):\n{result.stderr}"
                              f"{result.stdout[-2000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return Run(wall=wall, cpu=cpu, report=json.loads(result.stdout))
+    return Run(span, report=json.loads(result.stdout))
 
 
-def startup_seconds(repeat: int) -> float:
+def expect(run: Run, *, commit: bool, what: str) -> Run:
+    outcome = run.report.get("publish")
+    committed = bool(isinstance(outcome, Mapping) and outcome.get("changed"))
+    if committed != commit:
+        raise BenchmarkError(f"{what} {'made no commit' if commit else 'made a commit'}")
+    return run
+
+
+def startup_span(repeat: int) -> Span:
     """What a fresh interpreter pays before compiling anything: importing the CLI and what it loads."""
     command = [sys.executable, "-c", "import kratix.cli, kratix.pipeline, kratix.publish"]
     return best_of(repeat, lambda _: timed(lambda: subprocess.run(command, check=True)))
@@ -330,35 +356,44 @@ def startup_seconds(repeat: int) -> float:
 
 def run_in_process(input_repo: Path, ref: str, output_repo: Path, settings: Settings) -> Stages:
     """The CLI's publish path (`cli._publish` without the deletion guard's refusal), stage by stage."""
-    started = time.perf_counter()
+    started = now()
     tree = load.read_commit(input_repo, ref)
-    read_input = time.perf_counter() - started
+    read_input = now() - started
     repo = publish.open_output_repo(str(output_repo), branch=BRANCH)
     read_branch = timed(lambda: publish.read_branch(repo))
-    compile_seconds: list[float] = []
+    compiling: list[Span] = []
 
     def build(state: publish.BranchState) -> tuple[Mapping[str, bytes], str]:
-        began = time.perf_counter()
+        began = now()
         result, message, _ = pipeline.prepare_publish(
             tree, pipeline.PreviousOutput(state.files, state.commit), settings=settings)
-        compile_seconds.append(time.perf_counter() - began)
+        compiling.append(now() - began)
         if not result.ok:
             raise BenchmarkError("the in-process compile reported errors")
         return result.files, message
 
     total = timed(lambda: publish.publish(repo, build))
-    compiling = sum(compile_seconds)
-    return Stages(read_input=read_input, compile=compiling, publish_git=total - compiling,
-                  read_branch=read_branch)
+    compiled = sum(compiling, ZERO)
+    return Stages(read_input=read_input, compile=compiled, publish_git=total - compiled, read_branch=read_branch)
 
 
-def yaml_floor(manifests: list[bytes], repeat: int) -> float:
-    def once(_: int) -> float:
-        started = time.perf_counter()
+def fast_import_floor(target: Path, files: Mapping[str, bytes], expected_tree: str) -> Span:
+    """git alone storing `files` as one commit; the stream is built before the clock starts."""
+    stream = import_stream(files, message="floor\n")
+    init_bare(target)
+    span = timed(lambda: fast_import(target, stream))
+    if tree_of(target) != expected_tree:
+        raise BenchmarkError("the fast-import floor wrote a different tree than the cold publish")
+    return span
+
+
+def yaml_floor(manifests: list[bytes], repeat: int) -> Span:
+    def once(_: int) -> Span:
+        started = now()
         for data in manifests:
             documents = list(yaml.load_all(data, Loader=yaml.CSafeLoader))
             yaml.dump_all(documents, Dumper=yaml.CSafeDumper, sort_keys=False)
-        return time.perf_counter() - started
+        return now() - started
 
     return best_of(repeat, once)
 
@@ -380,9 +415,9 @@ def profile_cold_compile(input_repo: Path, ref: str, settings: Settings, dump_to
 
 @dataclass(frozen=True)
 class CliFigures:
-    cold: Run
-    idempotent: Run
-    change: Run
+    cold: Span
+    idempotent: Span
+    change: Span
     output: Mapping[str, bytes]  # the cold run's output tree
     tree: str  # its tree id
 
@@ -394,7 +429,7 @@ def measure(work: Path, sizes: Sizes, *, repeat: int, profile: bool) -> tuple[Fi
     fast_import(input_repo, import_stream(platform_files(sizes), message="synthetic platform\n"))
     base = head(input_repo)
     assert base is not None
-    startup = startup_seconds(repeat)
+    startup = startup_span(repeat)
     cli = measure_cli(work, input_repo, base, sizes, repeat=repeat)
     cold_stages = Stages.best([run_in_process(input_repo, base, work / f"inprocess-{attempt}.git", settings)
                                for attempt in range(repeat)])
@@ -409,9 +444,9 @@ def measure(work: Path, sizes: Sizes, *, repeat: int, profile: bool) -> tuple[Fi
                     if profile else None)
     figures = Figures(
         sizes=sizes, output_files=len(cli.output), output_bytes=sum(map(len, cli.output.values())),
-        startup=startup, cold=cli.cold, idempotent=cli.idempotent, change=cli.change, cold_stages=cold_stages,
-        change_stages=change_stages, floor_fast_import=floor, floor_yaml=yaml_floor(manifests, repeat),
-        manifests=len(manifests), load_before=load_before, repeat=repeat)
+        manifests=len(manifests), startup=startup, cold=cli.cold, idempotent=cli.idempotent, change=cli.change,
+        cold_stages=cold_stages, change_stages=change_stages, floor_fast_import=floor,
+        floor_yaml=yaml_floor(manifests, repeat), load_before=load_before, repeat=repeat)
     return figures, profile_text
 
 
@@ -434,26 +469,8 @@ def measure_cli(work: Path, input_repo: Path, base: str, sizes: Sizes, *, repeat
     shutil.copytree(work / "cold-0.git", output_repo)
     tree, output = tree_of(output_repo), gitio.read_tree(output_repo, BRANCH)
     idempotent = best_of(repeat, idempotent_once)
-    return CliFigures(cold=cold, idempotent=idempotent, change=best_of(repeat, change_once), output=output,
-                      tree=tree)
-
-
-def expect(run: Run, *, commit: bool, what: str) -> Run:
-    outcome = run.report.get("publish")
-    committed = bool(isinstance(outcome, Mapping) and outcome.get("changed"))
-    if committed != commit:
-        raise BenchmarkError(f"{what} {'made no commit' if commit else 'made a commit'}")
-    return run
-
-
-def fast_import_floor(target: Path, files: Mapping[str, bytes], expected_tree: str) -> float:
-    """Seconds for git alone to store `files` as one commit; the stream is built before the clock starts."""
-    stream = import_stream(files, message="floor\n")
-    init_bare(target)
-    seconds = timed(lambda: fast_import(target, stream))
-    if tree_of(target) != expected_tree:
-        raise BenchmarkError("the fast-import floor wrote a different tree than the cold publish")
-    return seconds
+    return CliFigures(cold=cold.span, idempotent=idempotent.span, change=best_of(repeat, change_once).span,
+                      output=output, tree=tree)
 
 
 # --- the report ---------------------------------------------------------------------------------------------
@@ -464,45 +481,55 @@ def verdict(value: float, target: float) -> str:
 
 def report_lines(f: Figures) -> list[str]:
     s = f.sizes
-    publish_ratio = f.cold_stages.publish_git / f.floor_fast_import
-    rows = [
-        ("cold compile+publish (CLI)", *_run_cells(f.cold), f"< {TARGET_COLD_SECONDS:g} s",
-         verdict(f.cold.wall, TARGET_COLD_SECONDS)),
-        ("idempotent re-run, no commit (CLI)", *_run_cells(f.idempotent), "", ""),
-        ("one-request change (CLI)", *_run_cells(f.change), f"< {TARGET_CHANGE_SECONDS:g} s",
-         verdict(f.change.wall, TARGET_CHANGE_SECONDS)),
-        ("publish, git side (in-process, cold)", f"{f.cold_stages.publish_git:.2f} s", "", "", ""),
-        ("floor A: git fast-import of the output", f"{f.floor_fast_import:.2f} s", "", "", ""),
-        ("floor B: PyYAML C load+dump of manifests", f"{f.floor_yaml:.2f} s", "", "", ""),
-        ("ratio: publish git side / floor A", f"{publish_ratio:.2f}x", "",
-         f"< {TARGET_PUBLISH_OVER_FLOOR:g}x", verdict(publish_ratio, TARGET_PUBLISH_OVER_FLOOR)),
-        ("ratio: cold compile (in-process) / floor B", f"{f.cold_stages.compile / f.floor_yaml:.1f}x",
-         "", "", ""),
-        ("ratio: cold CLI / (floor A + floor B)",
-         f"{f.cold.wall / (f.floor_fast_import + f.floor_yaml):.1f}x", "", "", ""),
-    ]
     lines = [f"kratix compile+publish benchmark, {date.today().isoformat()}: {s.promises} promises, "
              f"{s.destinations} destinations, {s.requests} requests over {NAMESPACES} namespaces",
              f"output: {f.output_files} files, {f.output_bytes / 1e6:.1f} MB, of them {f.manifests} manifest "
              "files",
              f"machine: {os.cpu_count()} CPUs, load average {f.load_before} before, {_load()} after; "
-             f"Python {sys.version.split()[0]}; {gitio.run_git(None, 'version').decode().strip()}", ""]
-    lines += _table(("figure", "wall", "cpu", "target", ""), rows)
-    lines += ["", f"where the time goes (in-process, wall clock, each stage the best of {f.repeat}):"]
-    lines += _table(("stage", "cold", "one change"), [
-        ("interpreter start-up + imports", f"{f.startup:.2f} s", f"{f.startup:.2f} s"),
-        ("read input commit", f"{f.cold_stages.read_input:.2f} s", f"{f.change_stages.read_input:.2f} s"),
-        ("compile (prepare_publish)", f"{f.cold_stages.compile:.2f} s", f"{f.change_stages.compile:.2f} s"),
-        ("publish, git side", f"{f.cold_stages.publish_git:.2f} s", f"{f.change_stages.publish_git:.2f} s"),
-        ("  of which: read output branch", f"{f.cold_stages.read_branch:.2f} s",
-         f"{f.change_stages.read_branch:.2f} s"),
-        ("total in-process", f"{f.cold_stages.total:.2f} s", f"{f.change_stages.total:.2f} s"),
-    ])
+             f"Python {sys.version.split()[0]}; {gitio.run_git(None, 'version').decode().strip()}",
+             f"each figure is the best of {f.repeat} runs; wall clock decides, cpu = CPU seconds of the run and "
+             "its git children", ""]
+    lines += _table(("figure", "wall", "cpu", "target", ""), _figure_rows(f))
+    lines += ["", "where the time goes (in-process):"]
+    lines += _table(("stage", "cold wall", "cpu", "change wall", "cpu"), _stage_rows(f))
     return lines
 
 
-def _run_cells(run: Run) -> tuple[str, str]:
-    return f"{run.wall:.2f} s", f"{run.cpu:.2f} s"
+def _figure_rows(f: Figures) -> list[tuple[str, ...]]:
+    publish_git, floor_a, floor_b = f.cold_stages.publish_git, f.floor_fast_import, f.floor_yaml
+    ratio = publish_git.wall / floor_a.wall
+    return [
+        ("cold compile+publish (CLI)", *_cells(f.cold), f"< {TARGET_COLD_SECONDS:g} s",
+         verdict(f.cold.wall, TARGET_COLD_SECONDS)),
+        ("idempotent re-run, no commit (CLI)", *_cells(f.idempotent), "", ""),
+        ("one-request change (CLI)", *_cells(f.change), f"< {TARGET_CHANGE_SECONDS:g} s",
+         verdict(f.change.wall, TARGET_CHANGE_SECONDS)),
+        ("publish, git side (in-process, cold)", *_cells(publish_git), "", ""),
+        ("floor A: git fast-import of the output", *_cells(floor_a), "", ""),
+        ("floor B: PyYAML C load+dump of manifests", *_cells(floor_b), "", ""),
+        ("ratio: publish git side / floor A", f"{ratio:.2f}x", f"{publish_git.cpu / floor_a.cpu:.2f}x",
+         f"< {TARGET_PUBLISH_OVER_FLOOR:g}x", verdict(ratio, TARGET_PUBLISH_OVER_FLOOR)),
+        ("ratio: cold compile (in-process) / floor B", f"{f.cold_stages.compile.wall / floor_b.wall:.1f}x",
+         f"{f.cold_stages.compile.cpu / floor_b.cpu:.1f}x", "", ""),
+        ("ratio: cold CLI / (floor A + floor B)", f"{f.cold.wall / (floor_a + floor_b).wall:.1f}x",
+         f"{f.cold.cpu / (floor_a + floor_b).cpu:.1f}x", "", ""),
+    ]
+
+
+def _stage_rows(f: Figures) -> list[tuple[str, ...]]:
+    cold, change = f.cold_stages, f.change_stages
+    return [
+        ("interpreter start-up + imports", *_cells(f.startup), *_cells(f.startup)),
+        ("read input commit", *_cells(cold.read_input), *_cells(change.read_input)),
+        ("compile (prepare_publish)", *_cells(cold.compile), *_cells(change.compile)),
+        ("publish, git side", *_cells(cold.publish_git), *_cells(change.publish_git)),
+        ("  of which: read output branch", *_cells(cold.read_branch), *_cells(change.read_branch)),
+        ("total in-process", *_cells(cold.total), *_cells(change.total)),
+    ]
+
+
+def _cells(span: Span) -> tuple[str, str]:
+    return f"{span.wall:.2f} s", f"{span.cpu:.2f} s"
 
 
 def _load() -> str:
