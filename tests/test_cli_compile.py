@@ -136,7 +136,8 @@ BROKEN_INPUTS = {
         "requests/team-a/x.yaml:5:3: metadata.namespace: namespace 'team-b' differs from its folder"),
     "duplicate request": ({"requests/team-a/one.yaml": database("same"), "requests/team-a/two.yaml": database("same")},
                           "requests/team-a/two.yaml:4:3: metadata.name: Database team-a/same is already requested"),
-    "name too long": ({"requests/team-a/x.yaml": database("x" * 64)}, "requests/team-a/x.yaml:4:3: metadata.name: must be at most 63 characters"),
+    "name too long": ({"requests/team-a/x.yaml": database("x" * 64)},
+                      "requests/team-a/x.yaml:4:3: metadata.name: must be at most 63 characters"),
     "duplicate destination": ({"clusters/zz-again.yaml": destination("dev-1", {"env": "dev"})},
                               "clusters/zz-again.yaml:4:3: metadata.name: Destination 'dev-1' is already defined"),
     "duplicate destination path": (

@@ -263,7 +263,8 @@ def explain(file: str, output_repo: str | None, branch: str) -> None:
         namespace, name = where.split("/", 1)
         status_file = state.files.get(f".kratix/status/{namespace}/{entry.promise}/{name}.yaml")
         if status_file:
-            status = next(iter(yamltext.load_plain(status_file)), {}).get("status", {})
+            document: Any = next(iter(yamltext.load_plain(status_file)), None) or {}
+            status = document.get("status") or {}
             lines.append(f"  status:       {status.get('message')}")
             for placement in status.get("placements", []):
                 lines.append(f"  placement:    {placement.get('reason')}")
@@ -368,7 +369,8 @@ def schema_command(promise: str | None, path: Path, ref: str | None, all_promise
 def migrate(path: Path, check: bool) -> None:
     """Rewrite seed-era (2021/2022) Promises and Clusters under PATH to today's format, in place. Documents
     that need no change keep their text byte for byte."""
-    from kratix import load, migrate as migration
+    from kratix import load
+    from kratix import migrate as migration
 
     platform, _ = load.parse_platform(load.read_worktree(path))
     template_folders = {f"{p.folder}/{c.template}".rstrip("/") + "/" for p in platform.promises.values()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from kratix.documents import FieldPath, SourceDoc
@@ -49,7 +49,7 @@ class Diagnostic:
         prefix = "" if self.severity is Severity.ERROR else f"{self.severity}: "
         return f"{location}: {prefix}{field}{self.message}{subject}"
 
-    def as_json(self) -> dict[str, object]:
+    def as_json(self) -> dict[str, Any]:
         return {
             "file": self.file,
             "line": self.line,

@@ -15,11 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from kratix import yamltext
-from kratix.manifests import MANAGED_BY, PlacedFile
+from kratix.manifests import AREAS, BOOKKEEPING, MANAGED_BY, PlacedFile, object_id
 
-AREAS = ("dependencies", "resources")
 KUSTOMIZATION = "kustomization.yaml"
-BOOKKEEPING = ".kratix"
 BUILTIN_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
 
 
@@ -28,30 +26,6 @@ class Conflict:
     placed: PlacedFile  # the file that loses (the later owner in sorted order)
     other: PlacedFile
     object_id: str
-
-
-def object_id(document: Mapping[str, Any]) -> str:
-    """What kustomize and the API server tell objects apart by, written kubectl-style:
-    `Kind[.group]/[namespace/]name`, e.g. `Namespace/team-a`, `HelmRelease.helm.toolkit.fluxcd.io/infra/redis`."""
-    api_version = str(document.get("apiVersion", ""))
-    group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
-    metadata = document.get("metadata") or {}
-    kind = f"{document.get('kind')}.{group}" if group else str(document.get("kind"))
-    namespace = metadata.get("namespace")
-    return f"{kind}/{namespace}/{metadata.get('name')}" if namespace else f"{kind}/{metadata.get('name')}"
-
-
-def kind_of(object_id: str) -> str:
-    return object_id.split("/", 1)[0].split(".", 1)[0]
-
-
-def destination_of(path: str) -> str | None:
-    """The destination folder of an output path (`<dest>/dependencies/...`), None for bookkeeping."""
-    for area in AREAS:
-        destination, marker, _ = path.partition(f"/{area}/")
-        if marker:
-            return destination
-    return None
 
 
 def find_conflicts(placed: Iterable[PlacedFile]) -> list[Conflict]:

@@ -65,6 +65,11 @@ def read_commit(root: Path, ref: str) -> SourceTree:
     return SourceTree(files=wanted, commit=commit, origin=str(root))
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """`value` if it is a mapping, else an empty one: the input is unvalidated, any field may hold anything."""
+    return value if isinstance(value, Mapping) else {}
+
+
 def _hidden(path: str) -> bool:
     return any(part.startswith(".") for part in path.split("/"))
 
@@ -117,7 +122,7 @@ def _dotted(path: Iterable[object]) -> str:
 
 def _object_name(doc: SourceDoc) -> str:
     body = doc.body if isinstance(doc.body, Mapping) else {}
-    metadata = body.get("metadata") if isinstance(body.get("metadata"), Mapping) else {}
+    metadata = _mapping(body.get("metadata"))
     name = metadata.get("name", "?") if isinstance(metadata, Mapping) else "?"
     namespace = metadata.get("namespace") if isinstance(metadata, Mapping) else None
     where = f"{namespace}/{name}" if namespace else str(name)
@@ -155,7 +160,8 @@ def _promises(docs: list[SourceDoc], diagnostics: list[Diagnostic]) -> dict[str,
         if promise.name in promises:
             first = promises[promise.name].source
             diagnostics.append(Diagnostic.at(doc, ("metadata", "name"), "promise.duplicate",
-                                             f"Promise {promise.name!r} is already defined at {first.path}:{first.line}",
+                                             f"Promise {promise.name!r} is already defined at "
+                                             f"{first.path}:{first.line}",
                                              object=f"Promise {promise.name}"))
             continue
         if promise.api is not None:
@@ -214,7 +220,7 @@ def _api_ref(crd: Any) -> ApiRef | None:
     if not isinstance(crd, Mapping) or not isinstance(crd.get("spec"), Mapping):
         return None
     spec = crd["spec"]
-    names = spec.get("names") if isinstance(spec.get("names"), Mapping) else {}
+    names = _mapping(spec.get("names"))
     versions = [v for v in spec.get("versions") or [] if isinstance(v, Mapping) and v.get("name")]
     if not (spec.get("group") and names.get("kind") and versions):
         return None
@@ -284,12 +290,12 @@ def _pipeline(doc: SourceDoc, entry: Any, path: tuple[str | int, ...], diagnosti
     if not isinstance(entry, Mapping):
         problem((), "a pipeline must be a Pipeline object")
         return None
-    metadata = entry.get("metadata") if isinstance(entry.get("metadata"), Mapping) else {}
+    metadata = _mapping(entry.get("metadata"))
     name = metadata.get("name")
     if not isinstance(name, str) or not name:
         problem(("metadata", "name"), "a pipeline needs metadata.name")
         return None
-    spec = entry.get("spec") if isinstance(entry.get("spec"), Mapping) else {}
+    spec = _mapping(entry.get("spec"))
     raw_containers = spec.get("containers")
     if not isinstance(raw_containers, list) or not raw_containers:
         problem(("spec", "containers"), "a pipeline needs a non-empty list of containers")
@@ -376,21 +382,21 @@ def _destinations(tree: SourceTree, diagnostics: list[Diagnostic]) -> dict[str, 
 
 
 def _destination(doc: SourceDoc, body: Mapping[str, Any], diagnostics: list[Diagnostic]) -> Destination | None:
-    metadata = body.get("metadata") if isinstance(body.get("metadata"), Mapping) else {}
+    metadata = _mapping(body.get("metadata"))
     name = metadata.get("name")
     subject = _object_name(doc)
     if not isinstance(name, str) or not name:
         diagnostics.append(Diagnostic.at(doc, ("metadata", "name"), "destination.name",
                                          "a Destination needs metadata.name", object=subject))
         return None
-    spec = body.get("spec") if isinstance(body.get("spec"), Mapping) else {}
+    spec = _mapping(body.get("spec"))
     path = str(spec.get("path") or name).strip("/")
     if _escapes(path) or path.startswith(".kratix") or not path:
         diagnostics.append(Diagnostic.at(doc, ("spec", "path"), "destination.path",
                                          "path must be a relative folder of the output repo (not .kratix)",
                                          object=subject))
         return None
-    labels = metadata.get("labels") if isinstance(metadata.get("labels"), Mapping) else {}
+    labels = _mapping(metadata.get("labels"))
     return Destination(name=name, path=path, labels={str(k): str(v) for k, v in labels.items()},
                        strict_match_labels=bool(spec.get("strictMatchLabels", False)), source=doc)
 
@@ -432,7 +438,8 @@ def _request(doc: SourceDoc, folder_namespace: str | None, by_kind: Mapping[tupl
     subject = _object_name(doc)
     if not isinstance(body, Mapping):
         diagnostics.append(Diagnostic.at(doc, (), "request.not-object",
-                                         f"a resource request must be a Kubernetes object, not a {type(body).__name__}"))
+                                         "a resource request must be a Kubernetes object, not a "
+                                         f"{type(body).__name__}"))
         return None
     api_version, kind = body.get("apiVersion"), body.get("kind")
     if not isinstance(api_version, str) or not isinstance(kind, str):
@@ -445,7 +452,8 @@ def _request(doc: SourceDoc, folder_namespace: str | None, by_kind: Mapping[tupl
     if promise is None:
         served = ", ".join(sorted(f"{k} ({g})" for g, k in by_kind)) or "none"
         diagnostics.append(Diagnostic.at(doc, ("kind",), "request.unknown-kind",
-                                         f"no Promise serves {kind} in group {group or '(core)'}; served kinds: {served}",
+                                         f"no Promise serves {kind} in group {group or '(core)'}; "
+                                         f"served kinds: {served}",
                                          object=subject))
         return None
     metadata = body.get("metadata")

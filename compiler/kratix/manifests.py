@@ -17,6 +17,8 @@ PARENT_RESOURCE_LABEL = "kratix.io/parent-resource-name"
 PARENT_NAMESPACE_LABEL = "kratix.io/parent-resource-namespace"
 
 STATIC_PIPELINE = "static"  # the folder that holds a Promise's spec.dependencies
+AREAS = ("dependencies", "resources")  # the two folders of every destination, synced by two Flux Kustomizations
+BOOKKEEPING = ".kratix"  # the output repo's folder for the compiler's own files, outside every destination
 
 
 @dataclass(frozen=True)
@@ -75,3 +77,27 @@ class PlacedFile:
     @property
     def output_path(self) -> str:
         return f"{self.destination}/{self.area}/{self.path}"
+
+
+def object_id(document: Mapping[str, Any]) -> str:
+    """What kustomize and the API server tell objects apart by, written kubectl-style:
+    `Kind[.group]/[namespace/]name`, e.g. `Namespace/team-a`, `HelmRelease.helm.toolkit.fluxcd.io/infra/redis`."""
+    api_version = str(document.get("apiVersion", ""))
+    group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
+    metadata = document.get("metadata") or {}
+    kind = f"{document.get('kind')}.{group}" if group else str(document.get("kind"))
+    namespace = metadata.get("namespace")
+    return f"{kind}/{namespace}/{metadata.get('name')}" if namespace else f"{kind}/{metadata.get('name')}"
+
+
+def kind_of(object_id: str) -> str:
+    return object_id.split("/", 1)[0].split(".", 1)[0]
+
+
+def destination_of(path: str) -> str | None:
+    """The destination folder of an output path (`<dest>/dependencies/...`), None for bookkeeping."""
+    for area in AREAS:
+        destination, marker, _ = path.partition(f"/{area}/")
+        if marker:
+            return destination
+    return None

@@ -7,7 +7,6 @@ that request alone: everything valid is rendered, every failure becomes a diagno
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -19,6 +18,7 @@ from kratix import plan as plans
 from kratix.diagnostics import Diagnostic, Severity
 from kratix.documents import SourceDoc, SourceTree
 from kratix.manifests import (
+    BOOKKEEPING,
     MANAGED_BY,
     PARENT_LABEL_PREFIX,
     PARENT_NAMESPACE_LABEL,
@@ -32,6 +32,8 @@ from kratix.manifests import (
     PlacedFile,
     RenderFailure,
     WorkflowResult,
+    destination_of,
+    object_id,
 )
 from kratix.platform import Destination, Platform, Promise, RequestKey, ResourceRequest
 from kratix.settings import Settings
@@ -51,7 +53,7 @@ class PreviousOutput:
 
     @cached_property
     def placement_records(self) -> dict[str, str]:
-        data = self.files.get(f"{layout.BOOKKEEPING}/{PLACEMENTS_FILE}")
+        data = self.files.get(f"{BOOKKEEPING}/{PLACEMENTS_FILE}")
         document = next(iter(yamltext.load_plain(data)), None) if data else None
         return {str(k): str(v) for k, v in document.items()} if isinstance(document, Mapping) else {}
 
@@ -213,7 +215,7 @@ def _cache_records(requests: Mapping[str, RequestStatus], previous: PreviousOutp
                 documents=len(statuses), kind=key.kind, namespace=key.namespace, name=key.name,
                 api_version=status.request.api_version, promise=status.request.promise,
                 placements=dict(status.placement_records), outputs=outputs,
-                status=f"{layout.BOOKKEEPING}/{_status_path(status)}"))
+                status=f"{BOOKKEEPING}/{_status_path(status)}"))
     return records
 
 
@@ -242,8 +244,8 @@ def plan_platform(tree: SourceTree, previous: PreviousOutput, *, settings: Setti
 
 def _commit_message(tree: SourceTree, result: CompileResult, previous: PreviousOutput) -> str:
     changed = [p for p in set(result.files) | set(previous.files)
-               if not p.startswith(layout.BOOKKEEPING + "/") and result.files.get(p) != previous.files.get(p)]
-    destinations = sorted({layout.destination_of(p) or "" for p in changed} - {""})
+               if not p.startswith(BOOKKEEPING + "/") and result.files.get(p) != previous.files.get(p)]
+    destinations = sorted({destination_of(p) or "" for p in changed} - {""})
     s = result.summary
     source = f"{tree.origin} @ {tree.commit[:12]}" if tree.commit else f"{tree.origin} (work tree)"
     lines = [f"kratix: compile {source}", "",
@@ -272,7 +274,7 @@ def _lay_out(platform: Platform, promises: Mapping[str, PromiseStatus], requests
     bookkeeping: dict[str, Any] = {PLACEMENTS_FILE: dict(sorted(records.items()))}
     for status in requests.values():
         path = _status_path(status)
-        bookkeeping[path] = (previous.files[f"{layout.BOOKKEEPING}/{path}"] if status.reused
+        bookkeeping[path] = (previous.files[f"{BOOKKEEPING}/{path}"] if status.reused
                              else request_status_document(status))
     for name, promise_status in promises.items():
         bookkeeping[f"{PROMISE_STATUS_FOLDER}/{name}.yaml"] = promise_status_document(promise_status)
@@ -296,14 +298,14 @@ def _provenance(placed: Sequence[PlacedFile], files: Mapping[str, bytes], kept: 
     entries = {p.output_path: provenance.Entry(
         path=p.output_path, owner=p.owner, destination=p.destination, promise=p.promise,
         request=None if p.owner.startswith("Promise ") else p.owner, pipeline=p.pipeline, source=p.file.source,
-        objects=tuple(layout.object_id(d) for d in p.file.documents)) for p in placed}
+        objects=tuple(object_id(d) for d in p.file.documents)) for p in placed}
     for path in kept:
         if path in before:
             entries[path] = before[path]
     for path in files:
-        if path not in entries and not path.startswith(layout.BOOKKEEPING + "/"):
+        if path not in entries and not path.startswith(BOOKKEEPING + "/"):
             entries[path] = provenance.Entry(path=path, owner=provenance.GENERATED,
-                                             destination=layout.destination_of(path))
+                                             destination=destination_of(path))
     return provenance.encode(provenance.settle_commits(entries.values(), files=files, previous_files=previous.files,
                                                        previous=before, commit=commit))
 
@@ -389,21 +391,21 @@ def _reject_conflicts(promises: dict[str, PromiseStatus], requests: dict[str, Re
         message = (f"{conflict.object_id} on destination {conflict.placed.destination} is also emitted by "
                    f"{conflict.other.owner}")
         _fail_owner(conflict.placed.owner, "ObjectConflict", message, promises, requests, diagnostics)
-    taken = {}
+    taken: dict[tuple[str | None, str], str] = {}
     records = {r.key: r for r in previous.cache}
     for key, status in requests.items():
         if status.reused:
             for path in records[key].outputs:
                 entry = previous.provenance.get(path)
-                for object_id in entry.objects if entry else ():
-                    taken[(entry.destination, object_id)] = key
+                if entry is not None:
+                    taken.update(((entry.destination, object_id), key) for object_id in entry.objects)
     if not taken:
         return
     for item in placed:
         for document in item.file.documents:
-            other = taken.get((item.destination, layout.object_id(document)))
+            other = taken.get((item.destination, object_id(document)))
             if other is not None and other != item.owner:
-                message = (f"{layout.object_id(document)} on destination {item.destination} is also emitted by "
+                message = (f"{object_id(document)} on destination {item.destination} is also emitted by "
                            f"{other}")
                 _fail_owner(item.owner, "ObjectConflict", message, promises, requests, diagnostics)
 
@@ -675,7 +677,7 @@ def _last_known_good(statuses: Mapping[str, RequestStatus], promise_statuses: Ma
     if not requests and not promises:
         return kept
     for path, data in previous.files.items():
-        if path.startswith(layout.BOOKKEEPING + "/"):
+        if path.startswith(BOOKKEEPING + "/"):
             continue
         if "/resources/" in path:
             parts = path.split("/resources/", 1)[1].split("/")

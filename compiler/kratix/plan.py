@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kratix import layout, provenance
+from kratix import manifests, provenance
 from kratix.statuses import RequestStatus
 
 DANGEROUS_KINDS = ("Namespace", "CustomResourceDefinition", "PersistentVolumeClaim")
@@ -73,9 +73,9 @@ def guard(previous: Mapping[str, provenance.Entry], current: Mapping[str, proven
         if share > threshold:
             trips.append(GuardTrip(destination, f"removes {len(removed)} of {len(before[destination])} objects "
                                                 f"({share:.0%} > {threshold:.0%})", tuple(removed)))
-        dangerous = tuple(o for o in removed if layout.kind_of(o) in DANGEROUS_KINDS)
+        dangerous = tuple(o for o in removed if manifests.kind_of(o) in DANGEROUS_KINDS)
         if dangerous:
-            kinds = ", ".join(sorted({layout.kind_of(o) for o in dangerous}))
+            kinds = ", ".join(sorted({manifests.kind_of(o) for o in dangerous}))
             trips.append(GuardTrip(destination, f"removes {kinds} objects (their contents go with them)", dangerous))
     return trips
 
@@ -115,7 +115,7 @@ def make_plan(previous_files: Mapping[str, bytes], files: Mapping[str, bytes], *
     failed = tuple(f"{key}: {s.detail}" for key, s in sorted(statuses.items()) if s.failed_now)
     crd_changes = tuple(sorted(
         f"{c.change} {obj}" for c in changes
-        for obj in _objects_of(c, previous_entries, entries) if layout.kind_of(obj) == "CustomResourceDefinition"))
+        for obj in _objects_of(c, previous_entries, entries) if manifests.kind_of(obj) == "CustomResourceDefinition"))
     trips = guard(previous_entries, entries, threshold=threshold)
     return Plan(tuple(changes), tuple(trips), tuple(placements), failed, crd_changes)
 

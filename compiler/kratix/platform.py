@@ -78,7 +78,7 @@ class Promise:
 
     @property
     def body(self) -> Mapping[str, Any]:
-        return self.source.body  # type: ignore[no-any-return]
+        return self.source.body
 
 
 @dataclass(frozen=True)

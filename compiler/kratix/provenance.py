@@ -1,7 +1,8 @@
 """Provenance: why every file of the output exists, kept at `.kratix/provenance.jsonl` in the output repo.
 
 One JSON object per line, sorted by path, so that `git diff` of it reads like the change it records:
-`{"path", "owner", "destination", "promise", "request", "pipeline", "source", "commit", "objects"}`. `commit` is the input
+`{"path", "owner", "destination", "promise", "request", "pipeline", "source", "commit", "objects"}`.
+`commit` is the input
 commit that produced the file's current content: a file whose bytes did not change keeps the commit it had, so
 re-publishing an unchanged output at a newer input commit changes nothing (and makes no commit).
 """

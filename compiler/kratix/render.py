@@ -101,7 +101,7 @@ def _plain(value: Any) -> Any:
 def _finalize(context: jinja2.runtime.Context, value: Any) -> str:
     if isinstance(value, jinja2.Undefined):
         return str(value)  # StrictUndefined raises here, inside the render, where the template line is known
-    tokens: _Tokens = context.get(_TOKENS_KEY)  # type: ignore[assignment]
+    tokens: _Tokens = context.get(_TOKENS_KEY)
     return tokens.token_for(value)
 
 
@@ -275,8 +275,10 @@ class Renderer:
                             workflow_type: str, env: Mapping[str, str]) -> tuple[PipelineOutput, Mapping[str, Any]]:
         promise_files = {path[len(promise.folder) + 1:]: data for path, data in self._tree.files.items()
                          if path.startswith(promise.folder + "/")}
-        native: Callable[[Container, Path], str | None] = (
-            lambda container, out: self._native_into(promise, container, obj, workflow_type, pipeline, out))
+
+        def native(container: Container, out: Path) -> str | None:
+            return self._native_into(promise, container, obj, workflow_type, pipeline, out)
+
         try:
             run = steps.run_pipeline(pipeline, object_yaml=yamltext.dump(obj), promise_files=promise_files,
                                      env={**env, "KRATIX_PIPELINE_NAME": pipeline.name}, settings=self._settings,
@@ -310,9 +312,9 @@ class Renderer:
         return PipelineOutput(pipeline.name, tuple(files), groups), written
 
     def _probe(self, pipeline: Pipeline) -> dict[str, str | None]:
-        if any(c.command and c.image is None and c.template is None for c in pipeline.containers):
-            if "sandbox" not in self._probes:
-                self._probes["sandbox"] = "bwrap" if steps.sandbox_available() else "env"
+        commands = any(c.command and c.image is None and c.template is None for c in pipeline.containers)
+        if commands and "sandbox" not in self._probes:
+            self._probes["sandbox"] = "bwrap" if steps.sandbox_available() else "env"
         if any(c.image for c in pipeline.containers) and "runtime" not in self._probes:
             self._probes["runtime"] = steps.detect_runtime(self._settings.container_runtime)
         return dict(self._probes)

@@ -16,21 +16,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
+from kratix.placements import MISPLACED, PENDING, PLACED, Placement
 from kratix.platform import Destination, Selector
-
-PLACED = "placed"
-PENDING = "pending"
-MISPLACED = "misplaced"
-
-
-@dataclass(frozen=True)
-class Placement:
-    destination: Destination | None  # None while pending
-    state: str  # placed | pending | misplaced
-    reason: str
-    labels: Mapping[str, str]
 
 
 def merge_labels(*selector_maps: Mapping[str, str]) -> dict[str, str]:

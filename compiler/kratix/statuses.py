@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kratix.manifests import PlacedFile, RenderFailure
+from kratix.placements import MISPLACED, PENDING, PLACED, Placement
 from kratix.platform import API_VERSION, Promise, ResourceRequest
-from kratix.schedule import MISPLACED, PENDING, PLACED, Placement
 
 FAILED = "failed"
 
