@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import yaml
 
-from tests import images
 from kratix import steps
 from kratix.errors import StepError
 from kratix.platform import Container, Pipeline
 from kratix.settings import RenderSettings
+from tests import images
 
 OBJECT = b"""apiVersion: example.org/v1
 kind: Database
