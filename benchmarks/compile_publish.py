@@ -403,14 +403,21 @@ def is_manifest(path: str) -> bool:
     return not path.startswith(".kratix/") and not path.endswith("/kustomization.yaml")
 
 
-def profile_cold_compile(input_repo: Path, ref: str, settings: Settings, dump_to: Path) -> str:
+def profile_compile(input_repo: Path, ref: str, previous_repo: Path | None, settings: Settings,
+                    dump_to: Path) -> str:
+    """cProfile of one in-process compile of `ref` against `previous_repo`'s branch (None: an empty one);
+    the top 30 by cumulative time, and the raw stats in `dump_to` (for snakeviz or pstats)."""
     tree = load.read_commit(input_repo, ref)
+    previous = pipeline.PreviousOutput()
+    if previous_repo is not None:
+        state = publish.read_branch(publish.open_output_repo(str(previous_repo), branch=BRANCH))
+        previous = pipeline.PreviousOutput(state.files, state.commit)
     profiler = cProfile.Profile()
-    profiler.runcall(pipeline.prepare_publish, tree, pipeline.PreviousOutput(), settings=settings)
+    profiler.runcall(pipeline.prepare_publish, tree, previous, settings=settings)
     profiler.dump_stats(str(dump_to))
     text = io.StringIO()
     pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(30)
-    return text.getvalue()
+    return f"raw stats: {dump_to} (kept with --keep)\n{text.getvalue()}"
 
 
 @dataclass(frozen=True)
@@ -440,8 +447,14 @@ def measure(work: Path, sizes: Sizes, *, repeat: int, profile: bool) -> tuple[Fi
     floor = best_of(repeat, lambda attempt: fast_import_floor(work / f"floor-{attempt}.git", cli.output,
                                                               cli.tree))
     manifests = [data for path, data in cli.output.items() if is_manifest(path)]
-    profile_text = (profile_cold_compile(input_repo, base, settings, work / "cold-compile.prof")
-                    if profile else None)
+    profile_text = None
+    if profile:
+        change = commit_request_change(input_repo, sizes, 2 * repeat + 1)
+        profile_text = "\n".join([
+            "profile of one in-process cold compile (top 30 by cumulative time):",
+            profile_compile(input_repo, base, None, settings, work / "cold-compile.prof"),
+            "profile of one in-process one-request-change compile (top 30 by cumulative time):",
+            profile_compile(input_repo, change, work / "inprocess-0.git", settings, work / "change-compile.prof")])
     figures = Figures(
         sizes=sizes, output_files=len(cli.output), output_bytes=sum(map(len, cli.output.values())),
         manifests=len(manifests), startup=startup, cold=cli.cold, idempotent=cli.idempotent, change=cli.change,
@@ -558,7 +571,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true",
                         help="keep the scratch folder (repos, raw profile) and say where")
     parser.add_argument("--profile", action="store_true",
-                        help="also profile one in-process cold compile: top 30 by cumulative time")
+                        help="also profile one in-process cold compile and one one-request-change compile: top 30 "
+                             "by cumulative time (raw stats kept with --keep)")
     args = parser.parse_args(argv)
     if min(args.promises, args.destinations, args.requests, args.repeat) < 1:
         parser.error("sizes and --repeat must be at least 1")
@@ -581,8 +595,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     print("\n".join(report_lines(figures)))
     if profile_text is not None:
-        print(f"\nprofile of one in-process cold compile (top 30 by cumulative time; raw stats: "
-              f"{work / 'cold-compile.prof'} with --keep):\n{profile_text}")
+        print(f"\n{profile_text}")
     if args.keep:
         print(f"\nkept: {work} (input.git, output.git, inprocess.git, floor-*.git)")
     return 0

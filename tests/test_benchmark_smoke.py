@@ -46,10 +46,12 @@ def test_profile_lists_hot_spots_and_keep_keeps_the_repos(tmp_path: Path) -> Non
     result = run_benchmark("--workdir", str(tmp_path), "--profile", "--keep")
 
     assert result.returncode == 0, result.stderr
-    assert "Ordered by: cumulative time" in result.stdout
+    assert "profile of one in-process cold compile" in result.stdout
+    assert "profile of one in-process one-request-change compile" in result.stdout
+    assert result.stdout.count("Ordered by: cumulative time") == 2
     assert "prepare_publish" in result.stdout
     (kept,) = tmp_path.iterdir()
-    assert (kept / "cold-compile.prof").is_file()
+    assert (kept / "cold-compile.prof").is_file() and (kept / "change-compile.prof").is_file()
     for repo in ("input.git", "output.git", "floor-0.git"):
         has_main = subprocess.run(["git", "-C", str(kept / repo), "rev-parse", "--verify", "--quiet", "main"],
                                   capture_output=True)
