@@ -235,3 +235,21 @@ def test_schema_command_prints_an_editor_schema(tmp_path: Path) -> None:
     missing = kratix("schema", "nope", str(root))
     assert missing.returncode == 1 and "no Promise named 'nope'" in missing.stderr
     assert kratix("schema").returncode == 2  # neither a PROMISE nor --all
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="script(1) is needed to give the CLI a terminal")
+def test_progress_shows_on_a_terminal_only(tmp_path: Path) -> None:
+    import shlex
+    import sys
+
+    root = write_files(tmp_path / "p", platform_files(**{f"team-a/db-{i}": database(f"db-{i}") for i in range(3)}))
+    command = shlex.join([sys.executable, "-m", "kratix.cli", "compile", str(root)])
+    on_terminal = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True,
+                                 timeout=120)
+    assert on_terminal.returncode == 0, on_terminal.stdout
+    assert "rendering requests: 0/3" in on_terminal.stdout  # script(1) merges the terminal's output
+    piped = kratix("compile", str(root))
+    assert "rendering requests" not in piped.stderr
+    quiet = subprocess.run(["script", "-qec", command + " --quiet", "/dev/null"], capture_output=True, text=True,
+                           timeout=120)
+    assert "rendering requests" not in quiet.stdout

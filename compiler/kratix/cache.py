@@ -32,6 +32,7 @@ class Record:
     placements: dict[str, str] = field(default_factory=dict)  # placement record -> destination name
     outputs: tuple[str, ...] = ()  # the files it published, under destination folders
     status: str = ""  # its status file
+    unchecked: tuple[str, ...] = ()  # kinds of its output no schema could check
     line: str = field(default="", compare=False, repr=False)  # as read: re-encoding 10k records costs more
 
     @property
@@ -55,6 +56,7 @@ def decode(data: bytes | None) -> list[Record]:
         if line.strip():
             raw = json.loads(line)
             raw["outputs"] = tuple(raw.get("outputs") or ())
+            raw["unchecked"] = tuple(raw.get("unchecked") or ())
             records.append(Record(**raw, line=line))
     return records
 

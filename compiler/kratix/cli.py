@@ -143,13 +143,15 @@ def compile(path: Path, ref: str | None, out_dir: Path | None, output_repo: str 
     from kratix import pipeline, publish
 
     started = time.monotonic()
+    progress = _ProgressLine(enabled=not quiet and output_format == "text" and sys.stderr.isatty())
     tree = _read_source(path, ref)
     settings = _settings(branch=branch, allow_deletions=allow_deletions)
     if output_repo is None:
-        result = pipeline.compile_platform(tree, settings=settings)
+        result = pipeline.compile_platform(tree, settings=settings, progress=progress)
         outcome = None
     else:
-        result, outcome = _publish(tree, publish.open_output_repo(output_repo, branch=branch), settings)
+        result, outcome = _publish(tree, publish.open_output_repo(output_repo, branch=branch), settings, progress)
+    progress.done()
     if out_dir is not None:
         write_tree(out_dir, result.files)
     _report(result.diagnostics, output_format, {"summary": _summary_json(result.summary), **_outcome_json(outcome)})
@@ -160,7 +162,25 @@ def compile(path: Path, ref: str | None, out_dir: Path | None, output_repo: str 
     _exit(result.ok)
 
 
-def _publish(tree: Any, repo: Any, settings: Any) -> tuple[Any, Any]:
+class _ProgressLine:
+    """One line on a terminal's stderr, rewritten in place, at most ten times a second."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self.shown = 0.0
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if self.enabled and total and now - self.shown > 0.1:
+            self.shown = now
+            click.echo(f"\r\x1b[K{what}: {done}/{total}", err=True, nl=False)
+
+    def done(self) -> None:
+        if self.enabled and self.shown:
+            click.echo("\r\x1b[K", err=True, nl=False)
+
+
+def _publish(tree: Any, repo: Any, settings: Any, progress: Any = None) -> tuple[Any, Any]:
     """Compile against the branch as it is, guard, commit; on a lost race the branch is re-read and all of it
     runs again (the previous output is an input of the compile)."""
     from kratix import pipeline, publish
@@ -170,7 +190,8 @@ def _publish(tree: Any, repo: Any, settings: Any) -> tuple[Any, Any]:
 
     def build(state: Any) -> tuple[Any, str]:
         result, message, trips = pipeline.prepare_publish(
-            tree, pipeline.PreviousOutput(state.files, state.commit), settings=settings)
+            tree, pipeline.PreviousOutput(state.files, state.commit), settings=settings,
+            **({"progress": progress} if progress else {}))
         compiled.append(result)
         if trips and not settings.publish.allow_deletions:
             lines = [f"  {t.destination}: {t.reason}: {', '.join(t.objects[:20])}"

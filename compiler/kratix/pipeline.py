@@ -8,7 +8,7 @@ that request alone: everything valid is rendered, every failure becomes a diagno
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
@@ -95,13 +95,22 @@ class CompileResult:
         return not any(d.severity is Severity.ERROR for d in self.diagnostics)
 
 
-def compile_platform(tree: SourceTree, *, settings: Settings, previous: PreviousOutput | None = None) -> CompileResult:
+Progress = Callable[[str, int, int], None]  # (what, done, total): for a progress line on a terminal
+
+
+def _no_progress(what: str, done: int, total: int) -> None:
+    return None
+
+
+def compile_platform(tree: SourceTree, *, settings: Settings, previous: PreviousOutput | None = None,
+                     progress: Progress = _no_progress) -> CompileResult:
     previous = previous or PreviousOutput()
     platform, diagnostics, reused = _load(tree, previous, settings)
     schemas, unavailable = _check_promises(platform, diagnostics)
     renderer = render.Renderer(tree, settings=settings.render)
     promises = _compile_promises(platform, renderer, unavailable, diagnostics)
-    requests = _compile_requests(platform, schemas, promises, renderer, previous.placements(), diagnostics)
+    requests = _compile_requests(platform, schemas, promises, renderer, previous.placements(), diagnostics,
+                                 progress)
     requests.update(reused)
     _reject_conflicts(promises, requests, diagnostics, previous)
     not_validated: tuple[str, ...] = ()
@@ -187,7 +196,7 @@ def _reused_status(record: cache.Record, unchanged: Mapping[str, schedule.Placem
         placements.append((pipeline_name, directory or None, unchanged[destination]))
     return RequestStatus(request, "placed", "Resource requested", "Placed", "unchanged since the last compile",
                          placements=tuple(placements), placement_records=dict(record.placements),
-                         workflow_ok=True, reused=True)
+                         workflow_ok=True, reused=True, unchecked_kinds=record.unchecked)
 
 
 def _cache_records(requests: Mapping[str, RequestStatus], previous: PreviousOutput, fingerprints: Mapping[str, str],
@@ -214,7 +223,7 @@ def _cache_records(requests: Mapping[str, RequestStatus], previous: PreviousOutp
                 file=file, blob=cache.digest(tree_files[file]), fingerprint=fingerprints[status.request.promise],
                 documents=len(statuses), kind=key.kind, namespace=key.namespace, name=key.name,
                 api_version=status.request.api_version, promise=status.request.promise,
-                placements=dict(status.placement_records), outputs=outputs,
+                placements=dict(status.placement_records), outputs=outputs, unchecked=status.unchecked_kinds,
                 status=f"{BOOKKEEPING}/{_status_path(status)}"))
     return records
 
@@ -224,10 +233,10 @@ def _status_path(status: RequestStatus) -> str:
     return f"{STATUS_FOLDER}/{key.namespace}/{status.request.promise}/{key.name}.yaml"
 
 
-def prepare_publish(tree: SourceTree, previous: PreviousOutput, *, settings: Settings
-                    ) -> tuple[CompileResult, str, list[plans.GuardTrip]]:
+def prepare_publish(tree: SourceTree, previous: PreviousOutput, *, settings: Settings,
+                    progress: Progress = _no_progress) -> tuple[CompileResult, str, list[plans.GuardTrip]]:
     """Compile against what the output branch holds now; the commit message and the guard's verdict."""
-    result = compile_platform(tree, settings=settings, previous=previous)
+    result = compile_platform(tree, settings=settings, previous=previous, progress=progress)
     trips = plans.guard(provenance.decode(previous.files.get(provenance.PROVENANCE_PATH)),
                         provenance.decode(result.files.get(provenance.PROVENANCE_PATH)),
                         threshold=settings.publish.deletion_threshold)
@@ -351,13 +360,15 @@ def _compile_promises(platform: Platform, renderer: render.Renderer, unavailable
 
 def _compile_requests(platform: Platform, schemas: Mapping[str, Any], promises: Mapping[str, PromiseStatus],
                       renderer: render.Renderer, previous_placements: Mapping[str, str],
-                      diagnostics: list[Diagnostic]) -> dict[str, RequestStatus]:
+                      diagnostics: list[Diagnostic], progress: Progress) -> dict[str, RequestStatus]:
     """Every request, then the requests their workflows emit for other Promises' APIs (compound Promises),
     parents before children, so a child always sees a finished parent."""
     served = {(p.api.group, p.api.kind): p.name for p in platform.promises.values() if p.api is not None}
     statuses: dict[str, RequestStatus] = {}
     queue: deque[tuple[ResourceRequest, tuple[ResourceRequest, ...]]] = deque((r, ()) for r in platform.requests)
     while queue:
+        if len(statuses) % 200 == 0:
+            progress("rendering requests", len(statuses), len(statuses) + len(queue))
         request, ancestry = queue.popleft()
         if str(request.key) in statuses:
             parent = ancestry[-1]
@@ -587,21 +598,22 @@ def _place_request(request: ResourceRequest, promise: Promise, workflow: Workflo
 def _validate_output(checker: conformance.Conformance, promises: dict[str, PromiseStatus],
                      requests: dict[str, RequestStatus], diagnostics: list[Diagnostic]) -> tuple[str, ...]:
     """Check every emitted object against Kubernetes' schemas (custom kinds against the CRDs delivered to the
-    same destination); an owner with an invalid object fails. Returns the kinds no schema could check."""
+    same destination); an owner with an invalid object fails. Each request remembers the kinds no schema could
+    check; the kinds of the Promises' own output are returned."""
     placed = [f for s in promises.values() for f in s.files] + [f for s in requests.values() for f in s.files]
     crds: dict[str, list[Mapping[str, Any]]] = {}
     for item in placed:
         for document in item.file.documents:
             if document.get("kind") == "CustomResourceDefinition":
                 crds.setdefault(item.destination, []).append(document)
-    unchecked: set[str] = set()
+    unchecked: dict[str, set[str]] = {}
     by_owner_destination: dict[tuple[str, str], list[tuple[PlacedFile, Mapping[str, Any]]]] = {}
     for item in placed:
         for document in item.file.documents:
             by_owner_destination.setdefault((item.owner, item.destination), []).append((item, document))
     for (owner, destination), entries in sorted(by_owner_destination.items()):
         report = checker.check([document for _, document in entries], crds=crds.get(destination, ()))
-        unchecked.update(report.not_validated_kinds)
+        unchecked.setdefault(owner, set()).update(report.not_validated_kinds)
         for index, problems in sorted(report.problems.items()):
             item, document = entries[index]
             subject = f"{document.get('kind')} {(document.get('metadata') or {}).get('name')}"
@@ -611,7 +623,10 @@ def _validate_output(checker: conformance.Conformance, promises: dict[str, Promi
                                               f"{problem.message}", Severity.ERROR, owner))
             _fail_owner(owner, "OutputInvalid", f"output {subject} is not valid for Kubernetes "
                         f"{checker.kubernetes_version}: {problems[0].message}", promises, requests, [])
-    return tuple(sorted(unchecked))
+    for owner, kinds in unchecked.items():
+        if owner in requests:
+            requests[owner] = replace(requests[owner], unchecked_kinds=tuple(sorted(kinds)))
+    return tuple(sorted({k for owner, kinds in unchecked.items() if owner not in requests for k in kinds}))
 
 
 # --- shared helpers -----------------------------------------------------------------------------------------
@@ -709,6 +724,6 @@ def _summary(platform: Platform, statuses: Mapping[str, RequestStatus], promise_
         misplaced=states.count("misplaced"),
         failed=states.count("failed"),
         files=len(files),
-        not_validated_kinds=not_validated,
+        not_validated_kinds=tuple(sorted({*not_validated, *(k for s in statuses.values() for k in s.unchecked_kinds)})),
     )
 

@@ -31,6 +31,7 @@ class RequestStatus:
     workflow_ok: bool | None = None  # None: the workflow did not run
     children: tuple[ResourceRequest, ...] = ()  # requests its workflow emitted for other Promises' APIs
     reused: bool = False  # unchanged since the last compile: its published files and status are carried over
+    unchecked_kinds: tuple[str, ...] = ()  # kinds of its output no schema could check (no CRD delivered)
 
     @property
     def owner(self) -> str:
