@@ -85,6 +85,13 @@ def _dump_with_pyyaml(documents: list[Any], *, sort_keys: bool) -> str:
 # reserved/number-like checks below are applied on top.
 _PLAIN_WORD = r"(?:[!-\"$-9;-Z\\^-z|~\u00a1-\ufffd]|:(?=[!-\"$-Z\\^-z|~\u00a1-\ufffd]))+"
 _PLAIN = re.compile(rf"{_PLAIN_WORD}(?: +{_PLAIN_WORD})*")
+# The common case in one match (a subset of the above, written to match fast): ASCII, starts with a letter,
+# `_`, `/` or `$`, colons only between word characters, not a reserved word.
+_SIMPLE_CHAR = r"[!-\"$-9;-Z\\^-z|~]"
+# Or a quantity like `100m`, `128Mi` or `30s`: a letter no number syntax uses follows the digits.
+_SIMPLE = re.compile(rf"(?!(?i:y|n|yes|no|true|false|on|off|null)\Z)[A-Za-z_/$]{_SIMPLE_CHAR}*"
+                     rf"(?::+{_SIMPLE_CHAR}+)*(?: +{_SIMPLE_CHAR}+(?::+{_SIMPLE_CHAR}+)*)*"
+                     r"|[0-9][0-9.]*[g-hj-mp-su-wyG-HJ-MP-SU-WY][A-Za-z0-9]*")
 # Every word any parser we care about reads as a bool or null, in any letter case.
 _RESERVED = frozenset({"y", "n", "yes", "no", "true", "false", "on", "off", "null"})
 # Characters that can make up an int, float, timestamp, sexagesimal, `.inf` or `.nan` in YAML 1.1 (spec,
@@ -150,13 +157,11 @@ def _float_text(value: float) -> str:
 
 
 class _Emitter:
-    """One dump call: the output parts, a cache of rendered strings, and libyaml's `...` bookkeeping."""
+    """One dump call: the output parts and libyaml's `...` bookkeeping."""
 
     def __init__(self, *, sort_keys: bool) -> None:
         self.parts: list[str] = []
         self.sort_keys = sort_keys
-        self.inline: dict[str, str] = {}
-        self.keys: dict[Any, str] = {}
         self.open_ended = False  # a `|+` block was the last literal written: the stream must end with `...`
 
     def document(self, root: Any, *, first: bool) -> None:
@@ -176,18 +181,18 @@ class _Emitter:
             self.sequence(root, "", "")
 
     def mapping(self, mapping: dict[Any, Any], lead: str, indent: str) -> None:
-        parts, inner = self.parts, indent + "  "
+        # The hot loop of a dump: common keys and values take one regex match and one append.
+        parts, inner, simple = self.parts, indent + "  ", _SIMPLE.fullmatch
         items: Iterable[tuple[Any, Any]] = mapping.items()
         if self.sort_keys:
             with contextlib.suppress(TypeError):  # PyYAML keeps insertion order when keys do not compare
                 items = sorted(items, key=itemgetter(0))
+        append = parts.append
         for key, value in items:
-            text = self.keys.get(key) if type(key) is str else None
-            if text is None:
-                text = self.key(key)
+            text = key if type(key) is str and simple(key) and len(key) <= _MAX_SIMPLE_KEY else _key_text(key)
             kind = type(value)
             if kind is str:
-                parts.append(f"{lead}{text}: {self.string(value, inner)}\n")
+                append(f"{lead}{text}: {value if simple(value) else self.string(value, inner)}\n")
             elif kind is dict:
                 if value:
                     parts.append(f"{lead}{text}:\n")
@@ -205,11 +210,11 @@ class _Emitter:
             lead = indent
 
     def sequence(self, items: list[Any], lead: str, indent: str) -> None:
-        parts, inner = self.parts, indent + "  "
+        parts, inner, simple = self.parts, indent + "  ", _SIMPLE.fullmatch
         for item in items:
             kind = type(item)
             if kind is str:
-                parts.append(f"{lead}- {self.string(item, inner)}\n")
+                parts.append(f"{lead}- {item if simple(item) else self.string(item, inner)}\n")
             elif kind is dict and item:
                 self.mapping(item, lead + "- ", inner)
             elif kind is list and item:
@@ -223,15 +228,8 @@ class _Emitter:
             lead = indent
 
     def string(self, text: str, indent: str) -> str:
-        cached = self.inline.get(text)
-        if cached is not None:
-            return cached
-        if "\n" in text and _block_ok(text):
-            return self.literal(text, indent)
-        rendered = self.inline[text] = _inline_str(text)
-        return rendered
-
-    def literal(self, text: str, indent: str) -> str:
+        if "\n" not in text or not _block_ok(text):
+            return _inline_str(text)
         lines = text.split("\n")
         if lines[-1]:
             chomp = "-"
@@ -242,19 +240,17 @@ class _Emitter:
         body = "\n".join(indent + line if line else line for line in lines)
         return f"|{chomp}\n{body}"
 
-    def key(self, key: Any) -> str:
-        if type(key) is str:
-            size = len(key) if len(key) <= _MAX_SIMPLE_KEY // 4 else len(key.encode("utf-8", "surrogatepass"))
-            too_long = size > _MAX_SIMPLE_KEY
-            if too_long or any(brk in key for brk in _LINE_BREAKS):
-                raise _Unsupported
-            text = self.keys[key] = _inline_str(key)
-            return text
-        else:
-            text = _other_scalar(key)
-            if len(text) > _MAX_SIMPLE_KEY:
-                raise _Unsupported
-        return text
+
+def _key_text(key: Any) -> str:
+    if type(key) is not str:
+        text = _other_scalar(key)
+    elif any(brk in key for brk in _LINE_BREAKS):
+        raise _Unsupported
+    else:
+        text = _inline_str(key)
+    if len(text) > _MAX_SIMPLE_KEY // 4 and len(str(key).encode("utf-8", "surrogatepass")) > _MAX_SIMPLE_KEY:
+        raise _Unsupported
+    return text
 
 
 def _other_scalar(value: Any) -> str:
