@@ -7,8 +7,8 @@ that request alone: everything valid is rendered, every failure becomes a diagno
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
@@ -110,7 +110,7 @@ def compile_platform(tree: SourceTree, *, settings: Settings, previous: Previous
     renderer = render.Renderer(tree, settings=settings.render)
     promises = _compile_promises(platform, renderer, unavailable, diagnostics)
     requests = _compile_requests(platform, schemas, promises, renderer, previous.placements(), diagnostics,
-                                 progress)
+                                 progress, taken=reused.keys(), parallelism=settings.render.parallelism)
     requests.update(reused)
     _reject_conflicts(promises, requests, diagnostics, previous)
     not_validated: tuple[str, ...] = ()
@@ -360,37 +360,59 @@ def _compile_promises(platform: Platform, renderer: render.Renderer, unavailable
 
 def _compile_requests(platform: Platform, schemas: Mapping[str, Any], promises: Mapping[str, PromiseStatus],
                       renderer: render.Renderer, previous_placements: Mapping[str, str],
-                      diagnostics: list[Diagnostic], progress: Progress) -> dict[str, RequestStatus]:
-    """Every request, then the requests their workflows emit for other Promises' APIs (compound Promises),
-    parents before children, so a child always sees a finished parent."""
+                      diagnostics: list[Diagnostic], progress: Progress, *, taken: Collection[str] = (),
+                      parallelism: int = 1) -> dict[str, RequestStatus]:
+    """Every request, then the requests their workflows emit for other Promises' APIs (compound Promises), in
+    waves: parents before children, so a child always sees a finished parent. Requests whose Promise runs
+    programs or containers are compiled `parallelism` at a time (they wait on processes, not on Python)."""
     served = {(p.api.group, p.api.kind): p.name for p in platform.promises.values() if p.api is not None}
     statuses: dict[str, RequestStatus] = {}
-    queue: deque[tuple[ResourceRequest, tuple[ResourceRequest, ...]]] = deque((r, ()) for r in platform.requests)
-    while queue:
-        if len(statuses) % 200 == 0:
-            progress("rendering requests", len(statuses), len(statuses) + len(queue))
-        request, ancestry = queue.popleft()
-        if str(request.key) in statuses:
-            parent = ancestry[-1]
-            diagnostics.append(Diagnostic(request.source.path, 1, 1, "", "request.duplicate",
-                                          f"{parent.key} emits {request.key}, which already exists",
-                                          Severity.ERROR, str(parent.key)))
-            continue
-        status = _compile_request(request, promises[request.promise], schemas, renderer, platform.destinations,
+    total = len(platform.requests)
+
+    def compile_one(item: tuple[ResourceRequest, tuple[ResourceRequest, ...]]) -> RequestStatus:
+        status = _compile_request(item[0], promises[item[0].promise], schemas, renderer, platform.destinations,
                                   previous_placements, diagnostics, served=served)
-        chain = (*ancestry, request)
-        for child in status.children:
-            if any(link.promise == child.promise for link in chain):
-                cycle = " → ".join([*(link.promise for link in chain), child.promise])
-                message = f"compound Promise cycle: {cycle}"
-                diagnostics.append(Diagnostic(child.source.path, 1, 1, "", "request.cycle", message,
-                                              Severity.ERROR, str(request.key)))
-                status = status.failed("CompoundCycle", message)
-                break
-        else:
-            queue.extend((child, chain) for child in status.children)
-        statuses[str(request.key)] = status
+        progress("rendering requests", len(statuses) + 1, total)
+        return status
+
+    wave: list[tuple[ResourceRequest, tuple[ResourceRequest, ...]]] = [(r, ()) for r in platform.requests]
+    progress("rendering requests", 0, total)
+    with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
+        while wave:
+            todo = []
+            seen = set(statuses) | set(taken)
+            for request, ancestry in wave:
+                if str(request.key) in seen:
+                    parent = ancestry[-1]
+                    diagnostics.append(Diagnostic(request.source.path, 1, 1, "", "request.duplicate",
+                                                  f"{parent.key} emits {request.key}, which already exists",
+                                                  Severity.ERROR, str(parent.key)))
+                    continue
+                seen.add(str(request.key))
+                todo.append((request, ancestry))
+            slow = [item for item in todo if promises[item[0].promise].promise.runs_programs]
+            ran = dict(zip((str(r.key) for r, _ in slow), pool.map(compile_one, slow), strict=True))
+            wave = []
+            for request, ancestry in todo:
+                status = ran.get(str(request.key)) or compile_one((request, ancestry))
+                status, children = _check_cycles(status, (*ancestry, request), diagnostics)
+                wave.extend((child, (*ancestry, request)) for child in children)
+                statuses[str(request.key)] = status
+            total += len(wave)
     return statuses
+
+
+def _check_cycles(status: RequestStatus, chain: tuple[ResourceRequest, ...], diagnostics: list[Diagnostic]
+                  ) -> tuple[RequestStatus, tuple[ResourceRequest, ...]]:
+    """A request whose emitted requests lead back to a Promise already on its chain fails, naming the cycle."""
+    for child in status.children:
+        if any(link.promise == child.promise for link in chain):
+            cycle = " → ".join([*(link.promise for link in chain), child.promise])
+            message = f"compound Promise cycle: {cycle}"
+            diagnostics.append(Diagnostic(child.source.path, 1, 1, "", "request.cycle", message,
+                                          Severity.ERROR, str(chain[-1].key)))
+            return status.failed("CompoundCycle", message), ()
+    return status, status.children
 
 
 def _reject_conflicts(promises: dict[str, PromiseStatus], requests: dict[str, RequestStatus],

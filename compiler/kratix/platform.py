@@ -80,6 +80,11 @@ class Promise:
     def body(self) -> Mapping[str, Any]:
         return self.source.body
 
+    @property
+    def runs_programs(self) -> bool:
+        """Whether its resource workflow runs commands or images (slow, and parallel across requests)."""
+        return any(c.template is None for p in self.resource_configure for c in p.containers)
+
 
 @dataclass(frozen=True)
 class Destination:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import threading
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
@@ -130,7 +131,7 @@ class Renderer:
             cache_size=-1,
         )
         self._nonce = secrets.token_hex(6)
-        self._representer = yaml.representer.SafeRepresenter()
+        self._local = threading.local()  # container pipelines render templates from several threads
         self._folders: dict[str, list[str]] = {}
         self._probes: dict[str, str | None] = {}  # what the machine can run, asked once per compile
 
@@ -263,7 +264,9 @@ class Renderer:
         return node
 
     def _represent(self, value: Any) -> yaml.Node:
-        representer = self._representer
+        representer = getattr(self._local, "representer", None)
+        if representer is None:
+            representer = self._local.representer = yaml.representer.SafeRepresenter()
         representer.represented_objects = {}
         representer.object_keeper = []
         representer.alias_key = None
