@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
-from kratix import __version__, cache, conformance, layout, load, provenance, render, schedule, schema, yamltext
+from kratix import __version__, cache, conformance, layout, load, provenance, render, schedule, schema, steps, yamltext
 from kratix import plan as plans
 from kratix.diagnostics import Diagnostic, Severity
 from kratix.documents import SourceDoc, SourceTree
@@ -105,7 +105,7 @@ def _no_progress(what: str, done: int, total: int) -> None:
 def compile_platform(tree: SourceTree, *, settings: Settings, previous: PreviousOutput | None = None,
                      progress: Progress = _no_progress) -> CompileResult:
     previous = previous or PreviousOutput()
-    platform, diagnostics, reused = _load(tree, previous, settings)
+    platform, diagnostics, reused, fingerprints = _load(tree, previous, settings)
     schemas, unavailable = _check_promises(platform, diagnostics)
     renderer = render.Renderer(tree, settings=settings.render)
     promises = _compile_promises(platform, renderer, unavailable, diagnostics)
@@ -118,7 +118,7 @@ def compile_platform(tree: SourceTree, *, settings: Settings, previous: Previous
         checker = conformance.Conformance.for_kubernetes(settings.validate.kubernetes_version)
         not_validated = _validate_output(checker, promises, requests, diagnostics)
     files = _lay_out(platform, promises, requests, previous, commit=tree.commit,
-                     fingerprints=_fingerprints(tree, platform.promises, platform.destinations, settings),
+                     fingerprints=fingerprints,
                      diagnostics=diagnostics, tree_files=tree.files)
     diagnostics.sort()
     return CompileResult(files=files, diagnostics=tuple(diagnostics),
@@ -129,15 +129,19 @@ def compile_platform(tree: SourceTree, *, settings: Settings, previous: Previous
 # --- reusing what did not change ----------------------------------------------------------------------------
 
 def _load(tree: SourceTree, previous: PreviousOutput, settings: Settings
-          ) -> tuple[Platform, list[Diagnostic], dict[str, RequestStatus]]:
-    """Parse the platform, skipping request files whose cached output is still good."""
+          ) -> tuple[Platform, list[Diagnostic], dict[str, RequestStatus], dict[str, str]]:
+    """Parse the platform, skipping request files whose cached output is still good. Also returns each
+    Promise's fingerprint (see `_fingerprints`)."""
     hits: dict[str, list[cache.Record]] = {}
+    fingerprints: dict[str, str] = {}
 
     def skip(promises: Mapping[str, Promise], destinations: Mapping[str, Destination]) -> frozenset[str]:
-        hits.update(_cache_hits(tree, previous, _fingerprints(tree, promises, destinations, settings)))
+        fingerprints.update(_fingerprints(tree, promises, destinations, settings))
+        if previous.cache:
+            hits.update(_cache_hits(tree, previous, fingerprints))
         return frozenset(hits)
 
-    platform, diagnostics = load.parse_platform(tree, skip_requests=skip if previous.cache else None)
+    platform, diagnostics = load.parse_platform(tree, skip_requests=skip)
     reused_keys = {r.key for records in hits.values() for r in records}
     if reused_keys & {str(r.key) for r in platform.requests}:
         # A changed file now requests what a cached one does: which of them is the duplicate depends on file
@@ -147,7 +151,7 @@ def _load(tree: SourceTree, previous: PreviousOutput, settings: Settings
     unchanged = {name: schedule.Placement(d, schedule.PLACED, "unchanged", {})
                  for name, d in platform.destinations.items()}
     reused = {r.key: _reused_status(r, unchanged) for records in hits.values() for r in records}
-    return platform, diagnostics, reused
+    return platform, diagnostics, reused, fingerprints
 
 
 def _fingerprints(tree: SourceTree, promises: Mapping[str, Promise], destinations: Mapping[str, Destination],
@@ -158,14 +162,27 @@ def _fingerprints(tree: SourceTree, promises: Mapping[str, Promise], destination
         *(f"{d.name}|{d.path}|{sorted(d.labels.items())}|{d.strict_match_labels}"
           for d in sorted(destinations.values(), key=lambda d: d.name)),
         *sorted(f"{p.name}|{p.api.group}|{p.api.kind}|{p.version}" for p in promises.values() if p.api))
+    digests = _image_digests(promises, settings)
     prints = {}
     for promise in promises.values():
         folder = promise.folder + "/"
         files = sorted((path, cache.digest(data)) for path, data in tree.files.items() if path.startswith(folder))
         images = sorted({c.image for pl in promise.resource_configure for c in pl.containers if c.image})
         prints[promise.name] = cache.fingerprint(shared, promise.name, promise.folder,
-                                                 *(f"{path}={blob}" for path, blob in files), *images)
+                                                 *(f"{path}={blob}" for path, blob in files),
+                                                 *(f"{image}@{digests[image]}" for image in images))
     return prints
+
+
+def _image_digests(promises: Mapping[str, Promise], settings: Settings) -> dict[str, str]:
+    """What each image a resource workflow uses is now: a tag moved to new content re-runs its requests. An
+    image not pulled yet has no digest; its requests re-run once it has one."""
+    images = sorted({c.image for p in promises.values() for pl in p.resource_configure for c in pl.containers
+                     if c.image})
+    if not images:
+        return {}
+    runtime = steps.detect_runtime(settings.render.container_runtime)
+    return {image: (steps.image_digest(image, runtime) if runtime else None) or "unknown" for image in images}
 
 
 def _cache_hits(tree: SourceTree, previous: PreviousOutput, fingerprints: Mapping[str, str]
