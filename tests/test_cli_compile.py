@@ -253,3 +253,14 @@ def test_progress_shows_on_a_terminal_only(tmp_path: Path) -> None:
     quiet = subprocess.run(["script", "-qec", command + " --quiet", "/dev/null"], capture_output=True, text=True,
                            timeout=120)
     assert "rendering requests" not in quiet.stdout
+
+
+def test_a_failing_pipeline_is_named_in_the_phase_list(tmp_path: Path) -> None:
+    files = platform_files(**{"team-a/x": database("x")})
+    files["promises/database/templates/configmap.yaml.j2"] = "{{ request.spec.missing }}\n"
+    result, out = compile_to(tmp_path, files)
+    assert result.returncode == 1
+    status = yaml.safe_load((out / ".kratix/status/team-a/database/x.yaml").read_text())["status"]
+    [phase] = status["pipelines"]
+    assert (phase["name"], phase["phase"]) == ("instance", "Failed")
+    assert "missing" in phase["message"]

@@ -128,3 +128,6 @@ def test_a_missing_required_promise_leaves_requests_pending_not_failed(tmp_path:
     assert "required Promise 'database' is at version v2.0.0, not v1.0.0" in status["conditions"][-1]["message"]
     promise_status = yaml.safe_load((out / ".kratix/promises/app.yaml").read_text())["status"]
     assert promise_status["status"] == "Unavailable"
+    conditions = {c["type"]: (c["status"], c["reason"]) for c in promise_status["conditions"]}
+    assert conditions["RequirementsFulfilled"] == ("False", "RequirementsNotInstalled")
+    assert status["pipelines"] == [{"name": "app", "phase": "Pending"}]

@@ -189,11 +189,17 @@ def run_scenario(tmp_path: Path, image: str | None) -> None:
     status = yaml.safe_load(files[".kratix/status/default/scenario/my-request.yaml"])["status"]
     assert (status["stage"], status["completed"], status["message"]) == ("two", True, "Resource requested")
     assert {c["type"]: c["status"] for c in status["conditions"]}["ConfigureWorkflowCompleted"] == "True"
+    assert status["pipelines"] == [{"name": "first", "phase": "Succeeded"}, {"name": "second", "phase": "Succeeded"}]
+    revision = status["observedRevision"]
+    promise_status = yaml.safe_load(files[".kratix/promises/scenario.yaml"])["status"]
+    assert promise_status["pipelines"] == [{"name": "promise-configure", "phase": "Succeeded"}]
 
     commit_files(repo, {"requests/default/my-request.yaml": request("updated")})
     files = publish()
     assert objects(files, "worker-1")[("ConfigMap", "my-request-dest1")]["data"]["message"] == "updated"
     assert objects(files, "worker-2")[("ConfigMap", "my-request-dest2")]["data"]["message"] == "updated"
+    assert yaml.safe_load(files[".kratix/status/default/scenario/my-request.yaml"])["status"]["observedRevision"] \
+        != revision
 
     commit_files(repo, {"promises/scenario/scripts/version": "two\n",
                         "promises/scenario/promise.yaml": promise(image, version="v1.1.0")})

@@ -7,6 +7,7 @@ that request alone: everything valid is rendered, every failure becomes a diagno
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -361,17 +362,23 @@ def _compile_promises(platform: Platform, renderer: render.Renderer, unavailable
                       diagnostics: list[Diagnostic]) -> dict[str, PromiseStatus]:
     statuses: dict[str, PromiseStatus] = {}
     for promise in sorted(platform.promises.values(), key=lambda p: p.name):
+        names = [p.name for p in promise.promise_configure]
+        revision = cache.fingerprint(json.dumps(promise.body, sort_keys=True, default=str))[:12]
         if promise.name in unavailable:
-            statuses[promise.name] = PromiseStatus(promise, available=False, reason=unavailable[promise.name])
+            statuses[promise.name] = PromiseStatus(promise, available=False, reason=unavailable[promise.name],
+                                                   pipelines=_phases(names, None, pending=True), revision=revision)
             continue
-        files, labels, failure = _render_promise(renderer, promise, platform.destinations)
-        if failure is not None:
-            diagnostics.append(_failure_diagnostic(failure, f"Promise {promise.name}"))
+        files, labels, workflow = _render_promise(renderer, promise, platform.destinations)
+        phases = _phases(names, workflow, pending=False)
+        if workflow.failure is not None:
+            diagnostics.append(_failure_diagnostic(workflow.failure, f"Promise {promise.name}"))
             statuses[promise.name] = PromiseStatus(promise, available=False,
-                                                   reason=f"promise workflow failed: {failure.message}")
+                                                   reason=f"promise workflow failed: {workflow.failure.message}",
+                                                   pipelines=phases, revision=revision, workflow_ok=False)
             continue
         statuses[promise.name] = PromiseStatus(promise, available=True, reason="", files=tuple(files),
-                                               request_labels=labels)
+                                               request_labels=labels, pipelines=phases, revision=revision,
+                                               workflow_ok=True)
     return statuses
 
 
@@ -473,7 +480,7 @@ def _fail_owner(owner: str, reason: str, message: str, promises: dict[str, Promi
     if status_of_promise.available:
         diagnostics.append(Diagnostic.at(status_of_promise.promise.source, (), f"output.{reason}", message,
                                          object=owner))
-        promises[name] = PromiseStatus(status_of_promise.promise, available=False, reason=message)
+        promises[name] = replace(status_of_promise, available=False, reason=message, files=())
 
 
 def _unavailable_promises(platform: Platform, problems: Mapping[str, str]) -> dict[str, str]:
@@ -503,7 +510,7 @@ def _unavailable_promises(platform: Platform, problems: Mapping[str, str]) -> di
 
 
 def _render_promise(renderer: render.Renderer, promise: Promise, destinations: Mapping[str, Destination]
-                    ) -> tuple[list[PlacedFile], dict[str, str], RenderFailure | None]:
+                    ) -> tuple[list[PlacedFile], dict[str, str], WorkflowResult]:
     promise_labels = schedule.selector_labels(promise.selectors)
     outputs = [renderer.render_dependencies(promise)]
     workflow = WorkflowResult()
@@ -529,7 +536,7 @@ def _render_promise(renderer: render.Renderer, promise: Promise, destinations: M
                         labels=_labels(promise.name, None, output.pipeline,
                                        "static-dependency" if output.pipeline == "static" else "promise"),
                         owner=f"Promise {promise.name}", promise=promise.name, pipeline=output.pipeline))
-    return placed, schedule.merge_labels(workflow_labels, promise_labels), workflow.failure
+    return placed, schedule.merge_labels(workflow_labels, promise_labels), workflow
 
 
 # --- Requests -----------------------------------------------------------------------------------------------
@@ -538,26 +545,55 @@ def _compile_request(request: ResourceRequest, promise_status: PromiseStatus, sc
                      renderer: render.Renderer, destinations: Mapping[str, Destination],
                      previous_placements: Mapping[str, str], diagnostics: list[Diagnostic], *,
                      served: Mapping[tuple[str, str], str]) -> RequestStatus:
+    status, workflow = _run_request(request, promise_status, schemas, renderer, destinations, previous_placements,
+                                    diagnostics, served=served)
+    names = [p.name for p in promise_status.promise.resource_configure]
+    return replace(status, pipelines=_phases(names, workflow, pending=not promise_status.available),
+                   revision=_revision(request, promise_status.promise))
+
+
+def _phases(names: Sequence[str], workflow: WorkflowResult | None, *,
+            pending: bool) -> tuple[tuple[str, str, str], ...]:
+    """Each pipeline's phase, Kratix-style: Succeeded, Failed (with why), Skipped after a failure, Pending."""
+    if workflow is None:
+        return tuple((name, "Pending" if pending else "Skipped", "") for name in names)
+    done = {o.pipeline for o in workflow.outputs}
+    failed = workflow.failure.step.split("/", 1)[0] if workflow.failure else None
+    return tuple((name, "Succeeded", "") if name in done and name != failed
+                 else (name, "Failed", workflow.failure.message) if name == failed and workflow.failure
+                 else (name, "Skipped", "") for name in names)
+
+
+def _revision(request: ResourceRequest, promise: Promise) -> str:
+    """Changes whenever what the request asks for or its Promise's version does: Kratix's observedGeneration."""
+    text = json.dumps(request.body, sort_keys=True, default=str) + "|" + (promise.version or "")
+    return cache.fingerprint(text)[:12]
+
+
+def _run_request(request: ResourceRequest, promise_status: PromiseStatus, schemas: Mapping[str, Any],
+                 renderer: render.Renderer, destinations: Mapping[str, Destination],
+                 previous_placements: Mapping[str, str], diagnostics: list[Diagnostic], *,
+                 served: Mapping[tuple[str, str], str]) -> tuple[RequestStatus, WorkflowResult | None]:
     subject = str(request.key)
     promise = promise_status.promise
     if not promise_status.available:
-        return RequestStatus.pending(request, f"Promise {promise.name!r} is unavailable: {promise_status.reason}")
+        return RequestStatus.pending(request, f"Promise {promise.name!r} is unavailable: {promise_status.reason}"), None
     body, violations = schema.validate_request(schemas[promise.name], request.body)
     for violation in violations:
         diagnostics.append(Diagnostic.at(request.source, violation.path, violation.code, violation.message,
                                          severity=violation.severity, object=subject))
     errors = [v for v in violations if v.severity is Severity.ERROR]
     if errors:
-        return RequestStatus.invalid(request, [f"{'.'.join(map(str, v.path))}: {v.message}" for v in errors])
+        return RequestStatus.invalid(request, [f"{'.'.join(map(str, v.path))}: {v.message}" for v in errors]), None
     workflow = renderer.render_workflow(promise, promise.resource_configure, body, workflow_type="resource",
                                         env=_env(promise, request, "resource"))
     if workflow.failure is not None:
         diagnostics.append(_failure_diagnostic(workflow.failure, subject))
-        return RequestStatus.render_failed(request, workflow.failure, workflow.status)
+        return RequestStatus.render_failed(request, workflow.failure, workflow.status), workflow
     workflow, children = _split_sub_requests(workflow, request, served)
     status = _place_request(request, promise, workflow, destinations, promise_status.request_labels,
                             previous_placements)
-    return replace(status, children=children)
+    return replace(status, children=children), workflow
 
 
 def _split_sub_requests(workflow: WorkflowResult, parent: ResourceRequest, served: Mapping[tuple[str, str], str]

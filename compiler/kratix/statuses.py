@@ -32,6 +32,8 @@ class RequestStatus:
     children: tuple[ResourceRequest, ...] = ()  # requests its workflow emitted for other Promises' APIs
     reused: bool = False  # unchanged since the last compile: its published files and status are carried over
     unchecked_kinds: tuple[str, ...] = ()  # kinds of its output no schema could check (no CRD delivered)
+    pipelines: tuple[tuple[str, str, str], ...] = ()  # (pipeline, phase, message) in workflow order
+    revision: str = ""  # changes when the request or its Promise's version does (Kratix: observedGeneration)
 
     @property
     def owner(self) -> str:
@@ -88,6 +90,9 @@ class PromiseStatus:
     reason: str
     files: tuple[PlacedFile, ...] = ()  # dependencies and promise-workflow output, placed
     request_labels: Mapping[str, str] = field(default_factory=dict)  # selectors its requests inherit
+    pipelines: tuple[tuple[str, str, str], ...] = ()  # its promise workflow: (pipeline, phase, message)
+    revision: str = ""  # changes whenever the Promise does
+    workflow_ok: bool | None = None  # None: the promise workflow did not run
 
 
 def _condition(kind: str, status: str, reason: str, message: str) -> dict[str, str]:
@@ -107,6 +112,7 @@ def request_status_document(status: RequestStatus) -> dict[str, Any]:
     body: dict[str, Any] = {
         **status.written,
         "message": status.message,
+        "observedRevision": status.revision,
         "conditions": [
             _condition("ConfigureWorkflowCompleted", *workflow),
             _condition("WorksSucceeded", *works),
@@ -118,6 +124,8 @@ def request_status_document(status: RequestStatus) -> dict[str, Any]:
              "state": placement.state, "reason": placement.reason}
             for pipeline, directory, placement in status.placements
         ],
+        "pipelines": [{"name": name, "phase": phase, **({"message": message} if message else {})}
+                      for name, phase, message in status.pipelines],
     }
     return {
         "apiVersion": request.api_version,
@@ -130,14 +138,24 @@ def request_status_document(status: RequestStatus) -> dict[str, Any]:
 def promise_status_document(status: PromiseStatus) -> dict[str, Any]:
     promise = status.promise
     api = promise.api
+    requirements_unmet = status.reason.startswith("required Promise")
+    workflow = {None: ("Unknown", "NotRun", status.reason or "the promise workflow has not run"),
+                True: ("True", "PipelinesSucceeded", "every pipeline completed"),
+                False: ("False", "PipelineFailed", status.reason)}[status.workflow_ok]
     body: dict[str, Any] = {
         "status": "Available" if status.available else "Unavailable",
         "message": "Promise available" if status.available else f"Promise unavailable: {status.reason}",
-        "conditions": [_condition("RequirementsFulfilled" if status.available or "required" in status.reason
-                                  else "ConfigureWorkflowCompleted",
-                                  "True" if status.available else "False",
-                                  "Available" if status.available else "Unavailable",
-                                  status.reason or "every requirement is met")],
+        "observedRevision": status.revision,
+        "conditions": [
+            _condition("RequirementsFulfilled", "False" if requirements_unmet else "True",
+                       "RequirementsNotInstalled" if requirements_unmet else "RequirementsInstalled",
+                       status.reason if requirements_unmet else "every required Promise is installed"),
+            _condition("ConfigureWorkflowCompleted", *workflow),
+            _condition("Reconciled", "True" if status.available else "False",
+                       "Available" if status.available else "Unavailable", status.reason or "Promise available"),
+        ],
+        "pipelines": [{"name": name, "phase": phase, **({"message": message} if message else {})}
+                      for name, phase, message in status.pipelines],
     }
     if api is not None:
         body["kind"] = api.kind
