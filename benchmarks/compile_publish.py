@@ -597,7 +597,8 @@ def main(argv: list[str] | None = None) -> int:
     if profile_text is not None:
         print(f"\n{profile_text}")
     if args.keep:
-        print(f"\nkept: {work} (input.git, output.git, inprocess.git, floor-*.git)")
+        print(f"\nkept: {work} (input.git; output.git and cold-*.git from the CLI runs; inprocess-*.git; "
+              "floor-*.git; *.prof with --profile)")
     return 0
 
 
