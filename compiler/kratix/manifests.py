@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kratix.diagnostics import Diagnostic, Severity
+
 MANAGED_BY = "app.kubernetes.io/managed-by"
 PROMISE_LABEL = "kratix.io/promise-name"
 RESOURCE_LABEL = "kratix.io/resource-name"
@@ -52,6 +54,10 @@ class RenderFailure:
     code: str
     message: str
     step: str  # "<pipeline>/<container>"
+
+    def diagnostic(self, subject: str) -> Diagnostic:
+        return Diagnostic(self.file, self.line, self.column, "", self.code, f"{self.step}: {self.message}",
+                          Severity.ERROR, subject)
 
 
 @dataclass(frozen=True)
@@ -101,3 +107,13 @@ def destination_of(path: str) -> str | None:
         if marker:
             return destination
     return None
+
+
+def kratix_labels(promise: str, resource: str | None, pipeline: str, work_type: str) -> dict[str, str]:
+    labels = {PROMISE_LABEL: promise}
+    if resource is not None:
+        labels[RESOURCE_LABEL] = resource
+    labels[PIPELINE_LABEL] = pipeline
+    labels[WORK_TYPE_LABEL] = work_type
+    labels[MANAGED_BY] = "kratix"
+    return labels

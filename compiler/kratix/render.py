@@ -38,7 +38,7 @@ from kratix.manifests import (
     RenderFailure,
     WorkflowResult,
 )
-from kratix.platform import Container, Pipeline, Promise
+from kratix.platform import Container, Pipeline, Promise, ResourceRequest
 from kratix.settings import RenderSettings
 
 TEMPLATE_SUFFIX = ".j2"
@@ -402,3 +402,23 @@ def _template_frame(exc: BaseException, fallback: str) -> tuple[str, int]:
         if frame.filename and not frame.filename.endswith(".py") and frame.lineno:
             return _normalise(frame.filename), frame.lineno
     return fallback, 1
+
+
+def kratix_env(promise: Promise, request: ResourceRequest | None, workflow_type: str) -> dict[str, str]:
+    api = promise.api
+    if request is None:
+        kind, group, version, name, namespace = "Promise", "platform.kratix.io", "v1alpha1", promise.name, ""
+    else:
+        kind, name, namespace = request.key.kind, request.key.name, request.key.namespace
+        group, version = (api.group, api.version) if api else ("", "")
+    return {
+        "KRATIX_WORKFLOW_TYPE": workflow_type,
+        "KRATIX_WORKFLOW_ACTION": "configure",
+        "KRATIX_PROMISE_NAME": promise.name,
+        "KRATIX_OBJECT_KIND": kind,
+        "KRATIX_OBJECT_GROUP": group,
+        "KRATIX_OBJECT_VERSION": version,
+        "KRATIX_OBJECT_NAME": name,
+        "KRATIX_OBJECT_NAMESPACE": namespace,
+        "KRATIX_CRD_PLURAL": api.plural if api else "",
+    }

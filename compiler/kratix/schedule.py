@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
+from kratix.manifests import PipelineOutput
 from kratix.placements import MISPLACED, PENDING, PLACED, Placement
 from kratix.platform import Destination, Selector
 
@@ -80,3 +82,18 @@ def _rendezvous(identity: str, candidates: Sequence[Destination]) -> Destination
         return hashlib.sha256(f"{identity}\0{destination.name}".encode()).digest()
 
     return max(candidates, key=score)
+
+
+def split_groups(output: PipelineOutput) -> list[tuple[str | None, list[Any]]]:
+    """Files by destination-selector group: each `directory` group, then the rest (the root group)."""
+    directories = sorted({g.directory for g in output.groups if g.directory is not None})
+    grouped: dict[str | None, list[Any]] = {d: [] for d in directories}
+    grouped[None] = []
+    for file in output.files:
+        top = file.path.split("/", 1)[0] if "/" in file.path else None
+        grouped[top if top in grouped else None].append(file)
+    return [(d, grouped[d]) for d in directories if grouped[d]] + [(None, grouped[None])]
+
+
+def group_labels(output: PipelineOutput, directory: str | None) -> dict[str, str]:
+    return merge_labels(*(g.match_labels for g in output.groups if g.directory == directory))

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from kratix.manifests import PlacedFile, RenderFailure
+from kratix.manifests import PlacedFile, RenderFailure, WorkflowResult
 from kratix.placements import MISPLACED, PENDING, PLACED, Placement
 from kratix.platform import API_VERSION, Promise, ResourceRequest
 
@@ -163,3 +163,15 @@ def promise_status_document(status: PromiseStatus) -> dict[str, Any]:
     if promise.version is not None:
         body["version"] = promise.version
     return {"apiVersion": API_VERSION, "kind": "Promise", "metadata": {"name": promise.name}, "status": body}
+
+
+def pipeline_phases(names: Sequence[str], workflow: WorkflowResult | None, *,
+                    pending: bool) -> tuple[tuple[str, str, str], ...]:
+    """Each pipeline's phase, Kratix-style: Succeeded, Failed (with why), Skipped after a failure, Pending."""
+    if workflow is None:
+        return tuple((name, "Pending" if pending else "Skipped", "") for name in names)
+    done = {o.pipeline for o in workflow.outputs}
+    failed = workflow.failure.step.split("/", 1)[0] if workflow.failure else None
+    return tuple((name, "Succeeded", "") if name in done and name != failed
+                 else (name, "Failed", workflow.failure.message) if name == failed and workflow.failure
+                 else (name, "Skipped", "") for name in names)

@@ -1,0 +1,193 @@
+"""Assembling the output tree from every status: conflicts between owners, output validation against
+Kubernetes' schemas, last-known-good files, bookkeeping (statuses, placements, provenance, the request cache).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from kratix import (
+    cache,
+    conformance,
+    incremental,
+    layout,
+    provenance,
+)
+from kratix.diagnostics import Diagnostic, Severity
+from kratix.manifests import (
+    BOOKKEEPING,
+    PlacedFile,
+    destination_of,
+    object_id,
+)
+from kratix.platform import Platform
+from kratix.previous import PLACEMENTS_FILE, PROMISE_STATUS_FOLDER, PreviousOutput
+from kratix.statuses import (
+    PromiseStatus,
+    RequestStatus,
+    promise_status_document,
+    request_status_document,
+)
+
+
+def reject_conflicts(promises: dict[str, PromiseStatus], requests: dict[str, RequestStatus],
+                     diagnostics: list[Diagnostic], previous: PreviousOutput) -> None:
+    """Two owners emitting one object to one destination: the later owner (in sorted order) fails. Output
+    carried over unchanged counts as emitted first."""
+    placed = [f for s in promises.values() for f in s.files] + [f for s in requests.values() for f in s.files]
+    for conflict in layout.find_conflicts(placed):
+        message = (f"{conflict.object_id} on destination {conflict.placed.destination} is also emitted by "
+                   f"{conflict.other.owner}")
+        _fail_owner(conflict.placed.owner, "ObjectConflict", message, promises, requests, diagnostics)
+    taken: dict[tuple[str | None, str], str] = {}
+    records = {r.key: r for r in previous.cache}
+    for key, status in requests.items():
+        if status.reused:
+            for path in records[key].outputs:
+                entry = previous.provenance.get(path)
+                if entry is not None:
+                    taken.update(((entry.destination, object_id), key) for object_id in entry.objects)
+    if not taken:
+        return
+    for item in placed:
+        for document in item.file.documents:
+            other = taken.get((item.destination, object_id(document)))
+            if other is not None and other != item.owner:
+                message = (f"{object_id(document)} on destination {item.destination} is also emitted by "
+                           f"{other}")
+                _fail_owner(item.owner, "ObjectConflict", message, promises, requests, diagnostics)
+
+
+def _fail_owner(owner: str, reason: str, message: str, promises: dict[str, PromiseStatus],
+                requests: dict[str, RequestStatus], diagnostics: list[Diagnostic]) -> None:
+    if owner in requests:
+        status = requests[owner]
+        if not status.failed_now:
+            diagnostics.append(Diagnostic.at(status.request.source, (), f"output.{reason}", message, object=owner))
+            requests[owner] = status.failed(reason, message)
+        return
+    name = owner.removeprefix("Promise ")
+    status_of_promise = promises[name]
+    if status_of_promise.available:
+        diagnostics.append(Diagnostic.at(status_of_promise.promise.source, (), f"output.{reason}", message,
+                                         object=owner))
+        promises[name] = replace(status_of_promise, available=False, reason=message, files=())
+
+
+def validate_output(checker: conformance.Conformance, promises: dict[str, PromiseStatus],
+                    requests: dict[str, RequestStatus], diagnostics: list[Diagnostic]) -> tuple[str, ...]:
+    """Check every emitted object against Kubernetes' schemas (custom kinds against the CRDs delivered to the
+    same destination); an owner with an invalid object fails. Each request remembers the kinds no schema could
+    check; the kinds of the Promises' own output are returned."""
+    placed = [f for s in promises.values() for f in s.files] + [f for s in requests.values() for f in s.files]
+    crds: dict[str, list[Mapping[str, Any]]] = {}
+    for item in placed:
+        for document in item.file.documents:
+            if document.get("kind") == "CustomResourceDefinition":
+                crds.setdefault(item.destination, []).append(document)
+    unchecked: dict[str, set[str]] = {}
+    by_owner_destination: dict[tuple[str, str], list[tuple[PlacedFile, Mapping[str, Any]]]] = {}
+    for item in placed:
+        for document in item.file.documents:
+            by_owner_destination.setdefault((item.owner, item.destination), []).append((item, document))
+    for (owner, destination), entries in sorted(by_owner_destination.items()):
+        report = checker.check([document for _, document in entries], crds=crds.get(destination, ()))
+        unchecked.setdefault(owner, set()).update(report.not_validated_kinds)
+        for index, problems in sorted(report.problems.items()):
+            item, document = entries[index]
+            subject = f"{document.get('kind')} {(document.get('metadata') or {}).get('name')}"
+            for problem in problems:
+                diagnostics.append(Diagnostic(item.file.source, 1, 1, ".".join(map(str, problem.path)),
+                                              problem.code, f"output {subject} in {item.file.path}: "
+                                              f"{problem.message}", Severity.ERROR, owner))
+            _fail_owner(owner, "OutputInvalid", f"output {subject} is not valid for Kubernetes "
+                        f"{checker.kubernetes_version}: {problems[0].message}", promises, requests, [])
+    for owner, kinds in unchecked.items():
+        if owner in requests:
+            requests[owner] = replace(requests[owner], unchecked_kinds=tuple(sorted(kinds)))
+    return tuple(sorted({k for owner, kinds in unchecked.items() if owner not in requests for k in kinds}))
+
+
+def lay_out(platform: Platform, promises: Mapping[str, PromiseStatus], requests: Mapping[str, RequestStatus],
+            previous: PreviousOutput, *, commit: str | None, fingerprints: Mapping[str, str],
+            diagnostics: Sequence[Diagnostic], tree_files: Mapping[str, bytes] | None = None) -> dict[str, bytes]:
+    placed = [f for s in promises.values() for f in s.files] + [f for s in requests.values() for f in s.files]
+    kept = _last_known_good(requests, promises, previous)
+    old_records = {r.key: r for r in previous.cache}
+    for key, status in requests.items():
+        if status.reused:
+            kept.update((path, previous.files[path]) for path in old_records[key].outputs)
+    previous_placements = previous.placements()
+    records = {k: v for s in requests.values() for k, v in s.placement_records.items()}
+    for status in requests.values():
+        if status.keeps_previous_output:
+            records.update(_kept_placements(status, previous_placements))
+    bookkeeping: dict[str, Any] = {PLACEMENTS_FILE: dict(sorted(records.items()))}
+    for status in requests.values():
+        path = incremental.status_path(status)
+        bookkeeping[path] = (previous.files[f"{BOOKKEEPING}/{path}"] if status.reused
+                             else request_status_document(status))
+    for name, promise_status in promises.items():
+        bookkeeping[f"{PROMISE_STATUS_FOLDER}/{name}.yaml"] = promise_status_document(promise_status)
+    kept_objects: dict[str, set[str]] = {}
+    for path in kept:
+        entry = previous.provenance.get(path)
+        if entry is not None and entry.destination is not None:
+            kept_objects.setdefault(entry.destination, set()).update(entry.objects)
+    files = layout.build_tree(placed, destinations=[d.path for d in platform.destinations.values()],
+                              bookkeeping=bookkeeping, kept=kept, kept_objects=kept_objects)
+    files[provenance.PROVENANCE_PATH] = _provenance(placed, files, kept, previous, commit)
+    cached = incremental.cache_records(requests, previous, fingerprints, files, tree_files or {}, diagnostics)
+    if cached:
+        files[cache.CACHE_PATH] = cache.encode(cached)
+    return files
+
+
+def _provenance(placed: Sequence[PlacedFile], files: Mapping[str, bytes], kept: Mapping[str, bytes],
+                previous: PreviousOutput, commit: str | None) -> bytes:
+    before = previous.provenance
+    entries = {p.output_path: provenance.Entry(
+        path=p.output_path, owner=p.owner, destination=p.destination, promise=p.promise,
+        request=None if p.owner.startswith("Promise ") else p.owner, pipeline=p.pipeline, source=p.file.source,
+        objects=tuple(object_id(d) for d in p.file.documents)) for p in placed}
+    for path in kept:
+        if path in before:
+            entries[path] = before[path]
+    for path in files:
+        if path not in entries and not path.startswith(BOOKKEEPING + "/"):
+            entries[path] = provenance.Entry(path=path, owner=provenance.GENERATED,
+                                             destination=destination_of(path))
+    return provenance.encode(provenance.settle_commits(entries.values(), files=files, previous_files=previous.files,
+                                                       previous=before, commit=commit))
+
+
+def _last_known_good(statuses: Mapping[str, RequestStatus], promise_statuses: Mapping[str, PromiseStatus],
+                     previous: PreviousOutput) -> dict[str, bytes]:
+    """What fails now keeps what it had published: a broken change never deletes running infrastructure. That
+    covers failing requests, requests pending on an unavailable Promise, and unavailable Promises' output."""
+    requests = {(s.request.key.namespace, s.request.promise, s.request.key.name)
+                for s in statuses.values() if s.keeps_previous_output}
+    promises = {name for name, s in promise_statuses.items() if not s.available}
+    kept: dict[str, bytes] = {}
+    if not requests and not promises:
+        return kept
+    for path, data in previous.files.items():
+        if path.startswith(BOOKKEEPING + "/"):
+            continue
+        if "/resources/" in path:
+            parts = path.split("/resources/", 1)[1].split("/")
+            if len(parts) > 3 and (parts[0], parts[1], parts[2]) in requests:
+                kept[path] = data
+        elif "/dependencies/" in path:
+            parts = path.split("/dependencies/", 1)[1].split("/")
+            if len(parts) > 1 and parts[0] in promises:
+                kept[path] = data
+    return kept
+
+
+def _kept_placements(status: RequestStatus, previous_placements: Mapping[str, str]) -> dict[str, str]:
+    key = status.request.key
+    prefix = f"{key.kind}/{key.namespace}/{key.name}#"
+    return {k: v for k, v in previous_placements.items() if k.startswith(prefix)}

@@ -1,0 +1,144 @@
+"""Incremental compilation: reuse what did not change.
+
+A request whose file has the same bytes, and whose context (its Promise's folder, the destinations, the kinds all
+Promises serve, settings, image digests) has the same fingerprint as when it was last compiled, is neither
+parsed, validated, rendered nor dumped: its published files and status are carried over from the previous
+output. See `kratix.cache` for what is remembered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from kratix import __version__, cache, load, schedule, steps
+from kratix.diagnostics import Diagnostic
+from kratix.documents import SourceDoc, SourceTree
+from kratix.manifests import (
+    BOOKKEEPING,
+)
+from kratix.platform import Destination, Platform, Promise, RequestKey, ResourceRequest
+from kratix.previous import STATUS_FOLDER, PreviousOutput
+from kratix.settings import Settings
+from kratix.statuses import RequestStatus
+
+
+def load_reusing(tree: SourceTree, previous: PreviousOutput, settings: Settings
+                 ) -> tuple[Platform, list[Diagnostic], dict[str, RequestStatus], dict[str, str]]:
+    """Parse the platform, skipping request files whose cached output is still good. Also returns each
+    Promise's fingerprint (see `promise_fingerprints`)."""
+    hits: dict[str, list[cache.Record]] = {}
+    fingerprints: dict[str, str] = {}
+
+    def skip(promises: Mapping[str, Promise], destinations: Mapping[str, Destination]) -> frozenset[str]:
+        fingerprints.update(promise_fingerprints(tree, promises, destinations, settings))
+        if previous.cache:
+            hits.update(_cache_hits(tree, previous, fingerprints))
+        return frozenset(hits)
+
+    platform, diagnostics = load.parse_platform(tree, skip_requests=skip)
+    reused_keys = {r.key for records in hits.values() for r in records}
+    if reused_keys & {str(r.key) for r in platform.requests}:
+        # A changed file now requests what a cached one does: which of them is the duplicate depends on file
+        # order, so take no shortcut.
+        platform, diagnostics = load.parse_platform(tree)
+        hits.clear()
+    unchanged = {name: schedule.Placement(d, schedule.PLACED, "unchanged", {})
+                 for name, d in platform.destinations.items()}
+    reused = {r.key: _reused_status(r, unchanged) for records in hits.values() for r in records}
+    return platform, diagnostics, reused, fingerprints
+
+
+def promise_fingerprints(tree: SourceTree, promises: Mapping[str, Promise],
+                         destinations: Mapping[str, Destination], settings: Settings) -> dict[str, str]:
+    """Per Promise: a digest of everything its requests' output depends on besides the request itself."""
+    shared = cache.fingerprint(
+        __version__, repr(settings.validate), repr(settings.render.container_runtime),
+        *(f"{d.name}|{d.path}|{sorted(d.labels.items())}|{d.strict_match_labels}"
+          for d in sorted(destinations.values(), key=lambda d: d.name)),
+        *sorted(f"{p.name}|{p.api.group}|{p.api.kind}|{p.version}" for p in promises.values() if p.api))
+    digests = _image_digests(promises, settings)
+    prints = {}
+    for promise in promises.values():
+        folder = promise.folder + "/"
+        files = sorted((path, cache.digest(data)) for path, data in tree.files.items() if path.startswith(folder))
+        images = sorted({c.image for pl in promise.resource_configure for c in pl.containers if c.image})
+        prints[promise.name] = cache.fingerprint(shared, promise.name, promise.folder,
+                                                 *(f"{path}={blob}" for path, blob in files),
+                                                 *(f"{image}@{digests[image]}" for image in images))
+    return prints
+
+
+def _image_digests(promises: Mapping[str, Promise], settings: Settings) -> dict[str, str]:
+    """What each image a resource workflow uses is now: a tag moved to new content re-runs its requests. An
+    image not pulled yet has no digest; its requests re-run once it has one."""
+    images = sorted({c.image for p in promises.values() for pl in p.resource_configure for c in pl.containers
+                     if c.image})
+    if not images:
+        return {}
+    runtime = steps.detect_runtime(settings.render.container_runtime)
+    return {image: (steps.image_digest(image, runtime) if runtime else None) or "unknown" for image in images}
+
+
+def _cache_hits(tree: SourceTree, previous: PreviousOutput, fingerprints: Mapping[str, str]
+                ) -> dict[str, list[cache.Record]]:
+    by_file: dict[str, list[cache.Record]] = {}
+    for record in previous.cache:
+        by_file.setdefault(record.file, []).append(record)
+    hits = {}
+    for file, records in by_file.items():
+        data = tree.files.get(file)
+        if data is None or len(records) != records[0].documents:
+            continue
+        blob = cache.digest(data)
+        if all(r.blob == blob and r.fingerprint == fingerprints.get(r.promise) and r.status in previous.files
+               and all(o in previous.files for o in r.outputs) for r in records):
+            hits[file] = records
+    return hits
+
+
+def _reused_status(record: cache.Record, unchanged: Mapping[str, schedule.Placement]) -> RequestStatus:
+    """A request carried over from the cache: `unchanged` holds one shared placement per destination."""
+    key = RequestKey(record.kind, record.namespace, record.name)
+    request = ResourceRequest(key=key, api_version=record.api_version, promise=record.promise,
+                              source=SourceDoc(record.file, 0, 1, None), body={})
+    placements = []
+    for name, destination in sorted(record.placements.items()):
+        pipeline_name, _, directory = name.partition("#")[2].partition("/")
+        placements.append((pipeline_name, directory or None, unchanged[destination]))
+    return RequestStatus(request, "placed", "Resource requested", "Placed", "unchanged since the last compile",
+                         placements=tuple(placements), placement_records=dict(record.placements),
+                         workflow_ok=True, reused=True, unchecked_kinds=record.unchecked)
+
+
+def cache_records(requests: Mapping[str, RequestStatus], previous: PreviousOutput, fingerprints: Mapping[str, str],
+                  files: Mapping[str, bytes], tree_files: Mapping[str, bytes],
+                  diagnostics: Sequence[Diagnostic]) -> list[cache.Record]:
+    """What to remember of each cleanly placed request; files with any diagnostic are never remembered."""
+    old = {r.key: r for r in previous.cache}
+    noisy = {d.file for d in diagnostics}
+    per_file: dict[str, list[RequestStatus]] = {}
+    for status in requests.values():
+        per_file.setdefault(status.request.source.path, []).append(status)
+    records = []
+    for file, statuses in per_file.items():
+        if file in noisy or file not in tree_files or not file.startswith("requests/") or any(
+                s.state != "placed" or s.children or (not s.reused and not s.files) for s in statuses):
+            continue
+        for status in statuses:
+            key = status.request.key
+            if status.reused:
+                records.append(old[str(key)])
+                continue
+            outputs = tuple(sorted(f.output_path for f in status.files))
+            records.append(cache.Record(
+                file=file, blob=cache.digest(tree_files[file]), fingerprint=fingerprints[status.request.promise],
+                documents=len(statuses), kind=key.kind, namespace=key.namespace, name=key.name,
+                api_version=status.request.api_version, promise=status.request.promise,
+                placements=dict(status.placement_records), outputs=outputs, unchecked=status.unchecked_kinds,
+                status=f"{BOOKKEEPING}/{status_path(status)}"))
+    return records
+
+
+def status_path(status: RequestStatus) -> str:
+    key = status.request.key
+    return f"{STATUS_FOLDER}/{key.namespace}/{status.request.promise}/{key.name}.yaml"

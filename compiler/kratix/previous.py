@@ -1,0 +1,45 @@
+"""The previous output: what the last publish left on the output branch, the compiler's memory between runs.
+
+Sticky placements, the request cache, provenance and last-known-good files are all read from it, so a compile is
+a pure function of (input tree, previous output).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from kratix import cache, provenance, yamltext
+from kratix.manifests import (
+    BOOKKEEPING,
+)
+
+PLACEMENTS_FILE = "placements.yaml"
+STATUS_FOLDER = "status"
+PROMISE_STATUS_FOLDER = "promises"
+
+
+@dataclass(frozen=True)
+class PreviousOutput:
+    """What the last publish left on the output branch: the compiler's memory between runs."""
+
+    files: Mapping[str, bytes] = field(default_factory=dict)
+    commit: str | None = None
+
+    @cached_property
+    def placement_records(self) -> dict[str, str]:
+        data = self.files.get(f"{BOOKKEEPING}/{PLACEMENTS_FILE}")
+        document = next(iter(yamltext.load_plain(data)), None) if data else None
+        return {str(k): str(v) for k, v in document.items()} if isinstance(document, Mapping) else {}
+
+    def placements(self) -> dict[str, str]:
+        return self.placement_records
+
+    @cached_property
+    def provenance(self) -> dict[str, provenance.Entry]:
+        return provenance.decode(self.files.get(provenance.PROVENANCE_PATH))
+
+    @cached_property
+    def cache(self) -> list[cache.Record]:
+        return cache.decode(self.files.get(cache.CACHE_PATH))

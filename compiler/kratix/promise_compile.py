@@ -1,0 +1,124 @@
+"""Promise-level compile: schemas, availability (requiredPromises), dependencies and the promise workflow.
+
+In: the parsed platform. Out: per Promise a `PromiseStatus` holding its placed files (to every matching
+destination) and the selectors its requests inherit; the request schemas of the Promises that can serve.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from kratix import cache, render, schedule, schema
+from kratix.diagnostics import Diagnostic, Severity
+from kratix.manifests import (
+    PlacedFile,
+    WorkflowResult,
+    kratix_labels,
+)
+from kratix.platform import Destination, Platform, Promise
+from kratix.statuses import (
+    PromiseStatus,
+    pipeline_phases,
+)
+
+
+def check_promises(platform: Platform, diagnostics: list[Diagnostic]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Compile each Promise's request schema; say which Promises cannot serve requests, and why."""
+    schemas: dict[str, Any] = {}
+    problems: dict[str, str] = {}
+    for promise in platform.promises.values():
+        if promise.body.get("spec", {}).get("api") is None:
+            continue
+        violations = schema.check_crd(promise.body["spec"]["api"])
+        for violation in violations:
+            diagnostics.append(Diagnostic.at(promise.source, ("spec", "api", *violation.path), violation.code,
+                                             violation.message, severity=violation.severity,
+                                             object=f"Promise {promise.name}"))
+        if any(v.severity is Severity.ERROR for v in violations) or promise.api is None:
+            problems[promise.name] = "its API (spec.api) is not a valid CustomResourceDefinition"
+            continue
+        schemas[promise.name] = schema.compile_request_schema(promise.body["spec"]["api"])
+    return schemas, _unavailable_promises(platform, problems)
+
+
+def _unavailable_promises(platform: Platform, problems: Mapping[str, str]) -> dict[str, str]:
+    """Promises that cannot serve requests: invalid, or a required Promise missing (transitively)."""
+    unavailable = dict(problems)
+    changed = True
+    while changed:
+        changed = False
+        for promise in platform.promises.values():
+            if promise.name in unavailable:
+                continue
+            for required in promise.required:
+                other = platform.promises.get(required.name)
+                reason = None
+                if other is None:
+                    reason = f"required Promise {required.name!r} is not installed"
+                elif required.version is not None and other.version != required.version:
+                    reason = (f"required Promise {required.name!r} is at version {other.version or '(none)'}, "
+                              f"not {required.version}")
+                elif required.name in unavailable:
+                    reason = f"required Promise {required.name!r} is unavailable"
+                if reason:
+                    unavailable[promise.name] = reason
+                    changed = True
+                    break
+    return unavailable
+
+
+def compile_promises(platform: Platform, renderer: render.Renderer, unavailable: Mapping[str, str],
+                     diagnostics: list[Diagnostic]) -> dict[str, PromiseStatus]:
+    statuses: dict[str, PromiseStatus] = {}
+    for promise in sorted(platform.promises.values(), key=lambda p: p.name):
+        names = [p.name for p in promise.promise_configure]
+        revision = cache.fingerprint(json.dumps(promise.body, sort_keys=True, default=str))[:12]
+        if promise.name in unavailable:
+            statuses[promise.name] = PromiseStatus(promise, available=False, reason=unavailable[promise.name],
+                                                   pipelines=pipeline_phases(names, None, pending=True),
+                                                   revision=revision)
+            continue
+        files, labels, workflow = _render_promise(renderer, promise, platform.destinations)
+        phases = pipeline_phases(names, workflow, pending=False)
+        if workflow.failure is not None:
+            diagnostics.append(workflow.failure.diagnostic(f"Promise {promise.name}"))
+            statuses[promise.name] = PromiseStatus(promise, available=False,
+                                                   reason=f"promise workflow failed: {workflow.failure.message}",
+                                                   pipelines=phases, revision=revision, workflow_ok=False)
+            continue
+        statuses[promise.name] = PromiseStatus(promise, available=True, reason="", files=tuple(files),
+                                               request_labels=labels, pipelines=phases, revision=revision,
+                                               workflow_ok=True)
+    return statuses
+
+
+def _render_promise(renderer: render.Renderer, promise: Promise, destinations: Mapping[str, Destination]
+                    ) -> tuple[list[PlacedFile], dict[str, str], WorkflowResult]:
+    promise_labels = schedule.selector_labels(promise.selectors)
+    outputs = [renderer.render_dependencies(promise)]
+    workflow = WorkflowResult()
+    if promise.promise_configure:
+        workflow = renderer.render_workflow(promise, promise.promise_configure, promise.body,
+                                            workflow_type="promise", env=render.kratix_env(promise, None, "promise"))
+        outputs.extend(workflow.outputs)
+    # Selectors a promise workflow writes for its root output also steer the Promise's requests (Kratix's
+    # priority: resource workflow < promise workflow < Promise).
+    workflow_labels = schedule.merge_labels(*(g.match_labels for o in workflow.outputs for g in o.groups
+                                              if g.directory is None))
+    placed: list[PlacedFile] = []
+    for output in outputs:
+        for directory, files in schedule.split_groups(output):
+            group_labels = schedule.group_labels(output, directory)
+            labels = (group_labels if directory is not None
+                      else schedule.merge_labels(workflow_labels, group_labels, promise_labels))
+            for destination in schedule.place_all(labels, destinations):
+                for file in files:
+                    placed.append(PlacedFile(
+                        destination=destination.path, area="dependencies",
+                        path=f"{promise.name}/{output.pipeline}/{file.path}", file=file,
+                        labels=kratix_labels(promise.name, None, output.pipeline,
+                                       "static-dependency" if output.pipeline == "static" else "promise"),
+                        owner=f"Promise {promise.name}", promise=promise.name, pipeline=output.pipeline))
+    return placed, schedule.merge_labels(workflow_labels, promise_labels), workflow
