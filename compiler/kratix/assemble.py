@@ -16,6 +16,7 @@ from kratix import (
     provenance,
 )
 from kratix.diagnostics import Diagnostic, Severity
+from kratix.documents import Content
 from kratix.manifests import (
     BOOKKEEPING,
     PlacedFile,
@@ -112,13 +113,13 @@ def validate_output(checker: conformance.Conformance, promises: dict[str, Promis
 
 def lay_out(platform: Platform, promises: Mapping[str, PromiseStatus], requests: Mapping[str, RequestStatus],
             previous: PreviousOutput, *, commit: str | None, fingerprints: Mapping[str, str],
-            diagnostics: Sequence[Diagnostic], tree_files: Mapping[str, bytes] | None = None) -> dict[str, bytes]:
+            diagnostics: Sequence[Diagnostic], tree_files: Mapping[str, bytes] | None = None) -> dict[str, Content]:
     placed = [f for s in promises.values() for f in s.files] + [f for s in requests.values() for f in s.files]
     kept = _last_known_good(requests, promises, previous)
     old_records = {r.key: r for r in previous.cache}
     for key, status in requests.items():
         if status.reused:
-            kept.update((path, previous.files[path]) for path in old_records[key].outputs)
+            kept.update((path, previous.content(path)) for path in old_records[key].outputs)
     previous_placements = previous.placements()
     records = {k: v for s in requests.values() for k, v in s.placement_records.items()}
     for status in requests.values():
@@ -127,7 +128,7 @@ def lay_out(platform: Platform, promises: Mapping[str, PromiseStatus], requests:
     bookkeeping: dict[str, Any] = {PLACEMENTS_FILE: dict(sorted(records.items()))}
     for status in requests.values():
         path = incremental.status_path(status)
-        bookkeeping[path] = (previous.files[f"{BOOKKEEPING}/{path}"] if status.reused
+        bookkeeping[path] = (previous.content(f"{BOOKKEEPING}/{path}") if status.reused
                              else request_status_document(status))
     for name, promise_status in promises.items():
         bookkeeping[f"{PROMISE_STATUS_FOLDER}/{name}.yaml"] = promise_status_document(promise_status)
@@ -145,7 +146,7 @@ def lay_out(platform: Platform, promises: Mapping[str, PromiseStatus], requests:
     return files
 
 
-def _provenance(placed: Sequence[PlacedFile], files: Mapping[str, bytes], kept: Mapping[str, bytes],
+def _provenance(placed: Sequence[PlacedFile], files: Mapping[str, Content], kept: Mapping[str, Content],
                 previous: PreviousOutput, commit: str | None) -> bytes:
     before = previous.provenance
     entries = {p.output_path: provenance.Entry(
@@ -159,31 +160,32 @@ def _provenance(placed: Sequence[PlacedFile], files: Mapping[str, bytes], kept: 
         if path not in entries and not path.startswith(BOOKKEEPING + "/"):
             entries[path] = provenance.Entry(path=path, owner=provenance.GENERATED,
                                              destination=destination_of(path))
-    return provenance.encode(provenance.settle_commits(entries.values(), files=files, previous_files=previous.files,
-                                                       previous=before, commit=commit))
+    settled = provenance.settle_commits(entries.values(), unchanged=lambda path: previous.same(path, files.get(path)),
+                                        previous=before, commit=commit)
+    return provenance.encode(settled)
 
 
 def _last_known_good(statuses: Mapping[str, RequestStatus], promise_statuses: Mapping[str, PromiseStatus],
-                     previous: PreviousOutput) -> dict[str, bytes]:
+                     previous: PreviousOutput) -> dict[str, Content]:
     """What fails now keeps what it had published: a broken change never deletes running infrastructure. That
     covers failing requests, requests pending on an unavailable Promise, and unavailable Promises' output."""
     requests = {(s.request.key.namespace, s.request.promise, s.request.key.name)
                 for s in statuses.values() if s.keeps_previous_output}
     promises = {name for name, s in promise_statuses.items() if not s.available}
-    kept: dict[str, bytes] = {}
+    kept: dict[str, Content] = {}
     if not requests and not promises:
         return kept
-    for path, data in previous.files.items():
+    for path in previous.files:
         if path.startswith(BOOKKEEPING + "/"):
             continue
         if "/resources/" in path:
             parts = path.split("/resources/", 1)[1].split("/")
             if len(parts) > 3 and (parts[0], parts[1], parts[2]) in requests:
-                kept[path] = data
+                kept[path] = previous.content(path)
         elif "/dependencies/" in path:
             parts = path.split("/dependencies/", 1)[1].split("/")
             if len(parts) > 1 and parts[0] in promises:
-                kept[path] = data
+                kept[path] = previous.content(path)
     return kept
 
 

@@ -150,10 +150,11 @@ def compile(path: Path, ref: str | None, out_dir: Path | None, output_repo: str 
         result = pipeline.compile_platform(tree, settings=settings, progress=progress)
         outcome = None
     else:
-        result, outcome = _publish(tree, publish.open_output_repo(output_repo, branch=branch), settings, progress)
+        result, outcome, previous = _publish(tree, publish.open_output_repo(output_repo, branch=branch), settings,
+                                             progress)
     progress.done()
     if out_dir is not None:
-        write_tree(out_dir, result.files)
+        write_tree(out_dir, result.files if outcome is None else previous.resolve(result.files))
     _report(result.diagnostics, output_format, {"summary": _summary_json(result.summary), **_outcome_json(outcome)})
     if not quiet and output_format == "text":
         click.echo(_summary_line(result.summary, time.monotonic() - started), err=True)
@@ -180,7 +181,7 @@ class _ProgressLine:
             click.echo("\r\x1b[K", err=True, nl=False)
 
 
-def _publish(tree: Any, repo: Any, settings: Any, progress: Any = None) -> tuple[Any, Any]:
+def _publish(tree: Any, repo: Any, settings: Any, progress: Any = None) -> tuple[Any, Any, Any]:
     """Compile against the branch as it is, guard, commit; on a lost race the branch is re-read and all of it
     runs again (the previous output is an input of the compile)."""
     from kratix import pipeline, publish
@@ -189,10 +190,10 @@ def _publish(tree: Any, repo: Any, settings: Any, progress: Any = None) -> tuple
     compiled: list[Any] = []
 
     def build(state: Any) -> tuple[Any, str]:
-        result, message, trips = pipeline.prepare_publish(
-            tree, pipeline.PreviousOutput(state.files, state.commit), settings=settings,
-            **({"progress": progress} if progress else {}))
-        compiled.append(result)
+        previous = pipeline.PreviousOutput(state.files, state.commit)
+        result, message, trips = pipeline.prepare_publish(tree, previous, settings=settings,
+                                                          **({"progress": progress} if progress else {}))
+        compiled.append((result, previous))
         if trips and not settings.publish.allow_deletions:
             lines = [f"  {t.destination}: {t.reason}: {', '.join(t.objects[:20])}"
                      + (f" and {len(t.objects) - 20} more" if len(t.objects) > 20 else "") for t in trips]
@@ -201,7 +202,8 @@ def _publish(tree: Any, repo: Any, settings: Any, progress: Any = None) -> tuple
         return result.files, message
 
     outcome = publish.publish(repo, build, attempts=settings.publish.attempts)
-    return compiled[-1], outcome
+    result, previous = compiled[-1]
+    return result, outcome, previous
 
 
 def _summary_json(summary: Any) -> dict[str, Any]:

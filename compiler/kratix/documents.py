@@ -6,12 +6,32 @@ parsed YAML document of it with the position of every node, so that later stages
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 Position = tuple[int, int]  # 1-based (line, column)
 FieldPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class BlobRef:
+    """File content that is already a blob in the output repo, named by its Git object id. A compile that
+    carries a file over unchanged passes this instead of the bytes, so that reading and rewriting the output
+    costs what changed, not what exists."""
+
+    oid: str
+
+
+Content = bytes | BlobRef  # a value of an output tree
+
+
+def blob_id(content: Content) -> str:
+    """The Git object id of a file's content, computed for bytes as `git hash-object` would."""
+    if isinstance(content, BlobRef):
+        return content.oid
+    return hashlib.sha1(b"blob %d\0" % len(content) + content, usedforsecurity=False).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,11 @@ import re
 import secrets
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from kratix.documents import BlobRef, Content
 from kratix.errors import KratixError, SourceError
 
 # Variables that configure transport or credentials, not which repo or index git acts on.
@@ -165,6 +166,41 @@ def read_blobs(repo: Path, oids: list[str]) -> dict[str, bytes]:
     return dict(_parse_batch(output, len(unique)))
 
 
+class LazyBlobs(Mapping[str, bytes]):
+    """A commit's files as a mapping whose contents are read from the object store only when asked for: the
+    output branch can hold tens of thousands of files, of which a compile reads a handful. `oid(path)` tells
+    a file's object id without reading it; `prefetch` reads many in one `cat-file --batch`."""
+
+    def __init__(self, repo: Path, oids: Mapping[str, str], *, loaded: Mapping[str, bytes] | None = None) -> None:
+        self.repo = repo
+        self._oids = dict(oids)
+        self._loaded: dict[str, bytes] = dict(loaded or {})
+
+    def oid(self, path: str) -> str:
+        return self._oids[path]
+
+    def prefetch(self, paths: Iterable[str]) -> None:
+        wanted = [p for p in paths if p in self._oids and p not in self._loaded]
+        blobs = read_blobs(self.repo, [self._oids[p] for p in wanted])
+        self._loaded.update((p, blobs[self._oids[p]]) for p in wanted)
+
+    def __getitem__(self, path: str) -> bytes:
+        if path not in self._loaded:
+            self.prefetch([path])
+            if path not in self._loaded:
+                raise KeyError(path)
+        return self._loaded[path]
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._oids
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._oids)
+
+    def __len__(self) -> int:
+        return len(self._oids)
+
+
 def read_tree(repo: Path, ref: str, *, prefix: str = "") -> dict[str, bytes]:
     """Every regular file of `ref`'s tree as `{posix path from the repo root: bytes}`, without a checkout.
 
@@ -247,7 +283,7 @@ def write_commit(
     repo: Path,
     *,
     parent: str | None,
-    changes: Mapping[str, bytes | None],
+    changes: Mapping[str, Content | None],
     replace_all: bool,
     message: str,
     author: Signature,
@@ -256,9 +292,10 @@ def write_commit(
     """Write a commit with `git fast-import` without moving any branch; return its id and tree id.
 
     The new tree is the parent's tree (empty with `replace_all` or no parent) with `changes` applied: bytes
-    write a plain 100644 file, None deletes. fast-import must name a ref, so it writes a uniquely named
-    temporary one, deleted before returning; a kill in between leaves at worst that ref, which
-    `delete_stale_temp_refs` removes later. The objects stay unreferenced until the caller moves a branch.
+    write a plain 100644 file, a `BlobRef` reuses a blob the repo already holds, None deletes. fast-import must
+    name a ref, so it writes a uniquely named temporary one, deleted before returning; a kill in between leaves
+    at worst that ref, which `delete_stale_temp_refs` removes later. The objects stay unreferenced until the
+    caller moves a branch.
     """
     ref = f"{TEMP_REF_PREFIX}{time.time_ns()}-{os.getpid()}-{secrets.token_hex(4)}"
     stream = _import_stream(ref, parent, changes, replace_all, message, author, committer or author)
@@ -285,7 +322,7 @@ def delete_stale_temp_refs(repo: Path, *, older_than_seconds: float) -> None:
 def _import_stream(
     ref: str,
     parent: str | None,
-    changes: Mapping[str, bytes | None],
+    changes: Mapping[str, Content | None],
     replace_all: bool,
     message: str,
     author: Signature,
@@ -307,6 +344,8 @@ def _import_stream(
         quoted = _quote(path)
         if content is None:
             chunks.append(b"D " + quoted + b"\n")
+        elif isinstance(content, BlobRef):
+            chunks.append(b"M 100644 " + content.oid.encode() + b" " + quoted + b"\n")
         else:
             chunks += [b"M 100644 inline " + quoted + b"\n", b"data %d\n" % len(content), content, b"\n"]
     chunks.append(b"\ndone\n")

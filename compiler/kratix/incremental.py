@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 from kratix import __version__, cache, load, schedule, steps
 from kratix.diagnostics import Diagnostic
-from kratix.documents import SourceDoc, SourceTree
+from kratix.documents import Content, SourceDoc, SourceTree
 from kratix.manifests import (
     BOOKKEEPING,
 )
@@ -111,7 +111,7 @@ def _reused_status(record: cache.Record, unchanged: Mapping[str, schedule.Placem
 
 
 def cache_records(requests: Mapping[str, RequestStatus], previous: PreviousOutput, fingerprints: Mapping[str, str],
-                  files: Mapping[str, bytes], tree_files: Mapping[str, bytes],
+                  files: Mapping[str, Content], tree_files: Mapping[str, bytes],
                   diagnostics: Sequence[Diagnostic]) -> list[cache.Record]:
     """What to remember of each cleanly placed request; files with any diagnostic are never remembered."""
     old = {r.key: r for r in previous.cache}

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kratix import yamltext
+from kratix.documents import BlobRef, Content
 from kratix.manifests import AREAS, BOOKKEEPING, MANAGED_BY, PlacedFile, object_id
 
 KUSTOMIZATION = "kustomization.yaml"
@@ -52,12 +53,12 @@ def render_file(item: PlacedFile) -> bytes:
 
 
 def build_tree(placed: Sequence[PlacedFile], *, destinations: Iterable[str], bookkeeping: Mapping[str, Any],
-               kept: Mapping[str, bytes] | None = None,
-               kept_objects: Mapping[str, set[str]] | None = None) -> dict[str, bytes]:
-    """`bookkeeping` maps paths under `.kratix/` to documents, or to bytes kept as they are; `kept` holds
+               kept: Mapping[str, Content] | None = None,
+               kept_objects: Mapping[str, set[str]] | None = None) -> dict[str, Content]:
+    """`bookkeeping` maps paths under `.kratix/` to documents, or to contents kept as they are; `kept` holds
     previously published files carried over verbatim (last-known-good output of what fails now, and the output
     of requests that did not change), and `kept_objects` the object ids they hold per destination."""
-    files: dict[str, bytes] = {}
+    files: dict[str, Content] = {}
     listed: dict[str, list[str]] = defaultdict(list)
     for item in placed:
         files[item.output_path] = render_file(item)
@@ -79,7 +80,8 @@ def build_tree(placed: Sequence[PlacedFile], *, destinations: Iterable[str], boo
             folder = f"{destination}/{area}"
             files[f"{folder}/{KUSTOMIZATION}"] = kustomization(sorted(set(listed.get(folder, ()))))
     for path, document in bookkeeping.items():
-        files[f"{BOOKKEEPING}/{path}"] = document if isinstance(document, bytes) else yamltext.dump_sorted(document)
+        kept_as_is = isinstance(document, bytes | BlobRef)
+        files[f"{BOOKKEEPING}/{path}"] = document if kept_as_is else yamltext.dump_sorted(document)
     return dict(sorted(files.items()))
 
 

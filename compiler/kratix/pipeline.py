@@ -21,7 +21,7 @@ from kratix import (
 )
 from kratix import plan as plans
 from kratix.diagnostics import Diagnostic, Severity
-from kratix.documents import SourceTree
+from kratix.documents import Content, SourceTree
 from kratix.manifests import (
     BOOKKEEPING,
     destination_of,
@@ -54,7 +54,7 @@ class Summary:
 
 @dataclass(frozen=True)
 class CompileResult:
-    files: Mapping[str, bytes]
+    files: Mapping[str, Content]  # bytes, or a blob carried over from the previous output
     diagnostics: tuple[Diagnostic, ...]
     summary: Summary
     requests: Mapping[str, RequestStatus]  # by "Kind namespace/name"
@@ -97,8 +97,9 @@ def prepare_publish(tree: SourceTree, previous: PreviousOutput, *, settings: Set
                     progress: Progress = _no_progress) -> tuple[CompileResult, str, list[plans.GuardTrip]]:
     """Compile against what the output branch holds now; the commit message and the guard's verdict."""
     result = compile_platform(tree, settings=settings, previous=previous, progress=progress)
-    trips = plans.guard(provenance.decode(previous.files.get(provenance.PROVENANCE_PATH)),
-                        provenance.decode(result.files.get(provenance.PROVENANCE_PATH)),
+    new_provenance = result.files.get(provenance.PROVENANCE_PATH)
+    trips = plans.guard(previous.provenance,
+                        provenance.decode(new_provenance if isinstance(new_provenance, bytes) else None),
                         threshold=settings.publish.deletion_threshold)
     return result, _commit_message(tree, result, previous), trips
 
@@ -106,14 +107,14 @@ def prepare_publish(tree: SourceTree, previous: PreviousOutput, *, settings: Set
 def plan_platform(tree: SourceTree, previous: PreviousOutput, *, settings: Settings
                   ) -> tuple[CompileResult, plans.Plan]:
     result = compile_platform(tree, settings=settings, previous=previous)
-    return result, plans.make_plan(previous.files, result.files, statuses=result.requests,
+    return result, plans.make_plan(previous, result.files, statuses=result.requests,
                                    previous_placements=previous.placements(),
                                    threshold=settings.publish.deletion_threshold)
 
 
 def _commit_message(tree: SourceTree, result: CompileResult, previous: PreviousOutput) -> str:
     changed = [p for p in set(result.files) | set(previous.files)
-               if not p.startswith(BOOKKEEPING + "/") and result.files.get(p) != previous.files.get(p)]
+               if not p.startswith(BOOKKEEPING + "/") and not previous.same(p, result.files.get(p))]
     destinations = sorted({destination_of(p) or "" for p in changed} - {""})
     s = result.summary
     source = f"{tree.origin} @ {tree.commit[:12]}" if tree.commit else f"{tree.origin} (work tree)"
@@ -127,7 +128,7 @@ def _commit_message(tree: SourceTree, result: CompileResult, previous: PreviousO
 
 
 def _summary(platform: Platform, statuses: Mapping[str, RequestStatus], promise_statuses: Mapping[str, PromiseStatus],
-             files: Mapping[str, bytes], not_validated: tuple[str, ...]) -> Summary:
+             files: Mapping[str, Content], not_validated: tuple[str, ...]) -> Summary:
     states = [s.state for s in statuses.values()]
     return Summary(
         promises=len(platform.promises),

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from kratix import manifests, provenance
+from kratix.documents import Content
+from kratix.previous import PreviousOutput
 from kratix.statuses import RequestStatus
 
 DANGEROUS_KINDS = ("Namespace", "CustomResourceDefinition", "PersistentVolumeClaim")
@@ -88,23 +90,21 @@ def _objects_by_destination(entries: Mapping[str, provenance.Entry]) -> dict[str
     return {d: o for d, o in objects.items() if o}
 
 
-def make_plan(previous_files: Mapping[str, bytes], files: Mapping[str, bytes], *,
+def make_plan(previous: PreviousOutput, files: Mapping[str, Content], *,
               statuses: Mapping[str, RequestStatus], previous_placements: Mapping[str, str],
               threshold: float) -> Plan:
-    previous_entries = provenance.decode(previous_files.get(provenance.PROVENANCE_PATH))
-    entries = provenance.decode(files.get(provenance.PROVENANCE_PATH))
+    previous_entries = previous.provenance
+    new_provenance = files.get(provenance.PROVENANCE_PATH)
+    entries = provenance.decode(new_provenance if isinstance(new_provenance, bytes) else None)
     changes = []
-    for path in sorted(set(previous_files) | set(files)):
-        if path.startswith(".kratix/"):
-            continue
-        old, new = previous_files.get(path), files.get(path)
-        if old == new:
+    for path in sorted(set(previous.files) | set(files)):
+        if path.startswith(".kratix/") or previous.same(path, files.get(path)):
             continue
         entry = entries.get(path) or previous_entries.get(path)
-        change = "added" if old is None else "removed" if new is None else "changed"
+        change = "added" if path not in previous.files else "removed" if path not in files else "changed"
+        diff = _diff(path, previous.files[path], files[path]) if change == "changed" else ""
         changes.append(FileChange(path, change, entry.destination if entry and entry.destination else
-                                  path.split("/", 1)[0], entry.owner if entry else "kratix",
-                                  _diff(path, old, new) if change == "changed" else ""))
+                                  path.split("/", 1)[0], entry.owner if entry else "kratix", diff))
     placements = []
     for key, status in sorted(statuses.items()):
         for _pipeline, _directory, placement in status.placements:
@@ -134,7 +134,9 @@ def _objects_of(change: FileChange, before: Mapping[str, provenance.Entry],
     return objects
 
 
-def _diff(path: str, old: bytes | None, new: bytes | None) -> str:
+def _diff(path: str, old: bytes, new: Content) -> str:
+    if not isinstance(new, bytes):
+        return ""  # an unchanged blob carried over: there is nothing to show
     try:
         before = (old or b"").decode().splitlines(keepends=True)
         after = (new or b"").decode().splitlines(keepends=True)

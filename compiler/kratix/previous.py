@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from kratix import cache, provenance, yamltext
+from kratix.documents import BlobRef, Content, blob_id
 from kratix.manifests import (
     BOOKKEEPING,
 )
@@ -43,3 +44,22 @@ class PreviousOutput:
     @cached_property
     def cache(self) -> list[cache.Record]:
         return cache.decode(self.files.get(cache.CACHE_PATH))
+
+    def content(self, path: str) -> Content:
+        """A previously published file, to carry over: a reference to its blob when the files come from a repo
+        (nothing is read), else its bytes."""
+        oid = getattr(self.files, "oid", None)  # gitio.LazyBlobs knows object ids without reading contents
+        return BlobRef(oid(path)) if oid is not None else self.files[path]
+
+    def resolve(self, files: Mapping[str, Content]) -> dict[str, bytes]:
+        """`files` with every carried-over blob read back into bytes (for writing a directory)."""
+        prefetch = getattr(self.files, "prefetch", None)
+        if prefetch is not None:
+            prefetch(path for path, content in files.items() if isinstance(content, BlobRef))
+        return {path: self.files[path] if isinstance(content, BlobRef) else content for path, content in files.items()}
+
+    def same(self, path: str, content: Content | None) -> bool:
+        """Whether `path` held exactly `content` before (compared by Git object id, so nothing is read)."""
+        if content is None or path not in self.files:
+            return content is None and path not in self.files
+        return blob_id(self.content(path)) == blob_id(content)

@@ -10,7 +10,7 @@ re-publishing an unchanged output at a newer input commit changes nothing (and m
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -58,13 +58,13 @@ def decode(data: bytes | None) -> dict[str, Entry]:
     return entries
 
 
-def settle_commits(entries: Iterable[Entry], *, files: Mapping[str, bytes], previous_files: Mapping[str, bytes],
-                   previous: Mapping[str, Entry], commit: str | None) -> list[Entry]:
-    """Stamp each entry with the commit that produced its bytes: the previous one when they did not change."""
+def settle_commits(entries: Iterable[Entry], *, unchanged: Callable[[str], bool], previous: Mapping[str, Entry],
+                   commit: str | None) -> list[Entry]:
+    """Stamp each entry with the commit that produced its bytes: the previous one when `unchanged(path)`."""
     settled = []
     for entry in entries:
         before = previous.get(entry.path)
-        if before is not None and previous_files.get(entry.path) == files.get(entry.path):
+        if before is not None and unchanged(entry.path):
             same = replace(entry, commit=before.commit)
             settled.append(before if same == before else replace(same, line=""))  # `line` is not compared
         else:

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kratix import gitio
+from kratix.documents import BlobRef, Content, blob_id
 from kratix.errors import PublishError
 
 # git holds a ref lock for milliseconds; one this old was left by a killed process and would block the branch.
@@ -56,7 +57,7 @@ class OutputRepo:
 @dataclass(frozen=True)
 class BranchState:
     commit: str | None  # None when the branch does not exist yet
-    files: Mapping[str, bytes]  # its tree, {} when it does not exist
+    files: Mapping[str, bytes]  # its tree ({} when it does not exist), read lazily from a repo (gitio.LazyBlobs)
     tree: str | None = None
     plain: bool = True  # the tree holds only 100644 files, so `files` describes it completely
 
@@ -70,7 +71,7 @@ class PublishResult:
     aborted: bool = False  # build() returned None: it chose not to publish
 
 
-Build = Callable[[BranchState], "tuple[Mapping[str, bytes], str] | None"]
+Build = Callable[[BranchState], "tuple[Mapping[str, Content], str] | None"]
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ def _attempt(repo: OutputRepo, build: Build, signature: gitio.Signature) -> Publ
             return PublishResult(state.commit, changed=False, attempts=0, aborted=True)
         files, message = built
         _check_paths(files)
-        if state.plain and dict(files) == dict(state.files):
+        if state.plain and _ids(files) == _state_ids(state):
             return PublishResult(state.commit, changed=False, attempts=0)
         was_clean = _work_tree_clean_at(repo, state)
         written = _write(repo, state, files, message, signature)
@@ -163,11 +164,12 @@ def _attempt(repo: OutputRepo, build: Build, signature: gitio.Signature) -> Publ
 
 
 def _write(
-    repo: OutputRepo, state: BranchState, files: Mapping[str, bytes], message: str, signature: gitio.Signature
+    repo: OutputRepo, state: BranchState, files: Mapping[str, Content], message: str, signature: gitio.Signature
 ) -> gitio.WrittenCommit:
     if state.plain:  # only the difference goes through fast-import: a one-file change writes one blob
-        changes: dict[str, bytes | None] = {p: None for p in state.files if p not in files}
-        changes.update((p, data) for p, data in files.items() if state.files.get(p) != data)
+        before = _state_ids(state)
+        changes: dict[str, Content | None] = {p: None for p in state.files if p not in files}
+        changes.update((p, data) for p, data in files.items() if before.get(p) != blob_id(data))
     else:  # the tree holds entries `files` cannot show (symlinks, executables): rewrite it whole
         changes = dict(files)
     return gitio.write_commit(
@@ -208,14 +210,25 @@ def _read_local(repo: OutputRepo) -> BranchState:
         return BranchState(commit=None, files={})
     entries = gitio.list_tree(repo.path, head)
     regular = [entry for entry in entries if entry.mode in ("100644", "100755")]
-    blobs = gitio.read_blobs(repo.path, [entry.oid for entry in regular])
     tree = gitio.run_git(repo.path, "rev-parse", f"{head}^{{tree}}").decode().strip()
+    files = gitio.LazyBlobs(repo.path, {entry.path: entry.oid for entry in regular})
+    files.prefetch(path for path in files if path.startswith(".kratix/"))  # the compiler reads all of these
     return BranchState(
         commit=head,
-        files={entry.path: blobs[entry.oid] for entry in regular},
+        files=files,
         tree=tree,
         plain=all(entry.mode == "100644" for entry in entries),
     )
+
+
+def _ids(files: Mapping[str, Content]) -> dict[str, str]:
+    return {path: blob_id(content) for path, content in files.items()}
+
+
+def _state_ids(state: BranchState) -> dict[str, str]:
+    if isinstance(state.files, gitio.LazyBlobs):
+        return {path: state.files.oid(path) for path in state.files}
+    return _ids(state.files)
 
 
 def _head(repo: OutputRepo) -> str | None:
@@ -347,10 +360,11 @@ def _mirror_path(url: str, cache_dir: Path | None) -> Path:
     return cache_dir.expanduser().absolute() / "mirrors" / name
 
 
-def _check_paths(files: Mapping[str, bytes]) -> None:
+def _check_paths(files: Mapping[str, Content]) -> None:
     problems = gitio.check_paths(list(files))
     problems += [
-        f"{path!r}: content is not bytes" for path, data in files.items() if not isinstance(data, bytes)
+        f"{path!r}: content is neither bytes nor a blob reference" for path, data in files.items()
+        if not isinstance(data, bytes | BlobRef)
     ]
     if problems:
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
