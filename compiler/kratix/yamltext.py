@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
@@ -31,7 +32,7 @@ from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from kratix.documents import FieldPath, Position, SourceDoc
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _BaseDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
@@ -305,12 +306,42 @@ _SCALAR_TAGS = frozenset({_STR, _INT, "tag:yaml.org,2002:float", "tag:yaml.org,2
 _SPECIAL_KEYS = frozenset({"tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"})
 
 
+class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """libyaml's composer calls back into Python to resolve every scalar's tag and twice per node for path
+    resolvers; these answer the same, faster. Within one load most plain scalars repeat (keys, label values),
+    so each one is resolved once; a scalar starting with a character no implicit resolver is registered for
+    is a string without trying any pattern."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._tags: dict[str, str] = {}
+        self._starts = frozenset(self.yaml_implicit_resolvers)
+        # Wildcard or path resolvers make a tag depend on more than the scalar's first character and text.
+        self._exact = None in self._starts or bool(self.yaml_path_resolvers)
+        if not self._exact:
+            # Path resolvers are the only users of these hooks: without any, doing nothing in C is exact.
+            self.descend_resolver = operator.is_
+            self.ascend_resolver = tuple
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        if kind is ScalarNode and implicit[0] and not self._exact:
+            tag = self._tags.get(value)
+            if tag is None:
+                tag = _STR if value and value[0] not in self._starts else super().resolve(kind, value, implicit)
+                self._tags[value] = tag
+            return tag
+        return super().resolve(kind, value, implicit)
+
+
 class _Fallback(Exception):
     """The lean walk meets something only SafeConstructor builds exactly (aliases, merges, other tags)."""
 
 
 class _Builder:
-    """Builds one document from libyaml's node tree as SafeConstructor would, optionally with positions."""
+    """Builds one document from libyaml's node tree as SafeConstructor would, optionally with positions.
+
+    Mapping values and sequence items that are strings, the bulk of a manifest, are taken inline rather than
+    through a call per node."""
 
     def __init__(self, loader: Any) -> None:
         self.loader = loader
@@ -327,63 +358,132 @@ class _Builder:
             return self.constructors[tag](self.loader, node)
         raise _Fallback
 
-    def value(self, node: Any) -> Any:
-        kind = type(node)
-        if kind is ScalarNode:
-            return self.scalar(node)
-        self.enter(node)
-        if kind is MappingNode and node.tag == _MAP:
-            mapping: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
-                mapping[self.key(key_node)] = self.value(value_node)
-            return mapping
-        if kind is SequenceNode and node.tag == _SEQ:
-            return [self.value(item) for item in node.value]
-        raise _Fallback
-
     def key(self, node: Any) -> Any:
         if type(node) is not ScalarNode or node.tag in _SPECIAL_KEYS:
             raise _Fallback
         return self.scalar(node)
 
-    def enter(self, node: Any) -> None:
+    def enter(self, node: Any, tag: str) -> None:
         marker = id(node)
-        if marker in self.seen:
+        if marker in self.seen or node.tag != tag:
             raise _Fallback
         self.seen.add(marker)
 
-    def indexed(self, node: Any, path: FieldPath, positions: dict[FieldPath, Position],
-                problems: list[YamlProblem]) -> Any:
-        """`value` that also records where each path starts and reports duplicate keys, in document order."""
+    def value(self, node: Any) -> Any:
         kind = type(node)
         if kind is ScalarNode:
-            if path not in positions:
-                mark = node.start_mark
-                positions[path] = (mark.line + 1, mark.column + 1)
             return self.scalar(node)
-        self.enter(node)
-        if path not in positions:
-            mark = node.start_mark
-            positions[path] = (mark.line + 1, mark.column + 1)
-        if kind is SequenceNode and node.tag == _SEQ:
-            return [self.indexed(item, (*path, index), positions, problems)
-                    for index, item in enumerate(node.value)]
-        if kind is not MappingNode or node.tag != _MAP:
+        if kind is MappingNode:
+            self.enter(node, _MAP)
+            mapping: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = key_node.value if type(key_node) is ScalarNode and key_node.tag == _STR else self.key(key_node)
+                if type(value_node) is ScalarNode and value_node.tag == _STR:
+                    mapping[key] = value_node.value
+                else:
+                    mapping[key] = self.value(value_node)
+            return mapping
+        if kind is not SequenceNode:
             raise _Fallback
+        self.enter(node, _SEQ)
+        return [item.value if type(item) is ScalarNode and item.tag == _STR else self.value(item)
+                for item in node.value]
+
+    def indexed(self, node: Any, me: int, marks: _Marks, problems: list[YamlProblem]) -> Any:
+        """`value` that also records where each path starts and reports duplicate keys, in document order.
+        `me` is the record of this node's path (a mapping value shares its key's)."""
+        kind = type(node)
+        if kind is ScalarNode:
+            return self.scalar(node)
+        if kind is SequenceNode:
+            self.enter(node, _SEQ)
+            items = []
+            for index, item in enumerate(node.value):
+                record = marks.add(me, index, item.start_mark)
+                is_text = type(item) is ScalarNode and item.tag == _STR
+                items.append(item.value if is_text else self.indexed(item, record, marks, problems))
+            return items
+        if kind is not MappingNode:
+            raise _Fallback
+        self.enter(node, _MAP)
         mapping: dict[Any, Any] = {}
         names: set[str] = set()
         for key_node, value_node in node.value:
-            key = self.key(key_node)
+            key = key_node.value if type(key_node) is ScalarNode and key_node.tag == _STR else self.key(key_node)
             name = key_node.value
-            child = (*path, name)
             mark = key_node.start_mark
+            record = marks.add(me, name, mark)
             if name in names and name != "<<":
-                problems.append(YamlProblem(mark.line + 1, mark.column + 1, child, f"duplicate key {name!r}",
-                                            "yaml.duplicate-key"))
+                problems.append(YamlProblem(mark.line + 1, mark.column + 1, marks.path(record),
+                                            f"duplicate key {name!r}", "yaml.duplicate-key"))
             names.add(name)
-            positions[child] = (mark.line + 1, mark.column + 1)
-            mapping[key] = self.indexed(value_node, child, positions, problems)
+            if type(value_node) is ScalarNode:
+                mapping[key] = value_node.value if value_node.tag == _STR else self.scalar(value_node)
+            else:
+                mapping[key] = self.indexed(value_node, record, marks, problems)
         return mapping
+
+
+class _Marks:
+    """Where each node of one document starts, recorded in flat lists during the walk and turned into the
+    `{path: (line, column)}` mapping only when a diagnostic asks: a compile keeps every source document, and
+    a tuple or two per node would keep the garbage collector busy for positions that are almost never read.
+
+    A record is a key (its name a str: the key's position wins over an earlier one, as a duplicate key's
+    does) or the root or a sequence item (an int index: the first position recorded for a path stays)."""
+
+    def __init__(self) -> None:
+        self.parents: list[int] = []
+        self.names: list[str | int] = []
+        self.lines: list[int] = []
+        self.columns: list[int] = []
+
+    def add(self, parent: int, name: str | int, mark: Any) -> int:
+        self.parents.append(parent)
+        self.names.append(name)
+        self.lines.append(mark.line + 1)
+        self.columns.append(mark.column + 1)
+        return len(self.parents) - 1
+
+    def path(self, record: int) -> FieldPath:
+        names: list[str | int] = []
+        while record > 0:
+            names.append(self.names[record])
+            record = self.parents[record]
+        return tuple(reversed(names))
+
+
+class _Positions(Mapping[FieldPath, Position]):
+    """The read-only view `SourceDoc.positions` gets of a document's `_Marks`, built on first use."""
+
+    def __init__(self, marks: _Marks) -> None:
+        self._marks: _Marks | None = marks
+        self._table: dict[FieldPath, Position] = {}
+
+    def _built(self) -> dict[FieldPath, Position]:
+        marks = self._marks
+        if marks is not None:
+            paths: list[FieldPath] = []
+            table = self._table
+            for parent, name, line, column in zip(marks.parents, marks.names, marks.lines, marks.columns,
+                                                  strict=True):
+                path = (*paths[parent], name) if paths else ()
+                paths.append(path)
+                if type(name) is str:
+                    table[path] = (line, column)
+                else:
+                    table.setdefault(path, (line, column))
+            self._marks = None
+        return self._table
+
+    def __getitem__(self, path: FieldPath) -> Position:
+        return self._built()[path]
+
+    def __iter__(self) -> Iterator[FieldPath]:
+        return iter(self._built())
+
+    def __len__(self) -> int:
+        return len(self._built())
 
 
 def _construct(loader: Any, node: yaml.Node) -> Any:
@@ -394,17 +494,20 @@ def _construct(loader: Any, node: yaml.Node) -> Any:
 
 
 def _construct_indexed(loader: Any, node: yaml.Node,
-                       problems: list[YamlProblem]) -> tuple[Any, dict[FieldPath, Position]]:
-    positions: dict[FieldPath, Position] = {}
+                       problems: list[YamlProblem]) -> tuple[Any, Mapping[FieldPath, Position]]:
+    marks = _Marks()
     found: list[YamlProblem] = []
     try:
-        body = _Builder(loader).indexed(node, (), positions, found)
+        body = _Builder(loader).indexed(node, marks.add(-1, 0, node.start_mark), marks, found)
     except (_Fallback, yaml.YAMLError):  # SafeConstructor raises the same error, after the same problems
-        positions, found = {}, []
+        positions: dict[FieldPath, Position] = {}
+        found = []
         _index_positions(node, (), positions, found)
         body = loader.construct_document(node)
+        problems.extend(found)
+        return body, positions
     problems.extend(found)
-    return body, positions
+    return body, _Positions(marks)
 
 
 def load_documents(path: str, data: bytes | str) -> tuple[list[SourceDoc], list[YamlProblem]]:
