@@ -4,6 +4,7 @@ Kubernetes' schemas, last-known-good files, bookkeeping (statuses, placements, p
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -113,7 +114,9 @@ def validate_output(checker: conformance.Conformance, promises: dict[str, Promis
 
 def lay_out(platform: Platform, promises: Mapping[str, PromiseStatus], requests: Mapping[str, RequestStatus],
             previous: PreviousOutput, *, commit: str | None, fingerprints: Mapping[str, str],
-            diagnostics: Sequence[Diagnostic], tree_files: Mapping[str, bytes] | None = None) -> dict[str, Content]:
+            diagnostics: Sequence[Diagnostic], tree_files: Mapping[str, bytes] | None = None
+            ) -> tuple[dict[str, Content], dict[str, provenance.Entry]]:
+    """The output tree, and the provenance of each of its files (also in the tree, encoded)."""
     placed = [f for s in promises.values() for f in s.files] + [f for s in requests.values() for f in s.files]
     kept = _last_known_good(requests, promises, previous)
     old_records = {r.key: r for r in previous.cache}
@@ -125,7 +128,8 @@ def lay_out(platform: Platform, promises: Mapping[str, PromiseStatus], requests:
     for status in requests.values():
         if status.keeps_previous_output:
             records.update(_kept_placements(status, previous_placements))
-    bookkeeping: dict[str, Any] = {PLACEMENTS_FILE: dict(sorted(records.items()))}
+    # one placement per line, sorted: `git diff` shows placements made and removed
+    bookkeeping: dict[str, Any] = {PLACEMENTS_FILE: json.dumps(records, sort_keys=True, indent=0).encode() + b"\n"}
     for status in requests.values():
         path = incremental.status_path(status)
         bookkeeping[path] = (previous.content(f"{BOOKKEEPING}/{path}") if status.reused
@@ -139,15 +143,16 @@ def lay_out(platform: Platform, promises: Mapping[str, PromiseStatus], requests:
             kept_objects.setdefault(entry.destination, set()).update(entry.objects)
     files = layout.build_tree(placed, destinations=[d.path for d in platform.destinations.values()],
                               bookkeeping=bookkeeping, kept=kept, kept_objects=kept_objects)
-    files[provenance.PROVENANCE_PATH] = _provenance(placed, files, kept, previous, commit)
+    entries = _provenance(placed, files, kept, previous, commit)
+    files[provenance.PROVENANCE_PATH] = provenance.encode(entries)
     cached = incremental.cache_records(requests, previous, fingerprints, files, tree_files or {}, diagnostics)
     if cached:
         files[cache.CACHE_PATH] = cache.encode(cached)
-    return files
+    return files, {entry.path: entry for entry in entries}
 
 
 def _provenance(placed: Sequence[PlacedFile], files: Mapping[str, Content], kept: Mapping[str, Content],
-                previous: PreviousOutput, commit: str | None) -> bytes:
+                previous: PreviousOutput, commit: str | None) -> list[provenance.Entry]:
     before = previous.provenance
     entries = {p.output_path: provenance.Entry(
         path=p.output_path, owner=p.owner, destination=p.destination, promise=p.promise,
@@ -162,7 +167,7 @@ def _provenance(placed: Sequence[PlacedFile], files: Mapping[str, Content], kept
                                              destination=destination_of(path))
     settled = provenance.settle_commits(entries.values(), unchanged=lambda path: previous.same(path, files.get(path)),
                                         previous=before, commit=commit)
-    return provenance.encode(settled)
+    return settled
 
 
 def _last_known_good(statuses: Mapping[str, RequestStatus], promise_statuses: Mapping[str, PromiseStatus],

@@ -51,13 +51,12 @@ def encode(records: Iterable[Record]) -> bytes:
 
 
 def decode(data: bytes | None) -> list[Record]:
+    lines = [line for line in (data or b"").decode().splitlines() if line.strip()]
     records = []
-    for line in (data or b"").decode().splitlines():
-        if line.strip():
-            raw = json.loads(line)
-            raw["outputs"] = tuple(raw.get("outputs") or ())
-            raw["unchecked"] = tuple(raw.get("unchecked") or ())
-            records.append(Record(**raw, line=line))
+    for line, raw in zip(lines, json.loads("[" + ",".join(lines) + "]"), strict=True):
+        raw["outputs"] = tuple(raw.get("outputs") or ())
+        raw["unchecked"] = tuple(raw.get("unchecked") or ())
+        records.append(Record(**raw, line=line))
     return records
 
 

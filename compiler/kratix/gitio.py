@@ -260,22 +260,31 @@ class WrittenCommit:
     tree: str
 
 
+_BAD_COMPONENT = re.compile(r"(?:^|/)(?:|\.|\.\.|\.git)(?:/|$)", re.IGNORECASE)
+_CONTROL = re.compile(r"[\0\n\r]")
+
+
 def check_paths(paths: list[str]) -> list[str]:
-    """The problems that keep `paths` from being files of one valid Git tree (empty when none)."""
+    """The problems that keep `paths` from being files of one valid Git tree (empty when none). Written to stay
+    cheap for tens of thousands of paths: one regex per path, and each folder visited once."""
     problems = []
-    names = set(paths)
+    folders: set[str] = set()
     for path in paths:
-        parts = path.split("/")
         if not path or path.startswith("/"):
             problems.append(f"{path!r}: must be a relative posix path")
-        elif any(c in path for c in "\0\n\r"):
+        elif _CONTROL.search(path):
             problems.append(f"{path!r}: contains a control character")
-        elif any(part in ("", ".", "..") or part.casefold() == ".git" for part in parts):
+        elif _BAD_COMPONENT.search(path):
             problems.append(f"{path!r}: empty, '.', '..' or '.git' component")
-        else:
-            folder = next((p for p in _folders(parts) if p in names), None)
-            if folder is not None:
-                problems.append(f"{path!r}: {folder!r} is a file, so it cannot also be a folder")
+        cut = path.rfind("/")
+        while cut > 0 and path[:cut] not in folders:  # a folder seen before has had its parents added too
+            folders.add(path[:cut])
+            cut = path.rfind("/", 0, cut)
+    clashes = folders.intersection(paths)
+    for path in paths:
+        folder = next((f for f in _folders(path.split("/")) if f in clashes), None) if clashes else None
+        if folder is not None:
+            problems.append(f"{path!r}: {folder!r} is a file, so it cannot also be a folder")
     return problems
 
 

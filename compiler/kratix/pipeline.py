@@ -8,7 +8,7 @@ that request alone: everything valid is rendered, every failure becomes a diagno
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kratix import (
     assemble,
@@ -58,6 +58,7 @@ class CompileResult:
     diagnostics: tuple[Diagnostic, ...]
     summary: Summary
     requests: Mapping[str, RequestStatus]  # by "Kind namespace/name"
+    provenance: Mapping[str, provenance.Entry] = field(default_factory=dict)  # by output path
 
     @property
     def ok(self) -> bool:
@@ -84,22 +85,19 @@ def compile_platform(tree: SourceTree, *, settings: Settings, previous: Previous
     if settings.validate.validate_output:
         checker = conformance.Conformance.for_kubernetes(settings.validate.kubernetes_version)
         not_validated = assemble.validate_output(checker, promises, requests, diagnostics)
-    files = assemble.lay_out(platform, promises, requests, previous, commit=tree.commit,
-                     fingerprints=fingerprints,
-                     diagnostics=diagnostics, tree_files=tree.files)
+    files, entries = assemble.lay_out(platform, promises, requests, previous, commit=tree.commit,
+                                      fingerprints=fingerprints, diagnostics=diagnostics, tree_files=tree.files)
     diagnostics.sort()
     return CompileResult(files=files, diagnostics=tuple(diagnostics),
                          summary=_summary(platform, requests, promises, files, not_validated),
-                         requests=requests)
+                         requests=requests, provenance=entries)
 
 
 def prepare_publish(tree: SourceTree, previous: PreviousOutput, *, settings: Settings,
                     progress: Progress = _no_progress) -> tuple[CompileResult, str, list[plans.GuardTrip]]:
     """Compile against what the output branch holds now; the commit message and the guard's verdict."""
     result = compile_platform(tree, settings=settings, previous=previous, progress=progress)
-    new_provenance = result.files.get(provenance.PROVENANCE_PATH)
-    trips = plans.guard(previous.provenance,
-                        provenance.decode(new_provenance if isinstance(new_provenance, bytes) else None),
+    trips = plans.guard(previous.provenance, result.provenance,
                         threshold=settings.publish.deletion_threshold)
     return result, _commit_message(tree, result, previous), trips
 
@@ -107,7 +105,7 @@ def prepare_publish(tree: SourceTree, previous: PreviousOutput, *, settings: Set
 def plan_platform(tree: SourceTree, previous: PreviousOutput, *, settings: Settings
                   ) -> tuple[CompileResult, plans.Plan]:
     result = compile_platform(tree, settings=settings, previous=previous)
-    return result, plans.make_plan(previous, result.files, statuses=result.requests,
+    return result, plans.make_plan(previous, result.files, result.provenance, statuses=result.requests,
                                    previous_placements=previous.placements(),
                                    threshold=settings.publish.deletion_threshold)
 

@@ -90,12 +90,10 @@ def _objects_by_destination(entries: Mapping[str, provenance.Entry]) -> dict[str
     return {d: o for d, o in objects.items() if o}
 
 
-def make_plan(previous: PreviousOutput, files: Mapping[str, Content], *,
+def make_plan(previous: PreviousOutput, files: Mapping[str, Content], entries: Mapping[str, provenance.Entry], *,
               statuses: Mapping[str, RequestStatus], previous_placements: Mapping[str, str],
               threshold: float) -> Plan:
     previous_entries = previous.provenance
-    new_provenance = files.get(provenance.PROVENANCE_PATH)
-    entries = provenance.decode(new_provenance if isinstance(new_provenance, bytes) else None)
     changes = []
     for path in sorted(set(previous.files) | set(files)):
         if path.startswith(".kratix/") or previous.same(path, files.get(path)):

@@ -6,17 +6,18 @@ a pure function of (input tree, previous output).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from kratix import cache, provenance, yamltext
+from kratix import cache, provenance
 from kratix.documents import BlobRef, Content, blob_id
 from kratix.manifests import (
     BOOKKEEPING,
 )
 
-PLACEMENTS_FILE = "placements.yaml"
+PLACEMENTS_FILE = "placements.json"  # JSON: tens of thousands of entries parse 20x faster than YAML
 STATUS_FOLDER = "status"
 PROMISE_STATUS_FOLDER = "promises"
 
@@ -31,7 +32,7 @@ class PreviousOutput:
     @cached_property
     def placement_records(self) -> dict[str, str]:
         data = self.files.get(f"{BOOKKEEPING}/{PLACEMENTS_FILE}")
-        document = next(iter(yamltext.load_plain(data)), None) if data else None
+        document = json.loads(data) if data else None
         return {str(k): str(v) for k, v in document.items()} if isinstance(document, Mapping) else {}
 
     def placements(self) -> dict[str, str]:
@@ -62,4 +63,7 @@ class PreviousOutput:
         """Whether `path` held exactly `content` before (compared by Git object id, so nothing is read)."""
         if content is None or path not in self.files:
             return content is None and path not in self.files
-        return blob_id(self.content(path)) == blob_id(content)
+        oid = getattr(self.files, "oid", None)
+        if oid is None:
+            return self.files[path] == content
+        return bool(oid(path) == blob_id(content))

@@ -48,11 +48,10 @@ def encode(entries: Iterable[Entry]) -> bytes:
 
 
 def decode(data: bytes | None) -> dict[str, Entry]:
+    lines = [line for line in (data or b"").decode().splitlines() if line.strip()]
+    records = json.loads("[" + ",".join(lines) + "]")  # one parse for all lines: tens of thousands of them
     entries: dict[str, Entry] = {}
-    for line in (data or b"").decode().splitlines():
-        if not line.strip():
-            continue
-        record = json.loads(line)
+    for line, record in zip(lines, records, strict=True):
         record["objects"] = tuple(record.get("objects") or ())
         entries[record["path"]] = Entry(**record, line=line)
     return entries
@@ -64,7 +63,9 @@ def settle_commits(entries: Iterable[Entry], *, unchanged: Callable[[str], bool]
     settled = []
     for entry in entries:
         before = previous.get(entry.path)
-        if before is not None and unchanged(entry.path):
+        if entry is before:  # carried over as it was
+            settled.append(before)
+        elif before is not None and unchanged(entry.path):
             same = replace(entry, commit=before.commit)
             settled.append(before if same == before else replace(same, line=""))  # `line` is not compared
         else:

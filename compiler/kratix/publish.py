@@ -212,7 +212,8 @@ def _read_local(repo: OutputRepo) -> BranchState:
     regular = [entry for entry in entries if entry.mode in ("100644", "100755")]
     tree = gitio.run_git(repo.path, "rev-parse", f"{head}^{{tree}}").decode().strip()
     files = gitio.LazyBlobs(repo.path, {entry.path: entry.oid for entry in regular})
-    files.prefetch(path for path in files if path.startswith(".kratix/"))  # the compiler reads all of these
+    # The compiler's own bookkeeping files are read on every compile; per-request status files only for what changed.
+    files.prefetch(path for path in files if path.startswith(".kratix/") and path.count("/") == 1)
     return BranchState(
         commit=head,
         files=files,
