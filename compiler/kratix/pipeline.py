@@ -111,8 +111,10 @@ def plan_platform(tree: SourceTree, previous: PreviousOutput, *, settings: Setti
 
 
 def _commit_message(tree: SourceTree, result: CompileResult, previous: PreviousOutput) -> str:
-    changed = [p for p in set(result.files) | set(previous.files)
-               if not p.startswith(BOOKKEEPING + "/") and not previous.same(p, result.files.get(p))]
+    # A carried-over blob is unchanged by construction: only new bytes and removed paths need a look.
+    changed = [p for p, content in result.files.items()
+               if isinstance(content, bytes) and not p.startswith(BOOKKEEPING + "/") and not previous.same(p, content)]
+    changed += [p for p in set(previous.files).difference(result.files) if not p.startswith(BOOKKEEPING + "/")]
     destinations = sorted({destination_of(p) or "" for p in changed} - {""})
     s = result.summary
     source = f"{tree.origin} @ {tree.commit[:12]}" if tree.commit else f"{tree.origin} (work tree)"

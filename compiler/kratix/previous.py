@@ -7,7 +7,7 @@ a pure function of (input tree, previous output).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -49,8 +49,12 @@ class PreviousOutput:
     def content(self, path: str) -> Content:
         """A previously published file, to carry over: a reference to its blob when the files come from a repo
         (nothing is read), else its bytes."""
-        oid = getattr(self.files, "oid", None)  # gitio.LazyBlobs knows object ids without reading contents
+        oid = self._oid_of
         return BlobRef(oid(path)) if oid is not None else self.files[path]
+
+    @cached_property
+    def _oid_of(self) -> Callable[[str], str] | None:
+        return getattr(self.files, "oid", None)  # gitio.LazyBlobs knows object ids without reading contents
 
     def resolve(self, files: Mapping[str, Content]) -> dict[str, bytes]:
         """`files` with every carried-over blob read back into bytes (for writing a directory)."""
@@ -63,7 +67,7 @@ class PreviousOutput:
         """Whether `path` held exactly `content` before (compared by Git object id, so nothing is read)."""
         if content is None or path not in self.files:
             return content is None and path not in self.files
-        oid = getattr(self.files, "oid", None)
+        oid = self._oid_of
         if oid is None:
             return self.files[path] == content
         return bool(oid(path) == blob_id(content))
