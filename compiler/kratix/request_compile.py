@@ -24,13 +24,10 @@ from kratix.manifests import (
     kratix_labels,
 )
 from kratix.platform import Destination, Platform, Promise, RequestKey, ResourceRequest
-from kratix.statuses import (
-    PromiseStatus,
-    RequestStatus,
-    pipeline_phases,
-)
+from kratix.statuses import PromiseStatus, RequestStatus, pipeline_phases
 
 Progress = Callable[[str, int, int], None]  # (what, done, total): for a progress line on a terminal
+
 
 def compile_requests(platform: Platform, schemas: Mapping[str, Any], promises: Mapping[str, PromiseStatus],
                      renderer: render.Renderer, previous_placements: Mapping[str, str],
@@ -56,7 +53,7 @@ def compile_requests(platform: Platform, schemas: Mapping[str, Any], promises: M
             todo = []
             seen = set(statuses) | set(taken)
             for request, ancestry in wave:
-                if str(request.key) in seen:
+                if ancestry and str(request.key) in seen:  # the loader already refused duplicate files
                     parent = ancestry[-1]
                     diagnostics.append(Diagnostic(request.source.path, 1, 1, "", "request.duplicate",
                                                   f"{parent.key} emits {request.key}, which already exists",
