@@ -83,3 +83,15 @@ def test_a_template_change_invalidates_every_request_of_that_promise() -> None:
     tree = SourceTree({k: v.encode() for k, v in files.items()}, commit="b" * 40)
     result = pipeline.compile_platform(tree, settings=SETTINGS, previous=previous)
     assert not any(status.reused for status in result.requests.values())
+
+
+def test_rebuild_renders_everything_again_and_changes_nothing() -> None:
+    from kratix.settings import RenderSettings
+
+    previous = first_output(base())
+    tree = SourceTree({k: v.encode() for k, v in base().items()}, commit="b" * 40)
+    rebuilt = pipeline.compile_platform(tree, settings=Settings(render=RenderSettings(reuse_unchanged=False)),
+                                        previous=previous)
+    assert not any(status.reused for status in rebuilt.requests.values())
+    reused = pipeline.compile_platform(tree, settings=SETTINGS, previous=previous)
+    assert rebuilt.files == reused.files

@@ -134,10 +134,12 @@ _branch_option = click.option("--branch", default="main", show_default=True, hel
 @_branch_option
 @click.option("--allow-deletions", is_flag=True,
               help="Publish even when the mass-deletion guard trips (large deletions, Namespaces, CRDs, PVCs).")
+@click.option("--rebuild", is_flag=True,
+              help="Render every request again instead of reusing the output of those that did not change.")
 @_format_option
 @click.option("--quiet", "-q", is_flag=True, help="No summary line.")
 def compile(path: Path, ref: str | None, out_dir: Path | None, output_repo: str | None, branch: str,
-            allow_deletions: bool, output_format: str, quiet: bool) -> None:
+            allow_deletions: bool, rebuild: bool, output_format: str, quiet: bool) -> None:
     """Validate, render and schedule the platform; write per-destination directories or publish them as one
     commit to the output repo."""
     from kratix import pipeline, publish
@@ -145,7 +147,7 @@ def compile(path: Path, ref: str | None, out_dir: Path | None, output_repo: str 
     started = time.monotonic()
     progress = _ProgressLine(enabled=not quiet and output_format == "text" and sys.stderr.isatty())
     tree = _read_source(path, ref)
-    settings = _settings(branch=branch, allow_deletions=allow_deletions)
+    settings = _settings(branch=branch, allow_deletions=allow_deletions, reuse_unchanged=not rebuild)
     if output_repo is None:
         result = pipeline.compile_platform(tree, settings=settings, progress=progress)
         outcome = None

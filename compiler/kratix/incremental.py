@@ -31,7 +31,7 @@ def load_reusing(tree: SourceTree, previous: PreviousOutput, settings: Settings
 
     def skip(promises: Mapping[str, Promise], destinations: Mapping[str, Destination]) -> frozenset[str]:
         fingerprints.update(promise_fingerprints(tree, promises, destinations, settings))
-        if previous.cache:
+        if previous.cache and settings.render.reuse_unchanged:
             hits.update(_cache_hits(tree, previous, fingerprints))
         return frozenset(hits)
 

@@ -11,6 +11,7 @@ class RenderSettings:
     step_timeout_seconds: float = 300.0
     container_runtime: str | None = None  # "podman" or "docker"; None: detect on PATH
     parallelism: int = field(default_factory=lambda: os.cpu_count() or 1)
+    reuse_unchanged: bool = True  # False (`--rebuild`): render every request again, ignoring the request cache
 
 
 @dataclass(frozen=True)
