@@ -146,15 +146,19 @@ def _promise_documents(tree: SourceTree, diagnostics: list[Diagnostic]) -> tuple
     return found, file_problems
 
 
+def _upgraded(doc: SourceDoc, code: str, diagnostics: list[Diagnostic]) -> Any:
+    """The document in today's format; each seed-era field it used is a deprecation warning."""
+    upgrade = migrate.upgrade_document(doc.body)
+    for path, note in upgrade.notes:
+        diagnostics.append(Diagnostic.at(doc, path, code, note, severity=Severity.WARNING, object=_object_name(doc)))
+    return upgrade.body
+
+
 def _promises(docs: list[SourceDoc], diagnostics: list[Diagnostic]) -> dict[str, Promise]:
     promises: dict[str, Promise] = {}
     kinds: dict[tuple[str, str], str] = {}
     for doc in docs:
-        upgrade = migrate.upgrade_document(doc.body)
-        for path, note in upgrade.notes:
-            diagnostics.append(Diagnostic.at(doc, path, "promise.deprecated-field", note,
-                                             severity=Severity.WARNING, object=_object_name(doc)))
-        promise = _promise(doc, upgrade.body, diagnostics)
+        promise = _promise(doc, _upgraded(doc, "promise.deprecated-field", diagnostics), diagnostics)
         if promise is None:
             continue
         if promise.name in promises:
@@ -358,11 +362,7 @@ def _destinations(tree: SourceTree, diagnostics: list[Diagnostic]) -> dict[str, 
                                                  "clusters/ holds only platform.kratix.io Destination documents",
                                                  object=_object_name(doc)))
                 continue
-            upgrade = migrate.upgrade_document(doc.body)
-            for note_path, note in upgrade.notes:
-                diagnostics.append(Diagnostic.at(doc, note_path, "destination.deprecated", note,
-                                                 severity=Severity.WARNING, object=_object_name(doc)))
-            destination = _destination(doc, upgrade.body, diagnostics)
+            destination = _destination(doc, _upgraded(doc, "destination.deprecated", diagnostics), diagnostics)
             if destination is None:
                 continue
             if destination.name in destinations:
