@@ -21,6 +21,8 @@ import yaml
 
 from kratix import yamltext
 from kratix.documents import SourceDoc
+from kratix.yamltext import emit
+from kratix.yamltext.positions import index_positions
 
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -104,7 +106,7 @@ def former_load_documents(data: bytes) -> list[Any]:
         while loader.check_node():
             node: Any = loader.get_node()
             positions: dict[Any, Any] = {}
-            yamltext._index_positions(node, (), positions, [])  # noqa: SLF001 - kept as the fallback
+            index_positions(node, (), positions, [])  # kept as the fallback
             documents.append(SourceDoc("bench.yaml", 0, 1, loader.construct_document(node), positions))
     finally:
         loader.dispose()
@@ -131,7 +133,7 @@ def main() -> None:
     old_dump, old_texts = best_of(args.repeat, lambda: [pyyaml_dump(m) for m in manifests])
     new_dump, new_texts = best_of(args.repeat, lambda: [yamltext.dump_all([m]) for m in manifests])
     report("dump_all, one call per manifest", old_dump, new_dump, len(manifests))
-    former_texts = [yamltext._dump_with_pyyaml([m], sort_keys=False).encode() for m in manifests]  # noqa: SLF001
+    former_texts = [emit._dump_with_pyyaml([m], sort_keys=False).encode() for m in manifests]  # noqa: SLF001
     changed = sum(a != b for a, b in zip(former_texts, new_texts, strict=True))
     print(f"  {changed} of {len(manifests)} documents differ in text from the former yamltext.dump_all's")
 

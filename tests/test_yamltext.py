@@ -14,6 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kratix import yamltext
+from kratix.yamltext import emit
+from kratix.yamltext.positions import index_positions
 
 # Strings that some YAML parser (1.1 or 1.2, go-yaml or PyYAML) reads as another type when left bare.
 TRICKY = [
@@ -162,7 +164,7 @@ def test_digits_with_a_leading_zero_are_quoted_for_kubernetes() -> None:
 
 def test_data_outside_json_goes_through_pyyaml_unchanged() -> None:
     document = {"when": datetime.date(2024, 1, 1), "k" * 200: 1, "blob": b"\x00"}
-    expected = yaml.dump(document, Dumper=yamltext._KubeDumper, default_flow_style=False,  # noqa: SLF001
+    expected = yaml.dump(document, Dumper=emit._KubeDumper, default_flow_style=False,  # noqa: SLF001
                          sort_keys=False, allow_unicode=True, width=1 << 30)
     assert yamltext.dump(document).decode() == expected
     with pytest.raises(yaml.representer.RepresenterError):
@@ -211,7 +213,7 @@ def _former_positions(text: str) -> list[tuple[dict[Any, Any], list[tuple[Any, .
         node: Any = loader.get_node()
         positions: dict[Any, Any] = {}
         problems: list[yamltext.YamlProblem] = []
-        yamltext._index_positions(node, (), positions, problems)  # noqa: SLF001 - the reference algorithm
+        index_positions(node, (), positions, problems)  # the reference algorithm
         if loader.construct_document(node) is not None:
             found.append((positions, [(p.line, p.column, p.path, p.code) for p in problems]))
     return found
