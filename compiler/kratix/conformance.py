@@ -28,6 +28,7 @@ from typing import Any
 
 import jsonschema_rs
 
+from kratix import openapi
 from kratix.documents import FieldPath
 from kratix.errors import KratixError
 
@@ -400,14 +401,14 @@ def _short(value: Any) -> str:
 
 # --- CRD schemas ------------------------------------------------------------------------------------------
 
-_KEPT = frozenset({"type", "enum", "pattern", "minimum", "maximum", "minLength", "maxLength", "minItems",
-                   "maxItems", "uniqueItems", "required", "multipleOf", "minProperties", "maxProperties"})
+# What a strict apiserver accepts after it has dropped null fields and filled defaults; formats not checked.
+_CUSTOM_RESOURCES = openapi.Reading(null_fields=True, defaulted_optional=True)
 
 
 def custom_resource_schema(open_api_v3: Mapping[str, Any]) -> dict[str, Any]:
     """A JSON Schema (2020-12) accepting what a strict apiserver accepts for a custom resource of this
     `openAPIV3Schema` (CEL rules and formats aside)."""
-    root = _translate(open_api_v3, strict=True)
+    root = openapi.translate(open_api_v3, _CUSTOM_RESOURCES)
     properties = root.setdefault("properties", {})
     user_metadata = properties.get("metadata")
     properties["apiVersion"] = {"type": "string"}
@@ -415,53 +416,6 @@ def custom_resource_schema(open_api_v3: Mapping[str, Any]) -> dict[str, Any]:
     # A CRD may only narrow metadata (name patterns); the rest of it is the built-in ObjectMeta.
     properties["metadata"] = {"$ref": _OBJECT_META}
     if user_metadata:
-        properties["metadata"] = {"allOf": [{"$ref": _OBJECT_META}, _translate(open_api_v3["properties"]
-                                                                              ["metadata"], strict=False)]}
+        narrowed = openapi.translate(open_api_v3["properties"]["metadata"], _CUSTOM_RESOURCES, closed=False)
+        properties["metadata"] = {"allOf": [{"$ref": _OBJECT_META}, narrowed]}
     return {"$schema": _DRAFT, **root}
-
-
-def _translate(node: Mapping[str, Any], *, strict: bool, field: bool = False) -> dict[str, Any]:
-    """One OpenAPI v3 structural-schema node as JSON Schema. `strict` holds on the structural spine
-    (properties, items, additionalProperties) and not inside allOf/anyOf/oneOf/not, whose branches only
-    restrict values and may name a subset of the properties. `field`: the node is an object field's value."""
-    out: dict[str, Any] = {key: node[key] for key in _KEPT.intersection(node)}
-    for name in ("properties", "patternProperties"):
-        if isinstance(node.get(name), Mapping):
-            out[name] = {key: _translate(sub, strict=strict, field=True) for key, sub in node[name].items()}
-    if isinstance(node.get("properties"), Mapping) and "required" in out:
-        # The apiserver fills defaults before it validates: a required field with a default may be left out.
-        defaulted = {key for key, sub in node["properties"].items()
-                     if isinstance(sub, Mapping) and "default" in sub}
-        out["required"] = [key for key in out["required"] if key not in defaulted]
-    if isinstance(node.get("items"), Mapping):
-        out["items"] = _translate(node["items"], strict=strict)
-    if isinstance(node.get("additionalProperties"), Mapping):
-        out["additionalProperties"] = _translate(node["additionalProperties"], strict=strict, field=True)
-    elif isinstance(node.get("additionalProperties"), bool):
-        out["additionalProperties"] = node["additionalProperties"]
-    for name in ("allOf", "anyOf", "oneOf"):
-        if isinstance(node.get(name), list):
-            out[name] = [_translate(sub, strict=False) for sub in node[name]]
-    if isinstance(node.get("not"), Mapping):
-        out["not"] = _translate(node["not"], strict=False)
-    for bound in ("Maximum", "Minimum"):  # OpenAPI v3 (draft 4) flags; 2020-12 wants the bound itself
-        if node.get(f"exclusive{bound}") is True and bound.lower() in out:
-            out[f"exclusive{bound}"] = out.pop(bound.lower())
-    if node.get("x-kubernetes-int-or-string"):
-        out["type"] = ["integer", "string"]
-    if node.get("x-kubernetes-list-type") == "set":
-        out["uniqueItems"] = True
-    if node.get("x-kubernetes-embedded-resource"):
-        envelope = {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
-                    "metadata": {"type": "object"}}
-        out["properties"] = {**envelope, **out.get("properties", {})}
-    if node.get("nullable") or field:  # the apiserver drops a null field that is not nullable: accepted too
-        if "type" in out:
-            out["type"] = [*([out["type"]] if isinstance(out["type"], str) else out["type"]), "null"]
-        if "enum" in out:
-            out["enum"] = [*out["enum"], None]
-    is_object = out.get("type") == "object" or "properties" in out
-    if strict and is_object and "additionalProperties" not in out \
-            and not node.get("x-kubernetes-preserve-unknown-fields"):
-        out["additionalProperties"] = False  # --validate=strict: unknown fields are errors, not pruned
-    return out

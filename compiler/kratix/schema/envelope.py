@@ -1,0 +1,72 @@
+"""A request's envelope (apiVersion, kind, metadata, status): checked here by hand, never against the CRD's
+`openAPIV3Schema`, with the API server's rules for names, namespaces, labels and annotations."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from kratix.diagnostics import Severity
+from kratix.documents import FieldPath
+from kratix.schema.violations import Violation, show, type_name
+
+ENVELOPE = ("apiVersion", "kind", "metadata", "status")
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def check_envelope(body: Mapping[str, Any], *, api_version: str, kind: str) -> list[Violation]:
+    found: list[Violation] = []
+    for key, expected, code in (("apiVersion", api_version, "schema.api-version"),
+                                ("kind", kind, "schema.kind")):
+        if body.get(key) != expected:
+            found.append(Violation((key,), code, f"must be {expected} (got {show(body.get(key))})"))
+    metadata = body.get("metadata")
+    if not isinstance(metadata, Mapping):
+        found.append(Violation(("metadata",), "schema.metadata", "must be an object with at least a name"))
+        metadata = {}
+    name = metadata.get("name")
+    if name is None:
+        found.append(Violation(("metadata", "name"), "schema.name", "required field missing"))
+    else:
+        found += _check_dns_label(name, ("metadata", "name"), "schema.name")
+    if "namespace" in metadata:
+        found += _check_dns_label(metadata["namespace"], ("metadata", "namespace"), "schema.namespace")
+    for key in ("labels", "annotations"):
+        found += _check_string_map(metadata.get(key), ("metadata", key), labels=key == "labels")
+    if "status" in body:
+        found.append(Violation(("status",), "schema.status-ignored",
+                               "ignored: status is written by pipelines, not by a request", Severity.WARNING))
+    return found
+
+
+def _check_dns_label(value: object, path: FieldPath, code: str) -> list[Violation]:
+    if not isinstance(value, str):
+        return [Violation(path, code, f"must be a string (got {type_name(value)})")]
+    found = []
+    if len(value) > 63:
+        found.append(Violation(path, code, f"must be at most 63 characters (got {len(value)})"))
+    if not DNS_LABEL.match(value):
+        found.append(Violation(path, code, "must be a DNS-1123 label: lowercase letters, digits and '-', "
+                                           f"alphanumeric at both ends (got {show(value)})"))
+    return found
+
+
+def _check_string_map(value: object, path: FieldPath, *, labels: bool) -> list[Violation]:
+    if value is None:
+        return []
+    code = "schema.labels" if labels else "schema.annotations"
+    if not isinstance(value, Mapping):
+        return [Violation(path, code, f"must be a map of strings (got {type_name(value)})")]
+    found = []
+    for key, item in value.items():
+        if not isinstance(item, str):
+            message = f"must be a string (got {type_name(item)}): quote it"
+        elif labels and (len(item) > 63 or not _LABEL_VALUE.match(item)):
+            message = ("must be a label value: at most 63 letters, digits, '-', '_' or '.', alphanumeric at "
+                       f"both ends (got {show(item)})")
+        else:
+            continue
+        found.append(Violation((*path, str(key)), code, message))
+    return found

@@ -1,0 +1,148 @@
+"""One version's `openAPIV3Schema` read for requests: its JSON Schema, its `Node` tree, and what is wrong with it.
+
+The JSON Schema is `kratix.openapi`'s translation, read as a request checker needs (formats and int32/int64
+ranges checked, descriptions and defaults kept for editors). This module adds what the translation leaves to
+its callers: the problems the API server would refuse (a non-structural schema, keywords a CRD may not use,
+unusable CEL rules), the defaults to check against their own schema, and the tree for defaulting and CEL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kratix import openapi
+from kratix.documents import FieldPath
+from kratix.schema.defaulting import MISSING, Node
+from kratix.schema.formats import EDITOR_FORMATS, FORMATS
+from kratix.schema.rules import compile_rules
+from kratix.schema.violations import Violation, show
+
+_UNSUPPORTED = ("$ref", "definitions", "dependencies", "patternProperties", "additionalItems", "id",
+                "$schema")
+REQUESTS = openapi.Reading(annotations=True, formats=FORMATS, int_ranges=True)
+EDITORS = openapi.Reading(annotations=True, formats=EDITOR_FORMATS, int_ranges=True)
+
+
+@dataclass(frozen=True)
+class Default:
+    path: FieldPath  # of the `default` keyword
+    value: Any
+    json_schema: Mapping[str, Any]  # of the node holding it
+    node: Node
+
+
+@dataclass(frozen=True)
+class Structure:
+    json_schema: dict[str, Any]
+    root: Node
+    problems: list[Violation]
+    defaults: list[Default]
+
+
+def read_schema(raw: object, *, prefix: FieldPath = (), editor: bool = False) -> Structure:
+    """`raw` read as a request API; `prefix` is where it sits in the CRD, for the problems' paths."""
+    json_schema = openapi.translate(raw, EDITORS if editor else REQUESTS)
+    walk = _Walk(prefix)
+    root = walk.node(raw, ())
+    defaults = [Default((*prefix, *path, "default"), value, _fragment(json_schema, path), node)
+                for path, value, node in walk.defaults]
+    return Structure(json_schema=json_schema, root=root, problems=walk.problems, defaults=defaults)
+
+
+def _fragment(json_schema: Mapping[str, Any], path: FieldPath) -> Mapping[str, Any]:
+    """The translation keeps the raw schema's shape, so a node's path in one is its path in the other."""
+    found: Any = json_schema
+    for part in path:
+        found = found[part]
+    return found
+
+
+class _Walk:
+    """One walk over an openAPIV3Schema: the defaulting/CEL tree, the defaults met and the problems met."""
+
+    def __init__(self, prefix: FieldPath) -> None:
+        self.prefix = prefix
+        self.problems: list[Violation] = []
+        self.defaults: list[tuple[FieldPath, Any, Node]] = []
+
+    def problem(self, path: FieldPath, message: str) -> None:
+        self.problems.append(Violation((*self.prefix, *path), "crd.schema", message))
+
+    def node(self, raw: object, path: FieldPath, *, junctor: bool = False) -> Node:
+        if not isinstance(raw, Mapping):
+            self.problem(path, "must be a schema object")
+            return Node()
+        for key in _UNSUPPORTED:
+            if key in raw:
+                self.problem((*path, key), f"{key} is not allowed in a CRD schema")
+        self._check_type(raw, path, junctor=junctor)
+        properties = self._properties(raw, path, junctor=junctor)
+        items = self._items(raw, path, junctor=junctor)
+        additional = self._additional(raw, path, junctor=junctor)
+        for key in ("allOf", "anyOf", "oneOf"):  # branches only add checks: their nodes are not kept
+            branches = raw.get(key)
+            for index, branch in enumerate(branches if isinstance(branches, list) else []):
+                self.node(branch, (*path, key, index), junctor=True)
+        if "not" in raw:
+            self.node(raw["not"], (*path, "not"), junctor=True)
+        map_keys = self._map_keys(raw, path)
+        rules, problems = compile_rules(raw.get("x-kubernetes-validations"),
+                                        (*self.prefix, *path, "x-kubernetes-validations"))
+        self.problems += problems
+        children = [*properties.values(), *(n for n in (items, additional) if n is not None)]
+        node = Node(nullable=raw.get("nullable") is True, default=raw.get("default", MISSING),
+                    properties=properties, items=items, additional=additional, rules=rules, map_keys=map_keys,
+                    walk=bool(rules) or map_keys is not None or any(child.walk for child in children))
+        if "default" in raw:
+            self.defaults.append((path, raw["default"], node))
+        return node
+
+    def _check_type(self, raw: Mapping[str, Any], path: FieldPath, *, junctor: bool) -> None:
+        declared = raw.get("type")
+        if raw.get("x-kubernetes-int-or-string") is True:
+            return
+        if declared is None:
+            if not junctor and raw.get("x-kubernetes-preserve-unknown-fields") is not True:
+                self.problem(path, "type is required (a CRD schema must be structural)")
+        elif not isinstance(declared, str) or declared not in openapi.TYPES:
+            allowed = ", ".join(sorted(openapi.TYPES))
+            self.problem((*path, "type"), f"must be one of: {allowed} (got {show(declared)})")
+
+    def _properties(self, raw: Mapping[str, Any], path: FieldPath, *, junctor: bool) -> dict[str, Node]:
+        declared = raw.get("properties")
+        if declared is None:
+            return {}
+        if not isinstance(declared, Mapping):
+            self.problem((*path, "properties"), "must be a map of schemas")
+            return {}
+        return {name: self.node(sub, (*path, "properties", name), junctor=junctor)
+                for name, sub in declared.items()}
+
+    def _items(self, raw: Mapping[str, Any], path: FieldPath, *, junctor: bool) -> Node | None:
+        if "items" not in raw:
+            if raw.get("type") == "array":
+                self.problem(path, "items is required for type: array")
+            return None
+        return self.node(raw["items"], (*path, "items"), junctor=junctor)
+
+    def _additional(self, raw: Mapping[str, Any], path: FieldPath, *, junctor: bool) -> Node | None:
+        declared = raw.get("additionalProperties")
+        if declared is None:
+            return None
+        if "properties" in raw and declared is not False:
+            self.problem((*path, "additionalProperties"), "properties and additionalProperties are exclusive")
+        if isinstance(declared, bool):
+            return Node() if declared else None
+        return self.node(declared, (*path, "additionalProperties"), junctor=junctor)
+
+    def _map_keys(self, raw: Mapping[str, Any], path: FieldPath) -> tuple[str, ...] | None:
+        if raw.get("x-kubernetes-list-type") != "map":
+            return None
+        keys = raw.get("x-kubernetes-list-map-keys")
+        if not isinstance(keys, list) or not keys or not all(isinstance(key, str) for key in keys):
+            self.problem((*path, "x-kubernetes-list-map-keys"), "list-type map needs a list of key names")
+            return None
+        return tuple(keys)
+
