@@ -9,29 +9,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from kratix import (
-    cache,
-    conformance,
-    incremental,
-    layout,
-    provenance,
-)
+from kratix import cache, conformance, incremental, layout, provenance
 from kratix.diagnostics import Diagnostic, Severity
 from kratix.documents import Content
-from kratix.manifests import (
-    BOOKKEEPING,
-    PlacedFile,
-    destination_of,
-    object_id,
-)
+from kratix.manifests import BOOKKEEPING, PlacedFile, destination_of, object_id
 from kratix.platform import Platform
 from kratix.previous import PLACEMENTS_FILE, PROMISE_STATUS_FOLDER, PreviousOutput
-from kratix.statuses import (
-    PromiseStatus,
-    RequestStatus,
-    promise_status_document,
-    request_status_document,
-)
+from kratix.statuses import PromiseStatus, RequestStatus, promise_status_document, request_status_document
 
 
 def reject_conflicts(promises: dict[str, PromiseStatus], requests: dict[str, RequestStatus],
@@ -50,7 +34,7 @@ def reject_conflicts(promises: dict[str, PromiseStatus], requests: dict[str, Req
             for path in records[key].outputs:
                 entry = previous.provenance.get(path)
                 if entry is not None:
-                    taken.update(((entry.destination, object_id), key) for object_id in entry.objects)
+                    taken.update(((entry.destination, oid), key) for oid in entry.objects)
     if not taken:
         return
     for item in placed:
@@ -123,7 +107,7 @@ def lay_out(platform: Platform, promises: Mapping[str, PromiseStatus], requests:
     for key, status in requests.items():
         if status.reused:
             kept.update((path, previous.content(path)) for path in old_records[key].outputs)
-    previous_placements = previous.placements()
+    previous_placements = previous.placements
     records = {k: v for s in requests.values() for k, v in s.placement_records.items()}
     for status in requests.values():
         if status.keeps_previous_output:

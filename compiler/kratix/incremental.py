@@ -13,9 +13,7 @@ from collections.abc import Mapping, Sequence
 from kratix import __version__, cache, load, schedule, steps
 from kratix.diagnostics import Diagnostic
 from kratix.documents import Content, SourceDoc, SourceTree
-from kratix.manifests import (
-    BOOKKEEPING,
-)
+from kratix.manifests import BOOKKEEPING
 from kratix.platform import Destination, Platform, Promise, RequestKey, ResourceRequest
 from kratix.previous import STATUS_FOLDER, PreviousOutput
 from kratix.settings import Settings

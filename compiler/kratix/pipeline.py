@@ -10,30 +10,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from kratix import (
-    assemble,
-    conformance,
-    incremental,
-    promise_compile,
-    provenance,
-    render,
-    request_compile,
-)
+from kratix import assemble, conformance, incremental, promise_compile, provenance, render, request_compile
 from kratix import plan as plans
 from kratix.diagnostics import Diagnostic, Severity
 from kratix.documents import Content, SourceTree
-from kratix.manifests import (
-    BOOKKEEPING,
-    destination_of,
-)
+from kratix.manifests import BOOKKEEPING, destination_of
 from kratix.platform import Platform
 from kratix.previous import PreviousOutput
 from kratix.request_compile import Progress
 from kratix.settings import Settings
-from kratix.statuses import (
-    PromiseStatus,
-    RequestStatus,
-)
+from kratix.statuses import PromiseStatus, RequestStatus
 
 __all__ = ["CompileResult", "PreviousOutput", "Summary", "compile_platform", "plan_platform", "prepare_publish"]
 
@@ -76,7 +62,7 @@ def compile_platform(tree: SourceTree, *, settings: Settings, previous: Previous
     schemas, unavailable = promise_compile.check_promises(platform, diagnostics)
     renderer = render.Renderer(tree, settings=settings.render)
     promises = promise_compile.compile_promises(platform, renderer, unavailable, diagnostics)
-    requests = request_compile.compile_requests(platform, schemas, promises, renderer, previous.placements(),
+    requests = request_compile.compile_requests(platform, schemas, promises, renderer, previous.placements,
                                                 diagnostics,
                                  progress, taken=reused.keys(), parallelism=settings.render.parallelism)
     requests.update(reused)
@@ -106,7 +92,7 @@ def plan_platform(tree: SourceTree, previous: PreviousOutput, *, settings: Setti
                   ) -> tuple[CompileResult, plans.Plan]:
     result = compile_platform(tree, settings=settings, previous=previous)
     return result, plans.make_plan(previous, result.files, result.provenance, statuses=result.requests,
-                                   previous_placements=previous.placements(),
+                                   previous_placements=previous.placements,
                                    threshold=settings.publish.deletion_threshold)
 
 

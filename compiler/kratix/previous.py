@@ -13,9 +13,7 @@ from functools import cached_property
 
 from kratix import cache, provenance
 from kratix.documents import BlobRef, Content, blob_id
-from kratix.manifests import (
-    BOOKKEEPING,
-)
+from kratix.manifests import BOOKKEEPING
 
 PLACEMENTS_FILE = "placements.json"  # JSON: tens of thousands of entries parse 20x faster than YAML
 STATUS_FOLDER = "status"
@@ -30,13 +28,11 @@ class PreviousOutput:
     commit: str | None = None
 
     @cached_property
-    def placement_records(self) -> dict[str, str]:
+    def placements(self) -> dict[str, str]:
+        """Placement record (`Kind/namespace/name#pipeline[/directory]`) -> destination name."""
         data = self.files.get(f"{BOOKKEEPING}/{PLACEMENTS_FILE}")
         document = json.loads(data) if data else None
         return {str(k): str(v) for k, v in document.items()} if isinstance(document, Mapping) else {}
-
-    def placements(self) -> dict[str, str]:
-        return self.placement_records
 
     @cached_property
     def provenance(self) -> dict[str, provenance.Entry]:

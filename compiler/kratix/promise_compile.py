@@ -12,16 +12,9 @@ from typing import Any
 
 from kratix import cache, render, schedule, schema
 from kratix.diagnostics import Diagnostic, Severity
-from kratix.manifests import (
-    PlacedFile,
-    WorkflowResult,
-    kratix_labels,
-)
+from kratix.manifests import PlacedFile, WorkflowResult, kratix_labels
 from kratix.platform import Destination, Platform, Promise
-from kratix.statuses import (
-    PromiseStatus,
-    pipeline_phases,
-)
+from kratix.statuses import PromiseStatus, pipeline_phases
 
 
 def check_promises(platform: Platform, diagnostics: list[Diagnostic]) -> tuple[dict[str, Any], dict[str, str]]:

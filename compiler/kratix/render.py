@@ -30,14 +30,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from kratix import steps, yamltext
 from kratix.documents import SourceTree
 from kratix.errors import StepError
-from kratix.manifests import (
-    STATIC_PIPELINE,
-    OutputGroup,
-    PipelineOutput,
-    RenderedFile,
-    RenderFailure,
-    WorkflowResult,
-)
+from kratix.manifests import STATIC_PIPELINE, OutputGroup, PipelineOutput, RenderedFile, RenderFailure, WorkflowResult
 from kratix.platform import Container, Pipeline, Promise, ResourceRequest
 from kratix.settings import RenderSettings
 
