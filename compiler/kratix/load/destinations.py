@@ -1,0 +1,66 @@
+"""Destinations: the documents of `clusters/` → typed `Destination`s, keyed by name.
+
+In: a `SourceTree`. Out: each Destination (or seed-era Cluster, upgraded with a deprecation warning) with its
+labels, `strictMatchLabels` and output folder (`spec.path`, else its name).
+Refuses: any other document in `clusters/`, a Destination without metadata.name, a path that leaves the output
+repo or lies in `.kratix`, two Destinations with one name or one path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kratix.diagnostics import Diagnostic
+from kratix.documents import SourceDoc, SourceTree
+from kratix.load.shared import escapes, is_platform_kind, mapping, object_name, parse_file, upgraded, yaml_files
+from kratix.platform import Destination
+
+
+def parse_destinations(tree: SourceTree, diagnostics: list[Diagnostic]) -> dict[str, Destination]:
+    destinations: dict[str, Destination] = {}
+    paths: dict[str, str] = {}
+    for path, data in yaml_files(tree, "clusters"):
+        for doc in parse_file(path, data, diagnostics):
+            if not is_platform_kind(doc.body, "Destination", "Cluster"):
+                diagnostics.append(Diagnostic.at(doc, ("kind",), "destination.kind",
+                                                 "clusters/ holds only platform.kratix.io Destination documents",
+                                                 object=object_name(doc)))
+                continue
+            destination = _destination(doc, upgraded(doc, "destination.deprecated", diagnostics), diagnostics)
+            if destination is None:
+                continue
+            if destination.name in destinations:
+                first = destinations[destination.name].source
+                diagnostics.append(Diagnostic.at(doc, ("metadata", "name"), "destination.duplicate",
+                                                 f"Destination {destination.name!r} is already defined at "
+                                                 f"{first.path}:{first.line}", object=object_name(doc)))
+                continue
+            if destination.path in paths:
+                diagnostics.append(Diagnostic.at(doc, ("spec", "path"), "destination.duplicate-path",
+                                                 f"path {destination.path!r} is already used by Destination "
+                                                 f"{paths[destination.path]!r}", object=object_name(doc)))
+                continue
+            destinations[destination.name] = destination
+            paths[destination.path] = destination.name
+    return destinations
+
+
+def _destination(doc: SourceDoc, body: Mapping[str, Any], diagnostics: list[Diagnostic]) -> Destination | None:
+    metadata = mapping(body.get("metadata"))
+    name = metadata.get("name")
+    subject = object_name(doc)
+    if not isinstance(name, str) or not name:
+        diagnostics.append(Diagnostic.at(doc, ("metadata", "name"), "destination.name",
+                                         "a Destination needs metadata.name", object=subject))
+        return None
+    spec = mapping(body.get("spec"))
+    path = str(spec.get("path") or name).strip("/")
+    if escapes(path) or path.startswith(".kratix") or not path:
+        diagnostics.append(Diagnostic.at(doc, ("spec", "path"), "destination.path",
+                                         "path must be a relative folder of the output repo (not .kratix)",
+                                         object=subject))
+        return None
+    labels = mapping(metadata.get("labels"))
+    return Destination(name=name, path=path, labels={str(k): str(v) for k, v in labels.items()},
+                       strict_match_labels=bool(spec.get("strictMatchLabels", False)), source=doc)

@@ -1,0 +1,93 @@
+"""Resource requests: the documents of `requests/<namespace>/...` → `ResourceRequest`s, in path order.
+
+In: a `SourceTree`, the parsed Promises (to find the one serving each request's group and kind) and the request
+files not to parse. Out: each request with its body as written, the namespace filled in from its folder (or
+`default` for a file directly under `requests/`); nothing is checked against the Promise's schema here.
+Refuses: a document that is not an object or lacks apiVersion/kind, a kind no Promise serves, a request without
+metadata, a namespace that contradicts its folder, a name or namespace that is not a string, duplicate requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from kratix.diagnostics import Diagnostic
+from kratix.documents import SourceDoc, SourceTree
+from kratix.load.shared import object_name, parse_file, yaml_files
+from kratix.platform import Promise, RequestKey, ResourceRequest
+
+
+def parse_requests(tree: SourceTree, promises: Mapping[str, Promise], diagnostics: list[Diagnostic],
+                   skip: frozenset[str]) -> tuple[ResourceRequest, ...]:
+    by_kind = {(p.api.group, p.api.kind): p for p in promises.values() if p.api is not None}
+    requests: list[ResourceRequest] = []
+    seen: dict[RequestKey, SourceDoc] = {}
+    for path, data in yaml_files(tree, "requests"):
+        if path in skip:
+            continue
+        folder_namespace = _folder_namespace(path)
+        for doc in parse_file(path, data, diagnostics):
+            request = _request(doc, folder_namespace, by_kind, diagnostics)
+            if request is None:
+                continue
+            if request.key in seen:
+                first = seen[request.key]
+                diagnostics.append(Diagnostic.at(doc, ("metadata", "name"), "request.duplicate",
+                                                 f"{request.key} is already requested at {first.path}:{first.line}",
+                                                 object=str(request.key)))
+                continue
+            seen[request.key] = doc
+            requests.append(request)
+    return tuple(requests)
+
+
+def _folder_namespace(path: str) -> str | None:
+    parts = path.split("/")
+    return parts[1] if len(parts) > 2 else None
+
+
+def _request(doc: SourceDoc, folder_namespace: str | None, by_kind: Mapping[tuple[str, str], Promise],
+             diagnostics: list[Diagnostic]) -> ResourceRequest | None:
+    body = doc.body
+    subject = object_name(doc)
+    if not isinstance(body, Mapping):
+        diagnostics.append(Diagnostic.at(doc, (), "request.not-object",
+                                         "a resource request must be a Kubernetes object, not a "
+                                         f"{type(body).__name__}"))
+        return None
+    api_version, kind = body.get("apiVersion"), body.get("kind")
+    if not isinstance(api_version, str) or not isinstance(kind, str):
+        diagnostics.append(Diagnostic.at(doc, ("apiVersion",) if not isinstance(api_version, str) else ("kind",),
+                                         "request.not-object", "a resource request needs apiVersion and kind",
+                                         object=subject))
+        return None
+    group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
+    promise = by_kind.get((group, kind))
+    if promise is None:
+        served = ", ".join(sorted(f"{k} ({g})" for g, k in by_kind)) or "none"
+        diagnostics.append(Diagnostic.at(doc, ("kind",), "request.unknown-kind",
+                                         f"no Promise serves {kind} in group {group or '(core)'}; "
+                                         f"served kinds: {served}",
+                                         object=subject))
+        return None
+    metadata = body.get("metadata")
+    if not isinstance(metadata, Mapping):
+        diagnostics.append(Diagnostic.at(doc, ("metadata",), "request.metadata", "a request needs metadata.name",
+                                         object=subject))
+        return None
+    namespace = metadata.get("namespace")
+    if namespace is None:
+        namespace = folder_namespace or "default"
+        body = {**body, "metadata": {**metadata, "namespace": namespace}}
+    elif folder_namespace is not None and namespace != folder_namespace:
+        diagnostics.append(Diagnostic.at(doc, ("metadata", "namespace"), "request.namespace",
+                                         f"namespace {namespace!r} differs from its folder requests/{folder_namespace}/"
+                                         " (the folder decides who may request what where)", object=subject))
+        return None
+    name = metadata.get("name")
+    if not isinstance(name, str) or not isinstance(namespace, str):
+        diagnostics.append(Diagnostic.at(doc, ("metadata", "name"), "request.metadata",
+                                         "metadata.name and metadata.namespace must be strings", object=subject))
+        return None
+    return ResourceRequest(key=RequestKey(kind, namespace, name), api_version=api_version, promise=promise.name,
+                           source=doc, body=body)
