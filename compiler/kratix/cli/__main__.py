@@ -1,0 +1,5 @@
+"""`python -m kratix.cli ...` runs the `kratix` command."""
+
+from kratix.cli import main
+
+main()

@@ -1,0 +1,40 @@
+"""What several commands share: their common arguments and options, reading the input, building `Settings`, and
+the exit that follows a compile's verdict."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from kratix.cli.group import EXIT_INVALID, EXIT_OK
+
+path_argument = click.argument("path", type=click.Path(file_okay=False, path_type=Path), default=".")
+ref_option = click.option("--ref", help="Read the input from this Git commit of PATH instead of the files on disk.")
+format_option = click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
+                             show_default=True)
+output_repo_option = click.option("--output-repo", "output_repo",
+                                  help="Publish to this Git repo (a local path, created if missing, or a URL).")
+branch_option = click.option("--branch", default="main", show_default=True, help="The output repo's branch.")
+
+
+def read_source(path: Path, ref: str | None) -> Any:
+    from kratix import load
+
+    return load.read_commit(path, ref) if ref else load.read_worktree(path)
+
+
+def build_settings(**overrides: Any) -> Any:
+    from kratix.settings import PublishSettings, RenderSettings, Settings
+
+    render = RenderSettings(**{k: v for k, v in overrides.items() if k in RenderSettings.__dataclass_fields__
+                               and v is not None})
+    publish = PublishSettings(**{k: v for k, v in overrides.items() if k in PublishSettings.__dataclass_fields__
+                                 and v is not None})
+    return Settings(render=render, publish=publish)
+
+
+def exit_with(ok: bool) -> NoReturn:
+    sys.exit(EXIT_OK if ok else EXIT_INVALID)

@@ -1,0 +1,178 @@
+"""Commands that read a platform and write files: `validate`, `compile`, `schema` and `migrate`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from kratix.cli import common, report
+from kratix.cli.group import main
+from kratix.diagnostics import Severity
+from kratix.errors import KratixError
+
+
+@main.command()
+@common.path_argument
+@common.ref_option
+@common.format_option
+def validate(path: Path, ref: str | None, output_format: str) -> None:
+    """Check every Promise, destination and request; render nothing to disk. Exit 1 on any error."""
+    from kratix import pipeline
+
+    result = pipeline.compile_platform(common.read_source(path, ref), settings=common.build_settings())
+    report.report(result.diagnostics, output_format, {"summary": report.summary_json(result.summary)})
+    if output_format == "text":
+        click.echo(report.summary_line(result.summary, None), err=True)
+    common.exit_with(result.ok)
+
+
+@main.command()
+@common.path_argument
+@common.ref_option
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write the output tree to this directory (replacing what an earlier compile wrote there).")
+@common.output_repo_option
+@common.branch_option
+@click.option("--allow-deletions", is_flag=True,
+              help="Publish even when the mass-deletion guard trips (large deletions, Namespaces, CRDs, PVCs).")
+@click.option("--rebuild", is_flag=True,
+              help="Render every request again instead of reusing the output of those that did not change.")
+@common.format_option
+@click.option("--quiet", "-q", is_flag=True, help="No summary line.")
+def compile(path: Path, ref: str | None, out_dir: Path | None, output_repo: str | None, branch: str,
+            allow_deletions: bool, rebuild: bool, output_format: str, quiet: bool) -> None:
+    """Validate, render and schedule the platform; write per-destination directories or publish them as one
+    commit to the output repo."""
+    from kratix import pipeline, publish
+    from kratix.cli.publishing import publish_platform
+
+    started = time.monotonic()
+    progress = _ProgressLine(enabled=not quiet and output_format == "text" and sys.stderr.isatty())
+    tree = common.read_source(path, ref)
+    settings = common.build_settings(branch=branch, allow_deletions=allow_deletions, reuse_unchanged=not rebuild)
+    if output_repo is None:
+        result = pipeline.compile_platform(tree, settings=settings, progress=progress)
+        outcome = None
+    else:
+        result, outcome, previous = publish_platform(tree, publish.open_output_repo(output_repo, branch=branch),
+                                                     settings, progress)
+    progress.done()
+    if out_dir is not None:
+        write_tree(out_dir, result.files if outcome is None else previous.resolve(result.files))
+    report.report(result.diagnostics, output_format,
+                  {"summary": report.summary_json(result.summary), **report.outcome_json(outcome)})
+    if not quiet and output_format == "text":
+        click.echo(report.summary_line(result.summary, time.monotonic() - started), err=True)
+        if outcome is not None:
+            click.echo(report.outcome_line(outcome, output_repo or "", branch), err=True)
+    common.exit_with(result.ok)
+
+
+class _ProgressLine:
+    """One line on a terminal's stderr, rewritten in place, at most ten times a second."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self.shown = 0.0
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if self.enabled and total and now - self.shown > 0.1:
+            self.shown = now
+            click.echo(f"\r\x1b[K{what}: {done}/{total}", err=True, nl=False)
+
+    def done(self) -> None:
+        if self.enabled and self.shown:
+            click.echo("\r\x1b[K", err=True, nl=False)
+
+
+def write_tree(out_dir: Path, files: dict[str, bytes] | Any) -> None:
+    """Replace the contents of `out_dir` with `files`; refuse a non-empty directory kratix did not write."""
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / ".kratix").is_dir():
+        raise KratixError(f"{out_dir}: not empty and not written by kratix (no .kratix/ folder); refusing to "
+                          "replace its contents")
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    for relative, data in files.items():
+        target = out_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+
+@main.command(name="schema")
+@click.argument("promise", required=False)
+@common.path_argument
+@common.ref_option
+@click.option("--all", "all_promises", is_flag=True, help="Write the schema of every Promise API.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="With --all: the directory to write <promise>.schema.json files to.")
+def schema_command(promise: str | None, path: Path, ref: str | None, all_promises: bool,
+                   out_dir: Path | None) -> None:
+    """Print the JSON Schema of a Promise's request API (for editors: yaml-language-server)."""
+    from kratix import load, schema
+
+    if all_promises and promise is not None and path == Path("."):
+        path, promise = Path(promise), None  # `schema --all DIR`: the one argument is the platform's path
+    if bool(promise) == all_promises:
+        raise click.UsageError("name one PROMISE, or pass --all")
+    if all_promises and out_dir is None:
+        raise click.UsageError("--all needs --out DIR")
+    platform, diagnostics = load.parse_platform(common.read_source(path, ref))
+    chosen = sorted(platform.promises) if all_promises else [promise]
+    documents = {}
+    for name in chosen:
+        found = platform.promises.get(name or "")
+        if found is None:
+            raise KratixError(f"no Promise named {name!r}; Promises: {', '.join(sorted(platform.promises)) or 'none'}")
+        crd = found.body.get("spec", {}).get("api")
+        if crd is None:
+            if all_promises:
+                continue
+            raise KratixError(f"Promise {name!r} has no API (spec.api): it offers dependencies only")
+        problems = [v for v in schema.check_crd(crd) if v.severity is Severity.ERROR]
+        if problems:
+            raise KratixError(f"Promise {name!r}: spec.api is not a valid CRD: {problems[0].message}")
+        documents[found.name] = schema.editor_json_schema(schema.compile_request_schema(crd))
+    if out_dir is None:
+        click.echo(json.dumps(documents[chosen[0] or ""], indent=2, sort_keys=True))
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, document in documents.items():
+        (out_dir / f"{name}.schema.json").write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    click.echo(f"wrote {len(documents)} schema(s) to {out_dir}", err=True)
+
+
+@main.command()
+@common.path_argument
+@click.option("--check", is_flag=True, help="Change nothing; exit 1 when a file still needs migrating.")
+def migrate(path: Path, check: bool) -> None:
+    """Rewrite seed-era (2021/2022) Promises and Clusters under PATH to today's format, in place. Documents
+    that need no change keep their text byte for byte."""
+    from kratix import load
+    from kratix import migrate as migration
+
+    platform, _ = load.parse_platform(load.read_worktree(path))
+    template_folders = {f"{p.folder}/{c.template}".rstrip("/") + "/" for p in platform.promises.values()
+                        for pl in (*p.promise_configure, *p.resource_configure) for c in pl.containers
+                        if c.template}
+    pending = 0
+    for folder in ("promises", "clusters"):
+        for file in sorted((path / folder).rglob("*")):
+            relative = file.relative_to(path).as_posix()
+            if file.suffix not in (".yaml", ".yml") or any(relative.startswith(t) for t in template_folders):
+                continue
+            text, changed = migration.migrate_file(file.read_text(), path=relative)
+            if changed:
+                pending += 1
+                click.echo(f"{relative}: {changed} document(s) {'to migrate' if check else 'migrated'}", err=True)
+                if not check:
+                    file.write_text(text)
+    if not pending:
+        click.echo("nothing to migrate", err=True)
+    common.exit_with(not (check and pending))

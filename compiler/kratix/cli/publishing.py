@@ -1,0 +1,144 @@
+"""Commands about the output repo: `plan` (what publishing would change), `explain` (why a file exists),
+`bootstrap` (the Flux objects a worker applies once), and the publish loop `compile --output-repo` runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from kratix.cli import common, report
+from kratix.cli.group import main
+from kratix.errors import KratixError
+
+
+def publish_platform(tree: Any, repo: Any, settings: Any, progress: Any = None) -> tuple[Any, Any, Any]:
+    """Compile against the branch as it is, guard, commit; on a lost race the branch is re-read and all of it
+    runs again (the previous output is an input of the compile)."""
+    from kratix import pipeline, publish
+    from kratix.errors import PublishError
+
+    compiled: list[Any] = []
+
+    def build(state: Any) -> tuple[Any, str]:
+        previous = pipeline.PreviousOutput(state.files, state.commit)
+        result, message, trips = pipeline.prepare_publish(tree, previous, settings=settings,
+                                                          **({"progress": progress} if progress else {}))
+        compiled.append((result, previous))
+        if trips and not settings.publish.allow_deletions:
+            lines = [f"  {t.destination}: {t.reason}: {', '.join(t.objects[:20])}"
+                     + (f" and {len(t.objects) - 20} more" if len(t.objects) > 20 else "") for t in trips]
+            raise PublishError("refusing to publish: the mass-deletion guard tripped\n" + "\n".join(lines)
+                               + "\nre-run with --allow-deletions if these deletions are intended")
+        return result.files, message
+
+    outcome = publish.publish(repo, build, attempts=settings.publish.attempts)
+    result, previous = compiled[-1]
+    return result, outcome, previous
+
+
+@main.command()
+@common.path_argument
+@common.ref_option
+@common.output_repo_option
+@common.branch_option
+@click.option("--format", "output_format", type=click.Choice(["markdown", "json"]), default="markdown",
+              show_default=True)
+def plan(path: Path, ref: str | None, output_repo: str | None, branch: str, output_format: str) -> None:
+    """Show what publishing would change on the output branch: files per destination with diffs, placements
+    and risks. Publishes nothing. Exit 1 when the input is invalid."""
+    from kratix import pipeline, publish
+    from kratix import plan as plans
+
+    if output_repo is None:
+        raise click.UsageError("plan needs --output-repo (the repo whose branch it compares against)")
+    settings = common.build_settings(branch=branch)
+    repo = publish.open_output_repo(output_repo, branch=branch, create=False)
+    state = publish.read_branch(repo)
+    result, changes = pipeline.plan_platform(common.read_source(path, ref),
+                                             pipeline.PreviousOutput(state.files, state.commit), settings=settings)
+    for diagnostic in result.diagnostics:
+        click.echo(diagnostic.render(), err=True)
+    if output_format == "json":
+        click.echo(json.dumps({"plan": plans.to_json(changes), "summary": report.summary_json(result.summary),
+                               "diagnostics": [d.as_json() for d in result.diagnostics]}, indent=2))
+    else:
+        click.echo(plans.to_markdown(changes))
+    common.exit_with(result.ok)
+
+
+@main.command()
+@click.argument("file")
+@common.output_repo_option
+@common.branch_option
+def explain(file: str, output_repo: str | None, branch: str) -> None:
+    """Say why FILE of the output repo exists: its Promise, request, pipeline, source template and commit."""
+    from kratix import provenance, publish, yamltext
+
+    if output_repo is None:
+        raise click.UsageError("explain needs --output-repo")
+    state = publish.read_branch(publish.open_output_repo(output_repo, branch=branch, create=False))
+    entries = provenance.decode(state.files.get(provenance.PROVENANCE_PATH))
+    wanted = file.removeprefix("./")
+    entry = entries.get(wanted)
+    if entry is None:
+        close = [p for p in entries if wanted in p][:5]
+        hint = f"; did you mean: {', '.join(close)}" if close else ""
+        raise KratixError(f"{wanted}: not in the output of {output_repo} {branch}{hint}")
+    lines = [f"{entry.path}", f"  {'owner:':<14}{entry.owner}"]
+    for label, value in (("promise", entry.promise), ("request", entry.request), ("pipeline", entry.pipeline),
+                         ("source", entry.source), ("destination", entry.destination),
+                         ("input commit", entry.commit or "(an uncommitted work tree)")):
+        if value:
+            lines.append(f"  {label + ':':<14}{value}")
+    if entry.objects:
+        lines.append("  objects:      " + ", ".join(entry.objects))
+    if entry.request and entry.promise:
+        kind, where = entry.request.split(" ", 1)
+        namespace, name = where.split("/", 1)
+        status_file = state.files.get(f".kratix/status/{namespace}/{entry.promise}/{name}.yaml")
+        if status_file:
+            document: Any = next(iter(yamltext.load_plain(status_file)), None) or {}
+            status = document.get("status") or {}
+            lines.append(f"  status:       {status.get('message')}")
+            for placement in status.get("placements", []):
+                lines.append(f"  placement:    {placement.get('reason')}")
+    click.echo("\n".join(lines))
+
+
+@main.command()
+@click.argument("destination")
+@click.argument("path", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.option("--url", required=True, help="The output repo's URL as the worker's Flux reaches it.")
+@common.branch_option
+@click.option("--secret", help="A Secret in flux-system with Git credentials for the URL.")
+@click.option("--namespace", default="flux-system", show_default=True)
+@click.option("--interval", default="1m", show_default=True, help="How often Flux polls (at least 1m).")
+def bootstrap(destination: str, path: Path, url: str, branch: str, secret: str | None, namespace: str,
+              interval: str) -> None:
+    """Print the Flux objects to apply once on DESTINATION's cluster (`kubectl apply -f -`)."""
+    from kratix import bootstrap as flux
+    from kratix import load, yamltext
+
+    if not _at_least_a_minute(interval):
+        raise click.BadParameter("must be at least 1m (e.g. 1m, 5m, 1h)", param_hint="--interval")
+    platform, _ = load.parse_platform(load.read_worktree(path))
+    found = platform.destinations.get(destination)
+    if found is None:
+        names = ", ".join(sorted(platform.destinations)) or "none"
+        raise KratixError(f"no Destination named {destination!r} in {path}/clusters (destinations: {names})")
+    documents = flux.flux_objects(found.name, found.path, url=url, branch=branch, namespace=namespace,
+                                  secret=secret, interval=interval)
+    click.echo(yamltext.dump_all(documents).decode(), nl=False)
+
+
+def _at_least_a_minute(interval: str) -> bool:
+    import re
+
+    match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", interval)
+    if not match or not interval:
+        return False
+    hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds >= 60

@@ -1,0 +1,67 @@
+"""How results reach the user: diagnostics compiler-style on stderr or as JSON, GitHub Actions annotations, and
+the one-line summaries of a compile and a publish."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from kratix.diagnostics import Diagnostic, Severity
+
+
+def report(diagnostics: Sequence[Diagnostic], output_format: str, extra: dict[str, Any] | None = None) -> None:
+    if output_format == "json":
+        click.echo(json.dumps({"diagnostics": [d.as_json() for d in diagnostics], **(extra or {})}, indent=2))
+    else:
+        for diagnostic in diagnostics:
+            click.echo(diagnostic.render(), err=True)
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        for diagnostic in diagnostics:
+            click.echo(github_annotation(diagnostic))
+
+
+def github_annotation(diagnostic: Diagnostic) -> str:
+    level = {Severity.ERROR: "error", Severity.WARNING: "warning"}.get(diagnostic.severity, "notice")
+
+    def escape(text: str, *, prop: bool = False) -> str:
+        text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+        return text.replace(":", "%3A").replace(",", "%2C") if prop else text
+
+    field = f"{diagnostic.path}: " if diagnostic.path else ""
+    title = escape(diagnostic.code, prop=True)
+    return (f"::{level} file={escape(diagnostic.file, prop=True)},line={diagnostic.line},col={diagnostic.column},"
+            f"title={title}::{escape(field + diagnostic.message)}")
+
+
+def summary_json(summary: Any) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(summary).items()}
+
+
+def summary_line(summary: Any, seconds: float | None) -> str:
+    unavailable = f" ({summary.promises_unavailable} unavailable)" if summary.promises_unavailable else ""
+    misplaced = f", {summary.misplaced} misplaced" if summary.misplaced else ""
+    took = f"; {seconds:.2f}s" if seconds is not None else ""
+    unchecked = (f"\nnot validated (no CRD delivered with them): {', '.join(summary.not_validated_kinds)}"
+                 if summary.not_validated_kinds else "")
+    return (f"{summary.promises} promises{unavailable}, {summary.destinations} destinations; requests: "
+            f"{summary.placed} placed, {summary.pending} pending{misplaced}, {summary.failed} failed; "
+            f"{summary.files} files{took}{unchecked}")
+
+
+def outcome_json(outcome: Any) -> dict[str, Any]:
+    if outcome is None:
+        return {}
+    return {"publish": {"commit": outcome.commit, "changed": outcome.changed, "attempts": outcome.attempts,
+                        "warnings": list(outcome.warnings)}}
+
+
+def outcome_line(outcome: Any, target: str, branch: str) -> str:
+    warnings = "".join(f"\nwarning: {w}" for w in outcome.warnings)
+    if not outcome.changed:
+        return f"{target} {branch}: up to date at {str(outcome.commit)[:12]} (no commit made){warnings}"
+    retried = f" after {outcome.attempts} attempts" if outcome.attempts > 1 else ""
+    return f"{target} {branch}: published {outcome.commit[:12]}{retried}{warnings}"
