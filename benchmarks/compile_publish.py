@@ -355,7 +355,8 @@ def startup_span(repeat: int) -> Span:
 
 
 def run_in_process(input_repo: Path, ref: str, output_repo: Path, settings: Settings) -> Stages:
-    """The CLI's publish path (`cli._publish` without the deletion guard's refusal), stage by stage."""
+    """The CLI's publish path (`cli.publishing.publish_platform` without the deletion guard's refusal), stage by
+    stage."""
     started = now()
     tree = load.read_commit(input_repo, ref)
     read_input = now() - started
