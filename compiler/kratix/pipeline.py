@@ -1,4 +1,7 @@
-"""The compile, top to bottom: load → schema → render → schedule → layout. No I/O happens here.
+"""The compile, top to bottom: load → schema → render → schedule → layout.
+
+No I/O of its own: the input tree and the previous output come in as data, the output tree goes out as data
+(command and image steps, when a Promise has them, run through `kratix.steps`).
 
 `compile_platform(tree, previous=...)` is a pure function of the input tree and the previous output tree
 (sticky placements and last-known-good output are read from it). One invalid request or failing template fails
@@ -63,8 +66,8 @@ def compile_platform(tree: SourceTree, *, settings: Settings, previous: Previous
     renderer = render.Renderer(tree, settings=settings.render)
     promises = promise_compile.compile_promises(platform, renderer, unavailable, diagnostics)
     requests = request_compile.compile_requests(platform, schemas, promises, renderer, previous.placements,
-                                                diagnostics,
-                                 progress, taken=reused.keys(), parallelism=settings.render.parallelism)
+                                                diagnostics, progress, taken=reused.keys(),
+                                                parallelism=settings.render.parallelism)
     requests.update(reused)
     assemble.reject_conflicts(promises, requests, diagnostics, previous)
     not_validated: tuple[str, ...] = ()
