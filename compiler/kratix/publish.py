@@ -99,6 +99,8 @@ def open_output_repo(
     path = Path(target).expanduser().absolute()
     if create and (not path.exists() or (path.is_dir() and not any(path.iterdir()))):
         _init_bare(path, branch)
+    if path.exists() and not path.is_dir():
+        raise PublishError(f"output repo {target}: a file, not a Git repository or a folder for one")
     if not path.is_dir():
         raise PublishError(f"output repo {target}: no such directory (and not creating it)")
     return _open_local(target, path, branch)
