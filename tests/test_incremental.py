@@ -25,7 +25,8 @@ def both_ways(files: dict[str, str], previous: pipeline.PreviousOutput
               ) -> tuple[pipeline.CompileResult, pipeline.CompileResult]:
     tree = SourceTree({k: v.encode() for k, v in files.items()}, commit="b" * 40)
     with_cache = pipeline.compile_platform(tree, settings=SETTINGS, previous=previous)
-    no_cache = pipeline.PreviousOutput({k: v for k, v in previous.files.items() if k != cache.CACHE_PATH},
+    no_cache = pipeline.PreviousOutput({k: v for k, v in previous.files.items()
+                                        if not k.startswith(cache.CACHE_FOLDER + "/")},
                                        previous.commit)
     without = pipeline.compile_platform(tree, settings=SETTINGS, previous=no_cache)
     return with_cache, without

@@ -5,9 +5,9 @@ Kubernetes' schemas, last-known-good files, bookkeeping (statuses, placements, p
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from kratix import cache, conformance, incremental, layout, provenance
 from kratix.diagnostics import Diagnostic, Severity
@@ -16,6 +16,8 @@ from kratix.manifests import BOOKKEEPING, PlacedFile, destination_of, object_id
 from kratix.platform import Platform
 from kratix.previous import PLACEMENTS_FILE, PROMISE_STATUS_FOLDER, PreviousOutput
 from kratix.statuses import PromiseStatus, RequestStatus, promise_status_document, request_status_document
+
+T = TypeVar("T")
 
 
 def reject_conflicts(promises: dict[str, PromiseStatus], requests: dict[str, RequestStatus],
@@ -128,11 +130,24 @@ def lay_out(platform: Platform, promises: Mapping[str, PromiseStatus], requests:
     files = layout.build_tree(placed, destinations=[d.path for d in platform.destinations.values()],
                               bookkeeping=bookkeeping, kept=kept, kept_objects=kept_objects)
     entries = _provenance(placed, files, kept, previous, commit)
-    files[provenance.PROVENANCE_PATH] = provenance.encode(entries)
+    files.update(_shards(provenance.shards(entries), provenance.shards(previous.provenance.values()),
+                         provenance.encode, previous))
     cached = incremental.cache_records(requests, previous, fingerprints, files, tree_files or {}, diagnostics)
-    if cached:
-        files[cache.CACHE_PATH] = cache.encode(cached)
+    files.update(_shards(cache.shards(cached), cache.shards(previous.cache), cache.encode, previous))
     return files, {entry.path: entry for entry in entries}
+
+
+def _shards(new: Mapping[str, list[T]], old: Mapping[str, list[T]], encode: Callable[[list[T]], bytes],
+            previous: PreviousOutput) -> dict[str, Content]:
+    """Bookkeeping shards: one whose items are all carried over unchanged (the very same objects, read from the
+    previous output) is carried over as its blob, neither encoded nor hashed again."""
+    contents: dict[str, Content] = {}
+    for path, items in new.items():
+        before = old.get(path)
+        unchanged = (before is not None and len(before) == len(items) and path in previous.files
+                     and all(a is b for a, b in zip(items, before, strict=True)))
+        contents[path] = previous.content(path) if unchanged else encode(items)
+    return contents
 
 
 def _provenance(placed: Sequence[PlacedFile], files: Mapping[str, Content], kept: Mapping[str, Content],

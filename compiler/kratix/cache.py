@@ -1,7 +1,8 @@
 """The request cache: what each request's last compile produced, so that an unchanged request is neither parsed,
 validated, rendered nor dumped again. Compile cost then grows with what changed, not with the platform.
 
-Kept in the output repo at `.kratix/cache.jsonl` (one JSON record per request, sorted), so compile stays a pure
+Kept in the output repo at `.kratix/cache/<namespace>.jsonl` (one JSON record per request, sorted; a shard per
+request namespace, so a change rewrites only the shards it touches), so compile stays a pure
 function of (input tree, previous output). A record is reused only when the request's file has the same bytes
 and the fingerprint of everything else its output depends on — its Promise's folder, the destinations, the
 kinds all Promises serve, the compiler's version and settings, image digests — is the same too. Only cleanly
@@ -12,10 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
+from urllib.parse import quote
 
-CACHE_PATH = ".kratix/cache.jsonl"
+CACHE_FOLDER = ".kratix/cache"
 
 
 @dataclass(frozen=True)
@@ -43,14 +45,36 @@ class Record:
 _FIELDS = tuple(f.name for f in fields(Record) if f.name != "line")
 
 
+def shard_of(record: Record) -> str:
+    return f"{CACHE_FOLDER}/{quote(record.namespace, safe='')}.jsonl"
+
+
+def shards(records: Iterable[Record]) -> dict[str, list[Record]]:
+    """Records by shard file, each shard sorted by source file and request."""
+    grouped: dict[str, list[Record]] = {}
+    for record in records:
+        grouped.setdefault(shard_of(record), []).append(record)
+    return {path: sorted(group, key=lambda r: (r.file, r.key)) for path, group in grouped.items()}
+
+
 def encode(records: Iterable[Record]) -> bytes:
+    """One shard's text."""
     lines = [r.line or json.dumps({name: getattr(r, name) for name in _FIELDS}, sort_keys=True,
                                   separators=(",", ":"))
              for r in sorted(records, key=lambda r: (r.file, r.key))]
     return ("\n".join(lines) + "\n").encode() if lines else b""
 
 
-def decode(data: bytes | None) -> list[Record]:
+def decode(files: Mapping[str, bytes]) -> list[Record]:
+    """Every record of every shard among `files` (an output tree)."""
+    records: list[Record] = []
+    for path in files:
+        if path.startswith(CACHE_FOLDER + "/"):
+            records.extend(decode_shard(files[path]))
+    return records
+
+
+def decode_shard(data: bytes | None) -> list[Record]:
     lines = [line for line in (data or b"").decode().splitlines() if line.strip()]
     records = []
     for line, raw in zip(lines, json.loads("[" + ",".join(lines) + "]"), strict=True):

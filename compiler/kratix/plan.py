@@ -1,6 +1,6 @@
 """Plan: what publishing a compile would change on the output branch, and whether it is safe.
 
-In: the previous output tree and the new one (both `{path: bytes}`, with their `.kratix/provenance.jsonl`),
+In: the previous output tree and the new one (both `{path: bytes}`, with their `.kratix/provenance/` shards),
 and the new per-request statuses. Out: a `Plan` — file changes grouped by destination and owner with unified
 diffs, placements made or pending, and risk flags — rendered as Markdown for a pull-request comment or JSON.
 The mass-deletion guard lives here too: removing more than a share of a destination's objects, or any

@@ -36,11 +36,11 @@ class PreviousOutput:
 
     @cached_property
     def provenance(self) -> dict[str, provenance.Entry]:
-        return provenance.decode(self.files.get(provenance.PROVENANCE_PATH))
+        return provenance.decode(self.files)
 
     @cached_property
     def cache(self) -> list[cache.Record]:
-        return cache.decode(self.files.get(cache.CACHE_PATH))
+        return cache.decode(self.files)
 
     def content(self, path: str) -> Content:
         """A previously published file, to carry over: a reference to its blob when the files come from a repo

@@ -1,10 +1,10 @@
-"""Provenance: why every file of the output exists, kept at `.kratix/provenance.jsonl` in the output repo.
+"""Provenance: why every file of the output exists, kept in `.kratix/provenance/<destination>.jsonl`.
 
-One JSON object per line, sorted by path, so that `git diff` of it reads like the change it records:
-`{"path", "owner", "destination", "promise", "request", "pipeline", "source", "commit", "objects"}`.
-`commit` is the input
-commit that produced the file's current content: a file whose bytes did not change keeps the commit it had, so
-re-publishing an unchanged output at a newer input commit changes nothing (and makes no commit).
+One shard per destination, so a change rewrites the shards of the destinations it touches, not a file that
+grows with the whole platform. One JSON object per line, sorted by path, so that `git diff` reads like the
+change it records: `{"path", "owner", "destination", "promise", "request", "pipeline", "source", "commit",
+"objects"}`. `commit` is the input commit that produced the file's current content: a file whose bytes did not
+change keeps the commit it had, so re-publishing an unchanged output at a newer input commit changes nothing.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import quote
 
-PROVENANCE_PATH = ".kratix/provenance.jsonl"
+PROVENANCE_FOLDER = ".kratix/provenance"
 GENERATED = "kratix"  # the owner of files the layout generates itself (kustomizations, request namespaces)
 
 
@@ -35,7 +36,20 @@ class Entry:
 _FIELDS = ("path", "owner", "destination", "promise", "request", "pipeline", "source", "commit")
 
 
+def shard_of(entry: Entry) -> str:
+    return f"{PROVENANCE_FOLDER}/{quote(entry.destination or '_', safe='')}.jsonl"
+
+
+def shards(entries: Iterable[Entry]) -> dict[str, list[Entry]]:
+    """Entries by shard file, each shard sorted by path."""
+    grouped: dict[str, list[Entry]] = {}
+    for entry in entries:
+        grouped.setdefault(shard_of(entry), []).append(entry)
+    return {path: sorted(group, key=lambda e: e.path) for path, group in grouped.items()}
+
+
 def encode(entries: Iterable[Entry]) -> bytes:
+    """One shard's text."""
     lines = []
     for entry in sorted(entries, key=lambda e: e.path):
         if entry.line:
@@ -47,7 +61,16 @@ def encode(entries: Iterable[Entry]) -> bytes:
     return ("\n".join(lines) + "\n").encode() if lines else b""
 
 
-def decode(data: bytes | None) -> dict[str, Entry]:
+def decode(files: Mapping[str, bytes]) -> dict[str, Entry]:
+    """Every entry of every shard among `files` (an output tree), by output path."""
+    entries: dict[str, Entry] = {}
+    for path in files:
+        if path.startswith(PROVENANCE_FOLDER + "/"):
+            entries.update(decode_shard(files[path]))
+    return entries
+
+
+def decode_shard(data: bytes | None) -> dict[str, Entry]:
     lines = [line for line in (data or b"").decode().splitlines() if line.strip()]
     records = json.loads("[" + ",".join(lines) + "]")  # one parse for all lines: tens of thousands of them
     entries: dict[str, Entry] = {}

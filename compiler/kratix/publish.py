@@ -215,7 +215,7 @@ def _read_local(repo: OutputRepo) -> BranchState:
     tree = gitio.run_git(repo.path, "rev-parse", f"{head}^{{tree}}").decode().strip()
     files = gitio.LazyBlobs(repo.path, {entry.path: entry.oid for entry in regular})
     # The compiler's own bookkeeping files are read on every compile; per-request status files only for what changed.
-    files.prefetch(path for path in files if path.startswith(".kratix/") and path.count("/") == 1)
+    files.prefetch(path for path in files if path.startswith(".kratix/") and not path.startswith(".kratix/status/"))
     return BranchState(
         commit=head,
         files=files,

@@ -80,7 +80,7 @@ def explain(file: str, output_repo: str | None, branch: str) -> None:
     if output_repo is None:
         raise click.UsageError("explain needs --output-repo")
     state = publish.read_branch(publish.open_output_repo(output_repo, branch=branch, create=False))
-    entries = provenance.decode(state.files.get(provenance.PROVENANCE_PATH))
+    entries = provenance.decode(state.files)
     wanted = file.removeprefix("./")
     entry = entries.get(wanted)
     if entry is None:
