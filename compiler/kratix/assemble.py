@@ -130,10 +130,9 @@ def lay_out(platform: Platform, promises: Mapping[str, PromiseStatus], requests:
     files = layout.build_tree(placed, destinations=[d.path for d in platform.destinations.values()],
                               bookkeeping=bookkeeping, kept=kept, kept_objects=kept_objects)
     entries = _provenance(placed, files, kept, previous, commit)
-    files.update(_shards(provenance.shards(entries), provenance.shards(previous.provenance.values()),
-                         provenance.encode, previous))
+    files.update(_shards(provenance.shards(entries), previous.provenance_shards, provenance.encode, previous))
     cached = incremental.cache_records(requests, previous, fingerprints, files, tree_files or {}, diagnostics)
-    files.update(_shards(cache.shards(cached), cache.shards(previous.cache), cache.encode, previous))
+    files.update(_shards(cache.shards(cached), previous.cache_shards, cache.encode, previous))
     return files, {entry.path: entry for entry in entries}
 
 

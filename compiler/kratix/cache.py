@@ -15,6 +15,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
+from functools import lru_cache
 from urllib.parse import quote
 
 CACHE_FOLDER = ".kratix/cache"
@@ -46,7 +47,12 @@ _FIELDS = tuple(f.name for f in fields(Record) if f.name != "line")
 
 
 def shard_of(record: Record) -> str:
-    return f"{CACHE_FOLDER}/{quote(record.namespace, safe='')}.jsonl"
+    return _shard_path(record.namespace)
+
+
+@lru_cache(maxsize=4096)
+def _shard_path(namespace: str) -> str:
+    return f"{CACHE_FOLDER}/{quote(namespace, safe='')}.jsonl"
 
 
 def shards(records: Iterable[Record]) -> dict[str, list[Record]]:
@@ -65,13 +71,9 @@ def encode(records: Iterable[Record]) -> bytes:
     return ("\n".join(lines) + "\n").encode() if lines else b""
 
 
-def decode(files: Mapping[str, bytes]) -> list[Record]:
-    """Every record of every shard among `files` (an output tree)."""
-    records: list[Record] = []
-    for path in files:
-        if path.startswith(CACHE_FOLDER + "/"):
-            records.extend(decode_shard(files[path]))
-    return records
+def decode(files: Mapping[str, bytes]) -> dict[str, list[Record]]:
+    """Every shard among `files` (an output tree): shard path -> its records, in written (sorted) order."""
+    return {path: decode_shard(files[path]) for path in files if path.startswith(CACHE_FOLDER + "/")}
 
 
 def decode_shard(data: bytes | None) -> list[Record]:

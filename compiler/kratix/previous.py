@@ -35,12 +35,22 @@ class PreviousOutput:
         return {str(k): str(v) for k, v in document.items()} if isinstance(document, Mapping) else {}
 
     @cached_property
-    def provenance(self) -> dict[str, provenance.Entry]:
+    def provenance_shards(self) -> dict[str, list[provenance.Entry]]:
         return provenance.decode(self.files)
 
     @cached_property
-    def cache(self) -> list[cache.Record]:
+    def provenance(self) -> dict[str, provenance.Entry]:
+        """Every output file's provenance, by path."""
+        return {entry.path: entry for shard in self.provenance_shards.values() for entry in shard}
+
+    @cached_property
+    def cache_shards(self) -> dict[str, list[cache.Record]]:
         return cache.decode(self.files)
+
+    @cached_property
+    def cache(self) -> list[cache.Record]:
+        """Every request cache record."""
+        return [record for shard in self.cache_shards.values() for record in shard]
 
     def content(self, path: str) -> Content:
         """A previously published file, to carry over: a reference to its blob when the files come from a repo

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -37,7 +38,12 @@ _FIELDS = ("path", "owner", "destination", "promise", "request", "pipeline", "so
 
 
 def shard_of(entry: Entry) -> str:
-    return f"{PROVENANCE_FOLDER}/{quote(entry.destination or '_', safe='')}.jsonl"
+    return _shard_path(entry.destination or "_")
+
+
+@lru_cache(maxsize=4096)
+def _shard_path(destination: str) -> str:
+    return f"{PROVENANCE_FOLDER}/{quote(destination, safe='')}.jsonl"
 
 
 def shards(entries: Iterable[Entry]) -> dict[str, list[Entry]]:
@@ -61,13 +67,10 @@ def encode(entries: Iterable[Entry]) -> bytes:
     return ("\n".join(lines) + "\n").encode() if lines else b""
 
 
-def decode(files: Mapping[str, bytes]) -> dict[str, Entry]:
-    """Every entry of every shard among `files` (an output tree), by output path."""
-    entries: dict[str, Entry] = {}
-    for path in files:
-        if path.startswith(PROVENANCE_FOLDER + "/"):
-            entries.update(decode_shard(files[path]))
-    return entries
+def decode(files: Mapping[str, bytes]) -> dict[str, list[Entry]]:
+    """Every shard among `files` (an output tree): shard path -> its entries, sorted by path as written."""
+    return {path: list(decode_shard(files[path]).values()) for path in files
+            if path.startswith(PROVENANCE_FOLDER + "/")}
 
 
 def decode_shard(data: bytes | None) -> dict[str, Entry]:

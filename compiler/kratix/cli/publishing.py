@@ -80,7 +80,7 @@ def explain(file: str, output_repo: str | None, branch: str) -> None:
     if output_repo is None:
         raise click.UsageError("explain needs --output-repo")
     state = publish.read_branch(publish.open_output_repo(output_repo, branch=branch, create=False))
-    entries = provenance.decode(state.files)
+    entries = {e.path: e for shard in provenance.decode(state.files).values() for e in shard}
     wanted = file.removeprefix("./")
     entry = entries.get(wanted)
     if entry is None:
