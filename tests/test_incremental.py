@@ -96,3 +96,17 @@ def test_rebuild_renders_everything_again_and_changes_nothing() -> None:
     assert not any(status.reused for status in rebuilt.requests.values())
     reused = pipeline.compile_platform(tree, settings=SETTINGS, previous=previous)
     assert rebuilt.files == reused.files
+
+
+def test_a_new_request_clashing_with_a_reused_one_fails_as_it_would_without_the_cache() -> None:
+    files = platform_files(**{"team-a/a": database("a")})
+    files["promises/database/templates/shared.yaml.j2"] = (
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shared-{{ request.spec.size }}\n")
+    files["clusters/dev-2.yaml"] = destination("dev-2", {"env": "elsewhere"})  # one destination for all
+    previous = first_output(files)
+    files["requests/team-a/b.yaml"] = database("b")
+    with_cache, without = both_ways(files, previous)
+    assert with_cache.requests["Database team-a/a"].reused
+    assert with_cache.files == without.files and with_cache.diagnostics == without.diagnostics
+    assert with_cache.requests["Database team-a/b"].failed_now
+    assert any("Namespace/shared-small" in d.message for d in with_cache.diagnostics)

@@ -29,23 +29,33 @@ def reject_conflicts(promises: dict[str, PromiseStatus], requests: dict[str, Req
         message = (f"{conflict.object_id} on destination {conflict.placed.destination} is also emitted by "
                    f"{conflict.other.owner}")
         _fail_owner(conflict.placed.owner, "ObjectConflict", message, promises, requests, diagnostics)
+    # Carried-over output was conflict-free when it was published; only objects that are new where they land
+    # (a file whose owner and objects differ from before) can clash with it now.
+    fresh = [item for item in placed if _new_identities(item, previous)]
+    destinations = {item.destination for item in fresh}
     taken: dict[tuple[str | None, str], str] = {}
-    records = {r.key: r for r in previous.cache}
+    records = {r.key: r for r in previous.cache} if fresh else {}
     for key, status in requests.items():
-        if status.reused:
+        if status.reused and fresh:
             for path in records[key].outputs:
                 entry = previous.provenance.get(path)
-                if entry is not None:
+                if entry is not None and entry.destination in destinations:
                     taken.update(((entry.destination, oid), key) for oid in entry.objects)
     if not taken:
         return
-    for item in placed:
+    for item in fresh:
         for document in item.file.documents:
             other = taken.get((item.destination, object_id(document)))
             if other is not None and other != item.owner:
                 message = (f"{object_id(document)} on destination {item.destination} is also emitted by "
                            f"{other}")
                 _fail_owner(item.owner, "ObjectConflict", message, promises, requests, diagnostics)
+
+
+def _new_identities(item: PlacedFile, previous: PreviousOutput) -> bool:
+    entry = previous.provenance.get(item.output_path)
+    return (entry is None or entry.owner != item.owner
+            or set(entry.objects) != {object_id(document) for document in item.file.documents})
 
 
 def _fail_owner(owner: str, reason: str, message: str, promises: dict[str, PromiseStatus],
