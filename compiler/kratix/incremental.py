@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from kratix import __version__, cache, load, schedule, steps
+from kratix import __version__, cache, load, steps
 from kratix.diagnostics import Diagnostic
 from kratix.documents import Content, SourceDoc, SourceTree
 from kratix.manifests import BOOKKEEPING
@@ -40,9 +40,7 @@ def load_reusing(tree: SourceTree, previous: PreviousOutput, settings: Settings
         # order, so take no shortcut.
         platform, diagnostics = load.parse_platform(tree)
         hits.clear()
-    unchanged = {name: schedule.Placement(d, schedule.PLACED, "unchanged", {})
-                 for name, d in platform.destinations.items()}
-    reused = {r.key: _reused_status(r, unchanged) for records in hits.values() for r in records}
+    reused = {r.key: _reused_status(r) for records in hits.values() for r in records}
     return platform, diagnostics, reused, fingerprints
 
 
@@ -55,10 +53,12 @@ def promise_fingerprints(tree: SourceTree, promises: Mapping[str, Promise],
           for d in sorted(destinations.values(), key=lambda d: d.name)),
         *sorted(f"{p.name}|{p.api.group}|{p.api.kind}|{p.version}" for p in promises.values() if p.api))
     digests = _image_digests(promises, settings)
+    # Only `promises/` can hold a Promise's files: no need to look at the (many) request files.
+    promise_files = {path: data for path, data in tree.files.items() if path.startswith("promises/")}
     prints = {}
     for promise in promises.values():
         folder = promise.folder + "/"
-        files = sorted((path, cache.digest(data)) for path, data in tree.files.items() if path.startswith(folder))
+        files = sorted((path, cache.digest(data)) for path, data in promise_files.items() if path.startswith(folder))
         images = sorted({c.image for pl in promise.resource_configure for c in pl.containers if c.image})
         prints[promise.name] = cache.fingerprint(shared, promise.name, promise.folder,
                                                  *(f"{path}={blob}" for path, blob in files),
@@ -94,18 +94,15 @@ def _cache_hits(tree: SourceTree, previous: PreviousOutput, fingerprints: Mappin
     return hits
 
 
-def _reused_status(record: cache.Record, unchanged: Mapping[str, schedule.Placement]) -> RequestStatus:
-    """A request carried over from the cache: `unchanged` holds one shared placement per destination."""
+def _reused_status(record: cache.Record) -> RequestStatus:
+    """A request carried over from the cache. Its placements are its records (`placement_records`): nothing
+    about them changed, so no `Placement` is built for it (there can be tens of thousands)."""
     key = RequestKey(record.kind, record.namespace, record.name)
     request = ResourceRequest(key=key, api_version=record.api_version, promise=record.promise,
                               source=SourceDoc(record.file, 0, 1, None), body={})
-    placements = []
-    for name, destination in sorted(record.placements.items()):
-        pipeline_name, _, directory = name.partition("#")[2].partition("/")
-        placements.append((pipeline_name, directory or None, unchanged[destination]))
     return RequestStatus(request, "placed", "Resource requested", "Placed", "unchanged since the last compile",
-                         placements=tuple(placements), placement_records=dict(record.placements),
-                         workflow_ok=True, reused=True, unchecked_kinds=record.unchecked)
+                         placement_records=record.placements, workflow_ok=True, reused=True,
+                         unchecked_kinds=record.unchecked)
 
 
 def cache_records(requests: Mapping[str, RequestStatus], previous: PreviousOutput, fingerprints: Mapping[str, str],

@@ -104,10 +104,13 @@ def make_plan(previous: PreviousOutput, files: Mapping[str, Content], entries: M
         changes.append(FileChange(path, change, entry.destination if entry and entry.destination else
                                   path.split("/", 1)[0], entry.owner if entry else "kratix", diff))
     placements = []
+    before: dict[str, set[str]] = {}  # request identity -> the destinations its output was on
+    for record, destination in previous_placements.items():
+        before.setdefault(record.partition("#")[0], set()).add(destination)
     for key, status in sorted(statuses.items()):
-        for _pipeline, _directory, placement in status.placements:
+        was = before.get(_identity(status), set())
+        for _pipeline, _directory, placement in status.placements:  # empty for requests carried over unchanged
             name = placement.destination.name if placement.destination else None
-            was = {v for k, v in previous_placements.items() if k.startswith(_record_prefix(status))}
             if placement.state != "placed" or name not in was:
                 placements.append(PlacementChange(key, name, placement.state, placement.reason))
     failed = tuple(f"{key}: {s.detail}" for key, s in sorted(statuses.items()) if s.failed_now)
@@ -118,9 +121,9 @@ def make_plan(previous: PreviousOutput, files: Mapping[str, Content], entries: M
     return Plan(tuple(changes), tuple(trips), tuple(placements), failed, crd_changes)
 
 
-def _record_prefix(status: RequestStatus) -> str:
+def _identity(status: RequestStatus) -> str:
     key = status.request.key
-    return f"{key.kind}/{key.namespace}/{key.name}#"
+    return f"{key.kind}/{key.namespace}/{key.name}"
 
 
 def _objects_of(change: FileChange, before: Mapping[str, provenance.Entry],
