@@ -15,7 +15,7 @@ import re
 import secrets
 import subprocess
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,6 +133,24 @@ def resolve_commit(repo: Path, ref: str) -> str:
             raise SourceError(f"{repo}: not a git repository")
         raise SourceError(f"{repo}: no commit named {ref!r} (not a branch, tag or commit id in this repo)")
     return result.stdout.decode().strip()
+
+
+def file_oids(repo: Path, commit: str) -> tuple[dict[str, str], bool]:
+    """`{path: object id}` of the regular files of `commit`'s tree, and whether they are all it holds (no
+    symlinks, submodules or executables). `list_tree` without an object per entry: trees hold tens of thousands."""
+    oids: dict[str, str] = {}
+    plain = True
+    for record in run_git(repo, "--literal-pathspecs", "ls-tree", "-r", "-z", "--full-tree", commit).split(b"\0"):
+        if not record:
+            continue
+        meta, _, path = record.partition(b"\t")
+        if meta.startswith(b"100644 blob "):
+            oids[path.decode("utf-8", "surrogateescape")] = meta[12:].decode()
+            continue
+        plain = False
+        if meta.startswith(b"100755 blob "):
+            oids[path.decode("utf-8", "surrogateescape")] = meta[12:].decode()
+    return oids, plain
 
 
 def list_tree(repo: Path, commit: str, *, prefix: str = "") -> list[TreeEntry]:
@@ -264,13 +282,16 @@ _BAD_COMPONENT = re.compile(r"(?:^|/)(?:|\.|\.\.|\.git)(?:/|$)", re.IGNORECASE)
 _CONTROL = re.compile(r"[\0\n\r]")
 
 
-def check_paths(paths: list[str]) -> list[str]:
+def check_paths(paths: list[str], *, known: Container[str] = frozenset()) -> list[str]:
     """The problems that keep `paths` from being files of one valid Git tree (empty when none). Written to stay
-    cheap for tens of thousands of paths: one regex per path, and each folder visited once."""
+    cheap for tens of thousands of paths: one regex per new path (`known` ones are in a valid tree already),
+    and each folder visited once (a file and a folder may clash between any two paths)."""
     problems = []
     folders: set[str] = set()
     for path in paths:
-        if not path or path.startswith("/"):
+        if path in known:
+            pass
+        elif not path or path.startswith("/"):
             problems.append(f"{path!r}: must be a relative posix path")
         elif _CONTROL.search(path):
             problems.append(f"{path!r}: contains a control character")

@@ -150,7 +150,7 @@ def _attempt(repo: OutputRepo, build: Build, signature: gitio.Signature) -> Publ
         if built is None:
             return PublishResult(state.commit, changed=False, attempts=0, aborted=True)
         files, message = built
-        _check_paths(files)
+        _check_paths(files, known=state.files)
         if state.plain and _ids(files) == _state_ids(state):
             return PublishResult(state.commit, changed=False, attempts=0)
         was_clean = _work_tree_clean_at(repo, state)
@@ -210,17 +210,16 @@ def _read_local(repo: OutputRepo) -> BranchState:
     head = _head(repo)
     if head is None:
         return BranchState(commit=None, files={})
-    entries = gitio.list_tree(repo.path, head)
-    regular = [entry for entry in entries if entry.mode in ("100644", "100755")]
+    oids, plain = gitio.file_oids(repo.path, head)
     tree = gitio.run_git(repo.path, "rev-parse", f"{head}^{{tree}}").decode().strip()
-    files = gitio.LazyBlobs(repo.path, {entry.path: entry.oid for entry in regular})
+    files = gitio.LazyBlobs(repo.path, oids)
     # The compiler's own bookkeeping files are read on every compile; per-request status files only for what changed.
     files.prefetch(path for path in files if path.startswith(".kratix/") and not path.startswith(".kratix/status/"))
     return BranchState(
         commit=head,
         files=files,
         tree=tree,
-        plain=all(entry.mode == "100644" for entry in entries),
+        plain=plain,
     )
 
 
@@ -363,8 +362,8 @@ def _mirror_path(url: str, cache_dir: Path | None) -> Path:
     return cache_dir.expanduser().absolute() / "mirrors" / name
 
 
-def _check_paths(files: Mapping[str, Content]) -> None:
-    problems = gitio.check_paths(list(files))
+def _check_paths(files: Mapping[str, Content], *, known: Mapping[str, bytes]) -> None:
+    problems = gitio.check_paths(list(files), known=known)
     problems += [
         f"{path!r}: content is neither bytes nor a blob reference" for path, data in files.items()
         if not isinstance(data, bytes | BlobRef)
