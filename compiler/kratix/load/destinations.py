@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kratix.diagnostics import Diagnostic
+from kratix.diagnostics import Diagnostic, Severity
 from kratix.documents import SourceDoc, SourceTree
 from kratix.load.shared import escapes, is_platform_kind, mapping, object_name, parse_file, upgraded, yaml_files
 from kratix.platform import Destination
@@ -61,6 +61,12 @@ def _destination(doc: SourceDoc, body: Mapping[str, Any], diagnostics: list[Diag
                                          "path must be a relative folder of the output repo (not .kratix)",
                                          object=subject))
         return None
+    mode = mapping(spec.get("filepath")).get("mode")
+    if mode is not None and mode != "nestedByMetadata":
+        diagnostics.append(Diagnostic.at(doc, ("spec", "filepath", "mode"), "destination.filepath-mode",
+                                         f"filepath mode {mode!r} is not supported: output is laid out "
+                                         "nestedByMetadata (<path>/dependencies/…, <path>/resources/…)",
+                                         severity=Severity.WARNING, object=subject))
     labels = mapping(metadata.get("labels"))
     return Destination(name=name, path=path, labels={str(k): str(v) for k, v in labels.items()},
                        strict_match_labels=bool(spec.get("strictMatchLabels", False)), source=doc)

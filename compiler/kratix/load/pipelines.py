@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kratix.diagnostics import Diagnostic
+from kratix.diagnostics import Diagnostic, Severity
 from kratix.documents import SourceDoc
 from kratix.load.shared import escapes, mapping
 from kratix.platform import Container, Pipeline
@@ -23,6 +23,11 @@ def parse_pipelines(doc: SourceDoc, workflows: Any, workflow: str, diagnostics: 
     if not isinstance(workflows, Mapping):
         return ()
     section = workflows.get(workflow) or {}
+    if isinstance(section, Mapping) and section.get("delete"):
+        diagnostics.append(Diagnostic.at(
+            doc, ("spec", "workflows", workflow, "delete"), "pipeline.delete-not-run",
+            "delete workflows do not run here: when it leaves the repo, its output leaves the output repo and "
+            "Flux prunes it", severity=Severity.INFO, object=subject))
     raw = section.get("configure") if isinstance(section, Mapping) else None
     if raw is None:
         return ()
