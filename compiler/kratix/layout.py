@@ -71,8 +71,9 @@ def build_tree(placed: Sequence[PlacedFile], *, destinations: Iterable[str], boo
                 files[path] = data
                 listed[f"{destination}/{area}"].append(inside)
                 break
+    emitted = _emitted_namespaces(placed, kept_objects or {})
     for destination in destinations:
-        for namespace in _namespaces_to_create(destination, placed, listed, (kept_objects or {}).get(destination)):
+        for namespace in _namespaces_to_create(destination, listed, emitted.get(destination, set())):
             path = f"{namespace}/namespace.yaml"
             files[f"{destination}/resources/{path}"] = yamltext.dump(namespace_object(namespace))
             listed[f"{destination}/resources"].append(path)
@@ -92,13 +93,21 @@ def namespace_object(name: str) -> dict[str, Any]:
                          "annotations": {"kustomize.toolkit.fluxcd.io/prune": "disabled"}}}
 
 
-def _namespaces_to_create(destination: str, placed: Sequence[PlacedFile], listed: Mapping[str, list[str]],
-                          kept_objects: set[str] | None) -> list[str]:
-    """The namespaces of the requests placed on a destination, unless a request already emits that Namespace."""
+def _emitted_namespaces(placed: Sequence[PlacedFile], kept_objects: Mapping[str, set[str]]) -> dict[str, set[str]]:
+    """Per destination, the Namespaces some output already holds (rendered now, or carried over)."""
+    emitted: dict[str, set[str]] = defaultdict(set)
+    for item in placed:
+        for document in item.file.documents:
+            if document.get("kind") == "Namespace" and document.get("apiVersion") == "v1":
+                emitted[item.destination].add(str((document.get("metadata") or {}).get("name")))
+    for destination, objects in kept_objects.items():
+        emitted[destination].update(o.split("/", 1)[1] for o in objects if o.startswith("Namespace/"))
+    return emitted
+
+
+def _namespaces_to_create(destination: str, listed: Mapping[str, list[str]], emitted: set[str]) -> list[str]:
+    """The namespaces of the requests placed on a destination, unless some output already emits that Namespace."""
     used = {path.split("/", 1)[0] for path in listed.get(f"{destination}/resources", ())}
-    emitted = {str((d.get("metadata") or {}).get("name")) for p in placed if p.destination == destination
-               for d in p.file.documents if d.get("kind") == "Namespace" and d.get("apiVersion") == "v1"}
-    emitted |= {o.split("/", 1)[1] for o in kept_objects or () if o.startswith("Namespace/")}
     return sorted(used - emitted - BUILTIN_NAMESPACES)
 
 
