@@ -126,6 +126,7 @@ class Renderer:
         self._nonce = secrets.token_hex(6)
         self._local = threading.local()  # container pipelines render templates from several threads
         self._folders: dict[str, list[str]] = {}
+        self._static: dict[str, list[Any]] = {}  # parsed static YAML files, by path
         self._probes: dict[str, str | None] = {}  # what the machine can run, asked once per compile
 
     def _load_template(self, name: str) -> tuple[str, str, Callable[[], bool]] | None:
@@ -230,11 +231,15 @@ class Renderer:
                                          step)) from None
 
     def _copy_yaml(self, name: str, step: str) -> list[Any]:
-        docs, problems = yamltext.load_documents(name, self._tree.files[name])
-        if problems:
-            first = problems[0]
-            raise _Failure(RenderFailure(name, first.line, first.column, first.code, first.message, step))
-        return [doc.body for doc in docs]
+        """A static file beside the templates: parsed once per compile, shared by every request (nothing
+        downstream mutates documents: labels are stamped onto copies)."""
+        if name not in self._static:
+            docs, problems = yamltext.load_documents(name, self._tree.files[name])
+            if problems:
+                first = problems[0]
+                raise _Failure(RenderFailure(name, first.line, first.column, first.code, first.message, step))
+            self._static[name] = [doc.body for doc in docs]
+        return self._static[name]
 
     def _substitute(self, node: yaml.Node, tokens: _Tokens) -> yaml.Node:
         if isinstance(node, yaml.ScalarNode):
