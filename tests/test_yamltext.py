@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from kratix import limits, yamltext
@@ -327,6 +327,12 @@ def _as_kubernetes_holds(value: Any) -> Any:
     return value
 
 
+def _keys_collide(value: Any) -> bool:
+    if isinstance(value, dict):
+        return len({str(k) for k in value}) < len(value) or any(_keys_collide(v) for v in value.values())
+    return isinstance(value, list) and any(_keys_collide(item) for item in value)
+
+
 JSON_SCALARS = st.one_of(TEXT, st.integers(min_value=-(2**63), max_value=2**63 - 1),
                          st.floats(allow_nan=False, allow_infinity=False), st.booleans(), st.none())
 JSON_DATA = st.recursive(JSON_SCALARS, lambda inner: st.one_of(
@@ -337,10 +343,9 @@ JSON_DATA = st.recursive(JSON_SCALARS, lambda inner: st.one_of(
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.dictionaries(TEXT, JSON_DATA, min_size=1, max_size=5), min_size=1, max_size=3))
 def test_what_we_emit_reads_back_as_kubernetes_holds_it(documents: list[Any]) -> None:
+    assume(not any(_keys_collide(document) for document in documents))  # 1 and "1": a duplicate, tested above
     text = yamltext.dump_all(documents)
     expected = [_as_kubernetes_holds(document) for document in documents]
-    if len({str(k) for document in documents for k in document}) < sum(len(d) for d in documents):
-        return  # keys that collide once they are strings (1 and "1") are a duplicate-key problem, tested above
     assert _same(list(yamltext.load_plain(text)), expected)
     docs, problems = yamltext.load_documents("f.yaml", text)
     assert not problems

@@ -76,6 +76,8 @@ def compile_platform(tree: SourceTree, *, settings: Settings, previous: Previous
         not_validated = assemble.validate_output(checker, promises, requests, diagnostics)
     files, entries = assemble.lay_out(platform, promises, requests, previous, commit=tree.commit,
                                       fingerprints=fingerprints, diagnostics=diagnostics, tree_files=tree.files)
+    diagnostics += [Diagnostic(BOOKKEEPING, 1, 1, "", "bookkeeping.unreadable", warning, Severity.WARNING)
+                    for warning in previous.warnings]
     diagnostics.sort()
     return CompileResult(files=files, diagnostics=tuple(diagnostics),
                          summary=_summary(platform, requests, promises, files, not_validated),
