@@ -216,7 +216,7 @@ def test_json_format_and_github_annotations(tmp_path: Path) -> None:
     [problem] = [d for d in report["diagnostics"] if d["severity"] == "error"]
     assert (problem["file"], problem["line"], problem["path"]) == ("requests/team-a/bad.yaml", 6, "spec.replicas")
     annotated = kratix("validate", str(root), env={"GITHUB_ACTIONS": "true"})
-    assert "::error file=requests/team-a/bad.yaml,line=6,col=3,title=schema.maximum::spec.replicas" in annotated.stdout
+    assert "::error file=requests/team-a/bad.yaml,line=6,col=3,title=schema.maximum::spec.replicas" in annotated.stderr
 
 
 def test_out_refuses_a_directory_it_did_not_write(tmp_path: Path) -> None:

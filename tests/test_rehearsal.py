@@ -152,7 +152,7 @@ def test_broken_branch_fails_with_the_requests_file_and_line(rehearsal: Rehearsa
 
     annotated = kratix(rehearsal, "validate", ".", "--ref", "broken", GITHUB_ACTIONS="true")
     assert annotated.returncode == 1
-    assert "::error file=requests/team-b/orders-db.yaml,line=10," in annotated.stdout
+    assert "::error file=requests/team-b/orders-db.yaml,line=10," in annotated.stderr
 
 
 def test_plan_of_a_broken_branch_exits_1(rehearsal: Rehearsal):
@@ -289,7 +289,7 @@ def test_action_runs_the_command_it_is_given(rehearsal: Rehearsal, tmp_path: Pat
         assert f"plan-file={temp / 'plan.md'}" in (tmp_path / "output.txt").read_text()
         assert ADDED in (temp / "plan.md").read_text()
     if ref == "broken":
-        assert "::error file=requests/team-b/orders-db.yaml,line=10," in done.stdout
+        assert "::error file=requests/team-b/orders-db.yaml,line=10," in done.stderr
 
 
 # --- the token over HTTPS-like auth: git gets it from GIT_ASKPASS, nothing stores it ------------------------

@@ -312,7 +312,7 @@ def test_labels_must_be_strings(database):
     body = request()
     body["metadata"]["labels"] = {"team": "a", "tier": 1}
     assert validate(database, body)[1] == [
-        ("metadata.labels.tier", "schema.labels", "must be a string (got integer): quote it")]
+        ("metadata.labels.tier", "schema.labels", "must be a string, not int (quote it)")]
 
 
 def test_status_in_a_request_is_ignored_with_a_warning(database):

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from kratix import cache, conformance, incremental, inventory, layout, provenance
 from kratix.diagnostics import Diagnostic, Severity
 from kratix.documents import Content
-from kratix.manifests import BOOKKEEPING, PlacedFile, destination_of, object_id
+from kratix.manifests import BOOKKEEPING, IDENTITY_LABELS, PlacedFile, destination_of, object_id
 from kratix.platform import Platform
 from kratix.previous import PLACEMENTS_FILE, PROMISE_STATUS_FOLDER, PreviousOutput, encode_placements
 from kratix.statuses import PromiseStatus, RequestStatus, promise_status_document, request_status_document
@@ -21,34 +21,61 @@ T = TypeVar("T")
 
 def reject_conflicts(promises: dict[str, PromiseStatus], requests: dict[str, RequestStatus],
                      diagnostics: list[Diagnostic], previous: PreviousOutput) -> None:
-    """Two owners emitting one object to one destination: the later owner (in sorted order) fails. Output
-    carried over unchanged counts as emitted first."""
+    """Two owners rendering one object for one destination (kustomize would refuse the whole destination): the
+    owner that published it before keeps it and the others fail; when none did, the first in sorted order keeps
+    it. The previous output decides, not the request cache, so a warm and a cold compile decide alike."""
     placed = [f for s in promises.values() for f in s.files] + [f for s in requests.values() for f in s.files]
-    for conflict in layout.find_conflicts(placed):
-        message = (f"{conflict.object_id} on destination {conflict.placed.destination} is also emitted by "
-                   f"{conflict.other.owner}")
-        _fail_owner(conflict.placed.owner, "ObjectConflict", message, promises, requests, diagnostics)
+    clashes = layout.find_conflicts(placed)
+    if not clashes:
+        return
+    before: dict[tuple[str, str], str] = {}
+    for entry in previous.provenance.values():
+        for oid in entry.objects:
+            if (entry.destination, oid) in clashes:
+                before[(str(entry.destination), oid)] = entry.owner
+    for (destination, oid), items in sorted(clashes.items()):
+        owners = sorted({item.owner for item in items})
+        if len(owners) == 1:
+            message = f"{oid} is emitted twice on destination {destination} (in {items[0].file.path} and " \
+                      f"{items[1].file.path})"
+            _fail_owner(owners[0], "ObjectConflict", message, promises, requests, diagnostics)
+            continue
+        keeper = before.get((destination, oid)) if before.get((destination, oid)) in owners else owners[0]
+        for owner in owners:
+            if owner != keeper:
+                message = f"{oid} on destination {destination} is already emitted by {keeper}"
+                _fail_owner(owner, "ObjectConflict", message, promises, requests, diagnostics)
+
+
+def reject_conflicts_with_published(promises: dict[str, PromiseStatus], requests: dict[str, RequestStatus],
+                                    diagnostics: list[Diagnostic], previous: PreviousOutput) -> None:
+    """An object rendered now that output carried over already holds on its destination (an unchanged request's,
+    or what a failing request or unavailable Promise keeps): what was published first keeps it. Run once every
+    other failure is known, since each failure carries more output over."""
+    placed = [f for s in promises.values() for f in s.files] + [f for s in requests.values() for f in s.files]
     # Carried-over output was conflict-free when it was published; only objects that are new where they land
     # (a file whose owner and objects differ from before) can clash with it now.
     fresh = [item for item in placed if _new_identities(item, previous)]
-    destinations = {item.destination for item in fresh}
-    taken: dict[tuple[str | None, str], str] = {}
-    records = {r.key: r for r in previous.cache} if fresh else {}
-    for key, status in requests.items():
-        if status.reused and fresh:
-            for path in records[key].outputs:
-                entry = previous.provenance.get(path)
-                if entry is not None and entry.destination in destinations:
-                    taken.update(((entry.destination, oid), key) for oid in entry.objects)
-    if not taken:
+    if not fresh:
         return
+    destinations = {item.destination for item in fresh}
+    carried = set(_last_known_good(requests, promises, previous))
+    records = {r.key: r for r in previous.cache}
+    for key, status in requests.items():
+        if status.reused:
+            carried.update(records[key].outputs)
+    taken: dict[tuple[str | None, str], str] = {}
+    for path in carried:
+        entry = previous.provenance.get(path)
+        if entry is not None and entry.destination in destinations:
+            taken.update(((entry.destination, oid), entry.owner) for oid in entry.objects)
     for item in fresh:
         for document in item.file.documents:
             other = taken.get((item.destination, object_id(document)))
             if other is not None and other != item.owner:
-                message = (f"{object_id(document)} on destination {item.destination} is also emitted by "
-                           f"{other}")
+                message = f"{object_id(document)} on destination {item.destination} is already emitted by {other}"
                 _fail_owner(item.owner, "ObjectConflict", message, promises, requests, diagnostics)
+                break
 
 
 def _new_identities(item: PlacedFile, previous: PreviousOutput) -> bool:
@@ -79,6 +106,8 @@ def validate_output(checker: conformance.Conformance, promises: dict[str, Promis
     same destination); an owner with an invalid object fails. Each request remembers the kinds no schema could
     check; the kinds of the Promises' own output are returned."""
     placed = [f for s in promises.values() for f in s.files] + [f for s in requests.values() for f in s.files]
+    _reject_identity_labels(placed, promises, requests, diagnostics)
+    placed = [f for s in promises.values() for f in s.files] + [f for s in requests.values() for f in s.files]
     crds: dict[str, list[Mapping[str, Any]]] = {}
     for item in placed:
         for document in item.file.documents:
@@ -105,6 +134,25 @@ def validate_output(checker: conformance.Conformance, promises: dict[str, Promis
         if owner in requests:
             requests[owner] = replace(requests[owner], unchecked_kinds=tuple(sorted(kinds)))
     return tuple(sorted({k for owner, kinds in unchecked.items() if owner not in requests for k in kinds}))
+
+
+def _reject_identity_labels(placed: Sequence[PlacedFile], promises: dict[str, PromiseStatus],
+                            requests: dict[str, RequestStatus], diagnostics: list[Diagnostic]) -> None:
+    """An object may not carry the labels that say whose output it is with other values than the compiler gives
+    it: a step cannot pass its output off as another request's, or as a compound Promise's child."""
+    for item in placed:
+        for document in item.file.documents:
+            labels = (document.get("metadata") or {}).get("labels")
+            if not isinstance(labels, Mapping):
+                continue
+            for key in sorted(IDENTITY_LABELS.intersection(labels)):
+                if labels[key] != item.labels.get(key):
+                    subject = f"{document.get('kind')} {(document.get('metadata') or {}).get('name')}"
+                    expected = item.labels.get(key)
+                    message = (f"output {subject} in {item.file.path} sets label {key}={labels[key]!r}, which only "
+                               f"the compiler sets ({'to ' + repr(expected) if expected else 'not at all'} here)")
+                    _fail_owner(item.owner, "OutputInvalid", message, promises, requests, diagnostics)
+                    break
 
 
 def lay_out(platform: Platform, promises: Mapping[str, PromiseStatus], requests: Mapping[str, RequestStatus],

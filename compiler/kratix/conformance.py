@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import util
 from pathlib import Path
@@ -28,7 +28,7 @@ from typing import Any
 
 import jsonschema_rs
 
-from kratix import openapi
+from kratix import limits, names, openapi
 from kratix.documents import FieldPath
 from kratix.errors import KratixError
 
@@ -154,7 +154,16 @@ class Conformance:
         found += check_names(obj, builtin=_group_of(obj["apiVersion"]) in self.builtin_groups)
         found += check_size(obj, size=size)
         schema_problems, outcome = self._check_schema(obj, delivered)
+        if outcome == _NO_CRD:  # no schema for the object: its metadata is still ObjectMeta
+            schema_problems = [ObjectProblem(("metadata", *p.path), p.code, p.message)
+                               for p in describe_errors(self._object_meta(), obj.get("metadata"))]
         return found + schema_problems, outcome
+
+    def _object_meta(self) -> jsonschema_rs.Validator:
+        if _OBJECT_META not in self._validators:
+            self._validators[_OBJECT_META] = jsonschema_rs.validator_for({"$schema": _DRAFT, "$ref": _OBJECT_META},
+                                                                         registry=self._registry)
+        return self._validators[_OBJECT_META]
 
     def _check_schema(self, obj: Mapping[str, Any],
                       delivered: _DeliveredCrds) -> tuple[list[ObjectProblem], str]:
@@ -239,16 +248,20 @@ def _crd_version(crd: Mapping[str, Any], version: str) -> Mapping[str, Any] | No
 
 # --- Checks every object gets -----------------------------------------------------------------------------
 
-_DNS1123_LABEL = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
-_SUBDOMAIN = re.compile(rf"{_DNS1123_LABEL}(?:\.{_DNS1123_LABEL})*")
-_LABEL = re.compile(_DNS1123_LABEL)
-_DNS1035_LABEL = re.compile(r"[a-z](?:[-a-z0-9]*[a-z0-9])?")
 _RBAC = "rbac.authorization.k8s.io"
+
+
+def _segment_problem(name: str) -> str | None:
+    if name in (".", "..") or "/" in name or "%" in name:
+        return f"{name!r} is not a valid name: it may not be '.' or '..' nor contain '/' or '%'"
+    return None
+
+
 # Built-in kinds whose names follow another rule than the DNS-1123 subdomain most kinds use (apiserver
 # validation for each kind): namespaces are labels, services DNS-1035 labels, RBAC objects any path segment.
-_NAME_RULES = {("", "Namespace"): "label", ("", "Service"): "dns1035", (_RBAC, "Role"): "segment",
-               (_RBAC, "ClusterRole"): "segment", (_RBAC, "RoleBinding"): "segment",
-               (_RBAC, "ClusterRoleBinding"): "segment"}
+_NAME_RULES: dict[tuple[str, str], Callable[[Any], str | None]] = {
+    ("", "Namespace"): names.dns_label, ("", "Service"): names.dns1035_label,
+    **{(_RBAC, kind): _segment_problem for kind in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")}}
 
 
 def check_shape(obj: Any) -> list[ObjectProblem]:
@@ -266,36 +279,67 @@ def check_shape(obj: Any) -> list[ObjectProblem]:
 
 
 def check_names(obj: Mapping[str, Any], *, builtin: bool) -> list[ObjectProblem]:
+    """What the API server checks of every object before its schema: apiVersion and kind, the name and namespace,
+    label keys and values, annotation keys and their total size."""
+    found = _check_type(obj["apiVersion"], obj["kind"])
     group, kind = _group_of(obj["apiVersion"]), obj["kind"]
-    rule = _NAME_RULES.get((group, kind), "subdomain") if builtin else "subdomain"
+    rule = _NAME_RULES.get((group, kind), names.dns_subdomain) if builtin else names.dns_subdomain
     metadata = obj["metadata"]
-    found = []
-    message = _name_error(metadata["name"], rule)
+    message = rule(metadata["name"])
     if message:
         found.append(ObjectProblem(("metadata", "name"), "object.name", message))
     namespace = metadata.get("namespace")
     if namespace is not None:
-        message = _name_error(namespace, "label") if isinstance(namespace, str) else "must be a string"
+        message = names.dns_label(namespace)
         if message:
             found.append(ObjectProblem(("metadata", "namespace"), "object.name", message))
+    return found + _check_labels(metadata.get("labels")) + _check_annotations(metadata.get("annotations"))
+
+
+def _check_type(api_version: str, kind: str) -> list[ObjectProblem]:
+    group, slash, version = api_version.rpartition("/")
+    found = []
+    if (slash and (not group or names.dns_subdomain(group))) or names.dns_label(version):
+        found.append(ObjectProblem(("apiVersion",), "object.api-version", f"{api_version!r} is not an API version "
+                                   "(a version such as v1, or group/version with a DNS-subdomain group)"))
+    if names.dns1035_label(kind.lower()):
+        found.append(ObjectProblem(("kind",), "object.kind", f"{kind!r} is not a kind: letters, digits and '-', "
+                                   "starting with a letter"))
     return found
 
 
-def _name_error(name: str, rule: str) -> str | None:
-    if rule == "segment":
-        if name in (".", "..") or "/" in name or "%" in name:
-            return f"{name!r} is not a valid name: it may not be '.' or '..' nor contain '/' or '%'"
-        return None
-    pattern, limit, what = {
-        "subdomain": (_SUBDOMAIN, 253, "a DNS-1123 subdomain (lowercase alphanumerics, '-' and '.')"),
-        "label": (_LABEL, 63, "a DNS-1123 label (lowercase alphanumerics and '-')"),
-        "dns1035": (_DNS1035_LABEL, 63, "a DNS-1035 label (lowercase alphanumerics and '-', a letter first)"),
-    }[rule]
-    if len(name) > limit:
-        return f"{name!r} is longer than {limit} characters"
-    if not pattern.fullmatch(name):
-        return f"{name!r} is not {what}, starting and ending with an alphanumeric"
-    return None
+def _check_labels(labels: Any) -> list[ObjectProblem]:
+    if labels is None:
+        return []
+    if not isinstance(labels, Mapping):
+        return [ObjectProblem(("metadata", "labels"), "object.labels", "must be a map of strings")]
+    found = []
+    for key, value in labels.items():
+        if not isinstance(value, str):
+            continue  # a type error: the object's schema (or ObjectMeta's) reports it
+        message = names.qualified_name(key) or names.label_value(value)
+        if message:
+            found.append(ObjectProblem(("metadata", "labels", str(key)), "object.labels", message))
+    return found
+
+
+def _check_annotations(annotations: Any) -> list[ObjectProblem]:
+    if annotations is None:
+        return []
+    if not isinstance(annotations, Mapping):
+        return [ObjectProblem(("metadata", "annotations"), "object.annotations", "must be a map of strings")]
+    found = []
+    total = 0
+    for key, value in annotations.items():
+        message = names.qualified_name(key)
+        if message:
+            found.append(ObjectProblem(("metadata", "annotations", str(key)), "object.annotations", message))
+        total += len(str(key).encode()) + len(str(value).encode())
+    if total > limits.ANNOTATIONS_TOTAL_MAX_BYTES:
+        found.append(ObjectProblem(("metadata", "annotations"), "object.annotations",
+                                   f"annotations total {total:,} bytes; Kubernetes takes at most "
+                                   f"{limits.ANNOTATIONS_TOTAL_MAX_BYTES:,}"))
+    return found
 
 
 def check_size(obj: Mapping[str, Any], *, size: int | None) -> list[ObjectProblem]:

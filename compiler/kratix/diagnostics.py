@@ -7,6 +7,7 @@ Stages never raise on user input; they return `Diagnostic`s, which the CLI print
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -43,11 +44,15 @@ class Diagnostic:
         return cls(doc.path, line, column, format_path(path), code, message, severity, object)
 
     def render(self) -> str:
-        location = f"{self.file}:{self.line}:{self.column}" if self.file else "<platform>"
-        field = f"{self.path}: " if self.path else ""
-        subject = f" [{self.object}]" if self.object else ""
+        """Compiler-style text, safe to print where a CI runner reads workflow commands: names are shown with
+        their control characters escaped, and a message's later lines are indented behind a `|`, so nothing a
+        tenant writes (a file name, a step's stderr) can start a line of its own."""
+        location = f"{_escaped(self.file)}:{self.line}:{self.column}" if self.file else "<platform>"
+        field = f"{_escaped(self.path)}: " if self.path else ""
+        subject = f" [{_escaped(self.object)}]" if self.object else ""
         prefix = "" if self.severity is Severity.ERROR else f"{self.severity}: "
-        return f"{location}: {prefix}{field}{self.message}{subject}"
+        message = "\n    | ".join(_escaped(line) for line in self.message.split("\n"))
+        return f"{location}: {prefix}{field}{message}{subject}"
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -60,6 +65,14 @@ class Diagnostic:
             "message": self.message,
             "object": self.object,
         }
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+def _escaped(text: str) -> str:
+    """`text` on one line: control characters (a newline, a carriage return, an escape) shown as escapes."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def errors(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from kratix import yamltext
@@ -22,24 +21,14 @@ KUSTOMIZATION = "kustomization.yaml"
 BUILTIN_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
 
 
-@dataclass(frozen=True)
-class Conflict:
-    placed: PlacedFile  # the file that loses (the later owner in sorted order)
-    other: PlacedFile
-    object_id: str
-
-
-def find_conflicts(placed: Iterable[PlacedFile]) -> list[Conflict]:
-    """Two owners emitting one object to one destination: kustomize would refuse the whole destination."""
-    seen: dict[tuple[str, str], PlacedFile] = {}
-    conflicts = []
-    for item in sorted(placed, key=lambda p: (p.owner, p.output_path)):
+def find_conflicts(placed: Iterable[PlacedFile]) -> dict[tuple[str, str], list[PlacedFile]]:
+    """Objects emitted twice to one destination, by two owners or by one (kustomize would refuse the whole
+    destination): the file of each emission, by (destination, object id)."""
+    seen: dict[tuple[str, str], list[PlacedFile]] = {}
+    for item in placed:
         for document in item.file.documents:
-            key = (item.destination, object_id(document))
-            first = seen.setdefault(key, item)
-            if first is not item and first.owner != item.owner:
-                conflicts.append(Conflict(item, first, key[1]))
-    return conflicts
+            seen.setdefault((item.destination, object_id(document)), []).append(item)
+    return {key: items for key, items in seen.items() if len(items) > 1}
 
 
 def stamp(document: Mapping[str, Any], labels: Mapping[str, str]) -> dict[str, Any]:

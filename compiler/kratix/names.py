@@ -15,6 +15,7 @@ import re
 from kratix import limits
 
 _LABEL = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
+DNS_LABEL_PATTERN = rf"^{_LABEL}$"  # for JSON Schemas (editors), which anchor with ^ and $
 _DNS_LABEL = re.compile(_LABEL)
 _DNS_SUBDOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 _DNS1035_LABEL = re.compile(r"[a-z](?:[-a-z0-9]*[a-z0-9])?")

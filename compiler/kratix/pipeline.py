@@ -74,6 +74,7 @@ def compile_platform(tree: SourceTree, *, settings: Settings, previous: Previous
     if settings.validate.validate_output:
         checker = conformance.Conformance.for_kubernetes(settings.validate.kubernetes_version)
         not_validated = assemble.validate_output(checker, promises, requests, diagnostics)
+    assemble.reject_conflicts_with_published(promises, requests, diagnostics, previous)
     files, entries = assemble.lay_out(platform, promises, requests, previous, commit=tree.commit,
                                       fingerprints=fingerprints, diagnostics=diagnostics, tree_files=tree.files)
     diagnostics += [Diagnostic(BOOKKEEPING, 1, 1, "", "bookkeeping.unreadable", warning, Severity.WARNING)
@@ -88,8 +89,8 @@ def prepare_publish(tree: SourceTree, previous: PreviousOutput, *, settings: Set
                     progress: Progress = _no_progress) -> tuple[CompileResult, str, list[plans.GuardTrip]]:
     """Compile against what the output branch holds now; the commit message and the guard's verdict."""
     result = compile_platform(tree, settings=settings, previous=previous, progress=progress)
-    trips = plans.guard(previous.provenance, result.provenance,
-                        threshold=settings.publish.deletion_threshold)
+    trips = plans.guard(previous.provenance, result.provenance, threshold=settings.publish.deletion_threshold,
+                        unowned=plans.unowned_files(previous.files, previous.provenance))
     return result, _commit_message(tree, result, previous), trips
 
 

@@ -10,8 +10,10 @@ Namespace, CustomResourceDefinition or PersistentVolumeClaim, needs `--allow-del
 from __future__ import annotations
 
 import difflib
+import html
+import re
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,11 +64,25 @@ class Plan:
         return not self.changes
 
 
+def unowned_files(files: Iterable[str], entries: Mapping[str, provenance.Entry]) -> dict[str, list[str]]:
+    """Files in destination folders of the previous output that the compiler did not write (no provenance):
+    placed there by hand. A compile never carries them over, so publishing removes them."""
+    found: dict[str, list[str]] = defaultdict(list)
+    for path in files:
+        destination = manifests.destination_of(path)
+        if destination is not None and not path.startswith(manifests.BOOKKEEPING + "/") and path not in entries:
+            found[destination].append(path)
+    return {destination: sorted(paths) for destination, paths in found.items()}
+
+
 def guard(previous: Mapping[str, provenance.Entry], current: Mapping[str, provenance.Entry], *,
-          threshold: float) -> list[GuardTrip]:
-    """Deletions Flux would carry out (it prunes what disappears) that are too large or too dangerous."""
+          threshold: float, unowned: Mapping[str, list[str]] | None = None) -> list[GuardTrip]:
+    """Deletions Flux would carry out (it prunes what disappears) that are too large or too dangerous, and
+    files placed by hand that publishing would remove."""
     before, after = _objects_by_destination(previous), _objects_by_destination(current)
-    trips = []
+    trips = [GuardTrip(destination, f"removes {len(paths)} file(s) kratix did not write (placed by hand, with no "
+                                    "provenance)", tuple(paths))
+             for destination, paths in sorted((unowned or {}).items())]
     for destination in sorted(before):
         removed = sorted(before[destination] - after.get(destination, set()))
         if not removed:
@@ -117,7 +133,8 @@ def make_plan(previous: PreviousOutput, files: Mapping[str, Content], entries: M
     crd_changes = tuple(sorted(
         f"{c.change} {obj}" for c in changes
         for obj in _objects_of(c, previous_entries, entries) if manifests.kind_of(obj) == "CustomResourceDefinition"))
-    trips = guard(previous_entries, entries, threshold=threshold)
+    trips = guard(previous_entries, entries, threshold=threshold,
+                  unowned=unowned_files(previous.files, previous_entries))
     return Plan(tuple(changes), tuple(trips), tuple(placements), failed, crd_changes)
 
 
@@ -171,46 +188,82 @@ def to_json(plan: Plan) -> dict[str, Any]:
 
 
 def to_markdown(plan: Plan, *, title: str = "Kratix plan") -> str:
+    """The plan as a pull-request comment. Everything a tenant wrote (paths, names, reasons, a step's stderr,
+    diffs) is escaped for where it lands, so no request can restructure the comment; blocks are kept whole when
+    the comment is cut to GitHub's size."""
     tally = counts(plan)
     destinations = sorted({c.destination for c in plan.changes})
-    lines = [f"### {title}", ""]
+    head = [f"### {_text(title)}", ""]
     if plan.empty:
-        lines.append("No change to the output: publishing this would make no commit.")
+        head.append("No change to the output: publishing this would make no commit.")
     else:
-        lines.append(f"**{tally['added']} added, {tally['changed']} changed, {tally['removed']} removed** files "
-                     f"on {len(destinations)} destination(s): {', '.join(f'`{d}`' for d in destinations)}")
-    lines.append("")
+        head.append(f"**{tally['added']} added, {tally['changed']} changed, {tally['removed']} removed** files "
+                    f"on {len(destinations)} destination(s): {', '.join(_code(d) for d in destinations)}")
+    blocks = ["\n".join([*head, ""])]
     risks = _risk_lines(plan)
     if risks:
-        lines += ["#### Risks", "", *risks, ""]
+        blocks.append("\n".join(["#### Risks", "", *risks, ""]))
     for destination in destinations:
-        lines += [f"#### Destination `{destination}`", "", "| change | file | owner |", "|---|---|---|"]
-        for change in (c for c in plan.changes if c.destination == destination):
-            lines.append(f"| {change.change} | `{change.path}` | {change.owner} |")
-        lines.append("")
-        for change in (c for c in plan.changes if c.destination == destination and c.diff):
-            lines += [f"<details><summary>diff <code>{change.path}</code></summary>", "", "```diff",
-                      change.diff.rstrip("\n"), "```", "</details>", ""]
+        changes = [c for c in plan.changes if c.destination == destination]
+        table = [f"#### Destination {_code(destination)}", "", "| change | file | owner |", "|---|---|---|"]
+        table += [f"| {change.change} | {_code(change.path, cell=True)} | {_text(change.owner)} |"
+                  for change in changes]
+        blocks.append("\n".join([*table, ""]))
+        for change in (c for c in changes if c.diff):
+            fence = "`" * max(3, _longest_run(change.diff, "`") + 1)
+            blocks.append("\n".join([f"<details><summary>diff <code>{html.escape(change.path)}</code></summary>", "",
+                                     f"{fence}diff", change.diff.rstrip("\n"), fence, "</details>", ""]))
     if plan.placements:
-        lines += ["#### Placements", "", "| request | destination | state | why |", "|---|---|---|---|"]
-        lines += [f"| {p.request} | {p.destination or '—'} | {p.state} | {p.reason} |" for p in plan.placements]
-        lines.append("")
-    text = "\n".join(lines)
-    if len(text) > MAX_MARKDOWN_CHARS:
-        text = text[:MAX_MARKDOWN_CHARS] + "\n\n… (plan truncated; run `kratix plan --format json` for all of it)\n"
+        rows = ["#### Placements", "", "| request | destination | state | why |", "|---|---|---|---|"]
+        rows += [f"| {_text(p.request)} | {_code(p.destination, cell=True) if p.destination else '—'} | "
+                 f"{p.state} | {_text(p.reason)} |" for p in plan.placements]
+        blocks.append("\n".join([*rows, ""]))
+    text = ""
+    for index, block in enumerate(blocks):
+        if len(text) + len(block) > MAX_MARKDOWN_CHARS:
+            left = len(blocks) - index
+            return text + f"\n… {left} more section(s) cut; run `kratix plan --format json` for all of it.\n"
+        text += block + "\n"
     return text
 
 
+# What Markdown reads inside a line: emphasis, code, links, table cells, strikethrough, mentions (`@team` would
+# ping people). Nothing here starts a line, so list and heading markers need no escape.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~@])")
+
+
+def _text(value: str) -> str:
+    """Plain text in Markdown: on one line, HTML and Markdown punctuation escaped (a `|` cannot end a cell)."""
+    one_line = " ".join(str(value).split())
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(one_line, quote=False))
+
+
+def _code(value: str, *, cell: bool = False) -> str:
+    """An inline code span holding `value` verbatim, whatever backticks it holds; in a table, `|` is escaped
+    (GitHub splits cells before it reads code spans)."""
+    one_line = " ".join(str(value).split())
+    if cell:
+        one_line = one_line.replace("|", "\\|")
+    ticks = "`" * (_longest_run(one_line, "`") + 1)
+    pad = " " if one_line.startswith("`") or one_line.endswith("`") else ""
+    return f"{ticks}{pad}{one_line}{pad}{ticks}"
+
+
+def _longest_run(text: str, char: str) -> int:
+    runs = re.findall(f"{re.escape(char)}+", text)
+    return max((len(run) for run in runs), default=0)
+
+
 def _risk_lines(plan: Plan) -> list[str]:
-    lines = [f"- :warning: guard: `{t.destination}` {t.reason}: {_sample(t.objects)}" for t in plan.trips]
-    lines += [f"- :warning: CRD change: {c}" for c in plan.crd_changes]
+    lines = [f"- :warning: guard: {_code(t.destination)} {_text(t.reason)}: {_sample(t.objects)}" for t in plan.trips]
+    lines += [f"- :warning: CRD change: {_text(c)}" for c in plan.crd_changes]
     removed = sum(1 for c in plan.changes if c.change == "removed")
     if removed:
         lines.append(f"- {removed} file(s) removed: Flux prunes their objects")
-    lines += [f"- :x: failing (keeps its last published output): {f}" for f in plan.failed]
+    lines += [f"- :x: failing (keeps its last published output): {_text(f)}" for f in plan.failed]
     return lines
 
 
 def _sample(objects: Sequence[str], limit: int = 10) -> str:
-    shown = ", ".join(f"`{o}`" for o in objects[:limit])
+    shown = ", ".join(_code(o) for o in objects[:limit])
     return shown + (f" and {len(objects) - limit} more" if len(objects) > limit else "")

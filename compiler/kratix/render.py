@@ -27,6 +27,7 @@ import jinja2
 import yaml
 from jinja2.sandbox import SandboxedEnvironment
 
+from kratix import names as kratix_names
 from kratix import steps, yamltext
 from kratix.documents import SourceTree
 from kratix.errors import StepError
@@ -186,8 +187,13 @@ class Renderer:
         for name in names:
             relative = name[len(folder) + 1:]
             if name.endswith(TEMPLATE_SUFFIX):
-                documents = self._render_template(name, context, step)
                 relative = relative[: -len(TEMPLATE_SUFFIX)]
+            unsafe = kratix_names.relative_path(relative)
+            if unsafe is not None:
+                raise _Failure(RenderFailure(name, 1, 1, "render.output-path",
+                                             f"the output file name {unsafe}", step))
+            if name.endswith(TEMPLATE_SUFFIX):
+                documents = self._render_template(name, context, step)
             else:
                 documents = self._copy_yaml(name, step)
             for index, document in enumerate(documents):

@@ -14,6 +14,8 @@ from kratix.diagnostics import Diagnostic, Severity
 
 
 def report(diagnostics: Sequence[Diagnostic], output_format: str, extra: dict[str, Any] | None = None) -> None:
+    """Diagnostics compiler-style on stderr, or as JSON on stdout (nothing else goes to stdout then); with
+    GITHUB_ACTIONS=true, also as annotations, on stderr."""
     if output_format == "json":
         click.echo(json.dumps({"diagnostics": [d.as_json() for d in diagnostics], **(extra or {})}, indent=2))
     else:
@@ -21,20 +23,24 @@ def report(diagnostics: Sequence[Diagnostic], output_format: str, extra: dict[st
             click.echo(diagnostic.render(), err=True)
     if os.environ.get("GITHUB_ACTIONS") == "true":
         for diagnostic in diagnostics:
-            click.echo(github_annotation(diagnostic))
+            click.echo(github_annotation(diagnostic), err=True)
+
+
+def _escape_data(text: str) -> str:
+    """A workflow command's message, escaped as the Actions toolkit escapes it (`escapeData`)."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    """A workflow command's property value, escaped as the Actions toolkit escapes it (`escapeProperty`)."""
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
 def github_annotation(diagnostic: Diagnostic) -> str:
     level = {Severity.ERROR: "error", Severity.WARNING: "warning"}.get(diagnostic.severity, "notice")
-
-    def escape(text: str, *, prop: bool = False) -> str:
-        text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-        return text.replace(":", "%3A").replace(",", "%2C") if prop else text
-
     field = f"{diagnostic.path}: " if diagnostic.path else ""
-    title = escape(diagnostic.code, prop=True)
-    return (f"::{level} file={escape(diagnostic.file, prop=True)},line={diagnostic.line},col={diagnostic.column},"
-            f"title={title}::{escape(field + diagnostic.message)}")
+    return (f"::{level} file={_escape_property(diagnostic.file)},line={diagnostic.line},col={diagnostic.column},"
+            f"title={_escape_property(diagnostic.code)}::{_escape_data(field + diagnostic.message)}")
 
 
 def summary_json(summary: Any) -> dict[str, Any]:

@@ -9,16 +9,15 @@ from typing import Any
 
 import jsonschema_rs
 
+from kratix import names
 from kratix.diagnostics import Severity
 from kratix.documents import FieldPath
 from kratix.schema.defaulting import apply_defaults
-from kratix.schema.envelope import DNS_LABEL
 from kratix.schema.formats import validator
 from kratix.schema.structure import Default, read_schema
 from kratix.schema.violations import Violation, format_path, show, sort_violations, violations_of
 
 CRD_API_VERSION = "apiextensions.k8s.io/v1"
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 def check_crd(crd: object) -> list[Violation]:
@@ -44,16 +43,16 @@ def check_crd(crd: object) -> list[Violation]:
 def _check_names(crd: Mapping[str, Any], spec: Mapping[str, Any]) -> list[Violation]:
     found: list[Violation] = []
     group = spec.get("group")
-    if not isinstance(group, str) or "." not in group or not _DNS_SUBDOMAIN.match(group):
+    if not isinstance(group, str) or "." not in group or names.dns_subdomain(group):
         found.append(Violation(("spec", "group"), "crd.group",
                                f"must be a DNS subdomain with at least one dot (got {show(group)})"))
-    names = spec.get("names")
-    names = names if isinstance(names, Mapping) else {}
-    kind, plural = names.get("kind"), names.get("plural")
+    declared = spec.get("names")
+    declared = declared if isinstance(declared, Mapping) else {}
+    kind, plural = declared.get("kind"), declared.get("plural")
     if not isinstance(kind, str) or not re.match(r"^[A-Za-z][A-Za-z0-9]*$", kind):
         found.append(Violation(("spec", "names", "kind"), "crd.names",
                                f"must be a kind name (got {show(kind)})"))
-    if not isinstance(plural, str) or not DNS_LABEL.match(plural):
+    if not isinstance(plural, str) or names.dns_label(plural):
         found.append(Violation(("spec", "names", "plural"), "crd.names",
                                f"must be a lowercase DNS label (got {show(plural)})"))
     elif isinstance(group, str):

@@ -7,13 +7,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from kratix import names
 from kratix.diagnostics import Severity
 from kratix.documents import FieldPath
 from kratix.schema.violations import Violation, show, type_name
 
 ENVELOPE = ("apiVersion", "kind", "metadata", "status")
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+DNS_LABEL = re.compile(names.DNS_LABEL_PATTERN)
 
 
 def check_envelope(body: Mapping[str, Any], *, api_version: str, kind: str) -> list[Violation]:
@@ -42,15 +42,8 @@ def check_envelope(body: Mapping[str, Any], *, api_version: str, kind: str) -> l
 
 
 def _check_dns_label(value: object, path: FieldPath, code: str) -> list[Violation]:
-    if not isinstance(value, str):
-        return [Violation(path, code, f"must be a string (got {type_name(value)})")]
-    found = []
-    if len(value) > 63:
-        found.append(Violation(path, code, f"must be at most 63 characters (got {len(value)})"))
-    if not DNS_LABEL.match(value):
-        found.append(Violation(path, code, "must be a DNS-1123 label: lowercase letters, digits and '-', "
-                                           f"alphanumeric at both ends (got {show(value)})"))
-    return found
+    problem = names.dns_label(value)
+    return [Violation(path, code, problem)] if problem else []
 
 
 def _check_string_map(value: object, path: FieldPath, *, labels: bool) -> list[Violation]:
@@ -61,12 +54,10 @@ def _check_string_map(value: object, path: FieldPath, *, labels: bool) -> list[V
         return [Violation(path, code, f"must be a map of strings (got {type_name(value)})")]
     found = []
     for key, item in value.items():
-        if not isinstance(item, str):
-            message = f"must be a string (got {type_name(item)}): quote it"
-        elif labels and (len(item) > 63 or not _LABEL_VALUE.match(item)):
-            message = ("must be a label value: at most 63 letters, digits, '-', '_' or '.', alphanumeric at "
-                       f"both ends (got {show(item)})")
-        else:
-            continue
-        found.append(Violation((*path, str(key)), code, message))
+        problem = names.qualified_name(key)
+        if problem is None:
+            problem = names.label_value(item) if labels else (
+                None if isinstance(item, str) else f"must be a string (got {type_name(item)}): quote it")
+        if problem is not None:
+            found.append(Violation((*path, str(key)), code, problem))
     return found
