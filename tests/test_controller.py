@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import itertools
 import os
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,8 +26,10 @@ import pytest
 import yaml
 from kubernetes import client
 
+from kratix import gitio
 from kratix.controller import ControllerOptions, run_controller
 from kratix.controller import repo as controller_repo
+from kratix.controller.policy import Timeouts
 
 GROUP = "marketplace.kratix.io"
 PROMISE_API = ("platform.kratix.io", "v1alpha1")
@@ -35,18 +40,60 @@ WAIT_SECONDS = 15.0
 
 
 class _Emulator(kmock.KubernetesEmulator):
-    """kmock's emulator, plus what an API server does when a CRD is created: serve the resource it defines."""
+    """kmock's emulator, plus what an API server does that kmock does not: serve the resource a created CRD
+    defines and report it Established; stamp `uid`, `creationTimestamp` and a fresh `resourceVersion` on every
+    write; and refuse (HTTP 409) a write carrying a stale `resourceVersion`, the compare-and-swap a Lease relies
+    on."""
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self._versions = itertools.count(1)
+        self._writes = asyncio.Lock()
 
     async def _handle(self, request: kmock.Request) -> Any:
-        response = await super()._handle(request)
         resource = request.resource
-        if resource is not None and resource.plural == "customresourcedefinitions" and request.data:
-            spec = request.data.get("spec") or {}
+        writes = (kmock.action.CREATE, kmock.action.UPDATE)
+        if resource is None or request.action not in writes or not isinstance(request.data, dict):
+            return await super()._handle(request)
+        async with self._writes:  # the check and the write, with no other write in between
+            metadata = request.data.setdefault("metadata", {})
+            stored = self._stored(resource, request.namespace or metadata.get("namespace"),
+                                  request.name or metadata.get("name"))
+            wanted = metadata.get("resourceVersion")
+            stale = stored is not None and str(stored.get("metadata", {}).get("resourceVersion")) != str(wanted)
+            if request.action == kmock.action.UPDATE and wanted is not None and stale:
+                return await self._render_error(kmock.KubernetesError(
+                    status=409, reason="Conflict", message="the object has been modified; please apply "
+                                                           "your changes to the latest version and try again"))
+            metadata["resourceVersion"] = str(next(self._versions))
+            if request.action == kmock.action.CREATE:
+                metadata.setdefault("uid", str(uuid.uuid4()))
+                metadata.setdefault("creationTimestamp",
+                                    datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+            response = await super()._handle(request)
+        if resource.plural == "customresourcedefinitions" and response.status < 300:
+            self._serve_crd(request)
+        return response
+
+    def _stored(self, resource: Any, namespace: str | None, name: str | None) -> dict[str, Any] | None:
+        for (stored_resource, stored_namespace, stored_name), obj in list(self.objects.items()):
+            same_namespace = (stored_namespace or None) == (namespace or None)
+            if stored_resource == resource and stored_name == name and same_namespace and not obj.deleted:
+                return dict(obj.raw)
+        return None
+
+    def _serve_crd(self, request: kmock.Request) -> None:
+        name = request.name or request.data["metadata"]["name"]
+        for (resource, _, object_name), obj in list(self.objects.items()):
+            if resource.plural != "customresourcedefinitions" or object_name != name or obj.deleted:
+                continue
+            spec = obj.raw.get("spec") or {}
             for version in spec.get("versions") or []:
                 key = f"{spec['group']}/{version['name']}/{spec['names']['plural']}"
                 self.resources[key] = kmock.ResourceInfo(kind=spec["names"]["kind"],
                                                          namespaced=spec.get("scope") == "Namespaced")
-        return response
+            obj["status"] = {"conditions": [{"type": "NamesAccepted", "status": "True"},
+                                            {"type": "Established", "status": "True"}]}
 
 
 class ApiServer:
@@ -118,7 +165,7 @@ def kubectl(api_server: ApiServer) -> client.CustomObjectsApi:
 
 
 def git(*args: str, cwd: Path | None = None) -> str:
-    env = controller_repo.clean_env() | {
+    env = gitio.clean_env() | {
         "GIT_AUTHOR_NAME": "Tester", "GIT_AUTHOR_EMAIL": "tester@example.com",
         "GIT_COMMITTER_NAME": "Tester", "GIT_COMMITTER_EMAIL": "tester@example.com",
         "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z"}
@@ -375,7 +422,8 @@ def test_a_push_that_loses_a_race_is_replanned_on_the_new_head_never_forced(
     """The race is made certain: another clone pushes between the controller's fetch and its push."""
     from kratix.controller import mirror
 
-    clone = controller_repo.BareClone(controller_repo.Remote(input_repo.url, "main"), tmp_path / "mine.git")
+    clone = controller_repo.BareClone(controller_repo.Remote(input_repo.url, "main"), tmp_path / "mine.git",
+                                      timeouts=Timeouts())
     desired = {"requests/team-a/postgres/db.yaml": mirror.render_object(request("db"))}
     plans: list[str] = []
 
@@ -383,9 +431,9 @@ def test_a_push_that_loses_a_race_is_replanned_on_the_new_head_never_forced(
         plans.append(git("--git-dir", input_repo.url, "rev-parse", "main").strip())
         if len(plans) == 1:
             input_repo.commit_files({"clusters/by-hand.yaml": "kind: Destination\n"}, "Concurrent writer")
-        return mirror.plan_changes(desired, current).changes
+        return mirror.plan_changes(desired, current, authoritative=frozenset()).changes
 
-    landed = clone_publish(clone, plan)
+    landed = clone_publish(clone, plan).changes
     concurrent = git("--git-dir", input_repo.url, "log", "--format=%H", "--grep=Concurrent writer",
                      "main").strip()
 
@@ -439,8 +487,10 @@ def test_statuses_published_in_the_output_repo_appear_on_the_objects(
             return kubectl.get_namespaced_custom_object(GROUP, "v1alpha1", "team-a", "postgreses", "db").get(
                 "status")
         eventually(lambda: object_status() == request_status, what="the request's status")
-        eventually(lambda: kubectl.get_cluster_custom_object(*PROMISE_API, "promises", "postgresql").get(
-            "status") == {"message": "Available"}, what="the Promise's status")
+        promise_status = eventually(lambda: promise_status_with_condition(kubectl, "postgresql"),
+                                    what="the Promise's status with the controller's condition")
+        assert promise_status["message"] == "Available"  # the compiler's, with the controller's merged in
+        assert promise_status["conditions"][0]["status"] == "True"
 
         request_status["message"] = "Deleting"
         del request_status["placement"]
@@ -451,3 +501,9 @@ def test_statuses_published_in_the_output_repo_appear_on_the_objects(
 
     mirrored = yaml.safe_load(input_repo.files()["requests/team-a/postgres/db.yaml"])
     assert "status" not in mirrored  # the status never travels back into the input repo
+
+
+def promise_status_with_condition(kubectl: client.CustomObjectsApi, name: str) -> dict[str, Any] | None:
+    status = kubectl.get_cluster_custom_object(*PROMISE_API, "promises", name).get("status") or {}
+    conditions = [c for c in status.get("conditions") or [] if c.get("type") == "APIAvailable"]
+    return status if conditions and set(status) == {"message", "conditions"} else None
