@@ -327,11 +327,14 @@ def free_port() -> int:
 
 
 def http_get(url: str) -> tuple[int, str]:
+    """(status, body); (0, why) while nothing listens yet."""
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
+    except urllib.error.URLError as error:
+        return 0, str(error.reason)
 
 
 class Platform:

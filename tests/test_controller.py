@@ -207,12 +207,13 @@ def test_a_push_that_loses_a_race_is_replanned_on_the_new_head_never_forced(
             input_repo.commit_files({"clusters/by-hand.yaml": "kind: Destination\n"}, "Concurrent writer")
         return mirror.plan_changes(desired, current, authoritative=frozenset()).changes
 
-    landed = clone_publish(clone, plan).changes
+    result = clone_publish(clone, plan)
+    landed = result.changes
     concurrent = git("--git-dir", input_repo.url, "log", "--format=%H", "--grep=Concurrent writer",
                      "main").strip()
 
     assert landed.added == ("requests/team-a/postgres/db.yaml",)
-    assert len(plans) == 2
+    assert len(plans) == 2 and result.lost_races == 1
     assert set(input_repo.files()) >= {"clusters/by-hand.yaml", "requests/team-a/postgres/db.yaml",
                                        "README.md"}
     git("--git-dir", input_repo.url, "merge-base", "--is-ancestor", concurrent, "main")  # not overwritten
