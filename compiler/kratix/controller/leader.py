@@ -68,9 +68,10 @@ class LeaderElector:
         return False
 
     def keep(self, *, stop: threading.Event, lost: threading.Event) -> None:
-        """Renew until `stop` is set or leadership is lost; either way `lost` ends up set."""
+        """Renew until `stop` is set, leadership is lost, or the term's work ended (`lost` set by the caller);
+        `lost` ends up set."""
         renewed = time.monotonic()
-        while not stop.wait(self._settings.retry_period):
+        while not stop.wait(self._settings.retry_period) and not lost.is_set():
             if self._try_acquire_or_renew():
                 renewed = time.monotonic()
             elif not self._leading or time.monotonic() - renewed > self._settings.renew_deadline:

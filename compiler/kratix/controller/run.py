@@ -59,7 +59,9 @@ def run(options: ControllerOptions, *, stop: threading.Event) -> None:
                               name=options.lease_name, identity=identity, lease_seconds=options.lease_duration,
                               renew_deadline=options.renew_deadline, retry_period=options.retry_period)
         elector = LeaderElector(Kube(connection, timeouts=timeouts), lease, metrics=metrics)
-    lifecycle = _Lifecycle(elector=elector, liveness_seconds=2 * timeouts.git_network + 3 * timeouts.git_local + 60)
+    # Liveness allows the longest step between two heartbeats (a fetch, a read, a commit and a push), plus slack.
+    lifecycle = _Lifecycle(elector=elector, liveness_seconds=2 * timeouts.git_network + 3 * timeouts.git_local + 60,
+                           contact_seconds=max(30.0, 2 * options.lease_duration))
     server = None
     if options.http_address:
         server = ProbeServer(options.http_address, metrics=metrics, alive=lifecycle.alive, ready=lifecycle.ready)
@@ -101,8 +103,8 @@ def run(options: ControllerOptions, *, stop: threading.Event) -> None:
 class _Lifecycle:
     """What the probes read: whether this replica leads, and the leading controller's progress."""
 
-    def __init__(self, *, elector: LeaderElector | None, liveness_seconds: float) -> None:
-        self._elector, self._liveness = elector, liveness_seconds
+    def __init__(self, *, elector: LeaderElector | None, liveness_seconds: float, contact_seconds: float) -> None:
+        self._elector, self._liveness, self._contact = elector, liveness_seconds, contact_seconds
         self._lock = threading.Lock()
         self._controller: _Controller | None = None
 
@@ -128,7 +130,7 @@ class _Lifecycle:
         if self._elector is None:
             return False, "starting"
         contact = time.monotonic() - self._elector.last_contact
-        if self._elector.last_contact and contact < 30:
+        if self._elector.last_contact and contact < self._contact:
             return True, "ok: following, standing by to lead"
         return False, "cannot reach the API server to follow the Lease"
 
@@ -232,11 +234,12 @@ class _Controller:
             resources, trusted = self._reconcile_apis()
             if self._stop.is_set() or not mirror_retry.due():
                 continue
+            resync_due = time.monotonic() - landed_at > self._options.resync_interval
+            scopes = self._store.authoritative(resources, trusted=trusted)
+            if landed == (self._store.generation, scopes) and not resync_due:
+                continue  # nothing observed since the last pass that converged
             observed = self._store.observe(resources, trusted=trusted)
             authoritative = observed.snapshot.authoritative
-            resync_due = time.monotonic() - landed_at > self._options.resync_interval
-            if landed == (observed.generation, authoritative) and not resync_due:
-                continue  # nothing observed since the last pass that converged
             desired = mirror.desired_files(observed.snapshot)
             if desired == landed_files and landed is not None and landed[1] == authoritative and not resync_due:
                 self._store.mirrored(observed, at=time.monotonic())  # changes that touch no file (a status)

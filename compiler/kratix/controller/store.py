@@ -119,27 +119,33 @@ class ObservedStore:
             self._woken = True
             self._lock.notify_all()
 
-    def observe(self, request_resources: Iterable[Resource], *, trusted: Iterable[Resource]) -> Observed:
-        """The mirror's input. A request kind is authoritative only when its resource is in `trusted` (its
-        Promise's API is sound) and its last list succeeded; Promises and Destinations when theirs did."""
+    def authoritative(self, request_resources: Iterable[Resource], *, trusted: Iterable[Resource]) -> frozenset[str]:
+        """The scopes whose objects are known completely: Promises and Destinations when their last list
+        succeeded; a request kind when its resource is `trusted` (its Promise's API is sound) and listed."""
         with self._lock:
-            wanted, trusted_set = list(request_resources), set(trusted)
-            authoritative = {scope for scope, resource in ((PROMISES_SCOPE, PROMISES),
-                                                           (DESTINATIONS_SCOPE, DESTINATIONS))
-                             if resource in self._synced}
-            kinds: dict[str, bool] = {}
-            for resource in wanted:
-                sound = resource in trusted_set and resource in self._synced
-                scope = request_scope(resource.kind)
-                kinds[scope] = kinds.get(scope, True) and sound
-            authoritative.update(scope for scope, sound in kinds.items() if sound)
+            return self._authoritative(list(request_resources), set(trusted))
+
+    def observe(self, request_resources: Iterable[Resource], *, trusted: Iterable[Resource]) -> Observed:
+        """The mirror's input: a consistent copy of everything observed, and which scopes are authoritative."""
+        with self._lock:
+            wanted = list(request_resources)
             snapshot = Snapshot(
                 promises=copy.deepcopy(self._objects.get(PROMISES, {})),
                 destinations=copy.deepcopy(self._objects.get(DESTINATIONS, {})),
                 requests={resource: copy.deepcopy(self._objects.get(resource, {})) for resource in wanted},
-                authoritative=frozenset(authoritative),
+                authoritative=self._authoritative(wanted, set(trusted)),
             )
             return Observed(snapshot=snapshot, generation=self._generation, changed_since=self._unmirrored_since)
+
+    def _authoritative(self, wanted: list[Resource], trusted: set[Resource]) -> frozenset[str]:
+        scopes = {scope for scope, resource in ((PROMISES_SCOPE, PROMISES), (DESTINATIONS_SCOPE, DESTINATIONS))
+                  if resource in self._synced}
+        kinds: dict[str, bool] = {}
+        for resource in wanted:
+            scope = request_scope(resource.kind)
+            kinds[scope] = kinds.get(scope, True) and resource in trusted and resource in self._synced
+        scopes.update(scope for scope, sound in kinds.items() if sound)
+        return frozenset(scopes)
 
     def mirrored(self, observed: Observed, *, at: float) -> None:
         """Everything up to `observed.generation` is in the repo; later changes arrived after `at` at the
