@@ -10,9 +10,11 @@ feed one `git fast-import` stream, never an index or a work tree (one subprocess
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
+import signal
 import subprocess
 import time
 from collections.abc import Container, Iterable, Iterator, Mapping
@@ -41,6 +43,10 @@ _KEPT_GIT_VARIABLES = frozenset(
     }
 )
 _KEPT_GIT_PREFIXES = ("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_")
+
+# A sensible bound for commands that talk to a remote (fetch, push, ls-remote): long enough for a large
+# first clone over a slow link, short enough that a remote which stopped answering fails instead of hanging.
+NETWORK_TIMEOUT_SECONDS = 300.0
 
 # scheme://…  (https, ssh, git, file, and remote helpers such as git+ssh)
 _URL_WITH_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -94,23 +100,56 @@ def git_result(
     *args: str,
     input: bytes | None = None,
     env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
 ) -> GitResult:
-    """Run `git -C repo args…` and return everything, whatever the exit status."""
+    """Run `git -C repo args…` and return everything, whatever the exit status.
+
+    With `timeout` (seconds), git and every process it started (a remote helper, ssh) are killed when it
+    passes, and `GitCommandError` says so: a stalled remote never hangs the caller."""
     command = ["git", *(("-C", str(repo)) if repo is not None else ()), *args]
-    completed = subprocess.run(
+    environment = clean_env() if env is None else dict(env)
+    if timeout is None:
+        completed = subprocess.run(
+            command,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            capture_output=True,
+            env=environment,
+            check=False,
+        )
+        return GitResult(completed.returncode, completed.stdout, completed.stderr.decode("utf-8", "replace"))
+    return _git_with_timeout(command, args, input=input, env=environment, timeout=timeout)
+
+
+def _git_with_timeout(
+    command: list[str], args: tuple[str, ...], *, input: bytes | None, env: dict[str, str], timeout: float
+) -> GitResult:
+    # A session of its own, so the whole group (git-remote-https, ssh) can be killed: killing git alone would
+    # leave its children holding our pipes open, and reading them would hang exactly as the remote did.
+    with subprocess.Popen(
         command,
-        input=input,
-        stdin=None if input is not None else subprocess.DEVNULL,
-        capture_output=True,
-        env=clean_env() if env is None else dict(env),
-        check=False,
-    )
-    return GitResult(completed.returncode, completed.stdout, completed.stderr.decode("utf-8", "replace"))
+        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):  # the group ended on its own meanwhile
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise GitCommandError(args, -signal.SIGKILL, f"timed out after {timeout:g}s (killed)") from None
+    return GitResult(process.returncode, stdout, stderr.decode("utf-8", "replace"))
 
 
-def run_git(repo: Path | None, *args: str, input: bytes | None = None, check: bool = True) -> bytes:
-    """git's stdout; with `check` a non-zero exit raises `GitCommandError` carrying git's stderr."""
-    result = git_result(repo, *args, input=input)
+def run_git(
+    repo: Path | None, *args: str, input: bytes | None = None, check: bool = True, timeout: float | None = None
+) -> bytes:
+    """git's stdout; with `check` a non-zero exit raises `GitCommandError` carrying git's stderr. `timeout` as
+    for `git_result`."""
+    result = git_result(repo, *args, input=input, timeout=timeout)
     if check and result.returncode != 0:
         raise GitCommandError(args, result.returncode, result.stderr)
     return result.stdout
@@ -154,7 +193,8 @@ def file_oids(repo: Path, commit: str) -> tuple[dict[str, str], bool]:
     return oids, plain
 
 
-def list_tree(repo: Path, commit: str, *, prefix: str = "", sizes: bool = False) -> list[TreeEntry]:
+def list_tree(repo: Path, commit: str, *, prefix: str = "", sizes: bool = False,
+              timeout: float | None = None) -> list[TreeEntry]:
     """Every file entry of `commit`'s tree (recursively), optionally only under the folder `prefix`; with
     `sizes`, each blob's size too (read from the object store's headers, not its content)."""
     args = [
@@ -169,7 +209,7 @@ def list_tree(repo: Path, commit: str, *, prefix: str = "", sizes: bool = False)
     if prefix.strip("/"):
         args += ["--", prefix.strip("/") + "/"]
     entries = []
-    for record in run_git(repo, *args).split(b"\0"):
+    for record in run_git(repo, *args, timeout=timeout).split(b"\0"):
         if not record:
             continue
         meta, _, path = record.partition(b"\t")
@@ -179,12 +219,13 @@ def list_tree(repo: Path, commit: str, *, prefix: str = "", sizes: bool = False)
     return entries
 
 
-def read_blobs(repo: Path, oids: list[str]) -> dict[str, bytes]:
+def read_blobs(repo: Path, oids: list[str], *, timeout: float | None = None) -> dict[str, bytes]:
     """The contents of the blobs `oids`, read with one `git cat-file --batch`."""
     unique = list(dict.fromkeys(oids))
     if not unique:
         return {}
-    output = run_git(repo, "cat-file", "--batch", input="".join(f"{oid}\n" for oid in unique).encode())
+    output = run_git(repo, "cat-file", "--batch", input="".join(f"{oid}\n" for oid in unique).encode(),
+                     timeout=timeout)
     return dict(_parse_batch(output, len(unique)))
 
 
@@ -322,6 +363,7 @@ def write_commit(
     message: str,
     author: Signature,
     committer: Signature | None = None,
+    timeout: float | None = None,
 ) -> WrittenCommit:
     """Write a commit with `git fast-import` without moving any branch; return its id and tree id.
 
@@ -335,10 +377,10 @@ def write_commit(
     stream = _import_stream(ref, parent, changes, replace_all, message, author, committer or author)
     try:
         # `feature done` makes fast-import refuse a truncated stream (our process killed mid-write).
-        run_git(repo, "fast-import", "--quiet", input=stream)
-        commit, tree = run_git(repo, "rev-parse", ref, f"{ref}^{{tree}}").decode().split()
+        run_git(repo, "fast-import", "--quiet", input=stream, timeout=timeout)
+        commit, tree = run_git(repo, "rev-parse", ref, f"{ref}^{{tree}}", timeout=timeout).decode().split()
     finally:
-        run_git(repo, "update-ref", "-d", ref, check=False)
+        run_git(repo, "update-ref", "-d", ref, check=False, timeout=timeout)
     return WrittenCommit(commit, tree)
 
 

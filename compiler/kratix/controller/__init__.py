@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import threading
 
+from kratix.controller import logs
 from kratix.controller.options import ControllerOptions
 from kratix.errors import KratixError
 
-__all__ = ["ControllerOptions", "run_controller"]
+__all__ = ["ControllerOptions", "logs", "run_controller"]
 
 
 def run_controller(options: ControllerOptions, *, stop: threading.Event | None = None) -> None:

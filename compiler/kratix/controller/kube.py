@@ -1,8 +1,11 @@
 """The controller's Kubernetes edge: the few API calls it makes, over the official client.
 
-Everything goes through `CustomObjectsApi` with plain dicts (CRDs included: the typed models would drop fields
-they do not know) and only verbs that both a real API server and the kmock emulator serve: list, watch (a
-streamed list), get, create, merge-patch and status merge-patch. No PUT, no DynamicClient.
+In: a `Connection` and the `Timeouts`. Out: plain dicts, `None` for an object that does not exist, or the
+client's `ApiException` (`is_temporary` says whether retrying may help). Everything goes through
+`CustomObjectsApi` with plain dicts (CRDs, Leases and Events included: the typed models would drop fields they
+do not know) and only verbs that both a real API server and the kmock emulator serve: list, watch (a streamed
+list), get, create, merge-patch and status merge-patch. No PUT, no DELETE, no DynamicClient. Every call carries
+a `_request_timeout`: an API server that stops answering fails the call instead of hanging its thread.
 """
 
 from __future__ import annotations
@@ -17,13 +20,18 @@ from typing import Any, cast
 import urllib3
 from kubernetes import client, config
 
-from kratix.controller.crds import CRD_GROUP, CRD_PLURAL, CRD_VERSION, Resource
+from kratix.controller.crds import CRDS, Resource
+from kratix.controller.policy import Timeouts
 
 log = logging.getLogger(__name__)
 
 
 class Gone(Exception):
     """The watch's resourceVersion is too old (HTTP 410): list again."""
+
+
+class IncompleteList(Exception):
+    """The server answered a list with one page of several: it cannot tell which objects are gone."""
 
 
 @dataclass(frozen=True)
@@ -49,18 +57,36 @@ def is_temporary(exc: BaseException) -> bool:
     return isinstance(exc, urllib3.exceptions.HTTPError | OSError)
 
 
+def describe(exc: BaseException) -> str:
+    """One line for a log, a condition or an Event: the API server's own message when it sent one."""
+    if isinstance(exc, client.ApiException):
+        message = exc.reason
+        try:
+            body = json.loads(exc.body) if exc.body else {}
+            message = body.get("message") or message
+        except (ValueError, TypeError, AttributeError):
+            pass
+        return f"HTTP {exc.status}: {message}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 class Kube:
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, *, timeouts: Timeouts) -> None:
         self._api = client.CustomObjectsApi(client.ApiClient(connection.configuration))
+        self._timeouts = timeouts
         self._response_lock = threading.Lock()
         self._response: urllib3.BaseHTTPResponse | None = None
 
     def list(self, resource: Resource) -> tuple[list[dict[str, Any]], str | None]:
-        """Every object of `resource` (all namespaces) and the resourceVersion to watch from."""
-        result = cast(dict[str, Any],
-                      self._api.list_cluster_custom_object(resource.group, resource.version, resource.plural))
+        """Every object of `resource` (all namespaces) and the resourceVersion to watch from. Raises
+        `IncompleteList` when the server paged the answer (we never ask it to)."""
+        result = cast(dict[str, Any], self._api.list_cluster_custom_object(
+            resource.group, resource.version, resource.plural, _request_timeout=self._timeouts.api))
+        metadata = result.get("metadata") or {}
+        if metadata.get("continue"):
+            raise IncompleteList(f"the list of {resource.plural}.{resource.group} came back in pages")
         items = [_with_type(item, resource) for item in result.get("items") or []]
-        return items, (result.get("metadata") or {}).get("resourceVersion")
+        return items, metadata.get("resourceVersion")
 
     def watch(self, resource: Resource, *, resource_version: str | None,
               timeout_seconds: int) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -68,8 +94,7 @@ class Kube:
         response = cast(urllib3.BaseHTTPResponse, self._api.list_cluster_custom_object(
             resource.group, resource.version, resource.plural, watch=True, allow_watch_bookmarks=True,
             resource_version=resource_version, timeout_seconds=timeout_seconds, _preload_content=False,
-            # A server that ignores timeout_seconds must not hold the thread forever: the read times out too.
-            _request_timeout=(10, timeout_seconds + 5)))
+            _request_timeout=self._timeouts.watch(timeout_seconds)))
         with self._response_lock:
             self._response = response
         try:
@@ -94,32 +119,58 @@ class Kube:
             if self._response is not None:
                 self._response.shutdown()
 
-    def apply_crd(self, crd: dict[str, Any], *, create_only: bool = False) -> str:
-        """Create the CRD, or merge-patch its spec when it differs (unless `create_only`); what it did."""
-        name = crd["metadata"]["name"]
+    def get(self, resource: Resource, name: str, *, namespace: str = "") -> dict[str, Any] | None:
+        """The object, or None when it does not exist."""
         try:
-            current = cast(dict[str, Any],
-                           self._api.get_cluster_custom_object(CRD_GROUP, CRD_VERSION, CRD_PLURAL, name))
+            if resource.namespaced:
+                body = self._api.get_namespaced_custom_object(resource.group, resource.version, namespace,
+                                                              resource.plural, name,
+                                                              _request_timeout=self._timeouts.api)
+            else:
+                body = self._api.get_cluster_custom_object(resource.group, resource.version, resource.plural,
+                                                           name, _request_timeout=self._timeouts.api)
         except client.ApiException as exc:
-            if exc.status != 404:
-                raise
-            self._api.create_cluster_custom_object(CRD_GROUP, CRD_VERSION, CRD_PLURAL, crd)
-            return "created"
-        if create_only:
-            return "already installed"
-        if current.get("spec") == crd["spec"]:
-            return "unchanged"
-        self._api.patch_cluster_custom_object(CRD_GROUP, CRD_VERSION, CRD_PLURAL, name, {"spec": crd["spec"]})
-        return "updated"
+            if exc.status == 404:
+                return None
+            raise
+        return cast(dict[str, Any], body)
+
+    def create(self, resource: Resource, body: dict[str, Any], *, namespace: str = "") -> dict[str, Any]:
+        """Create `body`; a 409 (it exists) is the client's `ApiException`, never an overwrite."""
+        if resource.namespaced:
+            created = self._api.create_namespaced_custom_object(resource.group, resource.version, namespace,
+                                                                resource.plural, body,
+                                                                _request_timeout=self._timeouts.api)
+        else:
+            created = self._api.create_cluster_custom_object(resource.group, resource.version, resource.plural,
+                                                             body, _request_timeout=self._timeouts.api)
+        return cast(dict[str, Any], created)
+
+    def patch(self, resource: Resource, name: str, patch: dict[str, Any], *,
+              namespace: str = "") -> dict[str, Any]:
+        """A JSON merge patch. With `metadata.resourceVersion` in it, the server applies it only if the object
+        is still at that version (HTTP 409 otherwise): compare-and-swap."""
+        if resource.namespaced:
+            patched = self._api.patch_namespaced_custom_object(resource.group, resource.version, namespace,
+                                                               resource.plural, name, patch,
+                                                               _request_timeout=self._timeouts.api)
+        else:
+            patched = self._api.patch_cluster_custom_object(resource.group, resource.version, resource.plural,
+                                                            name, patch, _request_timeout=self._timeouts.api)
+        return cast(dict[str, Any], patched)
+
+    def get_crd(self, name: str) -> dict[str, Any] | None:
+        return self.get(CRDS, name)
 
     def patch_status(self, resource: Resource, *, namespace: str, name: str, status: dict[str, Any]) -> None:
         body = {"status": status}
         if resource.namespaced:
             self._api.patch_namespaced_custom_object_status(resource.group, resource.version, namespace,
-                                                            resource.plural, name, body)
+                                                            resource.plural, name, body,
+                                                            _request_timeout=self._timeouts.api)
         else:
             self._api.patch_cluster_custom_object_status(resource.group, resource.version, resource.plural,
-                                                         name, body)
+                                                         name, body, _request_timeout=self._timeouts.api)
 
 
 def _with_type(body: dict[str, Any], resource: Resource) -> dict[str, Any]:

@@ -8,8 +8,14 @@ controller refused to take over. Pure: the watch loop and the Git edge call it a
 Ownership: every file the controller writes carries the annotation `kratix.io/mirrored-from:
 platform-cluster`. A file without it was written by a Git author: the controller never overwrites nor deletes
 it, even when an object with the same path exists in the cluster (that object is reported as a conflict
-instead). A marked file whose object is gone from the cluster is deleted, unless its kind's list has not
-completed yet (`pending`).
+instead).
+
+Never destructive by inference: a marked file is deleted only when the snapshot is `authoritative` for its
+scope (`promises`, `clusters`, or `requests/<kind>`): the watch of that kind last completed a full,
+successful list, and (for requests) its Promise's CRD is the Promise's own, up to date and established. Then
+an object absent from the snapshot was deleted from the cluster. Anything else (a kind not listed yet, a
+failed list, a rejected or foreign CRD, a Promise whose API is broken or gone) leaves its files as they are:
+they can be added and updated, never deleted.
 """
 
 from __future__ import annotations
@@ -35,15 +41,23 @@ _CLIENT_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
 ObjectsByName = Mapping[tuple[str, str], dict[str, Any]]  # (namespace or "", name) -> body
 
 
+PROMISES_SCOPE = "promises"
+DESTINATIONS_SCOPE = "clusters"
+
+
+def request_scope(kind: str) -> str:
+    return f"requests/{kind.lower()}"
+
+
 @dataclass(frozen=True)
 class Snapshot:
-    """What the watches have seen. `pending_kinds`: request kinds (lowercased) whose first list has not
-    completed, so the controller cannot yet tell a deleted request from one not listed yet."""
+    """What the watches have seen. `authoritative`: the scopes (`PROMISES_SCOPE`, `DESTINATIONS_SCOPE`,
+    `request_scope(kind)`) whose objects are known completely, so that a missing object was deleted."""
 
     promises: ObjectsByName = field(default_factory=dict)
     destinations: ObjectsByName = field(default_factory=dict)
     requests: Mapping[Resource, ObjectsByName] = field(default_factory=dict)
-    pending_kinds: frozenset[str] = frozenset()
+    authoritative: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -65,18 +79,23 @@ class Plan:
 
 def desired_files(snapshot: Snapshot) -> dict[str, bytes]:
     """Every file the cluster's objects map to, as the controller writes them (marked, no bookkeeping)."""
-    files: dict[str, bytes] = {}
+    return {path: render_object(body) for path, body in objects_by_path(snapshot).items()}
+
+
+def objects_by_path(snapshot: Snapshot) -> dict[str, Mapping[str, Any]]:
+    """Which observed object each mirrored path holds."""
+    objects: dict[str, Mapping[str, Any]] = {}
     for (_, name), body in snapshot.promises.items():
         if _safe(name):
-            files[f"promises/{name}/promise.yaml"] = render_object(body)
+            objects[f"promises/{name}/promise.yaml"] = body
     for (_, name), body in snapshot.destinations.items():
         if _safe(name):
-            files[f"clusters/{name}.yaml"] = render_object(body)
-    for resource, objects in snapshot.requests.items():
-        for (namespace, name), body in objects.items():
+            objects[f"clusters/{name}.yaml"] = body
+    for resource, by_name in snapshot.requests.items():
+        for (namespace, name), body in by_name.items():
             if _safe(namespace) and _safe(name) and _safe(resource.kind):
-                files[request_path(resource.kind, namespace, name)] = render_object(body)
-    return files
+                objects[request_path(resource.kind, namespace, name)] = body
+    return objects
 
 
 def request_path(kind: str, namespace: str, name: str) -> str:
@@ -84,8 +103,9 @@ def request_path(kind: str, namespace: str, name: str) -> str:
 
 
 def plan_changes(desired: Mapping[str, bytes], current: Mapping[str, bytes], *,
-                 pending_kinds: frozenset[str] = frozenset()) -> Plan:
-    """Turn `current` (the repo's files in the mirrored folders) into `desired`; only marked files change."""
+                 authoritative: frozenset[str]) -> Plan:
+    """Turn `current` (the repo's files in the mirrored folders) into `desired`: only marked files change, and
+    only files of an `authoritative` scope are deleted."""
     contents: dict[str, bytes] = {}
     added: list[str] = []
     updated: list[str] = []
@@ -101,8 +121,7 @@ def plan_changes(desired: Mapping[str, bytes], current: Mapping[str, bytes], *,
             updated.append(path)
             contents[path] = data
     deleted = [path for path, data in sorted(current.items())
-               if path not in desired and _mirrored(path) and not _is_pending(path, pending_kinds)
-               and is_marked(data)]
+               if path not in desired and scope_of(path) in authoritative and is_marked(data)]
     changes = Changes(contents=contents, added=tuple(added), updated=tuple(updated), deleted=tuple(deleted))
     return Plan(changes=changes, conflicts=tuple(conflicts))
 
@@ -167,10 +186,15 @@ def _safe(segment: str) -> bool:
     return bool(segment) and "/" not in segment and segment not in (".", "..") and "\\" not in segment
 
 
-def _mirrored(path: str) -> bool:
-    return path.startswith(MIRRORED_FOLDERS) and path.endswith(".yaml")
-
-
-def _is_pending(path: str, pending_kinds: frozenset[str]) -> bool:
+def scope_of(path: str) -> str | None:
+    """The scope a mirrored path belongs to, or None for a path the controller never writes."""
     parts = path.split("/")
-    return len(parts) == 4 and parts[0] == "requests" and parts[2] in pending_kinds
+    if not path.endswith(".yaml"):
+        return None
+    if len(parts) == 3 and parts[0] == "promises" and parts[2] == "promise.yaml":
+        return PROMISES_SCOPE
+    if len(parts) == 2 and parts[0] == "clusters":
+        return DESTINATIONS_SCOPE
+    if len(parts) == 4 and parts[0] == "requests":
+        return request_scope(parts[2])
+    return None

@@ -3,20 +3,22 @@
 The loop: list (the store's view of the resource becomes exactly the list), remember the resourceVersion,
 watch from it, and keep watching from the last version seen (bookmarks included) each time the server ends the
 watch. A 410 Gone, or `relist_seconds` passing, lists again; an API error backs off exponentially (bounded)
-and lists again, so nothing missed while disconnected is kept. A 404 on the list means the CRD is not served
-yet.
+and lists again, so nothing missed while disconnected is kept. A failed list (a 404: the CRD is not served; a
+403, a timeout, a paged answer) is reported to the store, which then no longer treats the resource as
+complete: its files are kept until a list succeeds again.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kratix.controller.crds import Resource
-from kratix.controller.kube import Connection, Gone, Kube, is_temporary
+from kratix.controller.kube import Connection, Gone, Kube, describe, is_temporary
+from kratix.controller.policy import Backoff, RetryPolicy, Timeouts
 from kratix.controller.store import ObservedStore
 
 log = logging.getLogger(__name__)
@@ -26,38 +28,22 @@ log = logging.getLogger(__name__)
 class WatchSettings:
     watch_timeout_seconds: int = 300
     relist_seconds: float = 900.0  # a periodic full list: insurance against events a server never sent
-    backoff_initial: float = 0.5
-    backoff_max: float = 30.0
-
-
-class Backoff:
-    """Exponential delays with jitter, reset after a success; waits on `stop` so shutdown is prompt."""
-
-    def __init__(self, *, initial: float, maximum: float, stop: threading.Event) -> None:
-        self._initial, self._maximum, self._stop = initial, maximum, stop
-        self._next = initial
-
-    def reset(self) -> None:
-        self._next = self._initial
-
-    def wait(self) -> float:
-        delay = self._next * random.uniform(0.8, 1.2)
-        self._next = min(self._next * 2, self._maximum)
-        self._stop.wait(delay)
-        return delay
+    retry: RetryPolicy = RetryPolicy()
+    timeouts: Timeouts = Timeouts()
 
 
 class Watcher:
     def __init__(self, *, connection: Connection, resource: Resource, store: ObservedStore,
-                 settings: WatchSettings, stop: threading.Event) -> None:
+                 settings: WatchSettings, stop: threading.Event,
+                 on_error: Callable[[str], None] = lambda operation: None) -> None:
         self.resource = resource
-        self._kube = Kube(connection)
+        self._kube = Kube(connection, timeouts=settings.timeouts)
         self._store = store
         self._settings = settings
         self._stop = threading.Event()
         self._global_stop = stop
-        self._backoff = Backoff(initial=settings.backoff_initial, maximum=settings.backoff_max,
-                                stop=self._stop)
+        self._on_error = on_error
+        self._backoff = Backoff(settings.retry, stop=self._stop)
         self._thread = threading.Thread(target=self._run, name=f"watch-{resource.plural}", daemon=True)
 
     def start(self) -> None:
@@ -87,13 +73,19 @@ class Watcher:
                 log.info("watch of %s expired (%s): listing again", self.resource.plural, exc)
                 resource_version = None
             except Exception as exc:  # every failure of a watch thread is retried, never fatal
+                self._on_error("watch")
                 level = logging.INFO if is_temporary(exc) else logging.WARNING
-                log.log(level, "watch of %s failed (%s): retrying in %.1fs", self.resource.plural,
-                        _describe(exc), self._backoff.wait())
+                log.log(level, "watch of %s.%s failed (%s): retrying in %.1fs", self.resource.plural,
+                        self.resource.group, describe(exc), self._backoff.wait())
                 resource_version = None
 
     def _list(self) -> str:
-        items, resource_version = self._kube.list(self.resource)
+        try:
+            items, resource_version = self._kube.list(self.resource)
+        except Exception as exc:
+            self._store.list_failed(self.resource, f"cannot list {self.resource.plural}.{self.resource.group}: "
+                                                   f"{describe(exc)}")
+            raise
         self._store.replace(self.resource, items)
         log.info("listed %d %s", len(items), self.resource.plural)
         return resource_version or ""
@@ -110,8 +102,3 @@ class Watcher:
                 self._store.put(self.resource, body)
         return resource_version
 
-
-def _describe(exc: BaseException) -> str:
-    status = getattr(exc, "status", None)
-    reason = getattr(exc, "reason", None)
-    return f"HTTP {status} {reason}" if status is not None else f"{type(exc).__name__}: {exc}"
