@@ -19,9 +19,6 @@ import yaml
 from kratix import provenance, yamltext
 from kratix.manifests import AREAS, BOOKKEEPING, destination_of, object_id
 
-_KUSTOMIZATION = "kustomization.yaml"
-_NAMESPACE_FILE = "namespace.yaml"
-
 
 def rebuild_provenance(files: Mapping[str, bytes], *, status_folder: str) -> list[provenance.Entry]:
     prefetch = getattr(files, "prefetch", None)
@@ -45,7 +42,9 @@ def rebuild_provenance(files: Mapping[str, bytes], *, status_folder: str) -> lis
         elif area == "dependencies" and len(parts) >= 3:
             promise, pipeline = parts[:2]
             owner = f"Promise {promise}"
-        objects = () if parts[-1] == _KUSTOMIZATION else _objects_in(files[path])
+        # What the layout generates (kustomizations, request namespaces) is recorded without objects, as it is
+        # when written: those Namespaces are never pruned, so no deletion of theirs is counted.
+        objects = () if owner == provenance.GENERATED else _objects_in(files[path])
         entries.append(provenance.Entry(path=path, owner=owner, destination=destination, promise=promise,
                                         request=request, pipeline=pipeline, objects=objects))
     return entries
