@@ -165,7 +165,8 @@ def _provenance(placed: Sequence[PlacedFile], files: Mapping[str, Content], kept
     entries = {p.output_path: provenance.Entry(
         path=p.output_path, owner=p.owner, destination=p.destination, promise=p.promise,
         request=None if p.owner.startswith("Promise ") else p.owner, pipeline=p.pipeline, source=p.file.source,
-        objects=tuple(object_id(d) for d in p.file.documents)) for p in placed}
+        objects=tuple(object_id(d) for d in p.file.documents), sandbox=p.file.sandbox, images=p.file.images)
+        for p in placed}
     for path in kept:
         if path in before:
             entries[path] = before[path]

@@ -39,6 +39,7 @@ class Summary:
     failed: int
     files: int
     not_validated_kinds: tuple[str, ...] = ()
+    unsandboxed: tuple[str, ...] = ()  # the owners (requests, "Promise <name>") whose command steps ran unsandboxed
 
 
 @dataclass(frozen=True)
@@ -130,4 +131,7 @@ def _summary(platform: Platform, statuses: Mapping[str, RequestStatus], promise_
         failed=states.count("failed"),
         files=len(files),
         not_validated_kinds=tuple(sorted({*not_validated, *(k for s in statuses.values() for k in s.unchecked_kinds)})),
+        unsandboxed=tuple(sorted({f.owner for f in [*(f for s in statuses.values() for f in s.files),
+                                                    *(f for s in promise_statuses.values() for f in s.files)]
+                                  if f.file.sandbox == "none"})),
     )

@@ -46,7 +46,9 @@ def publish_platform(tree: Any, repo: Any, settings: Any, progress: Any = None) 
 @common.branch_option
 @click.option("--format", "output_format", type=click.Choice(["markdown", "json"]), default="markdown",
               show_default=True)
-def plan(path: Path, ref: str | None, output_repo: str | None, branch: str, output_format: str) -> None:
+@common.step_options
+def plan(path: Path, ref: str | None, output_repo: str | None, branch: str, output_format: str, unsandboxed: bool,
+         no_step_network: bool) -> None:
     """Show what publishing would change on the output branch: files per destination with diffs, placements
     and risks. Publishes nothing. Exit 1 when the input is invalid."""
     from kratix import pipeline, publish
@@ -54,7 +56,7 @@ def plan(path: Path, ref: str | None, output_repo: str | None, branch: str, outp
 
     if output_repo is None:
         raise click.UsageError("plan needs --output-repo (the repo whose branch it compares against)")
-    settings = common.build_settings(branch=branch)
+    settings = common.build_settings(branch=branch, unsandboxed=unsandboxed, no_step_network=no_step_network)
     repo = publish.open_output_repo(output_repo, branch=branch, create=False)
     state = publish.read_branch(repo)
     result, changes = pipeline.plan_platform(common.read_source(path, ref),
