@@ -50,7 +50,7 @@ def promise_fingerprints(tree: SourceTree, promises: Mapping[str, Promise],
     shared = cache.fingerprint(
         __version__, repr(settings.validate), repr(settings.render.container_runtime),
         f"unsandboxed={settings.render.unsandboxed} network={settings.render.step_network}",
-        *(f"{d.name}|{d.path}|{sorted(d.labels.items())}|{d.strict_match_labels}"
+        *(f"{d.name}|{d.path}|{sorted(d.labels.items())}|{d.strict_match_labels}|{d.sops_age}|{d.sops_pgp}"
           for d in sorted(destinations.values(), key=lambda d: d.name)),
         *sorted(f"{p.name}|{p.api.group}|{p.api.kind}|{p.version}" for p in promises.values() if p.api))
     digests = _image_digests(promises, settings)

@@ -1,7 +1,8 @@
 """The compile, top to bottom: load → schema → render → schedule → layout.
 
 No I/O of its own: the input tree and the previous output come in as data, the output tree goes out as data
-(command and image steps, when a Promise has them, run through `kratix.steps`).
+(command and image steps, when a Promise has them, run through `kratix.steps`; Secrets bound for a destination
+with SOPS recipients are encrypted through `kratix.sops`).
 
 `compile_platform(tree, previous=...)` is a pure function of the input tree and the previous output tree
 (sticky placements and last-known-good output are read from it). One invalid request or failing template fails
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from kratix import assemble, conformance, incremental, promise_compile, provenance, render, request_compile
+from kratix import assemble, conformance, incremental, promise_compile, provenance, render, request_compile, sops
 from kratix import plan as plans
 from kratix.diagnostics import Diagnostic, Severity
 from kratix.documents import Content, SourceTree
@@ -75,6 +76,7 @@ def compile_platform(tree: SourceTree, *, settings: Settings, previous: Previous
     if settings.validate.validate_output:
         checker = conformance.Conformance.for_kubernetes(settings.validate.kubernetes_version)
         not_validated = assemble.validate_output(checker, promises, requests, diagnostics)
+    assemble.check_secrets(platform, promises, requests, diagnostics, previous, sealer=sops.Sealer())
     files, entries = assemble.lay_out(platform, promises, requests, previous, commit=tree.commit,
                                       fingerprints=fingerprints, diagnostics=diagnostics, tree_files=tree.files)
     diagnostics.sort()

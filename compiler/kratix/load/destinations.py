@@ -2,12 +2,16 @@
 
 In: a `SourceTree`. Out: each Destination (or seed-era Cluster, upgraded with a deprecation warning) with its
 labels, `strictMatchLabels` and output folder (`spec.path`, else its name).
+Its annotations `kratix.io/sops-age-recipients` (age public keys) and `kratix.io/sops-pgp-fingerprints` (PGP key
+fingerprints), comma- or space-separated, name the SOPS recipients Secrets bound for it are encrypted for.
 Refuses: any other document in `clusters/`, a Destination without metadata.name, a path that leaves the output
-repo or lies in `.kratix`, two Destinations with one name or one path.
+repo or lies in `.kratix`, two Destinations with one name or one path, a recipient that is no age key or PGP
+fingerprint (the Destination stays, without encryption, so its plaintext Secrets fail their owners).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +19,11 @@ from kratix.diagnostics import Diagnostic, Severity
 from kratix.documents import SourceDoc, SourceTree
 from kratix.load.shared import escapes, is_platform_kind, mapping, object_name, parse_file, upgraded, yaml_files
 from kratix.platform import Destination
+
+AGE_ANNOTATION = "kratix.io/sops-age-recipients"
+PGP_ANNOTATION = "kratix.io/sops-pgp-fingerprints"
+_AGE_RECIPIENT = re.compile(r"age1[02-9ac-hj-np-z]{58}")  # bech32, as age-keygen prints it
+_PGP_FINGERPRINT = re.compile(r"[0-9A-Fa-f]{40}")
 
 
 def parse_destinations(tree: SourceTree, diagnostics: list[Diagnostic]) -> dict[str, Destination]:
@@ -68,5 +77,22 @@ def _destination(doc: SourceDoc, body: Mapping[str, Any], diagnostics: list[Diag
                                          "nestedByMetadata (<path>/dependencies/…, <path>/resources/…)",
                                          severity=Severity.WARNING, object=subject))
     labels = mapping(metadata.get("labels"))
+    annotations = mapping(metadata.get("annotations"))
+    age = _recipients(doc, annotations, AGE_ANNOTATION, _AGE_RECIPIENT, "an age public key (age1...)", diagnostics)
+    pgp = _recipients(doc, annotations, PGP_ANNOTATION, _PGP_FINGERPRINT, "a 40-hex-digit PGP fingerprint",
+                      diagnostics)
     return Destination(name=name, path=path, labels={str(k): str(v) for k, v in labels.items()},
-                       strict_match_labels=bool(spec.get("strictMatchLabels", False)), source=doc)
+                       strict_match_labels=bool(spec.get("strictMatchLabels", False)), source=doc,
+                       sops_age=age, sops_pgp=pgp)
+
+
+def _recipients(doc: SourceDoc, annotations: Mapping[str, Any], key: str, pattern: re.Pattern[str], what: str,
+                diagnostics: list[Diagnostic]) -> tuple[str, ...]:
+    found = tuple(str(annotations.get(key) or "").replace(",", " ").split())
+    wrong = [value for value in found if not pattern.fullmatch(value)]
+    if wrong:
+        diagnostics.append(Diagnostic.at(doc, ("metadata", "annotations", key), "destination.sops-recipient",
+                                         f"{wrong[0]!r} is not {what}; no Secret is encrypted for this "
+                                         "Destination until it is fixed", object=object_name(doc)))
+        return ()
+    return found
