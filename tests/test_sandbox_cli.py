@@ -172,3 +172,25 @@ def test_with_no_sandbox_a_command_step_fails_its_request_alone_and_says_how_to_
     assert code == 0, stderr
     assert places["write"].read_text() == "escaped\n"
     assert "UNSANDBOXED" in stderr
+
+
+BAD_NAME = """\
+set -eu
+printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata: {name: x}\\n' > "$KRATIX_OUTPUT/$(printf 'evil\\nname.yaml')"
+"""
+
+
+def test_a_file_name_the_output_repo_cannot_hold_fails_its_request_and_others_publish(tmp_path: Path) -> None:
+    require_command_sandbox()
+    files = platform_files(**{"team-a/db": database("db")})
+    files["promises/probe/promise.yaml"] = probe_promise()
+    files["promises/probe/scripts/probe.sh"] = BAD_NAME
+    files["requests/team-b/names.yaml"] = probe("write")
+    repo, _ = make_repo(tmp_path / "platform", files)
+    code, stderr, published_files = compile_to(repo, init_repo(tmp_path / "out.git", bare=True), env={})
+
+    assert code == 1
+    assert "output/evil\\nname.yaml: the file name holds a control character" in stderr
+    state = json.dumps(status(published_files, "team-b", "probe", "write"))
+    assert "evil" in state and "control character" in state
+    assert published(published_files, "team-a/database/db/instance/configmap.yaml")

@@ -597,9 +597,21 @@ def command_sandbox(settings: RenderSettings) -> str:
         return UNSANDBOXED
     if sandbox_available():
         return "bwrap"
-    if shutil.which("podman") is not None and host_root_image("podman") is not None:
+    image = host_root_image("podman") if shutil.which("podman") is not None else None
+    if image is not None and _podman_runs(image):
         return "podman"
     return ""
+
+
+def _podman_runs(image: str) -> bool:
+    """Whether podman can start the confined container command steps run in (rootless podman may lack user
+    namespaces or subordinate ids)."""
+    smoke = [*_confined("podman", f"kratix-probe-{secrets.token_hex(6)}", RenderSettings(), network=False),
+             "-v", "/usr:/usr:ro", "--", image, "/usr/bin/true"]
+    try:
+        return _quiet(smoke) == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 def sandbox_available() -> bool:
