@@ -130,7 +130,7 @@ BROKEN_INPUTS = {
     "yaml syntax": ({"requests/team-a/x.yaml": "apiVersion: example.io/v1\nkind: [Database\n"},
                     "requests/team-a/x.yaml:3:1: YAML syntax error"),
     "not an object": ({"requests/team-a/x.yaml": "- a\n- b\n"},
-                      "requests/team-a/x.yaml:1:1: a resource request must be a Kubernetes object"),
+                      "requests/team-a/x.yaml:1:1: document 1 is a list, not a Kubernetes object"),
     "namespace differs from folder": (
         {"requests/team-a/x.yaml": database("x").replace("name: x", "name: x\n  namespace: team-b")},
         "requests/team-a/x.yaml:5:3: metadata.namespace: namespace 'team-b' differs from its folder"),

@@ -136,7 +136,7 @@ def test_unsandboxed_each_attempt_works_and_the_summary_and_provenance_say_so(
     assert places["write"].read_text() == "escaped\n"
     assert "UNSANDBOXED" in stderr and "Probe team-b/home" in stderr
     entries = {e["path"].split("/resources/")[-1]: e for path, text in files.items()
-               if path.startswith(".kratix/provenance/") for e in map(json.loads, text.splitlines())}
+               if path.startswith(".kratix/provenance/") for e in map(json.loads, text.splitlines()) if "path" in e}
     assert entries["team-b/probe/home/probe/configmap.yaml"]["sandbox"] == "none"
     assert "sandbox" not in entries["team-a/database/db/instance/configmap.yaml"]
 

@@ -4,17 +4,16 @@ Kubernetes' schemas, last-known-good files, bookkeeping (statuses, placements, p
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from kratix import cache, conformance, incremental, layout, provenance, secretpolicy, sops, yamltext
+from kratix import cache, conformance, incremental, inventory, layout, provenance, secretpolicy, sops, yamltext
 from kratix.diagnostics import Diagnostic, Severity
 from kratix.documents import Content
 from kratix.manifests import BOOKKEEPING, PlacedFile, destination_of, object_id
 from kratix.platform import Destination, Platform
-from kratix.previous import PLACEMENTS_FILE, PROMISE_STATUS_FOLDER, PreviousOutput
+from kratix.previous import PLACEMENTS_FILE, PROMISE_STATUS_FOLDER, PreviousOutput, encode_placements
 from kratix.statuses import PromiseStatus, RequestStatus, promise_status_document, request_status_document
 
 T = TypeVar("T")
@@ -125,8 +124,8 @@ def lay_out(platform: Platform, promises: Mapping[str, PromiseStatus], requests:
     for status in requests.values():
         if status.keeps_previous_output:
             records.update(_kept_placements(status, previous_placements))
-    # one placement per line, sorted: `git diff` shows placements made and removed
-    bookkeeping: dict[str, Any] = {PLACEMENTS_FILE: json.dumps(records, sort_keys=True, indent=0).encode() + b"\n"}
+    bookkeeping: dict[str, Any] = {PLACEMENTS_FILE: encode_placements(records),
+                                   inventory.INVENTORY_FILE: _inventory(platform, previous)}
     for status in requests.values():
         path = incremental.status_path(status)
         bookkeeping[path] = (previous.content(f"{BOOKKEEPING}/{path}") if status.reused
@@ -145,6 +144,29 @@ def lay_out(platform: Platform, promises: Mapping[str, PromiseStatus], requests:
     cached = incremental.cache_records(requests, previous, fingerprints, files, tree_files or {}, diagnostics)
     files.update(_shards(cache.shards(cached), previous.cache_shards, cache.encode, previous))
     return files, {entry.path: entry for entry in entries}
+
+
+def _inventory(platform: Platform, previous: PreviousOutput) -> bytes:
+    """What this compile read, and from which files; what stands in for a broken file keeps its old entry."""
+    known = previous.inventory
+    promises = {}
+    for name, promise in platform.promises.items():
+        if promise.broken is not None:
+            if name in known.promises:
+                promises[name] = known.promises[name]
+            continue
+        api = promise.api
+        promises[name] = inventory.PromiseEntry(promise.source.path, *(
+            (api.group, api.kind, api.version, api.plural) if api else ()))
+    destinations = {}
+    for name, destination in platform.destinations.items():
+        if destination.broken is not None:
+            if name in known.destinations:
+                destinations[name] = known.destinations[name]
+            continue
+        destinations[name] = inventory.DestinationEntry(destination.source.path, destination.path,
+                                                        dict(destination.labels), destination.strict_match_labels)
+    return inventory.encode(promises, destinations)
 
 
 def _shards(new: Mapping[str, list[T]], old: Mapping[str, list[T]], encode: Callable[[list[T]], bytes],

@@ -1,20 +1,23 @@
 """The request cache: what each request's last compile produced, so that an unchanged request is neither parsed,
 validated, rendered nor dumped again. Compile cost then grows with what changed, not with the platform.
 
-Kept in the output repo at `.kratix/cache/<namespace>.jsonl` (one JSON record per request, sorted; a shard per
-request namespace, so a change rewrites only the shards it touches), so compile stays a pure
-function of (input tree, previous output). A record is reused only when the request's file has the same bytes
-and the fingerprint of everything else its output depends on — its Promise's folder, the destinations, the
-kinds all Promises serve, the compiler's version and settings, image digests — is the same too. Only cleanly
-placed requests are recorded: failures, pending requests and compound parents are compiled every time.
+Kept in the output repo at `.kratix/cache/<namespace>.jsonl` (a format line, then one JSON record per request,
+sorted; a shard per request namespace, so a change rewrites only the shards it touches), so compile stays a pure
+function of (input tree, previous output). Every request read from a file is recorded (the inventory of which
+file held which request, `kratix.inventory`), but only a cleanly placed one is `reusable`: failures, pending
+requests and compound parents are compiled every time. A record is reused only when the request's file has the
+same bytes, the fingerprint of everything else its output depends on — its Promise's folder, the destinations,
+the kinds all Promises serve, the compiler's version and settings, image digests — is the same too, and its
+`check` still matches: a hash of the record and of the blobs it names, so a record or an output edited by hand is
+never trusted (the request is compiled again, and its output rewritten).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from urllib.parse import quote
 
@@ -36,7 +39,10 @@ class Record:
     outputs: tuple[str, ...] = ()  # the files it published, under destination folders
     status: str = ""  # its status file
     unchecked: tuple[str, ...] = ()  # kinds of its output no schema could check
-    line: str = field(default="", compare=False, repr=False)  # as read: re-encoding 10k records costs more
+    reusable: bool = True  # False: recorded for the inventory only (failed, pending, compound parent)
+    # As written: `<check> <json>`, where check hashes the JSON and the blob ids of the outputs and status it
+    # names (`seal`). Carried over verbatim: re-encoding 10k records costs more.
+    line: str = field(default="", compare=False, repr=False)
 
     @property
     def key(self) -> str:
@@ -44,6 +50,25 @@ class Record:
 
 
 _FIELDS = tuple(f.name for f in fields(Record) if f.name != "line")
+FORMAT = 2
+_HEADER = json.dumps({"format": FORMAT, "kratix": "cache"}, sort_keys=True, separators=(",", ":"))
+
+
+def named_files(record: Record) -> tuple[str, ...]:
+    """The output-repo files a record vouches for: its outputs, then its status."""
+    return (*record.outputs, *((record.status,) if record.status else ()))
+
+
+def seal(record: Record, blob_ids: Iterable[str]) -> Record:
+    """`record` with its line written: its JSON, and a check over it and the blob ids of `named_files`."""
+    text = json.dumps({name: getattr(record, name) for name in _FIELDS}, sort_keys=True, separators=(",", ":"))
+    return replace(record, line=f"{fingerprint(text, *blob_ids)} {text}")
+
+
+def intact(record: Record, blob_ids: Iterable[str]) -> bool:
+    """Whether the record and the files it names are as they were written (see `seal`)."""
+    check, _, text = record.line.partition(" ")
+    return bool(text) and check == fingerprint(text, *blob_ids)
 
 
 def shard_of(record: Record) -> str:
@@ -64,25 +89,38 @@ def shards(records: Iterable[Record]) -> dict[str, list[Record]]:
 
 
 def encode(records: Iterable[Record]) -> bytes:
-    """One shard's text."""
-    lines = [r.line or json.dumps({name: getattr(r, name) for name in _FIELDS}, sort_keys=True,
-                                  separators=(",", ":"))
-             for r in sorted(records, key=lambda r: (r.file, r.key))]
-    return ("\n".join(lines) + "\n").encode() if lines else b""
+    """One shard's text; every record must be sealed."""
+    lines = [r.line for r in sorted(records, key=lambda r: (r.file, r.key))]
+    if not all(lines):
+        raise ValueError("a cache record was not sealed")
+    return ("\n".join([_HEADER, *lines]) + "\n").encode() if lines else b""
 
 
-def decode(files: Mapping[str, bytes]) -> dict[str, list[Record]]:
-    """Every shard among `files` (an output tree): shard path -> its records, in written (sorted) order."""
-    return {path: decode_shard(files[path]) for path in files if path.startswith(CACHE_FOLDER + "/")}
+def is_shard(path: str) -> bool:
+    return path.startswith(CACHE_FOLDER + "/")
 
 
-def decode_shard(data: bytes | None) -> list[Record]:
-    lines = [line for line in (data or b"").decode().splitlines() if line.strip()]
+def decode_shard(data: bytes) -> list[Record]:
+    """Raises ValueError (with why) for anything but a shard of this format."""
+    lines = [line for line in data.decode().splitlines() if line.strip()]
+    if not lines or lines[0] != _HEADER:
+        raise ValueError("not a request-cache shard of format " + str(FORMAT))
+    texts = [line.partition(" ")[2] for line in lines[1:]]
+    if not all(texts):
+        raise ValueError("a record has no check")
     records = []
-    for line, raw in zip(lines, json.loads("[" + ",".join(lines) + "]"), strict=True):
+    for line, raw in zip(lines[1:], json.loads("[" + ",".join(texts) + "]"), strict=True):
+        if not isinstance(raw, dict):
+            raise ValueError(f"a record is {type(raw).__name__}, not an object")
         raw["outputs"] = tuple(raw.get("outputs") or ())
         raw["unchecked"] = tuple(raw.get("unchecked") or ())
-        records.append(Record(**raw, line=line))
+        try:
+            record = Record(**raw, line=line)
+        except TypeError as exc:
+            raise ValueError(f"unreadable record: {exc}") from exc
+        if not all(isinstance(getattr(record, name), str) for name in ("file", "kind", "namespace", "name")):
+            raise ValueError("a record's identity is not text")
+        records.append(record)
     return records
 
 

@@ -39,6 +39,7 @@ class SourceTree:
     files: Mapping[str, bytes]  # posix path relative to the repo root -> content
     commit: str | None = None  # the input commit, when read from Git
     origin: str = ""  # a human name for where it came from (path or URL)
+    unread: Mapping[str, str] = field(default_factory=dict)  # paths present but not read -> why (a symlink, ...)
 
     def under(self, folder: str) -> dict[str, bytes]:
         prefix = folder.rstrip("/") + "/"

@@ -72,6 +72,7 @@ class TreeEntry:
     kind: str  # "blob" or "commit"
     oid: str
     path: str
+    size: int | None = None  # bytes of a blob, when listed with sizes
 
 
 def clean_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -153,13 +154,15 @@ def file_oids(repo: Path, commit: str) -> tuple[dict[str, str], bool]:
     return oids, plain
 
 
-def list_tree(repo: Path, commit: str, *, prefix: str = "") -> list[TreeEntry]:
-    """Every file entry of `commit`'s tree (recursively), optionally only under the folder `prefix`."""
+def list_tree(repo: Path, commit: str, *, prefix: str = "", sizes: bool = False) -> list[TreeEntry]:
+    """Every file entry of `commit`'s tree (recursively), optionally only under the folder `prefix`; with
+    `sizes`, each blob's size too (read from the object store's headers, not its content)."""
     args = [
         "--literal-pathspecs",
         "ls-tree",
         "-r",
         "-z",
+        *(["-l"] if sizes else []),
         "--full-tree",
         commit,
     ]  # a folder named `*` is literal
@@ -170,8 +173,9 @@ def list_tree(repo: Path, commit: str, *, prefix: str = "") -> list[TreeEntry]:
         if not record:
             continue
         meta, _, path = record.partition(b"\t")
-        mode, kind, oid = meta.decode().split(" ")
-        entries.append(TreeEntry(mode, kind, oid, path.decode("utf-8", "surrogateescape")))
+        mode, kind, oid, *size = meta.decode().split()
+        length = int(size[0]) if size and size[0].isdigit() else None
+        entries.append(TreeEntry(mode, kind, oid, path.decode("utf-8", "surrogateescape"), length))
     return entries
 
 

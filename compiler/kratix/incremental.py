@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 from kratix import __version__, cache, load, steps
 from kratix.diagnostics import Diagnostic
-from kratix.documents import Content, SourceDoc, SourceTree
+from kratix.documents import Content, SourceDoc, SourceTree, blob_id
 from kratix.manifests import BOOKKEEPING
 from kratix.platform import Destination, Platform, Promise, RequestKey, ResourceRequest
 from kratix.previous import STATUS_FOLDER, PreviousOutput
@@ -33,12 +33,14 @@ def load_reusing(tree: SourceTree, previous: PreviousOutput, settings: Settings
             hits.update(_cache_hits(tree, previous, fingerprints))
         return frozenset(hits)
 
-    platform, diagnostics = load.parse_platform(tree, skip_requests=skip)
+    known = previous.inventory
+    platform, diagnostics = load.parse_platform(tree, skip_requests=skip, known=known)
     reused_keys = {r.key for records in hits.values() for r in records}
-    if reused_keys & {str(r.key) for r in platform.requests}:
+    requested = {str(r.key) for r in platform.requests} | {str(h.key) for h in platform.held}
+    if reused_keys & requested:
         # A changed file now requests what a cached one does: which of them is the duplicate depends on file
         # order, so take no shortcut.
-        platform, diagnostics = load.parse_platform(tree)
+        platform, diagnostics = load.parse_platform(tree, known=known)
         hits.clear()
     reused = {r.key: _reused_status(r) for records in hits.values() for r in records}
     return platform, diagnostics, reused, fingerprints
@@ -90,10 +92,21 @@ def _cache_hits(tree: SourceTree, previous: PreviousOutput, fingerprints: Mappin
         if data is None or len(records) != records[0].documents:
             continue
         blob = cache.digest(data)
-        if all(r.blob == blob and r.fingerprint == fingerprints.get(r.promise) and r.status in previous.files
-               and all(o in previous.files for o in r.outputs) for r in records):
+        if all(r.reusable and r.blob == blob and r.fingerprint == fingerprints.get(r.promise)
+               and _trustworthy(r, previous) for r in records):
             hits[file] = records
     return hits
+
+
+def _trustworthy(record: cache.Record, previous: PreviousOutput) -> bool:
+    """The record names only files of its own request that are still there, exactly as when it was written."""
+    named = cache.named_files(record)
+    own = f"/resources/{record.namespace}/{record.promise}/{record.name}/"
+    if record.status != f"{BOOKKEEPING}/{STATUS_FOLDER}/{record.namespace}/{record.promise}/{record.name}.yaml":
+        return False
+    if not all(path in previous.files for path in named) or not all(own in path for path in record.outputs):
+        return False
+    return cache.intact(record, (previous.oid(path) for path in named))
 
 
 def _reused_status(record: cache.Record) -> RequestStatus:
@@ -110,7 +123,8 @@ def _reused_status(record: cache.Record) -> RequestStatus:
 def cache_records(requests: Mapping[str, RequestStatus], previous: PreviousOutput, fingerprints: Mapping[str, str],
                   files: Mapping[str, Content], tree_files: Mapping[str, bytes],
                   diagnostics: Sequence[Diagnostic]) -> list[cache.Record]:
-    """What to remember of each cleanly placed request; files with any diagnostic are never remembered."""
+    """A record of every request read from a request file (what each file held: the inventory). Only a cleanly
+    placed request of a file with no diagnostic is reusable; a held request keeps the record it had."""
     old = {r.key: r for r in previous.cache}
     noisy = {d.file for d in diagnostics}
     per_file: dict[str, list[RequestStatus]] = {}
@@ -118,21 +132,25 @@ def cache_records(requests: Mapping[str, RequestStatus], previous: PreviousOutpu
         per_file.setdefault(status.request.source.path, []).append(status)
     records = []
     for file, statuses in per_file.items():
-        if file in noisy or file not in tree_files or not file.startswith("requests/") or any(
-                s.state != "placed" or s.children or (not s.reused and not s.files) for s in statuses):
-            continue
+        if not file.startswith("requests/"):
+            continue  # the children of compound Promises: their parents' output, not files of the input
+        reusable = file not in noisy and file in tree_files and not any(
+            s.state != "placed" or s.children or (not s.reused and not s.files) for s in statuses)
         for status in statuses:
             key = status.request.key
-            if status.reused:
+            if status.reused or (status.reason == "FileInvalid" and str(key) in old):
                 records.append(old[str(key)])
                 continue
-            outputs = tuple(sorted(f.output_path for f in status.files))
-            records.append(cache.Record(
-                file=file, blob=cache.digest(tree_files[file]), fingerprint=fingerprints[status.request.promise],
+            outputs = tuple(sorted(f.output_path for f in status.files)) if reusable else ()
+            record = cache.Record(
+                file=file, blob=cache.digest(tree_files[file]) if file in tree_files else "",
+                fingerprint=fingerprints.get(status.request.promise, "") if reusable else "",
                 documents=len(statuses), kind=key.kind, namespace=key.namespace, name=key.name,
                 api_version=status.request.api_version, promise=status.request.promise,
-                placements=dict(status.placement_records), outputs=outputs, unchecked=status.unchecked_kinds,
-                status=f"{BOOKKEEPING}/{status_path(status)}"))
+                placements=dict(status.placement_records) if reusable else {}, outputs=outputs,
+                unchecked=status.unchecked_kinds if reusable else (),
+                status=f"{BOOKKEEPING}/{status_path(status)}" if reusable else "", reusable=reusable)
+            records.append(cache.seal(record, (blob_id(files[path]) for path in cache.named_files(record))))
     return records
 
 

@@ -17,6 +17,9 @@ PARENT_LABEL_PREFIX = "kratix.io/parent-"  # on requests a compound Promise's wo
 PARENT_PROMISE_LABEL = "kratix.io/parent-promise-name"
 PARENT_RESOURCE_LABEL = "kratix.io/parent-resource-name"
 PARENT_NAMESPACE_LABEL = "kratix.io/parent-resource-namespace"
+# The labels that say whose output an object is: the compiler sets them, and nothing a tenant writes may.
+IDENTITY_LABELS = frozenset({PROMISE_LABEL, RESOURCE_LABEL, PIPELINE_LABEL, WORK_TYPE_LABEL, PARENT_PROMISE_LABEL,
+                             PARENT_RESOURCE_LABEL, PARENT_NAMESPACE_LABEL})
 
 STATIC_PIPELINE = "static"  # the folder that holds a Promise's spec.dependencies
 AREAS = ("dependencies", "resources")  # the two folders of every destination, synced by two Flux Kustomizations

@@ -79,6 +79,8 @@ def compile_platform(tree: SourceTree, *, settings: Settings, previous: Previous
     assemble.check_secrets(platform, promises, requests, diagnostics, previous, sealer=sops.Sealer())
     files, entries = assemble.lay_out(platform, promises, requests, previous, commit=tree.commit,
                                       fingerprints=fingerprints, diagnostics=diagnostics, tree_files=tree.files)
+    diagnostics += [Diagnostic(BOOKKEEPING, 1, 1, "", "bookkeeping.unreadable", warning, Severity.WARNING)
+                    for warning in previous.warnings]
     diagnostics.sort()
     return CompileResult(files=files, diagnostics=tuple(diagnostics),
                          summary=_summary(platform, requests, promises, files, not_validated),

@@ -75,6 +75,9 @@ class Promise:
     promise_configure: tuple[Pipeline, ...] = ()
     resource_configure: tuple[Pipeline, ...] = ()
     version: str | None = None  # the `kratix.io/promise-version` label
+    # Why this Promise could not be read now, when its file is broken: it stands in, from what the last compile
+    # knew of it (name and API), so that its requests and dependencies keep their published output.
+    broken: str | None = None
 
     @property
     def body(self) -> Mapping[str, Any]:
@@ -93,6 +96,7 @@ class Destination:
     labels: Mapping[str, str]
     strict_match_labels: bool
     source: SourceDoc
+    broken: str | None = None  # why its file cannot be read now: it stands in as the last compile knew it
     # SOPS recipients (annotations kratix.io/sops-age-recipients, kratix.io/sops-pgp-fingerprints): Secrets bound
     # for this destination are encrypted for them before they are written
     sops_age: tuple[str, ...] = ()
@@ -123,8 +127,21 @@ class ResourceRequest:
 
 
 @dataclass(frozen=True)
+class HeldRequest:
+    """A request the last compile read from a file that is broken now: it keeps its published output, and its
+    status says why, until its file reads again (or is deleted, which deletes the request)."""
+
+    key: RequestKey
+    api_version: str
+    promise: str
+    file: str
+    why: str
+
+
+@dataclass(frozen=True)
 class Platform:
     promises: Mapping[str, Promise]  # by name
     destinations: Mapping[str, Destination]  # by name
     requests: tuple[ResourceRequest, ...]
     commit: str | None = None
+    held: tuple[HeldRequest, ...] = ()

@@ -1,7 +1,13 @@
 """The previous output: what the last publish left on the output branch, the compiler's memory between runs.
 
-Sticky placements, the request cache, provenance and last-known-good files are all read from it, so a compile is
-a pure function of (input tree, previous output).
+Sticky placements, the request cache, provenance, the inventory and last-known-good files are all read from it,
+so a compile is a pure function of (input tree, previous output).
+
+The memory is read defensively: each file under `.kratix/` carries a format version, and one that cannot be read
+(edited by hand, truncated, written by another version of kratix) is a warning, never a crash: placements and
+provenance are rebuilt from the output tree itself (`kratix.heal`), the request cache and the inventory start
+empty (every request is compiled again, which `--rebuild` also asks for). Entries that contradict the tree (a
+provenance entry for a file that is not there) are dropped.
 """
 
 from __future__ import annotations
@@ -11,13 +17,30 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from kratix import cache, provenance
+from kratix import cache, heal, inventory, provenance
 from kratix.documents import BlobRef, Content, blob_id
 from kratix.manifests import BOOKKEEPING
 
 PLACEMENTS_FILE = "placements.json"  # JSON: tens of thousands of entries parse 20x faster than YAML
+PLACEMENTS_FORMAT = 2
 STATUS_FOLDER = "status"
 PROMISE_STATUS_FOLDER = "promises"
+
+
+def encode_placements(records: Mapping[str, str]) -> bytes:
+    # one placement per line, sorted: `git diff` shows placements made and removed
+    document = {"format": PLACEMENTS_FORMAT, "placements": dict(records)}
+    return json.dumps(document, sort_keys=True, indent=0).encode() + b"\n"
+
+
+def decode_placements(data: bytes) -> dict[str, str]:
+    document = json.loads(data)
+    if not isinstance(document, dict) or document.get("format") != PLACEMENTS_FORMAT:
+        raise ValueError(f"not a placements file of format {PLACEMENTS_FORMAT}")
+    records = document.get("placements")
+    if not isinstance(records, dict) or not all(isinstance(v, str) for v in records.values()):
+        raise ValueError("placements must map records to destination names")
+    return {str(k): v for k, v in records.items()}
 
 
 @dataclass(frozen=True)
@@ -26,17 +49,40 @@ class PreviousOutput:
 
     files: Mapping[str, bytes] = field(default_factory=dict)
     commit: str | None = None
+    # What could not be read, and what was done instead: the compile reports each as a warning.
+    warnings: list[str] = field(default_factory=list, compare=False)
+
+    def _unreadable(self, path: str, error: Exception, instead: str) -> None:
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        self.warnings.append(f"{path} cannot be read ({detail}); {instead}")
 
     @cached_property
     def placements(self) -> dict[str, str]:
         """Placement record (`Kind/namespace/name#pipeline[/directory]`) -> destination name."""
-        data = self.files.get(f"{BOOKKEEPING}/{PLACEMENTS_FILE}")
-        document = json.loads(data) if data else None
-        return {str(k): str(v) for k, v in document.items()} if isinstance(document, Mapping) else {}
+        path = f"{BOOKKEEPING}/{PLACEMENTS_FILE}"
+        if path not in self.files:
+            return {}
+        try:
+            return decode_placements(self.files[path])
+        except (ValueError, UnicodeDecodeError) as exc:
+            self._unreadable(path, exc, "placements were rebuilt from where each request's files are")
+        names = {entry.path: name for name, entry in self.inventory.destinations.items()}
+        return heal.rebuild_placements(self.provenance.values(), names)
 
     @cached_property
     def provenance_shards(self) -> dict[str, list[provenance.Entry]]:
-        return provenance.decode(self.files)
+        shards: dict[str, list[provenance.Entry]] = {}
+        for path in self.files:
+            if not provenance.is_shard(path):
+                continue
+            try:
+                entries = provenance.decode_shard(self.files[path])
+            except (ValueError, UnicodeDecodeError) as exc:
+                self._unreadable(path, exc, "provenance was rebuilt from the output tree")
+                rebuilt = heal.rebuild_provenance(self.files, status_folder=STATUS_FOLDER)
+                return {path: entries for path, entries in provenance.shards(rebuilt).items()}
+            shards[path] = [entry for entry in entries.values() if entry.path in self.files]
+        return shards
 
     @cached_property
     def provenance(self) -> dict[str, provenance.Entry]:
@@ -45,18 +91,48 @@ class PreviousOutput:
 
     @cached_property
     def cache_shards(self) -> dict[str, list[cache.Record]]:
-        return cache.decode(self.files)
+        shards: dict[str, list[cache.Record]] = {}
+        for path in self.files:
+            if not cache.is_shard(path):
+                continue
+            try:
+                shards[path] = cache.decode_shard(self.files[path])
+            except (ValueError, UnicodeDecodeError) as exc:
+                self._unreadable(path, exc, "its requests are compiled again")
+        return shards
 
     @cached_property
     def cache(self) -> list[cache.Record]:
         """Every request cache record."""
         return [record for shard in self.cache_shards.values() for record in shard]
 
+    @cached_property
+    def inventory(self) -> inventory.Inventory:
+        """What the last compile read, and from which files."""
+        path = f"{BOOKKEEPING}/{inventory.INVENTORY_FILE}"
+        known = inventory.Inventory()
+        if path in self.files:
+            try:
+                known = inventory.decode(self.files[path])
+            except (ValueError, UnicodeDecodeError) as exc:
+                self._unreadable(path, exc, "a Promise or Destination whose file breaks now cannot stand in")
+        requests: dict[str, list[inventory.RequestEntry]] = {}
+        for record in self.cache:
+            requests.setdefault(record.file, []).append(inventory.RequestEntry(
+                record.kind, record.namespace, record.name, record.promise, record.api_version))
+        return inventory.Inventory(known.promises, known.destinations,
+                                   {file: tuple(entries) for file, entries in requests.items()})
+
     def content(self, path: str) -> Content:
         """A previously published file, to carry over: a reference to its blob when the files come from a repo
         (nothing is read), else its bytes."""
         oid = self._oid_of
         return BlobRef(oid(path)) if oid is not None else self.files[path]
+
+    def oid(self, path: str) -> str:
+        """The blob id of a previously published file (known without reading it when it comes from a repo)."""
+        oid = self._oid_of
+        return oid(path) if oid is not None else blob_id(self.files[path])
 
     @cached_property
     def _oid_of(self) -> Callable[[str], str] | None:

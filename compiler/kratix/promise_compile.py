@@ -22,9 +22,12 @@ def check_promises(platform: Platform, diagnostics: list[Diagnostic]) -> tuple[d
     schemas: dict[str, Any] = {}
     problems: dict[str, str] = {}
     for promise in platform.promises.values():
-        if promise.body.get("spec", {}).get("api") is None:
+        if promise.broken is not None:
+            problems[promise.name] = promise.broken
             continue
-        violations = schema.check_crd(promise.body["spec"]["api"])
+        if promise.crd is None:
+            continue
+        violations = schema.check_crd(promise.crd)
         for violation in violations:
             diagnostics.append(Diagnostic.at(promise.source, ("spec", "api", *violation.path), violation.code,
                                              violation.message, severity=violation.severity,
@@ -32,7 +35,7 @@ def check_promises(platform: Platform, diagnostics: list[Diagnostic]) -> tuple[d
         if any(v.severity is Severity.ERROR for v in violations) or promise.api is None:
             problems[promise.name] = "its API (spec.api) is not a valid CustomResourceDefinition"
             continue
-        schemas[promise.name] = schema.compile_request_schema(promise.body["spec"]["api"])
+        schemas[promise.name] = schema.compile_request_schema(promise.crd)
     return schemas, _unavailable_promises(platform, problems)
 
 

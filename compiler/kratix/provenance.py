@@ -1,12 +1,12 @@
 """Provenance: why every file of the output exists, kept in `.kratix/provenance/<destination>.jsonl`.
 
 One shard per destination, so a change rewrites the shards of the destinations it touches, not a file that
-grows with the whole platform. One JSON object per line, sorted by path, so that `git diff` reads like the
-change it records: `{"path", "owner", "destination", "promise", "request", "pipeline", "source", "commit",
-"objects"}`, plus `"sandbox": "none"` on a file a command step wrote unsandboxed (`--unsandboxed`) and `"images"`
-(`{image: content id}`) on a file image steps wrote. `commit` is the input commit that produced the file's
-current content: a file whose bytes did not change keeps the commit it had, so re-publishing an unchanged output at
-a newer input commit changes nothing.
+grows with the whole platform. A format line, then one JSON object per line, sorted by path, so that `git diff`
+reads like the change it records: `{"path", "owner", "destination", "promise", "request", "pipeline", "source",
+"commit", "objects"}`, plus `"sandbox": "none"` on a file a command step wrote unsandboxed (`--unsandboxed`) and
+`"images"` (`{image: content id}`) on a file image steps wrote. `commit` is the input commit that produced the
+file's current content: a file whose bytes did not change keeps the commit it had, so re-publishing an unchanged
+output at a newer input commit changes nothing.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ class Entry:
 
 
 _FIELDS = ("path", "owner", "destination", "promise", "request", "pipeline", "source", "commit", "sandbox")
+FORMAT = 2
+_HEADER = json.dumps({"format": FORMAT, "kratix": "provenance"}, sort_keys=True, separators=(",", ":"))
 
 
 def shard_of(entry: Entry) -> str:
@@ -70,23 +72,30 @@ def encode(entries: Iterable[Entry]) -> bytes:
         if entry.images:
             record["images"] = dict(entry.images)
         lines.append(json.dumps(record, sort_keys=True, separators=(",", ":")))
-    return ("\n".join(lines) + "\n").encode() if lines else b""
+    return ("\n".join([_HEADER, *lines]) + "\n").encode() if lines else b""
 
 
-def decode(files: Mapping[str, bytes]) -> dict[str, list[Entry]]:
-    """Every shard among `files` (an output tree): shard path -> its entries, sorted by path as written."""
-    return {path: list(decode_shard(files[path]).values()) for path in files
-            if path.startswith(PROVENANCE_FOLDER + "/")}
+def is_shard(path: str) -> bool:
+    return path.startswith(PROVENANCE_FOLDER + "/")
 
 
-def decode_shard(data: bytes | None) -> dict[str, Entry]:
-    lines = [line for line in (data or b"").decode().splitlines() if line.strip()]
-    records = json.loads("[" + ",".join(lines) + "]")  # one parse for all lines: tens of thousands of them
+def decode_shard(data: bytes) -> dict[str, Entry]:
+    """Raises ValueError (with why) for anything but a shard of this format."""
+    lines = [line for line in data.decode().splitlines() if line.strip()]
+    if not lines or lines[0] != _HEADER:
+        raise ValueError("not a provenance shard of format " + str(FORMAT))
+    records = json.loads("[" + ",".join(lines[1:]) + "]")  # one parse for all lines: tens of thousands of them
     entries: dict[str, Entry] = {}
-    for line, record in zip(lines, records, strict=True):
+    for line, record in zip(lines[1:], records, strict=True):
+        if not isinstance(record, dict) or not isinstance(record.get("path"), str) or not isinstance(
+                record.get("owner"), str):
+            raise ValueError("an entry is not an object with a path and an owner")
         record["objects"] = tuple(record.get("objects") or ())
         record["images"] = tuple(sorted((record.get("images") or {}).items()))
-        entries[record["path"]] = Entry(**record, line=line)
+        try:
+            entries[record["path"]] = Entry(**record, line=line)
+        except TypeError as exc:
+            raise ValueError(f"unreadable entry: {exc}") from exc
     return entries
 
 

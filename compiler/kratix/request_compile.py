@@ -70,6 +70,10 @@ def compile_requests(platform: Platform, schemas: Mapping[str, Any], promises: M
                 wave.extend((child, (*ancestry, request)) for child in children)
                 statuses[str(request.key)] = status
             total += len(wave)
+    for held in platform.held:
+        request = ResourceRequest(key=held.key, api_version=held.api_version, promise=held.promise,
+                                  source=SourceDoc(held.file, 0, 1, {}), body={})
+        statuses[str(held.key)] = RequestStatus.held(request, held.why)
     return statuses
 
 

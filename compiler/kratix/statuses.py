@@ -53,6 +53,11 @@ class RequestStatus:
         return cls(request, PENDING, "Pending", "PromiseUnavailable", why)
 
     @classmethod
+    def held(cls, request: ResourceRequest, why: str) -> RequestStatus:
+        """Its file cannot be read now: what it published stays, and this says why."""
+        return cls(request, FAILED, "Failed: its file cannot be read", "FileInvalid", why)
+
+    @classmethod
     def invalid(cls, request: ResourceRequest, errors: Sequence[str]) -> RequestStatus:
         return cls(request, FAILED, "Failed: the request is invalid", "ValidationFailed", "; ".join(errors))
 

@@ -135,7 +135,7 @@ def schema_command(promise: str | None, path: Path, ref: str | None, all_promise
         found = platform.promises.get(name or "")
         if found is None:
             raise KratixError(f"no Promise named {name!r}; Promises: {', '.join(sorted(platform.promises)) or 'none'}")
-        crd = found.body.get("spec", {}).get("api")
+        crd = found.crd
         if crd is None:
             if all_promises:
                 continue

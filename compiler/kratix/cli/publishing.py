@@ -84,12 +84,18 @@ def plan(path: Path, ref: str | None, output_repo: str | None, branch: str, outp
 @common.branch_option
 def explain(file: str, output_repo: str | None, branch: str) -> None:
     """Say why FILE of the output repo exists: its Promise, request, pipeline, source template and commit."""
-    from kratix import provenance, publish, yamltext
+    import yaml
+
+    from kratix import publish, yamltext
+    from kratix.previous import STATUS_FOLDER, PreviousOutput
 
     if output_repo is None:
         raise click.UsageError("explain needs --output-repo")
     state = publish.read_branch(publish.open_output_repo(output_repo, branch=branch, create=False))
-    entries = {e.path: e for shard in provenance.decode(state.files).values() for e in shard}
+    previous = PreviousOutput(state.files, state.commit)
+    entries = previous.provenance
+    for warning in previous.warnings:
+        click.echo(f"warning: {warning}", err=True)
     wanted = file.removeprefix("./")
     entry = entries.get(wanted)
     if entry is None:
@@ -107,13 +113,17 @@ def explain(file: str, output_repo: str | None, branch: str) -> None:
     if entry.request and entry.promise:
         kind, where = entry.request.split(" ", 1)
         namespace, name = where.split("/", 1)
-        status_file = state.files.get(f".kratix/status/{namespace}/{entry.promise}/{name}.yaml")
-        if status_file:
-            document: Any = next(iter(yamltext.load_plain(status_file)), None) or {}
-            status = document.get("status") or {}
+        status_file = state.files.get(f".kratix/{STATUS_FOLDER}/{namespace}/{entry.promise}/{name}.yaml")
+        try:
+            document: Any = next(iter(yamltext.load_plain(status_file or b"")), None)
+        except yaml.YAMLError:
+            document = None
+        status = document.get("status") if isinstance(document, dict) else None
+        if isinstance(status, dict):
             lines.append(f"  status:       {status.get('message')}")
-            for placement in status.get("placements", []):
-                lines.append(f"  placement:    {placement.get('reason')}")
+            for placement in status.get("placements") or []:
+                if isinstance(placement, dict):
+                    lines.append(f"  placement:    {placement.get('reason')}")
     click.echo("\n".join(lines))
 
 

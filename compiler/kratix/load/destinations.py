@@ -1,12 +1,17 @@
 """Destinations: the documents of `clusters/` → typed `Destination`s, keyed by name.
 
 In: a `SourceTree`. Out: each Destination (or seed-era Cluster, upgraded with a deprecation warning) with its
-labels, `strictMatchLabels` and output folder (`spec.path`, else its name).
+labels, `strictMatchLabels` and output folder (`spec.path`, else its name). A Destination is read whole or not
+at all: one that cannot be read is reported and left out, and the caller treats its file as broken
+(`kratix.inventory`).
+Refuses: any other document in `clusters/`; a Destination of the wrong shape (`kratix.load.shapes.DESTINATION`);
+a name that is not a DNS-1123 subdomain; labels Kubernetes would refuse; a path that is not a plain relative
+folder of the output repo (no `..`, `.git` or control character) or that lies in `.kratix`; two Destinations
+with one name or one path, or a path inside another's.
 Its annotations `kratix.io/sops-age-recipients` (age public keys) and `kratix.io/sops-pgp-fingerprints` (PGP key
-fingerprints), comma- or space-separated, name the SOPS recipients Secrets bound for it are encrypted for.
-Refuses: any other document in `clusters/`, a Destination without metadata.name, a path that leaves the output
-repo or lies in `.kratix`, two Destinations with one name or one path, a recipient that is no age key or PGP
-fingerprint (the Destination stays, without encryption, so its plaintext Secrets fail their owners).
+fingerprints), comma- or space-separated, name the SOPS recipients Secrets bound for it are encrypted for; a
+recipient that is no age key or PGP fingerprint is an error, and the Destination stays without encryption (so its
+plaintext Secrets fail their owners).
 """
 
 from __future__ import annotations
@@ -15,9 +20,21 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from kratix import names
 from kratix.diagnostics import Diagnostic, Severity
 from kratix.documents import SourceDoc, SourceTree
-from kratix.load.shared import escapes, is_platform_kind, mapping, object_name, parse_file, upgraded, yaml_files
+from kratix.load import shapes
+from kratix.load.shared import (
+    check_name,
+    check_shape,
+    is_platform_kind,
+    mapping,
+    object_name,
+    parse_file,
+    upgraded,
+    yaml_files,
+)
+from kratix.manifests import BOOKKEEPING
 from kratix.platform import Destination
 
 AGE_ANNOTATION = "kratix.io/sops-age-recipients"
@@ -28,7 +45,6 @@ _PGP_FINGERPRINT = re.compile(r"[0-9A-Fa-f]{40}")
 
 def parse_destinations(tree: SourceTree, diagnostics: list[Diagnostic]) -> dict[str, Destination]:
     destinations: dict[str, Destination] = {}
-    paths: dict[str, str] = {}
     for path, data in yaml_files(tree, "clusters"):
         for doc in parse_file(path, data, diagnostics):
             if not is_platform_kind(doc.body, "Destination", "Cluster"):
@@ -37,38 +53,58 @@ def parse_destinations(tree: SourceTree, diagnostics: list[Diagnostic]) -> dict[
                                                  object=object_name(doc)))
                 continue
             destination = _destination(doc, upgraded(doc, "destination.deprecated", diagnostics), diagnostics)
-            if destination is None:
-                continue
-            if destination.name in destinations:
-                first = destinations[destination.name].source
-                diagnostics.append(Diagnostic.at(doc, ("metadata", "name"), "destination.duplicate",
-                                                 f"Destination {destination.name!r} is already defined at "
-                                                 f"{first.path}:{first.line}", object=object_name(doc)))
-                continue
-            if destination.path in paths:
-                diagnostics.append(Diagnostic.at(doc, ("spec", "path"), "destination.duplicate-path",
-                                                 f"path {destination.path!r} is already used by Destination "
-                                                 f"{paths[destination.path]!r}", object=object_name(doc)))
-                continue
-            destinations[destination.name] = destination
-            paths[destination.path] = destination.name
+            if destination is not None and _distinct(destination, destinations, diagnostics):
+                destinations[destination.name] = destination
     return destinations
 
 
+def _distinct(destination: Destination, destinations: Mapping[str, Destination],
+              diagnostics: list[Diagnostic]) -> bool:
+    doc = destination.source
+    if destination.name in destinations:
+        first = destinations[destination.name].source
+        diagnostics.append(Diagnostic.at(doc, ("metadata", "name"), "destination.duplicate",
+                                         f"Destination {destination.name!r} is already defined at "
+                                         f"{first.path}:{first.line}", object=object_name(doc)))
+        return False
+    for other in destinations.values():
+        if _overlaps(destination.path, other.path):
+            how = "is already used by" if destination.path == other.path else f"overlaps the path {other.path!r} of"
+            diagnostics.append(Diagnostic.at(doc, ("spec", "path"), "destination.duplicate-path",
+                                             f"path {destination.path!r} {how} Destination {other.name!r}",
+                                             object=object_name(doc)))
+            return False
+    return True
+
+
+def _overlaps(one: str, other: str) -> bool:
+    return one == other or one.startswith(other + "/") or other.startswith(one + "/")
+
+
+def destination_path_problem(path: str) -> str | None:
+    problem = names.relative_path(path)
+    if problem is None and path.split("/", 1)[0] == BOOKKEEPING:
+        problem = f"{path!r} lies in {BOOKKEEPING}/, the compiler's own folder"
+    return problem
+
+
 def _destination(doc: SourceDoc, body: Mapping[str, Any], diagnostics: list[Diagnostic]) -> Destination | None:
-    metadata = mapping(body.get("metadata"))
-    name = metadata.get("name")
     subject = object_name(doc)
-    if not isinstance(name, str) or not name:
-        diagnostics.append(Diagnostic.at(doc, ("metadata", "name"), "destination.name",
-                                         "a Destination needs metadata.name", object=subject))
+    if not check_shape(doc, body, shapes.DESTINATION, "destination.shape", diagnostics):
         return None
+    metadata = body["metadata"]
+    name = metadata["name"]
+    if not check_name(doc, ("metadata", "name"), names.dns_subdomain(name), "destination.name", diagnostics):
+        return None
+    labels = metadata.get("labels") or {}
+    valid = True
+    for key, value in labels.items():
+        problem = names.qualified_name(key) or names.label_value(value)
+        valid &= check_name(doc, ("metadata", "labels", key), problem, "destination.labels", diagnostics)
     spec = mapping(body.get("spec"))
     path = str(spec.get("path") or name).strip("/")
-    if escapes(path) or path.startswith(".kratix") or not path:
-        diagnostics.append(Diagnostic.at(doc, ("spec", "path"), "destination.path",
-                                         "path must be a relative folder of the output repo (not .kratix)",
-                                         object=subject))
+    valid &= check_name(doc, ("spec", "path"), destination_path_problem(path), "destination.path", diagnostics)
+    if not valid:
         return None
     mode = mapping(spec.get("filepath")).get("mode")
     if mode is not None and mode != "nestedByMetadata":
@@ -76,12 +112,11 @@ def _destination(doc: SourceDoc, body: Mapping[str, Any], diagnostics: list[Diag
                                          f"filepath mode {mode!r} is not supported: output is laid out "
                                          "nestedByMetadata (<path>/dependencies/…, <path>/resources/…)",
                                          severity=Severity.WARNING, object=subject))
-    labels = mapping(metadata.get("labels"))
     annotations = mapping(metadata.get("annotations"))
     age = _recipients(doc, annotations, AGE_ANNOTATION, _AGE_RECIPIENT, "an age public key (age1...)", diagnostics)
     pgp = _recipients(doc, annotations, PGP_ANNOTATION, _PGP_FINGERPRINT, "a 40-hex-digit PGP fingerprint",
                       diagnostics)
-    return Destination(name=name, path=path, labels={str(k): str(v) for k, v in labels.items()},
+    return Destination(name=name, path=path, labels=dict(labels),
                        strict_match_labels=bool(spec.get("strictMatchLabels", False)), source=doc,
                        sops_age=age, sops_pgp=pgp)
 

@@ -1,105 +1,127 @@
 """A Promise's workflows: `spec.workflows.<promise|resource>.configure` → typed `Pipeline`s of `Container`s.
 
 In: one Promise document, its (upgraded) `workflows` field and which workflow to read. Out: the pipelines in
-the order written, each with its containers (a native `template` step or an `image`/`command` one).
-Refuses, with a `pipeline.shape` or `pipeline.duplicate` error and without the pipeline: a configure that is not
-a list, a pipeline without metadata.name or containers, a container without a name, with both `template` and
-`image` or with neither (nor a command), a template folder outside the Promise's folder, a name used twice.
+the order written, each with its containers (a native `template` step or an `image`/`command` one), and whether
+every one of them could be read (a Promise with a pipeline it cannot read is a failed Promise, not one with a
+pipeline less).
+Refuses, with a `pipeline.shape`, `pipeline.name` or `pipeline.duplicate` error: a pipeline of the wrong shape
+(`kratix.load.shapes.PIPELINE`), without metadata.name or containers, a pipeline or container name that is not a
+DNS-1123 label, a pipeline whose Kratix ID (`<promise>-<workflow>-configure-<pipeline>`) is over 60 characters
+(Kratix refuses it: the ID names the pipeline's ServiceAccount), a container with both `template` and `image` or
+with neither (nor a command), a template folder that is not a plain relative folder of the Promise's folder, a
+pipeline or container name used twice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import PurePosixPath
 from typing import Any
 
+from kratix import names
 from kratix.diagnostics import Diagnostic, Severity
-from kratix.documents import SourceDoc
-from kratix.load.shared import escapes, mapping
+from kratix.documents import FieldPath, SourceDoc
+from kratix.load import shapes
+from kratix.load.shared import mapping
 from kratix.platform import Container, Pipeline
+
+_MAX_PIPELINE_ID = 60  # Kratix's limit on `<promise>-<workflow>-<action>-<pipeline>`
 
 
 def parse_pipelines(doc: SourceDoc, workflows: Any, workflow: str, diagnostics: list[Diagnostic],
-                    subject: str) -> tuple[Pipeline, ...]:
+                    subject: str, promise: str) -> tuple[tuple[Pipeline, ...], bool]:
+    """The pipelines of one workflow, and whether all of them were read."""
     if not isinstance(workflows, Mapping):
-        return ()
-    section = workflows.get(workflow) or {}
-    if isinstance(section, Mapping) and section.get("delete"):
+        return (), True
+    section = mapping(workflows.get(workflow))
+    if section.get("delete"):
         diagnostics.append(Diagnostic.at(
             doc, ("spec", "workflows", workflow, "delete"), "pipeline.delete-not-run",
             "delete workflows do not run here: when it leaves the repo, its output leaves the output repo and "
             "Flux prunes it", severity=Severity.INFO, object=subject))
-    raw = section.get("configure") if isinstance(section, Mapping) else None
-    if raw is None:
-        return ()
-    base = ("spec", "workflows", workflow, "configure")
+    raw = section.get("configure")
     if not isinstance(raw, list):
-        diagnostics.append(Diagnostic.at(doc, base, "pipeline.shape", "configure must be a list of Pipelines",
-                                         object=subject))
-        return ()
+        return (), True  # absent; a configure of the wrong shape is reported with the Promise's shape
+    base: FieldPath = ("spec", "workflows", workflow, "configure")
     pipelines: list[Pipeline] = []
+    complete = True
+
+    def problem(path: FieldPath, message: str, code: str = "pipeline.shape") -> None:
+        nonlocal complete
+        complete = False
+        diagnostics.append(Diagnostic.at(doc, path, code, message, object=subject))
+
     for index, entry in enumerate(raw):
-        pipeline = _pipeline(doc, entry, (*base, index), diagnostics, subject)
+        pipeline = _pipeline(entry, (*base, index), problem, promise=promise, workflow=workflow)
         if pipeline is None:
             continue
         if any(p.name == pipeline.name for p in pipelines):
-            diagnostics.append(Diagnostic.at(doc, (*base, index, "metadata", "name"), "pipeline.duplicate",
-                                             f"pipeline name {pipeline.name!r} is used twice in the {workflow} "
-                                             "workflow", object=subject))
+            problem((*base, index, "metadata", "name"), f"pipeline name {pipeline.name!r} is used twice in the "
+                    f"{workflow} workflow", "pipeline.duplicate")
             continue
         pipelines.append(pipeline)
-    return tuple(pipelines)
+    return tuple(pipelines), complete
 
 
-def _pipeline(doc: SourceDoc, entry: Any, path: tuple[str | int, ...], diagnostics: list[Diagnostic],
-              subject: str) -> Pipeline | None:
-    def problem(sub: tuple[str | int, ...], message: str) -> None:
-        diagnostics.append(Diagnostic.at(doc, (*path, *sub), "pipeline.shape", message, object=subject))
-
-    if not isinstance(entry, Mapping):
-        problem((), "a pipeline must be a Pipeline object")
+def _pipeline(entry: Any, path: FieldPath, problem: Any, *, promise: str, workflow: str) -> Pipeline | None:
+    found = shapes.problems(shapes.PIPELINE, entry)
+    for sub, message in found:
+        problem((*path, *sub), message)
+    if found:
         return None
     metadata = mapping(entry.get("metadata"))
     name = metadata.get("name")
-    if not isinstance(name, str) or not name:
-        problem(("metadata", "name"), "a pipeline needs metadata.name")
+    invalid = names.dns_label(name)
+    if invalid is not None:
+        problem((*path, "metadata", "name"), f"a pipeline name {invalid}", "pipeline.name")
         return None
-    spec = mapping(entry.get("spec"))
-    raw_containers = spec.get("containers")
-    if not isinstance(raw_containers, list) or not raw_containers:
-        problem(("spec", "containers"), "a pipeline needs a non-empty list of containers")
+    identity = f"{promise}-{workflow}-configure-{name}"
+    if len(identity) > _MAX_PIPELINE_ID:
+        problem((*path, "metadata", "name"), f"pipeline {name!r} is too long: Kratix names its resources "
+                f"{identity!r}, which may be at most {_MAX_PIPELINE_ID} characters", "pipeline.name")
         return None
-    containers = []
+    raw_containers = mapping(entry.get("spec")).get("containers")
+    if not raw_containers:
+        problem((*path, "spec", "containers"), "a pipeline needs a non-empty list of containers")
+        return None
+    containers: list[Container] = []
     for index, raw in enumerate(raw_containers):
-        where = ("spec", "containers", index)
-        if not isinstance(raw, Mapping) or not isinstance(raw.get("name"), str):
-            problem(where, "a container needs a name")
+        container = _container(raw, (*path, "spec", "containers", index), problem)
+        if container is None:
             return None
-        template, image, command = raw.get("template"), raw.get("image"), raw.get("command")
-        if template is not None and image is not None:
-            problem(where, "a container has either `template` (a native step) or `image`, not both")
+        if any(c.name == container.name for c in containers):
+            problem((*path, "spec", "containers", index, "name"), f"container name {container.name!r} is used "
+                    "twice in this pipeline", "pipeline.duplicate")
             return None
-        if template is None and image is None and not command:
-            problem(where, "a container needs `template`, `image` or `command`")
-            return None
-        if template is not None and (not isinstance(template, str) or escapes(template)):
-            problem((*where, "template"), "template must be a folder inside the Promise's folder")
-            return None
-        containers.append(Container(
-            name=raw["name"],
-            template=template,
-            image=str(image) if image is not None else None,
-            command=_strings(command),
-            args=_strings(raw.get("args")),
-            env=tuple((str(e["name"]), str(e.get("value", ""))) for e in raw.get("env") or []
-                      if isinstance(e, Mapping) and e.get("name")),
-            body=raw,
-        ))
-    return Pipeline(name=name, containers=tuple(containers), body=entry)
+        containers.append(container)
+    return Pipeline(name=str(name), containers=tuple(containers), body=entry)
 
 
-def _strings(raw: Any) -> tuple[str, ...]:
-    if raw is None:
-        return ()
-    if isinstance(raw, str):
-        return (raw,)
-    return tuple(str(item) for item in raw) if isinstance(raw, list) else (str(raw),)
+def _container(raw: Mapping[str, Any], where: FieldPath, problem: Any) -> Container | None:
+    invalid = names.dns_label(raw["name"])
+    if invalid is not None:
+        problem((*where, "name"), f"a container name {invalid}", "pipeline.name")
+        return None
+    template, image, command = raw.get("template"), raw.get("image"), raw.get("command")
+    if template is not None and image is not None:
+        problem(where, "a container has either `template` (a native step) or `image`, not both")
+        return None
+    if template is None and image is None and not command:
+        problem(where, "a container needs `template`, `image` or `command`")
+        return None
+    if template is not None:
+        folder = str(PurePosixPath(template))
+        invalid = names.relative_path(folder) if folder != "." else "is the Promise's folder itself"
+        if invalid is not None:
+            problem((*where, "template"), f"template must be a folder inside the Promise's folder: {invalid}")
+            return None
+        template = folder
+    return Container(
+        name=raw["name"],
+        template=template,
+        image=image,
+        command=tuple(command or ()),
+        args=tuple(raw.get("args") or ()),
+        env=tuple((e["name"], e.get("value", "")) for e in raw.get("env") or ()),
+        body=raw,
+    )

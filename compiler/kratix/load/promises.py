@@ -1,11 +1,15 @@
 """Promises: the documents of `promises/` → typed `Promise`s, keyed by name.
 
-In: a `SourceTree`. Out: the platform.kratix.io Promise documents of `promises/` (other documents there are
-templates and files for steps, left alone), the problems of files that do not parse (kept apart: the caller
-drops those in template folders), and each Promise with its request API, dependencies, Destination selectors,
-required Promises and pipelines (`kratix.load.pipelines`).
-Refuses: a Promise without metadata.name or with a spec that is not a mapping, dependencies that are not a list,
-malformed destinationSelectors, two Promises with one name, two Promises serving one kind of one group.
+In: a `SourceTree`. Out: the Promise documents of `promises/` (other documents there are templates and files for
+steps, left alone), the problems of files that do not parse (kept apart: the caller drops those in template
+folders), and each Promise with its request API, dependencies, Destination selectors, required Promises and
+pipelines (`kratix.load.pipelines`). A Promise is read whole or not at all: one that cannot be read is reported
+and left out, and the caller treats its file as broken (`kratix.inventory`).
+Refuses: a `kind: Promise` whose apiVersion is not platform.kratix.io/v1alpha1; a platform.kratix.io document of
+a kind kratix does not read from `promises/`; a `promise.yaml` holding no Promise; a Promise of the wrong shape
+(`kratix.load.shapes.PROMISE`: an unknown spec field, `destinationSelectors` as a mapping, ...); a name that is not
+a DNS-1123 subdomain of at most 63 characters (it is a label value and a folder); a pipeline it cannot read; two
+Promises with one name; two Promises serving one kind of one group.
 """
 
 from __future__ import annotations
@@ -14,21 +18,53 @@ from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
+from kratix import limits, names
 from kratix.diagnostics import Diagnostic
-from kratix.documents import SourceDoc, SourceTree
+from kratix.documents import FieldPath, SourceDoc, SourceTree
+from kratix.load import shapes
 from kratix.load.pipelines import parse_pipelines
-from kratix.load.shared import is_platform_kind, mapping, object_name, parse_file, upgraded, yaml_files
-from kratix.platform import PROMISE_VERSION_LABEL, ApiRef, Promise, RequiredPromise, Selector
+from kratix.load.shared import check_name, check_shape, mapping, object_name, parse_file, upgraded, yaml_files
+from kratix.platform import API_GROUP, API_VERSION, PROMISE_VERSION_LABEL, ApiRef, Promise, RequiredPromise, Selector
+
+PROMISE_FILES = ("promise.yaml", "promise.yml")
+# platform.kratix.io documents a Promise's folder may hold beside it, which a compile has no use for.
+_IGNORED_KINDS = frozenset({"PromiseRelease"})
 
 
-def promise_documents(tree: SourceTree) -> tuple[list[SourceDoc], list[Diagnostic]]:
+def promise_documents(tree: SourceTree) -> tuple[list[SourceDoc], list[Diagnostic], list[Diagnostic]]:
+    """The Promise documents of `promises/`; the problems of files that do not parse; the problems of documents
+    meant as Promises that are not (a wrong apiVersion or kind, a promise.yaml holding something else)."""
     found: list[SourceDoc] = []
     file_problems: list[Diagnostic] = []
+    misnamed: list[Diagnostic] = []
     for path, data in yaml_files(tree, "promises"):
+        promise_file = PurePosixPath(path).name in PROMISE_FILES
         for doc in parse_file(path, data, file_problems):
-            if is_platform_kind(doc.body, "Promise"):
-                found.append(doc)
-    return found, file_problems
+            problem = _misnamed(doc.body, promise_file=promise_file)
+            if problem is None:
+                if doc.body.get("kind") == "Promise":
+                    found.append(doc)
+                continue
+            where, why = problem
+            misnamed.append(Diagnostic.at(doc, where, "promise.kind", why, object=object_name(doc)))
+    return found, file_problems, misnamed
+
+
+def _misnamed(body: Mapping[str, Any], *, promise_file: bool) -> tuple[FieldPath, str] | None:
+    """Where and why a document that means to be a Promise is not one; None for a Promise, and for a document
+    that is none of kratix's business (a template's static file, an example request)."""
+    api_version, kind = body.get("apiVersion"), body.get("kind")
+    if kind == "Promise" and api_version == API_VERSION:
+        return None
+    if kind == "Promise":
+        return ("apiVersion",), f"a Promise must have apiVersion {API_VERSION} (got {api_version!r})"
+    group = api_version.split("/", 1)[0] if isinstance(api_version, str) else None
+    if group == API_GROUP and kind not in _IGNORED_KINDS:
+        return ("kind",), (f"kind {kind!r} of {api_version} is not read from promises/: a Promise is kind "
+                           "Promise (Destinations live in clusters/)")
+    if promise_file and kind not in _IGNORED_KINDS:
+        return ("kind",), f"{PROMISE_FILES[0]} must hold a Promise (kind: Promise, apiVersion: {API_VERSION})"
+    return None
 
 
 def parse_promises(docs: list[SourceDoc], diagnostics: list[Diagnostic]) -> dict[str, Promise]:
@@ -58,79 +94,57 @@ def parse_promises(docs: list[SourceDoc], diagnostics: list[Diagnostic]) -> dict
     return promises
 
 
+def promise_name_problem(name: Any) -> str | None:
+    problem = names.dns_subdomain(name)
+    if problem is None and len(name) > limits.DNS_LABEL_MAX:
+        problem = f"must be at most {limits.DNS_LABEL_MAX} characters: it is a label value (got {len(name)})"
+    return problem
+
+
 def _promise(doc: SourceDoc, body: Mapping[str, Any], diagnostics: list[Diagnostic]) -> Promise | None:
     subject = object_name(doc)
-    metadata = body.get("metadata")
-    name = metadata.get("name") if isinstance(metadata, Mapping) else None
-    if not isinstance(name, str) or not name:
-        diagnostics.append(Diagnostic.at(doc, ("metadata", "name"), "promise.name", "a Promise needs metadata.name",
-                                         object=subject))
+    if not check_shape(doc, body, shapes.PROMISE, "promise.shape", diagnostics):
         return None
-    spec = body.get("spec") or {}
-    if not isinstance(spec, Mapping):
-        diagnostics.append(Diagnostic.at(doc, ("spec",), "promise.spec", "spec must be a mapping", object=subject))
+    metadata = body["metadata"]
+    name = metadata["name"]
+    if not check_name(doc, ("metadata", "name"), promise_name_problem(name), "promise.name", diagnostics):
+        return None
+    spec = mapping(body.get("spec"))
+    workflows = spec.get("workflows") or {}
+    promise_configure, promise_ok = parse_pipelines(doc, workflows, "promise", diagnostics, subject, name)
+    resource_configure, resource_ok = parse_pipelines(doc, workflows, "resource", diagnostics, subject, name)
+    if not (promise_ok and resource_ok):
         return None
     crd = spec.get("api")
-    dependencies = spec.get("dependencies") or []
-    if not isinstance(dependencies, list):
-        diagnostics.append(Diagnostic.at(doc, ("spec", "dependencies"), "promise.dependencies",
-                                         "dependencies must be a list of Kubernetes objects", object=subject))
-        dependencies = []
-    labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
-    workflows = spec.get("workflows") or {}
+    labels = metadata.get("labels") or {}
     return Promise(
         name=name,
         source=SourceDoc(doc.path, doc.index, doc.line, body, doc.positions),
         folder=str(PurePosixPath(doc.path).parent),
-        api=_api_ref(crd),
-        crd=crd if isinstance(crd, Mapping) else None,
-        dependencies=tuple(dependencies),
-        selectors=_selectors(doc, spec.get("destinationSelectors"), ("spec", "destinationSelectors"),
-                             diagnostics, subject),
-        required=_required(spec.get("requiredPromises")),
-        promise_configure=parse_pipelines(doc, workflows, "promise", diagnostics, subject),
-        resource_configure=parse_pipelines(doc, workflows, "resource", diagnostics, subject),
-        version=str(labels.get(PROMISE_VERSION_LABEL)) if isinstance(labels, Mapping)
-        and labels.get(PROMISE_VERSION_LABEL) is not None else None,
+        api=api_ref(crd),
+        crd=crd,
+        dependencies=tuple(spec.get("dependencies") or ()),
+        selectors=tuple(Selector(dict(entry.get("matchLabels") or {}))
+                        for entry in spec.get("destinationSelectors") or ()),
+        required=tuple(RequiredPromise(entry["name"], entry.get("version") or None)
+                       for entry in spec.get("requiredPromises") or ()),
+        promise_configure=promise_configure,
+        resource_configure=resource_configure,
+        version=labels.get(PROMISE_VERSION_LABEL),
     )
 
 
-def _api_ref(crd: Any) -> ApiRef | None:
+def api_ref(crd: Any) -> ApiRef | None:
     """The request API a CRD declares, if it is well-formed enough to match requests (the schema stage says
     what is wrong with it otherwise)."""
     if not isinstance(crd, Mapping) or not isinstance(crd.get("spec"), Mapping):
         return None
     spec = crd["spec"]
-    names = mapping(spec.get("names"))
+    names_ = mapping(spec.get("names"))
     versions = [v for v in spec.get("versions") or [] if isinstance(v, Mapping) and v.get("name")]
-    if not (spec.get("group") and names.get("kind") and versions):
+    if not (spec.get("group") and names_.get("kind") and versions):
         return None
     storage = next((v for v in versions if v.get("storage")), versions[0])
-    plural = names.get("plural") or str(names["kind"]).lower() + "s"
-    return ApiRef(group=str(spec["group"]), version=str(storage["name"]), kind=str(names["kind"]), plural=str(plural))
-
-
-def _selectors(doc: SourceDoc, raw: Any, path: tuple[str, ...], diagnostics: list[Diagnostic],
-               subject: str) -> tuple[Selector, ...]:
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        diagnostics.append(Diagnostic.at(doc, path, "promise.selectors",
-                                         "destinationSelectors must be a list of {matchLabels: {...}}", object=subject))
-        return ()
-    selectors = []
-    for index, entry in enumerate(raw):
-        labels = entry.get("matchLabels") if isinstance(entry, Mapping) else None
-        if not isinstance(labels, Mapping):
-            diagnostics.append(Diagnostic.at(doc, (*path, index), "promise.selectors",
-                                             "each destinationSelectors entry needs matchLabels", object=subject))
-            continue
-        selectors.append(Selector({str(k): str(v) for k, v in labels.items()}))
-    return tuple(selectors)
-
-
-def _required(raw: Any) -> tuple[RequiredPromise, ...]:
-    if not isinstance(raw, list):
-        return ()
-    return tuple(RequiredPromise(str(entry["name"]), str(entry["version"]) if entry.get("version") else None)
-                 for entry in raw if isinstance(entry, Mapping) and entry.get("name"))
+    plural = names_.get("plural") or str(names_["kind"]).lower() + "s"
+    return ApiRef(group=str(spec["group"]), version=str(storage["name"]), kind=str(names_["kind"]),
+                  plural=str(plural))

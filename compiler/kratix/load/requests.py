@@ -2,19 +2,26 @@
 
 In: a `SourceTree`, the parsed Promises (to find the one serving each request's group and kind) and the request
 files not to parse. Out: each request with its body as written, the namespace filled in from its folder (or
-`default` for a file directly under `requests/`); nothing is checked against the Promise's schema here.
-Refuses: a document that is not an object or lacks apiVersion/kind, a kind no Promise serves, a request without
-metadata, a namespace that contradicts its folder, a name or namespace that is not a string, duplicate requests.
+`default` for a file directly under `requests/`); nothing is checked against the Promise's schema here, but the
+identity of every request is: its name and namespace become folders and labels before anything else happens.
+Refuses: a folder under `requests/` that is not a valid namespace name (every file in it); a document without
+apiVersion/kind; a kind no Promise serves; a request without metadata, or whose name or namespace is not a DNS-1123
+label; a namespace that contradicts its folder; a request that sets the labels the compiler gives requests
+(`kratix.io/promise-name`, `kratix.io/parent-…`: a request cannot pose as another's output or child); duplicates.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from kratix.diagnostics import Diagnostic
+from kratix import names
+from kratix.diagnostics import Diagnostic, Severity
 from kratix.documents import SourceDoc, SourceTree
-from kratix.load.shared import object_name, parse_file, yaml_files
+from kratix.load.shared import check_name, object_name, parse_file, yaml_files
+from kratix.manifests import IDENTITY_LABELS, PARENT_LABEL_PREFIX
 from kratix.platform import Promise, RequestKey, ResourceRequest
+
+DEFAULT_NAMESPACE = "default"
 
 
 def parse_requests(tree: SourceTree, promises: Mapping[str, Promise], diagnostics: list[Diagnostic],
@@ -25,7 +32,12 @@ def parse_requests(tree: SourceTree, promises: Mapping[str, Promise], diagnostic
     for path, data in yaml_files(tree, "requests"):
         if path in skip:
             continue
-        folder_namespace = _folder_namespace(path)
+        folder_namespace = folder_namespace_of(path)
+        if folder_namespace is not None and names.dns_label(folder_namespace) is not None:
+            diagnostics.append(Diagnostic(path, 1, 1, "", "request.namespace", f"folder requests/{folder_namespace}/"
+                                          f" is not a namespace name: it {names.dns_label(folder_namespace)}",
+                                          Severity.ERROR))
+            continue
         for doc in parse_file(path, data, diagnostics):
             request = _request(doc, folder_namespace, by_kind, diagnostics)
             if request is None:
@@ -41,7 +53,8 @@ def parse_requests(tree: SourceTree, promises: Mapping[str, Promise], diagnostic
     return tuple(requests)
 
 
-def _folder_namespace(path: str) -> str | None:
+def folder_namespace_of(path: str) -> str | None:
+    """The namespace folder of a request file (`requests/<namespace>/...`); None directly under `requests/`."""
     parts = path.split("/")
     return parts[1] if len(parts) > 2 else None
 
@@ -50,16 +63,11 @@ def _request(doc: SourceDoc, folder_namespace: str | None, by_kind: Mapping[tupl
              diagnostics: list[Diagnostic]) -> ResourceRequest | None:
     body = doc.body
     subject = object_name(doc)
-    if not isinstance(body, Mapping):
-        diagnostics.append(Diagnostic.at(doc, (), "request.not-object",
-                                         "a resource request must be a Kubernetes object, not a "
-                                         f"{type(body).__name__}"))
-        return None
     api_version, kind = body.get("apiVersion"), body.get("kind")
     if not isinstance(api_version, str) or not isinstance(kind, str):
         diagnostics.append(Diagnostic.at(doc, ("apiVersion",) if not isinstance(api_version, str) else ("kind",),
-                                         "request.not-object", "a resource request needs apiVersion and kind",
-                                         object=subject))
+                                         "request.not-object", "a resource request needs apiVersion and kind "
+                                         "(strings)", object=subject))
         return None
     group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
     promise = by_kind.get((group, kind))
@@ -67,8 +75,7 @@ def _request(doc: SourceDoc, folder_namespace: str | None, by_kind: Mapping[tupl
         served = ", ".join(sorted(f"{k} ({g})" for g, k in by_kind)) or "none"
         diagnostics.append(Diagnostic.at(doc, ("kind",), "request.unknown-kind",
                                          f"no Promise serves {kind} in group {group or '(core)'}; "
-                                         f"served kinds: {served}",
-                                         object=subject))
+                                         f"served kinds: {served}", object=subject))
         return None
     metadata = body.get("metadata")
     if not isinstance(metadata, Mapping):
@@ -77,7 +84,7 @@ def _request(doc: SourceDoc, folder_namespace: str | None, by_kind: Mapping[tupl
         return None
     namespace = metadata.get("namespace")
     if namespace is None:
-        namespace = folder_namespace or "default"
+        namespace = folder_namespace or DEFAULT_NAMESPACE
         body = {**body, "metadata": {**metadata, "namespace": namespace}}
     elif folder_namespace is not None and namespace != folder_namespace:
         diagnostics.append(Diagnostic.at(doc, ("metadata", "namespace"), "request.namespace",
@@ -85,9 +92,16 @@ def _request(doc: SourceDoc, folder_namespace: str | None, by_kind: Mapping[tupl
                                          " (the folder decides who may request what where)", object=subject))
         return None
     name = metadata.get("name")
-    if not isinstance(name, str) or not isinstance(namespace, str):
-        diagnostics.append(Diagnostic.at(doc, ("metadata", "name"), "request.metadata",
-                                         "metadata.name and metadata.namespace must be strings", object=subject))
+    valid = check_name(doc, ("metadata", "name"), names.dns_label(name) if name is not None
+                       else "is required: a request needs metadata.name", "request.name", diagnostics)
+    valid &= check_name(doc, ("metadata", "namespace"), names.dns_label(namespace), "request.namespace", diagnostics)
+    labels = metadata.get("labels")
+    if isinstance(labels, Mapping):
+        for key in labels:
+            if key in IDENTITY_LABELS or str(key).startswith(PARENT_LABEL_PREFIX):
+                valid &= check_name(doc, ("metadata", "labels", key), f"label {key!r} is set by the compiler, not by "
+                                    "a request", "request.labels", diagnostics)
+    if not valid:
         return None
-    return ResourceRequest(key=RequestKey(kind, namespace, name), api_version=api_version, promise=promise.name,
+    return ResourceRequest(key=RequestKey(kind, namespace, str(name)), api_version=api_version, promise=promise.name,
                            source=doc, body=body)

@@ -3,18 +3,19 @@
 In: a `SourceTree` folder, or one parsed `SourceDoc`. Out: the folder's YAML files in path order, each file's
 documents (with one error diagnostic per YAML problem), a document in today's format (one warning per seed-era
 field it used), and small readers that never trust a field's type.
-Refuses: nothing itself; a file that does not parse yields the documents before the problem and its diagnostic.
+Refuses: a document that is not a mapping; otherwise nothing itself (a document that does not parse is left out
+with its diagnostic), but it offers the checks each reader applies: shapes (`kratix.load.shapes`) and names.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from pathlib import PurePosixPath
 from typing import Any
 
 from kratix import migrate, yamltext
 from kratix.diagnostics import Diagnostic, Severity, format_path
 from kratix.documents import SourceDoc, SourceTree
+from kratix.load import shapes
 from kratix.platform import API_GROUP
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -32,12 +33,23 @@ def yaml_files(tree: SourceTree, folder: str) -> Iterator[tuple[str, bytes]]:
 
 
 def parse_file(path: str, data: bytes, diagnostics: list[Diagnostic]) -> list[SourceDoc]:
+    """The documents of one file that are mappings; every YAML problem and every other document is an error."""
     docs, problems = yamltext.load_documents(path, data)
     for problem in problems:
-        severity = Severity.ERROR
         diagnostics.append(Diagnostic(path, problem.line, problem.column, format_path(problem.path), problem.code,
-                                      problem.message, severity))
-    return docs
+                                      problem.message, Severity.ERROR))
+    objects = []
+    for doc in docs:
+        if isinstance(doc.body, Mapping):
+            objects.append(doc)
+        else:
+            diagnostics.append(Diagnostic.at(doc, (), "yaml.not-object", f"document {doc.index + 1} is a "
+                                             f"{_kind_name(doc.body)}, not a Kubernetes object (a mapping)"))
+    return objects
+
+
+def _kind_name(value: Any) -> str:
+    return "list" if isinstance(value, list) else "string" if isinstance(value, str) else type(value).__name__
 
 
 def object_name(doc: SourceDoc) -> str:
@@ -62,6 +74,18 @@ def upgraded(doc: SourceDoc, code: str, diagnostics: list[Diagnostic]) -> Any:
     return upgrade.body
 
 
-def escapes(relative: str) -> bool:
-    path = PurePosixPath(relative)
-    return path.is_absolute() or ".." in path.parts
+def check_shape(doc: SourceDoc, body: Any, schema: Mapping[str, Any], code: str,
+                diagnostics: list[Diagnostic]) -> bool:
+    """Whether `body` (doc's body, maybe upgraded) has `schema`'s shape; each field that does not is an error."""
+    found = shapes.problems(schema, body)
+    for path, message in found:
+        diagnostics.append(Diagnostic.at(doc, path, code, message, object=object_name(doc)))
+    return not found
+
+
+def check_name(doc: SourceDoc, path: tuple[str | int, ...], problem: str | None, code: str,
+               diagnostics: list[Diagnostic]) -> bool:
+    """Whether a name is valid (`problem` is None); else an error at `path`."""
+    if problem is not None:
+        diagnostics.append(Diagnostic.at(doc, path, code, problem, object=object_name(doc)))
+    return problem is None

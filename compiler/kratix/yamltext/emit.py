@@ -15,14 +15,13 @@ changes what a document means. Refuses only what PyYAML refuses: an object it ca
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Iterable
 from operator import itemgetter
 from typing import Any
 
 import yaml
 
-from kratix.yamltext.scalars import SIMPLE, block_ok, float_text, inline_str
+from kratix.yamltext.scalars import SIMPLE, block_ok, float_text, inline_str, plain_ok
 
 _BaseDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
@@ -33,6 +32,14 @@ class _KubeDumper(_BaseDumper):  # type: ignore[misc, valid-type]
     def ignore_aliases(self, data: Any) -> bool:
         return True
 
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        # Asked whether `value` may stand plain: only where no parser we care about (go-yaml v2 and v3, PyYAML,
+        # YAML 1.2) reads it as anything but this string; PyYAML's own resolvers know only YAML 1.1 as it reads it.
+        tag = super().resolve(kind, value, implicit)
+        if kind is yaml.ScalarNode and implicit[0] and tag == _STR and not plain_ok(value):
+            return _NOT_PLAIN
+        return tag
+
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     # Multi-line text (scripts, config files) reads best as a literal block; libyaml falls back to quoting
@@ -42,16 +49,8 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 
 
 _KubeDumper.add_representer(str, _represent_str)
-
-
-# Scalars other parsers read as non-strings that PyYAML's YAML 1.1 resolver reads as strings. Registering them
-# as implicit floats/bools makes the emitter quote any *string* that looks like them.
-_OTHER_PARSERS_FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)$")
-_OTHER_PARSERS_INT = re.compile(r"^(?:0o[0-7]+|[-+]?0[xX][0-9a-fA-F]+)$")
-_OTHER_PARSERS_BOOL = re.compile(r"^(?:y|Y|n|N)$")
-_KubeDumper.add_implicit_resolver("tag:yaml.org,2002:float", _OTHER_PARSERS_FLOAT, list("-+.0123456789"))
-_KubeDumper.add_implicit_resolver("tag:yaml.org,2002:int", _OTHER_PARSERS_INT, list("-+0"))
-_KubeDumper.add_implicit_resolver("tag:yaml.org,2002:bool", _OTHER_PARSERS_BOOL, list("yYnN"))
+_STR = "tag:yaml.org,2002:str"
+_NOT_PLAIN = "tag:kratix.io,2024:not-plain"
 
 _WIDE = 1 << 30
 

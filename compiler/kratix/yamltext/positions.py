@@ -1,8 +1,7 @@
 """Where each node of a parsed document starts, and the duplicate keys met on the way.
 
-In: records the loader's walk adds per node (`Marks.add`), or a composed node tree (`index_positions`, for
-documents the lean walk hands to SafeConstructor). Out: the `{path: (line, column)}` mapping `SourceDoc.positions`
-holds, and a `YamlProblem` per duplicate key (`<<` may repeat: merge keys are allowed to). Refuses nothing.
+In: records the loader's walk adds per node (`Marks.add`). Out: the `{path: (line, column)}` mapping
+`SourceDoc.positions` holds. `YamlProblem` is one problem reading a file. Refuses nothing.
 """
 
 from __future__ import annotations
@@ -11,14 +10,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from kratix.documents import FieldPath, Position
 
 
 @dataclass(frozen=True)
 class YamlProblem:
-    """One problem reading a file: `yaml.syntax`, `yaml.encoding` or `yaml.duplicate-key`."""
+    """One problem reading a file (`yaml.syntax`, `yaml.duplicate-key`, `yaml.depth`, ...: `kratix.yamltext.load`)."""
 
     line: int
     column: int
@@ -87,31 +84,3 @@ class Positions(Mapping[FieldPath, Position]):
 
     def __len__(self) -> int:
         return len(self._built())
-
-
-def index_positions(node: yaml.Node, path: FieldPath, positions: dict[FieldPath, Position],
-                    problems: list[YamlProblem]) -> None:
-    """Positions and duplicate keys of a document the lean walk hands to SafeConstructor."""
-    positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.start_mark)
-            child = (*path, key)
-            if key in seen and key != "<<":
-                problems.append(YamlProblem(key_node.start_mark.line + 1, key_node.start_mark.column + 1,
-                                            child, f"duplicate key {key!r}", "yaml.duplicate-key"))
-            seen.add(key)
-            positions[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            _index_child(value_node, child, positions, problems)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _index_child(item, (*path, index), positions, problems)
-
-
-def _index_child(node: yaml.Node, path: FieldPath, positions: dict[FieldPath, Position],
-                 problems: list[YamlProblem]) -> None:
-    if isinstance(node, yaml.ScalarNode):
-        positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
-    else:
-        index_positions(node, path, positions, problems)

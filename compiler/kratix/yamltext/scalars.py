@@ -36,7 +36,8 @@ _QUOTABLE = re.compile("[\x20-\x7e\u00a0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-
 _ESCAPE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ud800-\udfff\ufffe\uffff]")
 
 
-def _plain_ok(text: str) -> bool:
+def plain_ok(text: str) -> bool:
+    """Whether `text` may stand bare: no YAML 1.1 or 1.2 parser (go-yaml, PyYAML) reads it as another type."""
     if not _PLAIN.fullmatch(text) or not (text.isascii() or text.isprintable()):
         return False
     first = text[0]
@@ -61,7 +62,7 @@ def _quoted(text: str) -> str:
 
 
 def inline_str(text: str) -> str:
-    return text if _plain_ok(text) else _quoted(text)
+    return text if plain_ok(text) else _quoted(text)
 
 
 def block_ok(text: str) -> bool:
