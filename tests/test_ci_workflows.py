@@ -101,7 +101,7 @@ def describe(findings: list[dict[str, Any]], text: str) -> str:
 
 def test_the_workflows_a_platform_team_copies_are_there():
     names = {path.name for path in WORKFLOWS}
-    assert {"platform-pr.yml", "platform-publish.yml", "ci.yml"} <= names
+    assert {"platform-pr.yml", "platform-pr-comment.yml", "platform-publish.yml", "ci.yml"} <= names
 
 
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda path: path.name)
@@ -164,7 +164,7 @@ def test_every_workflow_declares_least_privilege_permissions():
         permissions = load_yaml(path).get("permissions")
         assert isinstance(permissions, dict), f"{path.name}: no top-level permissions: it gets the defaults"
         writes = {scope for scope, level in permissions.items() if level == "write"}
-        expected = {"platform-pr.yml": {"pull-requests"}}.get(path.name, set())
+        expected = {"platform-pr-comment.yml": {"pull-requests"}}.get(path.name, set())
         assert writes == expected, f"{path.name} writes {writes}"
 
 
@@ -191,64 +191,113 @@ def test_platform_workflows_do_not_persist_the_github_token(name: str):
 # --- the plan comment: one comment per pull request, edited in place ----------------------------------------
 
 _GITHUB_SCRIPT_HARNESS = """
-// Runs a github-script body as actions/github-script does (an async function of github, context, require),
-// against an in-memory pull request whose comments live in comments.json.
+// Runs a github-script body as actions/github-script does (an async function of github, context, core, require),
+// against an in-memory repository whose open pull request #7 has head `abc123` and whose comments live in
+// state.json.
 const fs = require('fs');
 const [scriptFile, stateFile] = process.argv.slice(2);
 const state = JSON.parse(fs.readFileSync(stateFile, 'utf8'));
-const rest = { issues: {
-  listComments: async ({ issue_number, page = 1 }) =>
-    ({ data: state.comments.filter(c => c.issue === issue_number) }),
-  createComment: async ({ issue_number, body }) => {
-    state.comments.push({ id: state.next++, issue: issue_number, body, user: { type: 'Bot' } });
+const rest = {
+  issues: {
+    listComments: async ({ issue_number }) => ({ data: state.comments.filter(c => c.issue === issue_number) }),
+    createComment: async ({ issue_number, body }) => {
+      state.comments.push({ id: state.next++, issue: issue_number, body,
+                            user: { login: 'github-actions[bot]', type: 'Bot' } });
+    },
+    updateComment: async ({ comment_id, body }) => {
+      state.comments.find(c => c.id === comment_id).body = body;
+    },
   },
-  updateComment: async ({ comment_id, body }) => {
-    state.comments.find(c => c.id === comment_id).body = body;
-  },
-} };
+  pulls: { list: async () => ({ data: [{ number: 7, head: { sha: 'abc123' } },
+                                       { number: 8, head: { sha: 'f00' } }] }) },
+};
 const github = { rest, paginate: async (method, args) => (await method(args)).data };
-const context = { repo: { owner: 'acme', repo: 'platform' }, issue: { number: 7 } };
+const context = { repo: { owner: 'acme', repo: 'platform' }, issue: { number: 7 },
+                  payload: { workflow_run: { head_sha: 'abc123' } } };
+const core = { info: () => {} };
 const AsyncFunction = Object.getPrototypeOf(async function () {}).constructor;
 const body = fs.readFileSync(scriptFile, 'utf8');
-new AsyncFunction('require', 'github', 'context', body)(require, github, context)
+new AsyncFunction('require', 'github', 'context', 'core', body)(require, github, context, core)
   .then(() => fs.writeFileSync(stateFile, JSON.stringify(state)));
 """
 
-
-def comment_scripts() -> list[tuple[str, str]]:
-    workflow = load_yaml(REPO / ".github" / "workflows" / "platform-pr.yml")
-    action = load_yaml(ACTION)
-    steps = [("platform-pr.yml", s) for s in workflow["jobs"]["plan"]["steps"]]
-    steps += [("action.yml", s) for s in action["runs"]["steps"]]
-    return [(where, s["with"]["script"]) for where, s in steps
-            if s.get("uses", "").startswith("actions/github-script@")]
+HUMAN = {"id": 1, "issue": 7, "body": "LGTM once the plan is green", "user": {"login": "alice", "type": "User"}}
+# Someone quoting the marker must not have their comment overwritten.
+IMPOSTOR = {"id": 2, "issue": 7, "body": MARKER + " quoted by a human", "user": {"login": "mallory", "type": "User"}}
 
 
-@pytest.mark.parametrize(("where", "script"), comment_scripts(), ids=[w for w, _ in comment_scripts()])
-def test_plan_comment_is_created_once_then_edited(tmp_path: Path, where: str, script: str):
+def github_script(path: Path, job: str | None = None) -> str:
+    document = load_yaml(path)
+    steps = document["jobs"][job]["steps"] if job else document["runs"]["steps"]
+    return next(s["with"]["script"] for s in steps if s.get("uses", "").startswith("actions/github-script@"))
+
+
+def run_script(tmp_path: Path, script: str, env: dict[str, str]) -> list[dict[str, Any]]:
     node = shutil.which("node") or pytest.skip("node is needed to run the comment script")
     (tmp_path / "script.js").write_text(script)
     (tmp_path / "harness.cjs").write_text(_GITHUB_SCRIPT_HARNESS)
-    state = tmp_path / "comments.json"
-    human = {"id": 1, "issue": 7, "body": "LGTM once the plan is green", "user": {"type": "User"}}
-    state.write_text(json.dumps({"next": 2, "comments": [human]}))
+    state = tmp_path / "state.json"
+    if not state.exists():
+        state.write_text(json.dumps({"next": 3, "comments": [HUMAN, IMPOSTOR]}))
+    done = subprocess.run([node, str(tmp_path / "harness.cjs"), str(tmp_path / "script.js"), str(state)],
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(state.read_text())["comments"]
+
+
+def plan_results(folder: Path, *, changes: list[dict[str, Any]], diagnostics: list[dict[str, Any]]) -> Path:
+    folder.mkdir(exist_ok=True)
+    counts = {kind: sum(1 for c in changes if c["change"] == kind) for kind in ("added", "changed", "removed")}
+    (folder / "plan.json").write_text(json.dumps({"plan": {"counts": counts, "changes": changes, "guard": [],
+                                                           "failed": []}}))
+    (folder / "validate.json").write_text(json.dumps({"diagnostics": diagnostics}))
+    return folder
+
+
+def test_the_comment_workflow_posts_one_comment_and_edits_only_its_own(tmp_path: Path):
+    script = github_script(REPO / ".github" / "workflows" / "platform-pr-comment.yml", "comment")
+    change = {"path": "dev-1/resources/a/db.yaml", "change": "changed", "owner": "Database a/db",
+              "diff": "--- a\n+++ b\n-replicas: 1\n+replicas: 2\n"}
+    results = plan_results(tmp_path / "r1", changes=[change], diagnostics=[])
+    first = run_script(tmp_path, script, {"RESULTS": str(results)})
+    assert first[:2] == [HUMAN, IMPOSTOR] and len(first) == 3 and first[2]["body"].startswith(MARKER)
+    assert "+replicas: 2" in first[2]["body"]
+    second = run_script(tmp_path, script, {"RESULTS": str(plan_results(tmp_path / "r2", changes=[], diagnostics=[]))})
+    assert second[:2] == [HUMAN, IMPOSTOR] and len(second) == 3
+    assert "No change to the output" in second[2]["body"]
+
+
+def test_the_comment_escapes_everything_from_the_pull_request(tmp_path: Path):
+    script = github_script(REPO / ".github" / "workflows" / "platform-pr-comment.yml", "comment")
+    hostile = "requests/a/x|y`</details>\n## Approved <img src=x>@admin [link](http://e).yaml"
+    diagnostics = [{"file": hostile, "line": 3, "column": 1, "path": "spec.size", "severity": "error",
+                    "code": "schema.enum", "message": "must be small\n| injected | row |"}]
+    change = {"path": hostile, "change": "added", "owner": "Database a/x",
+              "diff": "```\n</details>\n# out of the fence\n"}
+    body = run_script(tmp_path, script, {"RESULTS": str(plan_results(tmp_path / "r", changes=[change],
+                                                                    diagnostics=diagnostics))})[-1]["body"]
+    rows = [line for line in body.splitlines() if line.startswith("| ") and "spec.size" in line]
+    assert len(rows) == 1 and rows[0].count("|") == 5  # the error's row has its four cells, no more
+    changes = [line for line in body.splitlines() if line.startswith("| added |")]
+    assert len(changes) == 1 and changes[0].count("|") == 4
+    for fragment in ("</details>\n##", "<img", "@admin", "[link]", "| injected |", "`</details>"):
+        assert fragment not in body.split("```")[0], fragment
+    fence = re.search(r"^(`{4,})diff$", body, re.M)
+    assert fence is not None and body.count(fence.group(1)) == 2  # the diff's own ``` cannot close the fence
+
+
+def test_the_actions_comment_edits_only_its_own_comment(tmp_path: Path):
+    script = github_script(ACTION)
     plan = tmp_path / "plan.md"
-
-    def post(body: str) -> list[dict[str, Any]]:
-        plan.write_text(body)
-        done = subprocess.run([node, str(tmp_path / "harness.cjs"), str(tmp_path / "script.js"), str(state)],
-                              env={**os.environ, "PLAN_FILE": str(plan)}, capture_output=True, text=True,
-                              timeout=60)
-        assert done.returncode == 0, done.stderr
-        return json.loads(state.read_text())["comments"]
-
-    first = post(f"{MARKER}\n### kratix plan\n1 file changed\n")
-    second = post(f"{MARKER}\n### kratix plan\n2 files changed\n")
-    assert first[0] == human and second[0] == human
-    plans = [c for c in second if c["body"].startswith(MARKER)]
-    assert len(plans) == 1 and "2 files changed" in plans[0]["body"]
-    huge = post(MARKER + "\n" + "x" * 70_000)
-    assert len(huge) == 2 and len(huge[1]["body"]) < 65_536 and "job summary" in huge[1]["body"]
+    env = {"PLAN_FILE": str(plan), "COMMENT_AUTHOR": "github-actions[bot]"}
+    plan.write_text(f"{MARKER}\n### kratix plan\n1 file changed\n")
+    run_script(tmp_path, script, env)
+    plan.write_text(f"{MARKER}\n### kratix plan\n2 files changed\n")
+    comments = run_script(tmp_path, script, env)
+    assert comments[:2] == [HUMAN, IMPOSTOR] and len(comments) == 3 and "2 files changed" in comments[2]["body"]
+    plan.write_text(MARKER + "\n" + "x" * 70_000)
+    huge = run_script(tmp_path, script, env)
+    assert len(huge) == 3 and len(huge[2]["body"]) < 65_536 and "job summary" in huge[2]["body"]
 
 
 # --- the credential helper: the token reaches git, never a URL or the log -----------------------------------
@@ -262,7 +311,7 @@ def askpass_lines() -> list[tuple[str, str]]:
 
 def test_every_script_that_talks_to_the_output_repo_sets_up_askpass():
     wheres = {where.split(":")[0] for where, _ in askpass_lines()}
-    assert wheres == {"platform-pr.yml", "platform-publish.yml", "action.yml"}
+    assert wheres == {"platform-publish.yml", "action.yml"}  # the pull-request job reaches no output repo
 
 
 @pytest.mark.parametrize(("where", "line"), askpass_lines(), ids=[w for w, _ in askpass_lines()])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -230,3 +231,17 @@ def test_racing_publishers_lose_no_commit(tmp_path: Path, output: Path) -> None:
     assert set(inputs) <= set(trailers)  # every input state was published, none lost
     assert git(output, "rev-list", "--merges", "main").strip() == ""  # a straight line: nothing forced or merged
     assert subprocess.run(["git", "-C", str(output), "fsck", "--strict"], capture_output=True).returncode == 0
+
+
+def test_plan_against_a_base_commit_needs_no_output_repo(platform: Path) -> None:
+    base = git(platform, "rev-parse", "HEAD").strip()
+    commit_files(platform, {"requests/team-a/db-1.yaml": database("db-1", replicas=3)})
+    result = kratix("plan", str(platform), "--ref", "HEAD", "--base-ref", base, "--format", "json")
+
+    assert result.returncode == 0, result.stderr
+    changes = json.loads(result.stdout)["plan"]["changes"]
+    assert [(c["change"], c["path"].split("/resources/")[1]) for c in changes] == [
+        ("changed", "team-a/database/db-1/instance/deployment.yaml")]
+    assert "+  replicas: 3" in changes[0]["diff"]
+    both = kratix("plan", str(platform), "--base-ref", base, "--output-repo", str(platform))
+    assert both.returncode == 2 and "not both" in both.stderr

@@ -2,7 +2,8 @@
 schedule directories to different destinations and pass status along, through its whole lifecycle (request
 updated, Promise updated, request deleted, Promise deleted), published to a real output repo each step.
 
-It runs once with command steps (under bubblewrap, or its fallback) and once with image steps in podman.
+It runs once with command steps (in a sandbox: bubblewrap, else podman; skipped where neither runs) and once
+with image steps in podman.
 
 One deliberate difference from the scenario as written for us: `worker-1` carries `environment: dev` as well as
 `target: worker-1`. The second pipeline sends its Namespace to the root group with `target: worker-1`, and
@@ -21,6 +22,7 @@ import yaml
 from tests import images
 from tests.gitrepos import commit_files, git, init_repo, make_repo
 from tests.platforms import kratix
+from tests.sandboxes import require_command_sandbox
 
 PROMISE_SCRIPT = """\
 set -eu
@@ -221,6 +223,7 @@ def run_scenario(tmp_path: Path, image: str | None) -> None:
 
 
 def test_kratix_scenario_with_command_steps(tmp_path: Path) -> None:
+    require_command_sandbox()
     run_scenario(tmp_path, image=None)
 
 

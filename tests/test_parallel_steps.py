@@ -10,6 +10,7 @@ from kratix import pipeline
 from kratix.documents import SourceTree
 from kratix.settings import RenderSettings, Settings
 from tests.platforms import PROMISE, database, destination
+from tests.sandboxes import require_command_sandbox
 
 # Each run notes when it started and sleeps: runs that overlap in time ran at the same time.
 SCRIPT = """\
@@ -48,6 +49,7 @@ def windows(result: pipeline.CompileResult) -> list[tuple[float, float]]:
 
 
 def test_program_steps_of_different_requests_overlap_in_time(tmp_path: Path) -> None:
+    require_command_sandbox()
     result = pipeline.compile_platform(platform(2), settings=Settings(render=RenderSettings(parallelism=2)))
     assert result.ok, [d.render() for d in result.diagnostics]
     (first_start, first_end), (second_start, _) = windows(result)
@@ -55,6 +57,7 @@ def test_program_steps_of_different_requests_overlap_in_time(tmp_path: Path) -> 
 
 
 def test_parallelism_one_runs_them_one_after_another(tmp_path: Path) -> None:
+    require_command_sandbox()
     result = pipeline.compile_platform(platform(2), settings=Settings(render=RenderSettings(parallelism=1)))
     assert result.ok, [d.render() for d in result.diagnostics]
     (_, first_end), (second_start, _) = windows(result)

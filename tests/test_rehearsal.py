@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import http.server
+import json
 import os
 import shutil
 import subprocess
@@ -217,40 +218,43 @@ PUBLISH_WORKFLOW = REPO / ".github" / "workflows" / "platform-publish.yml"
 ACTION = REPO / "action.yml"
 
 
-def test_pr_workflow_writes_the_plan_comment(rehearsal: Rehearsal, tmp_path: Path):
-    sha = git(rehearsal.platform, "rev-parse", "pr")
-    done, temp = run_step(rehearsal, step_script(PR_WORKFLOW, "Plan"), tmp_path, cwd=rehearsal.platform,
-                          sha=sha, VALIDATE_OUTCOME="success", HEAD_REPO="acme/platform",
-                          KRATIX_OUTPUT_REPO=str(rehearsal.output), KRATIX_OUTPUT_BRANCH="main",
-                          KRATIX_GIT_TOKEN="t0ken")
-    assert done.returncode == 0, done.stderr
-    comment = (temp / "plan.md").read_text()
-    assert comment.startswith(MARKER + "\n")
-    assert CHANGED in comment and ADDED in comment and sha[:12] in comment
-    assert (tmp_path / "summary.md").read_text() == comment
-    assert "failed=true" not in (tmp_path / "output.txt").read_text()
+def pr_job(rehearsal: Rehearsal, tmp_path: Path, branch: str) -> tuple[int, Path]:
+    """The pull-request job's Validate and Plan steps, as GitHub runs them; the results folder it uploads."""
+    sha = git(rehearsal.platform, "rev-parse", branch)
+    base = git(rehearsal.platform, "rev-parse", "main")
+    validated, _ = run_step(rehearsal, step_script(PR_WORKFLOW, "Validate"), tmp_path, cwd=rehearsal.platform,
+                            sha=sha, RESULTS=str(tmp_path / "results"))
+    (tmp_path / "step.log").write_text(validated.stdout)
+    planned, _ = run_step(rehearsal, step_script(PR_WORKFLOW, "Plan"), tmp_path, cwd=rehearsal.platform,
+                          sha=sha, RESULTS=str(tmp_path / "results"), BASE_SHA=base)
+    assert planned.returncode == 0, planned.stderr
+    return validated.returncode, tmp_path / "results"
 
 
-def test_pr_workflow_says_why_there_is_no_plan_when_validation_failed(rehearsal: Rehearsal, tmp_path: Path):
-    done, temp = run_step(rehearsal, step_script(PR_WORKFLOW, "Plan"), tmp_path, cwd=rehearsal.platform,
-                          sha=git(rehearsal.platform, "rev-parse", "broken"), VALIDATE_OUTCOME="failure",
-                          HEAD_REPO="acme/platform", KRATIX_OUTPUT_REPO=str(rehearsal.output),
-                          KRATIX_OUTPUT_BRANCH="main")
-    assert done.returncode == 0, done.stderr
-    comment = (temp / "plan.md").read_text()
-    assert comment.startswith(MARKER) and "does not validate" in comment and CHANGED not in comment
+def test_pr_job_plans_against_the_base_commit_without_the_output_repo(rehearsal: Rehearsal, tmp_path: Path):
+    code, results = pr_job(rehearsal, tmp_path, "pr")
+    assert code == 0
+    assert json.loads((results / "validate.json").read_text())["summary"]["failed"] == 0
+    changes = {c["path"]: c["change"] for c in json.loads((results / "plan.json").read_text())["plan"]["changes"]}
+    assert changes == {CHANGED: "changed", ADDED: "added", "worker-1/resources/kustomization.yaml": "changed"}
+    assert (results / "merge-sha.txt").read_text().strip() == git(rehearsal.platform, "rev-parse", "pr")
 
 
-def test_pr_workflow_makes_no_plan_for_a_fork(rehearsal: Rehearsal, tmp_path: Path):
-    # A fork's run has no secrets: reaching a private output repo would fail the check through no fault of
-    # the contributor.
-    done, temp = run_step(rehearsal, step_script(PR_WORKFLOW, "Plan"), tmp_path, cwd=rehearsal.platform,
-                          sha=git(rehearsal.platform, "rev-parse", "pr"), VALIDATE_OUTCOME="success",
-                          HEAD_REPO="someone/platform", KRATIX_OUTPUT_REPO=str(rehearsal.output),
-                          KRATIX_OUTPUT_BRANCH="main")
-    assert done.returncode == 0, done.stderr
-    comment = (temp / "plan.md").read_text()
-    assert comment.startswith(MARKER) and "fork" in comment and CHANGED not in comment
+def test_pr_job_records_validation_errors_for_the_comment(rehearsal: Rehearsal, tmp_path: Path):
+    code, results = pr_job(rehearsal, tmp_path, "broken")
+    assert code == 1  # the check fails, and the results are still uploaded for the comment
+    assert "::error file=requests/team-b/orders-db.yaml,line=10," in (tmp_path / "step.log").read_text()
+    errors = [d for d in json.loads((results / "validate.json").read_text())["diagnostics"]
+              if d["severity"] == "error"]
+    assert [(d["file"], d["line"]) for d in errors] == [("requests/team-b/orders-db.yaml", 10)]
+
+
+def test_pr_workflow_needs_no_secret_and_never_runs_on_pull_request_target():
+    text = PR_WORKFLOW.read_text()
+    document = yaml.load(text, Loader=yaml.BaseLoader)
+    assert list(document["on"]) == ["pull_request"]
+    assert document["permissions"] == {"contents": "read"}
+    assert "secrets." not in text and "--no-step-network" in text
 
 
 def test_publish_workflow_publishes_the_pushed_commit(rehearsal: Rehearsal, tmp_path: Path):

@@ -1,5 +1,5 @@
-"""Pipeline containers run for real: shell scripts under bubblewrap (or the env-var fallback) and a busybox
-image under podman, over the shared /kratix directories."""
+"""Pipeline containers run for real: shell scripts under bubblewrap, in podman's host-root sandbox or (only when
+asked) unsandboxed, and a busybox image under podman, over the shared /kratix directories."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ ENV = {
 }
 
 # A Kratix-style configure script. It reads the paths from KRATIX_* with the real paths as defaults, so the
-# same script runs in the sandbox, in the env-var fallback and in an image.
+# same script runs in a sandbox, unsandboxed (--unsandboxed) and in an image.
 CONFIGURE = b"""#!/bin/sh
 set -eu
 in="${KRATIX_INPUT:-/kratix/input}"; out="${KRATIX_OUTPUT:-/kratix/output}"
@@ -108,11 +108,11 @@ def test_the_sandbox_is_probed_when_not_given(bwrap: str) -> None:
     assert run(container("configure", "sh", "scripts/configure.sh")).sandbox == "bwrap"
 
 
-def test_the_env_fallback_runs_the_same_script_with_directories_in_variables() -> None:
-    result = run(container("configure", "./scripts/configure.sh"), sandbox="env")
+def test_unsandboxed_runs_the_same_script_with_directories_in_variables() -> None:
+    result = run(container("configure", "./scripts/configure.sh"), sandbox=steps.UNSANDBOXED)
 
     expect_configured(result)
-    assert result.sandbox == "env"
+    assert result.sandbox == "none" and result.unsandboxed
 
 
 def test_containers_share_output_and_metadata_in_order(bwrap: str) -> None:
@@ -163,10 +163,10 @@ def test_a_container_that_runs_too_long_is_killed(bwrap: str) -> None:
     assert time.monotonic() - started < 10
 
 
-def test_a_timeout_kills_the_whole_process_group_in_the_fallback(tmp_path: Path) -> None:
+def test_a_timeout_kills_the_whole_process_group_unsandboxed(tmp_path: Path) -> None:
     marker = tmp_path / "still-running"
     script = f"(sleep 1; touch {marker}) & sleep 30"
-    result = run(container("slow", "sh", "-c", script), sandbox="env", timeout=0.3)
+    result = run(container("slow", "sh", "-c", script), sandbox=steps.UNSANDBOXED, timeout=0.3)
 
     assert result.error == "container 'slow' timed out after 0.3s"
     time.sleep(1.5)
@@ -206,22 +206,22 @@ def test_the_sandbox_has_no_network_and_a_cleared_environment(bwrap: str,
 def test_a_symlink_in_the_output_is_refused_before_the_next_step_can_follow_it() -> None:
     after = container("after", "sh", "-c", "cat $KRATIX_OUTPUT/passwd.yaml > $KRATIX_OUTPUT/copy.yaml")
     result = run(container("link", "sh", "-c", "ln -s /etc/passwd $KRATIX_OUTPUT/passwd.yaml"), after,
-                 sandbox="env")
+                 sandbox=steps.UNSANDBOXED)
 
     assert result.failed_step == "link"
     assert result.error == "output/passwd.yaml is a symlink; write regular files only"
 
 
 def test_a_missing_program_is_an_error_of_the_step() -> None:
-    result = run(container("missing", "./scripts/absent.sh"), sandbox="env")
+    result = run(container("missing", "./scripts/absent.sh"), sandbox=steps.UNSANDBOXED)
 
     assert result.failed_step == "missing"
-    assert result.error is not None and result.error.startswith("container 'missing' cannot start")
+    assert result.error is not None and "absent.sh" in result.error
 
 
 def test_promise_files_must_stay_inside_the_promise_folder() -> None:
     with pytest.raises(StepError, match="outside the Promise's folder"):
-        run(container("configure", "true"), sandbox="env", promise_files={"../../etc/x": b""})
+        run(container("configure", "true"), sandbox=steps.UNSANDBOXED, promise_files={"../../etc/x": b""})
 
 
 def test_an_image_step_without_a_runtime_names_promise_pipeline_and_container() -> None:
@@ -282,3 +282,174 @@ def test_an_image_that_runs_too_long_is_stopped_and_removed(busybox: tuple[str, 
     listed = subprocess.run([runtime, "ps", "-a", "--format", "{{.Names}} {{.Image}}"], capture_output=True,
                             text=True, check=True).stdout
     assert image not in listed
+
+
+# --- the sandbox, whichever runs it: bubblewrap, or podman's host-root image where bubblewrap cannot ---------
+
+
+@pytest.fixture(scope="session", params=["bwrap", "podman"])
+def sandbox(request: pytest.FixtureRequest) -> str:
+    if request.param == "bwrap":
+        return str(request.getfixturevalue("bwrap"))
+    if steps.detect_runtime("podman") is None or steps.host_root_image("podman") is None:
+        pytest.skip("podman is not installed here, or cannot build its host-root sandbox image")
+    return "podman"
+
+
+def test_a_kratix_script_runs_in_either_sandbox(sandbox: str) -> None:
+    result = run(container("configure", "./scripts/configure.sh"), sandbox=sandbox)
+
+    expect_configured(result)
+    assert result.sandbox == sandbox and not result.unsandboxed
+
+
+def test_a_step_sees_nothing_of_its_parent(sandbox: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The parent's environment (also through /proc), files under $HOME and the network are out of reach."""
+    monkeypatch.setenv("KRATIX_TEST_TOKEN", "ghs_faketoken0123456789")
+    home_file = Path.home() / f".kratix-test-{tmp_path.name}"
+    home_file.write_text("home secret\n")
+    try:
+        script = (
+            "out=/kratix/output; env > $out/env.txt; "
+            "cat /proc/[0-9]*/environ > $out/proc-environ.txt 2>/dev/null || true; "
+            "ls /proc | grep -c '^[0-9]' > $out/processes.txt; "
+            f"cat {home_file} > $out/home.txt 2>&1 || true; "
+            "cat /proc/net/dev | sed 1,2d | cut -d: -f1 | tr -d ' ' > $out/interfaces.txt")
+        result = run(container("probe", "sh", "-c", script), sandbox=sandbox)
+    finally:
+        home_file.unlink()
+
+    assert result.error is None, result.error
+    seen = b"".join(result.output_files.values())
+    assert b"ghs_faketoken" not in seen and b"KRATIX_TEST_TOKEN" not in seen
+    assert b"home secret" not in seen
+    assert result.output_files["interfaces.txt"].split() in ([], [b"lo"])  # loopback at most: no way out
+    assert int(result.output_files["processes.txt"]) <= 5  # its own PID namespace: the host's are not there
+
+
+def test_a_step_cannot_write_outside_its_output(sandbox: str) -> None:
+    targets = ["/etc/kratix-escape", "/usr/kratix-escape", "/kratix/promise/x", "/kratix/input/x", "/x"]
+    script = "; ".join(f"if touch {t} 2>/dev/null; then echo 'wrote {t}'; fi" for t in targets)
+    result = run(container("escape", "sh", "-c", f"({script}) > /kratix/output/r.txt"), sandbox=sandbox)
+
+    assert result.error is None and result.output_files["r.txt"] == b""
+    assert not any(Path(t).exists() for t in ("/etc/kratix-escape", "/usr/kratix-escape", "/x"))
+
+
+def test_a_container_asking_for_a_network_is_refused_when_the_compile_forbids_one() -> None:
+    online = container("fetch", "sh", "-c", "true", network=True)
+    with pytest.raises(StepError, match=r"'fetch' asks for a network .*--no-step-network"):
+        steps.run_pipeline(Pipeline(name="instance-configure", containers=(online,)), object_yaml=OBJECT,
+                           promise_files={}, env=ENV, settings=RenderSettings(step_network=False),
+                           native_step=lambda step, output: None, sandbox=steps.UNSANDBOXED)
+
+
+def test_without_any_sandbox_a_command_step_is_refused_with_how_to_get_one(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # neither bwrap nor podman is found
+    assert steps.command_sandbox(RenderSettings()) == ""
+    with pytest.raises(StepError) as raised:
+        run(container("configure", "./scripts/configure.sh"))
+
+    message = str(raised.value)
+    assert "'database'" in message and "'configure'" in message and "sandbox" in message
+    assert "apt-get install bubblewrap" in message and "apparmor_restrict_unprivileged_userns=0" in message
+    assert "--unsandboxed" in message
+    assert steps.command_sandbox(RenderSettings(unsandboxed=True)) == steps.UNSANDBOXED
+
+
+# --- limits ---------------------------------------------------------------------------------------------------
+
+
+def limited(*containers: Container, sandbox: str, **limits: Any) -> steps.PipelineRun:
+    return steps.run_pipeline(
+        Pipeline(name="instance-configure", containers=containers), object_yaml=OBJECT, promise_files={},
+        env=ENV, settings=RenderSettings(step_timeout_seconds=30, **limits),
+        native_step=lambda step, output: None, sandbox=sandbox)
+
+
+def test_a_step_over_its_cpu_time_is_stopped(bwrap: str) -> None:
+    result = limited(container("spin", "sh", "-c", "while :; do :; done"), sandbox=bwrap, step_cpu_seconds=1)
+
+    assert result.failed_step == "spin"
+    assert result.error is not None and "CPU-time limit" in result.error
+
+
+def test_a_step_cannot_write_a_file_over_the_output_limit(bwrap: str) -> None:
+    result = limited(container("big", "sh", "-c", "head -c 200000 /dev/zero > /kratix/output/big.bin"),
+                     sandbox=bwrap, step_output_bytes=100_000)
+
+    assert result.failed_step == "big"
+    assert result.error is not None and "file-size limit" in result.error
+
+
+def test_output_over_the_size_or_file_limits_fails_the_run() -> None:
+    many = limited(container("many", "sh", "-c", "for i in 1 2 3 4; do : > $KRATIX_OUTPUT/$i.yaml; done"),
+                   sandbox=steps.UNSANDBOXED, step_output_files=3)
+    assert many.error == "output/ holds 4 files, more than the limit of 3"
+    large = limited(container("large", "sh", "-c", "head -c 600 /dev/zero > $KRATIX_OUTPUT/a; "
+                              "head -c 600 /dev/zero > $KRATIX_OUTPUT/b"),
+                    sandbox=steps.UNSANDBOXED, step_output_bytes=1000)
+    assert large.error == "output/ holds 1200 bytes, more than the limit of 1000"
+
+
+# --- file names a step writes ------------------------------------------------------------------------------
+
+
+DEEP = "/".join(["n" * 250] * 5)
+
+
+@pytest.mark.parametrize(("script", "shown", "problem"), [
+    ("printf 'kind: A' > \"$KRATIX_OUTPUT/$(printf 'a\\nb.yaml')\"", "output/a\\nb.yaml", "control character"),
+    ("printf 'kind: A' > \"$KRATIX_OUTPUT/$(printf 'a\\rb.yaml')\"", "output/a\\rb.yaml", "control character"),
+    ("mkdir -p $KRATIX_OUTPUT/.git && : > $KRATIX_OUTPUT/.git/config", "output/.git/config", ".git component"),
+    ("mkdir -p $KRATIX_OUTPUT/x/.GIT && : > $KRATIX_OUTPUT/x/.GIT/c", "output/x/.GIT/c", ".git component"),
+    ("printf 'kind: A' > \"$KRATIX_OUTPUT/$(printf 'caf\\351.yaml')\"", "output/caf\\xe9.yaml", "not valid UTF-8"),
+    (f"d=$KRATIX_OUTPUT/{DEEP} && mkdir -p $d && : > $d/f", f"output/{DEEP}/f", "longer than 1024 bytes"),
+], ids=["newline", "carriage-return", "dot-git", "dot-git-upper", "latin-1", "too-long"])
+def test_a_file_name_the_output_repo_cannot_hold_fails_the_run_naming_it(script: str, shown: str,
+                                                                        problem: str) -> None:
+    result = run(container("names", "sh", "-c", script), sandbox=steps.UNSANDBOXED)
+
+    assert result.failed_step == "names"
+    assert result.error is not None and result.error.startswith(f"{shown}: the file name ")
+    assert problem in result.error and "\n" not in result.error and "\r" not in result.error
+
+
+@pytest.mark.parametrize(("name", "ok"), [
+    ("a/b.yaml", True), ("ünïcode/ok.yaml", True), ("a/../b", False), ("/abs", False), ("a//b", False),
+    ("a\tb", False), ("a\x7fb", False), ("x/.git", False), (".gitignore", True), ("a/" * 600 + "b", False),
+])
+def test_path_problem(name: str, ok: bool) -> None:
+    assert (steps.path_problem(name) is None) is ok
+
+
+# --- images ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("given", "pulled"), [
+    ("postgres", "docker.io/library/postgres"),
+    ("postgres:16", "docker.io/library/postgres:16"),
+    ("bitnami/postgresql:16", "docker.io/bitnami/postgresql:16"),
+    ("docker.io/busybox", "docker.io/library/busybox"),
+    ("ghcr.io/syntasso/kratix-pipeline-utility:v0.0.1", "ghcr.io/syntasso/kratix-pipeline-utility:v0.0.1"),
+    ("localhost/kratix-test-busybox:1", "localhost/kratix-test-busybox:1"),
+    ("registry:5000/team/app", "registry:5000/team/app"),
+    ("postgres@sha256:" + "a" * 64, "docker.io/library/postgres@sha256:" + "a" * 64),
+])
+def test_image_names_resolve_as_kubernetes_does(given: str, pulled: str) -> None:
+    assert steps.qualified_image(given) == pulled
+
+
+def test_an_image_runs_confined_and_is_recorded_by_content_id(busybox: tuple[str, str]) -> None:
+    runtime, image = busybox
+    script = ("out=/kratix/output; if touch /probe 2>/dev/null; then echo root-writable > $out/root.txt; fi; "
+              "grep CapEff /proc/self/status > $out/caps.txt; "
+              "cat /proc/net/dev | sed 1,2d | cut -d: -f1 | tr -d ' ' > $out/interfaces.txt")
+    result = run(container("probe", "sh", "-c", script, image=image), runtime=runtime)
+
+    assert result.error is None, result.error
+    assert "root.txt" not in result.output_files
+    assert result.output_files["caps.txt"].split()[1].strip(b"0") == b""  # no capability at all
+    assert result.output_files["interfaces.txt"].split() in ([], [b"lo"])
+    assert result.images == ((image, steps.image_digest(image, runtime)),)

@@ -8,11 +8,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from kratix import cache, conformance, incremental, inventory, layout, provenance
+from kratix import cache, conformance, incremental, inventory, layout, provenance, secretpolicy, sops, yamltext
 from kratix.diagnostics import Diagnostic, Severity
 from kratix.documents import Content
 from kratix.manifests import BOOKKEEPING, IDENTITY_LABELS, PlacedFile, destination_of, object_id
-from kratix.platform import Platform
+from kratix.platform import Destination, Platform
 from kratix.previous import PLACEMENTS_FILE, PROMISE_STATUS_FOLDER, PreviousOutput, encode_placements
 from kratix.statuses import PromiseStatus, RequestStatus, promise_status_document, request_status_document
 
@@ -119,7 +119,8 @@ def validate_output(checker: conformance.Conformance, promises: dict[str, Promis
         for document in item.file.documents:
             by_owner_destination.setdefault((item.owner, item.destination), []).append((item, document))
     for (owner, destination), entries in sorted(by_owner_destination.items()):
-        report = checker.check([document for _, document in entries], crds=crds.get(destination, ()))
+        report = checker.check([secretpolicy.for_schema_check(document) for _, document in entries],
+                               crds=crds.get(destination, ()))
         unchecked.setdefault(owner, set()).update(report.not_validated_kinds)
         for index, problems in sorted(report.problems.items()):
             item, document = entries[index]
@@ -235,7 +236,8 @@ def _provenance(placed: Sequence[PlacedFile], files: Mapping[str, Content], kept
     entries = {p.output_path: provenance.Entry(
         path=p.output_path, owner=p.owner, destination=p.destination, promise=p.promise,
         request=None if p.owner.startswith("Promise ") else p.owner, pipeline=p.pipeline, source=p.file.source,
-        objects=tuple(object_id(d) for d in p.file.documents)) for p in placed}
+        objects=tuple(object_id(d) for d in p.file.documents), sandbox=p.file.sandbox, images=p.file.images)
+        for p in placed}
     for path in kept:
         if path in before:
             entries[path] = before[path]
@@ -276,3 +278,56 @@ def _kept_placements(status: RequestStatus, previous_placements: Mapping[str, st
     key = status.request.key
     prefix = f"{key.kind}/{key.namespace}/{key.name}#"
     return {k: v for k, v in previous_placements.items() if k.startswith(prefix)}
+
+
+def check_secrets(platform: Platform, promises: dict[str, PromiseStatus], requests: dict[str, RequestStatus],
+                  diagnostics: list[Diagnostic], previous: PreviousOutput, *, sealer: sops.Sealer) -> None:
+    """No plaintext Secret reaches the output (`kratix.secretpolicy`): an owner emitting one fails, naming the
+    Secret and its file; a Secret bound for a destination with SOPS recipients is encrypted first (stamped
+    with its labels, which the encryption's MAC covers), or its owner fails when that cannot be done here."""
+    destinations = {d.path: d for d in platform.destinations.values()}
+    allowed = {name: secretpolicy.plaintext_allowed(p.body) for name, p in platform.promises.items()}
+    owners = [*((f"Promise {name}", s.files) for name, s in promises.items()),
+              *((key, s.files) for key, s in requests.items())]
+    for owner, files in owners:
+        checked: list[PlacedFile] = []
+        for item in files:
+            destination = destinations.get(item.destination)
+            outcome = _seal_file(item, destination, allowed.get(item.promise or "", ()), previous, sealer)
+            if isinstance(outcome, str):
+                message = f"output {item.file.path}: {outcome}"
+                diagnostics.append(Diagnostic(item.file.source, 1, 1, "", "output.plaintext-secret", message,
+                                              Severity.ERROR, owner))
+                _fail_owner(owner, "PlaintextSecret", message, promises, requests, [])
+                break
+            checked.append(outcome)
+        else:
+            if any(a is not b for a, b in zip(checked, files, strict=True)):
+                if owner in requests:
+                    requests[owner] = replace(requests[owner], files=tuple(checked))
+                else:
+                    name = owner.removeprefix("Promise ")
+                    promises[name] = replace(promises[name], files=tuple(checked))
+
+
+def _seal_file(item: PlacedFile, destination: Destination | None, allowed: Sequence[str], previous: PreviousOutput,
+               sealer: sops.Sealer) -> PlacedFile | str:
+    """The file with its Secrets encrypted where its destination asks for it, or why it cannot be written."""
+    encrypts = destination is not None and destination.encrypts_secrets
+    documents = []
+    for document in item.file.documents:
+        verdict = secretpolicy.verdict(document, allowed=allowed, encrypts=encrypts)
+        if verdict.action == secretpolicy.REFUSE:
+            return verdict.reason
+        if verdict.action == secretpolicy.ENCRYPT and destination is not None:
+            data = previous.files.get(item.output_path)
+            earlier = [d for d in yamltext.load_plain(data) if isinstance(d, Mapping)] if data else []
+            try:
+                document = sealer.seal(layout.stamp(document, item.labels), age=destination.sops_age,
+                                       pgp=destination.sops_pgp, previous=earlier)
+            except sops.SopsError as exc:
+                return f"{secretpolicy.subject(document)} for Destination {destination.name!r}: {exc}"
+        documents.append(document)
+    if all(a is b for a, b in zip(documents, item.file.documents, strict=True)):
+        return item
+    return replace(item, file=replace(item.file, documents=tuple(documents)))

@@ -13,7 +13,8 @@ DEFAULT_INTERVAL = "1m"  # Flux polls no faster than this; lower values only add
 
 
 def flux_objects(destination: str, path: str, *, url: str, branch: str = "main", namespace: str = "flux-system",
-                 secret: str | None = None, interval: str = DEFAULT_INTERVAL) -> list[dict[str, Any]]:
+                 secret: str | None = None, interval: str = DEFAULT_INTERVAL,
+                 sops_secret: str | None = None) -> list[dict[str, Any]]:
     name = f"kratix-{destination}"
     source: dict[str, Any] = {"interval": interval, "url": url, "ref": {"branch": branch}}
     if secret:
@@ -21,11 +22,15 @@ def flux_objects(destination: str, path: str, *, url: str, branch: str = "main",
     dependencies = f"{name}-dependencies"
     resources = _kustomization(f"{name}-resources", namespace, name, f"./{path}/resources", interval, wait=False)
     resources["spec"]["dependsOn"] = [{"name": dependencies}]
+    kustomizations = [_kustomization(dependencies, namespace, name, f"./{path}/dependencies", interval, wait=True),
+                      resources]
+    if sops_secret:
+        for kustomization in kustomizations:
+            kustomization["spec"]["decryption"] = {"provider": "sops", "secretRef": {"name": sops_secret}}
     return [
         {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
          "metadata": {"name": name, "namespace": namespace}, "spec": source},
-        _kustomization(dependencies, namespace, name, f"./{path}/dependencies", interval, wait=True),
-        resources,
+        *kustomizations,
     ]
 
 

@@ -51,7 +51,8 @@ def promise_fingerprints(tree: SourceTree, promises: Mapping[str, Promise],
     """Per Promise: a digest of everything its requests' output depends on besides the request itself."""
     shared = cache.fingerprint(
         __version__, repr(settings.validate), repr(settings.render.container_runtime),
-        *(f"{d.name}|{d.path}|{sorted(d.labels.items())}|{d.strict_match_labels}"
+        f"unsandboxed={settings.render.unsandboxed} network={settings.render.step_network}",
+        *(f"{d.name}|{d.path}|{sorted(d.labels.items())}|{d.strict_match_labels}|{d.sops_age}|{d.sops_pgp}"
           for d in sorted(destinations.values(), key=lambda d: d.name)),
         *sorted(f"{p.name}|{p.api.group}|{p.api.kind}|{p.version}" for p in promises.values() if p.api))
     digests = _image_digests(promises, settings)
@@ -76,7 +77,8 @@ def _image_digests(promises: Mapping[str, Promise], settings: Settings) -> dict[
     if not images:
         return {}
     runtime = steps.detect_runtime(settings.render.container_runtime)
-    return {image: (steps.image_digest(image, runtime) if runtime else None) or "unknown" for image in images}
+    return {image: (steps.image_digest(steps.qualified_image(image), runtime) if runtime else None) or "unknown"
+            for image in images}
 
 
 def _cache_hits(tree: SourceTree, previous: PreviousOutput, fingerprints: Mapping[str, str]

@@ -31,6 +31,8 @@ class RenderedFile:
     path: str  # relative to the pipeline's output folder
     documents: tuple[Mapping[str, Any], ...]
     source: str  # the repo path of the template or file it came from, or "container:<name>"
+    sandbox: str | None = None  # "none" when a command step that wrote it ran unsandboxed (`--unsandboxed`)
+    images: tuple[tuple[str, str], ...] = ()  # (image, content id) of the images whose pipeline wrote it
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The compile, top to bottom: load → schema → render → schedule → layout.
 
 No I/O of its own: the input tree and the previous output come in as data, the output tree goes out as data
-(command and image steps, when a Promise has them, run through `kratix.steps`).
+(command and image steps, when a Promise has them, run through `kratix.steps`; Secrets bound for a destination
+with SOPS recipients are encrypted through `kratix.sops`).
 
 `compile_platform(tree, previous=...)` is a pure function of the input tree and the previous output tree
 (sticky placements and last-known-good output are read from it). One invalid request or failing template fails
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from kratix import assemble, conformance, incremental, promise_compile, provenance, render, request_compile
+from kratix import assemble, conformance, incremental, promise_compile, provenance, render, request_compile, sops
 from kratix import plan as plans
 from kratix.diagnostics import Diagnostic, Severity
 from kratix.documents import Content, SourceTree
@@ -39,6 +40,7 @@ class Summary:
     failed: int
     files: int
     not_validated_kinds: tuple[str, ...] = ()
+    unsandboxed: tuple[str, ...] = ()  # the owners (requests, "Promise <name>") whose command steps ran unsandboxed
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ def compile_platform(tree: SourceTree, *, settings: Settings, previous: Previous
     if settings.validate.validate_output:
         checker = conformance.Conformance.for_kubernetes(settings.validate.kubernetes_version)
         not_validated = assemble.validate_output(checker, promises, requests, diagnostics)
+    assemble.check_secrets(platform, promises, requests, diagnostics, previous, sealer=sops.Sealer())
     assemble.reject_conflicts_with_published(promises, requests, diagnostics, previous)
     files, entries = assemble.lay_out(platform, promises, requests, previous, commit=tree.commit,
                                       fingerprints=fingerprints, diagnostics=diagnostics, tree_files=tree.files)
@@ -133,4 +136,7 @@ def _summary(platform: Platform, statuses: Mapping[str, RequestStatus], promise_
         failed=states.count("failed"),
         files=len(files),
         not_validated_kinds=tuple(sorted({*not_validated, *(k for s in statuses.values() for k in s.unchecked_kinds)})),
+        unsandboxed=tuple(sorted({f.owner for f in [*(f for s in statuses.values() for f in s.files),
+                                                    *(f for s in promise_statuses.values() for f in s.files)]
+                                  if f.file.sandbox == "none"})),
     )

@@ -17,7 +17,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kratix import manifests, provenance
+import yaml
+
+from kratix import manifests, provenance, secretpolicy, yamltext
 from kratix.documents import Content
 from kratix.previous import PreviousOutput
 from kratix.statuses import RequestStatus
@@ -156,14 +158,29 @@ def _diff(path: str, old: bytes, new: Content) -> str:
     if not isinstance(new, bytes):
         return ""  # an unchanged blob carried over: there is nothing to show
     try:
-        before = (old or b"").decode().splitlines(keepends=True)
-        after = (new or b"").decode().splitlines(keepends=True)
-    except UnicodeDecodeError:
-        return ""
+        old, new = _redacted(old or b"", new or b"")
+        before = old.decode().splitlines(keepends=True)
+        after = new.decode().splitlines(keepends=True)
+    except (UnicodeDecodeError, yaml.YAMLError):
+        return ""  # nothing is shown of what cannot be read (and so cannot be redacted)
     lines = list(difflib.unified_diff(before, after, f"a/{path}", f"b/{path}"))
     if len(lines) > MAX_DIFF_LINES:
         lines = [*lines[:MAX_DIFF_LINES], f"... {len(lines) - MAX_DIFF_LINES} more lines\n"]
     return "".join(lines)
+
+
+def _redacted(old: bytes, new: bytes) -> tuple[bytes, bytes]:
+    """Both sides of a diff with every Secret's values redacted (a plan is read by everyone who can see the
+    pull request; a value that changed says so, not what it was or is). Files without a Secret as they are."""
+    if b"Secret" not in old and b"Secret" not in new:
+        return old, new
+    before, after = list(yamltext.load_plain(old)), list(yamltext.load_plain(new))
+    secrets = {manifests.object_id(d): d for d in before if isinstance(d, Mapping) and secretpolicy.is_secret(d)}
+    if not secrets and not any(isinstance(d, Mapping) and secretpolicy.is_secret(d) for d in after):
+        return old, new
+    return (yamltext.dump_all(secretpolicy.redact(d) for d in before),
+            yamltext.dump_all(secretpolicy.redact(d, secrets.get(manifests.object_id(d)) if isinstance(d, Mapping)
+                                                  else None) for d in after))
 
 
 # --- rendering ----------------------------------------------------------------------------------------------

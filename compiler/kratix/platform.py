@@ -97,6 +97,14 @@ class Destination:
     strict_match_labels: bool
     source: SourceDoc
     broken: str | None = None  # why its file cannot be read now: it stands in as the last compile knew it
+    # SOPS recipients (annotations kratix.io/sops-age-recipients, kratix.io/sops-pgp-fingerprints): Secrets bound
+    # for this destination are encrypted for them before they are written
+    sops_age: tuple[str, ...] = ()
+    sops_pgp: tuple[str, ...] = ()
+
+    @property
+    def encrypts_secrets(self) -> bool:
+        return bool(self.sops_age or self.sops_pgp)
 
 
 @dataclass(frozen=True)

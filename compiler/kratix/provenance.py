@@ -3,8 +3,10 @@
 One shard per destination, so a change rewrites the shards of the destinations it touches, not a file that
 grows with the whole platform. A format line, then one JSON object per line, sorted by path, so that `git diff`
 reads like the change it records: `{"path", "owner", "destination", "promise", "request", "pipeline", "source",
-"commit", "objects"}`. `commit` is the input commit that produced the file's current content: a file whose bytes did not
-change keeps the commit it had, so re-publishing an unchanged output at a newer input commit changes nothing.
+"commit", "objects"}`, plus `"sandbox": "none"` on a file a command step wrote unsandboxed (`--unsandboxed`) and
+`"images"` (`{image: content id}`) on a file image steps wrote. `commit` is the input commit that produced the
+file's current content: a file whose bytes did not change keeps the commit it had, so re-publishing an unchanged
+output at a newer input commit changes nothing.
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ class Entry:
     source: str | None = None  # the template or file it was rendered from
     commit: str | None = None  # the input commit that produced this content; None: an uncommitted work tree
     objects: tuple[str, ...] = field(default=())  # Kind[.group]/[namespace/]name of each object in the file
+    sandbox: str | None = None  # "none": a command step that wrote it ran without a sandbox
+    images: tuple[tuple[str, str], ...] = ()  # (image, content id) of the images that ran to write it
     line: str = field(default="", compare=False, repr=False)  # as read, reused when nothing changed
 
 
-_FIELDS = ("path", "owner", "destination", "promise", "request", "pipeline", "source", "commit")
+_FIELDS = ("path", "owner", "destination", "promise", "request", "pipeline", "source", "commit", "sandbox")
 FORMAT = 2
 _HEADER = json.dumps({"format": FORMAT, "kratix": "provenance"}, sort_keys=True, separators=(",", ":"))
 
@@ -65,6 +69,8 @@ def encode(entries: Iterable[Entry]) -> bytes:
             continue
         record: dict[str, Any] = {k: v for k in _FIELDS if (v := getattr(entry, k)) is not None}
         record["objects"] = list(entry.objects)
+        if entry.images:
+            record["images"] = dict(entry.images)
         lines.append(json.dumps(record, sort_keys=True, separators=(",", ":")))
     return ("\n".join([_HEADER, *lines]) + "\n").encode() if lines else b""
 
@@ -85,6 +91,7 @@ def decode_shard(data: bytes) -> dict[str, Entry]:
                 record.get("owner"), str):
             raise ValueError("an entry is not an object with a path and an owner")
         record["objects"] = tuple(record.get("objects") or ())
+        record["images"] = tuple(sorted((record.get("images") or {}).items()))
         try:
             entries[record["path"]] = Entry(**record, line=line)
         except TypeError as exc:

@@ -290,9 +290,9 @@ class Renderer:
             run = steps.run_pipeline(pipeline, object_yaml=yamltext.dump(obj), promise_files=promise_files,
                                      env={**env, "KRATIX_PIPELINE_NAME": pipeline.name}, settings=self._settings,
                                      native_step=native, **self._probe(pipeline))
-        except StepError as exc:
-            raise _Failure(RenderFailure(promise.source.path, promise.source.line, 1, "render.no-runtime", str(exc),
-                                         pipeline.name)) from None
+        except StepError as exc:  # refused before any container ran: no sandbox, no runtime, no network allowed
+            raise _Failure(RenderFailure(promise.source.path, promise.source.line, 1, "render.step-refused",
+                                         str(exc), pipeline.name)) from None
         if run.error is not None:
             raise _Failure(RenderFailure(promise.source.path, promise.source.line, 1, "render.step-failed",
                                          run.error, f"{pipeline.name}/{run.failed_step or '?'}"))
@@ -313,15 +313,16 @@ class Renderer:
                                                  "render.not-an-object",
                                                  f"output file {path}, document {index + 1}: {problem}", step))
             if bodies:
-                files.append(RenderedFile(path, bodies, f"container:{pipeline.name}"))
+                files.append(RenderedFile(path, bodies, f"container:{pipeline.name}",
+                                          sandbox=steps.UNSANDBOXED if run.unsandboxed else None, images=run.images))
         groups = _groups(run.metadata_files.get("destination-selectors.yaml"))
         written = _status(run.metadata_files.get("status.yaml"))
         return PipelineOutput(pipeline.name, tuple(files), groups), written
 
     def _probe(self, pipeline: Pipeline) -> dict[str, str | None]:
-        commands = any(c.command and c.image is None and c.template is None for c in pipeline.containers)
+        commands = any(c.image is None and c.template is None for c in pipeline.containers)
         if commands and "sandbox" not in self._probes:
-            self._probes["sandbox"] = "bwrap" if steps.sandbox_available() else "env"
+            self._probes["sandbox"] = steps.command_sandbox(self._settings)  # "": none here, steps refuse
         if any(c.image for c in pipeline.containers) and "runtime" not in self._probes:
             self._probes["runtime"] = steps.detect_runtime(self._settings.container_runtime)
         return dict(self._probes)

@@ -12,6 +12,17 @@ class RenderSettings:
     container_runtime: str | None = None  # "podman" or "docker"; None: detect on PATH
     parallelism: int = field(default_factory=lambda: os.cpu_count() or 1)
     reuse_unchanged: bool = True  # False (`--rebuild`): render every request again, ignoring the request cache
+    # True (`--unsandboxed`, KRATIX_UNSANDBOXED=1): command steps run directly on the host. Never a fallback:
+    # without it, a command step with no sandbox on this machine fails its request.
+    unsandboxed: bool = False
+    step_network: bool = True  # False (`--no-step-network`): no step gets a network, even when it asks
+    # Limits of one step, beside its timeout: CPU seconds and data memory of each process (rlimits; the memory
+    # of the whole container for images), processes of an image step, and what it may leave in its output.
+    step_cpu_seconds: float = 300.0
+    step_memory_bytes: int = 2 * 1024**3
+    step_pids: int = 512
+    step_output_bytes: int = 64 * 1024**2  # in /kratix/output (and again in /kratix/metadata); also per file
+    step_output_files: int = 10_000
 
 
 @dataclass(frozen=True)

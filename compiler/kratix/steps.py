@@ -1,41 +1,54 @@
-"""Run one pipeline's containers, in order, over the shared Kratix directories.
+"""Run one pipeline's containers, in order, over the shared Kratix directories, always in a sandbox.
 
 In: a `Pipeline`, the object as YAML, the Promise's folder as `{relative path: bytes}`, the KRATIX_*
 variables. Out: a `PipelineRun` with every file the containers left under `/kratix/output` and
-`/kratix/metadata`, or the name of the container that failed and why. A failing container stops the pipeline:
-later ones do not run, and a failed run carries no files (half a pipeline's output is never published).
+`/kratix/metadata` (and the images they ran, by content id), or the name of the container that failed and why.
+A failing container stops the pipeline: later ones do not run, and a failed run carries no files (half a
+pipeline's output is never published). Refused with a `StepError` before any container runs: a command step
+on a machine with no sandbox, an image step with no container runtime, a container asking for a network when
+the compile forbids one.
 
 How each container runs (see the reference's "Pipeline container contract"):
 - `template`: our native Jinja2 step, rendered by the caller's `native_step` into the output directory.
-- `command` without `image`: a local program under bubblewrap: an empty root with `/usr` and `/etc` read-only,
-  `/kratix/input` (read-only, holds `object.yaml`), `/kratix/output` and `/kratix/metadata` (read-write),
-  the Promise's folder read-only at `/kratix/promise` (the working directory, so `./scripts/configure.sh`
-  works), a private `/tmp`, everything else read-only, no network, no capabilities. Where bubblewrap
-  cannot run, the command runs directly in the Promise's folder with `KRATIX_INPUT`, `KRATIX_OUTPUT`,
-  `KRATIX_METADATA` and `KRATIX_PROMISE` naming the directories (`sandbox="env"`, no isolation at all):
-  scripts that use those variables (with `/kratix/...` as their default) work both ways. The variables are
-  set in the sandbox too.
-- `image`: a real container image under podman or docker, the same four mounts, `--network none`. Kubernetes
-  semantics: `command` replaces the image's entrypoint, `args` its default arguments.
+- `command` without `image`: a local program in a sandbox that sees only `/kratix/input` (read-only, holds
+  `object.yaml`), `/kratix/output` and `/kratix/metadata` (read-write), the Promise's folder read-only at
+  `/kratix/promise` (the working directory, so `./scripts/configure.sh` works), a private `/tmp`, and the
+  host's `/usr` and `/etc` read-only; its own `/proc` in a new PID namespace, no network, no capabilities.
+  The sandbox is bubblewrap, else podman running an empty local image with the same mounts (`--rootfs`-like,
+  built once from a tar, no registry). With neither, the step does not run: the caller fails the request and
+  says how to get one. Only `RenderSettings.unsandboxed` (`--unsandboxed`, `KRATIX_UNSANDBOXED=1`) runs it
+  directly on the host, with `KRATIX_INPUT`/`KRATIX_OUTPUT`/`KRATIX_METADATA`/`KRATIX_PROMISE` naming the
+  directories; the run says `sandbox="none"`, which the summary and provenance repeat.
+- `image`: a real container image under podman or docker: the same four mounts, a read-only root, every
+  capability dropped, `no-new-privileges`, memory and PID limits, `--network none`. Kubernetes semantics:
+  `command` replaces the image's entrypoint, `args` its default arguments; an unqualified name is pulled from
+  Docker Hub as Kubernetes would (`postgres` → `docker.io/library/postgres`), never by a short-name search.
 
 A container asks for a network with `network: true` (a field of ours; a Kratix container has a network by
-default, ours are hermetic unless they say so). `legacyPaths: true` (set by `kratix migrate` on seed-era
-request pipelines) also mounts the directories at `/input`, `/output` and `/metadata`, where 2021/2022 images
-read and write, and turns their `metadata/cluster-selectors.yaml` label map into `destination-selectors.yaml`.
+default, ours are hermetic unless they say so); `RenderSettings.step_network=False` (`--no-step-network`)
+refuses such a container instead of running it without one. `legacyPaths: true` (set by `kratix migrate` on
+seed-era request pipelines) also mounts the directories at `/input`, `/output` and `/metadata`, where 2021/2022
+images read and write, and turns their `metadata/cluster-selectors.yaml` label map into
+`destination-selectors.yaml`.
 
-The environment of a step is cleared: PATH, HOME (a writable temporary directory), LANG, the container's
-own `env`, then the KRATIX_* variables (which win). No runtime for an image step is a `StepError` raised
-before any container runs: it is a problem of this machine, not of the Promise.
+The environment of a step is built from an allow-list, never inherited: PATH, HOME (a writable temporary
+directory), LANG, the container's own `env`, then the KRATIX_* variables (which win). Limits beside the
+timeout: CPU seconds, data memory and the size of any one file it writes (rlimits), and what it leaves in
+its output: total bytes and number of files, and every name must be one Git and the output repo can hold
+(relative, valid UTF-8, no control character, no `.git` component, bounded length).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 import shutil
 import signal
 import subprocess
+import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -53,6 +66,7 @@ from kratix.settings import RenderSettings
 NativeStep = Callable[[Container, Path], str | None]
 
 CONTAINER_ROOT = PurePosixPath("/kratix")
+UNSANDBOXED = "none"  # the sandbox name of a command step run directly on the host (explicit opt-in only)
 _LEGACY_ROOT = PurePosixPath("/")
 _STDERR_TAIL_LINES = 20
 _SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -61,6 +75,29 @@ _ROOT_ENTRIES = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 # Runtimes ask for the host's rlimits by default; some hosts refuse to set those inside a container (runc:
 # "error setting rlimit type 7"). Modest fixed limits are enough for a rendering step and always settable.
 _CONTAINER_ULIMIT = 1024
+_HOST_ROOT_REPOSITORY = "localhost/kratix-host-root"
+_MAX_COMPONENT_BYTES = 255  # what Linux file systems hold
+_MAX_PATH_BYTES = 1024  # well inside PATH_MAX once prefixed with destination/area/namespace/promise/request
+# Run by the interpreter running kratix: set the limits, then become the step (no shell, no preexec_fn, which
+# is unsafe while other threads run steps).
+# The CPU hard limit is one second above the soft one, so that SIGXCPU (said so) comes before SIGKILL; Python
+# ignores SIGPIPE and SIGXFSZ, and ignored signals survive exec: the step gets their defaults back.
+_LIMITS_SCRIPT = ("import os, resource, signal, sys\n"
+                  "for name, value in zip(('RLIMIT_CPU', 'RLIMIT_DATA', 'RLIMIT_FSIZE'), sys.argv[1:4]):\n"
+                  "    hard = int(value) + (name == 'RLIMIT_CPU')\n"
+                  "    resource.setrlimit(getattr(resource, name), (int(value), hard))\n"
+                  "signal.signal(signal.SIGPIPE, signal.SIG_DFL)\n"
+                  "signal.signal(signal.SIGXFSZ, signal.SIG_DFL)\n"
+                  "try:\n"
+                  "    os.execvp(sys.argv[4], sys.argv[4:])\n"
+                  "except OSError as exc:\n"
+                  "    sys.exit(f'cannot start {sys.argv[4]!r}: {exc.strerror}')\n")
+
+HOW_TO_GET_A_SANDBOX = (
+    "install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`; on Ubuntu 24.04 also allow unprivileged "
+    "user namespaces: `sysctl kernel.apparmor_restrict_unprivileged_userns=0`, or give bwrap an AppArmor "
+    "profile) or podman; or, only on a machine you trust with this Promise's code, pass --unsandboxed "
+    "(KRATIX_UNSANDBOXED=1)")
 
 
 @dataclass(frozen=True)
@@ -69,12 +106,17 @@ class PipelineRun:
     metadata_files: Mapping[str, bytes]  # every file under /kratix/metadata
     failed_step: str | None  # the container that failed, None when all succeeded
     error: str | None
-    sandbox: str  # what actually ran: "bwrap", "env", "podman", "docker", "native", joined by "+"
+    sandbox: str  # what actually ran: "bwrap", "podman", "none", "docker", "native", joined by "+"
     step_seconds: tuple[tuple[str, float], ...] = field(default=(), compare=False)  # wall time per container
+    images: tuple[tuple[str, str], ...] = ()  # (qualified image, local content id) of every image that ran
 
     @property
     def ok(self) -> bool:
         return self.failed_step is None
+
+    @property
+    def unsandboxed(self) -> bool:
+        return UNSANDBOXED in self.sandbox.split("+")
 
 
 @dataclass(frozen=True)
@@ -91,54 +133,80 @@ class _Dirs:
 class _Outcome:
     error: str | None
     ran: str  # the sandbox or runtime that ran the step
+    image: tuple[str, str] | None = None
 
 
 def run_pipeline(pipeline: Pipeline, *, object_yaml: bytes, promise_files: Mapping[str, bytes],
                  env: Mapping[str, str], settings: RenderSettings, native_step: NativeStep,
                  sandbox: str | None = None, runtime: str | None = None) -> PipelineRun:
-    """Run every container of `pipeline` in order. `sandbox` ("bwrap" or "env") and `runtime` ("podman",
-    "docker") skip the probes when the caller already knows the answer (probe once per compile, not per
-    run)."""
+    """Run every container of `pipeline` in order. `sandbox` ("bwrap", "podman" or "none") and `runtime`
+    ("podman", "docker") skip the probes when the caller already knows the answer (probe once per compile,
+    not per run); an empty `sandbox` means the probe found none."""
+    _refuse_network(pipeline, env, settings)
     if any(_is_image(c) for c in pipeline.containers):
         runtime = runtime or detect_runtime(settings.container_runtime)
         if runtime is None:
             raise StepError(_no_runtime_message(pipeline, env, settings))
-    if any(_is_command(c) for c in pipeline.containers) and sandbox is None:
-        sandbox = "bwrap" if sandbox_available() else "env"
+    if any(_is_command(c) for c in pipeline.containers):
+        sandbox = command_sandbox(settings) if sandbox is None else sandbox
+        if not sandbox:
+            raise StepError(_no_sandbox_message(pipeline, env))
     with tempfile.TemporaryDirectory(prefix="kratix-pipeline-", ignore_cleanup_errors=True) as tmp:
         dirs = _prepare(Path(tmp), object_yaml, promise_files)
         ran: list[str] = []
+        images: list[tuple[str, str]] = []
         timings: list[tuple[str, float]] = []
         for container in pipeline.containers:
             started = time.perf_counter()
             outcome = _run_container(container, dirs, env=env, settings=settings, native_step=native_step,
-                                     sandbox=sandbox or "env", runtime=runtime or "")
+                                     sandbox=sandbox or "", runtime=runtime or "")
             timings.append((container.name, time.perf_counter() - started))
             if outcome.ran not in ran:
                 ran.append(outcome.ran)
-            error = outcome.error or _check_trees(dirs)  # before the next container can follow a symlink
+            if outcome.image is not None and outcome.image not in images:
+                images.append(outcome.image)
+            error = outcome.error or _check_trees(dirs, settings)  # before the next container can follow a link
             if error is not None:
                 return _failed(container.name, error, ran, timings)
         try:
-            outputs = _read_tree(dirs.output)
-            metadata = _read_tree(dirs.metadata)
+            outputs = _read_tree(dirs.output, settings)
+            metadata = _read_tree(dirs.metadata, settings)
             if any(_legacy(c) for c in pipeline.containers):
                 metadata = _upgrade_legacy_metadata(metadata)
         except _BadOutput as exc:
             return _failed(pipeline.containers[-1].name, str(exc), ran, timings)
-        return PipelineRun(outputs, metadata, None, None, "+".join(ran), tuple(timings))
+        return PipelineRun(outputs, metadata, None, None, "+".join(ran), tuple(timings), tuple(images))
 
 
 def _failed(step: str, error: str, ran: list[str], timings: list[tuple[str, float]]) -> PipelineRun:
     return PipelineRun({}, {}, step, error, "+".join(ran), tuple(timings))
 
 
+def _subject(pipeline: Pipeline, env: Mapping[str, str], container: Container) -> str:
+    return (f"Promise {env.get('KRATIX_PROMISE_NAME', '?')!r}, pipeline {pipeline.name!r}, container "
+            f"{container.name!r}")
+
+
 def _no_runtime_message(pipeline: Pipeline, env: Mapping[str, str], settings: RenderSettings) -> str:
     container = next(c for c in pipeline.containers if _is_image(c))
     wanted = settings.container_runtime or "podman or docker"
-    return (f"Promise {env.get('KRATIX_PROMISE_NAME', '?')!r}, pipeline {pipeline.name!r}, container "
-            f"{container.name!r} runs image {container.image!r}, but no usable container runtime "
-            f"({wanted}) was found on PATH; install podman, or render this Promise where one is available")
+    return (f"{_subject(pipeline, env, container)} runs image {container.image!r}, but no usable container "
+            f"runtime ({wanted}) was found on PATH; install podman, or render this Promise where one is available")
+
+
+def _no_sandbox_message(pipeline: Pipeline, env: Mapping[str, str]) -> str:
+    container = next(c for c in pipeline.containers if _is_command(c))
+    return (f"{_subject(pipeline, env, container)} runs a command, and command steps run only in a sandbox: "
+            f"neither bubblewrap (bwrap) nor podman can run one on this machine. To fix: {HOW_TO_GET_A_SANDBOX}")
+
+
+def _refuse_network(pipeline: Pipeline, env: Mapping[str, str], settings: RenderSettings) -> None:
+    if settings.step_network:
+        return
+    for container in pipeline.containers:
+        if container.template is None and _network(container):
+            raise StepError(f"{_subject(pipeline, env, container)} asks for a network (network: true), and this "
+                            "compile gives steps none (--no-step-network, as in pull-request checks)")
 
 
 # -- the shared directories ------------------------------------------------------------------------------
@@ -173,20 +241,53 @@ class _BadOutput(Exception):
     pass
 
 
-def _check_trees(dirs: _Dirs) -> str | None:
+def _check_trees(dirs: _Dirs, settings: RenderSettings) -> str | None:
     try:
         for root in (dirs.output, dirs.metadata):
-            list(_regular_files(root))  # walks the tree; raises on the first bad entry
+            _within_limits(root, list(_regular_files(root)), settings)  # raises on the first bad entry
     except _BadOutput as exc:
         return str(exc)
     return None
 
 
+def path_problem(relative: str) -> str | None:
+    """Why a file name a step wrote cannot become part of an output path, or None. The output repo must hold
+    it (Git refuses `.git` in any case), every later tool must read it (UTF-8, no control characters: a
+    newline would split a fast-import command or a diff line), and it must stay inside its folder."""
+    try:
+        encoded = relative.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid UTF-8"
+    parts = relative.split("/")
+    if relative.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        return "is not a plain relative path"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in relative):
+        return "holds a control character (a newline, carriage return, tab, ...)"
+    if any(part.casefold() == ".git" for part in parts):
+        return "has a .git component, which Git refuses to store"
+    if len(encoded) > _MAX_PATH_BYTES:
+        return f"is longer than {_MAX_PATH_BYTES} bytes"
+    if any(len(part.encode()) > _MAX_COMPONENT_BYTES for part in parts):
+        return f"has a component longer than {_MAX_COMPONENT_BYTES} bytes"
+    return None
+
+
+def _shown(relative: str) -> str:
+    """A file name as it can be printed safely: control characters and undecodable bytes escaped."""
+    raw = os.fsencode(relative)
+    return "".join(c if c.isprintable() else repr(c)[1:-1]
+                   for c in raw.decode("utf-8", "backslashreplace"))
+
+
 def _regular_files(root: Path) -> Iterator[tuple[Path, str]]:
     """Every file under `root` with its relative path. A symlink could point at the host's files (and a
-    later step would follow it), so it is refused, like anything that is not a regular file."""
+    later step would follow it), so it is refused, like anything that is not a regular file, and like a name
+    the output repo cannot hold."""
     for path in _walk(root):
         relative = path.relative_to(root).as_posix()
+        problem = path_problem(relative)
+        if problem is not None:
+            raise _BadOutput(f"{root.name}/{_shown(relative)}: the file name {problem}")
         if path.is_symlink():
             raise _BadOutput(f"{root.name}/{relative} is a symlink; write regular files only")
         if not path.is_file():
@@ -194,13 +295,23 @@ def _regular_files(root: Path) -> Iterator[tuple[Path, str]]:
         yield path, relative
 
 
-def _read_tree(root: Path) -> dict[str, bytes]:
+def _within_limits(root: Path, files: list[tuple[Path, str]], settings: RenderSettings) -> None:
+    if len(files) > settings.step_output_files:
+        raise _BadOutput(f"{root.name}/ holds {len(files)} files, more than the limit of "
+                         f"{settings.step_output_files}")
+    total = sum(path.stat().st_size for path, _ in files)
+    if total > settings.step_output_bytes:
+        raise _BadOutput(f"{root.name}/ holds {total} bytes, more than the limit of {settings.step_output_bytes}")
+
+
+def _read_tree(root: Path, settings: RenderSettings) -> dict[str, bytes]:
+    found = list(_regular_files(root))
+    _within_limits(root, found, settings)
     files: dict[str, bytes] = {}
-    for path, relative in _regular_files(root):
+    for path, relative in found:
         try:
-            relative.encode("utf-8")
             files[relative] = path.read_bytes()
-        except (OSError, UnicodeEncodeError) as exc:
+        except OSError as exc:
             raise _BadOutput(f"cannot read {root.name}/{relative}: {exc}") from exc
     return dict(sorted(files.items()))
 
@@ -275,24 +386,36 @@ def _container_paths(root: PurePosixPath) -> dict[str, str]:
 def _run_command(container: Container, dirs: _Dirs, *, env: Mapping[str, str], settings: RenderSettings,
                  sandbox: str) -> _Outcome:
     argv = [*container.command, *container.args]
+    network = _network(container) and settings.step_network
+    if sandbox == "podman":
+        return _run_in_podman(container, argv, dirs, env=env, settings=settings, network=network)
     if sandbox == "bwrap":
         base = {"PATH": _SANDBOX_PATH, "HOME": "/tmp", "LANG": "C.UTF-8"}
         step_env = _step_env(container, env, paths=_container_paths(CONTAINER_ROOT), base=base)
-        command = [*_bwrap_argv(dirs, network=_network(container), legacy=_legacy(container)), "--", *argv]
+        command = [*_bwrap_argv(dirs, network=network, legacy=_legacy(container)), "--", *argv]
         cwd = dirs.home
-    else:
+    elif sandbox == UNSANDBOXED:
         base = {"PATH": os.environ.get("PATH", _SANDBOX_PATH), "HOME": str(dirs.home), "LANG": "C.UTF-8"}
         paths = {"KRATIX_INPUT": str(dirs.input), "KRATIX_OUTPUT": str(dirs.output),
                  "KRATIX_METADATA": str(dirs.metadata), "KRATIX_PROMISE": str(dirs.promise)}
         step_env = _step_env(container, env, paths=paths, base=base)
         command, cwd = argv, dirs.promise
-    error = _execute(container.name, command, env=step_env, cwd=cwd, dirs=dirs,
+    else:  # never guess: an unknown sandbox name is a bug of the caller
+        raise StepError(f"unknown sandbox {sandbox!r} for container {container.name!r}")
+    error = _execute(container.name, _limited(command, settings), env=step_env, cwd=cwd, dirs=dirs,
                      timeout=settings.step_timeout_seconds, on_timeout=None)
     return _Outcome(error, sandbox)
 
 
+def _limited(argv: list[str], settings: RenderSettings) -> list[str]:
+    """`argv` under the CPU, data-memory and file-size rlimits of a step (inherited by all it starts)."""
+    limits = (int(settings.step_cpu_seconds), settings.step_memory_bytes, settings.step_output_bytes)
+    return [sys.executable, "-I", "-S", "-c", _LIMITS_SCRIPT, *map(str, limits), *argv]
+
+
 def _bwrap_argv(dirs: _Dirs, *, network: bool, legacy: bool) -> list[str]:
-    argv = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    argv = [shutil.which("bwrap") or "bwrap", "--unshare-all", "--die-with-parent", "--new-session",
+            "--cap-drop", "ALL"]
     if network:
         argv.append("--share-net")
     argv += _bwrap_root()
@@ -318,34 +441,86 @@ def _bwrap_root() -> list[str]:
     return argv
 
 
+def _mounts(dirs: _Dirs, *, legacy: bool) -> list[str]:
+    argv = []
+    for root in (CONTAINER_ROOT, *((_LEGACY_ROOT,) if legacy else ())):
+        argv += ["-v", f"{dirs.input}:{root / 'input'}:ro", "-v", f"{dirs.output}:{root / 'output'}",
+                 "-v", f"{dirs.metadata}:{root / 'metadata'}"]
+    return [*argv, "-v", f"{dirs.promise}:{CONTAINER_ROOT / 'promise'}:ro"]
+
+
+def _confined(runtime: str, name: str, settings: RenderSettings, *, network: bool) -> list[str]:
+    """`<runtime> run` with everything that confines a step: read-only root (writable /tmp), no capabilities,
+    no privilege gain, memory, PID, CPU-time and file-size limits, no network unless allowed."""
+    command = [runtime, "run", "--rm", "--name", name, "--read-only", "--cap-drop", "all",
+               "--security-opt", "no-new-privileges", "--memory", str(settings.step_memory_bytes),
+               "--pids-limit", str(settings.step_pids),
+               "--ulimit", f"nofile={_CONTAINER_ULIMIT}:{_CONTAINER_ULIMIT}",
+               "--ulimit", f"nproc={_CONTAINER_ULIMIT}:{_CONTAINER_ULIMIT}",
+               "--ulimit", f"cpu={int(settings.step_cpu_seconds)}:{int(settings.step_cpu_seconds)}",
+               "--ulimit", f"fsize={settings.step_output_bytes}:{settings.step_output_bytes}"]
+    return command if network else [*command, "--network", "none"]
+
+
+def _run_in_podman(container: Container, argv: list[str], dirs: _Dirs, *, env: Mapping[str, str],
+                   settings: RenderSettings, network: bool) -> _Outcome:
+    """A command step in podman: an empty local image whose only contents are the host's /usr and /etc
+    (read-only) and the Kratix mounts; what bubblewrap gives, where bubblewrap cannot run."""
+    image = host_root_image("podman")
+    if image is None:
+        return _Outcome(f"container {container.name!r}: podman cannot build its sandbox image here", "podman")
+    name = f"kratix-step-{secrets.token_hex(6)}"
+    step_env = _step_env(container, env, paths=_container_paths(CONTAINER_ROOT),
+                         base={"PATH": _SANDBOX_PATH, "HOME": "/tmp", "LANG": "C.UTF-8"})
+    command = [*_confined("podman", name, settings, network=network),
+               "-v", "/usr:/usr:ro", "-v", "/etc:/etc:ro"]
+    for entry in _ROOT_ENTRIES:
+        host = Path("/") / entry
+        if host.is_dir() and not host.is_symlink():
+            command += ["-v", f"{host}:{host}:ro"]
+    command += _mounts(dirs, legacy=_legacy(container))
+    for key, value in step_env.items():
+        command += ["-e", f"{key}={value}"]
+    command += ["--workdir", str(CONTAINER_ROOT / "promise"), "--", image, *argv]
+    error = _execute(container.name, command, env=_runtime_env(), cwd=dirs.home, dirs=dirs,
+                     timeout=settings.step_timeout_seconds, on_timeout=_stopper("podman", name))
+    return _Outcome(error, "podman")
+
+
 def _run_image(container: Container, dirs: _Dirs, *, env: Mapping[str, str], settings: RenderSettings,
                runtime: str) -> _Outcome:
     name = f"kratix-step-{secrets.token_hex(6)}"
+    image = qualified_image(str(container.image))
     step_env = _step_env(container, env, paths=_container_paths(CONTAINER_ROOT), base={"LANG": "C.UTF-8"})
-    command = [runtime, "run", "--rm", "--name", name, "--pull", "missing",
-               "--ulimit", f"nofile={_CONTAINER_ULIMIT}:{_CONTAINER_ULIMIT}",
-               "--ulimit", f"nproc={_CONTAINER_ULIMIT}:{_CONTAINER_ULIMIT}"]
-    if not _network(container):
-        command += ["--network", "none"]
-    for root in (CONTAINER_ROOT, *((_LEGACY_ROOT,) if _legacy(container) else ())):
-        command += ["-v", f"{dirs.input}:{root / 'input'}:ro", "-v", f"{dirs.output}:{root / 'output'}",
-                    "-v", f"{dirs.metadata}:{root / 'metadata'}"]
-    command += ["-v", f"{dirs.promise}:{CONTAINER_ROOT / 'promise'}:ro"]
+    command = [*_confined(runtime, name, settings, network=_network(container) and settings.step_network),
+               "--pull", "missing", *_mounts(dirs, legacy=_legacy(container))]
     for key, value in step_env.items():
         command += ["-e", f"{key}={value}"]
     arguments = [*container.command[1:], *container.args]
     if container.command:
         command += ["--entrypoint", container.command[0]]
-    command += ["--", str(container.image), *arguments]
+    command += ["--", image, *arguments]
+    error = _execute(container.name, command, env=_runtime_env(), cwd=dirs.home, dirs=dirs,
+                     timeout=settings.step_timeout_seconds, on_timeout=_stopper(runtime, name))
+    digest = image_digest(image, runtime)
+    return _Outcome(error, runtime, (image, digest) if digest else None)
 
+
+def _runtime_env() -> dict[str, str]:
+    """The runtime client's own environment: what it needs to find its storage, nothing of the step's."""
+    return {key: value for key, value in os.environ.items()
+            if key in ("PATH", "HOME", "USER", "LANG", "TMPDIR", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME",
+                       "XDG_DATA_HOME", "CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF", "CONTAINER_HOST",
+                       "DOCKER_HOST", "DOCKER_CONFIG", "REGISTRY_AUTH_FILE")}
+
+
+def _stopper(runtime: str, name: str) -> Callable[[], None]:
     def stop() -> None:  # killing the client leaves the container running: stop it by name
         for verb in (["kill", name], ["rm", "-f", name]):
             subprocess.run([runtime, *verb], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60,
                            check=False)
 
-    error = _execute(container.name, command, env={**os.environ}, cwd=dirs.home, dirs=dirs,
-                     timeout=settings.step_timeout_seconds, on_timeout=stop)
-    return _Outcome(error, runtime)
+    return stop
 
 
 def _execute(step: str, argv: list[str], *, env: Mapping[str, str], cwd: Path, dirs: _Dirs, timeout: float,
@@ -369,8 +544,18 @@ def _execute(step: str, argv: list[str], *, env: Mapping[str, str], cwd: Path, d
     if code == 0:
         return None
     tail = _tail(stderr_path) or _tail(stdout_path)
-    status = f"was killed by signal {-code}" if code < 0 else f"exited {code}"
+    status = f"exited {code}"
+    if code < 0:
+        status = f"was killed by signal {-code}" + _limit_hint(-code)
+    elif code in (128 + signal.SIGXCPU, 128 + signal.SIGXFSZ, 128 + signal.SIGKILL):
+        status += _limit_hint(code - 128)
     return f"container {step!r} {status}" + (f": {tail}" if tail else "")
+
+
+def _limit_hint(signum: int) -> str:
+    hints = {int(signal.SIGXCPU): " (its CPU-time limit)", int(signal.SIGXFSZ): " (its file-size limit)",
+             int(signal.SIGKILL): " (perhaps its memory limit)"}
+    return hints.get(signum, "")
 
 
 def _kill_group(process: subprocess.Popen[Any]) -> None:
@@ -384,7 +569,49 @@ def _tail(path: Path) -> str:
     return "\n".join(lines[-_STDERR_TAIL_LINES:])
 
 
+# -- image names -------------------------------------------------------------------------------------------
+
+
+def qualified_image(image: str) -> str:
+    """The image reference as Kubernetes resolves it: a first component without a `.` or `:` (and not
+    `localhost`) is a Docker Hub repository, official images live under `library/`. Podman would otherwise
+    search its configured registries for a short name (or refuse it): a step must not depend on that."""
+    name, at, digest = image.partition("@")
+    first, slash, rest = name.partition("/")
+    if not slash:
+        name = f"docker.io/library/{name}"
+    elif "." not in first and ":" not in first and first != "localhost":
+        name = f"docker.io/{name}"
+    elif first in ("docker.io", "index.docker.io") and "/" not in rest:
+        name = f"docker.io/library/{rest}"
+    return name + at + digest
+
+
 # -- what this machine can run -----------------------------------------------------------------------------
+
+
+def command_sandbox(settings: RenderSettings) -> str:
+    """The sandbox command steps run in here: "none" when the settings opt out of sandboxing, else "bwrap",
+    else "podman", else "" (none available: command steps are refused)."""
+    if settings.unsandboxed:
+        return UNSANDBOXED
+    if sandbox_available():
+        return "bwrap"
+    image = host_root_image("podman") if shutil.which("podman") is not None else None
+    if image is not None and _podman_runs(image):
+        return "podman"
+    return ""
+
+
+def _podman_runs(image: str) -> bool:
+    """Whether podman can start the confined container command steps run in (rootless podman may lack user
+    namespaces or subordinate ids)."""
+    smoke = [*_confined("podman", f"kratix-probe-{secrets.token_hex(6)}", RenderSettings(), network=False),
+             "-v", "/usr:/usr:ro", "--", image, "/usr/bin/true"]
+    try:
+        return _quiet(smoke) == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 def sandbox_available() -> bool:
@@ -398,6 +625,40 @@ def sandbox_available() -> bool:
                               check=False).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
+
+
+def host_root_image(runtime: str) -> str | None:
+    """The local image podman runs command steps in: an empty root with mount points for the host's /usr and
+    /etc (and the symlinks a merged-/usr host has), imported from a tar, no registry. Built on first use,
+    tagged by its layout; None when the runtime cannot build or run it here."""
+    layout = [(name, os.readlink(f"/{name}") if Path(f"/{name}").is_symlink() else "")
+              for name in _ROOT_ENTRIES if Path(f"/{name}").exists() or Path(f"/{name}").is_symlink()]
+    tag = f"{_HOST_ROOT_REPOSITORY}:{hashlib.sha256(repr(layout).encode()).hexdigest()[:12]}"
+    try:
+        if _quiet([runtime, "image", "inspect", tag]) == 0:
+            return tag
+        with tempfile.TemporaryDirectory(prefix="kratix-root-") as tmp:
+            archive = Path(tmp) / "root.tar"
+            with tarfile.open(archive, "w") as tar:
+                for directory in ("usr", "etc", "tmp", "kratix", "proc", "dev", "sys",
+                                  *(n for n, link in layout if not link)):
+                    entry = tarfile.TarInfo(directory)
+                    entry.type, entry.mode = tarfile.DIRTYPE, 0o1777 if directory == "tmp" else 0o755
+                    tar.addfile(entry)
+                for name, link in layout:
+                    if link:
+                        entry = tarfile.TarInfo(name)
+                        entry.type, entry.linkname = tarfile.SYMTYPE, link
+                        tar.addfile(entry)
+            imported = _quiet([runtime, "import", str(archive), tag])
+        return tag if imported == 0 else None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def _quiet(argv: list[str]) -> int:
+    return subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120,
+                          check=False).returncode
 
 
 def detect_runtime(preferred: str | None = None) -> str | None:
@@ -419,7 +680,7 @@ def detect_runtime(preferred: str | None = None) -> str | None:
 
 def image_digest(image: str, runtime: str) -> str | None:
     """The local image's content id (`sha256:...`, the config digest: identical content, identical id) for
-    keying a cache, or None when the image is not present locally (nothing is pulled)."""
+    keying a cache and for provenance, or None when the image is not present locally (nothing is pulled)."""
     try:
         result = subprocess.run([runtime, "image", "inspect", "--format", "{{.Id}}", image],
                                 capture_output=True, text=True, timeout=60, check=False)

@@ -20,15 +20,29 @@ output_repo_option = click.option("--output-repo", "output_repo",
 branch_option = click.option("--branch", default="main", show_default=True, help="The output repo's branch.")
 
 
+def step_options(command: Any) -> Any:
+    """How pipeline steps may run: the sandbox opt-out and the network switch."""
+    command = click.option(
+        "--unsandboxed", is_flag=True, envvar="KRATIX_UNSANDBOXED",
+        help="Run command steps directly on this machine, without a sandbox (also KRATIX_UNSANDBOXED=1). Only "
+             "where you trust every Promise's code; the summary and provenance say so.")(command)
+    return click.option(
+        "--no-step-network", "no_step_network", is_flag=True,
+        help="Give no pipeline step a network, even one that asks for it (network: true): such a step fails "
+             "its request. For checks of untrusted changes.")(command)
+
+
 def read_source(path: Path, ref: str | None) -> Any:
     from kratix import load
 
     return load.read_commit(path, ref) if ref else load.read_worktree(path)
 
 
-def build_settings(**overrides: Any) -> Any:
+def build_settings(*, no_step_network: bool | None = None, **overrides: Any) -> Any:
     from kratix.settings import PublishSettings, RenderSettings, Settings
 
+    if no_step_network is not None:
+        overrides["step_network"] = not no_step_network
     render = RenderSettings(**{k: v for k, v in overrides.items() if k in RenderSettings.__dataclass_fields__
                                and v is not None})
     publish = PublishSettings(**{k: v for k, v in overrides.items() if k in PublishSettings.__dataclass_fields__

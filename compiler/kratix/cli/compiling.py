@@ -21,11 +21,13 @@ from kratix.errors import KratixError
 @common.path_argument
 @common.ref_option
 @common.format_option
-def validate(path: Path, ref: str | None, output_format: str) -> None:
+@common.step_options
+def validate(path: Path, ref: str | None, output_format: str, unsandboxed: bool, no_step_network: bool) -> None:
     """Check every Promise, destination and request; render nothing to disk. Exit 1 on any error."""
     from kratix import pipeline
 
-    result = pipeline.compile_platform(common.read_source(path, ref), settings=common.build_settings())
+    settings = common.build_settings(unsandboxed=unsandboxed, no_step_network=no_step_network)
+    result = pipeline.compile_platform(common.read_source(path, ref), settings=settings)
     report.report(result.diagnostics, output_format, {"summary": report.summary_json(result.summary)})
     if output_format == "text":
         click.echo(report.summary_line(result.summary, None), err=True)
@@ -45,8 +47,10 @@ def validate(path: Path, ref: str | None, output_format: str) -> None:
               help="Render every request again instead of reusing the output of those that did not change.")
 @common.format_option
 @click.option("--quiet", "-q", is_flag=True, help="No summary line.")
+@common.step_options
 def compile(path: Path, ref: str | None, out_dir: Path | None, output_repo: str | None, branch: str,
-            allow_deletions: bool, rebuild: bool, output_format: str, quiet: bool) -> None:
+            allow_deletions: bool, rebuild: bool, output_format: str, quiet: bool, unsandboxed: bool,
+            no_step_network: bool) -> None:
     """Validate, render and schedule the platform; write per-destination directories or publish them as one
     commit to the output repo."""
     from kratix import pipeline, publish
@@ -55,7 +59,8 @@ def compile(path: Path, ref: str | None, out_dir: Path | None, output_repo: str 
     started = time.monotonic()
     progress = _ProgressLine(enabled=not quiet and output_format == "text" and sys.stderr.isatty())
     tree = common.read_source(path, ref)
-    settings = common.build_settings(branch=branch, allow_deletions=allow_deletions, reuse_unchanged=not rebuild)
+    settings = common.build_settings(branch=branch, allow_deletions=allow_deletions, reuse_unchanged=not rebuild,
+                                     unsandboxed=unsandboxed, no_step_network=no_step_network)
     if output_repo is None:
         result = pipeline.compile_platform(tree, settings=settings, progress=progress)
         outcome = None

@@ -46,19 +46,28 @@ def publish_platform(tree: Any, repo: Any, settings: Any, progress: Any = None) 
 @common.branch_option
 @click.option("--format", "output_format", type=click.Choice(["markdown", "json"]), default="markdown",
               show_default=True)
-def plan(path: Path, ref: str | None, output_repo: str | None, branch: str, output_format: str) -> None:
-    """Show what publishing would change on the output branch: files per destination with diffs, placements
-    and risks. Publishes nothing. Exit 1 when the input is invalid."""
+@click.option("--base-ref", help="Compare with the output this Git commit of PATH compiles to, instead of an output "
+                                 "repo (for pull requests: needs no access to the output repo).")
+@common.step_options
+def plan(path: Path, ref: str | None, output_repo: str | None, branch: str, output_format: str,
+         base_ref: str | None, unsandboxed: bool, no_step_network: bool) -> None:
+    """Show what publishing would change on the output branch (or compared with the output of --base-ref):
+    files per destination with diffs (Secret values redacted), placements and risks. Publishes nothing. Exit 1
+    when the input is invalid."""
     from kratix import pipeline, publish
     from kratix import plan as plans
 
-    if output_repo is None:
-        raise click.UsageError("plan needs --output-repo (the repo whose branch it compares against)")
-    settings = common.build_settings(branch=branch)
-    repo = publish.open_output_repo(output_repo, branch=branch, create=False)
-    state = publish.read_branch(repo)
-    result, changes = pipeline.plan_platform(common.read_source(path, ref),
-                                             pipeline.PreviousOutput(state.files, state.commit), settings=settings)
+    if (output_repo is None) == (base_ref is None):
+        raise click.UsageError("plan needs --output-repo (the repo whose branch it compares against) or --base-ref "
+                               "(the commit whose output it compares against), not both")
+    settings = common.build_settings(branch=branch, unsandboxed=unsandboxed, no_step_network=no_step_network)
+    if base_ref is not None:
+        base = pipeline.compile_platform(common.read_source(path, base_ref), settings=settings)
+        previous = pipeline.PreviousOutput({p: c for p, c in base.files.items() if isinstance(c, bytes)})
+    else:
+        state = publish.read_branch(publish.open_output_repo(output_repo or "", branch=branch, create=False))
+        previous = pipeline.PreviousOutput(state.files, state.commit)
+    result, changes = pipeline.plan_platform(common.read_source(path, ref), previous, settings=settings)
     for diagnostic in result.diagnostics:
         click.echo(diagnostic.render(), err=True)
     if output_format == "json":
@@ -126,8 +135,10 @@ def explain(file: str, output_repo: str | None, branch: str) -> None:
 @click.option("--secret", help="A Secret in flux-system with Git credentials for the URL.")
 @click.option("--namespace", default="flux-system", show_default=True)
 @click.option("--interval", default="1m", show_default=True, help="How often Flux polls (at least 1m).")
+@click.option("--sops-secret", help="Decrypt SOPS-encrypted Secrets with the key in this Secret of the namespace "
+                                    "(adds decryption: {provider: sops} to both Kustomizations).")
 def bootstrap(destination: str, path: Path, url: str, branch: str, secret: str | None, namespace: str,
-              interval: str) -> None:
+              interval: str, sops_secret: str | None) -> None:
     """Print the Flux objects to apply once on DESTINATION's cluster (`kubectl apply -f -`)."""
     from kratix import bootstrap as flux
     from kratix import load, yamltext
@@ -140,7 +151,7 @@ def bootstrap(destination: str, path: Path, url: str, branch: str, secret: str |
         names = ", ".join(sorted(platform.destinations)) or "none"
         raise KratixError(f"no Destination named {destination!r} in {path}/clusters (destinations: {names})")
     documents = flux.flux_objects(found.name, found.path, url=url, branch=branch, namespace=namespace,
-                                  secret=secret, interval=interval)
+                                  secret=secret, interval=interval, sops_secret=sops_secret)
     click.echo(yamltext.dump_all(documents).decode(), nl=False)
 
 

@@ -53,6 +53,9 @@ def summary_line(summary: Any, seconds: float | None) -> str:
     took = f"; {seconds:.2f}s" if seconds is not None else ""
     unchecked = (f"\nnot validated (no CRD delivered with them): {', '.join(summary.not_validated_kinds)}"
                  if summary.not_validated_kinds else "")
+    if summary.unsandboxed:
+        unchecked += (f"\nUNSANDBOXED (--unsandboxed): command steps ran directly on this machine for "
+                      f"{', '.join(summary.unsandboxed)}")
     return (f"{summary.promises} promises{unavailable}, {summary.destinations} destinations; requests: "
             f"{summary.placed} placed, {summary.pending} pending{misplaced}, {summary.failed} failed; "
             f"{summary.files} files{took}{unchecked}")

@@ -8,10 +8,15 @@ Refuses: any other document in `clusters/`; a Destination of the wrong shape (`k
 a name that is not a DNS-1123 subdomain; labels Kubernetes would refuse; a path that is not a plain relative
 folder of the output repo (no `..`, `.git` or control character) or that lies in `.kratix`; two Destinations
 with one name or one path, or a path inside another's.
+Its annotations `kratix.io/sops-age-recipients` (age public keys) and `kratix.io/sops-pgp-fingerprints` (PGP key
+fingerprints), comma- or space-separated, name the SOPS recipients Secrets bound for it are encrypted for; a
+recipient that is no age key or PGP fingerprint is an error, and the Destination stays without encryption (so its
+plaintext Secrets fail their owners).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,6 +36,11 @@ from kratix.load.shared import (
 )
 from kratix.manifests import BOOKKEEPING
 from kratix.platform import Destination
+
+AGE_ANNOTATION = "kratix.io/sops-age-recipients"
+PGP_ANNOTATION = "kratix.io/sops-pgp-fingerprints"
+_AGE_RECIPIENT = re.compile(r"age1[02-9ac-hj-np-z]{58}")  # bech32, as age-keygen prints it
+_PGP_FINGERPRINT = re.compile(r"[0-9A-Fa-f]{40}")
 
 
 def parse_destinations(tree: SourceTree, diagnostics: list[Diagnostic]) -> dict[str, Destination]:
@@ -102,5 +112,22 @@ def _destination(doc: SourceDoc, body: Mapping[str, Any], diagnostics: list[Diag
                                          f"filepath mode {mode!r} is not supported: output is laid out "
                                          "nestedByMetadata (<path>/dependencies/…, <path>/resources/…)",
                                          severity=Severity.WARNING, object=subject))
+    annotations = mapping(metadata.get("annotations"))
+    age = _recipients(doc, annotations, AGE_ANNOTATION, _AGE_RECIPIENT, "an age public key (age1...)", diagnostics)
+    pgp = _recipients(doc, annotations, PGP_ANNOTATION, _PGP_FINGERPRINT, "a 40-hex-digit PGP fingerprint",
+                      diagnostics)
     return Destination(name=name, path=path, labels=dict(labels),
-                       strict_match_labels=bool(spec.get("strictMatchLabels", False)), source=doc)
+                       strict_match_labels=bool(spec.get("strictMatchLabels", False)), source=doc,
+                       sops_age=age, sops_pgp=pgp)
+
+
+def _recipients(doc: SourceDoc, annotations: Mapping[str, Any], key: str, pattern: re.Pattern[str], what: str,
+                diagnostics: list[Diagnostic]) -> tuple[str, ...]:
+    found = tuple(str(annotations.get(key) or "").replace(",", " ").split())
+    wrong = [value for value in found if not pattern.fullmatch(value)]
+    if wrong:
+        diagnostics.append(Diagnostic.at(doc, ("metadata", "annotations", key), "destination.sops-recipient",
+                                         f"{wrong[0]!r} is not {what}; no Secret is encrypted for this "
+                                         "Destination until it is fixed", object=object_name(doc)))
+        return ()
+    return found
