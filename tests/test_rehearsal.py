@@ -224,7 +224,7 @@ def pr_job(rehearsal: Rehearsal, tmp_path: Path, branch: str) -> tuple[int, Path
     base = git(rehearsal.platform, "rev-parse", "main")
     validated, _ = run_step(rehearsal, step_script(PR_WORKFLOW, "Validate"), tmp_path, cwd=rehearsal.platform,
                             sha=sha, RESULTS=str(tmp_path / "results"))
-    (tmp_path / "step.log").write_text(validated.stdout)
+    (tmp_path / "step.log").write_text(validated.stdout + validated.stderr)
     planned, _ = run_step(rehearsal, step_script(PR_WORKFLOW, "Plan"), tmp_path, cwd=rehearsal.platform,
                           sha=sha, RESULTS=str(tmp_path / "results"), BASE_SHA=base)
     assert planned.returncode == 0, planned.stderr

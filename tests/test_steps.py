@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kratix import steps
+from kratix import names, steps
 from kratix.errors import StepError
 from kratix.platform import Container, Pipeline
 from kratix.settings import RenderSettings
@@ -421,7 +421,7 @@ def test_a_file_name_the_output_repo_cannot_hold_fails_the_run_naming_it(script:
     ("a\tb", False), ("a\x7fb", False), ("x/.git", False), (".gitignore", True), ("a/" * 600 + "b", False),
 ])
 def test_path_problem(name: str, ok: bool) -> None:
-    assert (steps.path_problem(name) is None) is ok
+    assert (names.relative_path(name) is None) is ok
 
 
 # --- images ---------------------------------------------------------------------------------------------------

@@ -87,25 +87,27 @@ def label_value(value: object) -> str | None:
 
 
 def relative_path(value: object) -> str | None:
-    """A relative path that stays where it is written: no absolute path, no empty, '.', '..' or '.git' component,
-    no control character (a newline or carriage return included), valid UTF-8, and bounded lengths."""
+    """A relative path that stays where it is written: no absolute path, no empty, '.', '..' or '.git' component
+    (Git refuses `.git` in any letter case), no control character (a newline or carriage return would split a
+    fast-import command or a diff line), valid UTF-8, and bounded lengths. The sentence does not repeat the path:
+    the caller shows it (escaped)."""
     if not isinstance(value, str) or not value:
         return "must be a non-empty relative path"
     if _CONTROL.search(value):
-        return f"{_shown(value)} holds a control character (such as a newline)"
+        return "holds a control character (a newline, carriage return, tab, ...)"
     try:
         size = len(value.encode("utf-8"))
     except UnicodeEncodeError:
-        return f"{_shown(value)} is not valid UTF-8"
+        return "is not valid UTF-8"
     if size > limits.PATH_MAX_BYTES:
-        return f"is {size} bytes long; paths may be at most {limits.PATH_MAX_BYTES}"
+        return f"is longer than {limits.PATH_MAX_BYTES} bytes"
     if value.startswith("/"):
-        return f"{_shown(value)} is absolute; it must be relative"
+        return "is absolute; it must be relative"
     for part in value.split("/"):
         if part in ("", ".", ".."):
-            return f"{_shown(value)} has an empty, '.' or '..' component"
+            return "has an empty, '.' or '..' component"
         if part.lower() == ".git":
-            return f"{_shown(value)} has a '.git' component"
+            return "has a .git component, which Git refuses to store"
         if len(part.encode("utf-8")) > limits.PATH_COMPONENT_MAX_BYTES:
-            return f"{_shown(value)} has a component over {limits.PATH_COMPONENT_MAX_BYTES} bytes"
+            return f"has a component longer than {limits.PATH_COMPONENT_MAX_BYTES} bytes"
     return None

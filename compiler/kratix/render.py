@@ -191,7 +191,7 @@ class Renderer:
             unsafe = kratix_names.relative_path(relative)
             if unsafe is not None:
                 raise _Failure(RenderFailure(name, 1, 1, "render.output-path",
-                                             f"the output file name {unsafe}", step))
+                                             f"the output file name {relative!r} {unsafe}", step))
             if name.endswith(TEMPLATE_SUFFIX):
                 documents = self._render_template(name, context, step)
             else:

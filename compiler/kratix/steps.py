@@ -58,7 +58,7 @@ from typing import Any
 
 import yaml
 
-from kratix import yamltext
+from kratix import names, yamltext
 from kratix.errors import StepError
 from kratix.platform import Container, Pipeline
 from kratix.settings import RenderSettings
@@ -76,8 +76,6 @@ _ROOT_ENTRIES = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 # "error setting rlimit type 7"). Modest fixed limits are enough for a rendering step and always settable.
 _CONTAINER_ULIMIT = 1024
 _HOST_ROOT_REPOSITORY = "localhost/kratix-host-root"
-_MAX_COMPONENT_BYTES = 255  # what Linux file systems hold
-_MAX_PATH_BYTES = 1024  # well inside PATH_MAX once prefixed with destination/area/namespace/promise/request
 # Run by the interpreter running kratix: set the limits, then become the step (no shell, no preexec_fn, which
 # is unsafe while other threads run steps).
 # The CPU hard limit is one second above the soft one, so that SIGXCPU (said so) comes before SIGKILL; Python
@@ -250,28 +248,6 @@ def _check_trees(dirs: _Dirs, settings: RenderSettings) -> str | None:
     return None
 
 
-def path_problem(relative: str) -> str | None:
-    """Why a file name a step wrote cannot become part of an output path, or None. The output repo must hold
-    it (Git refuses `.git` in any case), every later tool must read it (UTF-8, no control characters: a
-    newline would split a fast-import command or a diff line), and it must stay inside its folder."""
-    try:
-        encoded = relative.encode("utf-8")
-    except UnicodeEncodeError:
-        return "is not valid UTF-8"
-    parts = relative.split("/")
-    if relative.startswith("/") or any(part in ("", ".", "..") for part in parts):
-        return "is not a plain relative path"
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in relative):
-        return "holds a control character (a newline, carriage return, tab, ...)"
-    if any(part.casefold() == ".git" for part in parts):
-        return "has a .git component, which Git refuses to store"
-    if len(encoded) > _MAX_PATH_BYTES:
-        return f"is longer than {_MAX_PATH_BYTES} bytes"
-    if any(len(part.encode()) > _MAX_COMPONENT_BYTES for part in parts):
-        return f"has a component longer than {_MAX_COMPONENT_BYTES} bytes"
-    return None
-
-
 def _shown(relative: str) -> str:
     """A file name as it can be printed safely: control characters and undecodable bytes escaped."""
     raw = os.fsencode(relative)
@@ -285,7 +261,7 @@ def _regular_files(root: Path) -> Iterator[tuple[Path, str]]:
     the output repo cannot hold."""
     for path in _walk(root):
         relative = path.relative_to(root).as_posix()
-        problem = path_problem(relative)
+        problem = names.relative_path(relative)
         if problem is not None:
             raise _BadOutput(f"{root.name}/{_shown(relative)}: the file name {problem}")
         if path.is_symlink():

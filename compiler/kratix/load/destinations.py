@@ -84,8 +84,8 @@ def _overlaps(one: str, other: str) -> bool:
 def destination_path_problem(path: str) -> str | None:
     problem = names.relative_path(path)
     if problem is None and path.split("/", 1)[0] == BOOKKEEPING:
-        problem = f"{path!r} lies in {BOOKKEEPING}/, the compiler's own folder"
-    return problem
+        problem = f"lies in {BOOKKEEPING}/, the compiler's own folder"
+    return f"path {path!r} {problem}" if problem else None
 
 
 def _destination(doc: SourceDoc, body: Mapping[str, Any], diagnostics: list[Diagnostic]) -> Destination | None:

@@ -14,6 +14,7 @@ pipeline or container name used twice.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any
@@ -26,6 +27,7 @@ from kratix.load.shared import mapping
 from kratix.platform import Container, Pipeline
 
 _MAX_PIPELINE_ID = 60  # Kratix's limit on `<promise>-<workflow>-<action>-<pipeline>`
+_ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")  # apimachinery's IsEnvVarName
 
 
 def parse_pipelines(doc: SourceDoc, workflows: Any, workflow: str, diagnostics: list[Diagnostic],
@@ -102,6 +104,16 @@ def _container(raw: Mapping[str, Any], where: FieldPath, problem: Any) -> Contai
     if invalid is not None:
         problem((*where, "name"), f"a container name {invalid}", "pipeline.name")
         return None
+    for index, entry in enumerate(raw.get("env") or ()):
+        if not _ENV_NAME.fullmatch(entry["name"]):
+            problem((*where, "env", index, "name"), f"{entry['name']!r} is not an environment variable name "
+                    "(letters, digits, '_', '-' and '.', not starting with a digit)")
+            return None
+    texts = [raw.get("image") or "", *(raw.get("command") or ()), *(raw.get("args") or ()),
+             *(str(e.get("value", "")) for e in raw.get("env") or ())]
+    if any("\x00" in text for text in texts):
+        problem(where, "a container's image, command, args and env values cannot hold a NUL character")
+        return None
     template, image, command = raw.get("template"), raw.get("image"), raw.get("command")
     if template is not None and image is not None:
         problem(where, "a container has either `template` (a native step) or `image`, not both")
@@ -113,7 +125,8 @@ def _container(raw: Mapping[str, Any], where: FieldPath, problem: Any) -> Contai
         folder = str(PurePosixPath(template))
         invalid = names.relative_path(folder) if folder != "." else "is the Promise's folder itself"
         if invalid is not None:
-            problem((*where, "template"), f"template must be a folder inside the Promise's folder: {invalid}")
+            problem((*where, "template"), f"template must be a folder inside the Promise's folder: {template!r} "
+                    f"{invalid}")
             return None
         template = folder
     return Container(
