@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tests.gitrepos import commit_files, make_repo
-from tests.platforms import PROMISE, database, destination, kratix, platform_files, write_files
+from tests.platforms import CONFIGMAP_TEMPLATE, PROMISE, database, destination, kratix, platform_files, write_files
 
 REQUEST_DIR = "dev-{}/resources/team-a/database/{}/instance"
 
@@ -144,10 +144,12 @@ BROKEN_INPUTS = {
         {"clusters/zz-again.yaml": destination("dev-9", {"env": "dev"}).replace("path: dev-9", "path: dev-1")},
         "clusters/zz-again.yaml:8:3: spec.path: path 'dev-1' is already used"),
     "duplicate promise name": ({"promises/again/promise.yaml": PROMISE.replace("databases.example.io",
-                                                                                "things.example.io")},
+                                                                                "things.example.io"),
+                                "promises/again/templates/configmap.yaml.j2": CONFIGMAP_TEMPLATE},
                                "promises/database/promise.yaml:4:3: metadata.name: Promise 'database' is already "
                                "defined at promises/again/promise.yaml:1"),
-    "duplicate promise api": ({"promises/zz/promise.yaml": PROMISE.replace("name: database", "name: other")},
+    "duplicate promise api": ({"promises/zz/promise.yaml": PROMISE.replace("name: database", "name: other"),
+                               "promises/zz/templates/configmap.yaml.j2": CONFIGMAP_TEMPLATE},
                               "promises/zz/promise.yaml:16:3: spec.api: kind Database of group example.io is already "
                               "served by Promise 'database'"),
     "unknown field": ({"requests/team-a/x.yaml": database("x").replace("spec:", "spec:\n  sise: big")},

@@ -48,7 +48,7 @@ def parse_platform(tree: SourceTree, *, skip_requests: SkipRequests | None = Non
     diagnostics = [Diagnostic(path, 1, 1, "", "source.unread", f"{path} {why}", Severity.ERROR)
                    for path, why in sorted(tree.unread.items())]
     promise_docs, file_problems, misnamed = promise_documents(tree)
-    promises = parse_promises(promise_docs, diagnostics)
+    promises = parse_promises(promise_docs, diagnostics, tree)
     template_folders = {_join(p.folder, c.template) for p in promises.values()
                         for pl in (*p.promise_configure, *p.resource_configure)
                         for c in pl.containers if c.template}

@@ -15,7 +15,7 @@ pipeline or container name used twice.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -31,8 +31,10 @@ _ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")  # apimachinery's IsEnvVar
 
 
 def parse_pipelines(doc: SourceDoc, workflows: Any, workflow: str, diagnostics: list[Diagnostic],
-                    subject: str, promise: str) -> tuple[tuple[Pipeline, ...], bool]:
-    """The pipelines of one workflow, and whether all of them were read."""
+                    subject: str, promise: str, has_templates: Callable[[str], bool]
+                    ) -> tuple[tuple[Pipeline, ...], bool]:
+    """The pipelines of one workflow, and whether all of them were read. `has_templates(folder)` tells whether a
+    template folder (relative to the Promise's folder) holds files to render."""
     if not isinstance(workflows, Mapping):
         return (), True
     section = mapping(workflows.get(workflow))
@@ -54,7 +56,8 @@ def parse_pipelines(doc: SourceDoc, workflows: Any, workflow: str, diagnostics: 
         diagnostics.append(Diagnostic.at(doc, path, code, message, object=subject))
 
     for index, entry in enumerate(raw):
-        pipeline = _pipeline(entry, (*base, index), problem, promise=promise, workflow=workflow)
+        pipeline = _pipeline(entry, (*base, index), problem, promise=promise, workflow=workflow,
+                             has_templates=has_templates)
         if pipeline is None:
             continue
         if any(p.name == pipeline.name for p in pipelines):
@@ -65,7 +68,8 @@ def parse_pipelines(doc: SourceDoc, workflows: Any, workflow: str, diagnostics: 
     return tuple(pipelines), complete
 
 
-def _pipeline(entry: Any, path: FieldPath, problem: Any, *, promise: str, workflow: str) -> Pipeline | None:
+def _pipeline(entry: Any, path: FieldPath, problem: Any, *, promise: str, workflow: str,
+              has_templates: Callable[[str], bool]) -> Pipeline | None:
     found = shapes.problems(shapes.PIPELINE, entry)
     for sub, message in found:
         problem((*path, *sub), message)
@@ -88,7 +92,7 @@ def _pipeline(entry: Any, path: FieldPath, problem: Any, *, promise: str, workfl
         return None
     containers: list[Container] = []
     for index, raw in enumerate(raw_containers):
-        container = _container(raw, (*path, "spec", "containers", index), problem)
+        container = _container(raw, (*path, "spec", "containers", index), problem, has_templates)
         if container is None:
             return None
         if any(c.name == container.name for c in containers):
@@ -99,7 +103,8 @@ def _pipeline(entry: Any, path: FieldPath, problem: Any, *, promise: str, workfl
     return Pipeline(name=str(name), containers=tuple(containers), body=entry)
 
 
-def _container(raw: Mapping[str, Any], where: FieldPath, problem: Any) -> Container | None:
+def _container(raw: Mapping[str, Any], where: FieldPath, problem: Any,
+               has_templates: Callable[[str], bool]) -> Container | None:
     invalid = names.dns_label(raw["name"])
     if invalid is not None:
         problem((*where, "name"), f"a container name {invalid}", "pipeline.name")
@@ -127,6 +132,9 @@ def _container(raw: Mapping[str, Any], where: FieldPath, problem: Any) -> Contai
         if invalid is not None:
             problem((*where, "template"), f"template must be a folder inside the Promise's folder: {template!r} "
                     f"{invalid}")
+            return None
+        if not has_templates(folder):
+            problem((*where, "template"), f"template folder {folder!r} has no *.j2 or *.yaml file to render")
             return None
         template = folder
     return Container(

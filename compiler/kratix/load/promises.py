@@ -14,7 +14,7 @@ Promises with one name; two Promises serving one kind of one group.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -27,6 +27,7 @@ from kratix.load.shared import check_name, check_shape, mapping, object_name, pa
 from kratix.platform import API_GROUP, API_VERSION, PROMISE_VERSION_LABEL, ApiRef, Promise, RequiredPromise, Selector
 
 PROMISE_FILES = ("promise.yaml", "promise.yml")
+TEMPLATE_FILES = (".j2", ".yaml", ".yml")  # what a native template step renders or copies
 # platform.kratix.io documents a Promise's folder may hold beside it, which a compile has no use for.
 _IGNORED_KINDS = frozenset({"PromiseRelease"})
 
@@ -67,11 +68,20 @@ def _misnamed(body: Mapping[str, Any], *, promise_file: bool) -> tuple[FieldPath
     return None
 
 
-def parse_promises(docs: list[SourceDoc], diagnostics: list[Diagnostic]) -> dict[str, Promise]:
+def parse_promises(docs: list[SourceDoc], diagnostics: list[Diagnostic], tree: SourceTree) -> dict[str, Promise]:
+    folders = {str(PurePosixPath(path).parent) for path in tree.files
+               if path.startswith("promises/") and path.endswith(TEMPLATE_FILES)
+               and not PurePosixPath(path).name.startswith("_")}
     promises: dict[str, Promise] = {}
     kinds: dict[tuple[str, str], str] = {}
     for doc in docs:
-        promise = _promise(doc, upgraded(doc, "promise.deprecated-field", diagnostics), diagnostics)
+        base = PurePosixPath(doc.path).parent
+
+        def has_templates(folder: str, base: PurePosixPath = base) -> bool:
+            prefix = str(base / folder)
+            return any(f == prefix or f.startswith(prefix + "/") for f in folders)
+
+        promise = _promise(doc, upgraded(doc, "promise.deprecated-field", diagnostics), diagnostics, has_templates)
         if promise is None:
             continue
         if promise.name in promises:
@@ -101,7 +111,8 @@ def promise_name_problem(name: Any) -> str | None:
     return problem
 
 
-def _promise(doc: SourceDoc, body: Mapping[str, Any], diagnostics: list[Diagnostic]) -> Promise | None:
+def _promise(doc: SourceDoc, body: Mapping[str, Any], diagnostics: list[Diagnostic],
+             has_templates: Callable[[str], bool]) -> Promise | None:
     subject = object_name(doc)
     if not check_shape(doc, body, shapes.PROMISE, "promise.shape", diagnostics):
         return None
@@ -111,8 +122,10 @@ def _promise(doc: SourceDoc, body: Mapping[str, Any], diagnostics: list[Diagnost
         return None
     spec = mapping(body.get("spec"))
     workflows = spec.get("workflows") or {}
-    promise_configure, promise_ok = parse_pipelines(doc, workflows, "promise", diagnostics, subject, name)
-    resource_configure, resource_ok = parse_pipelines(doc, workflows, "resource", diagnostics, subject, name)
+    promise_configure, promise_ok = parse_pipelines(doc, workflows, "promise", diagnostics, subject, name,
+                                                    has_templates)
+    resource_configure, resource_ok = parse_pipelines(doc, workflows, "resource", diagnostics, subject, name,
+                                                      has_templates)
     if not (promise_ok and resource_ok):
         return None
     crd = spec.get("api")
