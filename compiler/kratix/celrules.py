@@ -26,12 +26,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-# The `cel` package's __init__ imports its interactive shell (`cel.cli`, which loads prompt_toolkit): about
-# 0.1 s of every compile's start-up for a module never used here. An empty stand-in keeps it from loading.
+# The `cel` package's __init__ imports its interactive shell (`cel.cli`: prompt_toolkit, typer, rich), 0.15 s or
+# more of every compile's start-up for a module never used here. An empty stand-in keeps it from loading. This
+# leans on how that __init__ is written, so pyproject.toml pins the package's exact version and
+# tests/test_celrules.py fails when the pinned version's __init__ no longer imports `cli` the way it is stood in for.
 sys.modules.setdefault("cel.cli", types.ModuleType("cel.cli"))
 
 import cel  # noqa: E402 - after the stand-in above, on purpose
-from cel.stdlib import EXTENSIONS  # noqa: E402
+from cel.stdlib import add_stdlib_to_context  # noqa: E402
 
 # Functions cel-rust implements natively (found by evaluating each); operators (`_+_`, `@in`) are native too.
 _NATIVE = frozenset({
@@ -208,9 +210,9 @@ def _is_native(name: str) -> bool:
 
 
 def _library() -> dict[str, Callable[..., Any]]:
-    functions: dict[str, Callable[..., Any]] = {}
-    for library in EXTENSIONS.values():
-        functions.update(library)
+    context = cel.Context()
+    add_stdlib_to_context(context)  # the package's documented way to the cel-go extension libraries
+    functions: dict[str, Callable[..., Any]] = dict(context.functions)
     string_index = functions.get("indexOf")
     functions.update({
         "isSorted": _is_sorted,
