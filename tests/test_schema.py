@@ -409,6 +409,14 @@ def test_cel_extension_functions_and_escaped_names():
     assert [p[1] for p in validate(compiled, request({"team-name": "Ops"}))[1]] == ["schema.cel"]
 
 
+def test_cel_namespaced_extension_functions():
+    compiled = compile_spec(rule_schema({"rule": "sets.contains(['a', 'b'], self.tags) && math.greatest([1, 2]) == 2"},
+                                        tags={"type": "array", "maxItems": 4,
+                                              "items": {"type": "string", "maxLength": 8}}))
+    assert validate(compiled, request({"tags": ["a"]}))[1] == []
+    assert [p[1] for p in validate(compiled, request({"tags": ["c"]}))[1]] == ["schema.cel"]
+
+
 def test_transition_rules_are_skipped_and_reported_once_as_info():
     crd = make_crd(rule_schema({"rule": "self.min == oldSelf.min", "message": "min is immutable"}))
     assert [(v.code, v.severity) for v in schema.check_crd(crd)] == [("crd.cel-transition", Severity.INFO)]
