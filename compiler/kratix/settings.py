@@ -12,6 +12,12 @@ class RenderSettings:
     container_runtime: str | None = None  # "podman" or "docker"; None: detect on PATH
     parallelism: int = field(default_factory=lambda: os.cpu_count() or 1)
     reuse_unchanged: bool = True  # False (`--rebuild`): render every request again, ignoring the request cache
+    # The native template step's budget, per request and step. Steps are a count (loop iterations, calls,
+    # attribute and item reads, filters), so a template fails the same way on every machine; the time is a
+    # backstop. A legitimate template over a 10,000-item list takes some 200,000 steps.
+    template_steps: int = 2_000_000
+    template_seconds: float = 10.0
+    template_output_chars: int = 8 * 1024 * 1024  # also the largest string, list or map a template may build
 
 
 @dataclass(frozen=True)
