@@ -54,14 +54,14 @@ class TemplateBudgetError(Exception):
 class Budget:
     """What one request's template step may still spend; mutable, one per step and request."""
 
-    __slots__ = ("_clock", "_deadline", "_seconds", "output", "output_limit", "steps", "step_limit")
+    __slots__ = ("_deadline", "_seconds", "next_look", "output", "output_limit", "steps", "step_limit")
 
     def __init__(self, *, steps: int, seconds: float, output: int) -> None:
         self.steps = self.step_limit = steps
         self.output = self.output_limit = output
         self._seconds = seconds
         self._deadline = time.monotonic() + seconds
-        self._clock = _CHECK_CLOCK_EVERY
+        self.next_look = steps - _CHECK_CLOCK_EVERY  # hot paths compare `steps` with this alone
 
     @classmethod
     def for_request(cls, settings: RenderSettings) -> Budget:
@@ -71,15 +71,17 @@ class Budget:
     def tick(self, weight: int = 1) -> None:
         """One step of work, or `weight` for one that costs as much as that many loop iterations."""
         self.steps -= weight
+        if self.steps <= self.next_look:
+            self.look()
+
+    def look(self) -> None:
+        """Every so many steps: out of steps, or out of time?"""
         if self.steps < 0:
             raise TemplateBudgetError(f"template budget exceeded: more than {self.step_limit:,} steps (loop "
                                       "iterations, calls, attribute and item reads, filters) for one request")
-        self._clock -= 1
-        if self._clock <= 0:
-            self._clock = _CHECK_CLOCK_EVERY
-            if time.monotonic() > self._deadline:
-                raise TemplateBudgetError(f"template budget exceeded: more than {self._seconds:g} s for one "
-                                          "request")
+        if time.monotonic() > self._deadline:
+            raise TemplateBudgetError(f"template budget exceeded: more than {self._seconds:g} s for one request")
+        self.next_look = max(self.steps - _CHECK_CLOCK_EVERY, -1)
 
     def need(self, size: int) -> None:
         """Refuse to make a value of `size` characters or items."""
@@ -94,11 +96,9 @@ class Budget:
         elif isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > INT_BITS:
             raise TemplateBudgetError(f"template budget exceeded: a number of more than {INT_BITS:,} bits")
 
-    def spend_output(self, size: int) -> None:
-        self.output -= size
-        if self.output < 0:
-            raise TemplateBudgetError(f"template budget exceeded: the output is over {self.output_limit:,} "
-                                      "characters for one request")
+    def over_output(self) -> TemplateBudgetError:
+        return TemplateBudgetError(f"template budget exceeded: the output is over {self.output_limit:,} characters "
+                                   "for one request")
 
 
 class Tokens:
@@ -149,11 +149,6 @@ class _Piece(str):
 
     _token: str
 
-    def __new__(cls, text: str, token: str) -> _Piece:
-        piece = super().__new__(cls, text)
-        piece._token = token
-        return piece
-
     def __str__(self) -> str:  # `str()` in compiled templates must keep the piece, not copy it to a plain str
         return self
 
@@ -164,14 +159,21 @@ class _Rendered(str):
     _tokenized: str
     _has_values: bool
 
-    def __new__(cls, text: str, tokenized: str, has_values: bool) -> _Rendered:
-        rendered = super().__new__(cls, text)
-        rendered._tokenized = tokenized
-        rendered._has_values = has_values
-        return rendered
-
     def __str__(self) -> str:
         return self
+
+
+def _piece(text: str, token: str) -> _Piece:
+    piece = _Piece(text)
+    piece._token = token
+    return piece
+
+
+def _rendered(text: str, tokenized: str, has_values: bool) -> _Rendered:
+    rendered = _Rendered(text)
+    rendered._tokenized = tokenized
+    rendered._has_values = has_values
+    return rendered
 
 
 _TEXTS = (_Piece, _Rendered)
@@ -187,16 +189,28 @@ class _Render:
         self.budget = budget
 
 
+class _Active(threading.local):
+    render: _Render | None = None  # the render under way in this thread
+
+
 @jinja2.pass_context
 def _finalize(context: jinja2.runtime.Context, value: Any) -> str:
-    if isinstance(value, jinja2.Undefined):
-        return str(value)  # StrictUndefined raises here, inside the render, where the template line is known
     if isinstance(value, _TEXTS):
         return value  # printed again: its tokens stay tokens
-    render = context.environment.active()  # type: ignore[attr-defined]
-    render.budget.tick(_OUTPUT_STEPS)
-    render.budget.check(value)
-    return _Piece(as_text(value), render.tokens.token_for(value))
+    if isinstance(value, jinja2.Undefined):
+        return str(value)  # StrictUndefined raises here, inside the render, where the template line is known
+    render: _Render = context.environment._active.render  # type: ignore[attr-defined]
+    budget = render.budget
+    budget.steps -= _OUTPUT_STEPS
+    if budget.steps <= budget.next_look:
+        budget.look()
+    if type(value) is str:
+        piece = _Piece(value)
+    else:
+        budget.check(value)
+        piece = _Piece(as_text(value))
+    piece._token = render.tokens.token_for(value)
+    return piece
 
 
 class _LoopGuard(NodeTransformer):
@@ -223,9 +237,11 @@ class _Counted:
         self._budget = budget
 
     def __iter__(self) -> Iterator[Any]:
-        tick = self._budget.tick
+        budget = self._budget
         for item in self._items:
-            tick()
+            budget.steps -= 1
+            if budget.steps <= budget.next_look:
+                budget.look()
             yield item
 
     def __len__(self) -> int:
@@ -247,7 +263,7 @@ class TemplateEnvironment(SandboxedEnvironment):
     def __init__(self, *, loader: jinja2.BaseLoader) -> None:
         super().__init__(loader=loader, undefined=jinja2.StrictUndefined, finalize=_finalize, autoescape=False,
                          keep_trailing_newline=True, auto_reload=False, cache_size=-1)
-        self._local = threading.local()  # container pipelines render templates from several threads
+        self._active = _Active()  # container pipelines render templates from several threads
         self.concat = self._concat  # type: ignore[method-assign]  # what templates use to join captured text
         self.globals[_LOOP_GUARD] = _loop
         self.globals["lipsum"] = _guarded(jinja2.utils.generate_lorem_ipsum, _check_lipsum)
@@ -270,25 +286,25 @@ class TemplateEnvironment(SandboxedEnvironment):
     # -- one render
 
     def active(self) -> _Render | None:
-        return getattr(self._local, "render", None)
+        return self._active.render
 
     def render(self, name: str, context: Mapping[str, Any], tokens: Tokens, budget: Budget) -> str:
         """The template's text with tokens in place of values; raises what the template raises."""
         template = self.get_template(name)
-        previous = self.active()
-        self._local.render = _Render(tokens, budget)
+        previous = self._active.render
+        self._active.render = _Render(tokens, budget)
         try:
             pieces = cast(Generator[Any, None, None], template.generate(dict(context)))
             out: list[str] = []
+            append = out.append
             for piece in pieces:
-                try:
-                    budget.spend_output(len(piece) if isinstance(piece, str) else 0)  # the text, values included
-                except TemplateBudgetError as error:
-                    pieces.throw(error)  # raised where the template is, so its traceback names the line
-                out.append(_tokenized(piece, tokens))
+                budget.output -= len(piece) if isinstance(piece, str) else 0  # the text, values included
+                if budget.output < 0:
+                    pieces.throw(budget.over_output())  # raised in the template: its traceback names the line
+                append(piece if type(piece) is str else _tokenized(piece, tokens))
             return "".join(out)
         finally:
-            self._local.render = previous
+            self._active.render = previous
 
     # -- the hooks
 
@@ -305,14 +321,14 @@ class TemplateEnvironment(SandboxedEnvironment):
             if not isinstance(piece, _TEXTS):
                 if render is None:
                     raise RuntimeError("template text joined outside a render")
-                piece = _Piece(as_text(piece), render.tokens.token_for(piece))
+                piece = _piece(as_text(piece), render.tokens.token_for(piece))
             text.append(piece)
             tokenized.append(piece._token if isinstance(piece, _Piece) else piece._tokenized)
             has_values = has_values or isinstance(piece, _Piece) or piece._has_values
         joined = "".join(text)
         if render is not None:
             render.budget.check(joined)
-        return _Rendered(joined, "".join(tokenized), has_values)
+        return _rendered(joined, "".join(tokenized), has_values)
 
     def call(__self, __context: jinja2.runtime.Context, __obj: Any, *args: Any,  # noqa: N805 - Jinja's signature
              **kwargs: Any) -> Any:
@@ -328,25 +344,31 @@ class TemplateEnvironment(SandboxedEnvironment):
             render.budget.check(owner)
         if "caller" in kwargs and isinstance(result, str) and not isinstance(result, _TEXTS):
             # `{% call f() %}` prints what f returns as it is: unless it is rendered text, it is a value.
-            return _Piece(as_text(result), render.tokens.token_for(result))
+            return _piece(as_text(result), render.tokens.token_for(result))
         return result
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        render = self.active()
-        if render is not None:
-            render.budget.tick()
         value = super().getattr(obj, attribute)
-        if render is not None:
-            render.budget.check(value)
+        render = self._active.render
+        if render is not None:  # a step; and a namespace attribute doubled with `~` in a loop is seen here
+            budget = render.budget
+            budget.steps -= 1
+            if budget.steps <= budget.next_look:
+                budget.look()
+            if isinstance(value, _SIZED) and len(value) > budget.output_limit:
+                budget.need(len(value))
         return value
 
     def getitem(self, obj: Any, argument: Any) -> Any:
-        render = self.active()
-        if render is not None:
-            render.budget.tick()
         value = super().getitem(obj, argument)
+        render = self._active.render
         if render is not None:
-            render.budget.check(value)
+            budget = render.budget
+            budget.steps -= 1
+            if budget.steps <= budget.next_look:
+                budget.look()
+            if isinstance(value, _SIZED) and len(value) > budget.output_limit:
+                budget.need(len(value))
         return value
 
     def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
@@ -397,11 +419,11 @@ def _guarded_filter(name: str) -> Callable[..., Any]:
         text_arguments = any(isinstance(a, str) for a in (*args, *kwargs.values()))
         if name in _STRUCTURAL and isinstance(result, str) and _keeps_tokens(name, args, kwargs):
             tokenized = environment.call_filter(_ORIGINAL + name, value._tokenized, args, kwargs, context=context)
-            return _Rendered(result, tokenized, value._has_values)
+            return _rendered(result, tokenized, value._has_values)
         if isinstance(result, str) and not value._has_values and not text_arguments:
-            return _Rendered(result, result, False)  # from template text alone: still template text
+            return _rendered(result, result, False)  # from template text alone: still template text
         if isinstance(result, str):
-            return _Piece(result, render.tokens.token_for(str.__str__(result)))  # a value, printed as one
+            return _piece(result, render.tokens.token_for(str.__str__(result)))  # a value, printed as one
         return result
 
     guarded.__name__ = f"guarded_{name}"
