@@ -14,7 +14,7 @@ from typing import Any
 import cel
 import pytest
 
-from kratix import celcost, celsyntax, regexes, schema
+from kratix import celcost, celrules, celsyntax, regexes, schema
 from tests.platforms import PROMISE, database, kratix, platform_files, write_files
 from tests.test_schema import compile_spec, make_crd, obj, request, rule_schema, validate
 
@@ -45,6 +45,15 @@ def test_loading_the_rules_module_does_not_load_the_interactive_shell():
              "print(sorted(m for m in ('prompt_toolkit', 'typer', 'rich') if m in sys.modules))")
     shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert shown.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("rule", [
+    "-self.x < 0 && !(self.y in [1, 2])", "optional.of(1).hasValue()", "self.l.map(x, x * 2).exists(y, y > 2)",
+    "dyn(self.x) == 1 || type(self.x) == int", "int(self.s) > 0 || uint(1) > 0u || bytes('a') == b'a'",
+    "self.s.lowerAscii().split(',').size() > 0", "math.abs(-1) == 1 && self.l.isSorted()",
+])
+def test_operators_macros_and_library_functions_compile(rule: str):
+    assert isinstance(celrules.compile_rule({"rule": rule}), celrules.Rule)
 
 
 # ------------------------------------------------------------------------------- the cost model

@@ -14,6 +14,7 @@ What the API server has and this module does not:
   of kind "transition"; their cost still counts, as it does in the API server);
 - the Kubernetes libraries `quantity()`, `url()`, `ip()`, `cidr()`, `format()`: a rule that uses them is skipped
   and reported as kind "unsupported";
+- the optional-field syntax (`self.?x`, `self[?0]`), which the package does not parse: reported as "invalid";
 - compile-time type checking: a type error shows only when a request reaches it;
 - strings with `format: date-time`/`duration` stay strings (the API server turns them into timestamps).
 Supported: the CEL core (`has`, `size`, `all`, `exists`, `exists_one`, `map`, `filter`, `matches`,
@@ -274,7 +275,9 @@ def _error_text(error: BaseException) -> str:
 
 
 def _is_native(name: str) -> bool:
-    return name in _NATIVE or name.startswith(("_", "@", "!"))
+    # Operators are native (`_+_`, `@in`, `!_`, `-_`), and so are the optional type's functions (`optional.of`).
+    return (name in _NATIVE or name.startswith(("_", "@", "!", "-"))
+            or (name.startswith("optional.") and name.removeprefix("optional.") in _NATIVE))
 
 
 def _library() -> dict[str, Callable[..., Any]]:

@@ -52,30 +52,30 @@ def compile_rules(raw: object, path: FieldPath, *, shape: celcost.Shape | None =
         return CompiledRules()
     if not isinstance(raw, list):
         return CompiledRules(problems=[Violation(path, "crd.schema", "must be a list of rules")])
-    compiled = CompiledRules()
     rules: list[celrules.Rule] = []
+    problems: list[Violation] = []
+    costs: list[tuple[FieldPath, int]] = []
     per_call = 0
     for index, entry in enumerate(raw):
         rule = celrules.compile_rule(entry, shape)
         if isinstance(rule, celrules.Rule):
             rules.append(rule)
         elif rule.kind == "transition":
-            compiled.problems.append(Violation((*path, index), "crd.cel-transition", rule.message, Severity.INFO))
+            problems.append(Violation((*path, index), "crd.cel-transition", rule.message, Severity.INFO))
         elif rule.kind == "unsupported":
-            compiled.problems.append(Violation((*path, index), "crd.cel-unsupported", rule.message,
-                                               Severity.WARNING))
+            problems.append(Violation((*path, index), "crd.cel-unsupported", rule.message, Severity.WARNING))
         else:
-            compiled.problems.append(Violation((*path, index), "crd.cel", rule.message))
+            problems.append(Violation((*path, index), "crd.cel", rule.message))
         for key, cost, name in (("rule", rule.cost, "estimated rule cost"),
                                 ("messageExpression", rule.message_cost, "estimated messageExpression cost")):
             total = celcost.rule_cost(cost, shape, occurrences)
-            compiled.costs.append(((*path, index, key), total))
+            costs.append(((*path, index, key), total))
             if isinstance(rule, celrules.Rule):  # only rules that run are charged at run time
                 per_call = max(per_call, cost)
             if total > celcost.RULE_COST_LIMIT:
-                compiled.problems.append(Violation((*path, index, key), "crd.cel-cost",
-                                                   celcost.exceeds_message(name, total, celcost.RULE_COST_LIMIT)))
-    return CompiledRules(tuple(rules), compiled.problems, compiled.costs, per_call)
+                problems.append(Violation((*path, index, key), "crd.cel-cost",
+                                          celcost.exceeds_message(name, total, celcost.RULE_COST_LIMIT)))
+    return CompiledRules(tuple(rules), problems, costs, per_call)
 
 
 def blocked_paths(found: Iterable[Violation]) -> frozenset[FieldPath]:
