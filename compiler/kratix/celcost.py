@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kratix.celsyntax import (
-    ACCUMULATOR,
     Call,
     Comprehension,
     Expr,
@@ -805,7 +804,3 @@ def estimate(expr: Expr, root: Shape | None, sizes: SizeOf | None = None) -> int
     """The worst-case cost of evaluating `expr` with `self` of shape `root`, sizes from the schema unless given."""
     return _Estimator(root, sizes if sizes is not None else schema_sizes(root)).cost(expr)
 
-
-__all__ = ["ACCUMULATOR", "CRD_COST_LIMIT", "MAX_REQUEST_BYTES", "PER_CALL_LIMIT", "RULE_COST_LIMIT",
-           "RUNTIME_BUDGET", "Shape", "Size", "cardinality", "estimate", "exceeds_message", "factor_text",
-           "rule_cost", "schema_sizes", "shape_of", "value_sizes"]

@@ -281,7 +281,8 @@ class TemplateEnvironment(SandboxedEnvironment):
                 defer_init: bool = False) -> Any:
         if isinstance(source, str):
             source = self.parse(source, name, filename)
-        return super().compile(_LoopGuard(self).visit(source), name, filename, raw, defer_init)  # type: ignore[call-overload]
+        guarded = _LoopGuard(self).visit(source)
+        return super().compile(guarded, name, filename, raw, defer_init)  # type: ignore[call-overload]
 
     # -- one render
 

@@ -3,7 +3,8 @@
 The JSON Schema is `kratix.openapi`'s translation, read as a request checker needs (formats and int32/int64
 ranges checked, descriptions and defaults kept for editors). This module adds what the translation leaves to
 its callers: the problems the API server would refuse (a non-structural schema, keywords a CRD may not use,
-unusable CEL rules), the defaults to check against their own schema, and the tree for defaulting and CEL.
+unusable CEL rules, CEL rules over the cost limits, patterns RE2 refuses), the defaults to check against their
+own schema, and the tree for defaulting and CEL (with whether its rules must be charged at run time).
 """
 
 from __future__ import annotations
