@@ -353,10 +353,11 @@ def test_cel_rule_without_a_message_names_the_rule():
 def test_cel_message_expression_may_read_fields_the_rule_does_not():
     compiled = compile_spec(rule_schema(
         {"rule": "self.min <= self.max", "message": "fallback",
-         "messageExpression": "self.unit + ': min ' + string(self.min) + ' > max'"},
-        min={"type": "integer"}, max={"type": "integer"}, unit={"type": "string", "default": "GiB"}))
+         "messageExpression": "self.unit + ': min exceeds max'"},
+        min={"type": "integer"}, max={"type": "integer"},
+        unit={"type": "string", "default": "GiB", "maxLength": 8}))
     assert validate(compiled, request({"min": 3, "max": 2}))[1] == [
-        ("spec", "schema.cel", "GiB: min 3 > max")]
+        ("spec", "schema.cel", "GiB: min exceeds max")]
 
 
 def test_cel_message_expression_that_fails_falls_back_to_the_message():
@@ -372,7 +373,7 @@ def test_cel_has_sees_exactly_the_fields_present(spec, holds):
 
 
 def test_cel_runs_after_defaulting_with_has_size_and_macros():
-    items = {"type": "array", "items": {"type": "string"}, "default": ["a"]}
+    items = {"type": "array", "items": {"type": "string", "maxLength": 8}, "maxItems": 16, "default": ["a"]}
     compiled = compile_spec(rule_schema(
         {"rule": "has(self.zones) && size(self.zones) > 0 && self.zones.all(z, z.matches('^[a-z]$'))",
          "message": "zones must be single letters", "fieldPath": ".zones"}, zones=items))
@@ -406,6 +407,14 @@ def test_cel_extension_functions_and_escaped_names():
                                         **{"team-name": {"type": "string"}}))
     assert validate(compiled, request({"team-name": "ops"}))[1] == []
     assert [p[1] for p in validate(compiled, request({"team-name": "Ops"}))[1]] == ["schema.cel"]
+
+
+def test_cel_namespaced_extension_functions():
+    compiled = compile_spec(rule_schema({"rule": "sets.contains(['a', 'b'], self.tags) && math.greatest([1, 2]) == 2"},
+                                        tags={"type": "array", "maxItems": 4,
+                                              "items": {"type": "string", "maxLength": 8}}))
+    assert validate(compiled, request({"tags": ["a"]}))[1] == []
+    assert [p[1] for p in validate(compiled, request({"tags": ["c"]}))[1]] == ["schema.cel"]
 
 
 def test_transition_rules_are_skipped_and_reported_once_as_info():
@@ -476,7 +485,7 @@ def test_a_crd_that_is_not_a_mapping():
     ({"properties": {"a": {"type": "string"}}}, ["crd.schema"]),  # no type: not structural
     (obj({"a": {"type": "text"}}), ["crd.schema"]),
     (obj({"a": {"type": "array"}}), ["crd.schema"]),  # no items
-    (obj({"a": {"type": "string", "pattern": "(unclosed"}}), ["crd.schema"]),
+    (obj({"a": {"type": "string", "pattern": "(unclosed"}}), ["crd.pattern"]),
     (obj({"a": {"type": "integer", "minimum": 1, "default": 0}}), ["crd.default"]),
     (obj({"a": {"$ref": "#/definitions/x"}}), ["crd.schema", "crd.schema"]),
 ])

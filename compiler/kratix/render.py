@@ -5,17 +5,17 @@ source tree holding the Promise's step files. Out: a `WorkflowResult` per object
 status written by the pipelines, or the one failure that stopped it).
 
 The native step (`template: <dir>`) renders every `*.j2` file of that folder with one sandboxed Jinja2
-environment per run (templates compiled once). Values interpolated with `{{ }}` are data, never YAML text: each
-one becomes an opaque token, the rendered text is parsed, and tokens are replaced in the parsed nodes. A value
-that is a whole plain scalar keeps its type (a mapping stays a mapping), one inside a larger or quoted scalar is
-joined as text. So a request's strings holding newlines, `---`, `: ` or `#` can never add keys or documents.
+environment per run (templates compiled once; `kratix.templating`). Values interpolated with `{{ }}` are data,
+never YAML text: each one becomes an opaque token, the rendered text is parsed, and tokens are replaced in the
+parsed nodes. A value that is a whole plain scalar keeps its type (a mapping stays a mapping), one inside a larger
+or quoted scalar is joined as text. So a request's strings holding newlines, `---`, `: ` or `#` can never add keys
+or documents. A step's templates share one budget per request (steps, time, output): a template past it fails
+that request alone, naming the template and line.
 Other containers (commands, images) run through `kratix.steps`.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import secrets
 import threading
 import traceback
@@ -25,10 +25,9 @@ from typing import Any
 
 import jinja2
 import yaml
-from jinja2.sandbox import SandboxedEnvironment
 
 from kratix import names as kratix_names
-from kratix import steps, yamltext
+from kratix import steps, templating, yamltext
 from kratix.documents import SourceTree
 from kratix.errors import StepError
 from kratix.manifests import STATIC_PIPELINE, OutputGroup, PipelineOutput, RenderedFile, RenderFailure, WorkflowResult
@@ -36,7 +35,6 @@ from kratix.platform import Container, Pipeline, Promise, ResourceRequest
 from kratix.settings import RenderSettings
 
 TEMPLATE_SUFFIX = ".j2"
-_TOKENS_KEY = "__kratix_tokens__"
 
 
 class _Failure(Exception):
@@ -45,85 +43,13 @@ class _Failure(Exception):
         self.failure = failure
 
 
-class _Tokens:
-    """The values one render interpolated, addressed by opaque plain-scalar tokens."""
-
-    def __init__(self, nonce: str) -> None:
-        self.nonce = nonce
-        self.values: list[Any] = []
-        self.pattern = re.compile(f"kx{nonce}n([0-9]+)k")
-
-    def token_for(self, value: Any) -> str:
-        self.values.append(value)
-        return f"kx{self.nonce}n{len(self.values) - 1}k"
-
-    def expand_text(self, text: str) -> str:
-        # A token's value may itself hold tokens (a macro's output printed again): expand until none is left.
-        while self.nonce in text:
-            text = self.pattern.sub(lambda m: _as_text(self.values[int(m.group(1))]), text)
-        return text
-
-    def value_of(self, token: str) -> Any:
-        match = self.pattern.fullmatch(token)
-        if match is None:
-            return None
-        value = self.values[int(match.group(1))]
-        return self.expand_text(value) if isinstance(value, str) else value
-
-
-def _as_text(value: Any) -> str:
-    if isinstance(value, str):
-        return str(value)
-    if value is None or isinstance(value, bool | int | float | list | dict | tuple):
-        return json.dumps(_plain(value), separators=(",", ":"), sort_keys=False)
-    return str(value)
-
-
-def _plain(value: Any) -> Any:
-    """Jinja hands out Markup, tuples and its own objects: turn them into what YAML can represent."""
-    if isinstance(value, str):
-        return str(value)
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k) if not isinstance(k, int | bool) else k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return str(value)
-
-
-@jinja2.pass_context
-def _finalize(context: jinja2.runtime.Context, value: Any) -> str:
-    if isinstance(value, jinja2.Undefined):
-        return str(value)  # StrictUndefined raises here, inside the render, where the template line is known
-    tokens: _Tokens = context.get(_TOKENS_KEY)
-    return tokens.token_for(value)
-
-
-class _RelativeEnvironment(SandboxedEnvironment):
-    """`{% include "./_labels.j2" %}` resolves next to the including template; other names from the repo root."""
-
-    def join_path(self, template: str, parent: str) -> str:
-        if template.startswith(("./", "../")):
-            return str(PurePosixPath(parent).parent.joinpath(template)).replace("/./", "/")
-        return template
-
-
 class Renderer:
     """One per compile: the Jinja2 environment, compiled templates and the node representer are shared."""
 
     def __init__(self, tree: SourceTree, *, settings: RenderSettings) -> None:
         self._tree = tree
         self._settings = settings
-        self._env = _RelativeEnvironment(
-            loader=jinja2.FunctionLoader(self._load_template),
-            undefined=jinja2.StrictUndefined,
-            finalize=_finalize,
-            autoescape=False,
-            keep_trailing_newline=True,
-            auto_reload=False,
-            cache_size=-1,
-        )
+        self._env = templating.TemplateEnvironment(loader=jinja2.FunctionLoader(self._load_template))
         self._nonce = secrets.token_hex(6)
         self._local = threading.local()  # container pipelines render templates from several threads
         self._folders: dict[str, list[str]] = {}
@@ -183,6 +109,7 @@ class Renderer:
         context = {"promise": promise.body}
         if workflow_type == "resource":
             context["request"] = obj
+        budget = templating.Budget.for_request(self._settings)  # one for all the templates of this step
         rendered: list[RenderedFile] = []
         for name in names:
             relative = name[len(folder) + 1:]
@@ -193,7 +120,7 @@ class Renderer:
                 raise _Failure(RenderFailure(name, 1, 1, "render.output-path",
                                              f"the output file name {relative!r} {unsafe}", step))
             if name.endswith(TEMPLATE_SUFFIX):
-                documents = self._render_template(name, context, step)
+                documents = self._render_template(name, context, step, budget)
             else:
                 documents = self._copy_yaml(name, step)
             for index, document in enumerate(documents):
@@ -214,15 +141,18 @@ class Renderer:
                 and not PurePosixPath(path).name.startswith("_"))  # _partials.j2 are for include only
         return self._folders[folder]
 
-    def _render_template(self, name: str, context: Mapping[str, Any], step: str) -> list[Any]:
-        tokens = _Tokens(self._nonce)
+    def _render_template(self, name: str, context: Mapping[str, Any], step: str,
+                         budget: templating.Budget) -> list[Any]:
+        tokens = templating.Tokens(self._nonce)
         try:
-            template = self._env.get_template(name)
-            text = template.render({**context, _TOKENS_KEY: tokens})
+            text = self._env.render(name, context, tokens, budget)
         except jinja2.TemplateSyntaxError as exc:
             raise _Failure(RenderFailure(_normalise(exc.filename or name), exc.lineno or 1, 1,
                                          "render.template-syntax", f"template syntax error: {exc.message}",
                                          step)) from None
+        except templating.TemplateBudgetError as exc:
+            file, line = _template_frame(exc, name)
+            raise _Failure(RenderFailure(file, line, 1, "render.template-budget", str(exc), step)) from None
         except Exception as exc:  # noqa: BLE001 - any error a template raises is the template's fault
             file, line = _template_frame(exc, name)
             raise _Failure(RenderFailure(file, line, 1, "render.template-error",
@@ -247,7 +177,7 @@ class Renderer:
             self._static[name] = [doc.body for doc in docs]
         return self._static[name]
 
-    def _substitute(self, node: yaml.Node, tokens: _Tokens) -> yaml.Node:
+    def _substitute(self, node: yaml.Node, tokens: templating.Tokens) -> yaml.Node:
         if isinstance(node, yaml.ScalarNode):
             if tokens.nonce not in node.value:
                 return node
@@ -261,7 +191,7 @@ class Renderer:
             node.value = [self._substitute(item, tokens) for item in node.value]
         return node
 
-    def _substitute_key(self, node: yaml.Node, tokens: _Tokens) -> yaml.Node:
+    def _substitute_key(self, node: yaml.Node, tokens: templating.Tokens) -> yaml.Node:
         if isinstance(node, yaml.ScalarNode) and tokens.nonce in node.value:
             return yaml.ScalarNode("tag:yaml.org,2002:str", tokens.expand_text(node.value),
                                    node.start_mark, node.end_mark)
@@ -274,7 +204,7 @@ class Renderer:
         representer.represented_objects = {}
         representer.object_keeper = []
         representer.alias_key = None
-        return representer.represent_data(_plain(value))
+        return representer.represent_data(templating.plain(value))
 
     # --- container pipelines ------------------------------------------------------------------------------
 

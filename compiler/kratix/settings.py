@@ -23,6 +23,12 @@ class RenderSettings:
     step_pids: int = 512
     step_output_bytes: int = 64 * 1024**2  # in /kratix/output (and again in /kratix/metadata); also per file
     step_output_files: int = 10_000
+    # The native template step's budget, per request and step. Steps are a count (loop iterations, calls,
+    # attribute and item reads, filters), so a template fails the same way on every machine; the time is a
+    # backstop. A legitimate template over a 10,000-item list takes some 200,000 steps.
+    template_steps: int = 2_000_000
+    template_seconds: float = 10.0
+    template_output_chars: int = 8 * 1024 * 1024  # also the largest string, list or map a template may build
 
 
 @dataclass(frozen=True)

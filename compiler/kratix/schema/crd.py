@@ -96,6 +96,8 @@ def _check_version_schema(version: Mapping[str, Any], path: FieldPath) -> list[V
     found = list(structure.problems)
     if raw.get("type") != "object":
         found.append(Violation((*path, "type"), "crd.schema", "the root schema must have type: object"))
+    if any(problem.code == "crd.pattern" for problem in found):
+        return found  # the validator would refuse the same pattern again, less clearly
     try:
         validator(structure.json_schema)
     except (ValueError, jsonschema_rs.ValidationError) as error:

@@ -22,8 +22,12 @@ _DATETIME = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}):(\d{2})(:(\d{2})(\.\d+)
 
 def validator(json_schema: Mapping[str, Any]) -> Any:
     """A jsonschema_rs.Draft7Validator checking formats the Kubernetes way; raises on an invalid schema."""
+    # `pattern` with the regex crate, not jsonschema-rs's default fancy-regex, which backtracks on look-around and
+    # backreferences: linear-time matching, as RE2 (Go's regexp, the API server's) has it. Patterns RE2 refuses
+    # are refused before a validator is built (kratix.schema.structure).
     return jsonschema_rs.Draft7Validator(dict(json_schema), validate_formats=True,
-                                         ignore_unknown_formats=True, formats=dict(_FORMAT_CHECKS))
+                                         ignore_unknown_formats=True, formats=dict(_FORMAT_CHECKS),
+                                         pattern_options=jsonschema_rs.RegexOptions())
 
 
 def _is_duration(text: str) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 from kratix.schema.defaulting import Node, apply_defaults
 from kratix.schema.envelope import ENVELOPE, check_envelope
 from kratix.schema.formats import validator
-from kratix.schema.rules import blocked_paths, check_rules
+from kratix.schema.rules import CostBudget, blocked_paths, check_rules
 from kratix.schema.structure import read_schema
 from kratix.schema.violations import Violation, sort_violations, violations_of
 
@@ -29,6 +29,7 @@ class RequestSchema:
     openapi: Mapping[str, Any] = field(repr=False, compare=False)  # the version's openAPIV3Schema, a copy
     root: Node = field(repr=False, compare=False)
     validator: Any = field(repr=False, compare=False)  # jsonschema_rs.Draft7Validator
+    cel_budget: bool = False  # each CEL evaluation is charged to the API server's runtime limits
 
     @property
     def api_version(self) -> str:
@@ -46,7 +47,7 @@ def compile_request_schema(crd: Mapping[str, Any]) -> RequestSchema:
     json_schema, root = request_root(structure.json_schema, structure.root)
     return RequestSchema(group=spec["group"], version=version["name"], kind=spec["names"]["kind"],
                          plural=spec["names"]["plural"], openapi=openapi, root=root,
-                         validator=validator(json_schema))
+                         validator=validator(json_schema), cel_budget=structure.cel_budget)
 
 
 def request_root(json_schema: dict[str, Any], root: Node) -> tuple[dict[str, Any], Node]:
@@ -73,5 +74,6 @@ def validate_request(schema: RequestSchema,
         for error in schema.validator.iter_errors(defaulted):
             found += violations_of(error, schema.root)
     if schema.root.walk:
-        found += check_rules(result, schema.root, (), blocked_paths(found))
+        budget = CostBudget() if schema.cel_budget else None  # else no request can reach the limits
+        found += check_rules(result, schema.root, (), blocked_paths(found), budget)
     return result, sort_violations(found)
