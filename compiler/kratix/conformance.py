@@ -207,8 +207,10 @@ class Conformance:
         text = json.dumps(schema, sort_keys=True, default=str)
         key = "crd:" + hashlib.sha256(text.encode()).hexdigest()
         if key not in self._validators:
+            # The regex crate, not fancy-regex: a CRD's `pattern` matches in linear time, as RE2 does.
             self._validators[key] = jsonschema_rs.validator_for(custom_resource_schema(schema),
-                                                                registry=self._registry)
+                                                                registry=self._registry,
+                                                                pattern_options=jsonschema_rs.RegexOptions())
         return self._validators[key]
 
     def _unknown_builtin(self, api_version: str, kind: str) -> ObjectProblem:

@@ -27,6 +27,10 @@ _METADATA = {"type": "object", "required": ["name"],
 _TRIGGERS = {"type": "object", "additionalProperties": False,
              "properties": {"configure": {"type": "array", "items": {"type": "object"}},
                             "delete": {"type": "array", "items": {"type": "object"}}}}
+# A Kubernetes object, as far as a compiler must know it to place it: what it is and what it is called.
+_OBJECT = {"type": "object", "required": ["apiVersion", "kind", "metadata"],
+           "properties": {"apiVersion": {"type": "string", "minLength": 1}, "kind": {"type": "string", "minLength": 1},
+                          "metadata": {"type": "object", "required": ["name"], "properties": {"name": _STRING}}}}
 _SELECTOR = {"type": "object", "additionalProperties": False, "properties": {"matchLabels": _STRING_MAP}}
 
 PROMISE: dict[str, Any] = {
@@ -41,7 +45,7 @@ PROMISE: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {
                 "api": {"type": "object"},
-                "dependencies": {"type": "array", "items": {"type": "object"}},
+                "dependencies": {"type": "array", "items": _OBJECT},
                 "destinationSelectors": {"type": "array", "items": _SELECTOR},
                 "requiredPromises": {"type": "array", "items": {
                     "type": "object", "additionalProperties": False, "required": ["name"],
