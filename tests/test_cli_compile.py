@@ -277,14 +277,10 @@ def test_a_failing_pipeline_is_named_in_the_phase_list(tmp_path: Path) -> None:
 
 def test_unsupported_kratix_settings_are_said_not_silently_ignored(tmp_path: Path) -> None:
     files = platform_files(**{"team-a/x": database("x")})
-    files["clusters/dev-1.yaml"] = destination("dev-1", {"env": "dev"}).replace(
-        "  path: dev-1\n", "  path: dev-1\n  filepath:\n    mode: none\n")
     files["promises/database/promise.yaml"] = files["promises/database/promise.yaml"].replace(
         "    resource:\n      configure:", "    resource:\n      delete: [{apiVersion: platform.kratix.io/v1alpha1,"
         " kind: Pipeline, metadata: {name: cleanup}, spec: {containers: [{name: c, image: busybox}]}}]\n"
         "      configure:")
     result = kratix("validate", str(write_files(tmp_path / "p", files)))
     assert result.returncode == 0, result.stderr
-    assert "clusters/dev-1.yaml:10:5: warning: spec.filepath.mode: filepath mode 'none' is not supported" \
-        in result.stderr
     assert "info: spec.workflows.resource.delete: delete workflows do not run here" in result.stderr

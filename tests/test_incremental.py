@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from kratix import cache, pipeline
+from kratix import paths, pipeline
 from kratix.documents import SourceTree
 from kratix.settings import Settings
 from tests.platforms import database, destination, platform_files
@@ -26,7 +26,7 @@ def both_ways(files: dict[str, str], previous: pipeline.PreviousOutput
     tree = SourceTree({k: v.encode() for k, v in files.items()}, commit="b" * 40)
     with_cache = pipeline.compile_platform(tree, settings=SETTINGS, previous=previous)
     no_cache = pipeline.PreviousOutput({k: v for k, v in previous.files.items()
-                                        if not k.startswith(cache.CACHE_FOLDER + "/")},
+                                        if not paths.is_cache_shard(k)},
                                        previous.commit)
     without = pipeline.compile_platform(tree, settings=SETTINGS, previous=no_cache)
     return with_cache, without

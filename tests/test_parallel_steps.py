@@ -42,7 +42,7 @@ def platform(requests: int) -> SourceTree:
 def windows(result: pipeline.CompileResult) -> list[tuple[float, float]]:
     found = []
     for path, data in result.files.items():
-        if path.endswith("configmap.yaml") and "/resources/" in path:
+        if path.endswith("/configmap.yaml") and "/resources/" in path:
             data_section = yaml.safe_load(data)["data"]
             found.append((float(data_section["started"]), float(data_section["finished"])))
     return sorted(found)

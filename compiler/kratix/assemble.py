@@ -1,5 +1,6 @@
-"""Assembling the output tree from every status: conflicts between owners, output validation against
-Kubernetes' schemas, last-known-good files, bookkeeping (statuses, placements, provenance, the request cache).
+"""Assembling the output tree from every status: conflicts between owners (objects, and files sharing a path),
+files a destination cannot take, output validation against Kubernetes' schemas, last-known-good files,
+bookkeeping (statuses, placements, provenance, the request cache).
 """
 
 from __future__ import annotations
@@ -8,12 +9,24 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from kratix import cache, conformance, incremental, inventory, layout, provenance, secretpolicy, sops, yamltext
+from kratix import (
+    cache,
+    conformance,
+    incremental,
+    inventory,
+    layout,
+    paths,
+    provenance,
+    render,
+    secretpolicy,
+    sops,
+    yamltext,
+)
 from kratix.diagnostics import Diagnostic, Severity
 from kratix.documents import Content
-from kratix.manifests import BOOKKEEPING, IDENTITY_LABELS, PlacedFile, destination_of, object_id
+from kratix.manifests import IDENTITY_LABELS, PlacedFile, object_id
 from kratix.platform import Destination, Platform
-from kratix.previous import PLACEMENTS_FILE, PROMISE_STATUS_FOLDER, PreviousOutput, encode_placements
+from kratix.previous import PreviousOutput, encode_placements
 from kratix.statuses import PromiseStatus, RequestStatus, promise_status_document, request_status_document
 
 T = TypeVar("T")
@@ -24,6 +37,8 @@ def reject_conflicts(promises: dict[str, PromiseStatus], requests: dict[str, Req
     """Two owners rendering one object for one destination (kustomize would refuse the whole destination): the
     owner that published it before keeps it and the others fail; when none did, the first in sorted order keeps
     it. The previous output decides, not the request cache, so a warm and a cold compile decide alike."""
+    placed = [f for s in promises.values() for f in s.files] + [f for s in requests.values() for f in s.files]
+    _reject_path_clashes(placed, promises, requests, diagnostics, previous)
     placed = [f for s in promises.values() for f in s.files] + [f for s in requests.values() for f in s.files]
     clashes = layout.find_conflicts(placed)
     if not clashes:
@@ -47,6 +62,82 @@ def reject_conflicts(promises: dict[str, PromiseStatus], requests: dict[str, Req
                 _fail_owner(owner, "ObjectConflict", message, promises, requests, diagnostics)
 
 
+def _reject_path_clashes(placed: Sequence[PlacedFile], promises: dict[str, PromiseStatus],
+                         requests: dict[str, RequestStatus], diagnostics: list[Diagnostic],
+                         previous: PreviousOutput) -> None:
+    """Two files for one path (outputs share one folder in a destination of filepath mode none): the owner that
+    published the path before keeps it and the others fail, as for objects. Kratix lets the last writer win, and
+    the first to be deleted then removes the other's file; here no two owners ever share one."""
+    for path, items in sorted(layout.find_path_clashes(placed).items()):
+        owners = sorted({item.owner for item in items})
+        if len(owners) == 1:
+            message = f"output {path} is written twice (by {', '.join(sorted({i.pipeline for i in items}))})"
+            _fail_owner(owners[0], "FileConflict", message, promises, requests, diagnostics)
+            continue
+        before = previous.provenance.get(path)
+        keeper = before.owner if before is not None and before.owner in owners else owners[0]
+        for owner in owners:
+            if owner != keeper:
+                message = f"output {path} is already written by {keeper}"
+                _fail_owner(owner, "FileConflict", message, promises, requests, diagnostics)
+
+
+def reject_unfit_files(platform: Platform, promises: dict[str, PromiseStatus], requests: dict[str, RequestStatus],
+                       diagnostics: list[Diagnostic]) -> None:
+    """Files a destination cannot take fail their owner: in filepath mode none, a file where the compiler keeps
+    its own (the destination's kustomization.yaml, Kratix's canary and state files); in aggregatedYAML, a file
+    that is not Kubernetes objects (joined into the one YAML file Flux applies, it would break the destination
+    for every owner). A YAML file that is not all Kubernetes objects is delivered as written, and said so."""
+    destinations = platform.destinations
+    noted: set[tuple[str, str]] = set()
+    owners = [*((f"Promise {name}", s.files) for name, s in promises.items()),
+              *((key, s.files) for key, s in requests.items())]
+    for owner, files in owners:
+        for item in files:
+            destination = destinations.get(item.destination)
+            if destination is None or item.file.source == paths.GENERATED_SOURCE:
+                continue
+            problem = destination.layout.reserved(item.output_path[len(destination.layout.root) + 1:]
+                                                  if destination.layout.root else item.output_path)
+            if problem is None and item.file.raw is not None and destination.mode == paths.AGGREGATED:
+                problem = (f"holds no Kubernetes objects, and Destination {destination.name!r} (filepath mode "
+                           f"aggregatedYAML) joins every output into one YAML file of Kubernetes objects")
+            file, line = _source_of(item, platform)
+            if problem is not None:
+                message = f"output {item.file.path} for Destination {destination.name!r}: {problem}"
+                diagnostics.append(Diagnostic(file, line, 1, "", "output.unfit", message, Severity.ERROR, owner))
+                _fail_owner(owner, "OutputUnfit", message, promises, requests, [])
+                break
+            if item.file.raw is not None and item.file.path.endswith((".yaml", ".yml")):
+                why = _not_objects(item.file.raw)
+                if why and (owner, item.file.path) not in noted:
+                    noted.add((owner, item.file.path))
+                    diagnostics.append(Diagnostic(
+                        file, line, 1, "", "output.not-objects",
+                        f"output {item.file.path} is delivered as written, not applied as Kubernetes objects: {why}",
+                        Severity.WARNING, owner))
+
+
+def _source_of(item: PlacedFile, platform: Platform) -> tuple[str, int]:
+    """Where a diagnostic about an output file points: its template, or the Promise whose step wrote it."""
+    promise = platform.promises.get(item.promise)
+    if item.file.source.startswith("container:") and promise is not None:
+        return promise.source.path, promise.source.line
+    return item.file.source, 1
+
+
+def _not_objects(data: bytes) -> str | None:
+    """Why a YAML file is not all Kubernetes objects (None when it is, or holds no document at all)."""
+    documents, problems = yamltext.load_documents("", data)
+    if problems:
+        return f"it is not YAML Kubernetes reads (line {problems[0].line}: {problems[0].message})"
+    for index, document in enumerate(documents):
+        problem = render.object_problem(document.body)
+        if problem:
+            return f"document {index + 1} {problem}"
+    return None
+
+
 def reject_conflicts_with_published(promises: dict[str, PromiseStatus], requests: dict[str, RequestStatus],
                                     diagnostics: list[Diagnostic], previous: PreviousOutput) -> None:
     """An object rendered now that output carried over already holds on its destination (an unchanged request's,
@@ -65,11 +156,20 @@ def reject_conflicts_with_published(promises: dict[str, PromiseStatus], requests
         if status.reused:
             carried.update(records[key].outputs)
     taken: dict[tuple[str | None, str], str] = {}
+    files_taken: dict[str, str] = {}  # carried-over files, and the folders they are in, by path -> owner
     for path in carried:
         entry = previous.provenance.get(path)
         if entry is not None and entry.destination in destinations:
             taken.update(((entry.destination, oid), entry.owner) for oid in entry.objects)
+            files_taken[path] = entry.owner
+            files_taken.update((folder, entry.owner) for folder in paths.folders(path))
     for item in fresh:
+        other = files_taken.get(item.output_path) or next(
+            (files_taken[f] for f in paths.folders(item.output_path) if f in files_taken and f in carried), None)
+        if other is not None and other != item.owner:
+            message = f"output {item.output_path} clashes with a file already written by {other}"
+            _fail_owner(item.owner, "FileConflict", message, promises, requests, diagnostics)
+            continue
         for document in item.file.documents:
             other = taken.get((item.destination, object_id(document)))
             if other is not None and other != item.owner:
@@ -160,8 +260,11 @@ def lay_out(platform: Platform, promises: Mapping[str, PromiseStatus], requests:
             previous: PreviousOutput, *, commit: str | None, fingerprints: Mapping[str, str],
             diagnostics: Sequence[Diagnostic], tree_files: Mapping[str, bytes] | None = None
             ) -> tuple[dict[str, Content], dict[str, provenance.Entry]]:
-    """The output tree, and the provenance of each of its files (also in the tree, encoded)."""
+    """The output tree, and the provenance of each of its files (also in the tree, encoded). A destination whose
+    state store cannot be reached keeps what it had: nothing of it is written, and its provenance stays."""
+    frozen = {name for name, d in platform.destinations.items() if previous.unknown(paths.target_of(d.layout.root))}
     placed = [f for s in promises.values() for f in s.files] + [f for s in requests.values() for f in s.files]
+    live = [f for f in placed if f.destination not in frozen]
     kept = _last_known_good(requests, promises, previous)
     old_records = {r.key: r for r in previous.cache}
     for key, status in requests.items():
@@ -172,26 +275,28 @@ def lay_out(platform: Platform, promises: Mapping[str, PromiseStatus], requests:
     for status in requests.values():
         if status.keeps_previous_output:
             records.update(_kept_placements(status, previous_placements))
-    bookkeeping: dict[str, Any] = {PLACEMENTS_FILE: encode_placements(records),
-                                   inventory.INVENTORY_FILE: _inventory(platform, previous)}
+    bookkeeping: dict[str, Any] = {paths.PLACEMENTS: encode_placements(records),
+                                   paths.INVENTORY: _inventory(platform, previous)}
     for status in requests.values():
         path = incremental.status_path(status)
-        bookkeeping[path] = (previous.content(f"{BOOKKEEPING}/{path}") if status.reused
-                             else request_status_document(status))
+        bookkeeping[path] = previous.content(path) if status.reused else request_status_document(status)
     for name, promise_status in promises.items():
-        bookkeeping[f"{PROMISE_STATUS_FOLDER}/{name}.yaml"] = promise_status_document(promise_status)
-    kept_objects: dict[str, set[str]] = {}
-    for path in kept:
+        bookkeeping[paths.promise_status(name)] = promise_status_document(promise_status)
+    carried = {}
+    for path, content in kept.items():
         entry = previous.provenance.get(path)
-        if entry is not None and entry.destination is not None:
-            kept_objects.setdefault(entry.destination, set()).update(entry.objects)
-    files = layout.build_tree(placed, destinations=[d.path for d in platform.destinations.values()],
-                              bookkeeping=bookkeeping, kept=kept, kept_objects=kept_objects)
-    entries = _provenance(placed, files, kept, previous, commit)
+        if entry is not None and entry.destination is not None and entry.destination not in frozen:
+            carried[path] = layout.Kept(content, entry.destination, entry.objects)
+    tree = layout.build_tree(live, destinations=[d for d in platform.destinations.values() if d.name not in frozen],
+                             bookkeeping=bookkeeping, kept=carried, read=previous.files.__getitem__)
+    files = tree.files
+    standing = [e for e in previous.provenance.values() if e.destination in frozen]
+    files.update((e.path, previous.content(e.path)) for e in standing if e.path in previous.files)
+    entries = _provenance(live, files, carried, previous, commit, tree.generated, standing)
     files.update(_shards(provenance.shards(entries), previous.provenance_shards, provenance.encode, previous))
     cached = incremental.cache_records(requests, previous, fingerprints, files, tree_files or {}, diagnostics)
     files.update(_shards(cache.shards(cached), previous.cache_shards, cache.encode, previous))
-    return files, {entry.path: entry for entry in entries}
+    return dict(sorted(files.items())), {entry.path: entry for entry in entries}
 
 
 def _inventory(platform: Platform, previous: PreviousOutput) -> bytes:
@@ -212,8 +317,12 @@ def _inventory(platform: Platform, previous: PreviousOutput) -> bytes:
             if name in known.destinations:
                 destinations[name] = known.destinations[name]
             continue
-        destinations[name] = inventory.DestinationEntry(destination.source.path, destination.path,
-                                                        dict(destination.labels), destination.strict_match_labels)
+        root = destination.layout.root
+        destinations[name] = inventory.DestinationEntry(
+            destination.source.path, destination.path, dict(destination.labels), destination.strict_match_labels,
+            mode=destination.mode, filename=destination.filename if destination.mode == paths.AGGREGATED else None,
+            store=destination.store, root=root if root != destination.path else None,
+            init_workloads=None if destination.init_workloads else False)
     return inventory.encode(promises, destinations)
 
 
@@ -230,8 +339,9 @@ def _shards(new: Mapping[str, list[T]], old: Mapping[str, list[T]], encode: Call
     return contents
 
 
-def _provenance(placed: Sequence[PlacedFile], files: Mapping[str, Content], kept: Mapping[str, Content],
-                previous: PreviousOutput, commit: str | None) -> list[provenance.Entry]:
+def _provenance(placed: Sequence[PlacedFile], files: Mapping[str, Content], kept: Mapping[str, layout.Kept],
+                previous: PreviousOutput, commit: str | None, generated: Mapping[str, str],
+                standing: Sequence[provenance.Entry]) -> list[provenance.Entry]:
     before = previous.provenance
     entries = {p.output_path: provenance.Entry(
         path=p.output_path, owner=p.owner, destination=p.destination, promise=p.promise,
@@ -239,12 +349,12 @@ def _provenance(placed: Sequence[PlacedFile], files: Mapping[str, Content], kept
         objects=tuple(object_id(d) for d in p.file.documents), sandbox=p.file.sandbox, images=p.file.images)
         for p in placed}
     for path in kept:
-        if path in before:
+        if path in files:
             entries[path] = before[path]
-    for path in files:
-        if path not in entries and not path.startswith(BOOKKEEPING + "/"):
-            entries[path] = provenance.Entry(path=path, owner=provenance.GENERATED,
-                                             destination=destination_of(path))
+    entries.update((entry.path, entry) for entry in standing)
+    for path, destination in generated.items():
+        if path not in entries:
+            entries[path] = provenance.Entry(path=path, owner=provenance.GENERATED, destination=destination)
     settled = provenance.settle_commits(entries.values(), unchanged=lambda path: previous.same(path, files.get(path)),
                                         previous=before, commit=commit)
     return settled
@@ -253,25 +363,14 @@ def _provenance(placed: Sequence[PlacedFile], files: Mapping[str, Content], kept
 def _last_known_good(statuses: Mapping[str, RequestStatus], promise_statuses: Mapping[str, PromiseStatus],
                      previous: PreviousOutput) -> dict[str, Content]:
     """What fails now keeps what it had published: a broken change never deletes running infrastructure. That
-    covers failing requests, requests pending on an unavailable Promise, and unavailable Promises' output."""
-    requests = {(s.request.key.namespace, s.request.promise, s.request.key.name)
-                for s in statuses.values() if s.keeps_previous_output}
-    promises = {name for name, s in promise_statuses.items() if not s.available}
-    kept: dict[str, Content] = {}
-    if not requests and not promises:
-        return kept
-    for path in previous.files:
-        if path.startswith(BOOKKEEPING + "/"):
-            continue
-        if "/resources/" in path:
-            parts = path.split("/resources/", 1)[1].split("/")
-            if len(parts) > 3 and (parts[0], parts[1], parts[2]) in requests:
-                kept[path] = previous.content(path)
-        elif "/dependencies/" in path:
-            parts = path.split("/dependencies/", 1)[1].split("/")
-            if len(parts) > 1 and parts[0] in promises:
-                kept[path] = previous.content(path)
-    return kept
+    covers failing requests, requests pending on an unavailable Promise, and unavailable Promises' output (their
+    files, as provenance records them)."""
+    owners = {s.owner for s in statuses.values() if s.keeps_previous_output}
+    owners.update(f"Promise {name}" for name, s in promise_statuses.items() if not s.available)
+    if not owners:
+        return {}
+    return {path: previous.content(path) for path, entry in previous.provenance.items()
+            if entry.owner in owners and path in previous.files}
 
 
 def _kept_placements(status: RequestStatus, previous_placements: Mapping[str, str]) -> dict[str, str]:
@@ -285,7 +384,7 @@ def check_secrets(platform: Platform, promises: dict[str, PromiseStatus], reques
     """No plaintext Secret reaches the output (`kratix.secretpolicy`): an owner emitting one fails, naming the
     Secret and its file; a Secret bound for a destination with SOPS recipients is encrypted first (stamped
     with its labels, which the encryption's MAC covers), or its owner fails when that cannot be done here."""
-    destinations = {d.path: d for d in platform.destinations.values()}
+    destinations = platform.destinations
     allowed = {name: secretpolicy.plaintext_allowed(p.body) for name, p in platform.promises.items()}
     owners = [*((f"Promise {name}", s.files) for name, s in promises.items()),
               *((key, s.files) for key, s in requests.items())]

@@ -18,10 +18,8 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
-from functools import lru_cache
-from urllib.parse import quote
 
-CACHE_FOLDER = ".kratix/cache"
+from kratix import paths
 
 
 @dataclass(frozen=True)
@@ -72,12 +70,7 @@ def intact(record: Record, blob_ids: Iterable[str]) -> bool:
 
 
 def shard_of(record: Record) -> str:
-    return _shard_path(record.namespace)
-
-
-@lru_cache(maxsize=4096)
-def _shard_path(namespace: str) -> str:
-    return f"{CACHE_FOLDER}/{quote(namespace, safe='')}.jsonl"
+    return paths.cache_shard(record.namespace)
 
 
 def shards(records: Iterable[Record]) -> dict[str, list[Record]]:
@@ -94,10 +87,6 @@ def encode(records: Iterable[Record]) -> bytes:
     if not all(lines):
         raise ValueError("a cache record was not sealed")
     return ("\n".join([_HEADER, *lines]) + "\n").encode() if lines else b""
-
-
-def is_shard(path: str) -> bool:
-    return path.startswith(CACHE_FOLDER + "/")
 
 
 def decode_shard(data: bytes) -> list[Record]:

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from kratix import __version__, cache, load, steps
+from kratix import __version__, cache, load, paths, steps
 from kratix.diagnostics import Diagnostic
 from kratix.documents import Content, SourceDoc, SourceTree, blob_id
-from kratix.manifests import BOOKKEEPING
 from kratix.platform import Destination, Platform, Promise, RequestKey, ResourceRequest
-from kratix.previous import STATUS_FOLDER, PreviousOutput
+from kratix.previous import PreviousOutput
 from kratix.settings import Settings
 from kratix.statuses import RequestStatus
 
@@ -34,13 +33,14 @@ def load_reusing(tree: SourceTree, previous: PreviousOutput, settings: Settings
         return frozenset(hits)
 
     known = previous.inventory
-    platform, diagnostics = load.parse_platform(tree, skip_requests=skip, known=known)
+    prefixes = dict(settings.publish.store_prefixes)
+    platform, diagnostics = load.parse_platform(tree, skip_requests=skip, known=known, store_prefixes=prefixes)
     reused_keys = {r.key for records in hits.values() for r in records}
     requested = {str(r.key) for r in platform.requests} | {str(h.key) for h in platform.held}
     if reused_keys & requested:
         # A changed file now requests what a cached one does: which of them is the duplicate depends on file
         # order, so take no shortcut.
-        platform, diagnostics = load.parse_platform(tree, known=known)
+        platform, diagnostics = load.parse_platform(tree, known=known, store_prefixes=prefixes)
         hits.clear()
     reused = {r.key: _reused_status(r) for records in hits.values() for r in records}
     return platform, diagnostics, reused, fingerprints
@@ -52,7 +52,7 @@ def promise_fingerprints(tree: SourceTree, promises: Mapping[str, Promise],
     shared = cache.fingerprint(
         __version__, repr(settings.validate), repr(settings.render.container_runtime),
         f"unsandboxed={settings.render.unsandboxed} network={settings.render.step_network}",
-        *(f"{d.name}|{d.path}|{sorted(d.labels.items())}|{d.strict_match_labels}|{d.sops_age}|{d.sops_pgp}"
+        *(f"{d.name}|{d.layout}|{sorted(d.labels.items())}|{d.strict_match_labels}|{d.sops_age}|{d.sops_pgp}"
           for d in sorted(destinations.values(), key=lambda d: d.name)),
         *sorted(f"{p.name}|{p.api.group}|{p.api.kind}|{p.version}" for p in promises.values() if p.api))
     digests = _image_digests(promises, settings)
@@ -99,12 +99,15 @@ def _cache_hits(tree: SourceTree, previous: PreviousOutput, fingerprints: Mappin
 
 
 def _trustworthy(record: cache.Record, previous: PreviousOutput) -> bool:
-    """The record names only files of its own request that are still there, exactly as when it was written."""
+    """The record names only files of its own request (as provenance records them) that are still there,
+    exactly as when it was written."""
     named = cache.named_files(record)
-    own = f"/resources/{record.namespace}/{record.promise}/{record.name}/"
-    if record.status != f"{BOOKKEEPING}/{STATUS_FOLDER}/{record.namespace}/{record.promise}/{record.name}.yaml":
+    if record.status != paths.request_status(record.namespace, record.promise, record.name):
         return False
-    if not all(path in previous.files for path in named) or not all(own in path for path in record.outputs):
+    if not all(path in previous.files for path in named):
+        return False
+    entries = previous.provenance
+    if not all((entry := entries.get(path)) is not None and entry.owner == record.key for path in record.outputs):
         return False
     return cache.intact(record, (previous.oid(path) for path in named))
 
@@ -134,8 +137,11 @@ def cache_records(requests: Mapping[str, RequestStatus], previous: PreviousOutpu
     for file, statuses in per_file.items():
         if not file.startswith("requests/"):
             continue  # the children of compound Promises: their parents' output, not files of the input
+        # A request with a file the tree does not hold (its destination's state store could not be reached) is
+        # compiled again next time.
         reusable = file not in noisy and file in tree_files and not any(
-            s.state != "placed" or s.children or (not s.reused and not s.files) for s in statuses)
+            s.state != "placed" or s.children or (not s.reused and not s.files)
+            or any(f.output_path not in files for f in s.files) for s in statuses)
         for status in statuses:
             key = status.request.key
             if status.reused or (status.reason == "FileInvalid" and str(key) in old):
@@ -149,11 +155,11 @@ def cache_records(requests: Mapping[str, RequestStatus], previous: PreviousOutpu
                 api_version=status.request.api_version, promise=status.request.promise,
                 placements=dict(status.placement_records) if reusable else {}, outputs=outputs,
                 unchecked=status.unchecked_kinds if reusable else (),
-                status=f"{BOOKKEEPING}/{status_path(status)}" if reusable else "", reusable=reusable)
+                status=status_path(status) if reusable else "", reusable=reusable)
             records.append(cache.seal(record, (blob_id(files[path]) for path in cache.named_files(record))))
     return records
 
 
 def status_path(status: RequestStatus) -> str:
     key = status.request.key
-    return f"{STATUS_FOLDER}/{key.namespace}/{status.request.promise}/{key.name}.yaml"
+    return paths.request_status(key.namespace, status.request.promise, key.name)

@@ -10,6 +10,8 @@ status stay, the status saying why).
 
 Kept in the output repo at `.kratix/inventory.json` (Promises and Destinations, a handful of entries); what
 each request file held comes from the request cache (`kratix.cache`), which records every request it compiled.
+A Destination's entry also records its filepath mode, which Kratix makes immutable: a Destination whose mode
+changes is refused, and stands in as it was.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-INVENTORY_FILE = "inventory.json"  # under .kratix/
 FORMAT = 1
 
 
@@ -35,9 +36,14 @@ class PromiseEntry:
 @dataclass(frozen=True)
 class DestinationEntry:
     file: str
-    path: str
+    path: str  # its spec.path, "" for the root of its store
     labels: Mapping[str, str] = field(default_factory=dict)
     strict_match_labels: bool = False
+    mode: str | None = None  # its filepath mode; None: written before modes were recorded (any mode is taken)
+    filename: str | None = None  # aggregatedYAML's file
+    store: str | None = None  # its GitStateStore; None: the default store
+    root: str | None = None  # its folder in the output tree (`kratix.paths`); None: `path`
+    init_workloads: bool | None = None
 
 
 @dataclass(frozen=True)

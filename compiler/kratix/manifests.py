@@ -21,18 +21,20 @@ PARENT_NAMESPACE_LABEL = "kratix.io/parent-resource-namespace"
 IDENTITY_LABELS = frozenset({PROMISE_LABEL, RESOURCE_LABEL, PIPELINE_LABEL, WORK_TYPE_LABEL, PARENT_PROMISE_LABEL,
                              PARENT_RESOURCE_LABEL, PARENT_NAMESPACE_LABEL})
 
-STATIC_PIPELINE = "static"  # the folder that holds a Promise's spec.dependencies
-AREAS = ("dependencies", "resources")  # the two folders of every destination, synced by two Flux Kustomizations
-BOOKKEEPING = ".kratix"  # the output repo's folder for the compiler's own files, outside every destination
+STATIC_PIPELINE = "static"  # the pipeline name of a Promise's spec.dependencies
 
 
 @dataclass(frozen=True)
 class RenderedFile:
     path: str  # relative to the pipeline's output folder
-    documents: tuple[Mapping[str, Any], ...]
+    documents: tuple[Mapping[str, Any], ...]  # its Kubernetes objects; () for a file delivered as written
     source: str  # the repo path of the template or file it came from, or "container:<name>"
     sandbox: str | None = None  # "none" when a command step that wrote it ran unsandboxed (`--unsandboxed`)
     images: tuple[tuple[str, str], ...] = ()  # (image, content id) of the images whose pipeline wrote it
+    # A file that holds no Kubernetes objects (Terraform, JSON, a script, YAML of another kind) is delivered as
+    # the step wrote it, byte for byte, as Kratix's work-creator does; such a file is neither validated nor
+    # listed in a kustomization.yaml.
+    raw: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -74,9 +76,9 @@ class WorkflowResult:
 
 @dataclass(frozen=True)
 class PlacedFile:
-    """A rendered file on its way to one destination's folder."""
+    """A rendered file on its way to one destination."""
 
-    destination: str  # the Destination's spec.path
+    destination: str  # the Destination's name
     area: str  # "dependencies" or "resources"
     path: str  # inside the area: "<promise>/<pipeline>/<file>" or "<ns>/<promise>/<request>/<pipeline>/<file>"
     file: RenderedFile
@@ -84,10 +86,7 @@ class PlacedFile:
     owner: str  # "Promise <name>" or "<Kind> <namespace>/<name>"
     promise: str
     pipeline: str
-
-    @property
-    def output_path(self) -> str:
-        return f"{self.destination}/{self.area}/{self.path}"
+    output_path: str  # where it is written in the output tree (`kratix.paths`: it depends on the destination)
 
 
 def object_id(document: Mapping[str, Any]) -> str:
@@ -103,15 +102,6 @@ def object_id(document: Mapping[str, Any]) -> str:
 
 def kind_of(object_id: str) -> str:
     return object_id.split("/", 1)[0].split(".", 1)[0]
-
-
-def destination_of(path: str) -> str | None:
-    """The destination folder of an output path (`<dest>/dependencies/...`), None for bookkeeping."""
-    for area in AREAS:
-        destination, marker, _ = path.partition(f"/{area}/")
-        if marker:
-            return destination
-    return None
 
 
 def kratix_labels(promise: str, resource: str | None, pipeline: str, work_type: str) -> dict[str, str]:

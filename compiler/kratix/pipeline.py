@@ -14,18 +14,28 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from kratix import assemble, conformance, incremental, promise_compile, provenance, render, request_compile, sops
+from kratix import (
+    assemble,
+    conformance,
+    incremental,
+    paths,
+    promise_compile,
+    provenance,
+    render,
+    request_compile,
+    sops,
+)
 from kratix import plan as plans
 from kratix.diagnostics import Diagnostic, Severity
 from kratix.documents import Content, SourceTree
-from kratix.manifests import BOOKKEEPING, destination_of
 from kratix.platform import Platform
 from kratix.previous import PreviousOutput
 from kratix.request_compile import Progress
 from kratix.settings import Settings
 from kratix.statuses import PromiseStatus, RequestStatus
 
-__all__ = ["CompileResult", "PreviousOutput", "Summary", "compile_platform", "plan_platform", "prepare_publish"]
+__all__ = ["CompileResult", "PreviousOutput", "Summary", "commit_message", "compile_platform", "plan_platform",
+           "prepare_publish"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,7 @@ def compile_platform(tree: SourceTree, *, settings: Settings, previous: Previous
                                                 diagnostics, progress, taken=reused.keys(),
                                                 parallelism=settings.render.parallelism)
     requests.update(reused)
+    assemble.reject_unfit_files(platform, promises, requests, diagnostics)
     assemble.reject_conflicts(promises, requests, diagnostics, previous)
     not_validated: tuple[str, ...] = ()
     if settings.validate.validate_output:
@@ -80,21 +91,38 @@ def compile_platform(tree: SourceTree, *, settings: Settings, previous: Previous
     assemble.reject_conflicts_with_published(promises, requests, diagnostics, previous)
     files, entries = assemble.lay_out(platform, promises, requests, previous, commit=tree.commit,
                                       fingerprints=fingerprints, diagnostics=diagnostics, tree_files=tree.files)
-    diagnostics += [Diagnostic(BOOKKEEPING, 1, 1, "", "bookkeeping.unreadable", warning, Severity.WARNING)
+    diagnostics += [Diagnostic(paths.BOOKKEEPING, 1, 1, "", "bookkeeping.unreadable", warning, Severity.WARNING)
                     for warning in previous.warnings]
+    diagnostics += _unreachable_stores(platform, previous)
     diagnostics.sort()
     return CompileResult(files=files, diagnostics=tuple(diagnostics),
                          summary=_summary(platform, requests, promises, files, not_validated),
                          requests=requests, provenance=entries)
 
 
+def _unreachable_stores(platform: Platform, previous: PreviousOutput) -> list[Diagnostic]:
+    """A state store that cannot be read fails its own destinations' publish, and says so."""
+    found = []
+    for prefix, why in sorted(previous.unreachable.items()):
+        stores = sorted((s for s in platform.stores.values() if s.prefix == prefix), key=lambda s: s.name)
+        names = sorted(d.name for d in platform.destinations.values() if paths.target_of(d.layout.root) == prefix)
+        where = stores[0].source if stores else None
+        message = (f"GitStateStore {', '.join(s.name for s in stores) or prefix} cannot be reached: {why}; "
+                   f"Destination(s) {', '.join(names) or '(none)'} keep what they had until a compile reaches it")
+        found.append(Diagnostic(where.path if where else paths.BOOKKEEPING, where.line if where else 1, 1, "",
+                                "statestore.unreachable", message, Severity.ERROR,
+                                f"GitStateStore {stores[0].name}" if stores else ""))
+    return found
+
+
 def prepare_publish(tree: SourceTree, previous: PreviousOutput, *, settings: Settings,
                     progress: Progress = _no_progress) -> tuple[CompileResult, str, list[plans.GuardTrip]]:
-    """Compile against what the output branch holds now; the commit message and the guard's verdict."""
+    """Compile against what the output branches hold now; the default store's commit message and the guard's
+    verdict."""
     result = compile_platform(tree, settings=settings, previous=previous, progress=progress)
     trips = plans.guard(previous.provenance, result.provenance, threshold=settings.publish.deletion_threshold,
-                        unowned=plans.unowned_files(previous.files, previous.provenance))
-    return result, _commit_message(tree, result, previous), trips
+                        unowned=plans.unowned_files(previous.files, previous.provenance, previous.layouts))
+    return result, commit_message(tree, result, previous), trips
 
 
 def plan_platform(tree: SourceTree, previous: PreviousOutput, *, settings: Settings
@@ -105,12 +133,17 @@ def plan_platform(tree: SourceTree, previous: PreviousOutput, *, settings: Setti
                                    threshold=settings.publish.deletion_threshold)
 
 
-def _commit_message(tree: SourceTree, result: CompileResult, previous: PreviousOutput) -> str:
+def commit_message(tree: SourceTree, result: CompileResult, previous: PreviousOutput, *, target: str = "") -> str:
+    """The message of the commit to one state store (`target`: its prefix in the output tree, "" for the
+    default store)."""
     # A carried-over blob is unchanged by construction: only new bytes and removed paths need a look.
     changed = [p for p, content in result.files.items()
-               if isinstance(content, bytes) and not p.startswith(BOOKKEEPING + "/") and not previous.same(p, content)]
-    changed += [p for p in set(previous.files).difference(result.files) if not p.startswith(BOOKKEEPING + "/")]
-    destinations = sorted({destination_of(p) or "" for p in changed} - {""})
+               if isinstance(content, bytes) and paths.target_of(p) == target and not paths.is_bookkeeping(p)
+               and not previous.same(p, content)]
+    changed += [p for p in set(previous.files).difference(result.files)
+                if paths.target_of(p) == target and not paths.is_bookkeeping(p)]
+    entries = [result.provenance.get(p) or previous.provenance.get(p) for p in changed]
+    destinations = sorted({e.destination for e in entries if e is not None and e.destination})
     s = result.summary
     source = f"{tree.origin} @ {tree.commit[:12]}" if tree.commit else f"{tree.origin} (work tree)"
     lines = [f"kratix: compile {source}", "",

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from kratix import manifests, provenance, secretpolicy, yamltext
+from kratix import manifests, paths, provenance, secretpolicy, yamltext
 from kratix.documents import Content
 from kratix.previous import PreviousOutput
 from kratix.statuses import RequestStatus
@@ -66,15 +66,19 @@ class Plan:
         return not self.changes
 
 
-def unowned_files(files: Iterable[str], entries: Mapping[str, provenance.Entry]) -> dict[str, list[str]]:
-    """Files in destination folders of the previous output that the compiler did not write (no provenance):
-    placed there by hand. A compile never carries them over, so publishing removes them."""
+def unowned_files(files: Iterable[str], entries: Mapping[str, provenance.Entry],
+                  layouts: Iterable[paths.Layout]) -> dict[str, list[str]]:
+    """Files of the previous output's destinations that the compiler did not write (no provenance): placed there
+    by hand. A compile never carries them over, so publishing removes them."""
+    known = list(layouts)
     found: dict[str, list[str]] = defaultdict(list)
     for path in files:
-        destination = manifests.destination_of(path)
-        if destination is not None and not path.startswith(manifests.BOOKKEEPING + "/") and path not in entries:
+        if path in entries or paths.is_bookkeeping(path):
+            continue
+        destination = paths.destination_at(path, known)
+        if destination is not None:
             found[destination].append(path)
-    return {destination: sorted(paths) for destination, paths in found.items()}
+    return {destination: sorted(names) for destination, names in found.items()}
 
 
 def guard(previous: Mapping[str, provenance.Entry], current: Mapping[str, provenance.Entry], *,
@@ -114,7 +118,7 @@ def make_plan(previous: PreviousOutput, files: Mapping[str, Content], entries: M
     previous_entries = previous.provenance
     changes = []
     for path in sorted(set(previous.files) | set(files)):
-        if path.startswith(".kratix/") or previous.same(path, files.get(path)):
+        if paths.is_bookkeeping(path) or previous.same(path, files.get(path)):
             continue
         entry = entries.get(path) or previous_entries.get(path)
         change = "added" if path not in previous.files else "removed" if path not in files else "changed"
@@ -136,7 +140,7 @@ def make_plan(previous: PreviousOutput, files: Mapping[str, Content], entries: M
         f"{c.change} {obj}" for c in changes
         for obj in _objects_of(c, previous_entries, entries) if manifests.kind_of(obj) == "CustomResourceDefinition"))
     trips = guard(previous_entries, entries, threshold=threshold,
-                  unowned=unowned_files(previous.files, previous_entries))
+                  unowned=unowned_files(previous.files, previous_entries, previous.layouts))
     return Plan(tuple(changes), tuple(trips), tuple(placements), failed, crd_changes)
 
 

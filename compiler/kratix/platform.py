@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
+from kratix import paths
 from kratix.documents import SourceDoc
 
 API_GROUP = "platform.kratix.io"
@@ -90,9 +92,26 @@ class Promise:
 
 
 @dataclass(frozen=True)
+class StateStore:
+    """A GitStateStore: the repo, branch and folder its Destinations' files go to."""
+
+    name: str
+    url: str  # a Git URL, or a local path (as --output-repo)
+    branch: str
+    path: str  # the folder in the repo ("" for its root)
+    source: SourceDoc
+    author: tuple[str, str] | None = None  # spec.gitAuthor (name, email) for its commits
+
+    @property
+    def prefix(self) -> str:
+        """Where its files are in the output tree (see `kratix.paths`), unless it shares the default store's."""
+        return paths.store_prefix(self.name)
+
+
+@dataclass(frozen=True)
 class Destination:
     name: str
-    path: str  # the directory in the output repo (spec.path, default: the name)
+    path: str  # spec.path (default: the name), "" for the root of its state store's path
     labels: Mapping[str, str]
     strict_match_labels: bool
     source: SourceDoc
@@ -101,10 +120,20 @@ class Destination:
     # for this destination are encrypted for them before they are written
     sops_age: tuple[str, ...] = ()
     sops_pgp: tuple[str, ...] = ()
+    mode: str = paths.NESTED  # spec.filepath.mode
+    filename: str = paths.AGGREGATED_FILENAME  # spec.filepath.filename (aggregatedYAML)
+    init_workloads: bool = True  # spec.initWorkloads.enabled: Kratix's canary files
+    store: str | None = None  # the GitStateStore of spec.stateStoreRef; None: the default store (--output-repo)
+    root: str | None = None  # its folder in the output tree (`kratix.paths`); None: `path`, in the default store
 
     @property
     def encrypts_secrets(self) -> bool:
         return bool(self.sops_age or self.sops_pgp)
+
+    @cached_property
+    def layout(self) -> paths.Layout:
+        return paths.Layout(self.name, self.path if self.root is None else self.root, self.mode, self.filename,
+                            self.path)
 
 
 @dataclass(frozen=True)
@@ -145,3 +174,4 @@ class Platform:
     requests: tuple[ResourceRequest, ...]
     commit: str | None = None
     held: tuple[HeldRequest, ...] = ()
+    stores: Mapping[str, StateStore] = field(default_factory=dict)  # the GitStateStores, by name

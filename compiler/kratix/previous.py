@@ -17,14 +17,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from kratix import cache, heal, inventory, provenance
+from kratix import cache, heal, inventory, paths, provenance
 from kratix.documents import BlobRef, Content, blob_id
-from kratix.manifests import BOOKKEEPING
 
-PLACEMENTS_FILE = "placements.json"  # JSON: tens of thousands of entries parse 20x faster than YAML
 PLACEMENTS_FORMAT = 2
-STATUS_FOLDER = "status"
-PROMISE_STATUS_FOLDER = "promises"
 
 
 def encode_placements(records: Mapping[str, str]) -> bytes:
@@ -49,8 +45,16 @@ class PreviousOutput:
 
     files: Mapping[str, bytes] = field(default_factory=dict)
     commit: str | None = None
+    # State stores that could not be read, by their prefix in the output tree (`kratix.paths`), with why: their
+    # files are unknown, so what the bookkeeping says of them stands.
+    unreachable: Mapping[str, str] = field(default_factory=dict)
+    read: frozenset[str] | None = None  # the prefixes of the stores whose files `files` holds; None: every store
     # What could not be read, and what was done instead: the compile reports each as a warning.
     warnings: list[str] = field(default_factory=list, compare=False)
+
+    def unknown(self, prefix: str) -> bool:
+        """Whether the files of the state store at `prefix` of the output tree are unknown (not read)."""
+        return prefix in self.unreachable or (self.read is not None and prefix not in self.read and prefix != "")
 
     def _unreadable(self, path: str, error: Exception, instead: str) -> None:
         detail = str(error).splitlines()[0] if str(error) else type(error).__name__
@@ -59,30 +63,35 @@ class PreviousOutput:
     @cached_property
     def placements(self) -> dict[str, str]:
         """Placement record (`Kind/namespace/name#pipeline[/directory]`) -> destination name."""
-        path = f"{BOOKKEEPING}/{PLACEMENTS_FILE}"
+        path = paths.PLACEMENTS
         if path not in self.files:
             return {}
         try:
             return decode_placements(self.files[path])
         except (ValueError, UnicodeDecodeError) as exc:
             self._unreadable(path, exc, "placements were rebuilt from where each request's files are")
-        names = {entry.path: name for name, entry in self.inventory.destinations.items()}
-        return heal.rebuild_placements(self.provenance.values(), names)
+        return heal.rebuild_placements(self.provenance.values())
 
     @cached_property
     def provenance_shards(self) -> dict[str, list[provenance.Entry]]:
         shards: dict[str, list[provenance.Entry]] = {}
         for path in self.files:
-            if not provenance.is_shard(path):
+            if not paths.is_provenance_shard(path):
                 continue
             try:
-                entries = provenance.decode_shard(self.files[path])
+                entries = provenance.decode_shard(self.files[path], destinations_by_path=self._names_by_path)
             except (ValueError, UnicodeDecodeError) as exc:
                 self._unreadable(path, exc, "provenance was rebuilt from the output tree")
-                rebuilt = heal.rebuild_provenance(self.files, status_folder=STATUS_FOLDER)
+                rebuilt = heal.rebuild_provenance(self.files, self.layouts)
                 return {path: entries for path, entries in provenance.shards(rebuilt).items()}
-            shards[path] = [entry for entry in entries.values() if entry.path in self.files]
+            shards[path] = [entry for entry in entries.values()
+                            if entry.path in self.files or self.unknown(paths.target_of(entry.path))]
         return shards
+
+    @cached_property
+    def _names_by_path(self) -> dict[str, str]:
+        """Destination names by their folder, for provenance written before entries named destinations."""
+        return {layout.root: layout.name for layout in self.layouts}
 
     @cached_property
     def provenance(self) -> dict[str, provenance.Entry]:
@@ -93,7 +102,7 @@ class PreviousOutput:
     def cache_shards(self) -> dict[str, list[cache.Record]]:
         shards: dict[str, list[cache.Record]] = {}
         for path in self.files:
-            if not cache.is_shard(path):
+            if not paths.is_cache_shard(path):
                 continue
             try:
                 shards[path] = cache.decode_shard(self.files[path])
@@ -109,7 +118,7 @@ class PreviousOutput:
     @cached_property
     def inventory(self) -> inventory.Inventory:
         """What the last compile read, and from which files."""
-        path = f"{BOOKKEEPING}/{inventory.INVENTORY_FILE}"
+        path = paths.INVENTORY
         known = inventory.Inventory()
         if path in self.files:
             try:
@@ -122,6 +131,13 @@ class PreviousOutput:
                 record.kind, record.namespace, record.name, record.promise, record.api_version))
         return inventory.Inventory(known.promises, known.destinations,
                                    {file: tuple(entries) for file, entries in requests.items()})
+
+    @cached_property
+    def layouts(self) -> list[paths.Layout]:
+        """Where the Destinations the last compile knew put their files."""
+        return [paths.Layout(name, entry.root if entry.root is not None else entry.path, entry.mode or paths.NESTED,
+                             entry.filename or paths.AGGREGATED_FILENAME, entry.path)
+                for name, entry in sorted(self.inventory.destinations.items())]
 
     def content(self, path: str) -> Content:
         """A previously published file, to carry over: a reference to its blob when the files come from a repo

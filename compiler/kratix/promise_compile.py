@@ -10,9 +10,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from kratix import cache, render, schedule, schema
+from kratix import cache, paths, render, schedule, schema
 from kratix.diagnostics import Diagnostic, Severity
-from kratix.manifests import PlacedFile, WorkflowResult, kratix_labels
+from kratix.manifests import STATIC_PIPELINE, PlacedFile, WorkflowResult, kratix_labels
 from kratix.platform import Destination, Platform, Promise
 from kratix.statuses import PromiseStatus, pipeline_phases
 
@@ -109,12 +109,11 @@ def _render_promise(renderer: render.Renderer, promise: Promise, destinations: M
             group_labels = schedule.group_labels(output, directory)
             labels = (group_labels if directory is not None
                       else schedule.merge_labels(workflow_labels, group_labels, promise_labels))
+            work_type = "static-dependency" if output.pipeline == STATIC_PIPELINE else "promise"
             for destination in schedule.place_all(labels, destinations):
-                for file in files:
-                    placed.append(PlacedFile(
-                        destination=destination.path, area="dependencies",
-                        path=f"{promise.name}/{output.pipeline}/{file.path}", file=file,
-                        labels=kratix_labels(promise.name, None, output.pipeline,
-                                       "static-dependency" if output.pipeline == "static" else "promise"),
-                        owner=f"Promise {promise.name}", promise=promise.name, pipeline=output.pipeline))
+                placed.extend(schedule.place_files(
+                    destination, files, area=paths.DEPENDENCIES, base=f"{promise.name}/{output.pipeline}",
+                    labels=kratix_labels(promise.name, None, output.pipeline, work_type),
+                    owner=f"Promise {promise.name}", promise=promise.name, pipeline=output.pipeline, request=None,
+                    directory=directory))
     return placed, schedule.merge_labels(workflow_labels, promise_labels), workflow

@@ -4,9 +4,12 @@ One shard per destination, so a change rewrites the shards of the destinations i
 grows with the whole platform. A format line, then one JSON object per line, sorted by path, so that `git diff`
 reads like the change it records: `{"path", "owner", "destination", "promise", "request", "pipeline", "source",
 "commit", "objects"}`, plus `"sandbox": "none"` on a file a command step wrote unsandboxed (`--unsandboxed`) and
-`"images"` (`{image: content id}`) on a file image steps wrote. `commit` is the input commit that produced the
-file's current content: a file whose bytes did not change keeps the commit it had, so re-publishing an unchanged
-output at a newer input commit changes nothing.
+`"images"` (`{image: content id}`) on a file image steps wrote. `path` is the file's path in the output tree
+(`kratix.paths`), `destination` the name of the Destination it was written for, and `objects` the Kubernetes
+objects it holds (none for a file delivered as written). `commit` is the input commit that produced the file's
+current content: a file whose bytes did not change keeps the commit it had, so re-publishing an unchanged output
+at a newer input commit changes nothing. Format 2 named destinations by their folder; its shards are read, and
+`destinations_by_path` turns those folders into names.
 """
 
 from __future__ import annotations
@@ -14,11 +17,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from typing import Any
-from urllib.parse import quote
 
-PROVENANCE_FOLDER = ".kratix/provenance"
+from kratix import paths
+
 GENERATED = "kratix"  # the owner of files the layout generates itself (kustomizations, request namespaces)
 
 
@@ -26,7 +28,7 @@ GENERATED = "kratix"  # the owner of files the layout generates itself (kustomiz
 class Entry:
     path: str
     owner: str  # "Promise <name>", "<Kind> <namespace>/<name>" or "kratix"
-    destination: str | None = None  # the Destination's path (the folder the file is in)
+    destination: str | None = None  # the name of the Destination it was written for
     promise: str | None = None
     request: str | None = None
     pipeline: str | None = None
@@ -39,17 +41,13 @@ class Entry:
 
 
 _FIELDS = ("path", "owner", "destination", "promise", "request", "pipeline", "source", "commit", "sandbox")
-FORMAT = 2
+FORMAT = 3
 _HEADER = json.dumps({"format": FORMAT, "kratix": "provenance"}, sort_keys=True, separators=(",", ":"))
+_HEADER_2 = json.dumps({"format": 2, "kratix": "provenance"}, sort_keys=True, separators=(",", ":"))
 
 
 def shard_of(entry: Entry) -> str:
-    return _shard_path(entry.destination or "_")
-
-
-@lru_cache(maxsize=4096)
-def _shard_path(destination: str) -> str:
-    return f"{PROVENANCE_FOLDER}/{quote(destination, safe='')}.jsonl"
+    return paths.provenance_shard(entry.destination or "")
 
 
 def shards(entries: Iterable[Entry]) -> dict[str, list[Entry]]:
@@ -75,13 +73,15 @@ def encode(entries: Iterable[Entry]) -> bytes:
     return ("\n".join([_HEADER, *lines]) + "\n").encode() if lines else b""
 
 
-def is_shard(path: str) -> bool:
-    return path.startswith(PROVENANCE_FOLDER + "/")
-
-
-def decode_shard(data: bytes) -> dict[str, Entry]:
-    """Raises ValueError (with why) for anything but a shard of this format."""
+def decode_shard(data: bytes, *, destinations_by_path: Mapping[str, str] | None = None) -> dict[str, Entry]:
+    """Raises ValueError (with why) for anything but a shard of this format (or of format 2, whose destination
+    folders `destinations_by_path` names)."""
     lines = [line for line in data.decode().splitlines() if line.strip()]
+    if lines and lines[0] == _HEADER_2:
+        older = decode_shard(("\n".join([_HEADER, *lines[1:]]) + "\n").encode())
+        names = destinations_by_path or {}
+        return {path: replace(entry, line="", destination=names.get(entry.destination or "", entry.destination))
+                for path, entry in older.items()}
     if not lines or lines[0] != _HEADER:
         raise ValueError("not a provenance shard of format " + str(FORMAT))
     records = json.loads("[" + ",".join(lines[1:]) + "]")  # one parse for all lines: tens of thousands of them

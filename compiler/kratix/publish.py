@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kratix import gitio
+from kratix import gitio, paths
 from kratix.documents import BlobRef, Content, blob_id
 from kratix.errors import PublishError
 
@@ -214,7 +214,8 @@ def _read_local(repo: OutputRepo) -> BranchState:
     tree = gitio.run_git(repo.path, "rev-parse", f"{head}^{{tree}}").decode().strip()
     files = gitio.LazyBlobs(repo.path, oids)
     # The compiler's own bookkeeping files are read on every compile; per-request status files only for what changed.
-    files.prefetch(path for path in files if path.startswith(".kratix/") and not path.startswith(".kratix/status/"))
+    files.prefetch(path for path in files if paths.is_bookkeeping(path)
+                   and not path.startswith((paths.STATUS_FOLDER + "/", paths.WORKLOADS_FOLDER + "/")))
     return BranchState(
         commit=head,
         files=files,

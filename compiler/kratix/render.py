@@ -228,23 +228,18 @@ class Renderer:
                                          run.error, f"{pipeline.name}/{run.failed_step or '?'}"))
         files = []
         for path in sorted(run.output_files):
-            if not path.endswith((".yaml", ".yml")):
-                continue
-            documents, problems = yamltext.load_documents(path, run.output_files[path])
-            step = f"{pipeline.name}/{run.failed_step or pipeline.containers[-1].name}"
-            if problems:
-                raise _Failure(RenderFailure(promise.source.path, promise.source.line, 1, "render.output-yaml",
-                                             f"output file {path}: {problems[0].message}", step))
-            bodies = tuple(d.body for d in documents)
-            for index, body in enumerate(bodies):
-                problem = object_problem(body)
-                if problem:
-                    raise _Failure(RenderFailure(promise.source.path, promise.source.line, 1,
-                                                 "render.not-an-object",
-                                                 f"output file {path}, document {index + 1}: {problem}", step))
-            if bodies:
-                files.append(RenderedFile(path, bodies, f"container:{pipeline.name}",
-                                          sandbox=steps.UNSANDBOXED if run.unsandboxed else None, images=run.images))
+            # Every file is delivered (Kratix's work-creator): YAML that is all Kubernetes objects as objects (so
+            # they are validated, labelled and listed for kustomize), anything else as written, byte for byte.
+            data = run.output_files[path]
+            bodies: tuple[Any, ...] = ()
+            if path.endswith((".yaml", ".yml")):
+                documents, problems = yamltext.load_documents(path, data)
+                parsed = tuple(d.body for d in documents)
+                if not problems and parsed and not any(object_problem(body) for body in parsed):
+                    bodies = parsed
+            files.append(RenderedFile(path, bodies, f"container:{pipeline.name}",
+                                      sandbox=steps.UNSANDBOXED if run.unsandboxed else None, images=run.images,
+                                      raw=None if bodies else data))
         groups = _groups(run.metadata_files.get("destination-selectors.yaml"))
         written = _status(run.metadata_files.get("status.yaml"))
         return PipelineOutput(pipeline.name, tuple(files), groups), written

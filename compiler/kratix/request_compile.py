@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
-from kratix import cache, render, schedule, schema
+from kratix import cache, paths, render, schedule, schema
 from kratix.diagnostics import Diagnostic, Severity
 from kratix.documents import SourceDoc
 from kratix.manifests import (
@@ -150,8 +150,8 @@ def _split_sub_requests(workflow: WorkflowResult, parent: ResourceRequest, serve
                     kept.append(document)
                 else:
                     children.append(_sub_request(document, promise, parent, file.source))
-            if kept:
-                files.append(replace(file, documents=tuple(kept)))
+            if kept or file.raw is not None:
+                files.append(replace(file, documents=tuple(kept)) if file.raw is None else file)
         outputs.append(replace(output, files=tuple(files)))
     return replace(workflow, outputs=tuple(outputs)), tuple(children)
 
@@ -196,10 +196,10 @@ def _place_request(request: ResourceRequest, promise: Promise, workflow: Workflo
             if placement.destination is None:
                 continue
             records[record] = placement.destination.name
-            for file in group_files:
-                files.append(PlacedFile(
-                    destination=placement.destination.path, area="resources",
-                    path=f"{key.namespace}/{promise.name}/{key.name}/{output.pipeline}/{file.path}", file=file,
-                    labels={**kratix_labels(promise.name, key.name, output.pipeline, "resource"), **parent_labels},
-                    owner=str(key), promise=promise.name, pipeline=output.pipeline))
+            files.extend(schedule.place_files(
+                placement.destination, group_files, area=paths.RESOURCES,
+                base=f"{key.namespace}/{promise.name}/{key.name}/{output.pipeline}",
+                labels={**kratix_labels(promise.name, key.name, output.pipeline, "resource"), **parent_labels},
+                owner=str(key), promise=promise.name, pipeline=output.pipeline,
+                request=(key.namespace, key.name), directory=directory))
     return RequestStatus.rendered(request, workflow.status, placements, files, records)

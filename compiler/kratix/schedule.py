@@ -18,7 +18,8 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from kratix.manifests import PipelineOutput
+from kratix import paths, yamltext
+from kratix.manifests import STATIC_PIPELINE, PipelineOutput, PlacedFile, RenderedFile
 from kratix.placements import MISPLACED, PENDING, PLACED, Placement
 from kratix.platform import Destination, Selector
 
@@ -36,8 +37,10 @@ def selector_labels(selectors: Iterable[Selector]) -> dict[str, str]:
 
 
 def matches(destination: Destination, labels: Mapping[str, str]) -> bool:
+    """Kratix's scheduler: an empty selector matches every destination except a strict one with labels (a strict
+    destination without labels takes work without labels too); otherwise every label must match."""
     if not labels:
-        return not destination.strict_match_labels
+        return not (destination.strict_match_labels and destination.labels)
     return all(destination.labels.get(key) == value for key, value in labels.items())
 
 
@@ -46,7 +49,8 @@ def matching(destinations: Iterable[Destination], labels: Mapping[str, str]) -> 
 
 
 def describe(labels: Mapping[str, str]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) or "(no labels: any non-strict destination)"
+    return (", ".join(f"{k}={v}" for k, v in sorted(labels.items()))
+            or "(no labels: any destination but a strict one with labels)")
 
 
 def place_one(identity: str, labels: Mapping[str, str], destinations: Mapping[str, Destination], *,
@@ -97,3 +101,32 @@ def split_groups(output: PipelineOutput) -> list[tuple[str | None, list[Any]]]:
 
 def group_labels(output: PipelineOutput, directory: str | None) -> dict[str, str]:
     return merge_labels(*(g.match_labels for g in output.groups if g.directory == directory))
+
+
+def place_files(destination: Destination, files: Sequence[RenderedFile], *, area: str, base: str,
+                labels: Mapping[str, str], owner: str, promise: str, pipeline: str,
+                request: tuple[str, str] | None, directory: str | None) -> list[PlacedFile]:
+    """One work placement: the files of one pipeline's output group (`directory`, None for the root group) on one
+    destination, each where the destination's filepath mode puts it (`kratix.paths`). `base` is their folder
+    inside the area when nested; `request` is (namespace, name), None for a Promise's output. In mode `none`,
+    the placement also carries the state file Kratix keeps for it: the files it wrote."""
+    layout = destination.layout
+    static = request is None and pipeline == STATIC_PIPELINE
+    placed, flats = [], []
+    for file in files:
+        flat = paths.static_flat_path(promise, file.path) if static else file.path
+        inner = f"{base}/{file.path}"
+        flats.append(flat)
+        placed.append(PlacedFile(destination=destination.name, area=area, path=inner, file=file, labels=labels,
+                                 owner=owner, promise=promise, pipeline=pipeline,
+                                 output_path=layout.workload(area, inner, flat)))
+    if layout.mode == paths.FLAT and placed:
+        listing = sorted(layout.state_listing(flat) for flat in flats)
+        identifier = paths.work_identifier(promise, pipeline, request, static=static)
+        namespace = request[0] if request else paths.SYSTEM_NAMESPACE
+        state = layout.state_file(namespace, paths.work_placement_name(identifier, destination.name, directory))
+        content = yamltext.dump({"files": listing})
+        placed.append(PlacedFile(destination=destination.name, area=area, path=f"{base}/{paths.STATE_FOLDER}",
+                                 file=RenderedFile(state.rsplit("/", 1)[-1], (), paths.GENERATED_SOURCE, raw=content),
+                                 labels=labels, owner=owner, promise=promise, pipeline=pipeline, output_path=state))
+    return placed

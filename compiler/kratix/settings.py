@@ -37,6 +37,10 @@ class PublishSettings:
     attempts: int = 5
     allow_deletions: bool = False
     deletion_threshold: float = 0.20  # refuse removing more than this share of a destination's objects
+    # (store name, prefix) for each GitStateStore whose files do not go under `@<store>/` of the output tree: ""
+    # when it shares the repo and branch of --output-repo, `@<other store>` when it shares another store's
+    # (`kratix.paths`). Decided by the CLI, which knows where --output-repo is.
+    store_prefixes: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -86,8 +86,8 @@ def explain(file: str, output_repo: str | None, branch: str) -> None:
     """Say why FILE of the output repo exists: its Promise, request, pipeline, source template and commit."""
     import yaml
 
-    from kratix import publish, yamltext
-    from kratix.previous import STATUS_FOLDER, PreviousOutput
+    from kratix import paths, publish, yamltext
+    from kratix.previous import PreviousOutput
 
     if output_repo is None:
         raise click.UsageError("explain needs --output-repo")
@@ -113,7 +113,7 @@ def explain(file: str, output_repo: str | None, branch: str) -> None:
     if entry.request and entry.promise:
         kind, where = entry.request.split(" ", 1)
         namespace, name = where.split("/", 1)
-        status_file = state.files.get(f".kratix/{STATUS_FOLDER}/{namespace}/{entry.promise}/{name}.yaml")
+        status_file = state.files.get(paths.request_status(namespace, entry.promise, name))
         try:
             document: Any = next(iter(yamltext.load_plain(status_file or b"")), None)
         except yaml.YAMLError:

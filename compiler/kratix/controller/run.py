@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kratix import paths
 from kratix.controller import crds, mirror, repo, status
 from kratix.controller.crds import CRDS, DESTINATIONS, PROMISES, Resource
 from kratix.controller.events import EventRecorder, utc_time
@@ -471,7 +472,7 @@ class _StatusWriter:
                                                self._workdir / "output.git", timeouts=self._timeouts)
                     fetched = clone.fetch()
                     if fetched != head or not published:
-                        published = status.parse_status_files(clone.read_files(fetched, status.STATUS_FOLDERS))
+                        published = status.parse_status_files(clone.read_files(fetched, paths.STATUS_FOLDERS))
                         head = fetched
                     self._retry.succeeded()
                 except repo.RepoError as exc:

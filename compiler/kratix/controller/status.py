@@ -26,7 +26,6 @@ from kratix.controller.crds import Resource
 
 log = logging.getLogger(__name__)
 
-STATUS_FOLDERS = (".kratix/status/", ".kratix/promises/")
 API_CONDITION = "APIAvailable"  # on a Promise: whether the controller serves its request API
 CONTROLLER_CONDITION_TYPES = frozenset({API_CONDITION})
 

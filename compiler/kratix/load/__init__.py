@@ -1,16 +1,17 @@
 """Load: the input repo (a work tree or one Git commit) → typed Promises, Destinations and resource requests.
 
-In: a `SourceTree` ({path: bytes} of `promises/`, `clusters/`, `requests/`) and the `Inventory` of what the last
-compile read. Out: a `Platform` and the diagnostics of everything that could not be read as what its folder says
-it is. Nothing is validated against a request schema here: requests keep the body as written (namespace filled
-in from their folder), but every name that becomes a path or a label is checked first.
+In: a `SourceTree` ({path: bytes} of `promises/`, `clusters/`, `requests/`), the `Inventory` of what the last
+compile read, and where each state store's files go in the output tree. Out: a `Platform` and the diagnostics
+of everything that could not be read as what its folder says it is. Nothing is validated against a request
+schema here: requests keep the body as written (namespace filled in from their folder), but every name that
+becomes a path or a label is checked first.
 Refuses: what the modules below refuse, each file alone. A file that cannot be read is not a deletion: what the
 inventory says it held stands in (a broken Promise, a broken Destination, held requests), so that one bad edit
 never removes running infrastructure; only removing the file does.
 
 The modules, by concern: `sources` (the I/O edge: work tree or commit → `SourceTree`), `promises` (with
-`pipelines`), `destinations`, `requests`, `shapes` (the platform's own document shapes), and `shared` (parsing a
-file with diagnostics, unvalidated fields).
+`pipelines`), `destinations` (with state stores), `requests`, `shapes` (the platform's own document shapes), and
+`shared` (parsing a file with diagnostics, unvalidated fields).
 """
 
 from __future__ import annotations
@@ -18,21 +19,23 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import PurePosixPath
 
+from kratix import paths
 from kratix.diagnostics import Diagnostic, Severity
 from kratix.documents import SourceDoc, SourceTree
 from kratix.inventory import Inventory
-from kratix.load.destinations import parse_destinations
+from kratix.load.destinations import overlap_problem, parse_destinations
 from kratix.load.promises import parse_promises, promise_documents
 from kratix.load.requests import parse_requests
 from kratix.load.shared import YAML_SUFFIXES
 from kratix.load.sources import INPUT_FOLDERS, read_commit, read_worktree
-from kratix.platform import ApiRef, Destination, HeldRequest, Platform, Promise, RequestKey, ResourceRequest
+from kratix.platform import ApiRef, Destination, HeldRequest, Platform, Promise, RequestKey, ResourceRequest, StateStore
 
 __all__ = [
     "INPUT_FOLDERS",
     "YAML_SUFFIXES",
     "SkipRequests",
     "parse_platform",
+    "parse_state_stores",
     "read_commit",
     "read_worktree",
 ]
@@ -41,9 +44,11 @@ SkipRequests = Callable[[Mapping[str, Promise], Mapping[str, Destination]], froz
 
 
 def parse_platform(tree: SourceTree, *, skip_requests: SkipRequests | None = None,
-                   known: Inventory | None = None) -> tuple[Platform, list[Diagnostic]]:
+                   known: Inventory | None = None, store_prefixes: Mapping[str, str] | None = None
+                   ) -> tuple[Platform, list[Diagnostic]]:
     """`skip_requests`, given the parsed Promises and Destinations, names request files not to parse (the
-    caller reuses what it knows of them). `known` is what the last compile read (None: nothing is known)."""
+    caller reuses what it knows of them). `known` is what the last compile read (None: nothing is known).
+    `store_prefixes` says where a state store's files go in the output tree, when not under `@<store>/`."""
     known = known or Inventory()
     diagnostics = [Diagnostic(path, 1, 1, "", "source.unread", f"{path} {why}", Severity.ERROR)
                    for path, why in sorted(tree.unread.items())]
@@ -58,7 +63,7 @@ def parse_platform(tree: SourceTree, *, skip_requests: SkipRequests | None = Non
                        if not any(d.file.startswith(folder + "/") for folder in template_folders))
     broken = _broken_files(tree, diagnostics)
     promises.update(_standing_promises(known, promises, broken))
-    destinations = parse_destinations(tree, diagnostics)
+    destinations, stores = parse_destinations(tree, diagnostics, known=known, store_prefixes=store_prefixes)
     broken = _broken_files(tree, diagnostics)
     destinations.update(_standing_destinations(known, destinations, broken))
     skip = skip_requests(promises, destinations) if skip_requests else frozenset()
@@ -66,7 +71,12 @@ def parse_platform(tree: SourceTree, *, skip_requests: SkipRequests | None = Non
     broken = _broken_files(tree, diagnostics)
     held = _held_requests(known, promises, requests, broken)
     return Platform(promises=promises, destinations=destinations, requests=requests, commit=tree.commit,
-                    held=held), diagnostics
+                    held=held, stores=stores), diagnostics
+
+
+def parse_state_stores(tree: SourceTree) -> dict[str, StateStore]:
+    """The GitStateStores of `clusters/` that read cleanly (their problems are the compile's to report)."""
+    return parse_destinations(tree, [])[1]
 
 
 def _join(folder: str, relative: str) -> str:
@@ -108,12 +118,19 @@ def _standing_promises(known: Inventory, promises: Mapping[str, Promise], broken
 def _standing_destinations(known: Inventory, destinations: Mapping[str, Destination],
                            broken: Mapping[str, str]) -> dict[str, Destination]:
     """Destinations the last compile read from files that are broken now, as it knew them."""
-    paths = {d.path for d in destinations.values()}
-    return {name: Destination(name=name, path=entry.path, labels=dict(entry.labels),
-                              strict_match_labels=entry.strict_match_labels, source=_stand_in_source(entry.file),
-                              broken=f"its file cannot be read: {broken[entry.file]}")
-            for name, entry in known.destinations.items()
-            if name not in destinations and entry.file in broken and entry.path not in paths}
+    standing: dict[str, Destination] = {}
+    for name, entry in known.destinations.items():
+        if name in destinations or entry.file not in broken:
+            continue
+        destination = Destination(name=name, path=entry.path, labels=dict(entry.labels),
+                                  strict_match_labels=entry.strict_match_labels, source=_stand_in_source(entry.file),
+                                  broken=f"its file cannot be read: {broken[entry.file]}",
+                                  mode=entry.mode or paths.NESTED, filename=entry.filename or paths.AGGREGATED_FILENAME,
+                                  init_workloads=entry.init_workloads is not False, store=entry.store,
+                                  root=entry.root if entry.root is not None else entry.path)
+        if overlap_problem(destination, [*destinations.values(), *standing.values()]) is None:
+            standing[name] = destination
+    return standing
 
 
 def _held_requests(known: Inventory, promises: Mapping[str, Promise], requests: tuple[ResourceRequest, ...],

@@ -1,4 +1,5 @@
-"""The shapes of the platform's own documents: Promise, Destination and the Pipelines inside a Promise.
+"""The shapes of the platform's own documents: Promise, Destination, GitStateStore and the Pipelines inside a
+Promise.
 
 In: one document's body (after seed-era fields were upgraded). Out: `(path, message)` for every field of the
 wrong shape, the way `kubectl apply --validate=strict` and Kratix's own decoding would refuse it: an unknown field
@@ -78,8 +79,9 @@ DESTINATION: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {
                 "path": _STRING,
-                "stateStoreRef": {"type": "object", "additionalProperties": False,
-                                  "properties": {"kind": _STRING, "name": _STRING}},
+                "stateStoreRef": {"type": "object", "additionalProperties": False, "required": ["kind", "name"],
+                                  "properties": {"kind": {"enum": ["GitStateStore", "BucketStateStore"]},
+                                                 "name": _STRING}},
                 "strictMatchLabels": {"type": "boolean"},
                 "filepath": {"type": "object", "additionalProperties": False,
                              "properties": {"mode": {"enum": ["nestedByMetadata", "aggregatedYAML", "none"]},
@@ -87,6 +89,33 @@ DESTINATION: dict[str, Any] = {
                 "cleanup": {"enum": ["none", "all"]},
                 "initWorkloads": {"type": "object", "additionalProperties": False,
                                   "properties": {"enabled": {"type": "boolean"}}},
+            },
+        },
+        "status": {"type": "object"},
+    },
+}
+
+# Kratix's GitStateStore (api/v1alpha1/gitstatestore_types.go): the fields it defines, with their types.
+GIT_STATE_STORE: dict[str, Any] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": API_VERSION},
+        "kind": {"const": "GitStateStore"},
+        "metadata": _METADATA,
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["url"],
+            "properties": {
+                "url": {"type": "string", "minLength": 1},
+                "branch": _STRING,
+                "path": _STRING,
+                "secretRef": {"type": "object", "additionalProperties": False,
+                              "properties": {"name": _STRING, "namespace": _STRING}},
+                "authMethod": {"enum": ["basicAuth", "ssh", "githubApp"]},
+                "gitAuthor": {"type": "object", "additionalProperties": False,
+                              "properties": {"name": _STRING, "email": _STRING}},
             },
         },
         "status": {"type": "object"},
@@ -126,7 +155,8 @@ PIPELINE: dict[str, Any] = {
     },
 }
 
-_VALIDATORS = {id(schema): jsonschema_rs.Draft7Validator(schema) for schema in (PROMISE, DESTINATION, PIPELINE)}
+_VALIDATORS = {id(schema): jsonschema_rs.Draft7Validator(schema)
+               for schema in (PROMISE, DESTINATION, GIT_STATE_STORE, PIPELINE)}
 
 
 def problems(schema: Mapping[str, Any], body: Any) -> list[tuple[FieldPath, str]]:
