@@ -71,11 +71,11 @@ def compile(path: Path, ref: str | None, out_dir: Path | None, output_repo: str 
     if out_dir is not None:
         write_tree(out_dir, result.files if outcome is None else previous.resolve(result.files))
     report.report(result.diagnostics, output_format,
-                  {"summary": report.summary_json(result.summary), **report.outcome_json(outcome)})
+                  {"summary": report.summary_json(result.summary), **report.published_json(outcome)})
     if not quiet and output_format == "text":
         click.echo(report.summary_line(result.summary, time.monotonic() - started), err=True)
         if outcome is not None:
-            click.echo(report.outcome_line(outcome, output_repo or "", branch), err=True)
+            click.echo(report.published_lines(outcome, output_repo or "", branch), err=True)
     common.exit_with(result.ok)
 
 

@@ -15,28 +15,39 @@ from kratix.errors import KratixError
 
 
 def publish_platform(tree: Any, repo: Any, settings: Any, progress: Any = None) -> tuple[Any, Any, Any]:
-    """Compile against the branch as it is, guard, commit; on a lost race the branch is re-read and all of it
-    runs again (the previous output is an input of the compile)."""
-    from kratix import pipeline, publish
+    """Compile against the branches as they are, guard, commit to every state store (`kratix.stores`); on a lost
+    race the branches are re-read and all of it runs again (the previous output is an input of the compile)."""
+    from kratix import load, pipeline, stores
     from kratix.errors import PublishError
 
+    targets = stores.resolve(load.parse_state_stores(tree), default=repo)
+    settings = with_store_prefixes(settings, targets)
     compiled: list[Any] = []
 
-    def build(state: Any) -> tuple[Any, str]:
-        previous = pipeline.PreviousOutput(state.files, state.commit)
-        result, message, trips = pipeline.prepare_publish(tree, previous, settings=settings,
-                                                          **({"progress": progress} if progress else {}))
+    def build(previous: Any) -> tuple[Any, dict[str, str]]:
+        result, _, trips = pipeline.prepare_publish(tree, previous, settings=settings,
+                                                    **({"progress": progress} if progress else {}))
         compiled.append((result, previous))
         if trips and not settings.publish.allow_deletions:
             lines = [f"  {t.destination}: {t.reason}: {', '.join(t.objects[:20])}"
                      + (f" and {len(t.objects) - 20} more" if len(t.objects) > 20 else "") for t in trips]
             raise PublishError("refusing to publish: the mass-deletion guard tripped\n" + "\n".join(lines)
                                + "\nre-run with --allow-deletions if these deletions are intended")
-        return result.files, message
+        return result.files, {t.prefix: pipeline.commit_message(tree, result, previous, target=t.prefix)
+                              for t in targets}
 
-    outcome = publish.publish(repo, build, attempts=settings.publish.attempts)
+    published = stores.publish_all(targets, build, attempts=settings.publish.attempts)
     result, previous = compiled[-1]
-    return result, outcome, previous
+    return result, published, previous
+
+
+def with_store_prefixes(settings: Any, targets: Any) -> Any:
+    """`settings` knowing which state stores publish with another (`kratix.stores.resolve`)."""
+    from dataclasses import replace
+
+    from kratix import stores
+
+    return replace(settings, publish=replace(settings.publish, store_prefixes=stores.prefixes(targets)))
 
 
 @main.command()
@@ -65,8 +76,13 @@ def plan(path: Path, ref: str | None, output_repo: str | None, branch: str, outp
         base = pipeline.compile_platform(common.read_source(path, base_ref), settings=settings)
         previous = pipeline.PreviousOutput({p: c for p, c in base.files.items() if isinstance(c, bytes)})
     else:
-        state = publish.read_branch(publish.open_output_repo(output_repo or "", branch=branch, create=False))
-        previous = pipeline.PreviousOutput(state.files, state.commit)
+        from kratix import load, stores
+
+        tree = common.read_source(path, ref)
+        targets = stores.resolve(load.parse_state_stores(tree), create=False,
+                                 default=publish.open_output_repo(output_repo or "", branch=branch, create=False))
+        settings = with_store_prefixes(settings, targets)
+        previous = stores.read_all(targets).previous()
     result, changes = pipeline.plan_platform(common.read_source(path, ref), previous, settings=settings)
     for diagnostic in result.diagnostics:
         click.echo(diagnostic.render(), err=True)

@@ -62,15 +62,46 @@ def summary_line(summary: Any, seconds: float | None) -> str:
 
 
 def outcome_json(outcome: Any) -> dict[str, Any]:
-    if outcome is None:
+    return {"commit": outcome.commit, "changed": outcome.changed, "attempts": outcome.attempts,
+            "warnings": list(outcome.warnings)}
+
+
+def published_json(published: Any) -> dict[str, Any]:
+    """The default store's outcome under "publish"; every other state store's under "stateStores", by name."""
+    if published is None:
         return {}
-    return {"publish": {"commit": outcome.commit, "changed": outcome.changed, "attempts": outcome.attempts,
-                        "warnings": list(outcome.warnings)}}
+    found: dict[str, Any] = {}
+    if "" in published.outcomes:
+        found["publish"] = outcome_json(published.outcomes[""])
+    stores: dict[str, Any] = {}
+    for target in published.targets:
+        if target.prefix == "":
+            continue
+        outcome = published.outcomes.get(target.prefix)
+        entry = outcome_json(outcome) if outcome is not None else {"error": published.failed.get(target.prefix)}
+        stores.update((store.name, entry) for store in target.stores)
+    if stores:
+        found["stateStores"] = stores
+    return found
 
 
-def outcome_line(outcome: Any, target: str, branch: str) -> str:
+def published_lines(published: Any, output_repo: str, branch: str) -> str:
+    """One line per repo and branch published to: the output repo's, then each state store's."""
+    lines = []
+    for target in sorted(published.targets, key=lambda t: (t.prefix != "", t.prefix)):
+        where = (f"{output_repo} {branch}" if target.prefix == ""
+                 else f"{target.stores[0].url} {target.stores[0].branch} ({target.name})")
+        outcome = published.outcomes.get(target.prefix)
+        if outcome is None:
+            lines.append(f"{where}: NOT published: {published.failed.get(target.prefix, 'not read')}")
+        else:
+            lines.append(outcome_line(outcome, where))
+    return "\n".join(lines)
+
+
+def outcome_line(outcome: Any, where: str) -> str:
     warnings = "".join(f"\nwarning: {w}" for w in outcome.warnings)
     if not outcome.changed:
-        return f"{target} {branch}: up to date at {str(outcome.commit)[:12]} (no commit made){warnings}"
+        return f"{where}: up to date at {str(outcome.commit)[:12]} (no commit made){warnings}"
     retried = f" after {outcome.attempts} attempts" if outcome.attempts > 1 else ""
-    return f"{target} {branch}: published {outcome.commit[:12]}{retried}{warnings}"
+    return f"{where}: published {outcome.commit[:12]}{retried}{warnings}"
