@@ -146,18 +146,19 @@ def explain(file: str, output_repo: str | None, branch: str) -> None:
 @main.command()
 @click.argument("destination")
 @click.argument("path", type=click.Path(file_okay=False, path_type=Path), default=".")
-@click.option("--url", required=True, help="The output repo's URL as the worker's Flux reaches it.")
-@common.branch_option
+@click.option("--url", help="The URL of the destination's repo as the worker's Flux reaches it (default: its "
+                             "GitStateStore's spec.url, when that is a URL).")
+@click.option("--branch", help="The branch (default: its GitStateStore's spec.branch, else main).")
 @click.option("--secret", help="A Secret in flux-system with Git credentials for the URL.")
 @click.option("--namespace", default="flux-system", show_default=True)
 @click.option("--interval", default="1m", show_default=True, help="How often Flux polls (at least 1m).")
 @click.option("--sops-secret", help="Decrypt SOPS-encrypted Secrets with the key in this Secret of the namespace "
-                                    "(adds decryption: {provider: sops} to both Kustomizations).")
-def bootstrap(destination: str, path: Path, url: str, branch: str, secret: str | None, namespace: str,
-              interval: str, sops_secret: str | None) -> None:
+                                    "(adds decryption: {provider: sops} to its Kustomizations).")
+def bootstrap(destination: str, path: Path, url: str | None, branch: str | None, secret: str | None,
+              namespace: str, interval: str, sops_secret: str | None) -> None:
     """Print the Flux objects to apply once on DESTINATION's cluster (`kubectl apply -f -`)."""
     from kratix import bootstrap as flux
-    from kratix import load, yamltext
+    from kratix import gitio, load, paths, yamltext
 
     if not _at_least_a_minute(interval):
         raise click.BadParameter("must be at least 1m (e.g. 1m, 5m, 1h)", param_hint="--interval")
@@ -166,8 +167,14 @@ def bootstrap(destination: str, path: Path, url: str, branch: str, secret: str |
     if found is None:
         names = ", ".join(sorted(platform.destinations)) or "none"
         raise KratixError(f"no Destination named {destination!r} in {path}/clusters (destinations: {names})")
-    documents = flux.flux_objects(found.name, found.path, url=url, branch=branch, namespace=namespace,
-                                  secret=secret, interval=interval, sops_secret=sops_secret)
+    store = platform.stores.get(found.store or "")
+    url = url or (store.url if store is not None and gitio.is_git_url(store.url) else None)
+    if url is None:
+        raise click.UsageError("--url is needed: the URL of the repo as the worker's Flux reaches it")
+    folder = paths.join(store.path, found.path) if store is not None else found.path
+    documents = flux.flux_objects(found.name, folder, url=url, branch=branch or (store.branch if store else "main"),
+                                  namespace=namespace, secret=secret, interval=interval, sops_secret=sops_secret,
+                                  mode=found.mode)
     click.echo(yamltext.dump_all(documents).decode(), nl=False)
 
 
