@@ -167,7 +167,7 @@ def reject_conflicts_with_published(promises: dict[str, PromiseStatus], requests
         other = files_taken.get(item.output_path) or next(
             (files_taken[f] for f in paths.folders(item.output_path) if f in files_taken and f in carried), None)
         if other is not None and other != item.owner:
-            message = f"output {item.output_path} clashes with a file already written by {other}"
+            message = f"output {item.output_path} is already written by {other}"
             _fail_owner(item.owner, "FileConflict", message, promises, requests, diagnostics)
             continue
         for document in item.file.documents:
