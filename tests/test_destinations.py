@@ -618,3 +618,57 @@ def test_yaml_that_is_not_kubernetes_objects_is_delivered_as_written_and_said_so
     assert values.read_bytes() == b"replicas: 2\n# a Helm values file\n"
     area = values.relative_to(out).parts[0]
     assert "values.yaml" not in (out / area / "resources/kustomization.yaml").read_text()
+
+
+# --- the compiler's memory ----------------------------------------------------------------------------------
+
+def edit_by_hand(repo: Path, files: dict[str, bytes], remove: tuple[str, ...] = ()) -> None:
+    scratch = repo.with_name(repo.name + "-edit")
+    git(repo.parent, "clone", "--quiet", str(repo), str(scratch))
+    commit_files(scratch, files, remove=remove, message="edited by hand")
+    git(scratch, "push", "--quiet", "origin", "HEAD:main")
+
+
+def test_unreadable_provenance_heals_from_kratixs_state_files_in_a_destination_of_mode_none(
+        terraform: tuple[Path, Path, Path]) -> None:
+    platform, output, store_repo = terraform
+    assert publish(platform, output).returncode == 0
+    edit_by_hand(output, {".kratix/provenance/test-worker-git-filepathmode-none.jsonl": b"{truncated"})
+    # request 1 fails now: it keeps its files, the Terraform file included, though provenance had to be rebuilt
+    invalid = yaml.safe_dump({"apiVersion": "test.kratix.io/v1alpha1", "kind": "ModeNone",
+                              "metadata": {"name": "modenone-request-1", "namespace": "default"},
+                              "spec": {"name": ["a list"]}})
+    commit_files(platform, {"requests/default/modenone-request-1.yaml": invalid})
+    result = publish(platform, output)
+    assert result.returncode == 1
+    assert "provenance/test-worker-git-filepathmode-none.jsonl cannot be read" in result.stderr
+    files = files_at(store_repo)
+    assert files["filepathmode-none/main-modenone-request-1.tf"].startswith(b'resource "null_resource"')
+    assert "filepathmode-none/modenone-request-1.tfvars.json" in files
+    entry = provenance(output, "test-worker-git-filepathmode-none")[
+        "@destination-git-test-store/filepathmode-none/main-modenone-request-1.tf"]
+    assert entry["owner"] == "ModeNone default/modenone-request-1"
+
+
+def test_provenance_written_before_it_named_destinations_is_read_as_it_was(tmp_path: Path) -> None:
+    # Format 2 named a destination by its folder; a compile reads it, names the destination, and neither warns
+    # nor takes the change for a deletion.
+    files = platform_files(**{f"team-a/db-{i}": database(f"db-{i}") for i in range(3)})
+    files["clusters/dev-1.yaml"] = destination("dev-1", {"env": "dev"}).replace("  path: dev-1\n",
+                                                                                "  path: workers/one\n")
+    platform, _ = make_repo(tmp_path / "platform", files)
+    output = init_repo(tmp_path / "output.git", bare=True)
+    assert publish(platform, output).returncode == 0
+    shard = git(output, "show", "main:.kratix/provenance/dev-1.jsonl")
+    header, *lines = shard.splitlines()
+    older = [json.dumps({**json.loads(line), "destination": "workers/one"}, sort_keys=True,
+                        separators=(",", ":")) for line in lines]
+    edit_by_hand(output, {".kratix/provenance/workers%2Fone.jsonl":
+                          "\n".join([header.replace('"format":3', '"format":2'), *older]).encode() + b"\n"},
+                 remove=(".kratix/provenance/dev-1.jsonl",))
+    result = publish(platform, output)
+    assert result.returncode == 0, result.stderr
+    assert "cannot be read" not in result.stderr
+    now = files_at(output)
+    assert ".kratix/provenance/workers%2Fone.jsonl" not in now
+    assert now[".kratix/provenance/dev-1.jsonl"].decode() == shard

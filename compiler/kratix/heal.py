@@ -4,13 +4,13 @@ In: the files of the output tree and the Destinations the inventory knows (their
 Out: provenance entries and placement records that say what the tree says: a workload under
 `<root>/resources/<namespace>/<promise>/<request>/<pipeline>/` (or, for an aggregated destination, its copy under
 `.kratix/workloads/<destination>/resources/…`) belongs to that request (its kind read from the request's status
-file), one under `…/dependencies/<promise>/` to that Promise; a file of a destination of mode none to the request
-or Promise its objects' `kratix.io/*` labels name; what the layout generates (kustomizations, request namespaces,
-canaries, an aggregated file) and whatever says nothing of its owner (a file of mode none holding no object, a
-state file) to the compiler. Each file's objects are read from its content. What the tree cannot say — the input
-commit and template behind each file — is left unknown. When the inventory cannot be read either, destinations
-are recognised by their nested folders only. Refuses nothing: a file it cannot read has no objects, a request
-whose status cannot be read has kind "?".
+file), one under `…/dependencies/<promise>/` to that Promise; the files of a destination of mode none, grouped by
+the state file Kratix keeps for each work placement, to the request or Promise their objects' `kratix.io/*` labels
+name; what the layout generates (kustomizations, request namespaces, canaries, an aggregated file) and whatever
+says nothing of its owner (a work placement holding no object) to the compiler. Each file's objects are read
+from its content. What the tree cannot say — the input commit and template behind each file — is left unknown.
+When the inventory cannot be read either, destinations are recognised by their nested folders only. Refuses
+nothing: a file it cannot read has no objects, a request whose status cannot be read has kind "?".
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ def rebuild_provenance(files: Mapping[str, bytes], known: list[paths.Layout]) ->
         prefetch(owned)
     by_name = {layout.name: layout for layout in layouts}
     statuses = _status_files(files)
+    grouped = _state_groups(files, [layout for layout in layouts if layout.mode == paths.FLAT], owned)
     entries = []
     for path, name in sorted(owned.items()):
         layout = by_name[name]
@@ -48,8 +49,13 @@ def rebuild_provenance(files: Mapping[str, bytes], known: list[paths.Layout]) ->
         elif found is not None:
             _, promise, pipeline = found
             owner = f"Promise {promise}"
-        elif layout.mode == paths.FLAT and objects:
-            owner, promise, request, pipeline = _owner_from_labels(files[path], statuses, files)
+        elif layout.mode == paths.FLAT:
+            # a work placement's files share one owner: the one its objects' labels name
+            group = grouped.get(path, [path])
+            for member in group:
+                owner, promise, request, pipeline = _owner_from_labels(files[member], statuses, files)
+                if owner != provenance.GENERATED:
+                    break
         if owner == provenance.GENERATED:
             # What the layout generates (kustomizations, request namespaces, canaries) is recorded without
             # objects, as it is when written: those objects are never counted as deletions.
@@ -68,6 +74,27 @@ def rebuild_placements(entries: Iterable[provenance.Entry]) -> dict[str, str]:
         kind, _, where = entry.request.partition(" ")
         placements.setdefault(f"{kind}/{where}#{entry.pipeline}", entry.destination)
     return placements
+
+
+def _state_groups(files: Mapping[str, bytes], layouts: Iterable[paths.Layout], owned: Mapping[str, str]
+                  ) -> dict[str, list[str]]:
+    """For destinations of mode none: each file (and each state file) → the files of its work placement, as
+    Kratix's state file lists them."""
+    groups: dict[str, list[str]] = {}
+    for layout in layouts:
+        folder = paths.join(layout.root, paths.STATE_FOLDER) + "/"
+        for state in [path for path in owned if path.startswith(folder) and path.count("/") == folder.count("/")]:
+            documents = _documents(files[state])
+            listed = documents[0].get("files") if documents else None
+            if not isinstance(listed, list):
+                continue
+            prefix = layout.path + "/" if layout.path else ""
+            members = [paths.join(layout.root, str(item)[len(prefix):]) for item in listed
+                       if str(item).startswith(prefix)]
+            members = [member for member in members if member in owned]
+            for member in [*members, state]:
+                groups[member] = members
+    return groups
 
 
 def _guessed_layouts(files: Iterable[str]) -> list[paths.Layout]:
