@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from urllib.parse import quote
 
 BOOKKEEPING = ".kratix"
@@ -203,9 +203,16 @@ class Layout:
         """A file as a state file lists it: relative to the store's path (`<spec.path>/<file>`)."""
         return join(self.path, flat)
 
+    @cached_property
+    def _claims(self) -> tuple[str, ...]:
+        return self._find_claims()
+
     def claims(self) -> tuple[str, ...]:
         """What the destination occupies in the output tree: folders end with `/` ("" is a whole store), files do
         not. Two destinations whose claims overlap would write over each other's files."""
+        return self._claims
+
+    def _find_claims(self) -> tuple[str, ...]:
         def folder(path: str) -> str:
             return path + "/" if path else ""
 
@@ -218,8 +225,8 @@ class Layout:
     def holds(self, path: str) -> bool:
         """Whether `path` is one of this destination's files (or, aggregated, one of its kept workloads)."""
         if self.mode == AGGREGATED:
-            return path.startswith(join(WORKLOADS_FOLDER, self.name) + "/") or path in self.claims()
-        return any(path.startswith(claim) for claim in self.claims())
+            return path.startswith(join(WORKLOADS_FOLDER, self.name) + "/") or path in self._claims
+        return path.startswith(self._claims)
 
     def reserved(self, flat: str) -> str | None:
         """Why a pipeline may not write `flat` (its path under /kratix/output) to this destination, or None: in a
