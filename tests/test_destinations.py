@@ -451,6 +451,9 @@ def test_two_state_stores_receive_one_commit_each(tmp_path: Path) -> None:
     assert len(placed) == 4
     # the output repo keeps the compiler's bookkeeping for all three
     assert {".kratix/provenance/dev-1.jsonl", ".kratix/provenance/prod-1.jsonl"} <= set(own)
+    explained = kratix("explain", "@dev/kratix/dev-1/dependencies/database/static/dependencies.yaml",
+                       "--output-repo", str(output))
+    assert explained.returncode == 0 and "owner:        Promise database" in explained.stdout, explained.stderr
     # nothing changed: no commit anywhere
     again = publish(platform, output)
     assert again.returncode == 0 and again.stderr.count("up to date") == 3, again.stderr

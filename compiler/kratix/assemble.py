@@ -102,8 +102,8 @@ def reject_unfit_files(platform: Platform, promises: dict[str, PromiseStatus], r
             if problem is None and item.file.raw is not None and destination.mode == paths.AGGREGATED:
                 problem = (f"holds no Kubernetes objects, and Destination {destination.name!r} (filepath mode "
                            f"aggregatedYAML) joins every output into one YAML file of Kubernetes objects")
-            file, line = _source_of(item, platform)
             if problem is not None:
+                file, line = _source_of(item, platform)
                 message = f"output {item.file.path} for Destination {destination.name!r}: {problem}"
                 diagnostics.append(Diagnostic(file, line, 1, "", "output.unfit", message, Severity.ERROR, owner))
                 _fail_owner(owner, "OutputUnfit", message, promises, requests, [])
@@ -112,6 +112,7 @@ def reject_unfit_files(platform: Platform, promises: dict[str, PromiseStatus], r
                 why = _not_objects(item.file.raw)
                 if why and (owner, item.file.path) not in noted:
                     noted.add((owner, item.file.path))
+                    file, line = _source_of(item, platform)
                     diagnostics.append(Diagnostic(
                         file, line, 1, "", "output.not-objects",
                         f"output {item.file.path} is delivered as written, not applied as Kubernetes objects: {why}",
@@ -290,13 +291,13 @@ def lay_out(platform: Platform, promises: Mapping[str, PromiseStatus], requests:
     tree = layout.build_tree(live, destinations=[d for d in platform.destinations.values() if d.name not in frozen],
                              bookkeeping=bookkeeping, kept=carried, read=previous.files.__getitem__)
     files = tree.files
-    standing = [e for e in previous.provenance.values() if e.destination in frozen]
+    standing = [e for e in previous.provenance.values() if e.destination in frozen] if frozen else []
     files.update((e.path, previous.content(e.path)) for e in standing if e.path in previous.files)
     entries = _provenance(live, files, carried, previous, commit, tree.generated, standing)
     files.update(_shards(provenance.shards(entries), previous.provenance_shards, provenance.encode, previous))
     cached = incremental.cache_records(requests, previous, fingerprints, files, tree_files or {}, diagnostics)
     files.update(_shards(cache.shards(cached), previous.cache_shards, cache.encode, previous))
-    return dict(sorted(files.items())), {entry.path: entry for entry in entries}
+    return files, {entry.path: entry for entry in entries}
 
 
 def _inventory(platform: Platform, previous: PreviousOutput) -> bytes:

@@ -122,15 +122,18 @@ def publish(
     identity: Identity = Identity(),  # noqa: B008 - frozen, so sharing the default is safe
     date: datetime | None = None,
     stale_lock_seconds: float = STALE_LOCK_SECONDS,
+    known: BranchState | None = None,
 ) -> PublishResult:
-    """Commit `build(current state)` on the branch, retrying `build` on a race; see the module docstring."""
+    """Commit `build(current state)` on the branch, retrying `build` on a race; see the module docstring.
+    `known`: the branch as the caller read it, used as the current state while the branch is still at its commit
+    (the branch is not read twice)."""
     if attempts < 1:
         raise ValueError(f"attempts must be at least 1, not {attempts}")
     _wait_for_locks(repo, stale_after=stale_lock_seconds, wait=False)
     _remove_stale_leftovers(repo)
     lost: list[_Lost] = []
     for attempt in range(1, attempts + 1):
-        outcome = _attempt(repo, build, _signature(identity, date))
+        outcome = _attempt(repo, build, _signature(identity, date), known)
         if isinstance(outcome, PublishResult):
             return replace(outcome, attempts=attempt)
         lost.append(outcome)
@@ -142,10 +145,11 @@ def publish(
     raise PublishError(_give_up_message(repo, lost))
 
 
-def _attempt(repo: OutputRepo, build: Build, signature: gitio.Signature) -> PublishResult | _Lost:
+def _attempt(repo: OutputRepo, build: Build, signature: gitio.Signature,
+             known: BranchState | None = None) -> PublishResult | _Lost:
     with _mirror_lock(repo):
         _fetch_mirror(repo)
-        state = _read_local(repo)
+        state = known if known is not None and known.commit == _head(repo) else _read_local(repo)
         built = build(state)
         if built is None:
             return PublishResult(state.commit, changed=False, attempts=0, aborted=True)

@@ -170,7 +170,7 @@ def publish_all(targets: list[Target], build: Build, *, attempts: int = 5, backo
 
             try:
                 outcome = publish.publish(target.repo, same_branch, attempts=2, identity=target.identity,
-                                          date=date)
+                                          date=date, known=snapshot.states[target.prefix])
             except PublishError as exc:
                 if target.prefix == "":
                     raise
@@ -195,36 +195,32 @@ class CombinedFiles(Mapping[str, bytes]):
     its prefix, with their object ids known without reading them (`oid`), and read in batches (`prefetch`)."""
 
     def __init__(self, states: Mapping[str, publish.BranchState]) -> None:
-        self._states = states
-        self._where: dict[str, tuple[str, str]] = {}  # path in the tree -> (prefix, path in its repo)
+        self._where: dict[str, tuple[Mapping[str, bytes], str]] = {}  # path in the tree -> (its files, its path)
         for prefix, state in states.items():
-            for path in state.files:
-                self._where[paths.join(prefix, path)] = (prefix, path)
-
-    def _source(self, path: str) -> tuple[Mapping[str, bytes], str]:
-        prefix, inner = self._where[path]
-        return self._states[prefix].files, inner
+            files = state.files
+            if prefix:
+                self._where.update((f"{prefix}/{path}", (files, path)) for path in files)
+            else:
+                self._where.update((path, (files, path)) for path in files)
 
     def oid(self, path: str) -> str:
-        files, inner = self._source(path)
+        files, inner = self._where[path]
         oid = getattr(files, "oid", None)
         return oid(inner) if oid is not None else blob_id(files[inner])
 
     def prefetch(self, wanted: Iterable[str]) -> None:
-        by_prefix: dict[str, list[str]] = {}
+        by_source: dict[int, tuple[Mapping[str, bytes], list[str]]] = {}
         for path in wanted:
-            if path in self._where:
-                prefix, inner = self._where[path]
-                by_prefix.setdefault(prefix, []).append(inner)
-        for prefix, inner_paths in by_prefix.items():
-            prefetch = getattr(self._states[prefix].files, "prefetch", None)
+            found = self._where.get(path)
+            if found is not None:
+                by_source.setdefault(id(found[0]), (found[0], []))[1].append(found[1])
+        for files, inner_paths in by_source.values():
+            prefetch = getattr(files, "prefetch", None)
             if prefetch is not None:
                 prefetch(inner_paths)
 
     def __getitem__(self, path: str) -> bytes:
-        if path not in self._where:
-            raise KeyError(path)
-        files, inner = self._source(path)
+        files, inner = self._where[path]
         return files[inner]
 
     def __contains__(self, path: object) -> bool:

@@ -100,14 +100,14 @@ class _ProgressLine:
 def write_tree(out_dir: Path, files: dict[str, bytes] | Any) -> None:
     """Replace the contents of `out_dir` with `files`; refuse a non-empty directory kratix did not write. Every
     path is checked again here, at the edge: nothing is ever written outside `out_dir`."""
-    from kratix import names
+    from kratix import names, paths
 
     unsafe = [relative for relative in files if names.relative_path(relative) is not None]
     if unsafe:  # the stages refuse such names first: reaching here is a bug, and it must not write anything
         raise RuntimeError(f"refusing to write unsafe output paths: {unsafe[:3]!r}")
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / ".kratix").is_dir():
-        raise KratixError(f"{out_dir}: not empty and not written by kratix (no .kratix/ folder); refusing to "
-                          "replace its contents")
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / paths.BOOKKEEPING).is_dir():
+        raise KratixError(f"{out_dir}: not empty and not written by kratix (no {paths.BOOKKEEPING}/ folder); "
+                          "refusing to replace its contents")
     if out_dir.exists():
         shutil.rmtree(out_dir)
     for relative, data in files.items():

@@ -108,7 +108,7 @@ def explain(file: str, output_repo: str | None, branch: str) -> None:
     if output_repo is None:
         raise click.UsageError("explain needs --output-repo")
     state = publish.read_branch(publish.open_output_repo(output_repo, branch=branch, create=False))
-    previous = PreviousOutput(state.files, state.commit)
+    previous = PreviousOutput(state.files, state.commit, read=frozenset({""}))  # other stores: as recorded
     entries = previous.provenance
     for warning in previous.warnings:
         click.echo(f"warning: {warning}", err=True)
