@@ -474,7 +474,7 @@ def test_a_state_store_that_cannot_be_reached_fails_alone(tmp_path: Path) -> Non
     output = init_repo(tmp_path / "output.git", bare=True)
     result = publish(platform, output)
     assert result.returncode == 1
-    assert "GitStateStore dev cannot be reached" in result.stderr
+    assert "GitStateStore dev was not published: cannot fetch main" in result.stderr
     assert "Destination(s) dev-1 keep what they had" in result.stderr
     assert "NOT published" in result.stderr
     assert len(commits(prod_repo, "live")) == 1 and len(commits(output)) == 1  # the others publish
@@ -675,3 +675,69 @@ def test_provenance_written_before_it_named_destinations_is_read_as_it_was(tmp_p
     now = files_at(output)
     assert ".kratix/provenance/workers%2Fone.jsonl" not in now
     assert now[".kratix/provenance/dev-1.jsonl"].decode() == shard
+
+
+def test_a_state_store_on_the_output_repos_branch_publishes_with_it(tmp_path: Path) -> None:
+    output = init_repo(tmp_path / "output.git", bare=True)
+    files = platform_files(**{"team-a/db": database("db")})
+    files["clusters/store.yaml"] = GIT_STATE_STORE.format(name="default", branch="main", url=output,
+                                                          extra="  path: state\n")
+    for name in ("dev-1", "dev-2"):
+        files[f"clusters/{name}.yaml"] = destination(name, {"env": "dev"}).replace(
+            f"  path: {name}\n", f"  path: {name}\n  stateStoreRef: {{kind: GitStateStore, name: default}}\n")
+    platform, _ = make_repo(tmp_path / "platform", files)
+    result = publish(platform, output)
+    assert result.returncode == 0, result.stderr
+    assert len(commits(output)) == 1  # one repo and branch: one commit
+    published = files_at(output)
+    assert "state/dev-1/dependencies/database/static/dependencies.yaml" in published
+    assert "prod-1/dependencies/kustomization.yaml" in published  # prod-1 has no stateStoreRef
+    assert ".kratix/provenance/dev-1.jsonl" in published
+
+
+def test_a_state_store_that_moves_while_publishing_is_read_again_and_gets_one_commit(tmp_path: Path) -> None:
+    from kratix import load, pipeline, stores
+    from kratix.cli.publishing import with_store_prefixes
+    from kratix.publish import open_output_repo
+    from kratix.settings import RenderSettings, Settings
+
+    platform, dev_repo, prod_repo = stores_platform(tmp_path)
+    output = init_repo(tmp_path / "output.git", bare=True)
+    tree = load.read_commit(platform, "HEAD")
+    targets = stores.resolve(load.parse_state_stores(tree), default=open_output_repo(str(output), branch="main"))
+    settings = with_store_prefixes(Settings(render=RenderSettings(unsandboxed=True)), targets)
+    builds = []
+
+    def build(previous: pipeline.PreviousOutput) -> tuple[object, dict[str, str]]:
+        if not builds:  # another writer commits to the dev store's repo (outside its path) while this compiles
+            scratch, _ = make_repo(tmp_path / "other-writer", {"elsewhere/notes.txt": "another writer\n"})
+            git(scratch, "push", "--quiet", str(dev_repo), "HEAD:main")
+        result, _, _ = pipeline.prepare_publish(tree, previous, settings=settings)
+        builds.append(result)
+        return result.files, {t.prefix: pipeline.commit_message(tree, result, previous, target=t.prefix)
+                              for t in targets}
+
+    published = stores.publish_all(targets, build)
+    assert len(builds) == 2  # the moved branch was read again and the compile ran again
+    assert not published.failed
+    assert len(commits(dev_repo)) == 2  # the other writer's, then ours on top of it: nothing lost
+    dev = files_at(dev_repo)
+    assert dev["elsewhere/notes.txt"] == b"another writer\n"
+    assert "kratix/dev-1/dependencies/database/static/dependencies.yaml" in dev
+    assert len(commits(prod_repo, "live")) == 1 and len(commits(output)) == 1  # one commit each
+
+
+def test_a_state_store_that_refuses_the_push_fails_alone(tmp_path: Path) -> None:
+    platform, dev_repo, prod_repo = stores_platform(tmp_path)
+    hook = dev_repo / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'protected branch' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    commit_files(platform, {"clusters/stores.yaml": git(platform, "show", "HEAD:clusters/stores.yaml").replace(
+        f"url: {dev_repo}", f"url: {dev_repo.as_uri()}")})  # a URL: pushed to, so the server's hook runs
+    output = init_repo(tmp_path / "output.git", bare=True)
+    result = publish(platform, output)
+    assert result.returncode == 1
+    assert "GitStateStore dev was not published: pushing main" in result.stderr
+    assert "protected branch" in result.stderr
+    assert git(dev_repo, "branch", "--list").strip() == ""  # nothing reached it
+    assert len(commits(prod_repo, "live")) == 1 and len(commits(output)) == 1

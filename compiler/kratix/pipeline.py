@@ -101,14 +101,14 @@ def compile_platform(tree: SourceTree, *, settings: Settings, previous: Previous
 
 
 def _unreachable_stores(platform: Platform, previous: PreviousOutput) -> list[Diagnostic]:
-    """A state store that cannot be read fails its own destinations' publish, and says so."""
+    """A state store that cannot be read or written fails its own destinations' publish, and says so."""
     found = []
     for prefix, why in sorted(previous.unreachable.items()):
         stores = sorted((s for s in platform.stores.values() if s.prefix == prefix), key=lambda s: s.name)
         names = sorted(d.name for d in platform.destinations.values() if paths.target_of(d.layout.root) == prefix)
         where = stores[0].source if stores else None
-        message = (f"GitStateStore {', '.join(s.name for s in stores) or prefix} cannot be reached: {why}; "
-                   f"Destination(s) {', '.join(names) or '(none)'} keep what they had until a compile reaches it")
+        message = (f"GitStateStore {', '.join(s.name for s in stores) or prefix} was not published: {why}; "
+                   f"Destination(s) {', '.join(names) or '(none)'} keep what they had until a compile publishes it")
         found.append(Diagnostic(where.path if where else paths.BOOKKEEPING, where.line if where else 1, 1, "",
                                 "statestore.unreachable", message, Severity.ERROR,
                                 f"GitStateStore {stores[0].name}" if stores else ""))
