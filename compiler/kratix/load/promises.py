@@ -55,6 +55,8 @@ def _misnamed(body: Mapping[str, Any], *, promise_file: bool) -> tuple[FieldPath
     """Where and why a document that means to be a Promise is not one; None for a Promise, and for a document
     that is none of kratix's business (a template's static file, an example request)."""
     api_version, kind = body.get("apiVersion"), body.get("kind")
+    if not isinstance(kind, str):
+        kind = repr(kind)  # any value may stand here: only its text is shown
     if kind == "Promise" and api_version == API_VERSION:
         return None
     if kind == "Promise":
