@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
-from kratix import limits, names
+from kratix import crdtypes, limits, names
 from kratix.diagnostics import Diagnostic
 from kratix.documents import FieldPath, SourceDoc, SourceTree
 from kratix.load import shapes
@@ -148,13 +148,14 @@ def _promise(doc: SourceDoc, body: Mapping[str, Any], diagnostics: list[Diagnost
 
 
 def api_ref(crd: Any) -> ApiRef | None:
-    """The request API a CRD declares, if it is well-formed enough to match requests (the schema stage says
-    what is wrong with it otherwise)."""
-    if not isinstance(crd, Mapping) or not isinstance(crd.get("spec"), Mapping):
-        return None
-    spec = crd["spec"]
+    """The request API a CRD declares, read as Kratix reads it (`kratix.crdtypes`: a v1 CRD whatever apiVersion
+    it declares), if it is well-formed enough to match requests (the schema stage says what is wrong with it
+    otherwise). Its version is the storage version, the first with `storage: true` else the first: the version
+    Kratix reads requests at and hands its pipelines."""
+    decoded = crdtypes.decode(crd).crd
+    spec = mapping((decoded or {}).get("spec"))
     names_ = mapping(spec.get("names"))
-    versions = [v for v in spec.get("versions") or [] if isinstance(v, Mapping) and v.get("name")]
+    versions = [v for v in spec.get("versions") or [] if v.get("name")]
     if not (spec.get("group") and names_.get("kind") and versions):
         return None
     storage = next((v for v in versions if v.get("storage")), versions[0])

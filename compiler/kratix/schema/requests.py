@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kratix import crdtypes
 from kratix.schema.defaulting import Node, apply_defaults
 from kratix.schema.envelope import ENVELOPE, check_envelope
 from kratix.schema.formats import validator
@@ -37,8 +38,9 @@ class RequestSchema:
 
 
 def compile_request_schema(crd: Mapping[str, Any]) -> RequestSchema:
-    """The storage version's schema (else the first served). Call only when `check_crd` found no errors."""
-    spec = crd["spec"]
+    """The storage version's schema (else the first served), as Kratix decodes it (`kratix.crdtypes`). Call only
+    when `check_crd` found no errors."""
+    spec = (crdtypes.decode(crd).crd or {})["spec"]
     versions = spec["versions"]
     version = next((v for v in versions if v.get("storage") is True), None) or next(
         (v for v in versions if v.get("served") is True), versions[0])
