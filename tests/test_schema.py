@@ -303,7 +303,7 @@ def test_name_is_required(database):
 
 def test_api_version_and_kind_must_match_the_crd(database):
     assert validate(database, request(apiVersion="example.com/v2", kind="Db"))[1] == [
-        ("apiVersion", "schema.api-version", 'must be example.com/v1 (got "example.com/v2")'),
+        ("apiVersion", "schema.api-version", '"example.com/v2" is not a version of this API; served: example.com/v1'),
         ("kind", "schema.kind", 'must be Database (got "Db")'),
     ]
 
