@@ -181,3 +181,17 @@ def test_real_promises_load_unchanged_and_their_example_requests_validate() -> N
     assert {path: errors for path, errors in failed.items() if path not in REFUSED} == {}
     for path, errors in refused.items():
         assert any(error.startswith(REFUSED[path]) for error in errors), errors
+
+
+def test_two_promises_whose_apis_are_one_crd_the_second_fails_alone(tmp_path: Path) -> None:
+    # Kratix would update the first Promise's CRD with the second's versions: its own kind would never be served.
+    root = fixture_platform(tmp_path / "platform", "hyphenated-kind")
+    second = (root / "promises/hyphenated-kind/promise.yaml").read_text()
+    second = second.replace("name: static-site\n", "name: website\n").replace("kind: static-site", "kind: Website")
+    write_files(root, {"promises/website/promise.yaml": second,
+                       "promises/website/templates/configmap.yaml.j2": "{}\n"})
+    result = kratix("compile", str(root), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert ("promises/website/promise.yaml:8:3: spec.api: CustomResourceDefinition static-sites.sites.example.org is "
+            "already the API of Promise 'static-site' [Promise website]") in result.stderr
+    assert compiled_configmap(tmp_path / "out", "static-site", "docs", "site")["data"]["kind"] == "static-site"
