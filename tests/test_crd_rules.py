@@ -215,6 +215,8 @@ def test_singular_and_list_kind_default_from_the_kind():
     (lambda c: c["spec"].update(group="example"), "spec.group"),  # at least one dot
     (lambda c: c["spec"].update(group="Example.com"), "spec.group"),
     (lambda c: c["metadata"].update(name="database.example.com"), "metadata.name"),  # plural + "." + group
+    (lambda c: c["metadata"].update(labels={"team": "data team"}), "metadata.labels.team"),  # ObjectMeta
+    (lambda c: c["metadata"].update(annotations={"-note": "x"}), "metadata.annotations.-note"),
 ])
 def test_group_and_name(change, path):
     assert path in errors_at(crd_with(change))

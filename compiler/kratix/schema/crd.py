@@ -3,7 +3,8 @@ plus what this compiler cannot evaluate (notes and warnings, e.g. CEL rules it s
 
 `spec.api` is first decoded as Kratix decodes it (`kratix.crdtypes`: a v1 CRD whatever apiVersion it declares;
 a value Go cannot decode is an error, a field Go drops a warning), then checked as apiextensions'
-`ValidateCustomResourceDefinition` checks a created CRD after v1 defaulting: here the CRD's name, group, names
+`ValidateCustomResourceDefinition` checks a created CRD after v1 defaulting: here the CRD's name, labels and
+annotations, group, names
 and scope, its conversion and the API-approval annotation of protected groups; `kratix.schema.versions` checks
 its versions and their schemas. Beside the API server, Kratix refuses an API that is not Namespaced.
 """
@@ -60,7 +61,14 @@ def _check_name(crd: Mapping[str, Any], spec: Mapping[str, Any]) -> list[Violati
     problem = names.dns_subdomain(name) if name else "Required value: name or generateName is required"
     if name != expected:
         problem = f'must be spec.names.plural+"."+spec.group: {expected} (got {show(name)})'
-    return [Violation(("metadata", "name"), "crd.name", problem)] if problem else []
+    found = [Violation(("metadata", "name"), "crd.name", problem)] if problem else []
+    metadata = crd.get("metadata") or {}
+    for key in ("labels", "annotations"):
+        for label, value in (metadata.get(key) or {}).items():
+            problem = names.qualified_name(label) or (names.label_value(value) if key == "labels" else None)
+            if problem:
+                found.append(Violation(("metadata", key, label), "crd.metadata", problem))
+    return found
 
 
 def _check_names(declared: Mapping[str, Any]) -> list[Violation]:
