@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kratix import conformance
+from kratix import conformance, incremental, load
+from kratix.settings import Settings, ValidateSettings
 from tests.gitrepos import make_repo
 from tests.platforms import PROMISE, kratix, platform_files, write_files
 
@@ -62,3 +63,20 @@ def test_a_release_whose_schemas_are_not_shipped_is_a_usage_error_naming_the_shi
     result = kratix("validate", str(platform(tmp_path)), "--kubernetes-version", requested)
     assert result.returncode == 1
     assert f"schemas ship for {', '.join(conformance.shipped_versions())}" in result.stderr
+
+
+def test_cached_output_is_checked_again_when_the_default_release_changes(monkeypatch: pytest.MonkeyPatch,
+                                                                         tmp_path: Path) -> None:
+    # Without --kubernetes-version the release is the newest installed: a newer kubernetes-validate changes it,
+    # and requests reused from the cache would otherwise skip the check against it.
+    tree = load.read_worktree(platform(tmp_path))
+    parsed, _ = load.parse_platform(tree)
+
+    def fingerprints() -> dict[str, str]:
+        return incremental.promise_fingerprints(tree, parsed.promises, parsed.destinations, Settings())
+
+    newest = fingerprints()
+    monkeypatch.setattr(conformance, "shipped_versions", lambda: ("1.35", "1.36"))
+    assert fingerprints() != newest
+    assert incremental.promise_fingerprints(tree, parsed.promises, parsed.destinations, Settings(
+        validate=ValidateSettings(kubernetes_version="1.36"))) != newest

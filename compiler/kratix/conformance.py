@@ -91,6 +91,11 @@ def select_version(requested: str | None, shipped: Sequence[str]) -> str:
     return wanted
 
 
+def chosen_version(requested: str | None) -> str:
+    """The release `requested` resolves to here (None: the newest the installed package ships)."""
+    return select_version(requested, shipped_versions())
+
+
 def _minor_key(version: str) -> tuple[int, int]:
     major, minor = version.split(".")
     return int(major), int(minor)
@@ -137,9 +142,8 @@ class Conformance:
     def for_kubernetes(cls, version: str | None = None) -> Conformance:
         """The schemas of `version` (None: the newest shipped), with the other shipped releases at hand to say
         which one a refused object needs."""
-        shipped = shipped_versions()
-        chosen = select_version(version, shipped)
-        return cls(kubernetes_version=chosen, definitions=_load_definitions(chosen), shipped=shipped)
+        chosen = chosen_version(version)
+        return cls(kubernetes_version=chosen, definitions=_load_definitions(chosen), shipped=shipped_versions())
 
     def check(self, objects: Sequence[Any], *, crds: Sequence[Mapping[str, Any]] = (),
               sizes: Sequence[int] | None = None) -> ConformanceReport:
