@@ -114,7 +114,9 @@ class _Walk:
         self.problems.append(Violation((*self.prefix, *path), code, message))
 
     def _errors(self) -> int:
-        return sum(1 for problem in self.problems if problem.severity is Severity.ERROR)
+        """Schema errors so far (a rule's own errors do not keep the rules above it from compiling)."""
+        return sum(1 for problem in self.problems
+                   if problem.severity is Severity.ERROR and not problem.code.startswith("crd.cel"))
 
     def node(self, raw: object, path: FieldPath, place: _Place, *, occurrences: int | None) -> Node:
         """`occurrences`: how many times this node can occur in one object (None: unbounded), for CEL costs."""
