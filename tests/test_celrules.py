@@ -230,8 +230,8 @@ def names(count: int) -> list[str]:
 
 
 def test_a_schema_whose_rules_cannot_reach_the_runtime_limits_is_not_charged():
-    assert not compile_spec(zones(maxItems=16, maxLength=32)).cel_budget
-    assert groups_schema().cel_budget
+    assert not compile_spec(zones(maxItems=16, maxLength=32)).storage.cel_budget
+    assert groups_schema().storage.cel_budget
 
 
 def test_an_evaluation_over_the_per_call_limit_fails_the_request_and_stops_the_rules():

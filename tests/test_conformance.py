@@ -104,6 +104,34 @@ def test_the_kubernetes_version_decides_which_apis_exist() -> None:
     assert Conformance.for_kubernetes("1.30").check([policy]).problems == {}  # GA in 1.30
     older = Conformance.for_kubernetes("1.29").check([policy])
     assert codes(older.problems[0]) == [(("apiVersion",), "k8s.unknown-kind")]
+    assert older.problems[0][0].message.endswith("; choose --kubernetes-version 1.30 or later")
+
+
+def test_a_field_from_a_newer_release_names_the_release_to_choose() -> None:
+    sidecar = deployment()
+    sidecar["spec"]["template"]["spec"]["initContainers"] = [{"name": "proxy", "image": "envoy",
+                                                               "restartPolicy": "Always"}]  # sidecars: 1.28
+    assert Conformance.for_kubernetes("1.28").check([sidecar]).problems == {}
+    [problem] = Conformance.for_kubernetes("1.27").check([sidecar]).problems[0]
+    assert (problem.code, problem.message) == ("k8s.unknown-field", "unknown field 'restartPolicy': not in "
+                                               "Kubernetes 1.27; choose --kubernetes-version 1.28 or later")
+
+
+def test_a_problem_no_release_fixes_says_nothing_of_releases(k8s: Conformance) -> None:
+    typo = deployment()
+    typo["spec"]["replicass"] = 2
+    [problem] = k8s.check([typo]).problems[0]
+    assert problem.message == "unknown field 'replicass'"
+
+
+def test_a_kubernetes_group_the_release_lacks_is_refused_not_left_unchecked() -> None:
+    slice_ = {"apiVersion": "resource.k8s.io/v1", "kind": "DeviceClass", "metadata": {"name": "gpu"},
+              "spec": {}}
+    report = Conformance.for_kubernetes("1.30").check([slice_])
+    [problem] = report.problems[0]
+    assert (problem.code, report.not_validated) == ("k8s.unknown-kind", 0)
+    assert problem.message.startswith("resource.k8s.io/v1 DeviceClass is not served by Kubernetes 1.30")
+    assert problem.message.endswith("choose --kubernetes-version 1.34 or later")
 
 
 # --- object shape and names -------------------------------------------------------------------------------
@@ -284,11 +312,18 @@ def test_a_changed_crd_is_not_served_from_an_earlier_run(k8s: Conformance) -> No
 
 # --- Kubernetes versions ----------------------------------------------------------------------------------
 
-def test_the_closest_shipped_version_not_above_the_requested_one_is_used() -> None:
+def test_the_requested_release_is_used_and_none_means_the_newest_shipped() -> None:
     shipped = ("1.25", "1.26", "1.30", "1.37")
     assert conformance.select_version("1.30", shipped) == "1.30"
-    assert conformance.select_version("v1.29.3", shipped) == "1.26"
-    assert conformance.select_version("1.40", shipped) == "1.37"
+    assert conformance.select_version("v1.26.3", shipped) == "1.26"
+    assert conformance.select_version(None, shipped) == "1.37"
+
+
+@pytest.mark.parametrize(("requested", "why"), [("1.29", r"no Kubernetes 1\.29 schemas are installed; "),
+                                                ("1.40", r"1\.40 schemas are installed \(a newer kubernetes-validate")])
+def test_a_release_whose_schemas_are_not_shipped_is_refused_never_replaced(requested: str, why: str) -> None:
+    with pytest.raises(KratixError, match=why + r".*schemas ship for 1\.25, 1\.26, 1\.30, 1\.37"):
+        conformance.select_version(requested, ("1.25", "1.26", "1.30", "1.37"))
 
 
 def test_the_shipped_versions_are_found_in_the_installed_package() -> None:

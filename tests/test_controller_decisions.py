@@ -323,3 +323,25 @@ def test_a_condition_alone_is_written_and_the_compilers_status_never_erases_it()
 
     assert first.patch == {"conditions": [{**AVAILABLE, "lastTransitionTime": "2025-01-01T00:00:00Z"}]}
     assert second.patch == {"message": "Available"}  # the condition stays as it was
+
+
+def test_a_promise_api_declared_as_v1beta1_is_installed_as_the_v1_crd_kratix_reads() -> None:
+    body = promise_with_api()
+    body["spec"]["api"]["apiVersion"] = "apiextensions.k8s.io/v1beta1"
+
+    api = crds.request_api(body)
+
+    assert isinstance(api, crds.RequestApi)
+    assert (api.crd["apiVersion"], api.crd["kind"]) == ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+    assert api.resource == crds.Resource(GROUP, "v2", "postgreses", "Postgres", namespaced=True)
+
+
+def test_a_promise_api_kratix_cannot_read_is_refused_naming_the_field() -> None:
+    body = promise_with_api()
+    body["spec"]["api"]["spec"]["versions"][0]["served"] = "yes"
+
+    refused = crds.request_api(body)
+
+    assert isinstance(refused, crds.Refusal)
+    assert refused.message == ("Promise 'pg': spec.api.spec.versions.0.served: must be a boolean, not a string: "
+                               "Kratix cannot read spec.api as a CustomResourceDefinition")

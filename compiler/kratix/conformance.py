@@ -6,9 +6,13 @@ objects were checked against a schema and which custom kinds could not be (no CR
 
 Built-in kinds are checked against the Kubernetes OpenAPI schemas shipped offline by `kubernetes-validate`,
 in their "strict" variant (`additionalProperties: false` on every object), which is what `kubectl apply
---validate=strict` enforces. Custom kinds are checked against the delivered CRD's `openAPIV3Schema`, read the
-way a strict apiserver does (unknown fields rejected unless `x-kubernetes-preserve-unknown-fields`; null
-fields and defaulted required fields accepted, since the apiserver drops or fills them first). CEL rules
+--validate=strict` enforces, for one chosen release (`--kubernetes-version`; the newest shipped by default).
+An object refused there that a newer shipped release accepts (a field or an API added later) says which
+release to choose; an API an older release served says when it went. An object of a Kubernetes API group
+(`*.k8s.io`) the chosen release lacks, with no CRD delivered for it, is refused the same way.
+Custom kinds are checked against the delivered CRD's `openAPIV3Schema`, read the way a strict apiserver
+does (unknown fields rejected unless `x-kubernetes-preserve-unknown-fields`; null fields and defaulted
+required fields accepted, since the apiserver drops or fills them first). CEL rules
 (`x-kubernetes-validations`) and formats are not checked here. Every object also gets shape, name and size
 checks; sizes are compact JSON unless the caller passes its own (the annotation and etcd hold JSON, not YAML).
 
@@ -69,17 +73,27 @@ def shipped_versions() -> tuple[str, ...]:
     return tuple(f"{major}.{minor}" for major, minor in pairs)
 
 
-def select_version(requested: str, shipped: Sequence[str]) -> str:
-    """The newest shipped version not above `requested` ("1.30", "v1.30", "1.30.4" all mean 1.30)."""
-    match = re.fullmatch(r"v?(\d+)\.(\d+)(?:\.\d+)?", requested.strip())
+def select_version(requested: str | None, shipped: Sequence[str]) -> str:
+    """The shipped minor version `requested` names ("1.30", "v1.30" and "1.30.4" all mean 1.30); None: the
+    newest shipped. A release whose schemas are not shipped is refused, never replaced by another."""
     listing = ", ".join(shipped)
+    if not shipped:
+        raise KratixError("the kubernetes-validate package ships no Kubernetes schemas")
+    if requested is None:
+        return shipped[-1]
+    match = re.fullmatch(r"v?(\d+)\.(\d+)(?:\.\d+)?", requested.strip())
     if not match:
-        raise KratixError(f"Kubernetes version {requested!r} is not like 1.30; schemas ship for {listing}")
-    wanted = (int(match[1]), int(match[2]))
-    fitting = [v for v in shipped if _minor_key(v) <= wanted]
-    if not fitting:
-        raise KratixError(f"no Kubernetes schemas for {requested} or older; schemas ship for {listing}")
-    return fitting[-1]
+        raise KratixError(f"Kubernetes version {requested!r} is not like {shipped[-1]}; schemas ship for {listing}")
+    wanted = f"{int(match[1])}.{int(match[2])}"
+    if wanted not in shipped:
+        newer = " (a newer kubernetes-validate may ship it)" if _minor_key(wanted) > _minor_key(shipped[-1]) else ""
+        raise KratixError(f"no Kubernetes {wanted} schemas are installed{newer}; schemas ship for {listing}")
+    return wanted
+
+
+def chosen_version(requested: str | None) -> str:
+    """The release `requested` resolves to here (None: the newest the installed package ships)."""
+    return select_version(requested, shipped_versions())
 
 
 def _minor_key(version: str) -> tuple[int, int]:
@@ -110,8 +124,11 @@ def _load_definitions(version: str) -> dict[str, Any]:
 class Conformance:
     """The schemas of one Kubernetes version, compiled on demand; built once per run."""
 
-    def __init__(self, *, kubernetes_version: str, definitions: Mapping[str, Any]) -> None:
+    def __init__(self, *, kubernetes_version: str, definitions: Mapping[str, Any],
+                 shipped: Sequence[str] = ()) -> None:
         self.kubernetes_version = kubernetes_version  # the schema version actually used
+        self._shipped = tuple(shipped)  # the other releases, loaded when an object is refused
+        self._releases: dict[str, Conformance] = {}
         self._registry = jsonschema_rs.Registry([(_DEFINITIONS_ID, dict(definitions))])
         self._definition_of: dict[tuple[str, str], str] = {}  # (apiVersion, kind) -> name in $defs
         for name, definition in definitions["$defs"].items():
@@ -122,9 +139,11 @@ class Conformance:
         self._validators: dict[str, jsonschema_rs.Validator] = {}
 
     @classmethod
-    def for_kubernetes(cls, version: str) -> Conformance:
-        chosen = select_version(version, shipped_versions())
-        return cls(kubernetes_version=chosen, definitions=_load_definitions(chosen))
+    def for_kubernetes(cls, version: str | None = None) -> Conformance:
+        """The schemas of `version` (None: the newest shipped), with the other shipped releases at hand to say
+        which one a refused object needs."""
+        chosen = chosen_version(version)
+        return cls(kubernetes_version=chosen, definitions=_load_definitions(chosen), shipped=shipped_versions())
 
     def check(self, objects: Sequence[Any], *, crds: Sequence[Mapping[str, Any]] = (),
               sizes: Sequence[int] | None = None) -> ConformanceReport:
@@ -154,6 +173,10 @@ class Conformance:
         found += check_names(obj, builtin=_group_of(obj["apiVersion"]) in self.builtin_groups)
         found += check_size(obj, size=size)
         schema_problems, outcome = self._check_schema(obj, delivered)
+        if schema_problems and _group_of(obj["apiVersion"]) in self.builtin_groups:
+            schema_problems = self._name_releases(obj, schema_problems)
+        elif outcome == _NO_CRD and _group_of(obj["apiVersion"]).endswith("k8s.io"):
+            schema_problems, outcome = self._kubernetes_group(obj, schema_problems, outcome)
         if outcome == _NO_CRD:  # no schema for the object: its metadata is still ObjectMeta
             schema_problems = [ObjectProblem(("metadata", *p.path), p.code, p.message)
                                for p in describe_errors(self._object_meta(), obj.get("metadata"))]
@@ -212,6 +235,56 @@ class Conformance:
                                                                 registry=self._registry,
                                                                 pattern_options=jsonschema_rs.RegexOptions())
         return self._validators[key]
+
+    def _name_releases(self, obj: Mapping[str, Any], problems: list[ObjectProblem]) -> list[ObjectProblem]:
+        """A problem of a built-in object that a newer release does not have (a field, an API added later) says
+        which release to choose; an API that an older release served says when it went."""
+        named: list[ObjectProblem] = []
+        for problem in problems:
+            newer = self._first_release(obj, problem, newer=True)
+            if newer is not None:
+                choose = f"choose --kubernetes-version {newer} or later"
+                message = (f"{problem.message}; {choose}" if problem.code == "k8s.unknown-kind" else
+                           f"{problem.message}: not in Kubernetes {self.kubernetes_version}; {choose}")
+                named.append(ObjectProblem(problem.path, problem.code, message))
+                continue
+            older = self._first_release(obj, problem, newer=False) if problem.code == "k8s.unknown-kind" else None
+            if older is not None:
+                named.append(ObjectProblem(problem.path, problem.code, f"{problem.message}; it was served up to "
+                                                                       f"Kubernetes {older}"))
+                continue
+            named.append(problem)
+        return named
+
+    def _first_release(self, obj: Mapping[str, Any], problem: ObjectProblem, *, newer: bool) -> str | None:
+        mine = _minor_key(self.kubernetes_version)
+        releases = [v for v in self._shipped if (_minor_key(v) > mine if newer else _minor_key(v) < mine)]
+        for version in releases if newer else reversed(releases):
+            other = self._release(version)
+            if _group_of(obj["apiVersion"]) not in other.builtin_groups:
+                continue
+            found, _ = other._check_schema(obj, _DeliveredCrds(()))
+            if not any((p.path, p.code) == (problem.path, problem.code) for p in found):
+                return version
+        return None
+
+    def _kubernetes_group(self, obj: Mapping[str, Any], problems: list[ObjectProblem],
+                          outcome: str) -> tuple[list[ObjectProblem], str]:
+        """An object of a Kubernetes API group this release does not have, with no CRD delivered for it: the
+        cluster refuses it, unless the group comes in a newer release (or went in an older one)."""
+        api_version, kind = obj["apiVersion"], obj["kind"]
+        releases = [v for v in self._shipped if v != self.kubernetes_version
+                    and (api_version, kind) in self._release(v)._definition_of]
+        if not releases:
+            return problems, outcome
+        problem = self._unknown_builtin(api_version, kind)
+        return self._name_releases(obj, [problem]), _SKIPPED
+
+    def _release(self, version: str) -> Conformance:
+        if version not in self._releases:
+            self._releases[version] = Conformance(kubernetes_version=version,
+                                                  definitions=_load_definitions(version))
+        return self._releases[version]
 
     def _unknown_builtin(self, api_version: str, kind: str) -> ObjectProblem:
         others = sorted(av for av, k in self._definition_of if k == kind

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from kratix import __version__, cache, load, paths, steps
+from kratix import __version__, cache, conformance, load, paths, steps
 from kratix.diagnostics import Diagnostic
 from kratix.documents import Content, SourceDoc, SourceTree, blob_id
 from kratix.platform import Destination, Platform, Promise, RequestKey, ResourceRequest
@@ -50,7 +50,9 @@ def promise_fingerprints(tree: SourceTree, promises: Mapping[str, Promise],
                          destinations: Mapping[str, Destination], settings: Settings) -> dict[str, str]:
     """Per Promise: a digest of everything its requests' output depends on besides the request itself."""
     shared = cache.fingerprint(
-        __version__, repr(settings.validate), repr(settings.render.container_runtime),
+        # The release output is checked against, resolved: a newer kubernetes-validate changes the default one.
+        __version__, repr(settings.validate), conformance.chosen_version(settings.validate.kubernetes_version),
+        repr(settings.render.container_runtime),
         f"unsandboxed={settings.render.unsandboxed} network={settings.render.step_network}",
         *(f"{d.name}|{d.layout}|{sorted(d.labels.items())}|{d.strict_match_labels}|{d.sops_age}|{d.sops_pgp}"
           for d in sorted(destinations.values(), key=lambda d: d.name)),

@@ -51,6 +51,7 @@ class Summary:
     files: int
     not_validated_kinds: tuple[str, ...] = ()
     unsandboxed: tuple[str, ...] = ()  # the owners (requests, "Promise <name>") whose command steps ran unsandboxed
+    kubernetes_version: str = ""  # the release built-in kinds were checked against ("": output not checked)
 
 
 @dataclass(frozen=True)
@@ -84,9 +85,11 @@ def compile_platform(tree: SourceTree, *, settings: Settings, previous: Previous
     assemble.reject_unfit_files(platform, promises, requests, diagnostics)
     assemble.reject_conflicts(promises, requests, diagnostics, previous)
     not_validated: tuple[str, ...] = ()
+    kubernetes_version = ""
     if settings.validate.validate_output:
         checker = conformance.Conformance.for_kubernetes(settings.validate.kubernetes_version)
         not_validated = assemble.validate_output(checker, promises, requests, diagnostics)
+        kubernetes_version = checker.kubernetes_version
     assemble.check_secrets(platform, promises, requests, diagnostics, previous, sealer=sops.Sealer())
     assemble.reject_conflicts_with_published(promises, requests, diagnostics, previous)
     files, entries = assemble.lay_out(platform, promises, requests, previous, commit=tree.commit,
@@ -96,7 +99,7 @@ def compile_platform(tree: SourceTree, *, settings: Settings, previous: Previous
     diagnostics += _unreachable_stores(platform, previous)
     diagnostics.sort()
     return CompileResult(files=files, diagnostics=tuple(diagnostics),
-                         summary=_summary(platform, requests, promises, files, not_validated),
+                         summary=_summary(platform, requests, promises, files, not_validated, kubernetes_version),
                          requests=requests, provenance=entries)
 
 
@@ -156,7 +159,7 @@ def commit_message(tree: SourceTree, result: CompileResult, previous: PreviousOu
 
 
 def _summary(platform: Platform, statuses: Mapping[str, RequestStatus], promise_statuses: Mapping[str, PromiseStatus],
-             files: Mapping[str, Content], not_validated: tuple[str, ...]) -> Summary:
+             files: Mapping[str, Content], not_validated: tuple[str, ...], kubernetes_version: str) -> Summary:
     states = [s.state for s in statuses.values()]
     return Summary(
         promises=len(platform.promises),
@@ -172,4 +175,5 @@ def _summary(platform: Platform, statuses: Mapping[str, RequestStatus], promise_
         unsandboxed=tuple(sorted({f.owner for f in [*(f for s in statuses.values() for f in s.files),
                                                     *(f for s in promise_statuses.values() for f in s.files)]
                                   if f.file.sandbox == "none"})),
+        kubernetes_version=kubernetes_version,
     )

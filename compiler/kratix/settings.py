@@ -45,7 +45,7 @@ class PublishSettings:
 
 @dataclass(frozen=True)
 class ValidateSettings:
-    kubernetes_version: str = "1.30"
+    kubernetes_version: str | None = None  # the release built-in kinds are checked against; None: newest shipped
     validate_output: bool = True
 
 

@@ -32,6 +32,12 @@ def step_options(command: Any) -> Any:
              "its request. For checks of untrusted changes.")(command)
 
 
+kubernetes_version_option = click.option(
+    "--kubernetes-version", "kubernetes_version", metavar="1.N",
+    help="The Kubernetes release whose schemas built-in kinds are checked against (default: the newest the "
+         "installed kubernetes-validate ships; the summary says which).")
+
+
 def read_source(path: Path, ref: str | None) -> Any:
     from kratix import load
 
@@ -39,7 +45,7 @@ def read_source(path: Path, ref: str | None) -> Any:
 
 
 def build_settings(*, no_step_network: bool | None = None, **overrides: Any) -> Any:
-    from kratix.settings import PublishSettings, RenderSettings, Settings
+    from kratix.settings import PublishSettings, RenderSettings, Settings, ValidateSettings
 
     if no_step_network is not None:
         overrides["step_network"] = not no_step_network
@@ -47,7 +53,9 @@ def build_settings(*, no_step_network: bool | None = None, **overrides: Any) -> 
                                and v is not None})
     publish = PublishSettings(**{k: v for k, v in overrides.items() if k in PublishSettings.__dataclass_fields__
                                  and v is not None})
-    return Settings(render=render, publish=publish)
+    validate = ValidateSettings(**{k: v for k, v in overrides.items() if k in ValidateSettings.__dataclass_fields__
+                                   and v is not None})
+    return Settings(render=render, publish=publish, validate=validate)
 
 
 def exit_with(ok: bool) -> NoReturn:

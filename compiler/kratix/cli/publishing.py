@@ -60,8 +60,9 @@ def with_store_prefixes(settings: Any, targets: Any) -> Any:
 @click.option("--base-ref", help="Compare with the output this Git commit of PATH compiles to, instead of an output "
                                  "repo (for pull requests: needs no access to the output repo).")
 @common.step_options
+@common.kubernetes_version_option
 def plan(path: Path, ref: str | None, output_repo: str | None, branch: str, output_format: str,
-         base_ref: str | None, unsandboxed: bool, no_step_network: bool) -> None:
+         base_ref: str | None, unsandboxed: bool, no_step_network: bool, kubernetes_version: str | None) -> None:
     """Show what publishing would change on the output branch (or compared with the output of --base-ref):
     files per destination with diffs (Secret values redacted), placements and risks. Publishes nothing. Exit 1
     when the input is invalid."""
@@ -71,7 +72,8 @@ def plan(path: Path, ref: str | None, output_repo: str | None, branch: str, outp
     if (output_repo is None) == (base_ref is None):
         raise click.UsageError("plan needs --output-repo (the repo whose branch it compares against) or --base-ref "
                                "(the commit whose output it compares against), not both")
-    settings = common.build_settings(branch=branch, unsandboxed=unsandboxed, no_step_network=no_step_network)
+    settings = common.build_settings(branch=branch, unsandboxed=unsandboxed, no_step_network=no_step_network,
+                                     kubernetes_version=kubernetes_version)
     if base_ref is not None:
         base = pipeline.compile_platform(common.read_source(path, base_ref), settings=settings)
         previous = pipeline.PreviousOutput({p: c for p, c in base.files.items() if isinstance(c, bytes)})

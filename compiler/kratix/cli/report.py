@@ -51,6 +51,7 @@ def summary_line(summary: Any, seconds: float | None) -> str:
     unavailable = f" ({summary.promises_unavailable} unavailable)" if summary.promises_unavailable else ""
     misplaced = f", {summary.misplaced} misplaced" if summary.misplaced else ""
     took = f"; {seconds:.2f}s" if seconds is not None else ""
+    checked = f"; checked against Kubernetes {summary.kubernetes_version}" if summary.kubernetes_version else ""
     unchecked = (f"\nnot validated (no CRD delivered with them): {', '.join(summary.not_validated_kinds)}"
                  if summary.not_validated_kinds else "")
     if summary.unsandboxed:
@@ -58,7 +59,7 @@ def summary_line(summary: Any, seconds: float | None) -> str:
                       f"{', '.join(summary.unsandboxed)}")
     return (f"{summary.promises} promises{unavailable}, {summary.destinations} destinations; requests: "
             f"{summary.placed} placed, {summary.pending} pending{misplaced}, {summary.failed} failed; "
-            f"{summary.files} files{took}{unchecked}")
+            f"{summary.files} files{checked}{took}{unchecked}")
 
 
 def outcome_json(outcome: Any) -> dict[str, Any]:

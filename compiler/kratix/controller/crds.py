@@ -10,8 +10,9 @@ Ownership: a CRD the controller creates carries the label `kratix.io/promise-nam
 CRD only where none exists and patches only one labelled with the Promise that declares it; any other CRD
 (cert-manager's, another Promise's) is left untouched and the Promise is refused with the reason. Two Promises
 claiming one CRD, or one kind (both would mirror to `requests/<namespace>/<kind>/`): the older one keeps it.
-Refuses (returns a `Refusal`): a `spec.api` that is not a Namespaced apiextensions.k8s.io/v1 CRD. Pure:
-nothing here talks to a cluster.
+`spec.api` is read as Kratix reads it (`kratix.crdtypes`): an apiextensions.k8s.io/v1 CRD whatever apiVersion
+and kind it declares, installed as one. Refuses (returns a `Refusal`): a `spec.api` Kratix cannot read as a CRD,
+or that is not Namespaced. Pure: nothing here talks to a cluster.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from kratix import crdtypes
+from kratix.diagnostics import Severity
 from kratix.platform import API_GROUP
 
 CRD_GROUP = "apiextensions.k8s.io"
@@ -116,11 +119,15 @@ def request_api(promise: Mapping[str, Any]) -> RequestApi | Refusal:
 
 
 def _request_api(promise: Mapping[str, Any], name: str) -> RequestApi | str:
-    api = (promise.get("spec") or {}).get("api")
-    if not isinstance(api, dict):
+    raw = (promise.get("spec") or {}).get("api")
+    if not isinstance(raw, dict):
         return f"Promise {name!r} has no spec.api"
-    if api.get("apiVersion") != f"{CRD_GROUP}/{CRD_VERSION}" or api.get("kind") != "CustomResourceDefinition":
-        return f"Promise {name!r}: spec.api is not an {CRD_GROUP}/{CRD_VERSION} CustomResourceDefinition"
+    decoded = crdtypes.decode(raw)  # as Kratix reads it: a v1 CRD whatever apiVersion and kind it declares
+    if not decoded.readable or decoded.crd is None:
+        first = next(p for p in decoded.problems if p.severity is Severity.ERROR)
+        where = ".".join(map(str, ("spec", "api", *first.path)))
+        return f"Promise {name!r}: {where}: {first.message}"
+    api = {**decoded.crd, "apiVersion": f"{CRD_GROUP}/{CRD_VERSION}", "kind": "CustomResourceDefinition"}
     spec = api.get("spec")
     if not isinstance(spec, dict):
         return f"Promise {name!r}: spec.api has no spec"

@@ -9,7 +9,7 @@ Refuses: a `kind: Promise` whose apiVersion is not platform.kratix.io/v1alpha1; 
 a kind kratix does not read from `promises/`; a `promise.yaml` holding no Promise; a Promise of the wrong shape
 (`kratix.load.shapes.PROMISE`: an unknown spec field, `destinationSelectors` as a mapping, ...); a name that is not
 a DNS-1123 subdomain of at most 63 characters (it is a label value and a folder); a pipeline it cannot read; two
-Promises with one name; two Promises serving one kind of one group.
+Promises with one name; two Promises serving one kind of one group, or one CRD (plural and group).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
-from kratix import limits, names
+from kratix import crdtypes, limits, names
 from kratix.diagnostics import Diagnostic
 from kratix.documents import FieldPath, SourceDoc, SourceTree
 from kratix.load import shapes
@@ -55,6 +55,8 @@ def _misnamed(body: Mapping[str, Any], *, promise_file: bool) -> tuple[FieldPath
     """Where and why a document that means to be a Promise is not one; None for a Promise, and for a document
     that is none of kratix's business (a template's static file, an example request)."""
     api_version, kind = body.get("apiVersion"), body.get("kind")
+    if not isinstance(kind, str):
+        kind = repr(kind)  # any value may stand here: only its text is shown
     if kind == "Promise" and api_version == API_VERSION:
         return None
     if kind == "Promise":
@@ -74,6 +76,7 @@ def parse_promises(docs: list[SourceDoc], diagnostics: list[Diagnostic], tree: S
                and not PurePosixPath(path).name.startswith("_")}
     promises: dict[str, Promise] = {}
     kinds: dict[tuple[str, str], str] = {}
+    plurals: dict[tuple[str, str], str] = {}
     for doc in docs:
         base = PurePosixPath(doc.path).parent
 
@@ -92,14 +95,19 @@ def parse_promises(docs: list[SourceDoc], diagnostics: list[Diagnostic], tree: S
                                              object=f"Promise {promise.name}"))
             continue
         if promise.api is not None:
-            api_key = (promise.api.group, promise.api.kind)
-            if api_key in kinds:
-                diagnostics.append(Diagnostic.at(
-                    doc, ("spec", "api"), "promise.duplicate-api",
-                    f"kind {promise.api.kind} of group {promise.api.group} is already served by Promise "
-                    f"{kinds[api_key]!r}", object=f"Promise {promise.name}"))
+            api, taken = promise.api, None
+            if (api.group, api.kind) in kinds:
+                taken = (f"kind {api.kind} of group {api.group} is already served by Promise "
+                         f"{kinds[api.group, api.kind]!r}")
+            elif (api.group, api.plural) in plurals:
+                # One CRD (<plural>.<group>): Kratix would overwrite the other Promise's versions with these.
+                taken = (f"CustomResourceDefinition {api.plural}.{api.group} is already the API of Promise "
+                         f"{plurals[api.group, api.plural]!r}")
+            if taken is not None:
+                diagnostics.append(Diagnostic.at(doc, ("spec", "api"), "promise.duplicate-api", taken,
+                                                 object=f"Promise {promise.name}"))
                 continue
-            kinds[api_key] = promise.name
+            kinds[api.group, api.kind] = plurals[api.group, api.plural] = promise.name
         promises[promise.name] = promise
     return promises
 
@@ -148,13 +156,14 @@ def _promise(doc: SourceDoc, body: Mapping[str, Any], diagnostics: list[Diagnost
 
 
 def api_ref(crd: Any) -> ApiRef | None:
-    """The request API a CRD declares, if it is well-formed enough to match requests (the schema stage says
-    what is wrong with it otherwise)."""
-    if not isinstance(crd, Mapping) or not isinstance(crd.get("spec"), Mapping):
-        return None
-    spec = crd["spec"]
+    """The request API a CRD declares, read as Kratix reads it (`kratix.crdtypes`: a v1 CRD whatever apiVersion
+    it declares), if it is well-formed enough to match requests (the schema stage says what is wrong with it
+    otherwise). Its version is the storage version, the first with `storage: true` else the first: the version
+    Kratix reads requests at and hands its pipelines."""
+    decoded = crdtypes.decode(crd).crd
+    spec = mapping((decoded or {}).get("spec"))
     names_ = mapping(spec.get("names"))
-    versions = [v for v in spec.get("versions") or [] if isinstance(v, Mapping) and v.get("name")]
+    versions = [v for v in spec.get("versions") or [] if v.get("name")]
     if not (spec.get("group") and names_.get("kind") and versions):
         return None
     storage = next((v for v in versions if v.get("storage")), versions[0])

@@ -1,6 +1,8 @@
 """The schema stage: a Promise's request API (`spec.api`, a whole CRD) in, a validator for requests out.
 
-`check_crd` reports what the API server would refuse in the CRD, plus what this compiler cannot evaluate.
+`check_crd` reads the CRD as Kratix reads it (`kratix.crdtypes`: an apiextensions.k8s.io/v1 CRD whatever
+apiVersion it declares) and reports what the API server would refuse in it, no more and no less, plus what
+Kratix drops or changes and what this compiler cannot evaluate.
 `compile_request_schema` turns the request version's OpenAPI v3 structural schema into a draft-07 JSON
 Schema (checked by jsonschema-rs), a tree for defaulting, and compiled CEL rules, once per Promise.
 `validate_request` applies defaults to a copy of a request and returns it with every problem, sorted by path.
@@ -16,8 +18,9 @@ Where a compiler departs from the API server, on purpose:
 As the API server: a non-nullable `null` takes the default if there is one and is dropped otherwise; defaults
 apply to absent fields, inside present and defaulted objects, array items and map values, before validation.
 
-The modules, by concern: `crd` (CRD checks), `structure` (the walk over a version's schema, next to
-`kratix.openapi`'s JSON Schema translation), `defaulting` (API-server defaulting and the `Node` tree),
+The modules, by concern: `crd` (CRD checks), `versions` (a CRD's versions and their schemas), `structure` (the
+walk over a version's schema, next to `kratix.openapi`'s JSON Schema translation), `keywords` and `junctors`
+(what a structural schema may hold where), `defaulting` (API-server defaulting and the `Node` tree),
 `requests` (compile and validate), `envelope` (apiVersion/kind/metadata rules), `rules` (CEL and list-map
 keys), `formats` (Kubernetes string formats), `violations` (violations and their messages), `editor`.
 """

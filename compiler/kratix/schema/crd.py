@@ -1,118 +1,170 @@
-"""What the API server would refuse in a Promise's request API (`spec.api`, a whole CRD), plus what this
-compiler cannot evaluate (notes and warnings, e.g. CEL rules it skips)."""
+"""What the API server would refuse in a Promise's request API (`spec.api`, a whole CRD) as Kratix hands it over,
+plus what this compiler cannot evaluate (notes and warnings, e.g. CEL rules it skips).
+
+`spec.api` is first decoded as Kratix decodes it (`kratix.crdtypes`: a v1 CRD whatever apiVersion it declares;
+a value Go cannot decode is an error, a field Go drops a warning), then checked as apiextensions'
+`ValidateCustomResourceDefinition` checks a created CRD after v1 defaulting: here the CRD's name, labels and
+annotations, group, names
+and scope, its conversion and the API-approval annotation of protected groups; `kratix.schema.versions` checks
+its versions and their schemas. Beside the API server, Kratix refuses an API that is not Namespaced.
+"""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping
+import urllib.parse
+from collections.abc import Mapping
 from typing import Any
 
-import jsonschema_rs
-
-from kratix import names
+from kratix import crdtypes, names
 from kratix.diagnostics import Severity
-from kratix.documents import FieldPath
-from kratix.schema.defaulting import apply_defaults
-from kratix.schema.formats import validator
-from kratix.schema.structure import Default, read_schema
-from kratix.schema.violations import Violation, format_path, show, sort_violations, violations_of
+from kratix.schema.versions import check_versions
+from kratix.schema.violations import Violation, show, sort_violations
 
-CRD_API_VERSION = "apiextensions.k8s.io/v1"
+CRD_API_VERSION = crdtypes.CRD_API_VERSION
+_APPROVAL = "api-approved.kubernetes.io"
 
 
-def check_crd(crd: object) -> list[Violation]:
-    if not isinstance(crd, Mapping):
-        return [Violation((), "crd.not-a-mapping", "must be a CustomResourceDefinition object")]
-    found: list[Violation] = []
-    for key, expected, code in (("apiVersion", CRD_API_VERSION, "crd.api-version"),
-                                ("kind", "CustomResourceDefinition", "crd.kind")):
-        if crd.get(key) != expected:
-            found.append(Violation((key,), code, f"must be {expected} (got {show(crd.get(key))})"))
-    spec = crd.get("spec")
-    if not isinstance(spec, Mapping):
-        return sort_violations([*found, Violation(("spec",), "crd.spec", "must be an object")])
-    found += _check_names(crd, spec)
-    if spec.get("scope") != "Namespaced":
-        scope = show(spec.get("scope"))
-        found.append(Violation(("spec", "scope"), "crd.not-namespaced",
-                               f"must be Namespaced (got {scope}): requests live in a namespace"))
-    found += _check_versions(spec.get("versions"))
+def check_crd(raw: object) -> list[Violation]:
+    decoded = crdtypes.decode(raw)
+    found = [Violation(p.path, p.code, p.message, p.severity) for p in decoded.problems]
+    if not decoded.readable or decoded.crd is None:  # what Kratix cannot read, it never hands over
+        return sort_violations(found)
+    crd = decoded.crd
+    spec = crd.get("spec") or {}
+    found += _check_group(spec.get("group", ""))
+    found += _check_name(crd, spec)
+    found += _check_names(spec.get("names") or {})
+    found += _check_scope(spec.get("scope", ""))
+    found += check_versions(spec)
+    found += _check_conversion(spec.get("conversion") or {})
+    if spec.get("preserveUnknownFields") is True:
+        found.append(Violation(("spec", "preserveUnknownFields"), "crd.preserve-unknown-fields",
+                               "cannot set to true, set x-kubernetes-preserve-unknown-fields to true in "
+                               "spec.versions[*].schema instead"))
+    found += _check_approval(crd, spec.get("group", ""))
     return sort_violations(found)
 
 
-def _check_names(crd: Mapping[str, Any], spec: Mapping[str, Any]) -> list[Violation]:
-    found: list[Violation] = []
-    group = spec.get("group")
-    if not isinstance(group, str) or "." not in group or names.dns_subdomain(group):
-        found.append(Violation(("spec", "group"), "crd.group",
-                               f"must be a DNS subdomain with at least one dot (got {show(group)})"))
-    declared = spec.get("names")
-    declared = declared if isinstance(declared, Mapping) else {}
-    kind, plural = declared.get("kind"), declared.get("plural")
-    if not isinstance(kind, str) or not re.match(r"^[A-Za-z][A-Za-z0-9]*$", kind):
-        found.append(Violation(("spec", "names", "kind"), "crd.names",
-                               f"must be a kind name (got {show(kind)})"))
-    if not isinstance(plural, str) or names.dns_label(plural):
-        found.append(Violation(("spec", "names", "plural"), "crd.names",
-                               f"must be a lowercase DNS label (got {show(plural)})"))
-    elif isinstance(group, str):
-        name = (crd.get("metadata") or {}).get("name") if isinstance(crd.get("metadata"), Mapping) else None
-        if name != f"{plural}.{group}":
-            found.append(Violation(("metadata", "name"), "crd.name",
-                                   f"must be {plural}.{group} (got {show(name)})"))
+def _check_group(group: str) -> list[Violation]:
+    path = ("spec", "group")
+    if not group:
+        return [Violation(path, "crd.group", "Required value")]
+    problem = names.dns_subdomain(group)
+    if problem is None and "." not in group:
+        problem = f"should be a domain with at least one dot (got {show(group)})"
+    return [Violation(path, "crd.group", problem)] if problem else []
+
+
+def _check_name(crd: Mapping[str, Any], spec: Mapping[str, Any]) -> list[Violation]:
+    name = (crd.get("metadata") or {}).get("name", "")
+    expected = f"{(spec.get('names') or {}).get('plural', '')}.{spec.get('group', '')}"
+    problem = names.dns_subdomain(name) if name else "Required value: name or generateName is required"
+    if name != expected:
+        problem = f'must be spec.names.plural+"."+spec.group: {expected} (got {show(name)})'
+    found = [Violation(("metadata", "name"), "crd.name", problem)] if problem else []
+    metadata = crd.get("metadata") or {}
+    for key in ("labels", "annotations"):
+        for label, value in (metadata.get(key) or {}).items():
+            problem = names.qualified_name(label) or (names.label_value(value) if key == "labels" else None)
+            if problem:
+                found.append(Violation(("metadata", key, label), "crd.metadata", problem))
     return found
 
 
-def _check_versions(versions: object) -> list[Violation]:
-    path: FieldPath = ("spec", "versions")
-    if not isinstance(versions, list) or not versions:
-        return [Violation(path, "crd.no-versions", "must list at least one version")]
-    found: list[Violation] = []
-    served = storage = 0
-    for index, version in enumerate(versions):
-        if not isinstance(version, Mapping) or not isinstance(version.get("name"), str):
-            found.append(Violation((*path, index), "crd.version", "must be an object with a name"))
-            continue
-        served += version.get("served") is True
-        storage += version.get("storage") is True
-        found += _check_version_schema(version, (*path, index))
-    if not served:
-        found.append(Violation(path, "crd.no-served-version", "no version has served: true"))
-    if storage > 1:
-        found.append(Violation(path, "crd.storage-version", "more than one version has storage: true"))
-    elif not storage:
-        found.append(Violation(path, "crd.storage-version", "no version has storage: true; the first served "
-                                                            "version is used", Severity.WARNING))
+def _check_names(declared: Mapping[str, Any]) -> list[Violation]:
+    """plural, singular, shortNames and categories are DNS-1035 labels; kind and listKind are too once
+    lowercased (so `argocd-application` is a kind); kind and listKind differ."""
+    found = []
+    for key in ("plural", "singular", "kind", "listKind"):
+        if not declared.get(key):
+            found.append(Violation(("spec", "names", key), "crd.names", "Required value"))
+    for key in ("plural", "singular", "kind", "listKind"):
+        value = declared.get(key, "")
+        problem = names.dns1035_label(value.lower() if key in ("kind", "listKind") else value) if value else None
+        if problem:
+            mixed = "may have mixed case, but should otherwise match: " if key in ("kind", "listKind") else ""
+            found.append(Violation(("spec", "names", key), "crd.names", f"{mixed}{problem}"))
+    for key in ("shortNames", "categories"):
+        for index, value in enumerate(declared.get(key) or ()):
+            problem = names.dns1035_label(value)
+            if problem:
+                found.append(Violation(("spec", "names", key, index), "crd.names", problem))
+    if declared.get("kind") and declared.get("kind") == declared.get("listKind"):
+        found.append(Violation(("spec", "names", "listKind"), "crd.names", "kind and listKind may not be the same"))
     return found
 
 
-def _check_version_schema(version: Mapping[str, Any], path: FieldPath) -> list[Violation]:
-    schema = version.get("schema")
-    raw = schema.get("openAPIV3Schema") if isinstance(schema, Mapping) else None
-    path = (*path, "schema", "openAPIV3Schema")
-    if not isinstance(raw, Mapping):
-        return [Violation(path, "crd.schema", "required field missing: each version needs one")]
-    structure = read_schema(raw, prefix=path)
-    found = list(structure.problems)
-    if raw.get("type") != "object":
-        found.append(Violation((*path, "type"), "crd.schema", "the root schema must have type: object"))
-    if any(problem.code == "crd.pattern" for problem in found):
-        return found  # the validator would refuse the same pattern again, less clearly
-    try:
-        validator(structure.json_schema)
-    except (ValueError, jsonschema_rs.ValidationError) as error:
-        found.append(Violation(path, "crd.schema", f"not a valid schema: {str(error).splitlines()[0]}"))
+def _check_scope(scope: str) -> list[Violation]:
+    path = ("spec", "scope")
+    if not scope:
+        return [Violation(path, "crd.scope", "Required value: Namespaced (requests live in a namespace)")]
+    if scope not in ("Cluster", "Namespaced"):
+        return [Violation(path, "crd.scope", f'Unsupported value: {show(scope)}: supported values: "Cluster", '
+                                             '"Namespaced"')]
+    if scope != "Namespaced":
+        return [Violation(path, "crd.not-namespaced", f"must be Namespaced (got {show(scope)}): requests live in "
+                                                      "a namespace, and Kratix refuses other APIs")]
+    return []
+
+
+def _check_conversion(conversion: Mapping[str, Any]) -> list[Violation]:
+    path = ("spec", "conversion")
+    strategy = conversion.get("strategy", "")
+    webhook = conversion.get("webhook") or {}
+    client, reviews = webhook.get("clientConfig"), webhook.get("conversionReviewVersions") or []
+    if strategy not in ("None", "Webhook"):
+        reason = "Required value" if not strategy else f"Unsupported value: {show(strategy)}"
+        return [Violation((*path, "strategy"), "crd.conversion", f'{reason}: supported values: "None", "Webhook"')]
+    if strategy == "None":
+        found = []
+        if client is not None:
+            found.append(Violation((*path, "webhook", "clientConfig"), "crd.conversion",
+                                   "should not be set when strategy is not set to Webhook"))
+        if reviews:
+            found.append(Violation((*path, "webhook", "conversionReviewVersions"), "crd.conversion",
+                                   "should not be set when strategy is not set to Webhook"))
         return found
-    found += _check_defaults(structure.defaults)
+    found = _check_webhook(client, (*path, "webhook", "clientConfig"))
+    where = (*path, "webhook", "conversionReviewVersions")
+    if not reviews:
+        found.append(Violation(where, "crd.conversion", "Required value"))
+    elif not {"v1", "v1beta1"} & set(reviews):
+        found.append(Violation(where, "crd.conversion", "must include at least one of v1, v1beta1"))
+    for index, version in enumerate(reviews):
+        if version in reviews[:index]:
+            found.append(Violation((*where, index), "crd.conversion", "duplicate version"))
+        elif names.dns1035_label(version):
+            found.append(Violation((*where, index), "crd.conversion", names.dns1035_label(version) or ""))
     return found
 
 
-def _check_defaults(defaults: Iterable[Default]) -> list[Violation]:
-    """The API server refuses a default that is invalid against its own schema (after nested defaults)."""
-    found: list[Violation] = []
-    for default in defaults:
-        defaulted = apply_defaults(default.value, default.node)
-        for error in validator(default.json_schema).iter_errors(defaulted):
-            found += [Violation(default.path, "crd.default", f"invalid default: {format_path(v.path)}{v.message}")
-                      for v in violations_of(error, default.node)]
-    return found
+def _check_webhook(client: Mapping[str, Any] | None, path: tuple[str, ...]) -> list[Violation]:
+    if client is None:
+        return [Violation(path, "crd.conversion", "Required value: required when strategy is set to Webhook")]
+    if ("url" in client) == ("service" in client):
+        return [Violation(path, "crd.conversion", "Required value: exactly one of url or service is required")]
+    if "url" in client:
+        url = urllib.parse.urlsplit(client["url"])
+        if url.scheme != "https" or not url.hostname or url.username or url.query or url.fragment:
+            return [Violation((*path, "url"), "crd.conversion", "must be an https URL with a host, and no user, "
+                                                                "query or fragment")]
+        return []
+    service = client["service"]
+    return [Violation((*path, "service", key), "crd.conversion", "Required value")
+            for key in ("namespace", "name") if not service.get(key)]
+
+
+def _check_approval(crd: Mapping[str, Any], group: str) -> list[Violation]:
+    """Groups under k8s.io and kubernetes.io belong to the Kubernetes project: a CRD there carries the annotation
+    recording its approval (a URL), or says it is unapproved."""
+    protected = any(group == domain or group.endswith("." + domain) for domain in ("k8s.io", "kubernetes.io"))
+    if not protected:
+        return []
+    value = ((crd.get("metadata") or {}).get("annotations") or {}).get(_APPROVAL, "")
+    url = urllib.parse.urlsplit(value)
+    if value.startswith("unapproved") or (url.scheme and url.netloc):
+        return []
+    return [Violation(("metadata", "annotations", _APPROVAL), "crd.approval",
+                      f"protected groups must have approval annotation {_APPROVAL!r} with either a URL or a reason "
+                      "starting with \"unapproved\", see https://github.com/kubernetes/enhancements/pull/1111",
+                      Severity.ERROR)]

@@ -28,6 +28,8 @@ class Node:
     rules: tuple[celrules.Rule, ...] = ()
     map_keys: tuple[str, ...] | None = None  # `x-kubernetes-list-type: map`
     walk: bool = False  # rules or list-map keys here or below: the post-validation walk must visit this node
+    preserve_unknown: bool = False  # `x-kubernetes-preserve-unknown-fields` (or `additionalProperties: true`)
+    embedded: bool = False  # `x-kubernetes-embedded-resource`: apiVersion, kind and metadata are its own
 
     def child(self, key: str) -> Node | None:
         found = self.properties.get(key)
