@@ -20,7 +20,7 @@ from kratix import diagrams
 from tests.gitrepos import commit_files, init_repo, make_repo
 from tests.platforms import database, destination, kratix, platform_files
 
-_ID = r"[PDR]_[0-9a-f]{12}"
+_ID = r"(?:[PDR]_[0-9a-f]{12}|n[0-9]+)"  # kratix's hashed ids; the PR comment script's counters
 _MERMAID_NODE = re.compile(rf'  ({_ID})(\[\[|\[\(|\()"([^"]*)"(\]\]|\)\]|\))')
 _MERMAID_EDGE = re.compile(rf'  ({_ID}) (-->|==>|-\.->)(?:\|"([^"]*)"\|)? ({_ID})')
 _MERMAID_CLASS = re.compile(rf"  class ({_ID}(?:,{_ID})*) ([a-z]+)")

@@ -71,17 +71,17 @@ def _shown(node: Node) -> str:
 
 _MERMAID_SAFE = re.compile(r"[A-Za-z0-9 .,/:_-]")
 _MERMAID_SHAPES = {PROMISE: ('[["', '"]]'), DESTINATION: ('[("', '")]'), REQUEST: ('("', '")')}
-_MERMAID_CLASSES = (
-    f"classDef {PROMISE} fill:#e8f0fe,stroke:#3367d6,color:#1a1a1a",
-    f"classDef {DESTINATION} fill:#e6f4ea,stroke:#188038,color:#1a1a1a",
-    f"classDef {REQUEST} fill:#ffffff,stroke:#5f6368,color:#1a1a1a",
-    f"classDef {PENDING} fill:#fef7e0,stroke:#b06000,stroke-dasharray:5 5",
-    f"classDef {FAILED} fill:#fce8e6,stroke:#c5221f,stroke-width:2px",
-    f"classDef {MISPLACED} fill:#fff4e5,stroke:#e8710a,stroke-width:2px",
-    f"classDef {ADDED} fill:#e6f4ea,stroke:#188038,stroke-width:2px",
-    f"classDef {REMOVED} fill:#f1f3f4,stroke:#5f6368,stroke-dasharray:3 3",
-    f"classDef {MOVED} fill:#fff4e5,stroke:#e8710a,stroke-width:2px",
-)
+_MERMAID_CLASSES = {
+    PROMISE: "fill:#e8f0fe,stroke:#3367d6,color:#1a1a1a",
+    DESTINATION: "fill:#e6f4ea,stroke:#188038,color:#1a1a1a",
+    REQUEST: "fill:#ffffff,stroke:#5f6368,color:#1a1a1a",
+    PENDING: "fill:#fef7e0,stroke:#b06000,stroke-dasharray:5 5",
+    FAILED: "fill:#fce8e6,stroke:#c5221f,stroke-width:2px",
+    MISPLACED: "fill:#fff4e5,stroke:#e8710a,stroke-width:2px",
+    ADDED: "fill:#e6f4ea,stroke:#188038,stroke-width:2px",
+    REMOVED: "fill:#f1f3f4,stroke:#5f6368,stroke-dasharray:3 3",
+    MOVED: "fill:#fff4e5,stroke:#e8710a,stroke-width:2px",
+}
 # A plain edge is solid; an edge with a mark says it in its label and is dotted unless something arrives.
 _MERMAID_ARROWS = {"": "-->", ADDED: "==>", MOVED: "==>"}
 
@@ -93,8 +93,10 @@ def mermaid_text(text: str) -> str:
 
 
 def to_mermaid(graph: Graph, *, direction: str = "LR") -> str:
-    """A `flowchart`: one statement a line, nodes first, then edges, then each node's classes."""
-    lines = [f"flowchart {direction}", *(f"  {line}" for line in _MERMAID_CLASSES)]
+    """A `flowchart`: one statement a line, the styles it uses, nodes, edges, then each node's classes."""
+    used = {name for node in graph.nodes for name in (node.group, node.mark)}
+    lines = [f"flowchart {direction}", *(f"  classDef {name} {style}" for name, style in _MERMAID_CLASSES.items()
+                                         if name in used)]
     ids = {node.key: node_id(node) for node in graph.nodes}
     for node in graph.nodes:
         opening, closing = _MERMAID_SHAPES.get(node.group, ('["', '"]'))
