@@ -146,38 +146,94 @@ def explain(file: str, output_repo: str | None, branch: str) -> None:
 
 
 @main.command()
-@click.argument("destination")
+@click.argument("destination", required=False)
 @click.argument("path", type=click.Path(file_okay=False, path_type=Path), default=".")
-@click.option("--url", help="The URL of the destination's repo as the worker's Flux reaches it (default: its "
-                             "GitStateStore's spec.url, when that is a URL).")
+@click.option("--for", "tool", type=click.Choice(["flux", "argocd"]), default="flux", show_default=True,
+              help="The GitOps tool on the worker: Flux (GitRepository and Kustomizations) or Argo CD "
+                   "(Applications).")
+@click.option("--all", "all_destinations", is_flag=True,
+              help="With --for argocd: one ApplicationSet for every destination, for an Argo CD that manages "
+                   "their clusters (each registered in Argo CD under its destination's name).")
+@click.option("--url", help="The URL of the destination's repo as the worker's Flux or Argo CD reaches it "
+                             "(default: its GitStateStore's spec.url, when that is a URL). With --all: the URL of "
+                             "the output repo, for destinations without a GitStateStore of their own.")
 @click.option("--branch", help="The branch (default: its GitStateStore's spec.branch, else main).")
-@click.option("--secret", help="A Secret in flux-system with Git credentials for the URL.")
-@click.option("--namespace", default="flux-system", show_default=True)
-@click.option("--interval", default="1m", show_default=True, help="How often Flux polls (at least 1m).")
-@click.option("--sops-secret", help="Decrypt SOPS-encrypted Secrets with the key in this Secret of the namespace "
-                                    "(adds decryption: {provider: sops} to its Kustomizations).")
-def bootstrap(destination: str, path: Path, url: str | None, branch: str | None, secret: str | None,
-              namespace: str, interval: str, sops_secret: str | None) -> None:
-    """Print the Flux objects to apply once on DESTINATION's cluster (`kubectl apply -f -`)."""
+@click.option("--secret", help="Flux: a Secret in flux-system with Git credentials for the URL.")
+@click.option("--namespace", help="Where the objects go (default: flux-system for Flux, argocd for Argo CD).")
+@click.option("--interval", default="1m", show_default=True, help="Flux: how often it polls (at least 1m).")
+@click.option("--sops-secret", help="Flux: decrypt SOPS-encrypted Secrets with the key in this Secret of the "
+                                    "namespace (adds decryption: {provider: sops} to its Kustomizations).")
+@click.option("--project", default="default", show_default=True, help="Argo CD: the AppProject.")
+@click.option("--cluster", help="Argo CD: sync to this cluster registered in Argo CD, by name (default: the "
+                                "cluster Argo CD runs on).")
+@click.pass_context
+def bootstrap(ctx: click.Context, destination: str | None, path: Path, tool: str, all_destinations: bool,
+              url: str | None, branch: str | None, secret: str | None, namespace: str | None, interval: str,
+              sops_secret: str | None, project: str, cluster: str | None) -> None:
+    """Print the objects to apply once so that DESTINATION's cluster syncs its folder (`kubectl apply -f -`):
+    Flux's by default, Argo CD's with --for argocd; with --all --for argocd, one ApplicationSet for every
+    destination."""
+    from kratix import argocd, load, yamltext
     from kratix import bootstrap as flux
-    from kratix import gitio, load, paths, yamltext
 
-    if not _at_least_a_minute(interval):
+    if all_destinations and destination is not None and path == Path("."):
+        path, destination = Path(destination), None  # `bootstrap --all DIR`: the one argument is the platform
+    if all_destinations == (destination is not None):
+        raise click.UsageError("name one DESTINATION, or pass --all (with --for argocd)")
+    if tool == "argocd":
+        given = [f"--{name.replace('_', '-')}" for name in ("secret", "sops_secret", "interval")
+                 if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
+        if given:
+            raise click.UsageError(f"{', '.join(given)}: Flux only. Argo CD finds Git credentials by the repo's URL "
+                                   "(argocd repo add), polls on its own schedule, and needs a plugin for SOPS")
+    elif all_destinations or ctx.get_parameter_source("cluster") is not click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("--all and --cluster are for --for argocd (Flux runs on each destination's cluster: "
+                               "bootstrap each one)")
+    elif not _at_least_a_minute(interval):
         raise click.BadParameter("must be at least 1m (e.g. 1m, 5m, 1h)", param_hint="--interval")
     platform, _ = load.parse_platform(load.read_worktree(path))
-    found = platform.destinations.get(destination)
-    if found is None:
-        names = ", ".join(sorted(platform.destinations)) or "none"
-        raise KratixError(f"no Destination named {destination!r} in {path}/clusters (destinations: {names})")
-    store = platform.stores.get(found.store or "")
-    url = url or (store.url if store is not None and gitio.is_git_url(store.url) else None)
-    if url is None:
-        raise click.UsageError("--url is needed: the URL of the repo as the worker's Flux reaches it")
-    folder = paths.join(store.path, found.path) if store is not None else found.path
-    documents = flux.flux_objects(found.name, folder, url=url, branch=branch or (store.branch if store else "main"),
-                                  namespace=namespace, secret=secret, interval=interval, sops_secret=sops_secret,
-                                  mode=found.mode)
+    if all_destinations:
+        chosen = [platform.destinations[name] for name in sorted(platform.destinations)]
+        if not chosen:
+            raise KratixError(f"no Destination in {path}/clusters")
+    else:
+        found = platform.destinations.get(destination or "")
+        if found is None:
+            names = ", ".join(sorted(platform.destinations)) or "none"
+            raise KratixError(f"no Destination named {destination!r} in {path}/clusters (destinations: {names})")
+        chosen = [found]
+    targets = [(d, *_bootstrap_source(platform, d, url, branch, override=not all_destinations)) for d in chosen]
+    namespace = namespace or ("argocd" if tool == "argocd" else "flux-system")
+    for found, _, _, _ in targets:
+        if tool == "argocd" and found.encrypts_secrets:
+            click.echo(f"warning: Destination {found.name} gets SOPS-encrypted Secrets: Argo CD applies them as "
+                       "they are unless a decryption plugin (such as KSOPS) is set up", err=True)
+    if tool == "flux":
+        found, repo_url, repo_branch, folder = targets[0]
+        documents = flux.flux_objects(found.name, folder, url=repo_url, branch=repo_branch, namespace=namespace,
+                                      secret=secret, interval=interval, sops_secret=sops_secret, mode=found.mode)
+    else:
+        folders = [f for found, repo_url, repo_branch, folder in targets
+                   for f in argocd.folders(found.name, folder, url=repo_url, branch=repo_branch, mode=found.mode)]
+        documents = ([argocd.application_set(folders, namespace=namespace, project=project)] if all_destinations
+                     else argocd.applications(folders, namespace=namespace, project=project, cluster=cluster))
     click.echo(yamltext.dump_all(documents).decode(), nl=False)
+
+
+def _bootstrap_source(platform: Any, found: Any, url: str | None, branch: str | None, *,
+                      override: bool) -> tuple[str, str, str]:
+    """The repo URL, branch and folder a destination's GitOps tool syncs: its GitStateStore's, or the default
+    store's (`url`, which must be given then). With `override`, `url` wins over the store's."""
+    from kratix import gitio, paths
+
+    store = platform.stores.get(found.store or "")
+    store_url = store.url if store is not None and gitio.is_git_url(store.url) else None
+    repo_url = url if url is not None and (override or store_url is None) else store_url
+    if repo_url is None:
+        raise click.UsageError(f"--url is needed (for Destination {found.name}): the URL of its repo as the "
+                               "worker's GitOps tool reaches it")
+    folder = paths.join(store.path, found.path) if store is not None else found.path
+    return repo_url, branch or (store.branch if store else "main"), folder
 
 
 def _at_least_a_minute(interval: str) -> bool:
