@@ -1,13 +1,19 @@
 """`kratix graph`: Promises → destinations → requests as Mermaid and DOT, end to end on real Git repos.
 
-The output is parsed (by a strict grammar of what kratix writes, and by Graphviz itself where it is installed)
-rather than compared with a stored text: the tests check which edges exist and how nodes are marked.
+The output is parsed rather than compared with a stored text: by a strict grammar of what kratix writes, and by
+the real parsers where they are installed, Graphviz's `dot` (Debian's graphviz) and Mermaid's own (npm, run by
+node with jsdom standing in for a browser):
+
+    npm install --prefix ~/.cache/kratix-tests/mermaid --no-audit --no-fund mermaid@11.17.2 jsdom@29.1.1
+
+The tests check which edges exist and how nodes are marked.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -105,6 +111,85 @@ def graphviz_texts(text: str) -> set[str]:
     return {html.unescape(t) for t in re.findall(r"<text[^>]*>([^<]*)</text>", done.stdout)}
 
 
+MERMAID_PACKAGES = ("mermaid@11.17.2", "jsdom@29.1.1")
+MERMAID_DIR = Path(os.environ.get("KRATIX_MERMAID_DIR", Path.home() / ".cache" / "kratix-tests" / "mermaid"))
+
+# Reads a JSON list of diagram texts on stdin; prints, for each, what Mermaid's own parser made of it: the nodes
+# (id, text, classes) and edges (start, end, text), or the parse error.
+_MERMAID_SCRIPT = """
+const { createRequire } = require('module');
+const { pathToFileURL } = require('url');
+const path = require('path');
+const local = createRequire(path.join(process.argv[2], 'package.json'));
+const { JSDOM } = local('jsdom');
+const dom = new JSDOM('<!doctype html><html><body></body></html>');
+globalThis.window = dom.window;
+globalThis.document = dom.window.document;
+(async () => {
+  const { default: mermaid } = await import(pathToFileURL(local.resolve('mermaid')).href);
+  mermaid.initialize({ startOnLoad: false, securityLevel: 'strict' });
+  const texts = JSON.parse(require('fs').readFileSync(0, 'utf8'));
+  const results = [];
+  for (const text of texts) {
+    try {
+      const diagram = await mermaid.mermaidAPI.getDiagramFromText(text);
+      const vertices = diagram.db.getVertices();
+      results.push({
+        type: diagram.type,
+        nodes: [...(vertices instanceof Map ? vertices.values() : Object.values(vertices))]
+          .map((n) => ({ id: n.id, text: n.text, classes: n.classes })),
+        edges: diagram.db.getEdges().map((e) => ({ start: e.start, end: e.end, text: e.text })),
+      });
+    } catch (error) { results.push({ error: String(error.message) }); }
+  }
+  process.stdout.write(JSON.stringify(results));
+  process.exit(0);
+})();
+"""
+
+
+@pytest.fixture(scope="session", name="mermaid")
+def mermaid_fixture(tmp_path_factory: pytest.TempPathFactory):
+    """A function parsing Mermaid texts with Mermaid itself; the npm packages are installed into a cache once."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("node and npm are needed to parse diagrams with Mermaid's own parser (apt-get install nodejs npm)")
+    wanted = dict(spec.rsplit("@", 1) for spec in MERMAID_PACKAGES)
+    manifests = {name: MERMAID_DIR / "node_modules" / name / "package.json" for name in wanted}
+    if any(not m.is_file() or json.loads(m.read_text())["version"] != wanted[n] for n, m in manifests.items()):
+        installed = subprocess.run([npm, "install", "--prefix", str(MERMAID_DIR), "--no-audit", "--no-fund",
+                                    *MERMAID_PACKAGES], capture_output=True, text=True, timeout=600)
+        assert installed.returncode == 0, f"npm install of mermaid failed:\n{installed.stderr}"
+    script = tmp_path_factory.mktemp("mermaid") / "parse.cjs"
+    script.write_text(_MERMAID_SCRIPT)
+
+    def parse(texts: list[str]) -> list[dict]:
+        done = subprocess.run([node, str(script), str(MERMAID_DIR)], input=json.dumps(texts), capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    return parse
+
+
+def mermaid_text(text: str) -> str:
+    """A label as Mermaid's parser keeps it (its entities as placeholders), as a reader sees it once drawn."""
+    return re.sub(r"ﬂ°°(\d+)¶ß", lambda m: chr(int(m[1])), text)
+
+
+def as_mermaid_sees_it(parsed: dict) -> Picture:
+    """Mermaid's own parse of a diagram as a `Picture` (without classes: those are checked by the grammar)."""
+    assert "error" not in parsed, parsed
+    assert parsed["type"].startswith("flowchart")
+    picture = Picture()
+    for node in parsed["nodes"]:
+        picture.labels[node["id"]] = mermaid_text(node["text"])
+        picture.classes[node["id"]] = set(node["classes"])
+    picture.edges = {(picture.labels[e["start"]].split(" (")[0], picture.labels[e["end"]].split(" (")[0],
+                      mermaid_text(e["text"] or "")) for e in parsed["edges"]}
+    return picture
+
+
 def publish(platform: Path, output: Path) -> None:
     done = kratix("compile", str(platform), "--ref", "HEAD", "--output-repo", str(output))
     assert done.returncode == 0, done.stderr
@@ -130,12 +215,14 @@ def moved_platform(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
     return platform, output, where
 
 
-def test_graph_marks_misplaced_pending_and_failed_requests(moved_platform) -> None:
+def test_graph_marks_misplaced_pending_and_failed_requests(moved_platform, mermaid) -> None:
     platform, output, where = moved_platform
     done = kratix("graph", str(platform), "--output-repo", str(output))
     assert done.returncode == 1  # the invalid request: reported on stderr, drawn in the graph
     assert "large databases need at least 2 replicas" in done.stderr
     picture = parse_mermaid(done.stdout)
+    seen = as_mermaid_sees_it(mermaid([done.stdout])[0])
+    assert seen.edges == picture.edges and seen.labels == picture.labels and seen.classes == picture.classes
     assert {picture.groups[picture.node(n)] for n in ("database",)} == {"promise"}
     assert {picture.groups[picture.node(n)] for n in ("dev-1", "dev-2", "prod-1")} == {"destination"}
     for request, on in where.items():
@@ -184,7 +271,7 @@ HOSTILE = ['quo"te', "brack[et]s", "a-->b", "two\nlines", "back\\slash \\N", "en
 
 
 @pytest.mark.parametrize("output_format", ["mermaid", "dot"])
-def test_no_name_can_break_or_inject_into_the_diagram(output_format: str) -> None:
+def test_no_name_can_break_or_inject_into_the_diagram(output_format: str, request: pytest.FixtureRequest) -> None:
     """Names as hostile as a tenant could make them (kratix refuses most at load, but the diagram must not rely
     on that): every statement still parses, each name comes back as text, and nothing else appears."""
     nodes = [diagrams.Node(f"{group}:{name}", group, name, mark)
@@ -202,9 +289,18 @@ def test_no_name_can_break_or_inject_into_the_diagram(output_format: str) -> Non
     assert not any(line.lstrip().startswith(("`", "~")) for line in text.splitlines())
     if output_format == "mermaid":
         assert "`" not in text
+        seen = as_mermaid_sees_it(request.getfixturevalue("mermaid")([text])[0])
+        assert seen.labels == picture.labels and seen.edges == picture.edges
     if output_format == "dot" and shutil.which("dot") is not None:
         assert len(graphviz_json(text)["edges"]) == len(HOSTILE)
         assert graphviz_texts(text) == {*picture.labels.values(), *(m for _, _, m in picture.edges)}
+
+
+def test_mermaid_check_can_fail(mermaid) -> None:
+    """What a label that is not escaped does: Mermaid refuses the text, or reads another graph."""
+    broken, injected = mermaid(['flowchart LR\n  A("x") --> B")\n', 'flowchart LR\n  A("x") --> B\n  A --> C\n'])
+    assert "error" in broken
+    assert len(injected["edges"]) == 2
 
 
 def test_a_request_named_to_inject_is_refused_and_the_graph_still_parses(tmp_path: Path) -> None:

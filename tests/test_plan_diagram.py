@@ -13,7 +13,7 @@ from kratix import plan as plans
 from tests.gitrepos import commit_files, make_repo
 from tests.platforms import database, kratix, platform_files
 from tests.test_ci_workflows import REPO, github_script, run_script
-from tests.test_graph import parse_mermaid
+from tests.test_graph import as_mermaid_sees_it, mermaid_fixture, parse_mermaid  # noqa: F401 - the fixture `mermaid`
 
 
 def mermaid_blocks(markdown: str) -> list[str]:
@@ -55,7 +55,8 @@ def test_the_markdown_plan_draws_added_removed_and_moved_placements(pull_request
     assert not any(r in picture.labels.values() or f"{r} (moved)" in picture.labels.values() for r in stayed)
 
 
-def test_the_json_plan_lists_the_moves_and_the_comment_workflow_draws_them(pull_request, tmp_path: Path) -> None:
+def test_the_json_plan_lists_the_moves_and_the_comment_workflow_draws_them(pull_request, tmp_path: Path,
+                                                                          mermaid) -> None:
     repo, was = pull_request
     done = kratix("plan", str(repo), "--ref", "HEAD", "--base-ref", "HEAD~1", "--format", "json")
     moves = {m["request"]: m for m in json.loads(done.stdout)["plan"]["placementMoves"]}
@@ -73,12 +74,16 @@ def test_the_json_plan_lists_the_moves_and_the_comment_workflow_draws_them(pull_
                                                         "HEAD~1").stdout)[0])
     assert from_comment.edges == from_markdown.edges
     assert sorted(from_comment.labels.values()) == sorted(from_markdown.labels.values())
+    # Mermaid itself reads both as the same graph.
+    both = mermaid([mermaid_blocks(body)[0], mermaid_blocks(kratix("plan", str(repo), "--ref", "HEAD", "--base-ref",
+                                                                     "HEAD~1").stdout)[0]])
+    assert as_mermaid_sees_it(both[0]).edges == as_mermaid_sees_it(both[1]).edges == from_markdown.edges
 
 
 HOSTILE = 'x"]) --> n0\n```\n</details> `@admin` #35; %%{init}%%'
 
 
-def test_the_comment_workflow_diagram_is_bounded_and_escapes_every_name(tmp_path: Path) -> None:
+def test_the_comment_workflow_diagram_is_bounded_and_escapes_every_name(tmp_path: Path, mermaid) -> None:
     moves = [{"request": f"{HOSTILE} {i}", "before": [], "after": [f"{HOSTILE} dest"], "state": "placed"}
              for i in range(45)]
     results = tmp_path / "results"
@@ -96,6 +101,8 @@ def test_the_comment_workflow_diagram_is_bounded_and_escapes_every_name(tmp_path
     assert {label for label in picture.labels.values()} == {f"{shown} {i} (added)" for i in range(30)} | {
         f"{shown} dest"}
     assert "and 15 more request(s)" in body
+    seen = as_mermaid_sees_it(mermaid(blocks)[0])
+    assert seen.labels == picture.labels and seen.edges == picture.edges
 
 
 def test_the_markdown_diagram_is_bounded() -> None:
