@@ -8,7 +8,8 @@ objects are checked by running those validators under node:
         @kubernetes-models/flux-cd@2.3.4 @kubernetes-models/argo-cd@2.7.2
 
 Those validators check types, enums, required fields and formats; like the API server with a structural
-schema, they let an unknown field through, so the tests also assert the fields that matter one by one.
+schema, they let an unknown field through. The packages' TypeScript declarations, generated from the same CRDs,
+list every field, so a misspelt one is found by walking the objects against them.
 """
 
 from __future__ import annotations
@@ -211,3 +212,99 @@ def test_bootstrap_refuses_options_that_do_not_apply(platform: Path) -> None:
         assert message in done.stderr, (args, done.stderr)
     missing = kratix("bootstrap", "nope", str(platform), "--for", "argocd", "--url", URL)
     assert missing.returncode == 1 and "no Destination named 'nope'" in missing.stderr
+
+
+# --- unknown fields: the validators let them through, the packages' type declarations do not -----------------
+
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|\[key: string\]|[A-Za-z_$][\w$.]*|-?\d+(?:\.\d+)?|[{}<>;:?|()\[\],=]')
+
+
+def declared_fields(package: str, api_version: str, kind: str) -> Any:
+    """The fields the package's TypeScript declaration gives `kind` (generated from the same CRD as its
+    validator), as a tree: {field: subtree}, "*" for a map's values, ("array", items), or None for a leaf."""
+    group, version = api_version.split("/")
+    text = (CRD_MODELS_DIR / "node_modules" / "@kubernetes-models" / package / group / version
+            / f"{kind}.d.ts").read_text()
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    start = text.index(f"export interface I{kind} {{") + len(f"export interface I{kind} ")
+    tokens = _TOKEN.findall(text[start:])
+    position = 0
+
+    def take(expected: str | None = None) -> str:
+        nonlocal position
+        token = tokens[position]
+        assert expected is None or token == expected, (expected, token, tokens[position - 5:position + 5])
+        position += 1
+        return token
+
+    def members() -> dict[str, Any]:
+        take("{")
+        found: dict[str, Any] = {}
+        while tokens[position] != "}":
+            name = take()
+            if tokens[position] == "?":
+                take("?")
+            take(":")
+            found["*" if name == "[key: string]" else name.strip('"')] = union()
+            if tokens[position] == ";":
+                take(";")
+        take("}")
+        return found
+
+    def union() -> Any:
+        alternatives = [primary()]
+        while tokens[position] == "|":
+            take("|")
+            alternatives.append(primary())
+        trees = [a for a in alternatives if a is not None]
+        return trees[0] if trees else None
+
+    def primary() -> Any:
+        token = tokens[position]
+        if token == "{":
+            return members()
+        take()
+        if token == "Array":
+            take("<")
+            items = union()
+            take(">")
+            return ("array", items)
+        return None  # string, number, boolean, a literal, a named type such as IObjectMeta
+
+    return members()
+
+
+def unknown_fields(value: Any, tree: Any, path: str = "") -> list[str]:
+    if isinstance(tree, tuple) and isinstance(value, list):
+        return [f for i, item in enumerate(value) for f in unknown_fields(item, tree[1], f"{path}[{i}]")]
+    if not isinstance(tree, dict) or not isinstance(value, dict):
+        return []
+    found = []
+    for key, item in value.items():
+        if key in tree:
+            found += unknown_fields(item, tree[key], f"{path}.{key}")
+        elif "*" in tree:
+            found += unknown_fields(item, tree["*"], f"{path}.{key}")
+        else:
+            found.append(f"{path}.{key}")
+    return found
+
+
+PACKAGES = {"argoproj.io": "argo-cd", "source.toolkit.fluxcd.io": "flux-cd", "kustomize.toolkit.fluxcd.io": "flux-cd"}
+
+
+def test_every_field_bootstrap_prints_is_declared_by_the_crds(platform: Path, schema_check) -> None:
+    documents = [*bootstrap("dev-1", str(platform), "--url", URL, "--secret", "git", "--sops-secret", "age"),
+                 *bootstrap("dev-2", str(platform), "--url", URL),
+                 *bootstrap("dev-1", str(platform), "--for", "argocd", "--url", URL, "--cluster", "c"),
+                 *bootstrap("dev-2", str(platform), "--for", "argocd", "--url", URL),
+                 *bootstrap("--all", str(platform), "--for", "argocd", "--url", URL)]
+    for document in documents:
+        tree = declared_fields(PACKAGES[document["apiVersion"].split("/")[0]], document["apiVersion"],
+                               document["kind"])
+        assert unknown_fields(document, tree) == [], document["kind"]
+    # The check can fail: a misspelt field is found.
+    application = next(d for d in documents if d["kind"] == "Application")
+    typo = {**application, "spec": {**application["spec"], "syncPolicy": {"automated": {"selfheal": True}}}}
+    tree = declared_fields("argo-cd", "argoproj.io/v1alpha1", "Application")
+    assert unknown_fields(typo, tree) == [".spec.syncPolicy.automated.selfheal"]
