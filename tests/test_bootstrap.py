@@ -205,6 +205,7 @@ def test_bootstrap_refuses_options_that_do_not_apply(platform: Path) -> None:
             (("dev-1", "--for", "argocd", "--url", URL, "--sops-secret", "age"), "--sops-secret: Flux only"),
             (("dev-1", "--for", "argocd", "--url", URL, "--interval", "5m"), "--interval: Flux only"),
             (("--all", "--url", URL), "--for argocd"),
+            (("dev-1", "--url", URL, "--project", "platform"), "are for --for argocd"),
             (("dev-1", "--all", "--for", "argocd"), "name one DESTINATION, or pass --all"),
             (("dev-1", "--for", "argocd"), "--url is needed")):
         done = kratix("bootstrap", *args[:1], str(platform), *args[1:])

@@ -186,9 +186,10 @@ def bootstrap(ctx: click.Context, destination: str | None, path: Path, tool: str
         if given:
             raise click.UsageError(f"{', '.join(given)}: Flux only. Argo CD finds Git credentials by the repo's URL "
                                    "(argocd repo add), polls on its own schedule, and needs a plugin for SOPS")
-    elif all_destinations or ctx.get_parameter_source("cluster") is not click.core.ParameterSource.DEFAULT:
-        raise click.UsageError("--all and --cluster are for --for argocd (Flux runs on each destination's cluster: "
-                               "bootstrap each one)")
+    elif all_destinations or any(ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+                                 for name in ("cluster", "project")):
+        raise click.UsageError("--all, --cluster and --project are for --for argocd (Flux runs on each "
+                               "destination's cluster: bootstrap each one)")
     elif not _at_least_a_minute(interval):
         raise click.BadParameter("must be at least 1m (e.g. 1m, 5m, 1h)", param_hint="--interval")
     platform, _ = load.parse_platform(load.read_worktree(path))
