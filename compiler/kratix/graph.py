@@ -35,42 +35,51 @@ def _request(key: str) -> str:
 
 def platform_graph(promises: Mapping[str, Promise], destinations: Mapping[str, Destination],
                    statuses: Mapping[str, RequestStatus], entries: Iterable[provenance.Entry], *,
-                   previous_placements: Mapping[str, str] | None = None) -> Graph:
-    """`statuses` by "Kind namespace/name"; `entries`, the provenance of the output; `previous_placements`,
-    the last publish's records (record → destination name), for where a failing request's output still is."""
+                   published: Mapping[str, set[str]] | None = None) -> Graph:
+    """`statuses` by "Kind namespace/name"; `entries`, the provenance of the output; `published`, where the last
+    publish put each request's output (identity "Kind/namespace/name" → destination names,
+    `kratix.plan.destinations_before`), for where a failing request's output still is."""
     nodes = [Node(_promise(name), diagrams.PROMISE, name) for name in sorted(promises)]
     nodes += [Node(_destination(name), diagrams.DESTINATION, name) for name in sorted(destinations)]
-    reaches: set[tuple[str, str]] = set()  # (promise, destination)
-    for entry in entries:
-        if entry.destination and entry.owner == f"Promise {entry.promise}":
-            reaches.add((entry.promise or "", entry.destination))
-    earlier = _earlier_destinations(previous_placements or {})
+    reaches = {(entry.promise or "", entry.destination) for entry in entries
+               if entry.destination and entry.owner == f"Promise {entry.promise}"}
     request_edges: list[Edge] = []
     for key, status in sorted(statuses.items()):
         placed = _placed_on(status)
-        mark = status.state if status.state in (PENDING, FAILED, MISPLACED) else ""
-        nodes.append(Node(_request(key), diagrams.REQUEST, key, mark))
-        promise = status.request.promise
-        for destination, placement_mark in placed:
-            reaches.add((promise, destination))
-            request_edges.append(Edge(_destination(destination), _request(key), placement_mark))
-        if not placed:
-            request_edges.append(Edge(_promise(promise), _request(key), mark or PENDING))
-        if status.state == FAILED:
-            identity = f"{status.request.key.kind}/{status.request.key.namespace}/{status.request.key.name}"
-            request_edges += [Edge(_destination(d), _request(key), FAILED) for d in sorted(earlier.get(identity, ()))]
+        nodes.append(Node(_request(key), diagrams.REQUEST, key, _mark(status)))
+        reaches.update((status.request.promise, destination) for destination, _ in placed)
+        request_edges += _request_edges(key, status, placed, (published or {}).get(_identity(status), set()))
+    edges = [Edge(_promise(p), _destination(d)) for p, d in sorted(reaches)] + request_edges
+    return Graph(diagrams.unique([*nodes, *_named_only_by_edges(nodes, edges)]), tuple(dict.fromkeys(edges)))
+
+
+def _identity(status: RequestStatus) -> str:
+    key = status.request.key
+    return f"{key.kind}/{key.namespace}/{key.name}"
+
+
+def _mark(status: RequestStatus) -> str:
+    return status.state if status.state in (PENDING, FAILED, MISPLACED) else ""
+
+
+def _request_edges(key: str, status: RequestStatus, placed: list[tuple[str, str]],
+                   published: set[str]) -> list[Edge]:
+    """From each destination the request is placed on; from its Promise when it is on none now; and, when it
+    fails, from each destination its last published output is still on."""
+    edges = [Edge(_destination(destination), _request(key), mark) for destination, mark in placed]
+    if not placed:
+        edges.append(Edge(_promise(status.request.promise), _request(key), _mark(status) or PENDING))
+    if status.state == FAILED:
+        edges += [Edge(_destination(d), _request(key), FAILED) for d in sorted(published)]
+    return edges
+
+
+def _named_only_by_edges(nodes: list[Node], edges: list[Edge]) -> list[Node]:
+    """A Promise or destination gone from the platform but still named by output (a request carried over while
+    its Promise's file is unreadable) is still drawn, so that no edge points nowhere."""
     known = {node.key for node in nodes}
-    edges = [Edge(_promise(p), _destination(d)) for p, d in sorted(reaches)]
-    edges += request_edges
-    # A Promise or destination that is gone from the platform but still named by output (a request carried over
-    # while its Promise's file is unreadable) is still drawn, so that no edge points nowhere.
-    for edge in edges:
-        for key in (edge.source, edge.target):
-            if key not in known:
-                group, _, name = key.partition(":")
-                nodes.append(Node(key, group, name))
-                known.add(key)
-    return Graph(diagrams.unique(nodes), tuple(dict.fromkeys(edges)))
+    missing = dict.fromkeys(key for edge in edges for key in (edge.source, edge.target) if key not in known)
+    return [Node(key, key.partition(":")[0], key.partition(":")[2]) for key in missing]
 
 
 def _placed_on(status: RequestStatus) -> list[tuple[str, str]]:
@@ -82,11 +91,3 @@ def _placed_on(status: RequestStatus) -> list[tuple[str, str]]:
     if not status.placements:  # carried over unchanged: no Placement was built, only its records (all placed)
         found = [(destination, "") for destination in status.placement_records.values()]
     return sorted(set(found))
-
-
-def _earlier_destinations(records: Mapping[str, str]) -> dict[str, set[str]]:
-    """Request identity ("Kind/namespace/name") → the destinations its last published output is on."""
-    found: dict[str, set[str]] = {}
-    for record, destination in records.items():
-        found.setdefault(record.partition("#")[0], set()).add(destination)
-    return found

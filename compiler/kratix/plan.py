@@ -131,6 +131,22 @@ def make_plan(previous: PreviousOutput, files: Mapping[str, Content], entries: M
               statuses: Mapping[str, RequestStatus], previous_placements: Mapping[str, str],
               threshold: float) -> Plan:
     previous_entries = previous.provenance
+    changes = file_changes(previous, files, entries)
+    before = destinations_before(previous_placements)
+    failed = tuple(f"{key}: {s.detail}" for key, s in sorted(statuses.items()) if s.failed_now)
+    crd_changes = tuple(sorted(
+        f"{c.change} {obj}" for c in changes
+        for obj in _objects_of(c, previous_entries, entries) if manifests.kind_of(obj) == "CustomResourceDefinition"))
+    trips = guard(previous_entries, entries, threshold=threshold,
+                  unowned=unowned_files(previous.files, previous_entries, previous.layouts))
+    return Plan(tuple(changes), tuple(trips), placement_changes(statuses, before), failed, crd_changes,
+                placement_moves(statuses, before))
+
+
+def file_changes(previous: PreviousOutput, files: Mapping[str, Content],
+                 entries: Mapping[str, provenance.Entry]) -> list[FileChange]:
+    """Every output file added, changed or removed (bookkeeping aside), with its destination, owner and diff."""
+    previous_entries = previous.provenance
     changes = []
     for path in sorted(set(previous.files) | set(files)):
         if paths.is_bookkeeping(path) or previous.same(path, files.get(path)):
@@ -140,24 +156,29 @@ def make_plan(previous: PreviousOutput, files: Mapping[str, Content], entries: M
         diff = _diff(path, previous.files[path], files[path]) if change == "changed" else ""
         changes.append(FileChange(path, change, entry.destination if entry and entry.destination else
                                   path.split("/", 1)[0], entry.owner if entry else "kratix", diff))
-    placements = []
-    before: dict[str, set[str]] = {}  # request identity -> the destinations its output was on
+    return changes
+
+
+def destinations_before(previous_placements: Mapping[str, str]) -> dict[str, set[str]]:
+    """Request identity ("Kind/namespace/name") → the destinations its published output is on, from the
+    placement records (record → destination)."""
+    before: dict[str, set[str]] = {}
     for record, destination in previous_placements.items():
         before.setdefault(record.partition("#")[0], set()).add(destination)
+    return before
+
+
+def placement_changes(statuses: Mapping[str, RequestStatus],
+                      before: Mapping[str, set[str]]) -> tuple[PlacementChange, ...]:
+    """Each placement made now that was not there before, and each that is not a clean placement."""
+    placements = []
     for key, status in sorted(statuses.items()):
         was = before.get(_identity(status), set())
         for _pipeline, _directory, placement in status.placements:  # empty for requests carried over unchanged
             name = placement.destination.name if placement.destination else None
             if placement.state != "placed" or name not in was:
                 placements.append(PlacementChange(key, name, placement.state, placement.reason))
-    failed = tuple(f"{key}: {s.detail}" for key, s in sorted(statuses.items()) if s.failed_now)
-    crd_changes = tuple(sorted(
-        f"{c.change} {obj}" for c in changes
-        for obj in _objects_of(c, previous_entries, entries) if manifests.kind_of(obj) == "CustomResourceDefinition"))
-    trips = guard(previous_entries, entries, threshold=threshold,
-                  unowned=unowned_files(previous.files, previous_entries, previous.layouts))
-    return Plan(tuple(changes), tuple(trips), tuple(placements), failed, crd_changes,
-                placement_moves(statuses, before))
+    return tuple(placements)
 
 
 def placement_moves(statuses: Mapping[str, RequestStatus], before: Mapping[str, set[str]]) -> tuple[PlacementMove, ...]:

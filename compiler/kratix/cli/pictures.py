@@ -28,6 +28,7 @@ def graph(path: Path, ref: str | None, output_format: str, output_repo: str | No
     to stdout, diagnostics to stderr; exit 1 when the input is invalid (the diagram still shows it)."""
     from kratix import diagrams, load, pipeline, publish
     from kratix import graph as graphs
+    from kratix import plan as plans
     from kratix.cli.publishing import with_store_prefixes
 
     settings = common.build_settings(branch=branch, unsandboxed=unsandboxed, no_step_network=no_step_network,
@@ -46,6 +47,7 @@ def graph(path: Path, ref: str | None, output_format: str, output_repo: str | No
         click.echo(diagnostic.render(), err=True)
     platform, _ = load.parse_platform(tree)
     picture = graphs.platform_graph(platform.promises, platform.destinations, result.requests,
-                                    result.provenance.values(), previous_placements=previous.placements)
+                                    result.provenance.values(),
+                                    published=plans.destinations_before(previous.placements))
     click.echo(diagrams.render(picture, output_format), nl=False)
     common.exit_with(result.ok)

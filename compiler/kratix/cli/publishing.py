@@ -180,45 +180,55 @@ def bootstrap(ctx: click.Context, destination: str | None, path: Path, tool: str
         path, destination = Path(destination), None  # `bootstrap --all DIR`: the one argument is the platform
     if all_destinations == (destination is not None):
         raise click.UsageError("name one DESTINATION, or pass --all (with --for argocd)")
-    if tool == "argocd":
-        given = [f"--{name.replace('_', '-')}" for name in ("secret", "sops_secret", "interval")
-                 if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
-        if given:
-            raise click.UsageError(f"{', '.join(given)}: Flux only. Argo CD finds Git credentials by the repo's URL "
-                                   "(argocd repo add), polls on its own schedule, and needs a plugin for SOPS")
-    elif all_destinations or any(ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
-                                 for name in ("cluster", "project")):
-        raise click.UsageError("--all, --cluster and --project are for --for argocd (Flux runs on each "
-                               "destination's cluster: bootstrap each one)")
-    elif not _at_least_a_minute(interval):
-        raise click.BadParameter("must be at least 1m (e.g. 1m, 5m, 1h)", param_hint="--interval")
+    _check_bootstrap_options(ctx, tool, all_destinations, interval)
     platform, _ = load.parse_platform(load.read_worktree(path))
-    if all_destinations:
-        chosen = [platform.destinations[name] for name in sorted(platform.destinations)]
-        if not chosen:
-            raise KratixError(f"no Destination in {path}/clusters")
-    else:
-        found = platform.destinations.get(destination or "")
-        if found is None:
-            names = ", ".join(sorted(platform.destinations)) or "none"
-            raise KratixError(f"no Destination named {destination!r} in {path}/clusters (destinations: {names})")
-        chosen = [found]
-    targets = [(d, *_bootstrap_source(platform, d, url, branch, override=not all_destinations)) for d in chosen]
+    targets = [(d, *_bootstrap_source(platform, d, url, branch, override=not all_destinations))
+               for d in _bootstrap_destinations(platform, destination, path)]
     namespace = namespace or ("argocd" if tool == "argocd" else "flux-system")
-    for found, _, _, _ in targets:
-        if tool == "argocd" and found.encrypts_secrets:
-            click.echo(f"warning: Destination {found.name} gets SOPS-encrypted Secrets: Argo CD applies them as "
-                       "they are unless a decryption plugin (such as KSOPS) is set up", err=True)
     if tool == "flux":
         found, repo_url, repo_branch, folder = targets[0]
         documents = flux.flux_objects(found.name, folder, url=repo_url, branch=repo_branch, namespace=namespace,
                                       secret=secret, interval=interval, sops_secret=sops_secret, mode=found.mode)
     else:
+        for found in (t[0] for t in targets if t[0].encrypts_secrets):
+            click.echo(f"warning: Destination {found.name} gets SOPS-encrypted Secrets: Argo CD applies them as "
+                       "they are unless a decryption plugin (such as KSOPS) is set up", err=True)
         folders = [f for found, repo_url, repo_branch, folder in targets
                    for f in argocd.folders(found.name, folder, url=repo_url, branch=repo_branch, mode=found.mode)]
         documents = ([argocd.application_set(folders, namespace=namespace, project=project)] if all_destinations
                      else argocd.applications(folders, namespace=namespace, project=project, cluster=cluster))
     click.echo(yamltext.dump_all(documents).decode(), nl=False)
+
+
+def _check_bootstrap_options(ctx: click.Context, tool: str, all_destinations: bool, interval: str) -> None:
+    """Refuse the options of one tool given with the other, rather than ignore them."""
+    def given(*names: str) -> list[str]:
+        return [f"--{name.replace('_', '-')}" for name in names
+                if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
+
+    if tool == "argocd":
+        flux_only = given("secret", "sops_secret", "interval")
+        if flux_only:
+            raise click.UsageError(f"{', '.join(flux_only)}: Flux only. Argo CD finds Git credentials by the repo's "
+                                   "URL (argocd repo add), polls on its own schedule, and needs a plugin for SOPS")
+    elif all_destinations or given("cluster", "project"):
+        raise click.UsageError("--all, --cluster and --project are for --for argocd (Flux runs on each "
+                               "destination's cluster: bootstrap each one)")
+    elif not _at_least_a_minute(interval):
+        raise click.BadParameter("must be at least 1m (e.g. 1m, 5m, 1h)", param_hint="--interval")
+
+
+def _bootstrap_destinations(platform: Any, destination: str | None, path: Path) -> list[Any]:
+    """The one destination named, or every destination (None: `--all`)."""
+    if destination is None:
+        if not platform.destinations:
+            raise KratixError(f"no Destination in {path}/clusters")
+        return [platform.destinations[name] for name in sorted(platform.destinations)]
+    found = platform.destinations.get(destination)
+    if found is None:
+        names = ", ".join(sorted(platform.destinations)) or "none"
+        raise KratixError(f"no Destination named {destination!r} in {path}/clusters (destinations: {names})")
+    return [found]
 
 
 def _bootstrap_source(platform: Any, found: Any, url: str | None, branch: str | None, *,
