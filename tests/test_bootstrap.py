@@ -181,7 +181,7 @@ def render_template(template: Any, element: dict[str, str]) -> Any:
 
 
 def test_the_applicationset_makes_the_applications_of_every_destination(platform: Path, schema_check) -> None:
-    (application_set,) = bootstrap("--all", str(platform), "--for", "argocd", "--url", URL)
+    (application_set,) = bootstrap("--all", str(platform), "--for", "argocd", "--url", URL, "--branch", "state")
     assert (application_set["apiVersion"], application_set["kind"]) == ("argoproj.io/v1alpha1", "ApplicationSet")
     assert schema_check([application_set]) == [[]]
     spec = application_set["spec"]
@@ -191,8 +191,9 @@ def test_the_applicationset_makes_the_applications_of_every_destination(platform
     made = [{"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", **m} for m in made]
     assert schema_check(made) == [[] for _ in made]
     # The same Applications as one bootstrap per destination, each on the cluster named like its destination.
+    # --url and --branch are the output repo's: prod-1 keeps its GitStateStore's.
     for name in ("dev-1", "dev-2", "prod-1"):
-        extra = ("--url", URL) if name != "prod-1" else ()
+        extra = ("--url", URL, "--branch", "state") if name != "prod-1" else ()
         for single in bootstrap(name, str(platform), "--for", "argocd", "--cluster", name, *extra):
             twin = by_name(made)[single["metadata"]["name"]]
             assert twin["spec"] == single["spec"]

@@ -157,7 +157,8 @@ def explain(file: str, output_repo: str | None, branch: str) -> None:
 @click.option("--url", help="The URL of the destination's repo as the worker's Flux or Argo CD reaches it "
                              "(default: its GitStateStore's spec.url, when that is a URL). With --all: the URL of "
                              "the output repo, for destinations without a GitStateStore of their own.")
-@click.option("--branch", help="The branch (default: its GitStateStore's spec.branch, else main).")
+@click.option("--branch", help="The branch (default: its GitStateStore's spec.branch, else main). With --all: the "
+                                "output repo's, for destinations without a GitStateStore of their own.")
 @click.option("--secret", help="Flux: a Secret in flux-system with Git credentials for the URL.")
 @click.option("--namespace", help="Where the objects go (default: flux-system for Flux, argocd for Argo CD).")
 @click.option("--interval", default="1m", show_default=True, help="Flux: how often it polls (at least 1m).")
@@ -234,7 +235,8 @@ def _bootstrap_destinations(platform: Any, destination: str | None, path: Path) 
 def _bootstrap_source(platform: Any, found: Any, url: str | None, branch: str | None, *,
                       override: bool) -> tuple[str, str, str]:
     """The repo URL, branch and folder a destination's GitOps tool syncs: its GitStateStore's, or the default
-    store's (`url`, which must be given then). With `override`, `url` wins over the store's."""
+    store's (`url`, which must be given then, and `branch`). With `override`, `url` and `branch` win over the
+    store's."""
     from kratix import gitio, paths
 
     store = platform.stores.get(found.store or "")
@@ -244,7 +246,8 @@ def _bootstrap_source(platform: Any, found: Any, url: str | None, branch: str | 
         raise click.UsageError(f"--url is needed (for Destination {found.name}): the URL of its repo as the "
                                "worker's GitOps tool reaches it")
     folder = paths.join(store.path, found.path) if store is not None else found.path
-    return repo_url, branch or (store.branch if store else "main"), folder
+    repo_branch = branch if branch is not None and (override or store is None) else None
+    return repo_url, repo_branch or (store.branch if store else "main"), folder
 
 
 def _at_least_a_minute(interval: str) -> bool:
