@@ -7,8 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from kratix.errors import KratixError
-
 
 @dataclass(frozen=True)
 class Stored:
@@ -34,15 +32,17 @@ def run_shard(tree: Any, repo: Any, settings: Any, spec: str) -> tuple[Any, str]
     and its ref."""
     import os
 
+    import click
+
     from kratix import __version__, gitio, load, pipeline, shards, stores
     from kratix.cli.publishing import with_store_prefixes
 
     try:
         shard = shards.parse_spec(spec, os.environ)
     except ValueError as exc:
-        raise KratixError(f"--shard {exc}") from None
+        raise click.BadParameter(str(exc), param_hint="--shard") from None
     if not tree.commit:
-        raise KratixError("--shard needs --ref: shard results are stored for one input commit")
+        raise click.UsageError("--shard needs --ref: shard results are stored for one input commit")
     targets = stores.resolve(load.parse_state_stores(tree), default=repo)
     settings = with_store_prefixes(settings, targets)
     previous = stores.read_all(targets).previous()
