@@ -77,7 +77,9 @@ def compile(path: Path, ref: str | None, out_dir: Path | None, output_repo: str 
             raise click.UsageError("--shard stores its results in --output-repo, and writes no --out")
         shard_result, shard_ref = sharding.run_shard(tree, publish.open_output_repo(output_repo, branch=branch),
                                                      settings, shard)
-        if not quiet:
+        if output_format == "json":
+            click.echo(json.dumps(sharding.shard_json(shard_result, shard_ref), indent=2))
+        elif not quiet:
             click.echo(sharding.shard_line(shard_result, shard_ref), err=True)
         common.exit_with(True)
     if output_repo is None:

@@ -131,3 +131,9 @@ def shard_line(result: Any, ref: str) -> str:
             f"{result.skipped} left to other shards"
             + (f"; {len(result.failed)} failed (not stored: the publishing compile runs them again)"
                if result.failed else ""))
+
+
+def shard_json(result: Any, ref: str) -> dict[str, Any]:
+    return {"shard": {"index": result.shard.index, "count": result.shard.count, "commit": result.commit,
+                      "ref": ref, "stored": len(result.entries), "skipped": result.skipped,
+                      "failed": list(result.failed)}}
