@@ -279,8 +279,8 @@ class Recorder(Workflows):
                     self.skipped.add(identity)
                 return WorkflowResult()
             result: WorkflowResult = run()
-            key = workflow_key(fingerprints.get(promise.name, ""), workflow_type, pipelines, obj, env)
             try:
+                key = workflow_key(fingerprints.get(promise.name, ""), workflow_type, pipelines, obj, env)
                 entry = Entry(key, identity, encode_result(result))
             except Unstorable:
                 entry = None
@@ -334,7 +334,10 @@ class Replayer(Workflows):
         def handle(promise: Promise, pipelines: Sequence[Pipeline], obj: Mapping[str, Any], workflow_type: str,
                    env: Mapping[str, str], run: Any) -> WorkflowResult:
             identity = workflow_identity(workflow_type, env)
-            key = workflow_key(fingerprints.get(promise.name, ""), workflow_type, pipelines, obj, env)
+            try:
+                key = workflow_key(fingerprints.get(promise.name, ""), workflow_type, pipelines, obj, env)
+            except Unstorable:  # no shard could have stored it either
+                key = ""
             entry = self.entries.get(key)
             if entry is not None and entry.identity == identity:
                 try:

@@ -71,7 +71,7 @@ def compile(path: Path, ref: str | None, out_dir: Path | None, output_repo: str 
     settings = common.build_settings(branch=branch, allow_deletions=allow_deletions, reuse_unchanged=not rebuild,
                                      unsandboxed=unsandboxed, no_step_network=no_step_network,
                                      kubernetes_version=kubernetes_version)
-    stored = None
+    stored, leftovers = None, []
     if shard is not None:
         if output_repo is None or out_dir is not None:
             raise click.UsageError("--shard stores its results in --output-repo, and writes no --out")
@@ -90,7 +90,7 @@ def compile(path: Path, ref: str | None, out_dir: Path | None, output_repo: str 
         stored = sharding.load_stored(repo, tree.commit)
         result, outcome, previous = publish_platform(tree, repo, settings, progress,
                                                      workflows=stored.replayer if stored else None)
-        sharding.remove_used(repo, stored)
+        leftovers = sharding.remove_used(repo, stored)
     progress.done()
     if out_dir is not None:
         write_tree(out_dir, result.files if outcome is None else previous.resolve(result.files))
@@ -99,7 +99,7 @@ def compile(path: Path, ref: str | None, out_dir: Path | None, output_repo: str 
                    **sharding.summary_json(stored)})
     if not quiet and output_format == "text":
         click.echo(report.summary_line(result.summary, time.monotonic() - started), err=True)
-        for line in sharding.summary_lines(stored):
+        for line in [*sharding.summary_lines(stored), *leftovers]:
             click.echo(line, err=True)
         if outcome is not None:
             click.echo(report.published_lines(outcome, output_repo or "", branch), err=True)

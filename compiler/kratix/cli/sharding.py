@@ -72,6 +72,7 @@ def load_stored(repo: Any, commit: str | None) -> Stored | None:
     if repo.url is not None:
         gitio.fetch_refs(repo.path, repo.url, mine)
     results, problems, counts = [], [], []
+    trees: dict[str, tuple[Any, list[Any]]] = {}  # ref -> (shard, its files), read in one batch below
     for ref, oid in sorted(mine.items()):
         shard = shards.shard_of_ref(ref, commit)
         if shard is None:
@@ -79,8 +80,15 @@ def load_stored(repo: Any, commit: str | None) -> Stored | None:
             continue
         counts.append(shard.count)
         try:
-            results.append(shards.read_result(gitio.read_tree(repo.path, oid), commit=commit, shard=shard))
-        except (ValueError, UnicodeDecodeError, gitio.GitCommandError) as exc:
+            trees[ref] = (shard, [e for e in gitio.list_tree(repo.path, oid) if e.kind == "blob"])
+        except gitio.GitCommandError as exc:
+            problems.append(f"shard {shard}: {exc}")
+    blobs = gitio.read_blobs(repo.path, [e.oid for _, entries in trees.values() for e in entries])
+    for shard, entries in trees.values():
+        try:
+            files = {e.path: blobs[e.oid] for e in entries}
+            results.append(shards.read_result(files, commit=commit, shard=shard))
+        except (ValueError, UnicodeDecodeError) as exc:
             problems.append(f"shard {shard}: {exc}")
     count = max(counts, key=counts.count) if counts else 0  # N as most refs name it
     replayer = shards.Replayer(shards.merged_entries(results), count=count)
@@ -88,11 +96,19 @@ def load_stored(repo: Any, commit: str | None) -> Stored | None:
                   replayer)
 
 
-def remove_used(repo: Any, stored: Stored | None) -> None:
+def remove_used(repo: Any, stored: Stored | None) -> list[str]:
+    """Remove the refs of the commit just published; a failure (another publishing compile of the same commit
+    removed them first, or the remote refused) is reported, never fatal: the output is published already."""
     from kratix import gitio
 
-    if stored is not None:
+    if stored is None:
+        return []
+    try:
         gitio.delete_refs(repo.path, stored.refs, url=repo.url)
+    except gitio.GitCommandError as exc:
+        return [f"shards: warning: the shard refs of {stored.commit[:12]} could not all be removed "
+                f"({str(exc).splitlines()[0]}); remove them with git push <output repo> --delete <ref>"]
+    return []
 
 
 def summary_lines(stored: Stored | None) -> list[str]:
