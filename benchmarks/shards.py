@@ -2,7 +2,7 @@
 against the same compile without shards.
 
     python benchmarks/shards.py [--promises 2] [--destinations 10] [--requests 200] [--sleep 0.2] [--shards 4]
-                                [--workdir DIR] [--keep]
+                                [--repeat 3] [--workdir DIR] [--keep]
 
 Generates P Promises whose resource workflow is one command step that sleeps S seconds (as a real image step
 waits on a registry, a cloud API or Terraform) and writes a ConfigMap, D destinations and N requests into a
@@ -14,9 +14,10 @@ Two scenarios, each unsharded (into one output repo) and sharded (into another):
 1. cold: the first publish of the platform;
 2. Promise change: every Promise's step script edited, so every request's workflow runs again.
 Then a no-op compile (the same commit again, nothing to do) on the unsharded repo, as the yardstick of the
-merge. Checked (exit 1 when not): each sharded tree equals the unsharded one (Git tree ids), the shards ran
-every workflow exactly once between them, and the merge ran none. Timings are reported, never failed on:
-targets are a merge with no workflow run, costing at most 1.2x a no-op compile.
+merge. The merge and the no-op are the best of R runs (the shard refs and the branch are put back before each
+merge); everything else runs once. Checked (exit 1 when not): each sharded tree equals the unsharded one (Git
+tree ids), the shards ran every workflow exactly once between them, and the merge ran none. Timings are
+reported, never failed on: targets are a merge with no workflow run, costing at most 1.2x a no-op compile.
 """
 
 from __future__ import annotations
@@ -177,8 +178,20 @@ def scenario(name: str, args: argparse.Namespace, input_repo: Path, ref: str, pl
             raise BenchmarkError(f"shard {index}: workflows failed: {report['shard']['failed']}")  # type: ignore[index]
     if sorted(in_shards) != sorted(ran):
         raise BenchmarkError(f"{name}: the shards ran {len(in_shards)} workflows, the unsharded compile {len(ran)}")
-    merge, report = kratix(str(input_repo), "--ref", ref, "--output-repo", str(sharded))
-    merge_runs = len(runs(counter))
+    # The merge is timed best of R: before each run the shard refs and the branch are put back as the shards
+    # left them (a merge removes the refs and moves the branch).
+    stored = git(sharded, "for-each-ref", "--format=%(objectname) %(refname)", "refs/kratix/shards/")
+    before = git(sharded, "for-each-ref", "--format=%(objectname)", "refs/heads/main").strip()
+    merges, merge_runs = [], 0
+    for attempt in range(args.repeat):
+        if attempt:
+            restore = [f"update {ref} {oid}" for oid, ref in (line.split() for line in stored.splitlines())]
+            restore.append(f"update refs/heads/main {before}" if before else "delete refs/heads/main")
+            git(sharded, "update-ref", "--stdin", input=("\n".join(restore) + "\n").encode())
+        span, _ = kratix(str(input_repo), "--ref", ref, "--output-repo", str(sharded))
+        merges.append(span)
+        merge_runs += len(runs(counter))
+    merge = min(merges, key=lambda x: x.wall)
     if git(plain, "rev-parse", "main^{tree}") != git(sharded, "rev-parse", "main^{tree}"):
         raise BenchmarkError(f"{name}: the merged tree differs from the unsharded one")
     if git(sharded, "for-each-ref", "refs/kratix/shards/"):
@@ -188,7 +201,8 @@ def scenario(name: str, args: argparse.Namespace, input_repo: Path, ref: str, pl
 
 def report(args: argparse.Namespace, scenarios: list[Scenario], noop: Span) -> str:
     lines = [f"{args.promises} promises, {args.destinations} destinations, {args.requests} requests; steps sleep "
-             f"{args.sleep:g} s; {args.shards} shards run one after another; {os.cpu_count()} cores "
+             f"{args.sleep:g} s; {args.shards} shards run one after another; merge and no-op best of "
+             f"{args.repeat}; {os.cpu_count()} cores "
              f"(load average {os.getloadavg()[0]:.2f})", "",
              f"{'figure':<52}  {'wall':>8}  {'cpu':>8}  {'target':>8}",
              f"{'-' * 52}  {'-' * 8}  {'-' * 8}  {'-' * 8}"]
@@ -223,6 +237,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--sleep", type=float, default=0.2)
     parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=3, help="the merge and the no-op: best of R runs")
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
@@ -235,9 +250,13 @@ def main() -> int:
         scenarios = [scenario("cold", args, input_repo, first, plain, sharded, counter)]
         second = commit(input_repo, platform(args, counter, 2), "every Promise's step changes")
         scenarios.append(scenario("Promise change", args, input_repo, second, plain, sharded, counter))
-        noop, outcome = kratix(str(input_repo), "--ref", second, "--output-repo", str(plain))
-        if runs(counter) or (outcome.get("publish") or {}).get("changed"):  # type: ignore[union-attr]
-            raise BenchmarkError("the no-op compile ran a workflow or made a commit")
+        noops = []
+        for _ in range(args.repeat):
+            noop, outcome = kratix(str(input_repo), "--ref", second, "--output-repo", str(plain))
+            noops.append(noop)
+            if runs(counter) or (outcome.get("publish") or {}).get("changed"):  # type: ignore[union-attr]
+                raise BenchmarkError("the no-op compile ran a workflow or made a commit")
+        noop = min(noops, key=lambda x: x.wall)
         print(report(args, scenarios, noop))
         if args.keep:
             print(f"\nkept: {scratch}")
