@@ -253,3 +253,20 @@ def test_a_result_keeps_every_type_a_document_can_hold() -> None:
         [type(v) for v in document["data"].values()]
     with pytest.raises(shards.Unstorable):
         shards.encode_result(WorkflowResult(failure=RenderFailure("f", 1, 1, "c", "m", "s")))
+
+
+def test_a_ref_that_holds_no_shard_result_is_reported_and_its_shard_runs_here(tmp_path: Path, inputs: Path) -> None:
+    sharded = tmp_path / "sharded"
+    run_shards(inputs, str(sharded), 2, indices=[1])
+    in_shard = runs(tmp_path)
+    commit = git(inputs, "rev-parse", "HEAD").strip()
+    empty_tree = git(sharded, "hash-object", "-t", "tree", "-w", "--stdin", input=b"").strip()
+    git(sharded, "update-ref", shards.ref_name(commit, shards.Shard(0, 2)),
+        git(sharded, "commit-tree", empty_tree, "-m", "not a shard result").strip())
+
+    summary = compile_(str(inputs), "--ref", "HEAD", "--output-repo", str(sharded))
+    assert "shards: not used: shard 0/2: no shard.json and workflows.jsonl in its commit" in summary
+    assert "shard 0/2 has no result (missing or failed)" in summary
+    here = runs(tmp_path)
+    assert sorted(here + in_shard) == sorted(set(here + in_shard)) and len(here + in_shard) == 9
+    assert shard_refs(sharded) == []

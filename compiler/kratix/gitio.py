@@ -487,3 +487,25 @@ def delete_refs(repo: Path, refs: Iterable[str], *, url: str | None = None, time
                 timeout=timeout or NETWORK_TIMEOUT_SECONDS)
     run_git(repo, "update-ref", "--stdin", input="".join(f"delete {ref}\n" for ref in names).encode(),
             timeout=timeout)
+
+
+def read_named(repo: Path, names: list[str], *, timeout: float | None = None) -> list[bytes | None]:
+    """The blobs `names` give (`<commit>:<path>`), in order, with one `git cat-file --batch`; None for a name
+    that gives none (a path the commit does not hold)."""
+    if not names:
+        return []
+    output = run_git(repo, "cat-file", "--batch", input="".join(f"{name}\n" for name in names).encode(),
+                     timeout=timeout)
+    found: list[bytes | None] = []
+    position = 0
+    for _ in names:
+        header_end = output.index(b"\n", position)
+        header = output[position:header_end].decode("utf-8", "replace")
+        position = header_end + 1
+        if header.endswith(" missing") or header.endswith(" ambiguous"):
+            found.append(None)
+            continue
+        size = int(header.rsplit(" ", 1)[1])
+        found.append(output[position:position + size] if header.split(" ")[1] == "blob" else None)
+        position += size + 1
+    return found

@@ -3,11 +3,12 @@ them again.
 
 `kratix compile --shard I/N` runs only the workflows (Promise and request) of shard I and stores what each one
 produced in the output repo under a ref of its own (`ref_name`): a commit whose tree holds a manifest
-(`shard.json`: input commit, shard, counts) and the results (`workflows/<xx>.jsonl`, one line per workflow:
-its key, identity and `WorkflowResult`). The publishing compile then replays those results instead of running
-the workflows, and everything after the workflows (placement, validation, conflicts, statuses, provenance, the
-request cache) runs as always. So the published tree is the one a compile without shards writes, byte for byte:
-the shards only move where the workflows run, never what the compile decides.
+(`shard.json`: input commit, shard, counts) and the results (`workflows.jsonl`, one line per workflow: its
+key, identity and `WorkflowResult`); two files at known paths, so the publishing compile reads every shard of
+its commit with one `git cat-file --batch`, whatever N is. The publishing compile then replays those results
+instead of running the workflows, and everything after the workflows (placement, validation, conflicts,
+statuses, provenance, the request cache) runs as always. So the published tree is the one a compile without
+shards writes, byte for byte: the shards only move where the workflows run, never what the compile decides.
 
 What is stored is the workflow's result, not the cache's record of published files: the cache records what
 survived assembly (conflicts, validation, placements), which depends on every other request and so cannot be
@@ -41,7 +42,7 @@ from kratix.platform import Pipeline, Promise
 FORMAT = 1
 REF_PREFIX = "refs/kratix/shards/"
 MANIFEST = "shard.json"
-RESULTS_FOLDER = "workflows"
+RESULTS = "workflows.jsonl"
 _TAG = "\x00kratix"  # marks a value JSON has no type for (a non-text key, bytes, a tuple)
 
 
@@ -195,14 +196,9 @@ def result_files(result: ShardResult, *, version: str) -> dict[str, bytes]:
     manifest = {"format": FORMAT, "kratix": "shard", "version": version, "commit": result.commit,
                 "shard": {"index": result.shard.index, "count": result.shard.count},
                 "workflows": len(result.entries), "failed": list(result.failed)}
-    files = {MANIFEST: json.dumps(manifest, indent=1, sort_keys=True).encode() + b"\n"}
-    grouped: dict[str, list[Entry]] = {}
-    for entry in result.entries:
-        grouped.setdefault(entry.key[:2], []).append(entry)
-    for prefix, entries in sorted(grouped.items()):
-        lines = [f"{e.key} {json.dumps(e.identity)} {e.result}" for e in sorted(entries, key=lambda e: e.key)]
-        files[f"{RESULTS_FOLDER}/{prefix}.jsonl"] = ("\n".join(lines) + "\n").encode()
-    return files
+    lines = [f"{e.key} {json.dumps(e.identity)} {e.result}\n" for e in sorted(result.entries, key=lambda e: e.key)]
+    return {MANIFEST: json.dumps(manifest, indent=1, sort_keys=True).encode() + b"\n",
+            RESULTS: "".join(lines).encode()}
 
 
 def read_result(files: Mapping[str, bytes], *, commit: str, shard: Shard) -> ShardResult:
@@ -218,15 +214,12 @@ def read_result(files: Mapping[str, bytes], *, commit: str, shard: Shard) -> Sha
     if manifest.get("shard") != {"index": shard.index, "count": shard.count}:
         raise ValueError(f"holds shard {manifest.get('shard')!r}, not {shard}")
     entries = []
-    for path, data in sorted(files.items()):
-        if not path.startswith(RESULTS_FOLDER + "/"):
-            continue
-        for line in data.decode().splitlines():
-            key, _, rest = line.partition(" ")
-            identity, end = json.JSONDecoder().raw_decode(rest)
-            if not isinstance(identity, str) or rest[end:end + 1] != " ":
-                raise ValueError(f"{path}: an unreadable line")
-            entries.append(Entry(key, identity, rest[end + 1:]))
+    for line in files.get(RESULTS, b"").decode().splitlines():
+        key, _, rest = line.partition(" ")
+        identity, end = json.JSONDecoder().raw_decode(rest)
+        if not isinstance(identity, str) or rest[end:end + 1] != " ":
+            raise ValueError(f"{RESULTS}: an unreadable line")
+        entries.append(Entry(key, identity, rest[end + 1:]))
     if len(entries) != manifest.get("workflows"):
         raise ValueError(f"holds {len(entries)} workflow results, its manifest says {manifest.get('workflows')}")
     return ShardResult(shard, commit, tuple(entries), tuple(manifest.get("failed") or ()))

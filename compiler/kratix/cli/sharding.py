@@ -72,21 +72,18 @@ def load_stored(repo: Any, commit: str | None) -> Stored | None:
     if repo.url is not None:
         gitio.fetch_refs(repo.path, repo.url, mine)
     results, problems, counts = [], [], []
-    trees: dict[str, tuple[Any, list[Any]]] = {}  # ref -> (shard, its files), read in one batch below
-    for ref, oid in sorted(mine.items()):
+    found: dict[str, Any] = {}  # ref -> its shard
+    for ref in sorted(mine):
         shard = shards.shard_of_ref(ref, commit)
         if shard is None:
             problems.append(f"{ref}: not a name kratix writes")
             continue
         counts.append(shard.count)
+        found[ref] = shard
+    for _ref, (shard, files) in _read_results(repo, {ref: mine[ref] for ref in found}, found).items():
         try:
-            trees[ref] = (shard, [e for e in gitio.list_tree(repo.path, oid) if e.kind == "blob"])
-        except gitio.GitCommandError as exc:
-            problems.append(f"shard {shard}: {exc}")
-    blobs = gitio.read_blobs(repo.path, [e.oid for _, entries in trees.values() for e in entries])
-    for shard, entries in trees.values():
-        try:
-            files = {e.path: blobs[e.oid] for e in entries}
+            if isinstance(files, str):
+                raise ValueError(files)
             results.append(shards.read_result(files, commit=commit, shard=shard))
         except (ValueError, UnicodeDecodeError) as exc:
             problems.append(f"shard {shard}: {exc}")
@@ -94,6 +91,23 @@ def load_stored(repo: Any, commit: str | None) -> Stored | None:
     replayer = shards.Replayer(shards.merged_entries(results), count=count)
     return Stored(commit, tuple(results), tuple(sorted(mine)), tuple(problems), len(everything) - len(mine), count,
                   replayer)
+
+
+def _read_results(repo: Any, commits: dict[str, str], found: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Each ref's shard and its two files, read with one `cat-file --batch` for all of them; a ref whose files
+    are not there gets why instead."""
+    from kratix import gitio, shards
+
+    pairs = [(ref, f"{oid}:{name}") for ref, oid in commits.items() for name in (shards.MANIFEST, shards.RESULTS)]
+    blobs = dict(zip((name for _, name in pairs), gitio.read_named(repo.path, [name for _, name in pairs]),
+                     strict=True))
+    read: dict[str, tuple[Any, Any]] = {}
+    for ref, oid in commits.items():
+        manifest, results = blobs.get(f"{oid}:{shards.MANIFEST}"), blobs.get(f"{oid}:{shards.RESULTS}")
+        files = ({shards.MANIFEST: manifest, shards.RESULTS: results} if manifest is not None and results is not None
+                 else f"no {shards.MANIFEST} and {shards.RESULTS} in its commit")
+        read[ref] = (found[ref], files)
+    return read
 
 
 def remove_used(repo: Any, stored: Stored | None) -> list[str]:
