@@ -96,8 +96,7 @@ def _render_promise(renderer: render.Renderer, promise: Promise, destinations: M
     outputs = [renderer.render_dependencies(promise)]
     workflow = WorkflowResult()
     if promise.promise_configure:
-        workflow = renderer.render_workflow(promise, promise.promise_configure, promise.body,
-                                            workflow_type="promise", env=render.kratix_env(promise, None, "promise"))
+        workflow = renderer.render_workflow(promise, promise.promise_configure, promise.body, request=None)
         outputs.extend(workflow.outputs)
     # Selectors a promise workflow writes for its root output also steer the Promise's requests (Kratix's
     # priority: resource workflow < promise workflow < Promise).

@@ -26,8 +26,8 @@ from typing import Any
 import jinja2
 import yaml
 
+from kratix import contract, steps, templating, yamltext
 from kratix import names as kratix_names
-from kratix import steps, templating, yamltext
 from kratix.documents import SourceTree
 from kratix.errors import StepError
 from kratix.manifests import STATIC_PIPELINE, OutputGroup, PipelineOutput, RenderedFile, RenderFailure, WorkflowResult
@@ -70,8 +70,10 @@ class Renderer:
         return PipelineOutput(STATIC_PIPELINE, files)
 
     def render_workflow(self, promise: Promise, pipelines: Sequence[Pipeline], obj: Mapping[str, Any], *,
-                        workflow_type: str, env: Mapping[str, str]) -> WorkflowResult:
-        """Run `pipelines` in order for `obj`; each later pipeline sees the status the earlier ones wrote."""
+                        request: ResourceRequest | None) -> WorkflowResult:
+        """Run `pipelines` in order for `obj` (`request`'s resource workflow, or with None the Promise's own);
+        each later pipeline sees the status the earlier ones wrote."""
+        workflow_type = contract.RESOURCE_WORKFLOW if request is not None else contract.PROMISE_WORKFLOW
         outputs: list[PipelineOutput] = []
         status: dict[str, Any] = dict(obj.get("status") or {})
         for pipeline in pipelines:
@@ -80,6 +82,7 @@ class Renderer:
                 if all(c.template is not None for c in pipeline.containers):
                     output, written = self._native_pipeline(promise, pipeline, current, workflow_type)
                 else:
+                    env = contract.kratix_variables(promise, request, pipeline=pipeline.name)
                     output, written = self._container_pipeline(promise, pipeline, current, workflow_type, env)
             except _Failure as failure:
                 return WorkflowResult(tuple(outputs), status, failure.failure)
@@ -218,7 +221,7 @@ class Renderer:
 
         try:
             run = steps.run_pipeline(pipeline, object_yaml=yamltext.dump(obj), promise_files=promise_files,
-                                     env={**env, "KRATIX_PIPELINE_NAME": pipeline.name}, settings=self._settings,
+                                     env=env, settings=self._settings,
                                      native_step=native, **self._probe(pipeline))
         except StepError as exc:  # refused before any container ran: no sandbox, no runtime, no network allowed
             raise _Failure(RenderFailure(promise.source.path, promise.source.line, 1, "render.step-refused",
@@ -332,23 +335,3 @@ def _template_frame(exc: BaseException, fallback: str) -> tuple[str, int]:
         if frame.filename and not frame.filename.endswith(".py") and frame.lineno:
             return _normalise(frame.filename), frame.lineno
     return fallback, 1
-
-
-def kratix_env(promise: Promise, request: ResourceRequest | None, workflow_type: str) -> dict[str, str]:
-    api = promise.api
-    if request is None:
-        kind, group, version, name, namespace = "Promise", "platform.kratix.io", "v1alpha1", promise.name, ""
-    else:
-        kind, name, namespace = request.key.kind, request.key.name, request.key.namespace
-        group, version = (api.group, api.version) if api else ("", "")
-    return {
-        "KRATIX_WORKFLOW_TYPE": workflow_type,
-        "KRATIX_WORKFLOW_ACTION": "configure",
-        "KRATIX_PROMISE_NAME": promise.name,
-        "KRATIX_OBJECT_KIND": kind,
-        "KRATIX_OBJECT_GROUP": group,
-        "KRATIX_OBJECT_VERSION": version,
-        "KRATIX_OBJECT_NAME": name,
-        "KRATIX_OBJECT_NAMESPACE": namespace,
-        "KRATIX_CRD_PLURAL": api.plural if api else "",
-    }

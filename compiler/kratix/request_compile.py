@@ -122,8 +122,7 @@ def _run_request(request: ResourceRequest, promise_status: PromiseStatus, schema
     errors = [v for v in violations if v.severity is Severity.ERROR]
     if errors:
         return RequestStatus.invalid(request, [f"{'.'.join(map(str, v.path))}: {v.message}" for v in errors]), None
-    workflow = renderer.render_workflow(promise, promise.resource_configure, body, workflow_type="resource",
-                                        env=render.kratix_env(promise, request, "resource"))
+    workflow = renderer.render_workflow(promise, promise.resource_configure, body, request=request)
     if workflow.failure is not None:
         diagnostics.append(workflow.failure.diagnostic(subject))
         return RequestStatus.render_failed(request, workflow.failure, workflow.status), workflow
