@@ -114,3 +114,29 @@ def test_every_kratix_variable_for_both_workflow_types(tmp_path: Path) -> None:
         "KRATIX_OBJECT_GROUP": "platform.kratix.io", "KRATIX_OBJECT_VERSION": "v1alpha1",
         "KRATIX_OBJECT_NAME": "app", "KRATIX_OBJECT_NAMESPACE": "", "KRATIX_CRD_PLURAL": "promises",
         "KRATIX_CLUSTER_SCOPED": "true"}
+
+
+COUNT_SCRIPT = """\
+set -eu
+runs=$(sed -n 's/^  runs: *//p' /kratix/input/object.yaml)
+printf 'runs: %s\\n' $(( ${runs:-0} + 1 )) > /kratix/metadata/status.yaml
+cp /kratix/input/object.yaml /kratix/output/object.txt
+"""
+
+
+def test_a_step_sees_the_status_of_the_last_compile_in_object_yaml(tmp_path: Path) -> None:
+    files = platform(promise([pipeline("instance", step("count", "count.sh"))],
+                             [pipeline("setup", step("count", "count.sh"))]), {"count.sh": COUNT_SCRIPT})
+    repo = Platform(tmp_path, files)
+    assert repo.compile().returncode == 0
+    first = yaml.safe_load(repo.file("worker-1/resources/team-a/app/web/instance/object.txt"))
+    assert "status" not in first and repo.status()["runs"] == 1
+    repo.commit({"requests/team-a/web.yaml": app(size="large")})
+    result = repo.compile("--rebuild")
+    assert result.returncode == 0, result.stderr
+    seen = yaml.safe_load(repo.file("worker-1/resources/team-a/app/web/instance/object.txt"))
+    assert seen["spec"] == {"size": "large"}
+    assert seen["status"]["runs"] == 1 and seen["status"]["message"] == "Resource requested"
+    assert repo.status()["runs"] == 2
+    promise_seen = yaml.safe_load(repo.file("worker-1/dependencies/app/setup/object.txt"))
+    assert promise_seen["kind"] == "Promise" and promise_seen["status"]["status"] == "Available"

@@ -77,10 +77,12 @@ def compile_platform(tree: SourceTree, *, settings: Settings, previous: Previous
     platform, diagnostics, reused, fingerprints = incremental.load_reusing(tree, previous, settings)
     schemas, unavailable = promise_compile.check_promises(platform, diagnostics)
     renderer = render.Renderer(tree, settings=settings.render)
-    promises = promise_compile.compile_promises(platform, renderer, unavailable, diagnostics)
+    promises = promise_compile.compile_promises(platform, renderer, unavailable, diagnostics,
+                                                previous_status=previous.promise_status)
     requests = request_compile.compile_requests(platform, schemas, promises, renderer, previous.placements,
                                                 diagnostics, progress, taken=reused.keys(),
-                                                parallelism=settings.render.parallelism)
+                                                parallelism=settings.render.parallelism,
+                                                previous_status=previous.request_status)
     requests.update(reused)
     assemble.reject_unfit_files(platform, promises, requests, diagnostics)
     assemble.reject_conflicts(promises, requests, diagnostics, previous)

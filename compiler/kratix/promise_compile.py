@@ -7,7 +7,7 @@ destination) and the selectors its requests inherit; the request schemas of the 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kratix import cache, paths, render, schedule, schema
@@ -65,8 +65,13 @@ def _unavailable_promises(platform: Platform, problems: Mapping[str, str]) -> di
     return unavailable
 
 
+def _no_status(name: str) -> Mapping[str, Any]:
+    return {}
+
+
 def compile_promises(platform: Platform, renderer: render.Renderer, unavailable: Mapping[str, str],
-                     diagnostics: list[Diagnostic]) -> dict[str, PromiseStatus]:
+                     diagnostics: list[Diagnostic], *,
+                     previous_status: Callable[[str], Mapping[str, Any]] = _no_status) -> dict[str, PromiseStatus]:
     statuses: dict[str, PromiseStatus] = {}
     for promise in sorted(platform.promises.values(), key=lambda p: p.name):
         names = [p.name for p in promise.promise_configure]
@@ -76,7 +81,8 @@ def compile_promises(platform: Platform, renderer: render.Renderer, unavailable:
                                                    pipelines=pipeline_phases(names, None, pending=True),
                                                    revision=revision)
             continue
-        files, labels, workflow = _render_promise(renderer, promise, platform.destinations)
+        files, labels, workflow = _render_promise(renderer, promise, platform.destinations,
+                                                  previous_status(promise.name))
         phases = pipeline_phases(names, workflow, pending=False)
         if workflow.failure is not None:
             diagnostics.append(workflow.failure.diagnostic(f"Promise {promise.name}"))
@@ -90,13 +96,14 @@ def compile_promises(platform: Platform, renderer: render.Renderer, unavailable:
     return statuses
 
 
-def _render_promise(renderer: render.Renderer, promise: Promise, destinations: Mapping[str, Destination]
-                    ) -> tuple[list[PlacedFile], dict[str, str], WorkflowResult]:
+def _render_promise(renderer: render.Renderer, promise: Promise, destinations: Mapping[str, Destination],
+                    status_now: Mapping[str, Any]) -> tuple[list[PlacedFile], dict[str, str], WorkflowResult]:
     promise_labels = schedule.selector_labels(promise.selectors)
     outputs = [renderer.render_dependencies(promise)]
     workflow = WorkflowResult()
     if promise.promise_configure:
-        workflow = renderer.render_workflow(promise, promise.promise_configure, promise.body, request=None)
+        obj = {**promise.body, "status": dict(status_now)} if status_now else promise.body
+        workflow = renderer.render_workflow(promise, promise.promise_configure, obj, request=None)
         outputs.extend(workflow.outputs)
     # Selectors a promise workflow writes for its root output also steer the Promise's requests (Kratix's
     # priority: resource workflow < promise workflow < Promise).

@@ -5,6 +5,7 @@ Promises (compound Promises, compiled in later waves), and place its output on o
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -27,22 +28,32 @@ from kratix.platform import Destination, Platform, Promise, RequestKey, Resource
 from kratix.statuses import PromiseStatus, RequestStatus, pipeline_phases
 
 Progress = Callable[[str, int, int], None]  # (what, done, total): for a progress line on a terminal
+PreviousStatus = Callable[[str, str, str], Mapping[str, Any]]  # (namespace, promise, name) -> last status
+
+
+def _no_status(namespace: str, promise: str, name: str) -> Mapping[str, Any]:
+    return {}
 
 
 def compile_requests(platform: Platform, schemas: Mapping[str, Any], promises: Mapping[str, PromiseStatus],
                      renderer: render.Renderer, previous_placements: Mapping[str, str],
                      diagnostics: list[Diagnostic], progress: Progress, *, taken: Collection[str] = (),
-                     parallelism: int = 1) -> dict[str, RequestStatus]:
+                     parallelism: int = 1, previous_status: PreviousStatus = _no_status) -> dict[str, RequestStatus]:
     """Every request, then the requests their workflows emit for other Promises' APIs (compound Promises), in
     waves: parents before children, so a child always sees a finished parent. Requests whose Promise runs
     programs or containers are compiled `parallelism` at a time (they wait on processes, not on Python)."""
     served = {(p.api.group, p.api.kind): p.name for p in platform.promises.values() if p.api is not None}
     statuses: dict[str, RequestStatus] = {}
     total = len(platform.requests)
+    reading = threading.Lock()  # the previous output may be read through one git process
+
+    def status_of(request: ResourceRequest) -> Mapping[str, Any]:
+        with reading:
+            return previous_status(request.key.namespace, request.promise, request.key.name)
 
     def compile_one(item: tuple[ResourceRequest, tuple[ResourceRequest, ...]]) -> RequestStatus:
         status = _compile_request(item[0], promises[item[0].promise], schemas, renderer, platform.destinations,
-                                  previous_placements, diagnostics, served=served)
+                                  previous_placements, diagnostics, served=served, previous_status=status_of)
         progress("rendering requests", len(statuses) + 1, total)
         return status
 
@@ -93,9 +104,10 @@ def _check_cycles(status: RequestStatus, chain: tuple[ResourceRequest, ...], dia
 def _compile_request(request: ResourceRequest, promise_status: PromiseStatus, schemas: Mapping[str, Any],
                      renderer: render.Renderer, destinations: Mapping[str, Destination],
                      previous_placements: Mapping[str, str], diagnostics: list[Diagnostic], *,
-                     served: Mapping[tuple[str, str], str]) -> RequestStatus:
+                     served: Mapping[tuple[str, str], str],
+                     previous_status: Callable[[ResourceRequest], Mapping[str, Any]]) -> RequestStatus:
     status, workflow = _run_request(request, promise_status, schemas, renderer, destinations, previous_placements,
-                                    diagnostics, served=served)
+                                    diagnostics, served=served, previous_status=previous_status)
     names = [p.name for p in promise_status.promise.resource_configure]
     return replace(status, pipelines=pipeline_phases(names, workflow, pending=not promise_status.available),
                    revision=_revision(request, promise_status.promise))
@@ -110,7 +122,9 @@ def _revision(request: ResourceRequest, promise: Promise) -> str:
 def _run_request(request: ResourceRequest, promise_status: PromiseStatus, schemas: Mapping[str, Any],
                  renderer: render.Renderer, destinations: Mapping[str, Destination],
                  previous_placements: Mapping[str, str], diagnostics: list[Diagnostic], *,
-                 served: Mapping[tuple[str, str], str]) -> tuple[RequestStatus, WorkflowResult | None]:
+                 served: Mapping[tuple[str, str], str],
+                 previous_status: Callable[[ResourceRequest], Mapping[str, Any]]
+                 ) -> tuple[RequestStatus, WorkflowResult | None]:
     subject = str(request.key)
     promise = promise_status.promise
     if not promise_status.available:
@@ -122,7 +136,11 @@ def _run_request(request: ResourceRequest, promise_status: PromiseStatus, schema
     errors = [v for v in violations if v.severity is Severity.ERROR]
     if errors:
         return RequestStatus.invalid(request, [f"{'.'.join(map(str, v.path))}: {v.message}" for v in errors]), None
-    workflow = renderer.render_workflow(promise, promise.resource_configure, body, request=request)
+    # Its pipelines see the object as the API server returns it: with the status it has now (Kratix's pipelines
+    # read the status their previous run wrote from /kratix/input/object.yaml).
+    status_now = previous_status(request)
+    obj = {**body, "status": dict(status_now)} if status_now else body
+    workflow = renderer.render_workflow(promise, promise.resource_configure, obj, request=request)
     if workflow.failure is not None:
         diagnostics.append(workflow.failure.diagnostic(subject))
         return RequestStatus.render_failed(request, workflow.failure, workflow.status), workflow
