@@ -140,3 +140,181 @@ def test_a_step_sees_the_status_of_the_last_compile_in_object_yaml(tmp_path: Pat
     assert repo.status()["runs"] == 2
     promise_seen = yaml.safe_load(repo.file("worker-1/dependencies/app/setup/object.txt"))
     assert promise_seen["kind"] == "Promise" and promise_seen["status"]["status"] == "Available"
+
+
+FIRST_SCRIPT = """\
+set -eu
+size=$(sed -n 's/^  size: *//p' /kratix/input/object.yaml | head -n 1)
+printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata: {name: first, namespace: default}\\ndata: {size: %s}\\n' \\
+  "$size" > /kratix/output/first.yaml
+"""
+
+# Suspends when the request asks for a large app, unless the Promise's folder holds `approved`.
+SECOND_SCRIPT = """\
+set -eu
+size=$(sed -n 's/^  size: *//p' /kratix/input/object.yaml | head -n 1)
+printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata: {name: second, namespace: default}\\ndata: {size: %s}\\n' \\
+  "$size" > /kratix/output/second.yaml
+printf 'note: from second\\n' > /kratix/metadata/status.yaml
+if [ "$size" = large ] && [ ! -e scripts/approved ]; then
+  cat scripts/control.yaml > /kratix/metadata/workflow-control.yaml
+fi
+"""
+
+FIRST = "worker-1/resources/team-a/app/web/first/first.yaml"
+SECOND = "worker-1/resources/team-a/app/web/second/second.yaml"
+
+
+def two_pipelines(control: str) -> dict[str, str]:
+    return platform(promise([pipeline("first", step("first", "first.sh")),
+                             pipeline("second", step("second", "second.sh"))]),
+                    {"first.sh": FIRST_SCRIPT, "second.sh": SECOND_SCRIPT, "control.yaml": control})
+
+
+def size_in(text: str) -> str:
+    return yaml.safe_load(text)["data"]["size"]
+
+
+def test_a_suspended_workflow_keeps_its_last_output_until_its_request_changes(tmp_path: Path) -> None:
+    repo = Platform(tmp_path, two_pipelines("suspend: true\nmessage: waiting for approval\n"))
+    assert repo.compile().returncode == 0
+    assert size_in(repo.file(SECOND)) == "small"
+
+    repo.commit({"requests/team-a/web.yaml": app(size="large")})
+    result = repo.compile()
+    assert result.returncode == 0, result.stderr
+    assert "1 suspended" in result.stderr
+    assert size_in(repo.file(FIRST)) == "large"  # the pipeline before the suspended one is delivered
+    assert size_in(repo.file(SECOND)) == "small"  # the suspended one's last output stays
+    status = repo.status()
+    assert status["message"] == "Suspended: waiting for approval"
+    assert status["note"] == "from second"  # its status.yaml is merged all the same
+    assert status["pipelines"] == [{"name": "first", "phase": "Succeeded"},
+                                   {"name": "second", "phase": "Suspended", "message": "waiting for approval"}]
+    reconciled = {c["type"]: c for c in status["conditions"]}["Reconciled"]
+    assert (reconciled["status"], reconciled["reason"], reconciled["message"]) == \
+        ("Unknown", "WorkflowSuspended", "Suspended")
+
+    repo.commit({"promises/app/scripts/approved": "yes\n"})  # the request is unchanged: it stays suspended
+    assert repo.compile().returncode == 0
+    assert size_in(repo.file(SECOND)) == "small" and repo.status()["pipelines"][1]["phase"] == "Suspended"
+
+    repo.commit({"requests/team-a/web.yaml": yaml.safe_dump(
+        {**yaml.safe_load(app(size="large")), "metadata": {"name": "web", "labels": {"approved": "yes"}}})})
+    result = repo.compile()
+    assert result.returncode == 0, result.stderr
+    status = repo.status()
+    assert size_in(repo.file(SECOND)) == "large", (status, result.stderr)
+    assert status["message"] == "Resource requested"
+    assert [p["phase"] for p in status["pipelines"]] == ["Succeeded", "Succeeded"]
+
+
+def test_retry_after_runs_the_workflow_again_on_the_first_compile_after_it_is_due(tmp_path: Path) -> None:
+    repo = Platform(tmp_path, two_pipelines("retryAfter: 10m\nmessage: waiting for the database\n"))
+    repo.commit({"requests/team-a/web.yaml": app(size="large")})
+    result = repo.compile("--now", "2026-01-01T10:00:00Z")
+    assert result.returncode == 0, result.stderr
+    suspended = repo.status()["pipelines"][1]
+    assert suspended == {"name": "second", "phase": "Suspended", "message": "waiting for the database",
+                         "nextRetryAt": "2026-01-01T10:10:00Z", "attempts": 1}
+    assert SECOND not in repo.files()
+
+    repo.commit({"promises/app/scripts/approved": "yes\n"})  # would succeed now, but the retry is not due
+    assert repo.compile("--now", "2026-01-01T10:09:59Z").returncode == 0
+    assert SECOND not in repo.files() and repo.status()["pipelines"][1] == suspended
+
+    repo.commit({}, remove=["promises/app/scripts/approved"])
+    assert repo.compile("--now", "2026-01-01T10:10:00Z").returncode == 0  # due: it runs, and asks again
+    assert repo.status()["pipelines"][1]["nextRetryAt"] == "2026-01-01T10:20:00Z"
+    assert repo.status()["pipelines"][1]["attempts"] == 2
+
+    repo.commit({"promises/app/scripts/approved": "yes\n"})
+    assert repo.compile("--now", "2026-01-01T11:00:00+01:00").returncode == 0  # 10:00Z: not due
+    assert SECOND not in repo.files()
+    assert repo.compile("--now", "2026-01-01T10:30:00Z").returncode == 0
+    assert size_in(repo.file(SECOND)) == "large"
+    assert repo.status()["pipelines"][1] == {"name": "second", "phase": "Succeeded"}
+
+
+def test_a_workflow_control_file_kratix_cannot_read_fails_its_request_alone(tmp_path: Path) -> None:
+    files = two_pipelines("retryAfter: whale\n")
+    files["requests/team-a/other.yaml"] = app(name="other")
+    repo = Platform(tmp_path, files)
+    repo.commit({"requests/team-a/web.yaml": app(size="large")})
+    result = repo.compile()
+    assert result.returncode == 1
+    assert "workflow-control.yaml" in result.stderr and "'whale' is not a duration" in result.stderr
+    assert "1 failed" in result.stderr
+    assert size_in(repo.file("worker-1/resources/team-a/app/other/second/second.yaml")) == "small"
+
+
+def test_now_must_be_an_rfc3339_time_with_a_zone(tmp_path: Path) -> None:
+    repo = Platform(tmp_path, two_pipelines("suspend: true\n"))
+    result = repo.compile("--now", "2026-01-01T10:00:00")
+    assert result.returncode == 2 and "no time zone" in result.stderr
+
+
+def test_durations_read_as_go_reads_them() -> None:
+    from kratix import contract
+
+    assert contract.parse_duration("10m").total_seconds() == 600
+    assert contract.parse_duration("1h30m").total_seconds() == 5400
+    assert contract.parse_duration("1.5h").total_seconds() == 5400
+    assert contract.parse_duration("500ms").total_seconds() == 0.5
+    for bad in ("whale", "10", "", "m", "10 m"):
+        with pytest.raises(contract.ContractError):
+            contract.parse_duration(bad)
+
+
+def test_workflow_control_as_kratix_reads_it() -> None:
+    from kratix import contract
+
+    assert contract.read_workflow_control(None) is None
+    assert contract.read_workflow_control(b"suspend: false\nmessage: nothing to do\n") is None
+    suspended = contract.read_workflow_control(b"suspend: true\nmessage: wait\n")
+    assert suspended is not None and (suspended.message, suspended.retry_after) == ("wait", None)
+    retry = contract.read_workflow_control(b"retryAfter: 90s\n")
+    assert retry is not None and retry.retry_after == 90
+    for bad in (b"- suspend\n", b"suspend: 'yes'\n", b"message: [a]\n", b"retryAfter: whale\n"):
+        with pytest.raises(contract.ContractError):
+            contract.read_workflow_control(bad)
+
+
+PROMISE_SCRIPT = """\
+set -eu
+printf 'apiVersion: v1\\nkind: Namespace\\nmetadata: {name: app-system}\\n' > /kratix/output/namespace.yaml
+if [ -e scripts/hold ]; then
+  printf 'retryAfter: 5m\\nmessage: operator not ready\\n' > /kratix/metadata/workflow-control.yaml
+fi
+"""
+
+
+def test_a_suspended_promise_workflow_makes_the_promise_wait_and_keeps_its_output(tmp_path: Path) -> None:
+    files = platform(promise([pipeline("instance", step("env", "env.sh"))],
+                             [pipeline("setup", step("setup", "setup.sh"))]),
+                     {"env.sh": ENV_SCRIPT, "setup.sh": PROMISE_SCRIPT})
+    repo = Platform(tmp_path, files)
+    assert repo.compile().returncode == 0
+    namespace = "worker-1/dependencies/app/setup/namespace.yaml"
+    request_file = "worker-1/resources/team-a/app/web/instance/env.txt"
+    assert namespace in repo.files() and request_file in repo.files()
+
+    repo.commit({"promises/app/scripts/hold": "", "requests/team-a/web.yaml": app(size="large")})
+    result = repo.compile("--now", "2026-03-01T08:00:00Z")
+    assert result.returncode == 0, result.stderr
+    promise_status = yaml.safe_load(repo.file(".kratix/promises/app.yaml"))["status"]
+    assert promise_status["status"] == "Unavailable"
+    assert promise_status["pipelines"] == [{"name": "setup", "phase": "Suspended", "message": "operator not ready",
+                                            "nextRetryAt": "2026-03-01T08:05:00Z", "attempts": 1}]
+    reconciled = {c["type"]: c for c in promise_status["conditions"]}["Reconciled"]
+    assert (reconciled["status"], reconciled["reason"], reconciled["message"]) == \
+        ("Unknown", "WorkflowSuspended", "Suspended")
+    assert namespace in repo.files() and request_file in repo.files()  # what was published stays
+    assert repo.status()["message"] == "Pending"
+
+    repo.commit({}, remove=["promises/app/scripts/hold"])
+    assert repo.compile("--now", "2026-03-01T08:04:00Z").returncode == 0  # not due: nothing runs
+    assert yaml.safe_load(repo.file(".kratix/promises/app.yaml"))["status"]["status"] == "Unavailable"
+    assert repo.compile("--now", "2026-03-01T08:05:00Z").returncode == 0
+    assert yaml.safe_load(repo.file(".kratix/promises/app.yaml"))["status"]["status"] == "Available"
+    assert repo.status()["message"] == "Resource requested"

@@ -11,8 +11,14 @@ compiler, whose every run writes nothing until it is published.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from datetime import timedelta
 
+import yaml
+
+from kratix import yamltext
+from kratix.manifests import Suspension
 from kratix.platform import API_VERSION, Promise, ResourceRequest
 
 PROMISE_WORKFLOW = "promise"
@@ -51,3 +57,54 @@ def kratix_variables(promise: Promise, request: ResourceRequest | None, *, pipel
         "KRATIX_CRD_PLURAL": plural,
         "KRATIX_CLUSTER_SCOPED": "true" if cluster_scoped else "false",
     }
+
+
+# -- /kratix/metadata/workflow-control.yaml ----------------------------------------------------------------
+
+WORKFLOW_CONTROL = "workflow-control.yaml"
+_CONTROL_FILE = f"/kratix/metadata/{WORKFLOW_CONTROL}"
+# Go's time.ParseDuration, which Kratix parses retryAfter with: a sign, then one or more <number><unit>.
+_DURATION = re.compile(r"([-+]?)((?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+|0)")
+_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+class ContractError(ValueError):
+    """A file a step wrote to /kratix/metadata that Kratix would refuse: the pipeline fails, saying why."""
+
+
+def parse_duration(text: str) -> timedelta:
+    """A Go duration (`90s`, `10m`, `1h30m`, `1.5h`); raises ContractError for anything else."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise ContractError(f"{text!r} is not a duration (a number and a unit, as 30s, 10m or 1h30m)")
+    seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(match.group(2)))
+    return timedelta(seconds=-seconds if match.group(1) == "-" else seconds)
+
+
+def read_workflow_control(data: bytes | None) -> Suspension | None:
+    """What a pipeline's workflow-control.yaml asks for, as Kratix's work-creator reads it: `suspend: true` or a
+    `retryAfter` duration stop the workflow at this pipeline (with `message`); anything else lets it go on. A file
+    Kratix cannot read (not a mapping, a field of the wrong type, a duration it cannot parse) raises."""
+    if data is None:
+        return None
+    try:
+        document = next(iter(yamltext.load_plain(data)), None)
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ContractError(f"{_CONTROL_FILE} is not YAML: {exc}") from None
+    if document is None:
+        return None
+    if not isinstance(document, Mapping):
+        raise ContractError(f"{_CONTROL_FILE} must be a mapping (suspend, message, retryAfter), not a "
+                            f"{type(document).__name__}")
+    suspend, message, retry = document.get("suspend", False), document.get("message", ""), document.get("retryAfter")
+    for field, value, kind in (("suspend", suspend, bool), ("message", message, str), ("retryAfter", retry, str)):
+        if value is not None and not isinstance(value, kind):
+            raise ContractError(f"{_CONTROL_FILE}: {field} must be a {kind.__name__}, not {value!r}")
+    try:
+        retry_after = parse_duration(retry) if retry else None
+    except ContractError as exc:
+        raise ContractError(f"{_CONTROL_FILE}: retryAfter: {exc}") from None
+    if not suspend and retry_after is None:
+        return None
+    return Suspension("", message or "", retry_after.total_seconds() if retry_after is not None else None)

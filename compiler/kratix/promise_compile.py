@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
-from kratix import cache, paths, render, schedule, schema
+from kratix import cache, paths, render, schedule, schema, suspensions
 from kratix.diagnostics import Diagnostic, Severity
 from kratix.manifests import STATIC_PIPELINE, PlacedFile, WorkflowResult, kratix_labels
 from kratix.platform import Destination, Platform, Promise
-from kratix.statuses import PromiseStatus, pipeline_phases
+from kratix.statuses import PromiseStatus, pipeline_phases, suspended_phases
 
 
 def check_promises(platform: Platform, diagnostics: list[Diagnostic]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -71,7 +72,9 @@ def _no_status(name: str) -> Mapping[str, Any]:
 
 def compile_promises(platform: Platform, renderer: render.Renderer, unavailable: Mapping[str, str],
                      diagnostics: list[Diagnostic], *,
-                     previous_status: Callable[[str], Mapping[str, Any]] = _no_status) -> dict[str, PromiseStatus]:
+                     previous_status: Callable[[str], Mapping[str, Any]] = _no_status,
+                     now: datetime | None = None) -> dict[str, PromiseStatus]:
+    when = now or datetime.now(UTC)  # the CLI always gives the compile's time (`--now`)
     statuses: dict[str, PromiseStatus] = {}
     for promise in sorted(platform.promises.values(), key=lambda p: p.name):
         names = [p.name for p in promise.promise_configure]
@@ -81,9 +84,17 @@ def compile_promises(platform: Platform, renderer: render.Renderer, unavailable:
                                                    pipelines=pipeline_phases(names, None, pending=True),
                                                    revision=revision)
             continue
-        files, labels, workflow = _render_promise(renderer, promise, platform.destinations,
-                                                  previous_status(promise.name))
+        status_now = previous_status(promise.name)
+        waiting = suspensions.in_force(status_now, revision, when)
+        if waiting is not None:  # Kratix does not reconcile a suspended Promise: nothing runs, everything stays
+            statuses[promise.name] = _suspended(promise, waiting, names, revision)
+            continue
+        files, labels, workflow = _render_promise(renderer, promise, platform.destinations, status_now)
         phases = pipeline_phases(names, workflow, pending=False)
+        if workflow.suspension is not None and workflow.failure is None:
+            statuses[promise.name] = _suspended(promise, suspensions.entry(workflow.suspension, status_now, when),
+                                                names, revision)
+            continue
         if workflow.failure is not None:
             diagnostics.append(workflow.failure.diagnostic(f"Promise {promise.name}"))
             statuses[promise.name] = PromiseStatus(promise, available=False,
@@ -94,6 +105,15 @@ def compile_promises(platform: Platform, renderer: render.Renderer, unavailable:
                                                request_labels=labels, pipelines=phases, revision=revision,
                                                workflow_ok=True)
     return statuses
+
+
+def _suspended(promise: Promise, entry: Mapping[str, Any], names: list[str], revision: str) -> PromiseStatus:
+    """A promise workflow a pipeline suspended: as in Kratix, the Promise is not available (its requests wait),
+    and what it published stays."""
+    message = str(entry.get("message") or "")
+    reason = f"promise workflow suspended by pipeline {entry['name']!r}" + (f": {message}" if message else "")
+    return PromiseStatus(promise, available=False, reason=reason, revision=revision, suspension=dict(entry),
+                         pipelines=suspended_phases(names, str(entry["name"]), message))
 
 
 def _render_promise(renderer: render.Renderer, promise: Promise, destinations: Mapping[str, Destination],

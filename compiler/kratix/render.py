@@ -20,6 +20,7 @@ import secrets
 import threading
 import traceback
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -30,7 +31,15 @@ from kratix import contract, steps, templating, yamltext
 from kratix import names as kratix_names
 from kratix.documents import SourceTree
 from kratix.errors import StepError
-from kratix.manifests import STATIC_PIPELINE, OutputGroup, PipelineOutput, RenderedFile, RenderFailure, WorkflowResult
+from kratix.manifests import (
+    STATIC_PIPELINE,
+    OutputGroup,
+    PipelineOutput,
+    RenderedFile,
+    RenderFailure,
+    Suspension,
+    WorkflowResult,
+)
 from kratix.platform import Container, Pipeline, Promise, ResourceRequest
 from kratix.settings import RenderSettings
 
@@ -78,16 +87,20 @@ class Renderer:
         status: dict[str, Any] = dict(obj.get("status") or {})
         for pipeline in pipelines:
             current = {**obj, "status": status} if status else dict(obj)
+            suspension = None
             try:
                 if all(c.template is not None for c in pipeline.containers):
                     output, written = self._native_pipeline(promise, pipeline, current, workflow_type)
                 else:
                     env = contract.kratix_variables(promise, request, pipeline=pipeline.name)
-                    output, written = self._container_pipeline(promise, pipeline, current, workflow_type, env)
+                    output, written, suspension = self._container_pipeline(promise, pipeline, current,
+                                                                           workflow_type, env)
             except _Failure as failure:
                 return WorkflowResult(tuple(outputs), status, failure.failure)
-            outputs.append(output)
             status = merge_status(status, written)
+            if suspension is not None:  # Kratix creates no Work for it, and runs nothing after it
+                return WorkflowResult(tuple(outputs), status, None, replace(suspension, pipeline=pipeline.name))
+            outputs.append(output)
         return WorkflowResult(tuple(outputs), status, None)
 
     # --- native template pipelines ------------------------------------------------------------------------
@@ -212,7 +225,8 @@ class Renderer:
     # --- container pipelines ------------------------------------------------------------------------------
 
     def _container_pipeline(self, promise: Promise, pipeline: Pipeline, obj: Mapping[str, Any],
-                            workflow_type: str, env: Mapping[str, str]) -> tuple[PipelineOutput, Mapping[str, Any]]:
+                            workflow_type: str, env: Mapping[str, str]
+                            ) -> tuple[PipelineOutput, Mapping[str, Any], Suspension | None]:
         promise_files = {path[len(promise.folder) + 1:]: data for path, data in self._tree.files.items()
                          if path.startswith(promise.folder + "/")}
 
@@ -245,7 +259,12 @@ class Renderer:
                                       raw=None if bodies else data))
         groups = _groups(run.metadata_files.get("destination-selectors.yaml"))
         written = _status(run.metadata_files.get("status.yaml"))
-        return PipelineOutput(pipeline.name, tuple(files), groups), written
+        try:
+            suspension = contract.read_workflow_control(run.metadata_files.get(contract.WORKFLOW_CONTROL))
+        except contract.ContractError as exc:
+            raise _Failure(RenderFailure(promise.source.path, promise.source.line, 1, "render.workflow-control",
+                                         str(exc), pipeline.name)) from None
+        return PipelineOutput(pipeline.name, tuple(files), groups), written, suspension
 
     def _probe(self, pipeline: Pipeline) -> dict[str, str | None]:
         commands = any(c.image is None and c.template is None for c in pipeline.containers)

@@ -9,9 +9,10 @@ import threading
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
-from kratix import cache, paths, render, schedule, schema
+from kratix import cache, paths, render, schedule, schema, suspensions
 from kratix.diagnostics import Diagnostic, Severity
 from kratix.documents import SourceDoc
 from kratix.manifests import (
@@ -24,8 +25,9 @@ from kratix.manifests import (
     WorkflowResult,
     kratix_labels,
 )
+from kratix.placements import PLACED
 from kratix.platform import Destination, Platform, Promise, RequestKey, ResourceRequest
-from kratix.statuses import PromiseStatus, RequestStatus, pipeline_phases
+from kratix.statuses import PromiseStatus, RequestStatus, pipeline_phases, suspended_phases
 
 Progress = Callable[[str, int, int], None]  # (what, done, total): for a progress line on a terminal
 PreviousStatus = Callable[[str, str, str], Mapping[str, Any]]  # (namespace, promise, name) -> last status
@@ -38,7 +40,8 @@ def _no_status(namespace: str, promise: str, name: str) -> Mapping[str, Any]:
 def compile_requests(platform: Platform, schemas: Mapping[str, Any], promises: Mapping[str, PromiseStatus],
                      renderer: render.Renderer, previous_placements: Mapping[str, str],
                      diagnostics: list[Diagnostic], progress: Progress, *, taken: Collection[str] = (),
-                     parallelism: int = 1, previous_status: PreviousStatus = _no_status) -> dict[str, RequestStatus]:
+                     parallelism: int = 1, previous_status: PreviousStatus = _no_status,
+                     now: datetime | None = None) -> dict[str, RequestStatus]:
     """Every request, then the requests their workflows emit for other Promises' APIs (compound Promises), in
     waves: parents before children, so a child always sees a finished parent. Requests whose Promise runs
     programs or containers are compiled `parallelism` at a time (they wait on processes, not on Python)."""
@@ -46,6 +49,7 @@ def compile_requests(platform: Platform, schemas: Mapping[str, Any], promises: M
     statuses: dict[str, RequestStatus] = {}
     total = len(platform.requests)
     reading = threading.Lock()  # the previous output may be read through one git process
+    when = now or datetime.now(UTC)  # the CLI always gives the compile's time (`--now`)
 
     def status_of(request: ResourceRequest) -> Mapping[str, Any]:
         with reading:
@@ -53,7 +57,8 @@ def compile_requests(platform: Platform, schemas: Mapping[str, Any], promises: M
 
     def compile_one(item: tuple[ResourceRequest, tuple[ResourceRequest, ...]]) -> RequestStatus:
         status = _compile_request(item[0], promises[item[0].promise], schemas, renderer, platform.destinations,
-                                  previous_placements, diagnostics, served=served, previous_status=status_of)
+                                  previous_placements, diagnostics, served=served, previous_status=status_of,
+                                  now=when)
         progress("rendering requests", len(statuses) + 1, total)
         return status
 
@@ -105,12 +110,22 @@ def _compile_request(request: ResourceRequest, promise_status: PromiseStatus, sc
                      renderer: render.Renderer, destinations: Mapping[str, Destination],
                      previous_placements: Mapping[str, str], diagnostics: list[Diagnostic], *,
                      served: Mapping[tuple[str, str], str],
-                     previous_status: Callable[[ResourceRequest], Mapping[str, Any]]) -> RequestStatus:
-    status, workflow = _run_request(request, promise_status, schemas, renderer, destinations, previous_placements,
-                                    diagnostics, served=served, previous_status=previous_status)
+                     previous_status: Callable[[ResourceRequest], Mapping[str, Any]], now: datetime) -> RequestStatus:
+    revision = _revision(request, promise_status.promise)
     names = [p.name for p in promise_status.promise.resource_configure]
+    status_now = previous_status(request)
+    waiting = suspensions.in_force(status_now, revision, now) if promise_status.available else None
+    if waiting is not None:  # Kratix does not reconcile a suspended object: nothing runs, everything stays
+        held = RequestStatus(request, PLACED, "", "", "", dict(status_now), revision=revision)
+        return replace(held.suspended(waiting, names),
+                       pipelines=suspended_phases(names, str(waiting["name"]), str(waiting.get("message") or "")))
+    status, workflow = _run_request(request, promise_status, schemas, renderer, destinations, previous_placements,
+                                    diagnostics, served=served, status_now=status_now)
+    if workflow is not None and workflow.suspension is not None and not status.failed_now:
+        status = status.suspended(suspensions.entry(workflow.suspension, status_now, now),
+                                  names[names.index(workflow.suspension.pipeline):])
     return replace(status, pipelines=pipeline_phases(names, workflow, pending=not promise_status.available),
-                   revision=_revision(request, promise_status.promise))
+                   revision=revision)
 
 
 def _revision(request: ResourceRequest, promise: Promise) -> str:
@@ -122,8 +137,7 @@ def _revision(request: ResourceRequest, promise: Promise) -> str:
 def _run_request(request: ResourceRequest, promise_status: PromiseStatus, schemas: Mapping[str, Any],
                  renderer: render.Renderer, destinations: Mapping[str, Destination],
                  previous_placements: Mapping[str, str], diagnostics: list[Diagnostic], *,
-                 served: Mapping[tuple[str, str], str],
-                 previous_status: Callable[[ResourceRequest], Mapping[str, Any]]
+                 served: Mapping[tuple[str, str], str], status_now: Mapping[str, Any]
                  ) -> tuple[RequestStatus, WorkflowResult | None]:
     subject = str(request.key)
     promise = promise_status.promise
@@ -138,7 +152,6 @@ def _run_request(request: ResourceRequest, promise_status: PromiseStatus, schema
         return RequestStatus.invalid(request, [f"{'.'.join(map(str, v.path))}: {v.message}" for v in errors]), None
     # Its pipelines see the object as the API server returns it: with the status it has now (Kratix's pipelines
     # read the status their previous run wrote from /kratix/input/object.yaml).
-    status_now = previous_status(request)
     obj = {**body, "status": dict(status_now)} if status_now else body
     workflow = renderer.render_workflow(promise, promise.resource_configure, obj, request=request)
     if workflow.failure is not None:
