@@ -130,13 +130,14 @@ def test_a_step_sees_the_status_of_the_last_compile_in_object_yaml(tmp_path: Pat
     repo = Platform(tmp_path, files)
     assert repo.compile().returncode == 0
     first = yaml.safe_load(repo.file("worker-1/resources/team-a/app/web/instance/object.txt"))
-    assert "status" not in first and repo.status()["runs"] == 1
+    assert first["status"] == {"message": "Pending"} and repo.status()["runs"] == 1  # Kratix's, while it runs
     repo.commit({"requests/team-a/web.yaml": app(size="large")})
     result = repo.compile("--rebuild")
     assert result.returncode == 0, result.stderr
     seen = yaml.safe_load(repo.file("worker-1/resources/team-a/app/web/instance/object.txt"))
     assert seen["spec"] == {"size": "large"}
-    assert seen["status"]["runs"] == 1 and seen["status"]["message"] == "Resource requested"
+    assert seen["status"]["runs"] == 1 and seen["status"]["message"] == "Pending"
+    assert {c["type"]: c["status"] for c in seen["status"]["conditions"]}["Reconciled"] == "True"
     assert repo.status()["runs"] == 2
     promise_seen = yaml.safe_load(repo.file("worker-1/dependencies/app/setup/object.txt"))
     assert promise_seen["kind"] == "Promise" and promise_seen["status"]["status"] == "Available"
@@ -318,3 +319,73 @@ def test_a_suspended_promise_workflow_makes_the_promise_wait_and_keeps_its_outpu
     assert repo.compile("--now", "2026-03-01T08:05:00Z").returncode == 0
     assert yaml.safe_load(repo.file(".kratix/promises/app.yaml"))["status"]["status"] == "Available"
     assert repo.status()["message"] == "Resource requested"
+
+
+STATUS_SCRIPT = """\
+set -eu
+size=$(sed -n 's/^  size: *//p' /kratix/input/object.yaml | head -n 1)
+out=/kratix/metadata/status.yaml
+case "$size" in
+  list) printf -- '- not\\n- a mapping\\n' > $out ;;
+  kratix) printf 'kratix: {workflows: {}}\\n' > $out ;;
+  small) printf 'message: database is up\\nfirst: small\\nconditions:\\n- {type: DatabaseReady, status: "True"}\\n'\\
+'- {status: "True"}\\n' > $out ;;
+  *) printf 'message: database is up\\n' > $out ;;
+esac
+"""
+
+SECOND_STATUS_SCRIPT = """\
+printf 'second: done\\nconditions:\\n- {type: DatabaseReady, status: "False", reason: Degraded}\\n'\\
+'- {type: BackupReady, status: "True", reason: Done}\\n' > /kratix/metadata/status.yaml
+"""
+
+
+def test_status_yaml_is_merged_as_kratix_merges_it(tmp_path: Path) -> None:
+    files = platform(promise([pipeline("first", step("status", "status.sh")),
+                              pipeline("second", step("status", "second.sh"))]),
+                     {"status.sh": STATUS_SCRIPT, "second.sh": SECOND_STATUS_SCRIPT})
+    repo = Platform(tmp_path, files)
+    result = repo.compile()
+    assert result.returncode == 0, result.stderr
+    status = repo.status()
+    assert status["message"] == "database is up"  # a pipeline's message stands
+    assert (status["first"], status["second"]) == ("small", "done")
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["DatabaseReady"] == {"type": "DatabaseReady", "status": "False", "reason": "Degraded"}
+    assert conditions["BackupReady"]["status"] == "True"
+    assert conditions["Reconciled"]["status"] == "True"  # Kratix's own conditions stay the compiler's
+    assert len(status["conditions"]) == 5  # the condition without a type is dropped
+
+    repo.commit({"requests/team-a/web.yaml": app(size="medium")})
+    assert repo.compile().returncode == 0
+    status = repo.status()
+    assert status["first"] == "small"  # written by an earlier run, and never removed: statuses accumulate
+    assert {c["type"] for c in status["conditions"]} >= {"DatabaseReady", "BackupReady"}
+
+
+@pytest.mark.parametrize(("size", "message"), [
+    ("list", "status.yaml must be a mapping of status fields, not a list"),
+    ("kratix", "'kratix' is a status field the compiler manages"),
+])
+def test_a_status_yaml_kratix_refuses_fails_its_request_alone(tmp_path: Path, size: str, message: str) -> None:
+    files = platform(promise([pipeline("first", step("status", "status.sh"))]), {"status.sh": STATUS_SCRIPT},
+                     **{"requests/team-a/other.yaml": app(name="other", size="small")})
+    files["requests/team-a/web.yaml"] = app(size=size)
+    repo = Platform(tmp_path, files)
+    result = repo.compile()
+    assert result.returncode == 1
+    assert message in result.stderr and "App team-a/web" in result.stderr
+    assert "1 failed" in result.stderr and repo.status("other")["message"] == "database is up"
+
+
+def test_a_promise_workflow_may_set_only_the_message_of_its_promise(tmp_path: Path) -> None:
+    script = "printf 'message: operator installed\\nversion: 2\\n' > /kratix/metadata/status.yaml\n"
+    files = platform(promise([pipeline("instance", step("env", "env.sh"))],
+                             [pipeline("setup", step("setup", "setup.sh"))]),
+                     {"env.sh": ENV_SCRIPT, "setup.sh": script})
+    repo = Platform(tmp_path, files)
+    result = repo.compile()
+    assert result.returncode == 0, result.stderr
+    assert "wrote version to status.yaml; only 'message' can be set" in result.stdout + result.stderr
+    promise_status = yaml.safe_load(repo.file(".kratix/promises/app.yaml"))["status"]
+    assert promise_status["message"] == "operator installed" and promise_status["status"] == "Available"

@@ -13,10 +13,11 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from kratix import templating, yamltext
+from kratix.contract import merge_status
 from kratix.documents import SourceDoc, SourceTree
 from kratix.manifests import WorkflowResult
 from kratix.platform import Container, Pipeline, Promise, RequestKey, ResourceRequest
-from kratix.render import Renderer, merge_status
+from kratix.render import Renderer
 from kratix.settings import RenderSettings
 from tests.platforms import CONFIGMAP_TEMPLATE, database, kratix, platform_files, write_files
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 import yaml
 
 from kratix import yamltext
 from kratix.manifests import Suspension
 from kratix.platform import API_VERSION, Promise, ResourceRequest
+from kratix.statuses import merge_conditions
 
 PROMISE_WORKFLOW = "promise"
 RESOURCE_WORKFLOW = "resource"
@@ -108,3 +110,47 @@ def read_workflow_control(data: bytes | None) -> Suspension | None:
     if not suspend and retry_after is None:
         return None
     return Suspension("", message or "", retry_after.total_seconds() if retry_after is not None else None)
+
+
+# -- /kratix/metadata/status.yaml --------------------------------------------------------------------------
+
+STATUS = "status.yaml"
+_STATUS_FILE = f"/kratix/metadata/{STATUS}"
+# Fields of the status the compiler sets itself. Kratix refuses `kratix` (its own); the others are where this
+# compiler keeps what Kratix keeps under `status.kratix`, so a pipeline writing them is refused the same way
+# rather than silently overwritten.
+MANAGED_STATUS_FIELDS = ("kratix", "observedRevision", "placements", "pipelines")
+PENDING_MESSAGE = "Pending"  # Kratix's status.message while a workflow runs
+
+
+def read_status(data: bytes | None) -> dict[str, Any]:
+    """What a pipeline wrote to status.yaml, as Kratix's status writer reads it: a mapping (an empty file is
+    none) of fields to merge into the object's status. Raises ContractError for anything Kratix refuses."""
+    if data is None:
+        return {}
+    try:
+        document = next(iter(yamltext.load_plain(data)), None)
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ContractError(f"{_STATUS_FILE} is not YAML: {exc}") from None
+    if document is None:
+        return {}
+    if not isinstance(document, Mapping):
+        raise ContractError(f"{_STATUS_FILE} must be a mapping of status fields, not a {type(document).__name__}")
+    for key in MANAGED_STATUS_FIELDS:
+        if key in document:
+            raise ContractError(f"{_STATUS_FILE}: {key!r} is a status field the compiler manages (Kratix keeps "
+                                "it under status.kratix); a workflow cannot update it")
+    return {str(k): v for k, v in document.items()}
+
+
+def merge_status(status: Mapping[str, Any], written: Mapping[str, Any]) -> dict[str, Any]:
+    """Kratix's merge (`work-creator/lib/status_updater.go`): every field written replaces the one there, except
+    `conditions`, which, when both are lists, are merged by `type` (a condition without a string type is
+    dropped, as Kratix drops it)."""
+    merged = dict(status)
+    for key, value in written.items():
+        if key == "conditions" and isinstance(value, list) and isinstance(merged.get(key), list):
+            merged[key] = merge_conditions(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

@@ -83,6 +83,7 @@ class WorkflowResult:
     status: Mapping[str, Any] = field(default_factory=dict)  # what the pipelines wrote to status.yaml, merged
     failure: RenderFailure | None = None
     suspension: Suspension | None = None
+    written_keys: tuple[str, ...] = ()  # the status fields the pipelines wrote (status.yaml), in order
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from kratix import cache, paths, render, schedule, schema, suspensions
+from kratix import cache, contract, paths, render, schedule, schema, suspensions
 from kratix.diagnostics import Diagnostic, Severity
 from kratix.manifests import STATIC_PIPELINE, PlacedFile, WorkflowResult, kratix_labels
 from kratix.platform import Destination, Platform, Promise
@@ -101,9 +101,18 @@ def compile_promises(platform: Platform, renderer: render.Renderer, unavailable:
                                                    reason=f"promise workflow failed: {workflow.failure.message}",
                                                    pipelines=phases, revision=revision, workflow_ok=False)
             continue
+        ignored = [key for key in workflow.written_keys if key != "message"]
+        if ignored:
+            diagnostics.append(Diagnostic.at(
+                promise.source, ("spec", "workflows", "promise"), "pipeline.promise-status",
+                f"the promise workflow wrote {', '.join(ignored)} to status.yaml; only 'message' can be set on a "
+                "Promise's status (Kratix ignores the rest, and so does this compile)", severity=Severity.WARNING,
+                object=f"Promise {promise.name}"))
+        message = workflow.status.get("message") if "message" in workflow.written_keys else None
         statuses[promise.name] = PromiseStatus(promise, available=True, reason="", files=tuple(files),
                                                request_labels=labels, pipelines=phases, revision=revision,
-                                               workflow_ok=True)
+                                               workflow_ok=True,
+                                               message=message if isinstance(message, str) else "")
     return statuses
 
 
@@ -122,7 +131,7 @@ def _render_promise(renderer: render.Renderer, promise: Promise, destinations: M
     outputs = [renderer.render_dependencies(promise)]
     workflow = WorkflowResult()
     if promise.promise_configure:
-        obj = {**promise.body, "status": dict(status_now)} if status_now else promise.body
+        obj = {**promise.body, "status": {**status_now, "message": contract.PENDING_MESSAGE}}
         workflow = renderer.render_workflow(promise, promise.promise_configure, obj, request=None)
         outputs.extend(workflow.outputs)
     # Selectors a promise workflow writes for its root output also steer the Promise's requests (Kratix's

@@ -85,6 +85,7 @@ class Renderer:
         workflow_type = contract.RESOURCE_WORKFLOW if request is not None else contract.PROMISE_WORKFLOW
         outputs: list[PipelineOutput] = []
         status: dict[str, Any] = dict(obj.get("status") or {})
+        keys: dict[str, None] = {}
         for pipeline in pipelines:
             current = {**obj, "status": status} if status else dict(obj)
             suspension = None
@@ -96,12 +97,14 @@ class Renderer:
                     output, written, suspension = self._container_pipeline(promise, pipeline, current,
                                                                            workflow_type, env)
             except _Failure as failure:
-                return WorkflowResult(tuple(outputs), status, failure.failure)
-            status = merge_status(status, written)
+                return WorkflowResult(tuple(outputs), status, failure.failure, written_keys=tuple(keys))
+            status = contract.merge_status(status, written)
+            keys.update(dict.fromkeys(written))
             if suspension is not None:  # Kratix creates no Work for it, and runs nothing after it
-                return WorkflowResult(tuple(outputs), status, None, replace(suspension, pipeline=pipeline.name))
+                return WorkflowResult(tuple(outputs), status, None, replace(suspension, pipeline=pipeline.name),
+                                      tuple(keys))
             outputs.append(output)
-        return WorkflowResult(tuple(outputs), status, None)
+        return WorkflowResult(tuple(outputs), status, None, written_keys=tuple(keys))
 
     # --- native template pipelines ------------------------------------------------------------------------
 
@@ -258,11 +261,11 @@ class Renderer:
                                       sandbox=steps.UNSANDBOXED if run.unsandboxed else None, images=run.images,
                                       raw=None if bodies else data))
         groups = _groups(run.metadata_files.get("destination-selectors.yaml"))
-        written = _status(run.metadata_files.get("status.yaml"))
         try:
+            written = contract.read_status(run.metadata_files.get(contract.STATUS))
             suspension = contract.read_workflow_control(run.metadata_files.get(contract.WORKFLOW_CONTROL))
         except contract.ContractError as exc:
-            raise _Failure(RenderFailure(promise.source.path, promise.source.line, 1, "render.workflow-control",
+            raise _Failure(RenderFailure(promise.source.path, promise.source.line, 1, "render.metadata",
                                          str(exc), pipeline.name)) from None
         return PipelineOutput(pipeline.name, tuple(files), groups), written, suspension
 
@@ -301,21 +304,6 @@ def object_problem(document: Any) -> str | None:
     return None
 
 
-def merge_status(status: Mapping[str, Any], written: Mapping[str, Any]) -> dict[str, Any]:
-    """Kratix's rule: top-level keys overwrite, `conditions` merge by `type`."""
-    merged = dict(status)
-    for key, value in written.items():
-        if key == "conditions" and isinstance(value, list) and isinstance(merged.get("conditions"), list):
-            by_type = {c.get("type"): c for c in merged["conditions"] if isinstance(c, Mapping)}
-            for condition in value:
-                if isinstance(condition, Mapping):
-                    by_type[condition.get("type")] = condition
-            merged["conditions"] = list(by_type.values())
-        else:
-            merged[key] = value
-    return merged
-
-
 def _groups(data: bytes | None) -> tuple[OutputGroup, ...]:
     if not data:
         return ()
@@ -328,13 +316,6 @@ def _groups(data: bytes | None) -> tuple[OutputGroup, ...]:
             groups.append(OutputGroup(str(directory).strip("/") if directory else None,
                                       {str(k): str(v) for k, v in labels.items()}))
     return tuple(groups)
-
-
-def _status(data: bytes | None) -> Mapping[str, Any]:
-    if not data:
-        return {}
-    document = next(iter(yamltext.load_plain(data)), None)
-    return document if isinstance(document, Mapping) else {}
 
 
 def _normalise(path: str) -> str:

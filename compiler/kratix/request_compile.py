@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from kratix import cache, paths, render, schedule, schema, suspensions
+from kratix import cache, contract, paths, render, schedule, schema, suspensions
 from kratix.diagnostics import Diagnostic, Severity
 from kratix.documents import SourceDoc
 from kratix.manifests import (
@@ -121,6 +121,8 @@ def _compile_request(request: ResourceRequest, promise_status: PromiseStatus, sc
                        pipelines=suspended_phases(names, str(waiting["name"]), str(waiting.get("message") or "")))
     status, workflow = _run_request(request, promise_status, schemas, renderer, destinations, previous_placements,
                                     diagnostics, served=served, status_now=status_now)
+    if workflow is None and status_now:  # nothing ran: what the pipelines wrote before stays, as on an object
+        status = replace(status, written=dict(status_now))
     if workflow is not None and workflow.suspension is not None and not status.failed_now:
         status = status.suspended(suspensions.entry(workflow.suspension, status_now, now),
                                   names[names.index(workflow.suspension.pipeline):])
@@ -152,7 +154,7 @@ def _run_request(request: ResourceRequest, promise_status: PromiseStatus, schema
         return RequestStatus.invalid(request, [f"{'.'.join(map(str, v.path))}: {v.message}" for v in errors]), None
     # Its pipelines see the object as the API server returns it: with the status it has now (Kratix's pipelines
     # read the status their previous run wrote from /kratix/input/object.yaml).
-    obj = {**body, "status": dict(status_now)} if status_now else body
+    obj = {**body, "status": {**status_now, "message": contract.PENDING_MESSAGE}}
     workflow = renderer.render_workflow(promise, promise.resource_configure, obj, request=request)
     if workflow.failure is not None:
         diagnostics.append(workflow.failure.diagnostic(subject))

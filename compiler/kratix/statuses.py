@@ -115,6 +115,26 @@ class PromiseStatus:
     revision: str = ""  # changes whenever the Promise does
     workflow_ok: bool | None = None  # None: the promise workflow did not run
     suspension: Mapping[str, Any] | None = None  # the suspended pipeline's status entry (see RequestStatus)
+    message: str = ""  # what its promise workflow wrote to status.message (the one field it may set)
+
+
+def merge_conditions(existing: Sequence[Any], incoming: Sequence[Any]) -> list[Any]:
+    """Conditions merged by `type`, the incoming one winning (Kratix's merge); one without a string type is
+    dropped, as Kratix drops it. The order is the existing one, new types after."""
+    by_type: dict[str, Any] = {}
+    for condition in (*existing, *incoming):
+        if isinstance(condition, Mapping) and isinstance(condition.get("type"), str):
+            by_type[condition["type"]] = condition
+    return list(by_type.values())
+
+
+def _message(status: RequestStatus) -> str:
+    """Kratix sets `Pending` when a workflow starts and `Resource requested` when it completes if no pipeline
+    wrote another message; a message a pipeline wrote stands. Failing, waiting or suspended: ours says why."""
+    written = status.written.get("message")
+    if status.state == PLACED and isinstance(written, str) and written and written != "Pending":
+        return written
+    return status.message
 
 
 def _condition(kind: str, status: str, reason: str, message: str) -> dict[str, str]:
@@ -137,15 +157,18 @@ def request_status_document(status: RequestStatus) -> dict[str, Any]:
     if status.state == SUSPENDED:
         workflow = ("Unknown", SUSPENDED_REASON, status.detail)
     suspension = status.suspension or {}
+    ours = [_condition("ConfigureWorkflowCompleted", *workflow), _condition("WorksSucceeded", *works),
+            _condition("Reconciled", reconciled, status.reason, reconciled_message)]
+    written = status.written.get("conditions")
+    # The pipelines' own conditions stay beside Kratix's, which the compiler sets (and which win, as the
+    # controller's later update does in Kratix).
+    theirs = [c for c in merge_conditions([], written if isinstance(written, list) else [])
+              if c["type"] not in {o["type"] for o in ours}]
     body: dict[str, Any] = {
         **status.written,
-        "message": status.message,
+        "message": _message(status),
         "observedRevision": status.revision,
-        "conditions": [
-            _condition("ConfigureWorkflowCompleted", *workflow),
-            _condition("WorksSucceeded", *works),
-            _condition("Reconciled", reconciled, status.reason, reconciled_message),
-        ],
+        "conditions": [*ours, *theirs],
         "placements": [
             {"pipeline": pipeline, **({"directory": directory} if directory else {}),
              "destination": placement.destination.name if placement.destination else None,
@@ -185,7 +208,8 @@ def promise_status_document(status: PromiseStatus) -> dict[str, Any]:
         workflow, reconciled = ("Unknown", SUSPENDED_REASON, status.reason), ("Unknown", SUSPENDED_REASON, "Suspended")
     body: dict[str, Any] = {
         "status": "Available" if status.available else "Unavailable",
-        "message": "Promise available" if status.available else f"Promise unavailable: {status.reason}",
+        "message": (status.message if status.message and status.message != "Pending" else "Promise available")
+        if status.available else f"Promise unavailable: {status.reason}",
         "observedRevision": status.revision,
         "conditions": [
             _condition("RequirementsFulfilled", "False" if requirements_unmet else "True",
