@@ -389,3 +389,50 @@ def test_a_promise_workflow_may_set_only_the_message_of_its_promise(tmp_path: Pa
     assert "wrote version to status.yaml; only 'message' can be set" in result.stdout + result.stderr
     promise_status = yaml.safe_load(repo.file(".kratix/promises/app.yaml"))["status"]
     assert promise_status["message"] == "operator installed" and promise_status["status"] == "Available"
+
+
+SELECTORS_SCRIPT = """\
+set -eu
+mkdir -p /kratix/output/db
+printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata: {name: db, namespace: default}\\n' > /kratix/output/db/db.yaml
+printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata: {name: app, namespace: default}\\n' > /kratix/output/app.yaml
+cp scripts/selectors.txt /kratix/metadata/destination-selectors.yaml
+"""
+
+
+def selectors_platform(selectors: str) -> dict[str, str]:
+    prod = {"apiVersion": "platform.kratix.io/v1alpha1", "kind": "Destination",
+            "metadata": {"name": "worker-2", "labels": {"env": "prod"}}}
+    return platform(promise([pipeline("instance", step("selectors", "selectors.sh"))]),
+                    {"selectors.sh": SELECTORS_SCRIPT, "selectors.txt": selectors},
+                    **{"clusters/worker-2.yaml": yaml.safe_dump(prod)})
+
+
+def test_destination_selectors_directories_are_read_as_kratix_cleans_them(tmp_path: Path) -> None:
+    repo = Platform(tmp_path, selectors_platform("- directory: ./db/\n  matchLabels: {env: prod}\n"
+                                                 "- directory: .\n  matchLabels: {env: dev}\n"))
+    result = repo.compile()
+    assert result.returncode == 0, result.stderr
+    files = repo.files()
+    assert "worker-2/resources/team-a/app/web/instance/db/db.yaml" in files
+    assert "worker-1/resources/team-a/app/web/instance/app.yaml" in files
+    assert not [p for p in files if p.startswith("worker-1/") and "db.yaml" in p]
+
+
+@pytest.mark.parametrize(("selectors", "message"), [
+    ("env: prod\n", "destination-selectors.yaml must be a list of {directory, matchLabels} entries, not a dict"),
+    ("- matchLabels: {}\n", "entry 0 has no selectors"),
+    ("- directory: db\n", "entry 0 has no selectors"),
+    ("- matchLabels: {env: prod}\n- matchLabels: {env: dev}\n", "entry 1: directory '.' has an entry already"),
+    ("- matchLabels: {replicas: 3}\n", "entry 0: matchLabels.replicas must be a string, not 3"),
+    ("- matchLabels: [env]\n", "entry 0: matchLabels must be a map"),
+    ("- directory: db/nested\n  matchLabels: {env: prod}\n", "sub-directories are not allowed"),
+    ("- prod\n", "entry 0 must be a mapping with matchLabels, not a str"),
+])
+def test_a_destination_selectors_file_kratix_refuses_fails_its_request(tmp_path: Path, selectors: str,
+                                                                       message: str) -> None:
+    repo = Platform(tmp_path, selectors_platform(selectors))
+    result = repo.compile()
+    assert result.returncode == 1
+    assert message in result.stderr and "App team-a/web" in result.stderr
+    assert repo.status()["message"].startswith("Failed")

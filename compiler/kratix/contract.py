@@ -11,6 +11,7 @@ compiler, whose every run writes nothing until it is published.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Mapping
 from datetime import timedelta
@@ -19,7 +20,7 @@ from typing import Any
 import yaml
 
 from kratix import yamltext
-from kratix.manifests import Suspension
+from kratix.manifests import OutputGroup, Suspension
 from kratix.platform import API_VERSION, Promise, ResourceRequest
 from kratix.statuses import merge_conditions
 
@@ -154,3 +155,61 @@ def merge_status(status: Mapping[str, Any], written: Mapping[str, Any]) -> dict[
         else:
             merged[key] = value
     return merged
+
+
+# -- /kratix/metadata/destination-selectors.yaml -----------------------------------------------------------
+
+DESTINATION_SELECTORS = "destination-selectors.yaml"
+_SELECTORS_FILE = f"/kratix/metadata/{DESTINATION_SELECTORS}"
+
+
+def read_destination_selectors(data: bytes | None) -> tuple[OutputGroup, ...]:
+    """The selectors a pipeline wrote, checked as Kratix's work-creator checks them (`ParseDestinationSelectors`):
+    a list of `{directory?, matchLabels}` where matchLabels is a non-empty map of strings, each directory (cleaned
+    as a path: `./db/` is `db`, `.` or none is the root) is a top-level folder of the output, used once. Raises
+    ContractError naming the entry and field."""
+    if data is None:
+        return ()
+    try:
+        document = next(iter(yamltext.load_plain(data)), None)
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ContractError(f"{_SELECTORS_FILE} is not YAML: {exc}") from None
+    if document is None:
+        return ()
+    if not isinstance(document, list):
+        raise ContractError(f"{_SELECTORS_FILE} must be a list of {{directory, matchLabels}} entries, not a "
+                            f"{type(document).__name__}")
+    groups: list[OutputGroup] = []
+    for index, entry in enumerate(document):
+        where = f"{_SELECTORS_FILE}: entry {index}"
+        if not isinstance(entry, Mapping):
+            raise ContractError(f"{where} must be a mapping with matchLabels, not a {type(entry).__name__}")
+        directory = _selector_directory(entry.get("directory"), where)
+        labels = entry.get("matchLabels")
+        if labels is not None and not isinstance(labels, Mapping):
+            raise ContractError(f"{where}: matchLabels must be a map of label names to strings")
+        for key, value in (labels or {}).items():
+            if not isinstance(value, str):
+                raise ContractError(f"{where}: matchLabels.{key} must be a string, not {value!r} (quote it)")
+        if not labels:
+            raise ContractError(f"{where} has no selectors (matchLabels is empty)")
+        if any(group.directory == directory for group in groups):
+            raise ContractError(f"{where}: directory {directory or '.'!r} has an entry already; each directory "
+                                "(and the root) may have one")
+        groups.append(OutputGroup(directory, {str(k): v for k, v in labels.items()}))
+    return tuple(groups)
+
+
+def _selector_directory(raw: Any, where: str) -> str | None:
+    """A directory as Kratix reads it (`filepath.Clean`), None for the root; only a top-level folder."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise ContractError(f"{where}: directory must be a string, not {raw!r}")
+    cleaned = posixpath.normpath(raw) if raw else "."
+    if cleaned == ".":
+        return None
+    if "/" in cleaned or cleaned == "..":
+        raise ContractError(f"{where}: directory {raw!r} must be a top-level folder of /kratix/output "
+                            "(sub-directories are not allowed)")
+    return cleaned

@@ -33,7 +33,6 @@ from kratix.documents import SourceTree
 from kratix.errors import StepError
 from kratix.manifests import (
     STATIC_PIPELINE,
-    OutputGroup,
     PipelineOutput,
     RenderedFile,
     RenderFailure,
@@ -260,8 +259,8 @@ class Renderer:
             files.append(RenderedFile(path, bodies, f"container:{pipeline.name}",
                                       sandbox=steps.UNSANDBOXED if run.unsandboxed else None, images=run.images,
                                       raw=None if bodies else data))
-        groups = _groups(run.metadata_files.get("destination-selectors.yaml"))
         try:
+            groups = contract.read_destination_selectors(run.metadata_files.get(contract.DESTINATION_SELECTORS))
             written = contract.read_status(run.metadata_files.get(contract.STATUS))
             suspension = contract.read_workflow_control(run.metadata_files.get(contract.WORKFLOW_CONTROL))
         except contract.ContractError as exc:
@@ -302,20 +301,6 @@ def object_problem(document: Any) -> str | None:
     if not isinstance(metadata, Mapping) or not isinstance(metadata.get("name"), str) or not metadata["name"]:
         return f"({document['kind']}) has no metadata.name"
     return None
-
-
-def _groups(data: bytes | None) -> tuple[OutputGroup, ...]:
-    if not data:
-        return ()
-    entries = next(iter(yamltext.load_plain(data)), None) or []
-    groups = []
-    for entry in entries if isinstance(entries, list) else []:
-        if isinstance(entry, Mapping):
-            labels = entry.get("matchLabels") or {}
-            directory = entry.get("directory")
-            groups.append(OutputGroup(str(directory).strip("/") if directory else None,
-                                      {str(k): str(v) for k, v in labels.items()}))
-    return tuple(groups)
 
 
 def _normalise(path: str) -> str:
