@@ -5,6 +5,10 @@ run as command steps in the sandbox (skipped where this machine has none)."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +78,9 @@ class Platform:
         self.repo, _ = make_repo(tmp_path / "platform", files)
         self.output = init_repo(tmp_path / "output.git", bare=True)
 
-    def compile(self, *extra: str) -> Any:
-        return kratix("compile", str(self.repo), "--ref", "HEAD", "--output-repo", str(self.output), *extra)
+    def compile(self, *extra: str, env: dict[str, str] | None = None) -> Any:
+        return kratix("compile", str(self.repo), "--ref", "HEAD", "--output-repo", str(self.output), *extra,
+                      env=env)
 
     def commit(self, files: dict[str, str], remove: list[str] | None = None) -> None:
         commit_files(self.repo, files, remove=remove or [])
@@ -436,3 +441,144 @@ def test_a_destination_selectors_file_kratix_refuses_fails_its_request(tmp_path:
     assert result.returncode == 1
     assert message in result.stderr and "App team-a/web" in result.stderr
     assert repo.status()["message"].startswith("Failed")
+
+
+INPUTS_SCRIPT = """\
+set -eu
+{
+  echo "LOG_LEVEL=$LOG_LEVEL"
+  echo "APP_mode=$APP_mode"
+  echo "NAMESPACE=$POD_NAMESPACE"
+  echo "ACCOUNT=$ACCOUNT"
+  echo "PASSWORD=$(printf %s "$DB_PASSWORD" | sha256sum | cut -d' ' -f1)"
+  echo "OPTIONAL=${MISSING_OPTIONAL-unset}"
+  echo "SETTINGS=$(cat /config/settings.ini)"
+  echo "CERT=$(sha256sum < /secrets/tls.crt | cut -d' ' -f1)"
+} > /kratix/output/seen.txt
+"""
+
+INPUTS_CONTAINER = {
+    "name": "inputs", "command": ["sh", "scripts/inputs.sh"],
+    "env": [
+        {"name": "LOG_LEVEL", "valueFrom": {"configMapKeyRef": {"name": "app-settings", "key": "level"}}},
+        {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db-creds", "key": "password"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "ACCOUNT", "valueFrom": {"fieldRef": {"fieldPath": "spec.serviceAccountName"}}},
+        {"name": "MISSING_OPTIONAL",
+         "valueFrom": {"configMapKeyRef": {"name": "absent", "key": "x", "optional": True}}},
+    ],
+    "envFrom": [{"configMapRef": {"name": "app-settings"}, "prefix": "APP_"}],
+    "volumeMounts": [{"name": "settings", "mountPath": "/config"}, {"name": "tls", "mountPath": "/secrets"}],
+}
+VOLUMES = [{"name": "settings", "configMap": {"name": "app-settings",
+                                              "items": [{"key": "settings.ini", "path": "settings.ini"}]}},
+           {"name": "tls", "secret": {"secretName": "db-creds"}}]
+SETTINGS = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app-settings"},
+            "data": {"level": "debug", "mode": "fast", "settings.ini": "threads=4"}}
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def age_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    if shutil.which("sops") is None or shutil.which("age-keygen") is None:
+        pytest.skip("needs sops and age-keygen (.ci/run installs both)")
+    key = tmp_path_factory.mktemp("age") / "key.txt"
+    made = subprocess.run(["age-keygen", "-o", str(key)], capture_output=True, text=True, check=True)
+    return made.stderr.split("Public key: ")[1].strip(), key
+
+
+def encrypted_secret(recipient: str, **values: str) -> str:
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db-creds"}, "stringData": values}
+    done = subprocess.run(["sops", "--encrypt", "--age", recipient, "--encrypted-regex", "^(data|stringData)$",
+                           "--input-type", "yaml", "--output-type", "yaml", "/dev/stdin"],
+                          input=yaml.safe_dump(secret), capture_output=True, text=True, check=True,
+                          env={**os.environ, "SOPS_AGE_KEY_FILE": "/dev/null"})
+    return done.stdout
+
+
+def inputs_platform(secret: str, settings: dict[str, Any] | None = None) -> dict[str, str]:
+    files = platform(promise([pipeline("instance", INPUTS_CONTAINER, volumes=VOLUMES)]), {"inputs.sh": INPUTS_SCRIPT})
+    files["config/team-a/db-creds.yaml"] = secret
+    files["config/team-a/app-settings.yaml"] = yaml.safe_dump(settings or SETTINGS)
+    return files
+
+
+def test_env_envfrom_and_volumes_read_configmaps_and_sops_secrets_of_the_repo(
+        tmp_path: Path, age_key: tuple[str, Path]) -> None:
+    recipient, key = age_key
+    repo = Platform(tmp_path, inputs_platform(encrypted_secret(recipient, password="hunter2", **{"tls.crt": "CERT"})))
+    result = repo.compile(env={"SOPS_AGE_KEY_FILE": str(key)})
+    assert result.returncode == 0, result.stderr
+    seen = variables(repo.file("worker-1/resources/team-a/app/web/instance/seen.txt"))
+    assert seen == {"LOG_LEVEL": "debug", "APP_mode": "fast", "NAMESPACE": "team-a",
+                    "ACCOUNT": "app-resource-configure-instance", "PASSWORD": sha("hunter2"), "OPTIONAL": "unset",
+                    "SETTINGS": "threads=4", "CERT": sha("CERT")}
+    assert not [path for path, text in repo.files().items() if "hunter2" in text]  # decrypted at use only
+
+    no_key = repo.compile("--rebuild", env={"SOPS_AGE_KEY_FILE": str(tmp_path / "absent")})
+    assert no_key.returncode == 1
+    assert "Secret team-a/db-creds (config/team-a/db-creds.yaml): sops cannot decrypt it here" in no_key.stderr
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ("no-key", "env DB_PASSWORD: Secret team-a/db-creds has no key 'password'"),
+    ("no-configmap", "envFrom[0]: ConfigMap team-a/app-settings does not exist: put it in config/team-a/"),
+    ("plaintext", "Secret team-a/db-creds is in plaintext: Secrets in the repo must be SOPS-encrypted"),
+])
+def test_a_missing_configmap_secret_or_key_fails_the_request_naming_it(
+        tmp_path: Path, age_key: tuple[str, Path], change: str, message: str) -> None:
+    recipient, key = age_key
+    files = inputs_platform(encrypted_secret(recipient, **{"tls.crt": "CERT"} if change == "no-key" else
+                                             {"password": "hunter2", "tls.crt": "CERT"}))
+    if change == "no-configmap":
+        del files["config/team-a/app-settings.yaml"]
+    if change == "plaintext":
+        files["config/team-a/db-creds.yaml"] = yaml.safe_dump(
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db-creds"}, "stringData": {"password": "x"}})
+    repo = Platform(tmp_path, files)
+    result = repo.compile(env={"SOPS_AGE_KEY_FILE": str(key)})
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert repo.status()["message"].startswith("Failed")
+    assert "worker-1/resources/team-a/app/web/instance/seen.txt" not in repo.files()
+
+
+def test_resolve_step_follows_the_kubelet() -> None:
+    from kratix import contract
+
+    data = {("ConfigMap", "a"): {"k": b"v", "x": b"y"}}
+
+    def lookup(kind: str, name: str) -> dict[str, bytes] | None:
+        return data.get((kind, name))
+
+    pipeline_body = {"spec": {"volumes": [
+        {"name": "a", "configMap": {"name": "a"}}, {"name": "gone", "secret": {"secretName": "s", "optional": True}},
+        {"name": "scratch", "emptyDir": {}}, {"name": "pvc", "persistentVolumeClaim": {"claimName": "data"}}]}}
+    container = {"name": "c", "env": [{"name": "k", "value": "own"}],
+                 "envFrom": [{"configMapRef": {"name": "a"}}],
+                 "volumeMounts": [{"name": "a", "mountPath": "/one/k", "subPath": "k"},
+                                  {"name": "gone", "mountPath": "/secret"}, {"name": "scratch", "mountPath": "/work"}]}
+    inputs = contract.resolve_step(container, pipeline_body, namespace="ns", account="sa", lookup=lookup)
+    assert dict(inputs.env) == {"k": "own", "x": "y"}  # env after envFrom: the container's own value wins
+    assert inputs.mounts == (contract.Mount("/one/k", {"": b"v"}, single=True), contract.Mount("/secret", {}),
+                             contract.Mount("/work", None))
+    claim = {"name": "c", "volumeMounts": [{"name": "pvc", "mountPath": "/data"}]}
+    with pytest.raises(contract.ContractError, match="persistentVolumeClaim, which a compiler cannot provide"):
+        contract.resolve_step(claim, pipeline_body, namespace="ns", account="sa", lookup=lookup)
+    node = {"name": "c", "env": [{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]}
+    with pytest.raises(contract.ContractError, match="fieldRef 'spec.nodeName' has no value in a compiler"):
+        contract.resolve_step(node, pipeline_body, namespace="ns", account="sa", lookup=lookup)
+
+
+def test_a_command_step_cannot_mount_over_the_hosts_programs(tmp_path: Path, age_key: tuple[str, Path]) -> None:
+    recipient, key = age_key
+    files = inputs_platform(encrypted_secret(recipient, password="x", **{"tls.crt": "CERT"}))
+    files["promises/app/promise.yaml"] = files["promises/app/promise.yaml"].replace("mountPath: /config",
+                                                                                    "mountPath: /etc/app")
+    repo = Platform(tmp_path, files)
+    result = repo.compile(env={"SOPS_AGE_KEY_FILE": str(key)})
+    assert result.returncode == 1
+    assert "mounts a volume at /etc/app, inside /etc, where a command step cannot take one" in result.stderr

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -213,3 +214,190 @@ def _selector_directory(raw: Any, where: str) -> str | None:
         raise ContractError(f"{where}: directory {raw!r} must be a top-level folder of /kratix/output "
                             "(sub-directories are not allowed)")
     return cleaned
+
+
+# -- env, envFrom and volumes: what a container reads from ConfigMaps and Secrets --------------------------
+
+SYSTEM_NAMESPACE = "kratix-platform-system"  # where Kratix runs promise workflows
+_ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")  # apimachinery's IsEnvVarName
+# (kind, name) in the pipeline's namespace -> its data, decoded (a Secret decrypted), or None when it is not there
+Lookup = Callable[[str, str], Mapping[str, bytes] | None]
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A volume a container mounts: `files` under `path` (one file at `path` itself when `single`), or an empty
+    writable directory (`files` None: an emptyDir)."""
+
+    path: str
+    files: Mapping[str, bytes] | None
+    single: bool = False
+
+
+@dataclass(frozen=True)
+class StepInputs:
+    env: tuple[tuple[str, str], ...]  # the container's own variables, resolved, in Kubernetes' order
+    mounts: tuple[Mount, ...] = ()
+
+
+def pipeline_namespace(promise: Promise, request: ResourceRequest | None) -> str:
+    """Where Kratix runs the workflow's pods, so where its ConfigMaps and Secrets are read:
+    `spec.workflows.config.pipelineNamespace` when set, else the request's namespace (a promise workflow:
+    kratix-platform-system)."""
+    workflows = promise.body.get("spec", {}).get("workflows") if isinstance(promise.body.get("spec"), Mapping) \
+        else None
+    config = workflows.get("config") if isinstance(workflows, Mapping) else None
+    configured = config.get("pipelineNamespace") if isinstance(config, Mapping) else None
+    if isinstance(configured, str) and configured:
+        return configured
+    return request.key.namespace if request is not None else SYSTEM_NAMESPACE
+
+
+def service_account(promise: Promise, pipeline: Mapping[str, Any], workflow: str) -> str:
+    """The pipeline's ServiceAccount as Kratix names it (`spec.rbac.serviceAccount`, else its pipeline ID)."""
+    rbac = _field(_field(pipeline, "spec"), "rbac")
+    named = rbac.get("serviceAccount")
+    if isinstance(named, str) and named:
+        return named
+    return f"{promise.name}-{workflow}-configure-{_field(pipeline, 'metadata').get('name', '')}"
+
+
+def resolve_step(container: Mapping[str, Any], pipeline: Mapping[str, Any], *, namespace: str,
+                 account: str, lookup: Lookup) -> StepInputs:
+    """The container's `envFrom`, `env` (with `valueFrom`) and `volumeMounts` resolved as the kubelet resolves
+    them: envFrom first, env after it (a later name wins); a missing object or key is an error naming it unless
+    marked `optional` (then the variable is not set, the volume is empty). Raises ContractError."""
+    where = f"container {container.get('name')!r}"
+    env: dict[str, str] = {}
+    for index, source in enumerate(container.get("envFrom") or ()):
+        env.update(_env_from(_mapping(source), lookup, namespace, f"{where}: envFrom[{index}]"))
+    for entry in container.get("env") or ():
+        entry = _mapping(entry)
+        name = str(entry.get("name"))
+        if "valueFrom" not in entry:
+            env[name] = str(entry.get("value", ""))
+            continue
+        value = _value_from(_field(entry, "valueFrom"), lookup, namespace, account, f"{where}: env {name}")
+        if value is not None:
+            env[name] = value
+    volumes = {str(v.get("name")): v for v in (_field(pipeline, "spec").get("volumes") or ()) if isinstance(v, Mapping)}
+    mounts = tuple(_mount(_mapping(m), volumes, lookup, namespace, where)
+                   for m in container.get("volumeMounts") or ())
+    return StepInputs(tuple(env.items()), mounts)
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _field(parent: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    return _mapping(parent.get(key))
+
+
+def _missing(kind: str, name: Any, namespace: str) -> str:
+    return (f"{kind} {namespace}/{name} does not exist: put it in config/{namespace}/ (Secrets SOPS-encrypted), or "
+            "mark the reference optional: true")
+
+
+def _env_from(source: Mapping[str, Any], lookup: Lookup, namespace: str, where: str) -> dict[str, str]:
+    kind, ref = ("ConfigMap", _field(source, "configMapRef")) if "configMapRef" in source \
+        else ("Secret", _field(source, "secretRef"))
+    if not ref:
+        raise ContractError(f"{where} needs configMapRef or secretRef")
+    data = lookup(kind, str(ref.get("name")))
+    if data is None:
+        if ref.get("optional") is True:
+            return {}
+        raise ContractError(f"{where}: {_missing(kind, ref.get('name'), namespace)}")
+    prefix = str(source.get("prefix") or "")
+    found = {}
+    for key, raw in data.items():
+        name = prefix + key
+        if not _ENV_NAME.fullmatch(name):
+            raise ContractError(f"{where}: key {key!r} of {kind} {namespace}/{ref.get('name')} is not an "
+                                "environment variable name")
+        found[name] = _text(raw, f"{where}: key {key!r} of {kind} {namespace}/{ref.get('name')}")
+    return found
+
+
+def _value_from(source: Mapping[str, Any], lookup: Lookup, namespace: str, account: str, where: str) -> str | None:
+    for field, kind, name_key in (("configMapKeyRef", "ConfigMap", "name"), ("secretKeyRef", "Secret", "name")):
+        if field in source:
+            ref = _field(source, field)
+            data = lookup(kind, str(ref.get(name_key)))
+            optional = ref.get("optional") is True
+            if data is None:
+                if optional:
+                    return None
+                raise ContractError(f"{where}: {_missing(kind, ref.get(name_key), namespace)}")
+            key = str(ref.get("key"))
+            if key not in data:
+                if optional:
+                    return None
+                raise ContractError(f"{where}: {kind} {namespace}/{ref.get(name_key)} has no key {key!r}")
+            return _text(data[key], f"{where}: key {key!r} of {kind} {namespace}/{ref.get(name_key)}")
+    if "fieldRef" in source:
+        path = str(_field(source, "fieldRef").get("fieldPath"))
+        known = {"metadata.namespace": namespace, "spec.serviceAccountName": account}
+        if path not in known:
+            raise ContractError(f"{where}: fieldRef {path!r} has no value in a compiler (there is no pod); only "
+                                f"{' and '.join(known)} do")
+        return known[path]
+    raise ContractError(f"{where}: valueFrom {', '.join(map(str, source)) or '(empty)'} has no value in a compiler "
+                        "(configMapKeyRef, secretKeyRef and fieldRef do)")
+
+
+def _text(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ContractError(f"{where} is binary data, which an environment variable cannot hold") from None
+
+
+def _mount(mount: Mapping[str, Any], volumes: Mapping[str, Mapping[str, Any]], lookup: Lookup, namespace: str,
+           where: str) -> Mount:
+    name, path = str(mount.get("name")), mount.get("mountPath")
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ContractError(f"{where}: volumeMount {name!r} needs an absolute mountPath")
+    if name not in volumes:
+        raise ContractError(f"{where}: volumeMount {name!r} names no volume of the pipeline (spec.volumes)")
+    volume = volumes[name]
+    if "emptyDir" in volume:
+        return Mount(path, None)
+    if "configMap" in volume:
+        kind, ref, ref_name = "ConfigMap", _field(volume, "configMap"), _field(volume, "configMap").get("name")
+    elif "secret" in volume:
+        kind, ref, ref_name = "Secret", _field(volume, "secret"), _field(volume, "secret").get("secretName")
+    else:
+        types = ", ".join(k for k in volume if k != "name") or "(none)"
+        raise ContractError(f"{where}: volume {name!r} is of type {types}, which a compiler cannot provide "
+                            "(configMap, secret and emptyDir volumes are)")
+    data = lookup(kind, str(ref_name))
+    optional = ref.get("optional") is True
+    if data is None and not optional:
+        raise ContractError(f"{where}: volume {name!r}: {_missing(kind, ref_name, namespace)}")
+    files = _volume_files(data or {}, ref.get("items"), optional, f"{where}: volume {name!r}: {kind} "
+                          f"{namespace}/{ref_name}")
+    sub = mount.get("subPath")
+    if isinstance(sub, str) and sub:
+        if sub not in files:
+            raise ContractError(f"{where}: volumeMount {name!r}: subPath {sub!r} is not a file of the volume")
+        return Mount(path, {"": files[sub]}, single=True)
+    return Mount(path, files)
+
+
+def _volume_files(data: Mapping[str, bytes], items: Any, optional: bool, where: str) -> dict[str, bytes]:
+    if not isinstance(items, list):
+        return dict(data)
+    files = {}
+    for item in items:
+        item = _mapping(item)
+        key, target = str(item.get("key")), str(item.get("path") or item.get("key"))
+        if key not in data:
+            if optional:
+                continue
+            raise ContractError(f"{where} has no key {key!r}")
+        if target.startswith("/") or ".." in target.split("/"):
+            raise ContractError(f"{where}: item path {target!r} must be relative, without '..'")
+        files[target] = data[key]
+    return files

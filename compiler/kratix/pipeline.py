@@ -77,7 +77,7 @@ def compile_platform(tree: SourceTree, *, settings: Settings, previous: Previous
     previous = previous or PreviousOutput()
     platform, diagnostics, reused, fingerprints = incremental.load_reusing(tree, previous, settings)
     schemas, unavailable = promise_compile.check_promises(platform, diagnostics)
-    renderer = render.Renderer(tree, settings=settings.render)
+    renderer = render.Renderer(tree, settings=settings.render, configs=platform.configs, sealer=sops.Sealer())
     promises = promise_compile.compile_promises(platform, renderer, unavailable, diagnostics,
                                                 previous_status=previous.promise_status, now=settings.render.now)
     requests = request_compile.compile_requests(platform, schemas, promises, renderer, previous.placements,

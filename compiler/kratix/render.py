@@ -16,6 +16,8 @@ Other containers (commands, images) run through `kratix.steps`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import secrets
 import threading
 import traceback
@@ -27,7 +29,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from kratix import contract, steps, templating, yamltext
+from kratix import contract, sops, steps, templating, yamltext
 from kratix import names as kratix_names
 from kratix.documents import SourceTree
 from kratix.errors import StepError
@@ -39,7 +41,7 @@ from kratix.manifests import (
     Suspension,
     WorkflowResult,
 )
-from kratix.platform import Container, Pipeline, Promise, ResourceRequest
+from kratix.platform import ConfigObject, Container, Pipeline, Promise, ResourceRequest
 from kratix.settings import RenderSettings
 
 TEMPLATE_SUFFIX = ".j2"
@@ -54,9 +56,15 @@ class _Failure(Exception):
 class Renderer:
     """One per compile: the Jinja2 environment, compiled templates and the node representer are shared."""
 
-    def __init__(self, tree: SourceTree, *, settings: RenderSettings) -> None:
+    def __init__(self, tree: SourceTree, *, settings: RenderSettings,
+                 configs: Mapping[tuple[str, str, str], ConfigObject] | None = None,
+                 sealer: sops.Sealer | None = None) -> None:
         self._tree = tree
         self._settings = settings
+        self._configs = configs or {}  # the ConfigMaps and Secrets of config/<namespace>/
+        self._sealer = sealer or sops.Sealer()
+        self._decrypted: dict[tuple[str, str, str], Mapping[str, bytes] | str] = {}  # in memory only
+        self._decrypting = threading.Lock()
         self._env = templating.TemplateEnvironment(loader=jinja2.FunctionLoader(self._load_template))
         self._nonce = secrets.token_hex(6)
         self._local = threading.local()  # container pipelines render templates from several threads
@@ -94,7 +102,7 @@ class Renderer:
                 else:
                     env = contract.kratix_variables(promise, request, pipeline=pipeline.name)
                     output, written, suspension = self._container_pipeline(promise, pipeline, current,
-                                                                           workflow_type, env)
+                                                                           workflow_type, env, request)
             except _Failure as failure:
                 return WorkflowResult(tuple(outputs), status, failure.failure, written_keys=tuple(keys))
             status = contract.merge_status(status, written)
@@ -227,8 +235,13 @@ class Renderer:
     # --- container pipelines ------------------------------------------------------------------------------
 
     def _container_pipeline(self, promise: Promise, pipeline: Pipeline, obj: Mapping[str, Any],
-                            workflow_type: str, env: Mapping[str, str]
+                            workflow_type: str, env: Mapping[str, str], request: ResourceRequest | None
                             ) -> tuple[PipelineOutput, Mapping[str, Any], Suspension | None]:
+        try:
+            pipeline, mounts = self._resolve_inputs(promise, pipeline, request, workflow_type)
+        except contract.ContractError as exc:
+            raise _Failure(RenderFailure(promise.source.path, promise.source.line, 1, "render.step-input",
+                                         str(exc), pipeline.name)) from None
         promise_files = {path[len(promise.folder) + 1:]: data for path, data in self._tree.files.items()
                          if path.startswith(promise.folder + "/")}
 
@@ -238,7 +251,7 @@ class Renderer:
         try:
             run = steps.run_pipeline(pipeline, object_yaml=yamltext.dump(obj), promise_files=promise_files,
                                      env=env, settings=self._settings,
-                                     native_step=native, **self._probe(pipeline))
+                                     native_step=native, mounts=mounts, **self._probe(pipeline))
         except StepError as exc:  # refused before any container ran: no sandbox, no runtime, no network allowed
             raise _Failure(RenderFailure(promise.source.path, promise.source.line, 1, "render.step-refused",
                                          str(exc), pipeline.name)) from None
@@ -267,6 +280,66 @@ class Renderer:
             raise _Failure(RenderFailure(promise.source.path, promise.source.line, 1, "render.metadata",
                                          str(exc), pipeline.name)) from None
         return PipelineOutput(pipeline.name, tuple(files), groups), written, suspension
+
+    def _resolve_inputs(self, promise: Promise, pipeline: Pipeline, request: ResourceRequest | None,
+                        workflow_type: str) -> tuple[Pipeline, dict[str, tuple[contract.Mount, ...]]]:
+        """Each container's env (valueFrom, envFrom) and volumes, read from the ConfigMaps and Secrets of the
+        namespace the pipeline runs in."""
+        namespace = contract.pipeline_namespace(promise, request)
+        account = contract.service_account(promise, pipeline.body, workflow_type)
+
+        def lookup(kind: str, name: str) -> Mapping[str, bytes] | None:
+            return self._config_data(kind, namespace, name)
+
+        containers, mounts = [], {}
+        for container in pipeline.containers:
+            if container.template is not None:
+                containers.append(container)
+                continue
+            inputs = contract.resolve_step(container.body, pipeline.body, namespace=namespace, account=account,
+                                           lookup=lookup)
+            containers.append(replace(container, env=inputs.env))
+            mounts[container.name] = inputs.mounts
+        return replace(pipeline, containers=tuple(containers)), mounts
+
+    def _config_data(self, kind: str, namespace: str, name: str) -> Mapping[str, bytes] | None:
+        """A ConfigMap's or Secret's data, decoded; a Secret decrypted once per compile, kept in memory only."""
+        found = self._configs.get((kind, namespace, name))
+        if found is None:
+            return None
+        with self._decrypting:
+            if (kind, namespace, name) not in self._decrypted:
+                self._decrypted[(kind, namespace, name)] = self._decode(found)
+        data = self._decrypted[(kind, namespace, name)]
+        if isinstance(data, str):
+            raise contract.ContractError(data)
+        return data
+
+    def _decode(self, found: ConfigObject) -> Mapping[str, bytes] | str:
+        """The object's keys and bytes (`data` as text, `binaryData`/a Secret's `data` base64, `stringData`
+        text), or why it cannot be read."""
+        where = f"{found.kind} {found.namespace}/{found.name} ({found.source})"
+        body = found.body
+        if found.kind == "Secret":
+            try:
+                body = self._sealer.decrypt(body)
+            except sops.SopsError as exc:
+                return f"{where}: {exc}"
+        text, encoded = (("data",), ("binaryData",)) if found.kind == "ConfigMap" else (("stringData",), ("data",))
+        decoded: dict[str, bytes] = {}
+        for fields, is_base64 in ((encoded, True), (text, False)):
+            for field in fields:
+                values = body.get(field) or {}
+                if not isinstance(values, Mapping):
+                    return f"{where}: {field} must be a map of keys to strings"
+                for key, value in values.items():
+                    if not isinstance(value, str):
+                        return f"{where}: {field}.{key} must be a string (quote it)"
+                    try:
+                        decoded[str(key)] = base64.b64decode(value, validate=True) if is_base64 else value.encode()
+                    except binascii.Error:
+                        return f"{where}: {field}.{key} is not base64"
+        return decoded
 
     def _probe(self, pipeline: Pipeline) -> dict[str, str | None]:
         commands = any(c.image is None and c.template is None for c in pipeline.containers)
