@@ -582,3 +582,24 @@ def test_a_command_step_cannot_mount_over_the_hosts_programs(tmp_path: Path, age
     result = repo.compile(env={"SOPS_AGE_KEY_FILE": str(key)})
     assert result.returncode == 1
     assert "mounts a volume at /etc/app, inside /etc, where a command step cannot take one" in result.stderr
+
+
+def test_cluster_access_a_pipeline_asks_for_is_reported_once_per_promise(tmp_path: Path) -> None:
+    asking = pipeline("instance", step("env", "env.sh", resources={"limits": {"cpu": "1"}}),
+                      rbac={"serviceAccount": "deployer",
+                            "permissions": [{"apiGroups": [""], "verbs": ["get"], "resources": ["secrets"]}]},
+                      volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "cache"}}],
+                      nodeSelector={"disk": "ssd"})
+    files = platform(promise([asking], [pipeline("setup", step("env", "env.sh"), imagePullSecrets=[{"name": "r"}])]),
+                     {"env.sh": ENV_SCRIPT}, **{"requests/team-a/other.yaml": app(name="other")})
+    result = Platform(tmp_path, files).compile()
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    warnings = [line for line in output.splitlines() if "cluster access a compiler cannot give" in line]
+    assert len(warnings) == 1, output  # once for the Promise, not per request or pipeline
+    for asked in ("resource/instance: RBAC permissions", "resource/instance: an existing ServiceAccount",
+                  "promise/setup: image pull Secrets", "resource/instance: volume 'data' (persistentVolumeClaim)"):
+        assert asked in warnings[0]
+    assert "warning" in warnings[0]
+    notes = [line for line in output.splitlines() if "pod settings have no effect here" in line]
+    assert len(notes) == 1 and "resource/instance: nodeSelector" in notes[0] and "instance/env: resources" in notes[0]

@@ -70,7 +70,7 @@ def promise_fingerprints(tree: SourceTree, promises: Mapping[str, Promise],
         files = sorted((path, cache.digest(data)) for path, data in promise_files.items() if path.startswith(folder))
         images = sorted({c.image for pl in promise.resource_configure for c in pl.containers if c.image})
         prints[promise.name] = cache.fingerprint(shared, promise.name, promise.folder,
-                                                 configs if promise.runs_programs else "",
+                                                 *((configs,) if promise.runs_programs else ()),
                                                  *(f"{path}={blob}" for path, blob in files),
                                                  *(f"{image}@{digests[image]}" for image in images))
     return prints
