@@ -32,7 +32,9 @@ images read and write, and turns their `metadata/cluster-selectors.yaml` label m
 `destination-selectors.yaml`.
 
 The environment of a step is built from an allow-list, never inherited: PATH, HOME (a writable temporary
-directory), LANG, the container's own `env`, then the KRATIX_* variables (which win). Limits beside the
+directory), LANG, the container's own `env` (resolved by the caller from ConfigMaps and Secrets:
+`kratix.contract`), then the KRATIX_* variables (which win). The volumes it mounts (`mounts`) are written to a
+temporary folder outside the output and bound read-only (an emptyDir writable). Limits beside the
 timeout: CPU seconds, data memory and the size of any one file it writes (rlimits), and what it leaves in
 its output: total bytes and number of files, and every name must be one Git and the output repo can hold
 (relative, valid UTF-8, no control character, no `.git` component, bounded length).
