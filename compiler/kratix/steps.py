@@ -147,15 +147,7 @@ def run_pipeline(pipeline: Pipeline, *, object_yaml: bytes, promise_files: Mappi
     not per run); an empty `sandbox` means the probe found none. `mounts`, by container name, are the volumes
     it mounts (ConfigMaps, Secrets, emptyDirs: `kratix.contract`), read-only but for an emptyDir."""
     mounts = mounts or {}
-    _refuse_network(pipeline, env, settings)
-    if any(_is_image(c) for c in pipeline.containers):
-        runtime = runtime or detect_runtime(settings.container_runtime)
-        if runtime is None:
-            raise StepError(_no_runtime_message(pipeline, env, settings))
-    if any(_is_command(c) for c in pipeline.containers):
-        sandbox = command_sandbox(settings) if sandbox is None else sandbox
-        if not sandbox:
-            raise StepError(_no_sandbox_message(pipeline, env))
+    sandbox, runtime = _what_runs(pipeline, env, settings, sandbox, runtime)
     _refuse_mounts(pipeline, env, mounts, sandbox or "")
     with tempfile.TemporaryDirectory(prefix="kratix-pipeline-", ignore_cleanup_errors=True) as tmp:
         dirs = _prepare(Path(tmp), object_yaml, promise_files)
@@ -183,6 +175,21 @@ def run_pipeline(pipeline: Pipeline, *, object_yaml: bytes, promise_files: Mappi
         except _BadOutput as exc:
             return _failed(pipeline.containers[-1].name, str(exc), ran, timings)
         return PipelineRun(outputs, metadata, None, None, "+".join(ran), tuple(timings), tuple(images))
+
+
+def _what_runs(pipeline: Pipeline, env: Mapping[str, str], settings: RenderSettings, sandbox: str | None,
+               runtime: str | None) -> tuple[str | None, str | None]:
+    """The sandbox and runtime the pipeline's containers need, or a StepError before any of them runs."""
+    _refuse_network(pipeline, env, settings)
+    if any(_is_image(c) for c in pipeline.containers):
+        runtime = runtime or detect_runtime(settings.container_runtime)
+        if runtime is None:
+            raise StepError(_no_runtime_message(pipeline, env, settings))
+    if any(_is_command(c) for c in pipeline.containers):
+        sandbox = command_sandbox(settings) if sandbox is None else sandbox
+        if not sandbox:
+            raise StepError(_no_sandbox_message(pipeline, env))
+    return sandbox, runtime
 
 
 def _failed(step: str, error: str, ran: list[str], timings: list[tuple[str, float]]) -> PipelineRun:
