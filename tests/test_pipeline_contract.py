@@ -603,3 +603,24 @@ def test_cluster_access_a_pipeline_asks_for_is_reported_once_per_promise(tmp_pat
     assert "warning" in warnings[0]
     notes = [line for line in output.splitlines() if "pod settings have no effect here" in line]
     assert len(notes) == 1 and "resource/instance: nodeSelector" in notes[0] and "instance/env: resources" in notes[0]
+
+
+def test_a_suspended_result_replayed_from_a_shard_keeps_the_suspension() -> None:
+    from kratix import shards
+    from kratix.manifests import Suspension, WorkflowResult
+
+    result = WorkflowResult((), {"note": "x"}, None, Suspension("second", "wait", 600.0), ("note",))
+    assert shards.decode_result(shards.encode_result(result)) == result
+
+
+def test_a_workflow_suspended_in_a_shard_keeps_its_output_when_published(tmp_path: Path) -> None:
+    repo = Platform(tmp_path, two_pipelines("suspend: true\nmessage: waiting for approval\n"))
+    assert repo.compile().returncode == 0
+    repo.commit({"requests/team-a/web.yaml": app(size="large")})
+    assert repo.compile("--shard", "0/1").returncode == 0
+    result = repo.compile()
+    assert result.returncode == 0, result.stderr
+    assert "shards: 1 workflow result(s) reused" in result.stderr  # replayed, not run again
+    assert size_in(repo.file(FIRST)) == "large" and size_in(repo.file(SECOND)) == "small"
+    assert repo.status()["pipelines"][1] == {"name": "second", "phase": "Suspended",
+                                             "message": "waiting for approval"}
