@@ -63,7 +63,8 @@ def with_store_prefixes(settings: Any, targets: Any) -> Any:
 @common.step_options
 @common.kubernetes_version_option
 def plan(path: Path, ref: str | None, output_repo: str | None, branch: str, output_format: str,
-         base_ref: str | None, unsandboxed: bool, no_step_network: bool, kubernetes_version: str | None) -> None:
+         base_ref: str | None, unsandboxed: bool, no_step_network: bool, kubernetes_version: str | None,
+         now: Any = None) -> None:
     """Show what publishing would change on the output branch (or compared with the output of --base-ref):
     files per destination with diffs (Secret values redacted), placements and risks. Publishes nothing. Exit 1
     when the input is invalid."""
@@ -73,7 +74,7 @@ def plan(path: Path, ref: str | None, output_repo: str | None, branch: str, outp
     if (output_repo is None) == (base_ref is None):
         raise click.UsageError("plan needs --output-repo (the repo whose branch it compares against) or --base-ref "
                                "(the commit whose output it compares against), not both")
-    settings = common.build_settings(branch=branch, unsandboxed=unsandboxed, no_step_network=no_step_network,
+    settings = common.build_settings(branch=branch, unsandboxed=unsandboxed, no_step_network=no_step_network, now=now,
                                      kubernetes_version=kubernetes_version)
     if base_ref is not None:
         base = pipeline.compile_platform(common.read_source(path, base_ref), settings=settings)
