@@ -624,3 +624,13 @@ def test_a_workflow_suspended_in_a_shard_keeps_its_output_when_published(tmp_pat
     assert size_in(repo.file(FIRST)) == "large" and size_in(repo.file(SECOND)) == "small"
     assert repo.status()["pipelines"][1] == {"name": "second", "phase": "Suspended",
                                              "message": "waiting for approval"}
+
+
+@pytest.mark.parametrize("command", [["compile", "--out", "{out}"], ["validate"], ["graph"],
+                                     ["plan", "--output-repo", "{repo}"]])
+def test_every_command_that_runs_workflows_takes_now(tmp_path: Path, command: list[str]) -> None:
+    repo, _ = make_repo(tmp_path / "platform", platform(promise([pipeline("build", step("s", "true"))]), {}))
+    output = init_repo(tmp_path / "output.git", bare=True)
+    args = [a.format(out=tmp_path / "out", repo=output) for a in command]
+    result = kratix(*args, "--now", "2026-01-01T10:00:00Z", "--unsandboxed", cwd=repo)
+    assert result.returncode in (0, 1), result.stdout + result.stderr  # never 3: the option reaches the command

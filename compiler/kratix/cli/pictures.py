@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -22,7 +23,7 @@ from kratix.cli.group import main
 @common.step_options
 @common.kubernetes_version_option
 def graph(path: Path, ref: str | None, output_format: str, output_repo: str | None, branch: str, unsandboxed: bool,
-          no_step_network: bool, kubernetes_version: str | None) -> None:
+          no_step_network: bool, kubernetes_version: str | None, now: Any = None) -> None:
     """Draw which Promise reaches which destination and which request is placed where, with pending, failed and
     misplaced requests marked. Compiles the platform as `compile` does and publishes nothing. The diagram goes
     to stdout, diagnostics to stderr; exit 1 when the input is invalid (the diagram still shows it)."""
@@ -32,7 +33,7 @@ def graph(path: Path, ref: str | None, output_format: str, output_repo: str | No
     from kratix.cli.publishing import with_store_prefixes
 
     settings = common.build_settings(branch=branch, unsandboxed=unsandboxed, no_step_network=no_step_network,
-                                     kubernetes_version=kubernetes_version)
+                                     kubernetes_version=kubernetes_version, now=now)
     tree = common.read_source(path, ref)
     previous = pipeline.PreviousOutput()
     if output_repo is not None:
