@@ -42,8 +42,6 @@ STILL_COMPLEX = frozenset({
     "assemble.py:reject_conflicts_with_published",
     "assemble.py:validate_output",
     "incremental.py:cache_records",
-    "load/pipelines.py:_container",
-    "load/destinations.py:_destination",
 })
 
 

@@ -32,7 +32,7 @@ from typing import Any
 from kratix import names, paths
 from kratix.diagnostics import Diagnostic, Severity
 from kratix.documents import SourceDoc, SourceTree
-from kratix.inventory import Inventory
+from kratix.inventory import DestinationEntry, Inventory
 from kratix.load import shapes
 from kratix.load.shared import (
     check_name,
@@ -181,35 +181,18 @@ def _destination(doc: SourceDoc, body: Mapping[str, Any], diagnostics: list[Diag
     if not check_name(doc, ("metadata", "name"), names.dns_subdomain(name), "destination.name", diagnostics):
         return None
     labels = metadata.get("labels") or {}
-    valid = True
-    for key, value in labels.items():
-        problem = names.qualified_name(key) or names.label_value(value)
-        valid &= check_name(doc, ("metadata", "labels", key), problem, "destination.labels", diagnostics)
     spec = mapping(body.get("spec"))
-    written = spec.get("path")
-    path = str(written if written else name).strip("/")
-    path = "" if path in _ROOT else path
-    if path:
-        valid &= check_name(doc, ("spec", "path"), destination_path_problem(path), "destination.path", diagnostics)
     filepath = mapping(spec.get("filepath"))
     mode = filepath.get("mode") or paths.NESTED
     filename = filepath.get("filename") or paths.AGGREGATED_FILENAME
-    if mode == paths.AGGREGATED:
-        problem = names.relative_path(filename) or (
-            "is a file the compiler writes itself" if filename.rsplit("/", 1)[-1] in _COMPILER_FILES else None)
-        valid &= check_name(doc, ("spec", "filepath", "filename"),
-                            f"file name {filename!r} {problem}" if problem else None, "destination.filename",
-                            diagnostics)
+    # Every check runs, so one pass reports every field that is wrong, in the order they are written.
+    valid = _labels_are_valid(doc, labels, diagnostics)
+    path_valid, path = _path(doc, spec, name, diagnostics)
+    valid &= path_valid
+    valid &= _filename_is_valid(doc, mode, filename, diagnostics)
     usable, store = _store_of(doc, spec, stores, diagnostics)
     valid &= usable
-    before = known.destinations.get(name)
-    if before is not None and before.mode is not None and before.mode != mode:
-        diagnostics.append(Diagnostic.at(
-            doc, ("spec", "filepath", "mode"), "destination.mode-changed",
-            f"filepath.mode is immutable: this Destination was published with {before.mode}, not {mode} (as in "
-            "Kratix, give the Destination a new name, or remove it and add it back, to change it)",
-            object=object_name(doc)))
-        valid = False
+    valid &= _mode_is_unchanged(doc, known.destinations.get(name), mode, diagnostics)
     if not valid:
         return None
     annotations = mapping(metadata.get("annotations"))
@@ -222,6 +205,48 @@ def _destination(doc: SourceDoc, body: Mapping[str, Any], diagnostics: list[Diag
                        sops_age=age, sops_pgp=pgp, mode=mode, filename=filename,
                        init_workloads=bool(mapping(spec.get("initWorkloads")).get("enabled", True)),
                        store=store.name if store else None, root=root)
+
+
+def _labels_are_valid(doc: SourceDoc, labels: Mapping[str, Any], diagnostics: list[Diagnostic]) -> bool:
+    valid = True
+    for key, value in labels.items():
+        problem = names.qualified_name(key) or names.label_value(value)
+        valid &= check_name(doc, ("metadata", "labels", key), problem, "destination.labels", diagnostics)
+    return valid
+
+
+def _path(doc: SourceDoc, spec: Mapping[str, Any], name: str, diagnostics: list[Diagnostic]) -> tuple[bool, str]:
+    """Whether spec.path is usable, and the Destination's folder in its store (its name when no path is written;
+    "" for the root)."""
+    written = spec.get("path")
+    path = str(written if written else name).strip("/")
+    path = "" if path in _ROOT else path
+    if not path:
+        return True, path
+    return check_name(doc, ("spec", "path"), destination_path_problem(path), "destination.path", diagnostics), path
+
+
+def _filename_is_valid(doc: SourceDoc, mode: str, filename: str, diagnostics: list[Diagnostic]) -> bool:
+    """An aggregated Destination's one file: a plain relative path, and not a file the compiler writes itself."""
+    if mode != paths.AGGREGATED:
+        return True
+    problem = names.relative_path(filename) or (
+        "is a file the compiler writes itself" if filename.rsplit("/", 1)[-1] in _COMPILER_FILES else None)
+    return check_name(doc, ("spec", "filepath", "filename"),
+                      f"file name {filename!r} {problem}" if problem else None, "destination.filename", diagnostics)
+
+
+def _mode_is_unchanged(doc: SourceDoc, before: DestinationEntry | None, mode: str,
+                       diagnostics: list[Diagnostic]) -> bool:
+    """filepath.mode is immutable in Kratix: a Destination published with one mode keeps it."""
+    if before is None or before.mode is None or before.mode == mode:
+        return True
+    diagnostics.append(Diagnostic.at(
+        doc, ("spec", "filepath", "mode"), "destination.mode-changed",
+        f"filepath.mode is immutable: this Destination was published with {before.mode}, not {mode} (as in "
+        "Kratix, give the Destination a new name, or remove it and add it back, to change it)",
+        object=object_name(doc)))
+    return False
 
 
 def _store_of(doc: SourceDoc, spec: Mapping[str, Any], stores: Mapping[str, StateStore],

@@ -105,47 +105,70 @@ def _pipeline(entry: Any, path: FieldPath, problem: Any, *, promise: str, workfl
 
 def _container(raw: Mapping[str, Any], where: FieldPath, problem: Any,
                has_templates: Callable[[str], bool]) -> Container | None:
-    invalid = names.dns_label(raw["name"])
-    if invalid is not None:
-        problem((*where, "name"), f"a container name {invalid}", "pipeline.name")
+    """The container `raw`, or None once `problem` has been told the first thing wrong with it."""
+    if not _names_are_valid(raw, where, problem) or not _step_kind_is_clear(raw, where, problem):
         return None
-    for index, entry in enumerate(raw.get("env") or ()):
-        if not _ENV_NAME.fullmatch(entry["name"]):
-            problem((*where, "env", index, "name"), f"{entry['name']!r} is not an environment variable name "
-                    "(letters, digits, '_', '-' and '.', not starting with a digit)")
-            return None
-    texts = [raw.get("image") or "", *(raw.get("command") or ()), *(raw.get("args") or ()),
-             *(str(e.get("value", "")) for e in raw.get("env") or ())]
-    if any("\x00" in text for text in texts):
-        problem(where, "a container's image, command, args and env values cannot hold a NUL character")
-        return None
-    template, image, command = raw.get("template"), raw.get("image"), raw.get("command")
-    if template is not None and image is not None:
-        problem(where, "a container has either `template` (a native step) or `image`, not both")
-        return None
-    if template is None and image is None and not command:
-        problem(where, "a container needs `template`, `image` or `command`")
-        return None
+    template = raw.get("template")
     if template is not None:
-        folder = str(PurePosixPath(template))
-        invalid = names.relative_path(folder) if folder != "." else "is the Promise's folder itself"
-        if invalid is not None:
-            problem((*where, "template"), f"template must be a folder inside the Promise's folder: {template!r} "
-                    f"{invalid}")
+        template = _template_folder(template, where, problem, has_templates)
+        if template is None:
             return None
-        if not has_templates(folder):
-            problem((*where, "template"), f"template folder {folder!r} has no *.j2 or *.yaml file to render")
-            return None
-        template = folder
     return Container(
         name=raw["name"],
         template=template,
-        image=image,
-        command=tuple(command or ()),
+        image=raw.get("image"),
+        command=tuple(raw.get("command") or ()),
         args=tuple(raw.get("args") or ()),
         env=tuple((e["name"], e.get("value", "")) for e in raw.get("env") or ()),
         body=raw,
     )
+
+
+def _names_are_valid(raw: Mapping[str, Any], where: FieldPath, problem: Any) -> bool:
+    """The container's name is a DNS-1123 label and each env entry's name an environment variable name."""
+    invalid = names.dns_label(raw["name"])
+    if invalid is not None:
+        problem((*where, "name"), f"a container name {invalid}", "pipeline.name")
+        return False
+    for index, entry in enumerate(raw.get("env") or ()):
+        if not _ENV_NAME.fullmatch(entry["name"]):
+            problem((*where, "env", index, "name"), f"{entry['name']!r} is not an environment variable name "
+                    "(letters, digits, '_', '-' and '.', not starting with a digit)")
+            return False
+    return True
+
+
+def _step_kind_is_clear(raw: Mapping[str, Any], where: FieldPath, problem: Any) -> bool:
+    """No NUL in what reaches a process, and exactly one of a native step (`template`) or a container step
+    (`image`, or a `command` alone)."""
+    texts = [raw.get("image") or "", *(raw.get("command") or ()), *(raw.get("args") or ()),
+             *(str(e.get("value", "")) for e in raw.get("env") or ())]
+    if any("\x00" in text for text in texts):
+        problem(where, "a container's image, command, args and env values cannot hold a NUL character")
+        return False
+    template, image, command = raw.get("template"), raw.get("image"), raw.get("command")
+    if template is not None and image is not None:
+        problem(where, "a container has either `template` (a native step) or `image`, not both")
+        return False
+    if template is None and image is None and not command:
+        problem(where, "a container needs `template`, `image` or `command`")
+        return False
+    return True
+
+
+def _template_folder(template: Any, where: FieldPath, problem: Any,
+                     has_templates: Callable[[str], bool]) -> str | None:
+    """A native step's folder, normalised: a plain folder inside the Promise's folder holding files to render."""
+    folder = str(PurePosixPath(template))
+    invalid = names.relative_path(folder) if folder != "." else "is the Promise's folder itself"
+    if invalid is not None:
+        problem((*where, "template"), f"template must be a folder inside the Promise's folder: {template!r} "
+                f"{invalid}")
+        return None
+    if not has_templates(folder):
+        problem((*where, "template"), f"template folder {folder!r} has no *.j2 or *.yaml file to render")
+        return None
+    return folder
 
 
 # What a pipeline may ask of a cluster that a compiler has not got: said once per Promise, never ignored silently.
