@@ -634,3 +634,24 @@ def test_every_command_that_runs_workflows_takes_now(tmp_path: Path, command: li
     args = [a.format(out=tmp_path / "out", repo=output) for a in command]
     result = kratix(*args, "--now", "2026-01-01T10:00:00Z", "--unsandboxed", cwd=repo)
     assert result.returncode in (0, 1), result.stdout + result.stderr  # never 3: the option reaches the command
+
+
+def test_what_kratix_reads_from_a_cluster_object_and_kratix_here_does_not_is_said(tmp_path: Path) -> None:
+    # Never ignored silently: a Destination's cleanup, a state store's authMethod, a reconciliation timer.
+    document = yaml.safe_load(promise([pipeline("instance", step("env", "env.sh"))]))
+    document["spec"]["workflows"]["config"] = {"reconciliationInterval": "10m"}
+    destination = {"apiVersion": "platform.kratix.io/v1alpha1", "kind": "Destination",
+                   "metadata": {"name": "worker-1", "labels": {"env": "dev"}},
+                   "spec": {"cleanup": "none", "stateStoreRef": {"kind": "GitStateStore", "name": "store"}}}
+    store = {"apiVersion": "platform.kratix.io/v1alpha1", "kind": "GitStateStore", "metadata": {"name": "store"},
+             "spec": {"url": str(tmp_path / "store.git"), "authMethod": "basicAuth"}}
+    files = platform(yaml.safe_dump(document), {"env.sh": ENV_SCRIPT})
+    files["clusters/worker-1.yaml"] = yaml.safe_dump(destination)
+    files["clusters/store.yaml"] = yaml.safe_dump(store)
+    repo, _ = make_repo(tmp_path / "platform", files)
+    result = kratix("validate", str(repo))
+    assert result.returncode == 0, result.stderr
+    said = result.stdout + result.stderr
+    assert "clusters/worker-1.yaml" in said and "cleanup: none is not kept here" in said
+    assert "clusters/store.yaml" in said and "authMethod is not read" in said
+    assert "config.reconciliationInterval (workflows run again when their inputs change" in said

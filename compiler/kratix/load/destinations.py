@@ -166,6 +166,11 @@ def _store(doc: SourceDoc, diagnostics: list[Diagnostic]) -> StateStore | None:
             doc, ("spec", "secretRef"), "statestore.secret-ref",
             "secretRef is not read: kratix pushes with the Git credentials of the machine it runs on (a credential "
             "helper, GIT_ASKPASS, SSH keys)", severity=Severity.WARNING, object=object_name(doc)))
+    if spec.get("authMethod"):
+        diagnostics.append(Diagnostic.at(
+            doc, ("spec", "authMethod"), "statestore.auth-method",
+            "authMethod is not read: git's own configuration on the machine kratix runs on decides how it "
+            "authenticates", severity=Severity.WARNING, object=object_name(doc)))
     author = mapping(spec.get("gitAuthor"))
     identity = (str(author.get("name") or "kratix"), str(author.get("email") or "kratix@localhost")) if author else None
     return StateStore(name=name, url=spec["url"], branch=branch, path=folder, source=doc, author=identity)
@@ -195,6 +200,7 @@ def _destination(doc: SourceDoc, body: Mapping[str, Any], diagnostics: list[Diag
     valid &= _mode_is_unchanged(doc, known.destinations.get(name), mode, diagnostics)
     if not valid:
         return None
+    _note_cleanup(doc, spec, diagnostics)
     annotations = mapping(metadata.get("annotations"))
     age = _recipients(doc, annotations, AGE_ANNOTATION, _AGE_RECIPIENT, "an age public key (age1...)", diagnostics)
     pgp = _recipients(doc, annotations, PGP_ANNOTATION, _PGP_FINGERPRINT, "a 40-hex-digit PGP fingerprint",
@@ -205,6 +211,16 @@ def _destination(doc: SourceDoc, body: Mapping[str, Any], diagnostics: list[Diag
                        sops_age=age, sops_pgp=pgp, mode=mode, filename=filename,
                        init_workloads=bool(mapping(spec.get("initWorkloads")).get("enabled", True)),
                        store=store.name if store else None, root=root)
+
+
+def _note_cleanup(doc: SourceDoc, spec: Mapping[str, Any], diagnostics: list[Diagnostic]) -> None:
+    """Kratix reads `cleanup` when a Destination object is deleted; here removal is the file leaving `clusters/`."""
+    if spec.get("cleanup") == "none":
+        diagnostics.append(Diagnostic.at(
+            doc, ("spec", "cleanup"), "destination.cleanup",
+            "cleanup: none is not kept here: removing this Destination from clusters/ removes its folder from the "
+            "state store, as Kratix's cleanup: all does, and the deletion guard asks for --allow-deletions first",
+            severity=Severity.WARNING, object=object_name(doc)))
 
 
 def _labels_are_valid(doc: SourceDoc, labels: Mapping[str, Any], diagnostics: list[Diagnostic]) -> bool:

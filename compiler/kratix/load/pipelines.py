@@ -191,27 +191,38 @@ def report_cluster_access(doc: SourceDoc, workflows: Any, diagnostics: list[Diag
     for workflow in ("promise", "resource"):
         raw = mapping(mapping(workflows).get(workflow)).get("configure")
         for entry in raw if isinstance(raw, list) else ():
-            name = mapping(mapping(entry).get("metadata")).get("name", "?")
-            access += [f"{workflow}/{name}: {what}" for path, what in _CLUSTER_ACCESS if _has(entry, path)]
-            for volume in mapping(mapping(entry).get("spec")).get("volumes") or ():
-                kinds = [k for k in mapping(volume) if k != "name" and k not in _PROVIDED_VOLUMES]
-                if kinds:
-                    access.append(f"{workflow}/{name}: volume {mapping(volume).get('name')!r} ({', '.join(kinds)})")
-            ignored += [f"{workflow}/{name}: {'.'.join(path[1:])}" for path in _POD_ONLY if _has(entry, path)]
-            for container in mapping(mapping(entry).get("spec")).get("containers") or ():
-                ignored += [f"{workflow}/{name}/{mapping(container).get('name')}: {field}"
-                            for field in _CONTAINER_POD_ONLY if _has(container, (field,))]
+            asks, settings = _asks_of(workflow, entry)
+            access += asks
+            ignored += settings
     if access:
         diagnostics.append(Diagnostic.at(
             doc, ("spec", "workflows"), "pipeline.cluster-access",
             f"its pipelines ask for cluster access a compiler cannot give ({'; '.join(access)}): steps run with no "
             "Kubernetes API and no credentials; a step that needs them fails", severity=Severity.WARNING,
             object=subject))
+    if mapping(mapping(workflows).get("config")).get("reconciliationInterval"):
+        ignored.append("config.reconciliationInterval (workflows run again when their inputs change or a "
+                       "retryAfter is due, not on a timer)")
     if ignored:
         diagnostics.append(Diagnostic.at(
             doc, ("spec", "workflows"), "pipeline.pod-settings",
             f"pod settings have no effect here, where steps are not pods ({'; '.join(ignored)}); the compile's own "
             "limits apply (see docs/pipeline-contract.md)", severity=Severity.INFO, object=subject))
+
+
+def _asks_of(workflow: str, entry: Any) -> tuple[list[str], list[str]]:
+    """What one pipeline asks of a cluster, and the pod settings it sets."""
+    name = mapping(mapping(entry).get("metadata")).get("name", "?")
+    access = [f"{workflow}/{name}: {what}" for path, what in _CLUSTER_ACCESS if _has(entry, path)]
+    for volume in mapping(mapping(entry).get("spec")).get("volumes") or ():
+        kinds = [k for k in mapping(volume) if k != "name" and k not in _PROVIDED_VOLUMES]
+        if kinds:
+            access.append(f"{workflow}/{name}: volume {mapping(volume).get('name')!r} ({', '.join(kinds)})")
+    ignored = [f"{workflow}/{name}: {'.'.join(path[1:])}" for path in _POD_ONLY if _has(entry, path)]
+    for container in mapping(mapping(entry).get("spec")).get("containers") or ():
+        ignored += [f"{workflow}/{name}/{mapping(container).get('name')}: {field}"
+                    for field in _CONTAINER_POD_ONLY if _has(container, (field,))]
+    return access, ignored
 
 
 def _has(value: Any, path: tuple[str, ...]) -> bool:
