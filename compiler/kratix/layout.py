@@ -116,6 +116,14 @@ def build_tree(placed: Sequence[PlacedFile], *, destinations: Iterable[Destinati
     return Tree(dict(sorted(files.items())), generated)
 
 
+def generated_files(destination: Destination, workloads: Sequence[tuple[str, Content, bool]], emitted: set[str],
+                    read: Callable[[str], bytes] | None) -> dict[str, bytes]:
+    """What `build_tree` generates for one destination from its workloads ((path, content, holds objects)) and
+    the ids of the objects they emit: a compile that changes a few of a destination's files makes them again from
+    the destination's provenance."""
+    return _generated(destination, workloads, emitted, read)
+
+
 def _generated(destination: Destination, workloads: Sequence[tuple[str, Content, bool]], emitted: set[str],
                read: Callable[[str], bytes] | None) -> dict[str, bytes]:
     """The files the layout writes for one destination: kustomizations, request namespaces, canaries, and the

@@ -58,19 +58,25 @@ def compile(path: Path, ref: str | None, out_dir: Path | None, output_repo: str 
     """Validate, render and schedule the platform; write per-destination directories or publish them as one
     commit to the output repo."""
     from kratix import pipeline, publish
-    from kratix.cli.publishing import publish_platform
+    from kratix.cli.publishing import publish_delta, publish_platform
 
     started = time.monotonic()
     progress = _ProgressLine(enabled=not quiet and output_format == "text" and sys.stderr.isatty())
-    tree = common.read_source(path, ref)
     settings = common.build_settings(branch=branch, allow_deletions=allow_deletions, reuse_unchanged=not rebuild,
                                      unsandboxed=unsandboxed, no_step_network=no_step_network,
                                      kubernetes_version=kubernetes_version)
-    if output_repo is None:
-        result = pipeline.compile_platform(tree, settings=settings, progress=progress)
+    fast = None
+    if output_repo is not None and ref and out_dir is None and not rebuild:
+        # Only what changed since the last publish is read and compiled, when that is known to be enough.
+        fast = publish_delta(path, ref, publish.open_output_repo(output_repo, branch=branch), settings)
+    if fast is not None:
+        result, outcome, previous = fast
+    elif output_repo is None:
+        result = pipeline.compile_platform(common.read_source(path, ref), settings=settings, progress=progress)
         outcome = None
     else:
-        result, outcome, previous = publish_platform(tree, publish.open_output_repo(output_repo, branch=branch),
+        result, outcome, previous = publish_platform(common.read_source(path, ref),
+                                                     publish.open_output_repo(output_repo, branch=branch),
                                                      settings, progress)
     progress.done()
     if out_dir is not None:

@@ -18,7 +18,6 @@ def publish_platform(tree: Any, repo: Any, settings: Any, progress: Any = None) 
     """Compile against the branches as they are, guard, commit to every state store (`kratix.stores`); on a lost
     race the branches are re-read and all of it runs again (the previous output is an input of the compile)."""
     from kratix import load, pipeline, stores
-    from kratix.errors import PublishError
 
     targets = stores.resolve(load.parse_state_stores(tree), default=repo)
     settings = with_store_prefixes(settings, targets)
@@ -28,17 +27,76 @@ def publish_platform(tree: Any, repo: Any, settings: Any, progress: Any = None) 
         result, _, trips = pipeline.prepare_publish(tree, previous, settings=settings,
                                                     **({"progress": progress} if progress else {}))
         compiled.append((result, previous))
-        if trips and not settings.publish.allow_deletions:
-            lines = [f"  {t.destination}: {t.reason}: {', '.join(t.objects[:20])}"
-                     + (f" and {len(t.objects) - 20} more" if len(t.objects) > 20 else "") for t in trips]
-            raise PublishError("refusing to publish: the mass-deletion guard tripped\n" + "\n".join(lines)
-                               + "\nre-run with --allow-deletions if these deletions are intended")
+        refuse_deletions(trips, settings)
         return result.files, {t.prefix: pipeline.commit_message(tree, result, previous, target=t.prefix)
                               for t in targets}
 
     published = stores.publish_all(targets, build, attempts=settings.publish.attempts)
     result, previous = compiled[-1]
     return result, published, previous
+
+
+def refuse_deletions(trips: Any, settings: Any) -> None:
+    """The mass-deletion guard: refuse to publish what it tripped on, unless deletions are allowed."""
+    from kratix.errors import PublishError
+
+    if trips and not settings.publish.allow_deletions:
+        lines = [f"  {t.destination}: {t.reason}: {', '.join(t.objects[:20])}"
+                 + (f" and {len(t.objects) - 20} more" if len(t.objects) > 20 else "") for t in trips]
+        raise PublishError("refusing to publish: the mass-deletion guard tripped\n" + "\n".join(lines)
+                           + "\nre-run with --allow-deletions if these deletions are intended")
+
+
+def publish_delta(path: Path, ref: str, repo: Any, settings: Any) -> tuple[Any, Any, Any] | None:
+    """Compile and publish reading only what changed since the output branch's last publish (`kratix.delta`):
+    the input paths that differ from its `Source-Commit` (git diff-tree), the bookkeeping they reach (by path, from
+    the branch), one commit of the changed paths on top of the branch. None when this cannot be done (anything
+    but request files changed, the branch holds what kratix did not write, the last compile left requests to
+    compile again, ...): the caller then compiles everything, as it always may."""
+    from kratix import delta, gitio, load, paths, publish, stores, totals
+    from kratix.previous import ScopedPrevious
+
+    head = publish.read_head(repo)
+    if head is None:
+        return None
+    tree_id, message = gitio.commit_info(repo.path, head)
+    source = gitio.trailer(message, "Source-Commit")
+    if not source or gitio.trailer(message, paths.OUTPUT_TREE_TRAILER) != tree_id:
+        return None  # not a tree kratix wrote (first publish, an older kratix, a hand edit)
+    commit = gitio.resolve_commit(path, ref)
+    changed = gitio.changed_paths(path, source, commit)
+    scope = delta.scope_of(changed) if changed is not None else "the last published input commit is unknown"
+    if isinstance(scope, str):
+        return None
+    with gitio.TreeReader(repo.path, head) as files:
+        try:
+            before = totals.decode(files[paths.TOTALS])
+        except (KeyError, ValueError, UnicodeDecodeError):
+            return None  # written by a kratix before totals: the full compile writes them, once
+        if not before.settled:
+            return None
+        tree = load.read_commit(path, commit, only=(*(f"{folder}/" for folder in load.INPUT_FOLDERS
+                                                       if folder != delta.REQUESTS), *sorted(scope)))
+        if load.parse_state_stores(tree):
+            return None  # other state stores are read and written whole (`kratix.stores`)
+        shards = delta.shards_for(scope)
+        records = ScopedPrevious(files, head, read=frozenset({""}), cache_paths=shards).cache
+        reached = frozenset(d for r in records if r.file in scope for d in r.placements.values())
+        for _ in range(3):
+            previous = ScopedPrevious(files, head, read=frozenset({""}), cache_paths=shards,
+                                      provenance_paths=frozenset(paths.provenance_shard(d) for d in reached))
+            outcome = delta.compile_delta(tree, previous, before, scope, settings=settings)
+            if not isinstance(outcome, delta.MoreShards):
+                break
+            reached = outcome.destinations | reached
+        if not isinstance(outcome, delta.Delta):
+            return None
+        refuse_deletions(outcome.trips, settings)
+        published = publish.publish_changes(repo, head, outcome.changes, outcome.message)
+    if published is None:
+        return None  # the branch moved meanwhile: compile everything against what it holds now
+    target = stores.resolve({}, default=repo)[0]
+    return outcome.result, stores.Published({"": published}, {}, previous, (target,)), previous
 
 
 def with_store_prefixes(settings: Any, targets: Any) -> Any:
