@@ -125,9 +125,9 @@ def _unmodelled(result: CompileResult, previous: ScopedPrevious, others: set[str
     if any(paths.is_cache_shard(p) and p not in previous.cache_paths for p in result.files):
         return "a request's namespace is not its folder's"
     for path, content in result.files.items():
-        if path.startswith(paths.PROMISE_STATUS_FOLDER + "/") or path == paths.INVENTORY:
-            if not previous.same(path, content):
-                return f"{path} changes"
+        promise_level = path.startswith(paths.PROMISE_STATUS_FOLDER + "/") or path == paths.INVENTORY
+        if promise_level and not previous.same(path, content):
+            return f"{path} changes"
     return None
 
 

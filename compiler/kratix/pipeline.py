@@ -90,12 +90,14 @@ def compile_platform(tree: SourceTree, *, settings: Settings, previous: Previous
     kubernetes_version = ""
     if settings.validate.validate_output:
         checker = conformance.Conformance.for_kubernetes(settings.validate.kubernetes_version)
-        not_validated = assemble.validate_output(checker, promises, requests, diagnostics)
+        not_validated = assemble.validate_output(checker, promises, requests, diagnostics,
+                                                 jobs=settings.render.parallelism)
         kubernetes_version = checker.kubernetes_version
     assemble.check_secrets(platform, promises, requests, diagnostics, previous, sealer=sops.Sealer())
     assemble.reject_conflicts_with_published(promises, requests, diagnostics, previous)
     files, entries = assemble.lay_out(platform, promises, requests, previous, commit=tree.commit,
-                                      fingerprints=fingerprints, diagnostics=diagnostics, tree_files=tree.files)
+                                      fingerprints=fingerprints, diagnostics=diagnostics, tree_files=tree.files,
+                                      jobs=settings.render.parallelism)
     diagnostics += [Diagnostic(paths.BOOKKEEPING, 1, 1, "", "bookkeeping.unreadable", warning, Severity.WARNING)
                     for warning in previous.warnings]
     diagnostics += _unreachable_stores(platform, previous)

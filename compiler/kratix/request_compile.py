@@ -5,12 +5,12 @@ Promises (compound Promises, compiled in later waves), and place its output on o
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
-from kratix import cache, paths, render, schedule, schema
+from kratix import cache, paths, render, schedule, schema, workers
 from kratix.diagnostics import Diagnostic, Severity
 from kratix.documents import SourceDoc
 from kratix.manifests import (
@@ -63,6 +63,9 @@ def compile_requests(platform: Platform, schemas: Mapping[str, Any], promises: M
                 todo.append((request, ancestry))
             slow = [item for item in todo if promises[item[0].promise].promise.runs_programs]
             ran = dict(zip((str(r.key) for r, _ in slow), pool.map(compile_one, slow), strict=True))
+            quick = [request for request, _ in todo if str(request.key) not in ran]
+            ran.update(_compile_on_every_core(quick, promises, schemas, renderer, platform.destinations,
+                                              previous_placements, diagnostics, served, jobs=parallelism))
             wave = []
             for request, ancestry in todo:
                 status = ran.get(str(request.key)) or compile_one((request, ancestry))
@@ -74,6 +77,32 @@ def compile_requests(platform: Platform, schemas: Mapping[str, Any], promises: M
         request = ResourceRequest(key=held.key, api_version=held.api_version, promise=held.promise,
                                   source=SourceDoc(held.file, 0, 1, {}), body={})
         statuses[str(held.key)] = RequestStatus.held(request, held.why)
+    return statuses
+
+
+def _compile_on_every_core(requests: Sequence[ResourceRequest], promises: Mapping[str, PromiseStatus],
+                           schemas: Mapping[str, Any], renderer: render.Renderer,
+                           destinations: Mapping[str, Destination], previous_placements: Mapping[str, str],
+                           diagnostics: list[Diagnostic], served: Mapping[tuple[str, str], str], *, jobs: int
+                           ) -> dict[str, RequestStatus]:
+    """Requests whose workflows are templates only (CPU work in Python), over worker processes when they are many
+    (`kratix.workers`; few are compiled by the caller, one at a time). Diagnostics come back with each status."""
+    if len(requests) < workers.MINIMUM or jobs <= 1:
+        return {}
+
+    def work(start: int, stop: int) -> list[tuple[RequestStatus, list[Diagnostic]]]:
+        done = []
+        for request in requests[start:stop]:
+            found: list[Diagnostic] = []
+            status = _compile_request(request, promises[request.promise], schemas, renderer, destinations,
+                                      previous_placements, found, served=served)
+            done.append((status, found))
+        return done
+
+    statuses = {}
+    for status, found in workers.map_ranges(work, len(requests), jobs=jobs):
+        statuses[str(status.request.key)] = status
+        diagnostics.extend(found)
     return statuses
 
 

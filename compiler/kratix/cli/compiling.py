@@ -48,13 +48,16 @@ def validate(path: Path, ref: str | None, output_format: str, unsandboxed: bool,
               help="Publish even when the mass-deletion guard trips (large deletions, Namespaces, CRDs, PVCs).")
 @click.option("--rebuild", is_flag=True,
               help="Render every request again instead of reusing the output of those that did not change.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1),
+              help="Processes for rendering, validating and writing many requests, and steps run at once "
+                   "[default: every core].")
 @common.format_option
 @click.option("--quiet", "-q", is_flag=True, help="No summary line.")
 @common.step_options
 @common.kubernetes_version_option
 def compile(path: Path, ref: str | None, out_dir: Path | None, output_repo: str | None, branch: str,
-            allow_deletions: bool, rebuild: bool, output_format: str, quiet: bool, unsandboxed: bool,
-            no_step_network: bool, kubernetes_version: str | None) -> None:
+            allow_deletions: bool, rebuild: bool, jobs: int | None, output_format: str, quiet: bool,
+            unsandboxed: bool, no_step_network: bool, kubernetes_version: str | None) -> None:
     """Validate, render and schedule the platform; write per-destination directories or publish them as one
     commit to the output repo."""
     from kratix import pipeline, publish
@@ -64,12 +67,13 @@ def compile(path: Path, ref: str | None, out_dir: Path | None, output_repo: str 
     progress = _ProgressLine(enabled=not quiet and output_format == "text" and sys.stderr.isatty())
     settings = common.build_settings(branch=branch, allow_deletions=allow_deletions, reuse_unchanged=not rebuild,
                                      unsandboxed=unsandboxed, no_step_network=no_step_network,
-                                     kubernetes_version=kubernetes_version)
-    fast = None
-    if output_repo is not None and ref and out_dir is None and not rebuild:
+                                     kubernetes_version=kubernetes_version, parallelism=jobs)
+    fast: Any = ("--rebuild asks for it" if rebuild else "--out writes the whole tree" if out_dir is not None
+                 else "the input is a work tree, not a commit (--ref)" if not ref else None)
+    if output_repo is not None and fast is None:
         # Only what changed since the last publish is read and compiled, when that is known to be enough.
-        fast = publish_delta(path, ref, publish.open_output_repo(output_repo, branch=branch), settings)
-    if fast is not None:
+        fast = publish_delta(path, ref or "", publish.open_output_repo(output_repo, branch=branch), settings)
+    if output_repo is not None and not isinstance(fast, str):
         result, outcome, previous = fast
     elif output_repo is None:
         result = pipeline.compile_platform(common.read_source(path, ref), settings=settings, progress=progress)
@@ -81,12 +85,16 @@ def compile(path: Path, ref: str | None, out_dir: Path | None, output_repo: str 
     progress.done()
     if out_dir is not None:
         write_tree(out_dir, result.files if outcome is None else previous.resolve(result.files))
+    read = {} if outcome is None else {"read": {"only": "changes"} if not isinstance(fast, str)
+                                       else {"only": "everything", "why": fast}}
     report.report(result.diagnostics, output_format,
-                  {"summary": report.summary_json(result.summary), **report.published_json(outcome)})
+                  {"summary": report.summary_json(result.summary), **report.published_json(outcome), **read})
     if not quiet and output_format == "text":
         click.echo(report.summary_line(result.summary, time.monotonic() - started), err=True)
         if outcome is not None:
             click.echo(report.published_lines(outcome, output_repo or "", branch), err=True)
+            click.echo("read only what changed since the last publish" if not isinstance(fast, str)
+                       else f"read everything: {fast}", err=True)
     common.exit_with(result.ok)
 
 

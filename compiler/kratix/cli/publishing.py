@@ -47,38 +47,38 @@ def refuse_deletions(trips: Any, settings: Any) -> None:
                            + "\nre-run with --allow-deletions if these deletions are intended")
 
 
-def publish_delta(path: Path, ref: str, repo: Any, settings: Any) -> tuple[Any, Any, Any] | None:
+def publish_delta(path: Path, ref: str, repo: Any, settings: Any) -> tuple[Any, Any, Any] | str:
     """Compile and publish reading only what changed since the output branch's last publish (`kratix.delta`):
     the input paths that differ from its `Source-Commit` (git diff-tree), the bookkeeping they reach (by path, from
-    the branch), one commit of the changed paths on top of the branch. None when this cannot be done (anything
-    but request files changed, the branch holds what kratix did not write, the last compile left requests to
-    compile again, ...): the caller then compiles everything, as it always may."""
+    the branch), one commit of the changed paths on top of the branch. When this cannot be done (anything but
+    request files changed, the branch holds what kratix did not write, the last compile left requests to compile
+    again, ...), why: the caller then compiles everything, as it always may."""
     from kratix import delta, gitio, load, paths, publish, stores, totals
     from kratix.previous import ScopedPrevious
 
     head = publish.read_head(repo)
     if head is None:
-        return None
+        return "nothing was published yet"
     tree_id, message = gitio.commit_info(repo.path, head)
     source = gitio.trailer(message, "Source-Commit")
     if not source or gitio.trailer(message, paths.OUTPUT_TREE_TRAILER) != tree_id:
-        return None  # not a tree kratix wrote (first publish, an older kratix, a hand edit)
+        return "the output branch's last commit is not a compile's, as kratix wrote it"
     commit = gitio.resolve_commit(path, ref)
     changed = gitio.changed_paths(path, source, commit)
     scope = delta.scope_of(changed) if changed is not None else "the last published input commit is unknown"
     if isinstance(scope, str):
-        return None
+        return scope
     with gitio.TreeReader(repo.path, head) as files:
         try:
             before = totals.decode(files[paths.TOTALS])
         except (KeyError, ValueError, UnicodeDecodeError):
-            return None  # written by a kratix before totals: the full compile writes them, once
+            return f"no readable {paths.TOTALS} (written once by a full compile)"
         if not before.settled:
-            return None
+            return "the last compile left requests to compile again (failed, pending or compound)"
         tree = load.read_commit(path, commit, only=(*(f"{folder}/" for folder in load.INPUT_FOLDERS
                                                        if folder != delta.REQUESTS), *sorted(scope)))
         if load.parse_state_stores(tree):
-            return None  # other state stores are read and written whole (`kratix.stores`)
+            return "the platform publishes to GitStateStores, which are read whole"
         shards = delta.shards_for(scope)
         records = ScopedPrevious(files, head, read=frozenset({""}), cache_paths=shards).cache
         reached = frozenset(d for r in records if r.file in scope for d in r.placements.values())
@@ -90,11 +90,11 @@ def publish_delta(path: Path, ref: str, repo: Any, settings: Any) -> tuple[Any, 
                 break
             reached = outcome.destinations | reached
         if not isinstance(outcome, delta.Delta):
-            return None
+            return outcome if isinstance(outcome, str) else "the change reaches too many destinations"
         refuse_deletions(outcome.trips, settings)
         published = publish.publish_changes(repo, head, outcome.changes, outcome.message)
     if published is None:
-        return None  # the branch moved meanwhile: compile everything against what it holds now
+        return "the output branch moved while compiling"
     target = stores.resolve({}, default=repo)[0]
     return outcome.result, stores.Published({"": published}, {}, previous, (target,)), previous
 
