@@ -179,9 +179,14 @@ def _remove(repo: Path, name: str) -> None:
 def test_reading_only_the_change_publishes_what_a_rebuild_publishes(tmp_path: Path) -> None:
     """Over a sequence of changes, each compile publishes the very tree (and reports the very summary and
     diagnostics) that `--rebuild` publishes on a copy of the same branch; request-only changes are read alone."""
-    platform, _ = make_repo(tmp_path / "platform", base())
+    files = base()
+    # One file holding every workload: what a change leaves of others' output is read back into it.
+    files["clusters/agg-1.yaml"] = destination("agg-1", {"env": "dev"}).replace(
+        "spec:\n", "spec:\n  filepath:\n    mode: aggregatedYAML\n")
+    platform, _ = make_repo(tmp_path / "platform", files)
     output = tmp_path / "output.git"
     first = _compile(platform, output)
+    assert "agg-1/aggregated.yaml" in files_at(output)
     assert first["read"]["only"] == "everything"
     assert _compile(platform, output)["read"] == {"only": "changes"}  # nothing changed: nothing more to read
     for step, (name, change, expected) in enumerate(DELTA_STEPS):

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 
 from kratix import cache, layout, paths, pipeline, provenance, totals
 from kratix import plan as plans
-from kratix.documents import Content, SourceTree
+from kratix.documents import BlobRef, Content, SourceTree
 from kratix.load import INPUT_FOLDERS
 from kratix.load.requests import folder_namespace_of
 from kratix.pipeline import CompileResult
@@ -32,6 +32,7 @@ from kratix.previous import ScopedPrevious, decode_placements, encode_placements
 from kratix.settings import Settings
 
 REQUESTS = "requests"
+UNCHANGED = BlobRef("")  # a file of the destination kept as it is: its content is not needed
 
 
 @dataclass(frozen=True)
@@ -97,10 +98,10 @@ def compile_delta(tree: SourceTree, previous: ScopedPrevious, before: totals.Tot
         outcome = _destination(name, result, previous, owners, fresh, tree.commit)
         if isinstance(outcome, str):
             return outcome
-        old_entries, new_entries, files = outcome
-        before_entries.update(old_entries)
+        gone, new_entries, files = outcome
+        before_entries.update((e.path, e) for e in previous.provenance_shards.get(paths.provenance_shard(name), ()))
         after_entries.update(new_entries)
-        changes.update((path, None) for path in old_entries if path not in files)
+        changes.update((path, None) for path in gone)
         changes.update((path, content) for path, content in files.items() if not previous.same(path, content))
     changes.update(_statuses(result, previous, mine))
     changes.update(_cache_shards(result, previous, scope))
@@ -149,11 +150,13 @@ def _destination(name: str, result: CompileResult, previous: ScopedPrevious, own
         return f"the Promises' output on Destination {name} changes"
     if _clash(kept, mine):
         return f"a changed request's output on Destination {name} clashes with another request's"
-    workloads = [(e.path, previous.content(e.path), bool(e.objects)) for e in kept]
+    # What others keep is unchanged by definition: neither looked up nor compared, only listed (and read when an
+    # aggregated file joins it).
+    workloads: list[tuple[str, Content, bool]] = [(e.path, UNCHANGED, bool(e.objects)) for e in kept]
     workloads += [(e.path, result.files[e.path], bool(e.objects)) for e in mine]
     emitted = {o for e in (*kept, *mine) for o in e.objects}
     made = layout.generated_files(destination, workloads, emitted, previous.files.__getitem__)
-    files: dict[str, Content] = {path: content for path, content, _ in workloads}
+    files: dict[str, Content] = {e.path: result.files[e.path] for e in mine}
     files.update(made)
     entries = {e.path: e for e in kept}
     entries.update((e.path, e) for e in mine)
@@ -162,7 +165,8 @@ def _destination(name: str, result: CompileResult, previous: ScopedPrevious, own
     settled = provenance.settle_commits(entries.values(), unchanged=lambda p: previous.same(p, files.get(p)),
                                         previous=before, commit=commit)
     files[shard] = provenance.encode(settled)
-    return before, {e.path: e for e in settled}, files
+    gone = {path: e for path, e in before.items() if path not in entries}
+    return gone, {e.path: e for e in settled}, files
 
 
 def _clash(kept: Sequence[provenance.Entry], mine: Sequence[provenance.Entry]) -> bool:

@@ -11,10 +11,8 @@ everything runs here.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -39,7 +37,12 @@ def map_ranges(work: Callable[[int, int], Sequence[T]], count: int, *, jobs: int
     """`work(start, stop)` (the results for indexes start..stop-1) over `range(count)`, joined in order."""
     minimum = MINIMUM
     jobs = min(jobs, count // max(1, minimum // 2) or 1)
-    if jobs <= 1 or count < minimum or "fork" not in multiprocessing.get_all_start_methods():
+    if jobs <= 1 or count < minimum:
+        return list(work(0, count))
+    import multiprocessing  # here, not at the top: a small compile never pays for importing it
+    from concurrent.futures import ProcessPoolExecutor
+
+    if "fork" not in multiprocessing.get_all_start_methods():
         return list(work(0, count))
     slices = jobs * SLICES_PER_JOB
     bounds = [(count * i // slices, count * (i + 1) // slices) for i in range(slices)]
