@@ -258,3 +258,26 @@ def publishing_read() -> Callable[..., SourceTree]:
     from kratix import load
 
     return load.read_commit
+
+
+def test_changes_are_published_only_on_the_commit_they_were_computed_against(tmp_path: Path) -> None:
+    from kratix import publish
+
+    platform, _ = make_repo(tmp_path / "platform", base())
+    output = tmp_path / "output.git"
+    _compile(platform, output)
+    before = git(output, "rev-parse", "main").strip()
+    tree = _tree(output)
+    assert f"Output-Tree: {tree}" in git(output, "log", "-1", "--format=%B", "main")  # what kratix wrote
+    repo = publish.open_output_repo(str(output), branch="main")
+    scratch = tmp_path / "scratch"
+    git(tmp_path, "clone", "--quiet", str(output), str(scratch))
+    commit_files(scratch, {"README.md": "placed by hand\n"})
+    git(scratch, "push", "--quiet", "origin", "main")
+    moved = git(output, "rev-parse", "main").strip()
+    assert publish.publish_changes(repo, before, tree, {"x.yaml": b"a: 1\n"}, "m\n") is None
+    assert git(output, "rev-parse", "main").strip() == moved
+    written = publish.publish_changes(repo, moved, git(output, "rev-parse", "main^{tree}").strip(),
+                                      {"x.yaml": b"a: 1\n", "README.md": None}, "m\n")
+    assert written is not None and written.changed
+    assert set(files_at(output)) == set(files_at(output, f"{before}")) | {"x.yaml"}

@@ -272,10 +272,10 @@ class LazyBlobs(Mapping[str, bytes]):
 def changed_paths(repo: Path, old: str, new: str) -> list[str] | None:
     """The paths whose entries differ between the trees of commits `old` and `new` (added, changed, removed; no
     rename detection), from `git diff-tree`; None when `old` is not in `repo` (it cannot be compared)."""
-    if git_result(repo, "cat-file", "-e", f"{old}^{{commit}}").returncode != 0:
+    result = git_result(repo, "diff-tree", "-r", "-z", "--no-renames", "--name-only", old, new)
+    if result.returncode != 0:
         return None
-    output = run_git(repo, "diff-tree", "-r", "-z", "--no-renames", "--name-only", old, new)
-    return [path.decode("utf-8", "surrogateescape") for path in output.split(b"\0") if path]
+    return [path.decode("utf-8", "surrogateescape") for path in result.stdout.split(b"\0") if path]
 
 
 def commit_info(repo: Path, commit: str) -> tuple[str, str]:

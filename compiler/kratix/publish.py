@@ -196,12 +196,14 @@ def read_head(repo: OutputRepo) -> str | None:
         return _head(repo)
 
 
-def publish_changes(repo: OutputRepo, head: str, changes: Mapping[str, Content | None], message: str, *,
+def publish_changes(repo: OutputRepo, head: str, head_tree: str, changes: Mapping[str, Content | None],
+                    message: str, *,
                     identity: Identity = Identity(),  # noqa: B008 - frozen, so sharing the default is safe
                     date: datetime | None = None) -> PublishResult | None:
-    """Commit `changes` (path -> content, None deletes) on top of `head`, which they were computed against: one
-    fast-import `from head` of the changed paths alone, then the same compare-and-swap as `publish`. None when the
-    branch is no longer at `head` (the caller computes again against what it holds now)."""
+    """Commit `changes` (path -> content, None deletes) on top of `head` (whose tree is `head_tree`), which they
+    were computed against: one fast-import `from head` of the changed paths alone, then the same compare-and-swap
+    as `publish`. None when the branch is no longer at `head` (the caller computes again against what it holds
+    now)."""
     _wait_for_locks(repo, stale_after=STALE_LOCK_SECONDS, wait=False)
     problems = gitio.check_paths([path for path, content in changes.items() if content is not None])
     if problems:
@@ -216,7 +218,7 @@ def publish_changes(repo: OutputRepo, head: str, changes: Mapping[str, Content |
         was_clean = _work_tree_clean_at(repo, before)
         written = gitio.write_commit(repo.path, parent=head, changes=changes, replace_all=False, message=message,
                                      author=_signature(identity, date), tree_trailer=paths.OUTPUT_TREE_TRAILER)
-        if written.tree == gitio.run_git(repo.path, "rev-parse", f"{head}^{{tree}}").decode().strip():
+        if written.tree == head_tree:
             return PublishResult(head, changed=False, attempts=1)
         if _swap(repo, new=written.commit, old=head) is not None:
             return None

@@ -92,7 +92,7 @@ def publish_delta(path: Path, ref: str, repo: Any, settings: Any) -> tuple[Any, 
         if not isinstance(outcome, delta.Delta):
             return outcome if isinstance(outcome, str) else "the change reaches too many destinations"
         refuse_deletions(outcome.trips, settings)
-        published = publish.publish_changes(repo, head, outcome.changes, outcome.message)
+        published = publish.publish_changes(repo, head, tree_id, outcome.changes, outcome.message)
     if published is None:
         return "the output branch moved while compiling"
     target = stores.resolve({}, default=repo)[0]
