@@ -140,6 +140,14 @@ DELTA_STEPS: list[tuple[str, Callable[[Path], None], str]] = [
     ("change nothing", lambda r: None, "changes"),
     ("two requests in one file", lambda r: _write(r, {"requests/team-2/db-2.yaml": database("db-2") + "---\n"
                                                        + database("db-2b")}), "changes"),
+    ("move a request to another file", lambda r: _move(r, "requests/team-1/db-10.yaml", "requests/team-1/z.yaml"),
+     "changes"),
+    ("move a request to another namespace",
+     lambda r: _move(r, "requests/team-1/z.yaml", "requests/team-0/db-10.yaml"), "changes"),
+    ("break a file's YAML (its request is held as it was)",
+     lambda r: _write(r, {"requests/team-2/db-8.yaml": "kind: [oops\n"}), "changes"),
+    ("fix the YAML (a held request is compiled again: everything is read)",
+     lambda r: _write(r, {"requests/team-2/db-8.yaml": database("db-8")}), "everything"),
     ("break a request", lambda r: _write(r, {"requests/team-0/db-0.yaml": database("db-0", replicas=77)}),
      "changes"),
     ("fix it (the broken request is compiled again: everything is read)",
@@ -174,6 +182,10 @@ def _write(repo: Path, files: dict[str, str]) -> None:
 
 def _remove(repo: Path, name: str) -> None:
     (repo / name).unlink()
+
+
+def _move(repo: Path, source: str, target: str) -> None:
+    (repo / source).rename(repo / target)
 
 
 def test_reading_only_the_change_publishes_what_a_rebuild_publishes(tmp_path: Path) -> None:

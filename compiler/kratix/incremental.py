@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from kratix import __version__, cache, conformance, load, paths, steps
+from kratix import __version__, cache, conformance, load, paths
 from kratix.diagnostics import Diagnostic
 from kratix.documents import Content, SourceDoc, SourceTree, blob_id
 from kratix.platform import Destination, Platform, Promise, RequestKey, ResourceRequest
@@ -78,6 +78,8 @@ def _image_digests(promises: Mapping[str, Promise], settings: Settings) -> dict[
                      if c.image})
     if not images:
         return {}
+    from kratix import steps  # only when a Promise runs images
+
     runtime = steps.detect_runtime(settings.render.container_runtime)
     return {image: (steps.image_digest(steps.qualified_image(image), runtime) if runtime else None) or "unknown"
             for image in images}

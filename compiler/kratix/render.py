@@ -27,7 +27,7 @@ import jinja2
 import yaml
 
 from kratix import names as kratix_names
-from kratix import steps, templating, yamltext
+from kratix import templating, yamltext
 from kratix.documents import SourceTree
 from kratix.errors import StepError
 from kratix.manifests import STATIC_PIPELINE, OutputGroup, PipelineOutput, RenderedFile, RenderFailure, WorkflowResult
@@ -213,6 +213,8 @@ class Renderer:
         promise_files = {path[len(promise.folder) + 1:]: data for path, data in self._tree.files.items()
                          if path.startswith(promise.folder + "/")}
 
+        from kratix import steps  # only a platform whose Promises run programs needs it (a small compile's start)
+
         def native(container: Container, out: Path) -> str | None:
             return self._native_into(promise, container, obj, workflow_type, pipeline, out)
 
@@ -245,6 +247,8 @@ class Renderer:
         return PipelineOutput(pipeline.name, tuple(files), groups), written
 
     def _probe(self, pipeline: Pipeline) -> dict[str, str | None]:
+        from kratix import steps
+
         commands = any(c.image is None and c.template is None for c in pipeline.containers)
         if commands and "sandbox" not in self._probes:
             self._probes["sandbox"] = steps.command_sandbox(self._settings)  # "": none here, steps refuse
