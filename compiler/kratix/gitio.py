@@ -322,7 +322,9 @@ class TreeReader(Mapping[str, bytes]):
         process.stdin.write(f"{command} {self.commit}:{path}\n".encode("utf-8", "surrogateescape"))
         process.stdin.flush()
         header = process.stdout.readline().decode()
-        if not header or header.endswith("missing\n") or header.endswith("ambiguous\n"):
+        if not header:  # git is gone: never take that for a missing file
+            raise GitCommandError(("cat-file", "--batch-command"), process.poll() or -1, "stopped answering")
+        if header.endswith("missing\n") or header.endswith("ambiguous\n"):
             return None, None
         oid, kind, size = header.split()
         if command == "info":
