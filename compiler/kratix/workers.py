@@ -11,6 +11,7 @@ everything runs here.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -20,17 +21,17 @@ MINIMUM = 400  # items below which the work stays in this process: forking and c
 SLICES_PER_JOB = 4  # smaller slices even out slices that happen to cost more
 
 # Set in a worker process only, by the pool's initializer, right after the fork: the function its slices run.
-_work: Callable[[int, int], list[object]] | None = None
+_work: Callable[[int, int], Sequence[object]] | None = None
 
 
-def _start(work: Callable[[int, int], list[object]]) -> None:
+def _start(work: Callable[[int, int], Sequence[object]]) -> None:
     global _work  # noqa: PLW0603 - the forked worker's own copy; the parent never sets it
     _work = work
 
 
 def _slice(start: int, stop: int) -> list[object]:
     assert _work is not None
-    return _work(start, stop)
+    return list(_work(start, stop))
 
 
 def map_ranges(work: Callable[[int, int], Sequence[T]], count: int, *, jobs: int) -> list[T]:
@@ -47,7 +48,8 @@ def map_ranges(work: Callable[[int, int], Sequence[T]], count: int, *, jobs: int
     slices = jobs * SLICES_PER_JOB
     bounds = [(count * i // slices, count * (i + 1) // slices) for i in range(slices)]
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start, initargs=(work,)) as pool:
+    start = functools.partial(_start, work)  # forked, not pickled: the workers get the function as it is
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=start) as pool:
         parts = list(pool.map(_slice, *zip(*bounds, strict=True)))
     return [item for part in parts for item in part]  # type: ignore[misc]
 
