@@ -96,14 +96,18 @@ def _compile_on_every_core(requests: Sequence[ResourceRequest], promises: Mappin
             found: list[Diagnostic] = []
             status = _compile_request(request, promises[request.promise], schemas, renderer, destinations,
                                       previous_placements, found, served=served)
-            done.append((status, found))
+            # The request goes back without its body: this process has it already (a copy would double it).
+            done.append((replace(status, request=replace(request, body={}, source=_NO_SOURCE)), found))
         return done
 
     statuses = {}
-    for status, found in workers.map_ranges(work, len(requests), jobs=jobs):
-        statuses[str(status.request.key)] = status
+    for request, (status, found) in zip(requests, workers.map_ranges(work, len(requests), jobs=jobs), strict=True):
+        statuses[str(request.key)] = replace(status, request=request)
         diagnostics.extend(found)
     return statuses
+
+
+_NO_SOURCE = SourceDoc("", 0, 1, None)
 
 
 def _check_cycles(status: RequestStatus, chain: tuple[ResourceRequest, ...], diagnostics: list[Diagnostic]
