@@ -666,7 +666,7 @@ def scale_lines(scales: Sequence[Scale], repeat: int) -> list[str]:
         if memory:
             peak = max(run.peak_bytes for run in (scale.cold, scale.noop, scale.change, scale.promise))
             rows.append((f"{n:,}", "peak memory (any run)", "", "", f"{peak / 1e6:.0f} MB", "",
-                         f"<= {memory / 1e9:g} GB", "PASS" if peak <= memory else "MISS"))
+                         f"<= {memory / 1024**3:g} GiB", "PASS" if peak <= memory else "MISS"))
     lines += _table(("requests", "figure", "wall", "cpu", "peak RSS", "read", "target", ""), rows)
     return lines
 

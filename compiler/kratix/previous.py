@@ -180,6 +180,7 @@ class ScopedPrevious(PreviousOutput):
 
     cache_paths: frozenset[str] = frozenset()
     provenance_paths: frozenset[str] = frozenset()
+    decoded: Mapping[str, list[cache.Record]] | None = None  # cache shards an earlier view decoded already
 
     @cached_property
     def provenance_shards(self) -> dict[str, list[provenance.Entry]]:
@@ -197,6 +198,8 @@ class ScopedPrevious(PreviousOutput):
 
     @cached_property
     def cache_shards(self) -> dict[str, list[cache.Record]]:
+        if self.decoded is not None:
+            return dict(self.decoded)
         shards: dict[str, list[cache.Record]] = {}
         for path in sorted(self.cache_paths):
             if path not in self.files:

@@ -80,10 +80,11 @@ def publish_delta(path: Path, ref: str, repo: Any, settings: Any) -> tuple[Any, 
         if load.parse_state_stores(tree):
             return "the platform publishes to GitStateStores, which are read whole"
         shards = delta.shards_for(scope)
-        records = ScopedPrevious(files, head, read=frozenset({""}), cache_paths=shards).cache
-        reached = frozenset(d for r in records if r.file in scope for d in r.placements.values())
+        first = ScopedPrevious(files, head, read=frozenset({""}), cache_paths=shards)
+        reached = frozenset(d for r in first.cache if r.file in scope for d in r.placements.values())
         for _ in range(3):
             previous = ScopedPrevious(files, head, read=frozenset({""}), cache_paths=shards,
+                                      decoded=first.cache_shards if not first.warnings else None,
                                       provenance_paths=frozenset(paths.provenance_shard(d) for d in reached))
             outcome = delta.compile_delta(tree, previous, before, scope, settings=settings)
             if not isinstance(outcome, delta.MoreShards):
