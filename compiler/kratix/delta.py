@@ -8,13 +8,14 @@ of the destinations its requests had or get output on, read by path), and the pr
 everything (a `str`: the caller then runs the full compile, which is always correct), or `MoreShards` when the
 scope's output reaches destinations whose provenance was not read yet.
 
-Why the result is the full compile's, byte for byte: with nothing but request files changed, the same Promise
-fingerprints and every request settled (`kratix.totals`), a full compile reuses every request outside the scope
-from the cache, unchanged. What it computes from all requests together is recomputed here from the bookkeeping
-that holds it: a destination's generated files and provenance from its provenance shard, a namespace's cache shard
-from its records, placements from the cache records, the totals from the totals. Anything this does not model
-(a compound request, a request whose output clashes with another's, a Promise whose output changes) falls back
-to the full compile. No I/O: the caller reads and publishes (`kratix.cli.publishing`).
+Why the result is the full compile's, byte for byte: with nothing but request files changed, the same compiler,
+settings and images (`incremental.context_fingerprint`) and every request settled (`kratix.totals`), a full compile
+reuses every request outside the scope from the cache, unchanged. What it computes from all requests together is
+recomputed here from the bookkeeping that holds it: a destination's generated files and provenance from its
+provenance shard, a namespace's cache shard from its records, placements from the cache records, the totals from
+the totals. Anything this does not model (a compound request, a request whose output clashes with another's, a
+Promise whose output changes) falls back to the full compile.
+No I/O: the caller reads and publishes (`kratix.cli.publishing`).
 """
 
 from __future__ import annotations
@@ -76,8 +77,8 @@ def compile_delta(tree: SourceTree, previous: ScopedPrevious, before: totals.Tot
     if previous.warnings:
         return previous.warnings[0]
     now = totals.decode(_read(result, paths.TOTALS, previous))
-    if dict(now.fingerprints) != dict(before.fingerprints):
-        return "a Promise, a Destination, a setting or the compiler changed since the last compile"
+    if now.context != before.context:
+        return "a setting, the compiler or an image a Promise runs changed since the last compile"
     old = [r for shard in previous.cache_shards.values() for r in shard]
     mine = [r for r in old if r.file in scope]
     others = {r.key for r in old if r.file not in scope}
@@ -231,7 +232,7 @@ def _totals(result: CompileResult, previous: ScopedPrevious, before: totals.Tota
         unchecked[kind] = unchecked.get(kind, 0) + count
     added = sum(1 for p, c in changes.items() if c is not None and p not in previous.files)
     removed = sum(1 for c in changes.values() if c is None)
-    counted = totals.Totals(fingerprints=now.fingerprints, states=states, unchecked=unchecked,
+    counted = totals.Totals(context=now.context, states=states, unchecked=unchecked,
                             promise_unchecked=now.promise_unchecked, files=before.files + added - removed,
                             settled=now.settled)
     kinds = {*now.promise_unchecked, *(k for k, v in unchecked.items() if v)}

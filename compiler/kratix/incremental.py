@@ -71,6 +71,17 @@ def promise_fingerprints(tree: SourceTree, promises: Mapping[str, Promise],
     return prints
 
 
+def context_fingerprint(promises: Mapping[str, Promise], settings: Settings) -> str:
+    """A digest of what requests' output depends on that the input tree does not hold: the compiler and the
+    release output is checked against, the settings, what the images Promises run are now."""
+    digests = _image_digests(promises, settings)
+    return cache.fingerprint(
+        __version__, repr(settings.validate), conformance.chosen_version(settings.validate.kubernetes_version),
+        repr(settings.render.container_runtime),
+        f"unsandboxed={settings.render.unsandboxed} network={settings.render.step_network}",
+        *(f"{image}@{digest}" for image, digest in sorted(digests.items())))
+
+
 def _image_digests(promises: Mapping[str, Promise], settings: Settings) -> dict[str, str]:
     """What each image a resource workflow uses is now: a tag moved to new content re-runs its requests. An
     image not pulled yet has no digest; its requests re-run once it has one."""

@@ -102,13 +102,14 @@ def compile_platform(tree: SourceTree, *, settings: Settings, previous: Previous
                     for warning in previous.warnings]
     diagnostics += _unreachable_stores(platform, previous)
     diagnostics.sort()
-    files[paths.TOTALS] = totals.encode(_totals(requests, diagnostics, fingerprints, not_validated, files))
+    context = incremental.context_fingerprint(platform.promises, settings)
+    files[paths.TOTALS] = totals.encode(_totals(requests, diagnostics, context, not_validated, files))
     return CompileResult(files=files, diagnostics=tuple(diagnostics),
                          summary=_summary(platform, requests, promises, files, not_validated, kubernetes_version),
                          requests=requests, provenance=entries, platform=platform)
 
 
-def _totals(requests: Mapping[str, RequestStatus], diagnostics: list[Diagnostic], fingerprints: Mapping[str, str],
+def _totals(requests: Mapping[str, RequestStatus], diagnostics: list[Diagnostic], context: str,
             promise_unchecked: tuple[str, ...], files: Mapping[str, Content]) -> totals.Totals:
     states: dict[str, int] = {}
     unchecked: dict[str, int] = {}
@@ -118,7 +119,7 @@ def _totals(requests: Mapping[str, RequestStatus], diagnostics: list[Diagnostic]
             unchecked[kind] = unchecked.get(kind, 0) + 1
     settled = (not any(d.severity is Severity.ERROR for d in diagnostics)
                and all(s.state == "placed" and not s.children for s in requests.values()))
-    return totals.Totals(fingerprints=fingerprints, states=states, unchecked=unchecked,
+    return totals.Totals(context=context, states=states, unchecked=unchecked,
                          promise_unchecked=promise_unchecked, files=len(files) + (paths.TOTALS not in files),
                          settled=settled)
 

@@ -20,7 +20,7 @@ STATES = ("placed", "pending", "misplaced", "failed")
 
 @dataclass(frozen=True)
 class Totals:
-    fingerprints: Mapping[str, str] = field(default_factory=dict)  # per Promise (`incremental.promise_fingerprints`)
+    context: str = ""  # what the output depends on beyond the input tree (`incremental.context_fingerprint`)
     states: Mapping[str, int] = field(default_factory=dict)  # requests by state
     unchecked: Mapping[str, int] = field(default_factory=dict)  # kind -> requests with output no schema checked
     promise_unchecked: tuple[str, ...] = ()  # kinds of the Promises' own output no schema checked
@@ -33,7 +33,7 @@ class Totals:
 
 
 def encode(totals: Totals) -> bytes:
-    document = {"format": FORMAT, "kratix": "totals", "fingerprints": dict(sorted(totals.fingerprints.items())),
+    document = {"format": FORMAT, "kratix": "totals", "context": totals.context,
                 "states": {state: totals.states.get(state, 0) for state in STATES},
                 "unchecked": {k: v for k, v in sorted(totals.unchecked.items()) if v},
                 "promiseUnchecked": sorted(totals.promise_unchecked), "files": totals.files,
@@ -47,7 +47,7 @@ def decode(data: bytes) -> Totals:
     if not isinstance(document, dict) or document.get("format") != FORMAT or document.get("kratix") != "totals":
         raise ValueError(f"not a totals file of format {FORMAT}")
     try:
-        return Totals(fingerprints={str(k): str(v) for k, v in document["fingerprints"].items()},
+        return Totals(context=str(document["context"]),
                       states={state: int(document["states"].get(state, 0)) for state in STATES},
                       unchecked={str(k): int(v) for k, v in document["unchecked"].items()},
                       promise_unchecked=tuple(str(k) for k in document["promiseUnchecked"]),
