@@ -597,41 +597,64 @@ class _Estimator:
         return self._builtin(e, arg_costs, args_total)
 
     def _kubernetes(self, name: str, target: Expr | None, args: tuple[Expr, ...]) -> tuple[int, Size | None] | None:
-        if name in ("isSorted", "sum", "max", "min", "indexOf", "lastIndexOf", "includes") and target is not None:
-            target_type = self.type(target)
-            if target_type.kind == "list":
-                element = ONE.hi
-                elem_type = _elem_type(target_type)
-                if elem_type.kind in ("string", "bytes"):
-                    element = _add(element, _factor(self._items_size(target).hi, _STRING_TRAVERSAL))
-                return _mul(self.size_or_unknown(target).hi, element), None
-            if name == "includes":
-                return self.size_or_unknown(target).hi, None
-            return _factor(self.size_or_unknown(target).hi, _STRING_TRAVERSAL), None
-        if name in ("url", "jsonpatch.escapeKey") and len(args) == 1 and target is None:
-            size = self.size_or_unknown(args[0])
-            return _factor(size.hi, _STRING_TRAVERSAL), size
-        if name in ("lowerAscii", "upperAscii", "substring", "trim") and target is not None:
-            size = self.size_or_unknown(target)
-            return _factor(size.hi, _STRING_TRAVERSAL), size
-        if name == "replace" and target is not None and len(args) >= 2:
-            return self._replace(target, args)
-        if name == "split" and target is not None:
-            size = self.size_or_unknown(target)
-            most = size.hi
-            if len(args) > 1 and isinstance(args[1], Literal) and args[1].kind == "int":
-                most = args[1].value % 2**64
-            return _factor(size.hi, 2 * _STRING_TRAVERSAL), Size(0, most)
-        if name == "join" and target is not None:
-            return self._join(target, args)
-        if name in ("find", "findAll") and target is not None and args:
-            size = self.size_or_unknown(target)
-            text = _factor(_add(size.hi, 1), _STRING_TRAVERSAL)
-            regex = _factor(self.size_or_unknown(args[0]).hi, _REGEX_LENGTH)
-            return _mul(text, regex), Size(0, size.hi)
-        if name in ("quantity", "isQuantity", "semver", "isSemver", "cidr", "isIP", "isCIDR", "ip") and args:
-            return _factor(self.size_or_unknown(args[0]).hi, _STRING_TRAVERSAL), None
-        return None
+        """The Kubernetes CEL libraries' estimates (lists, strings, regex, url, quantity, ...); None: not one of
+        theirs, or not called the way they declare it."""
+        estimate = _KUBERNETES.get(name)
+        return estimate(self, name, target, args) if estimate is not None else None
+
+    def _list_search(self, name: str, target: Expr | None, args: tuple[Expr, ...]) -> tuple[int, Size | None] | None:
+        if target is None:
+            return None
+        target_type = self.type(target)
+        if target_type.kind == "list":
+            element = ONE.hi
+            if _elem_type(target_type).kind in ("string", "bytes"):
+                element = _add(element, _factor(self._items_size(target).hi, _STRING_TRAVERSAL))
+            return _mul(self.size_or_unknown(target).hi, element), None
+        if name == "includes":
+            return self.size_or_unknown(target).hi, None
+        return _factor(self.size_or_unknown(target).hi, _STRING_TRAVERSAL), None
+
+    def _argument_copy(self, name: str, target: Expr | None, args: tuple[Expr, ...]) -> tuple[int, Size] | None:
+        if len(args) != 1 or target is not None:
+            return None
+        size = self.size_or_unknown(args[0])
+        return _factor(size.hi, _STRING_TRAVERSAL), size
+
+    def _target_copy(self, name: str, target: Expr | None, args: tuple[Expr, ...]) -> tuple[int, Size] | None:
+        if target is None:
+            return None
+        size = self.size_or_unknown(target)
+        return _factor(size.hi, _STRING_TRAVERSAL), size
+
+    def _kubernetes_replace(self, name: str, target: Expr | None, args: tuple[Expr, ...]
+                            ) -> tuple[int, Size] | None:
+        return self._replace(target, args) if target is not None and len(args) >= 2 else None
+
+    def _split(self, name: str, target: Expr | None, args: tuple[Expr, ...]) -> tuple[int, Size] | None:
+        if target is None:
+            return None
+        size = self.size_or_unknown(target)
+        most = size.hi
+        if len(args) > 1 and isinstance(args[1], Literal) and args[1].kind == "int":
+            most = args[1].value % 2**64
+        return _factor(size.hi, 2 * _STRING_TRAVERSAL), Size(0, most)
+
+    def _kubernetes_join(self, name: str, target: Expr | None, args: tuple[Expr, ...]) -> tuple[int, Size] | None:
+        return self._join(target, args) if target is not None else None
+
+    def _find(self, name: str, target: Expr | None, args: tuple[Expr, ...]) -> tuple[int, Size] | None:
+        if target is None or not args:
+            return None
+        size = self.size_or_unknown(target)
+        text = _factor(_add(size.hi, 1), _STRING_TRAVERSAL)
+        regex = _factor(self.size_or_unknown(args[0]).hi, _REGEX_LENGTH)
+        return _mul(text, regex), Size(0, size.hi)
+
+    def _argument_parse(self, name: str, target: Expr | None, args: tuple[Expr, ...]) -> tuple[int, None] | None:
+        if not args:
+            return None
+        return _factor(self.size_or_unknown(args[0]).hi, _STRING_TRAVERSAL), None
 
     def _items_size(self, target: Expr) -> Size:
         base = self.path(target)
@@ -694,67 +717,145 @@ class _Estimator:
         return None
 
     def _builtin(self, e: Call, arg_costs: list[int], args_total: int) -> tuple[int, Size | None]:
-        name, target, args = e.function, e.target, e.args
-        kinds = [self.type(arg).kind for arg in args]
-        if name == "format" and target is not None:
-            return _add(_factor(self.size_or_unknown(target).hi, _STRING_TRAVERSAL), args_total), None
-        if name == "bytes" and len(args) == 1 and kinds[0] in ("string", "dyn"):
-            size = self.size_or_unknown(args[0])
-            return _add(_factor(size.hi, _STRING_TRAVERSAL), args_total), Size(size.lo, _mul(size.hi, 4))
-        if name == "string" and len(args) == 1 and kinds[0] in ("bytes", "dyn"):
-            size = self.size_or_unknown(args[0])
-            return _add(_factor(size.hi, _STRING_TRAVERSAL), args_total), Size(size.lo // 4, size.hi)
-        if name == "strings.quote" and len(args) == 1:
-            size = self.size_or_unknown(args[0])
-            return _add(_factor(size.hi, _STRING_TRAVERSAL), args_total), Size(size.lo + 2, _add(_mul(size.hi, 2), 2))
-        if name in ("startsWith", "endsWith") and len(args) == 1 and target is not None:
-            return _add(_factor(self.size_or_unknown(args[0]).hi, _STRING_TRAVERSAL), args_total), None
-        if name == "@in" and len(args) == 2 and kinds[1] in ("list", "dyn"):
-            return _add(self.size_or_unknown(args[1]).hi, args_total), None
-        if name == "matches" and target is not None and len(args) == 1:
-            text = _factor(_add(self.size_or_unknown(target).hi, 1), _STRING_TRAVERSAL)
-            regex = _factor(self.size_or_unknown(args[0]).hi, _REGEX_LENGTH)
-            return _add(_mul(text, regex), args_total), None
-        if name == "contains" and target is not None and len(args) == 1:
-            if self.type(target).kind == "list":  # the cel package's list `contains`: a traversal, like `in`
-                return _add(self.size_or_unknown(target).hi, args_total), None
-            text = _factor(self.size_or_unknown(target).hi, _STRING_TRAVERSAL)
-            part = _factor(self.size_or_unknown(args[0]).hi, _STRING_TRAVERSAL)
-            return _add(_mul(text, part), args_total), None
-        if name in ("_||_", "_&&_") and len(arg_costs) == 2:
-            return _add(arg_costs[0], arg_costs[1]), None
-        if name == "_?_:_" and len(args) == 3:
-            size = self.size_or_unknown(args[1]).union(self.size_or_unknown(args[2]))
-            entries = (self.entry(args[1]), self.entry(args[2]))
-            if entries[0] is not None and entries[1] is not None:
-                self.entries[id(e)] = (entries[0][0].union(entries[1][0]), entries[0][1].union(entries[1][1]))
-            return _add(arg_costs[0], max(arg_costs[1], arg_costs[2])), size
-        if name == "_+_" and len(args) == 2:
-            added = self._add_sizes(e)
-            if added is not None:
-                return _add(added[0], args_total), added[1]
-        if name in ("_==_", "_!=_") or (name in ("_<_", "_<=_", "_>_", "_>=_") and len(args) == 2
-                                        and any(k in ("string", "bytes", "dyn") for k in kinds)):
-            smallest = min(self.size_or_unknown(args[0]).hi, self.size_or_unknown(args[1]).hi)
-            cost = _factor(smallest, _STRING_TRAVERSAL)
-            if name not in ("_==_", "_!=_") and not all(k in ("string", "bytes") for k in kinds):
-                cost = max(cost, 1)  # untyped operands: the costliest of the overloads they may pick
-            return _add(cost, args_total), None
-        return _add(1, args_total), None
+        """cel-go's own estimates for its standard functions and operators; one unit for any other call, and for
+        one of those called with arguments they do not estimate."""
+        estimate = _BUILTINS.get(e.function)
+        found = estimate(self, e, arg_costs, args_total) if estimate is not None else None
+        return found if found is not None else (_add(1, args_total), None)
+
+    def _format(self, e: Call, arg_costs: list[int], args_total: int) -> tuple[int, None] | None:
+        if e.target is None:
+            return None
+        return _add(_factor(self.size_or_unknown(e.target).hi, _STRING_TRAVERSAL), args_total), None
+
+    def _bytes(self, e: Call, arg_costs: list[int], args_total: int) -> tuple[int, Size] | None:
+        if not self._one_argument_of(e, ("string", "dyn")):
+            return None
+        size = self.size_or_unknown(e.args[0])
+        return _add(_factor(size.hi, _STRING_TRAVERSAL), args_total), Size(size.lo, _mul(size.hi, 4))
+
+    def _string(self, e: Call, arg_costs: list[int], args_total: int) -> tuple[int, Size] | None:
+        if not self._one_argument_of(e, ("bytes", "dyn")):
+            return None
+        size = self.size_or_unknown(e.args[0])
+        return _add(_factor(size.hi, _STRING_TRAVERSAL), args_total), Size(size.lo // 4, size.hi)
+
+    def _one_argument_of(self, e: Call, kinds: tuple[str, ...]) -> bool:
+        return len(e.args) == 1 and self.type(e.args[0]).kind in kinds
+
+    def _quote(self, e: Call, arg_costs: list[int], args_total: int) -> tuple[int, Size] | None:
+        if len(e.args) != 1:
+            return None
+        size = self.size_or_unknown(e.args[0])
+        return _add(_factor(size.hi, _STRING_TRAVERSAL), args_total), Size(size.lo + 2, _add(_mul(size.hi, 2), 2))
+
+    def _affix(self, e: Call, arg_costs: list[int], args_total: int) -> tuple[int, None] | None:
+        if len(e.args) != 1 or e.target is None:
+            return None
+        return _add(_factor(self.size_or_unknown(e.args[0]).hi, _STRING_TRAVERSAL), args_total), None
+
+    def _in(self, e: Call, arg_costs: list[int], args_total: int) -> tuple[int, None] | None:
+        if len(e.args) != 2 or self.type(e.args[1]).kind not in ("list", "dyn"):
+            return None
+        return _add(self.size_or_unknown(e.args[1]).hi, args_total), None
+
+    def _matches(self, e: Call, arg_costs: list[int], args_total: int) -> tuple[int, None] | None:
+        if e.target is None or len(e.args) != 1:
+            return None
+        text = _factor(_add(self.size_or_unknown(e.target).hi, 1), _STRING_TRAVERSAL)
+        regex = _factor(self.size_or_unknown(e.args[0]).hi, _REGEX_LENGTH)
+        return _add(_mul(text, regex), args_total), None
+
+    def _contains(self, e: Call, arg_costs: list[int], args_total: int) -> tuple[int, None] | None:
+        if e.target is None or len(e.args) != 1:
+            return None
+        if self.type(e.target).kind == "list":  # the cel package's list `contains`: a traversal, like `in`
+            return _add(self.size_or_unknown(e.target).hi, args_total), None
+        text = _factor(self.size_or_unknown(e.target).hi, _STRING_TRAVERSAL)
+        part = _factor(self.size_or_unknown(e.args[0]).hi, _STRING_TRAVERSAL)
+        return _add(_mul(text, part), args_total), None
+
+    def _logical(self, e: Call, arg_costs: list[int], args_total: int) -> tuple[int, None] | None:
+        if len(arg_costs) != 2:
+            return None
+        return _add(arg_costs[0], arg_costs[1]), None
+
+    def _conditional(self, e: Call, arg_costs: list[int], args_total: int) -> tuple[int, Size] | None:
+        if len(e.args) != 3:
+            return None
+        size = self.size_or_unknown(e.args[1]).union(self.size_or_unknown(e.args[2]))
+        self._union_entries(e, e.args[1], e.args[2])
+        return _add(arg_costs[0], max(arg_costs[1], arg_costs[2])), size
+
+    def _plus(self, e: Call, arg_costs: list[int], args_total: int) -> tuple[int, Size] | None:
+        added = self._add_sizes(e) if len(e.args) == 2 else None
+        return (_add(added[0], args_total), added[1]) if added is not None else None
+
+    def _equality(self, e: Call, arg_costs: list[int], args_total: int) -> tuple[int, None]:
+        smallest = min(self.size_or_unknown(e.args[0]).hi, self.size_or_unknown(e.args[1]).hi)
+        return _add(_factor(smallest, _STRING_TRAVERSAL), args_total), None
+
+    def _ordering(self, e: Call, arg_costs: list[int], args_total: int) -> tuple[int, None] | None:
+        kinds = [self.type(arg).kind for arg in e.args]
+        if len(e.args) != 2 or not any(k in ("string", "bytes", "dyn") for k in kinds):
+            return None  # numbers, timestamps, durations: one unit
+        smallest = min(self.size_or_unknown(e.args[0]).hi, self.size_or_unknown(e.args[1]).hi)
+        cost = _factor(smallest, _STRING_TRAVERSAL)
+        if not all(k in ("string", "bytes") for k in kinds):
+            cost = max(cost, 1)  # untyped operands: the costliest of the overloads they may pick
+        return _add(cost, args_total), None
+
+    def _union_entries(self, e: Call, first: Expr, second: Expr) -> None:
+        """`e` yields `first` or `second` (or both joined): its entries may be of either."""
+        entries = (self.entry(first), self.entry(second))
+        if entries[0] is not None and entries[1] is not None:
+            self.entries[id(e)] = (entries[0][0].union(entries[1][0]), entries[0][1].union(entries[1][1]))
 
     def _add_sizes(self, e: Call) -> tuple[int, Size] | None:
         kinds = {self.type(arg).kind for arg in e.args}
         if not kinds & {"string", "bytes", "list", "dyn"}:
             return None  # numbers, timestamps, durations: one unit
         size = self.size_or_unknown(e.args[0]) + self.size_or_unknown(e.args[1])
-        entries = (self.entry(e.args[0]), self.entry(e.args[1]))
-        if entries[0] is not None and entries[1] is not None:
-            self.entries[id(e)] = (entries[0][0].union(entries[1][0]), entries[0][1].union(entries[1][1]))
+        self._union_entries(e, e.args[0], e.args[1])
         if kinds & {"string", "bytes"}:
             return _factor(size.hi, _STRING_TRAVERSAL), size
         if "dyn" in kinds and "list" not in kinds:  # untyped: the costliest of the overloads it may pick
             return max(_factor(size.hi, _STRING_TRAVERSAL), 1), size
         return 1, size  # list concatenation is O(1); the size is tracked
+
+
+_KubernetesEstimate = Callable[[_Estimator, str, Expr | None, tuple[Expr, ...]], tuple[int, Size | None] | None]
+_BuiltinEstimate = Callable[[_Estimator, Call, list[int], int], tuple[int, Size | None] | None]
+
+# Which estimate each Kubernetes library function has, by name (as in the API server's cost estimator).
+_KUBERNETES: dict[str, _KubernetesEstimate] = {
+    **dict.fromkeys(("isSorted", "sum", "max", "min", "indexOf", "lastIndexOf", "includes"), _Estimator._list_search),
+    **dict.fromkeys(("url", "jsonpatch.escapeKey"), _Estimator._argument_copy),
+    **dict.fromkeys(("lowerAscii", "upperAscii", "substring", "trim"), _Estimator._target_copy),
+    "replace": _Estimator._kubernetes_replace,
+    "split": _Estimator._split,
+    "join": _Estimator._kubernetes_join,
+    **dict.fromkeys(("find", "findAll"), _Estimator._find),
+    **dict.fromkeys(("quantity", "isQuantity", "semver", "isSemver", "cidr", "isIP", "isCIDR", "ip"),
+                    _Estimator._argument_parse),
+}
+
+# Which estimate each of cel-go's standard functions and operators has, by name.
+_BUILTINS: dict[str, _BuiltinEstimate] = {
+    "format": _Estimator._format,
+    "bytes": _Estimator._bytes,
+    "string": _Estimator._string,
+    "strings.quote": _Estimator._quote,
+    **dict.fromkeys(("startsWith", "endsWith"), _Estimator._affix),
+    "@in": _Estimator._in,
+    "matches": _Estimator._matches,
+    "contains": _Estimator._contains,
+    **dict.fromkeys(("_||_", "_&&_"), _Estimator._logical),
+    "_?_:_": _Estimator._conditional,
+    "_+_": _Estimator._plus,
+    **dict.fromkeys(("_==_", "_!=_"), _Estimator._equality),
+    **dict.fromkeys(("_<_", "_<=_", "_>_", "_>=_"), _Estimator._ordering),
+}
 
 
 def _list_call(factor: float, size: Size) -> tuple[int, Size]:

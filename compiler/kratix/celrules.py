@@ -96,50 +96,68 @@ class _Parsed:
 
 def compile_rule(raw: object, shape: celcost.Shape | None = None) -> Rule | RuleProblem:
     """`raw` compiled, its cost estimated with `self` of `shape` (None: nothing is known of `self`)."""
-    if not isinstance(raw, Mapping) or not isinstance(raw.get("rule"), str) or not raw["rule"].strip():
+    if not isinstance(raw, Mapping) or not _nonblank_text(raw.get("rule")):
         return RuleProblem("invalid", "a validation rule needs a non-empty string `rule`")
-    source = raw["rule"]
+    source: str = raw["rule"]
     rule = _parse(source, shape)
     if isinstance(rule, RuleProblem):
         return rule
-    message: _Parsed | None = None
-    if isinstance(raw.get("messageExpression"), str):
-        parsed = _parse(raw["messageExpression"], shape)
-        if isinstance(parsed, RuleProblem):
-            return parsed
-        message = parsed
-    costs = {"cost": rule.cost, "message_cost": message.cost if message is not None else 0}
+    message = _parse_message(raw, shape)
+    if isinstance(message, RuleProblem):
+        return message
+    message_program, message_expr, message_cost = (
+        (None, None, 0) if message is None else (message.program, message.expr, message.cost))
+    costs = {"cost": rule.cost, "message_cost": message_cost}
     if "oldSelf" in rule.program.variables():
         return RuleProblem("transition", f"transition rule {source!r} skipped: it compares with oldSelf, "
                                          "and a compile has no previous object", **costs)
     field_path = parse_field_path(raw.get("fieldPath", ""))
     if field_path is None:
         return RuleProblem("invalid", f"fieldPath {raw.get('fieldPath')!r} is not a path like .x.y or ['x']")
-    exprs = [rule.expr] if message is None else [rule.expr, message.expr]
+    exprs = [rule.expr] if message_expr is None else [rule.expr, message_expr]
     refused = _refused_pattern(exprs)
     if refused is not None:
         return RuleProblem("invalid", f"rule {source!r}: {refused}", **costs)
     library = _library()
     names = _functions_called(exprs)
-    unknown = sorted(name for name in names if not _is_native(name) and name not in library)
+    unknown = _unknown_functions(names, library)
     if unknown:
         return RuleProblem("unsupported", f"rule {source!r} skipped: this compiler cannot evaluate "
                                           f"{', '.join(unknown)}()", **costs)
-    text = raw.get("message")
     return Rule(
         source=source,
         program=rule.program,
-        message=text if isinstance(text, str) and text else f"failed rule: {source}",
-        message_program=message.program if message is not None else None,
+        message=_static_message(raw, source),
+        message_program=message_program,
         field_path=field_path,
         functions={name: library[name] for name in names if name in library},
         escaped="__" in source,
         fields=_fields_read(exprs),
         expr=rule.expr,
-        message_expr=message.expr if message is not None else None,
+        message_expr=message_expr,
         shape=shape,
         **costs,
     )
+
+
+def _nonblank_text(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _parse_message(raw: Mapping[str, Any], shape: celcost.Shape | None) -> _Parsed | RuleProblem | None:
+    """The messageExpression compiled; None when there is no string messageExpression."""
+    text = raw.get("messageExpression")
+    return _parse(text, shape) if isinstance(text, str) else None
+
+
+def _static_message(raw: Mapping[str, Any], source: str) -> str:
+    text = raw.get("message")
+    return text if isinstance(text, str) and text else f"failed rule: {source}"
+
+
+def _unknown_functions(names: set[str], library: Mapping[str, Callable[..., Any]]) -> list[str]:
+    """The functions called that neither cel-rust nor the library here can evaluate, sorted."""
+    return sorted(name for name in names if not _is_native(name) and name not in library)
 
 
 def evaluate(rule: Rule, value: object, *, message_expression: bool = True) -> RuleFailure | None:

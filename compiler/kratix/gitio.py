@@ -589,3 +589,70 @@ def _folders(parts: list[str]) -> Iterator[str]:
 def _temp_ref_time(ref: str) -> int:
     stamp = ref[len(TEMP_REF_PREFIX) :].split("-", 1)[0]
     return int(stamp) if stamp.isdigit() else 0
+
+
+# Refs beside the branches (shard results, `kratix.shards`): listed, set and deleted locally, or on a remote
+# `url` through the local mirror `repo`.
+
+def list_refs(repo: Path, prefix: str, *, url: str | None = None, timeout: float | None = None) -> dict[str, str]:
+    """`{ref: commit}` of the refs under the folder `prefix` (ending in `/`): in `repo`, or on the remote `url`."""
+    if url is None:
+        output = run_git(repo, "for-each-ref", "--format=%(objectname) %(refname)", prefix, timeout=timeout)
+    else:
+        output = run_git(repo, "ls-remote", "--refs", url, f"{prefix}*", timeout=timeout or NETWORK_TIMEOUT_SECONDS)
+    found = {}
+    for line in output.decode().splitlines():
+        oid, _, ref = line.replace("\t", " ").partition(" ")
+        if ref.startswith(prefix):
+            found[ref] = oid
+    return found
+
+
+def fetch_refs(repo: Path, url: str, refs: Iterable[str], *, timeout: float | None = None) -> None:
+    """Copy `refs` (and their objects) from the remote `url` into `repo` under the same names."""
+    specs = [f"+{ref}:{ref}" for ref in refs]
+    if specs:
+        run_git(repo, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", url, *specs,
+                timeout=timeout or NETWORK_TIMEOUT_SECONDS)
+
+
+def set_ref(repo: Path, ref: str, commit: str, *, url: str | None = None, timeout: float | None = None) -> None:
+    """Point `ref` at `commit` (written in `repo`), replacing what it held: in `repo`, and on the remote `url`."""
+    if url is not None:
+        run_git(repo, "push", "--quiet", "--no-verify", url, f"+{commit}:{ref}",
+                timeout=timeout or NETWORK_TIMEOUT_SECONDS)
+    run_git(repo, "update-ref", ref, commit, timeout=timeout)
+
+
+def delete_refs(repo: Path, refs: Iterable[str], *, url: str | None = None, timeout: float | None = None) -> None:
+    """Remove `refs` from the remote `url` (when given) and from `repo`; a ref already gone is no error."""
+    names = sorted(set(refs))
+    if not names:
+        return
+    if url is not None:
+        run_git(repo, "push", "--quiet", "--no-verify", url, *(f":{ref}" for ref in names),
+                timeout=timeout or NETWORK_TIMEOUT_SECONDS)
+    run_git(repo, "update-ref", "--stdin", input="".join(f"delete {ref}\n" for ref in names).encode(),
+            timeout=timeout)
+
+
+def read_named(repo: Path, names: list[str], *, timeout: float | None = None) -> list[bytes | None]:
+    """The blobs `names` give (`<commit>:<path>`), in order, with one `git cat-file --batch`; None for a name
+    that gives none (a path the commit does not hold)."""
+    if not names:
+        return []
+    output = run_git(repo, "cat-file", "--batch", input="".join(f"{name}\n" for name in names).encode(),
+                     timeout=timeout)
+    found: list[bytes | None] = []
+    position = 0
+    for _ in names:
+        header_end = output.index(b"\n", position)
+        header = output[position:header_end].decode("utf-8", "replace")
+        position = header_end + 1
+        if header.endswith(" missing") or header.endswith(" ambiguous"):
+            found.append(None)
+            continue
+        size = int(header.rsplit(" ", 1)[1])
+        found.append(output[position:position + size] if header.split(" ")[1] == "blob" else None)
+        position += size + 1
+    return found

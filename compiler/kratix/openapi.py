@@ -50,19 +50,36 @@ def translate(raw: object, reading: Reading, *, closed: bool = True, field: bool
     `field`: `raw` is the value of an object field (a property or a map value)."""
     if not isinstance(raw, Mapping):
         return {}
-    out: dict[str, Any] = {key: raw[key] for key in _ANNOTATIONS if reading.annotations and key in raw}
-    out.update({key: raw[key] for key in _CONSTRAINTS if key in raw})
+    out = _copied(raw, reading)
     accepts_null = raw.get("nullable") is True or (field and reading.null_fields)
     types = _types(raw)
     if types:
-        types += ["null"] if accepts_null else []
-        out["type"] = types[0] if len(types) == 1 else types
+        out["type"] = _one_or_many([*types, "null"] if accepts_null else types)
     _bounds(raw, out, reading)
     if isinstance(raw.get("required"), list):
         out["required"] = _required(raw, reading)
     if isinstance(raw.get("enum"), list):
         out["enum"] = [*raw["enum"], *([None] if accepts_null and None not in raw["enum"] else [])]
     _children(raw, out, reading, closed=closed)
+    _kubernetes_extensions(raw, out, closed=closed)
+    if reading.annotations and "default" in raw:
+        out["default"] = raw["default"]
+    return out
+
+
+def _copied(raw: Mapping[str, Any], reading: Reading) -> dict[str, Any]:
+    """The keywords that mean the same in both: the annotations (when kept) and the constraints."""
+    out: dict[str, Any] = {key: raw[key] for key in _ANNOTATIONS if reading.annotations and key in raw}
+    out.update({key: raw[key] for key in _CONSTRAINTS if key in raw})
+    return out
+
+
+def _one_or_many(types: list[str]) -> str | list[str]:
+    return types[0] if len(types) == 1 else types
+
+
+def _kubernetes_extensions(raw: Mapping[str, Any], out: dict[str, Any], *, closed: bool) -> None:
+    """An embedded resource's envelope, a closed object's unknown fields refused, a set's items unique."""
     if raw.get("x-kubernetes-embedded-resource") is True:
         out["properties"] = {**_envelope(), **out.get("properties", {})}
         out["required"] = sorted({*out.get("required", []), "apiVersion", "kind"})
@@ -72,9 +89,6 @@ def translate(raw: object, reading: Reading, *, closed: bool = True, field: bool
         out["additionalProperties"] = False
     if raw.get("x-kubernetes-list-type") == "set":
         out["uniqueItems"] = True
-    if reading.annotations and "default" in raw:
-        out["default"] = raw["default"]
-    return out
 
 
 def _types(raw: Mapping[str, Any]) -> list[str]:

@@ -23,6 +23,7 @@ from kratix import (
     provenance,
     render,
     request_compile,
+    shards,
     sops,
     totals,
 )
@@ -74,11 +75,14 @@ def _no_progress(what: str, done: int, total: int) -> None:
 
 
 def compile_platform(tree: SourceTree, *, settings: Settings, previous: PreviousOutput | None = None,
-                     progress: Progress = _no_progress) -> CompileResult:
+                     progress: Progress = _no_progress, workflows: shards.Workflows | None = None) -> CompileResult:
+    """`workflows`: record the workflows of one shard, or replay what shards recorded (`kratix.shards`)."""
     previous = previous or PreviousOutput()
     platform, diagnostics, reused, fingerprints = incremental.load_reusing(tree, previous, settings)
     schemas, unavailable = promise_compile.check_promises(platform, diagnostics)
     renderer = render.Renderer(tree, settings=settings.render)
+    if workflows is not None:
+        renderer = workflows.wrap(renderer, fingerprints)
     promises = promise_compile.compile_promises(platform, renderer, unavailable, diagnostics)
     requests = request_compile.compile_requests(platform, schemas, promises, renderer, previous.placements,
                                                 diagnostics, progress, taken=reused.keys(),
@@ -140,10 +144,11 @@ def _unreachable_stores(platform: Platform, previous: PreviousOutput) -> list[Di
 
 
 def prepare_publish(tree: SourceTree, previous: PreviousOutput, *, settings: Settings,
-                    progress: Progress = _no_progress) -> tuple[CompileResult, str, list[plans.GuardTrip]]:
+                    progress: Progress = _no_progress, workflows: shards.Workflows | None = None
+                    ) -> tuple[CompileResult, str, list[plans.GuardTrip]]:
     """Compile against what the output branches hold now; the default store's commit message and the guard's
     verdict."""
-    result = compile_platform(tree, settings=settings, previous=previous, progress=progress)
+    result = compile_platform(tree, settings=settings, previous=previous, progress=progress, workflows=workflows)
     trips = plans.guard(previous.provenance, result.provenance, threshold=settings.publish.deletion_threshold,
                         unowned=plans.unowned_files(previous.files, previous.provenance, previous.layouts))
     return result, commit_message(tree, result, previous), trips

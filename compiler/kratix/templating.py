@@ -537,28 +537,55 @@ def _check_str_replace(text: str, old: str, new: str, count: int, budget: Budget
     budget.need(len(text) + times * max(len(new) - len(old), 0))
 
 
+def _check_width(owner: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], budget: Budget) -> None:
+    budget.need(_int(_arg(args, kwargs, 0, "width", 0)))
+
+
+def _check_expandtabs(owner: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], budget: Budget) -> None:
+    budget.need(len(owner) + owner.count("\t") * _int(_arg(args, kwargs, 0, "tabsize", 8)))
+
+
+def _check_method_replace(owner: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], budget: Budget) -> None:
+    if len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
+        _check_str_replace(owner, args[0], args[1], _int(args[2]) if len(args) > 2 else -1, budget)
+
+
+def _check_method_join(owner: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], budget: Budget) -> None:
+    if args and isinstance(args[0], list | tuple):
+        budget.need(sum(_text_size(item) for item in args[0]) + len(owner) * max(len(args[0]) - 1, 0))
+
+
+def _check_method_format(owner: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], budget: Budget) -> None:
+    _check_str_format(owner, args, kwargs, budget)
+
+
+def _check_method_format_map(owner: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], budget: Budget) -> None:
+    _check_str_format(owner, (), args[0] if args and isinstance(args[0], Mapping) else {}, budget)
+
+
+def _check_translate(owner: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], budget: Budget) -> None:
+    if args and isinstance(args[0], Mapping):
+        longest = max((len(v) for v in args[0].values() if isinstance(v, str)), default=1)
+        budget.need(len(owner) * max(longest, 1))
+
+
+# Methods of strings that make large strings from small arguments, by name; each check gets the string itself.
+_STR_METHOD_CHECKS: dict[str, Callable[[str, tuple[Any, ...], Mapping[str, Any], Budget], None]] = {
+    "ljust": _check_width, "rjust": _check_width, "center": _check_width, "zfill": _check_width,
+    "expandtabs": _check_expandtabs, "replace": _check_method_replace, "join": _check_method_join,
+    "format": _check_method_format, "format_map": _check_method_format_map, "translate": _check_translate,
+}
+
+
 def _check_call(obj: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any], budget: Budget) -> None:
     """Methods of strings that make large strings from small arguments: refused before they run."""
     method = getattr(obj, "__wrapped__", obj)  # the sandbox wraps str.format
     owner = getattr(method, "__self__", None)
     if not isinstance(owner, str):
         return
-    name = getattr(method, "__name__", "")
-    if name in ("ljust", "rjust", "center", "zfill"):
-        budget.need(_int(_arg(args, kwargs, 0, "width", 0)))
-    elif name == "expandtabs":
-        budget.need(len(owner) + owner.count("\t") * _int(_arg(args, kwargs, 0, "tabsize", 8)))
-    elif name == "replace" and len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
-        _check_str_replace(owner, args[0], args[1], _int(args[2]) if len(args) > 2 else -1, budget)
-    elif name == "join" and args and isinstance(args[0], list | tuple):
-        budget.need(sum(_text_size(item) for item in args[0]) + len(owner) * max(len(args[0]) - 1, 0))
-    elif name in ("format", "format_map"):
-        _check_str_format(owner, args if name == "format" else (),
-                          kwargs if name == "format" else (args[0] if args and isinstance(args[0], Mapping) else {}),
-                          budget)
-    elif name == "translate" and args and isinstance(args[0], Mapping):
-        longest = max((len(v) for v in args[0].values() if isinstance(v, str)), default=1)
-        budget.need(len(owner) * max(longest, 1))
+    check = _STR_METHOD_CHECKS.get(getattr(method, "__name__", ""))
+    if check is not None:
+        check(owner, args, kwargs, budget)
 
 
 def _check_binop(operator: str, left: Any, right: Any, budget: Budget) -> None:

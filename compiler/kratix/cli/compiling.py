@@ -53,14 +53,19 @@ def validate(path: Path, ref: str | None, output_format: str, unsandboxed: bool,
                    "[default: every core].")
 @common.format_option
 @click.option("--quiet", "-q", is_flag=True, help="No summary line.")
+@click.option("--shard", "shard", metavar="I/N",
+              help="Run only the workflows of shard I of N (I from 0; `auto/N` takes I from JOB_COMPLETION_INDEX) "
+                   "and store their results in the output repo for the publishing compile; publishes nothing.")
 @common.step_options
 @common.kubernetes_version_option
 def compile(path: Path, ref: str | None, out_dir: Path | None, output_repo: str | None, branch: str,
             allow_deletions: bool, rebuild: bool, jobs: int | None, output_format: str, quiet: bool,
-            unsandboxed: bool, no_step_network: bool, kubernetes_version: str | None) -> None:
+            shard: str | None, unsandboxed: bool, no_step_network: bool, kubernetes_version: str | None) -> None:
     """Validate, render and schedule the platform; write per-destination directories or publish them as one
-    commit to the output repo."""
-    from kratix import pipeline, publish
+    commit to the output repo. A compile that publishes uses the workflow results `--shard` runs stored for
+    its input commit, instead of running those workflows again."""
+    from kratix import gitio, pipeline, publish
+    from kratix.cli import sharding
     from kratix.cli.publishing import publish_delta, publish_platform
 
     started = time.monotonic()
@@ -68,29 +73,50 @@ def compile(path: Path, ref: str | None, out_dir: Path | None, output_repo: str 
     settings = common.build_settings(branch=branch, allow_deletions=allow_deletions, reuse_unchanged=not rebuild,
                                      unsandboxed=unsandboxed, no_step_network=no_step_network,
                                      kubernetes_version=kubernetes_version, parallelism=jobs)
+    if shard is not None:
+        if output_repo is None or out_dir is not None:
+            raise click.UsageError("--shard stores its results in --output-repo, and writes no --out")
+        shard_result, shard_ref = sharding.run_shard(common.read_source(path, ref),
+                                                     publish.open_output_repo(output_repo, branch=branch),
+                                                     settings, shard)
+        if output_format == "json":
+            click.echo(json.dumps(sharding.shard_json(shard_result, shard_ref), indent=2))
+        elif not quiet:
+            click.echo(sharding.shard_line(shard_result, shard_ref), err=True)
+        common.exit_with(True)
+    stored, leftovers = None, []
+    repo = publish.open_output_repo(output_repo, branch=branch) if output_repo is not None else None
     fast: Any = ("--rebuild asks for it" if rebuild else "--out writes the whole tree" if out_dir is not None
                  else "the input is a work tree, not a commit (--ref)" if not ref else None)
-    if output_repo is not None and fast is None:
-        # Only what changed since the last publish is read and compiled, when that is known to be enough.
-        fast = publish_delta(path, ref or "", publish.open_output_repo(output_repo, branch=branch), settings)
-    if output_repo is not None and not isinstance(fast, str):
+    if repo is not None and fast is None:
+        stored = sharding.load_stored(repo, gitio.resolve_commit(path, ref or ""))
+        # Only what changed since the last publish is read and compiled, when that is known to be enough;
+        # shard results waiting for this commit are merged by the compile that reads everything.
+        fast = ("shard results for this input commit are waiting to be merged" if stored is not None
+                else publish_delta(path, ref or "", repo, settings))
+    if repo is not None and not isinstance(fast, str):
         result, outcome, previous = fast
-    elif output_repo is None:
+    elif repo is None:
         result = pipeline.compile_platform(common.read_source(path, ref), settings=settings, progress=progress)
         outcome = None
     else:
-        result, outcome, previous = publish_platform(common.read_source(path, ref),
-                                                     publish.open_output_repo(output_repo, branch=branch),
-                                                     settings, progress)
+        tree = common.read_source(path, ref)
+        stored = stored if stored is not None else sharding.load_stored(repo, tree.commit)
+        result, outcome, previous = publish_platform(tree, repo, settings, progress,
+                                                     workflows=stored.replayer if stored else None)
+        leftovers = sharding.remove_used(repo, stored)
     progress.done()
     if out_dir is not None:
         write_tree(out_dir, result.files if outcome is None else previous.resolve(result.files))
     read = {} if outcome is None else {"read": {"only": "changes"} if not isinstance(fast, str)
                                        else {"only": "everything", "why": fast}}
     report.report(result.diagnostics, output_format,
-                  {"summary": report.summary_json(result.summary), **report.published_json(outcome), **read})
+                  {"summary": report.summary_json(result.summary), **report.published_json(outcome), **read,
+                   **sharding.summary_json(stored)})
     if not quiet and output_format == "text":
         click.echo(report.summary_line(result.summary, time.monotonic() - started), err=True)
+        for line in [*sharding.summary_lines(stored), *leftovers]:
+            click.echo(line, err=True)
         if outcome is not None:
             click.echo(report.published_lines(outcome, output_repo or "", branch), err=True)
             click.echo("read only what changed since the last publish" if not isinstance(fast, str)

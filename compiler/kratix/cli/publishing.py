@@ -14,7 +14,8 @@ from kratix.cli.group import main
 from kratix.errors import KratixError
 
 
-def publish_platform(tree: Any, repo: Any, settings: Any, progress: Any = None) -> tuple[Any, Any, Any]:
+def publish_platform(tree: Any, repo: Any, settings: Any, progress: Any = None,
+                     workflows: Any = None) -> tuple[Any, Any, Any]:
     """Compile against the branches as they are, guard, commit to every state store (`kratix.stores`); on a lost
     race the branches are re-read and all of it runs again (the previous output is an input of the compile)."""
     from kratix import load, pipeline, stores
@@ -24,7 +25,7 @@ def publish_platform(tree: Any, repo: Any, settings: Any, progress: Any = None) 
     compiled: list[Any] = []
 
     def build(previous: Any) -> tuple[Any, dict[str, str]]:
-        result, _, trips = pipeline.prepare_publish(tree, previous, settings=settings,
+        result, _, trips = pipeline.prepare_publish(tree, previous, settings=settings, workflows=workflows,
                                                     **({"progress": progress} if progress else {}))
         compiled.append((result, previous))
         refuse_deletions(trips, settings)

@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -311,22 +311,11 @@ class _Controller:
         condition. Returns the request resources watched and those whose files the snapshot may trust."""
         promises = {name: body for (_, name), body in self._store.objects(PROMISES).items()}
         wanted = {name: crds.request_api(body) for name, body in sorted(promises.items())}
-        apis = [api for api in wanted.values() if isinstance(api, crds.RequestApi)]
         states = {name: self._apis.get(name) or _ApiState(retry=RetryTimer(self._retry)) for name in wanted}
-        claims = crds.claim_refusals(
-            apis, owners={s.wanted.crd_name: s.owner for s in states.values()
-                          if isinstance(s.wanted, crds.RequestApi)},
-            created={name: str((body.get("metadata") or {}).get("creationTimestamp") or "")
-                     for name, body in promises.items()})
+        claims = _claims(promises, wanted, states)
         for name, api in wanted.items():
-            state = states[name]
-            changed, state.wanted = state.wanted != api, api
-            refusal = api if isinstance(api, crds.Refusal) else claims.get(name)
-            if refusal is not None:
-                state.up_to_date, state.problem = False, refusal
-            elif isinstance(api, crds.RequestApi) and self._api_check_due(state, changed):
-                self._check_api(state, api)
-            self._report(name, promises[name], state)
+            self._settle_api(states[name], api, claim=claims.get(name))
+            self._report(name, promises[name], states[name])
         for name in set(self._apis) - set(wanted):
             log.info("Promise %s is gone: no longer watching its requests (their files stay)", name)
             self._board.drop((PROMISES, "", name))
@@ -336,9 +325,18 @@ class _Controller:
             self._start_watch(resource)
         self._stop_unused_watches(served)
         self._metrics.failing_apis.set(sum(1 for state in states.values() if state.problem is not None))
-        trusted = {state.served for state in states.values()
-                   if state.up_to_date and state.problem is None and state.served is not None}
-        return sorted(served), trusted
+        return sorted(served), _trusted(states.values())
+
+    def _settle_api(self, state: _ApiState, api: crds.RequestApi | crds.Refusal,
+                    *, claim: crds.Refusal | None) -> None:
+        """One Promise's API: refused (its CRD cannot be made, or another Promise holds its name or kind), or
+        checked against the cluster when a check is due."""
+        changed, state.wanted = state.wanted != api, api
+        refusal = api if isinstance(api, crds.Refusal) else claim
+        if refusal is not None:
+            state.up_to_date, state.problem = False, refusal
+        elif isinstance(api, crds.RequestApi) and self._api_check_due(state, changed):
+            self._check_api(state, api)
 
     def _api_check_due(self, state: _ApiState, changed: bool) -> bool:
         if changed or (not state.up_to_date and state.retry.due()):
@@ -434,6 +432,24 @@ class _Controller:
                      resource.group)
             self._watchers.pop(resource).stop()
             self._store.forget(resource)
+
+
+def _claims(promises: Mapping[str, dict[str, Any]], wanted: Mapping[str, crds.RequestApi | crds.Refusal],
+            states: Mapping[str, _ApiState]) -> dict[str, crds.Refusal]:
+    """The Promises refused because another claims the same CRD or kind, ranked on what was known before this
+    round (each CRD's owner as last read, each Promise's creation time)."""
+    apis = [api for api in wanted.values() if isinstance(api, crds.RequestApi)]
+    owners = {state.wanted.crd_name: state.owner for state in states.values()
+              if isinstance(state.wanted, crds.RequestApi)}
+    created = {name: str((body.get("metadata") or {}).get("creationTimestamp") or "")
+               for name, body in promises.items()}
+    return crds.claim_refusals(apis, owners=owners, created=created)
+
+
+def _trusted(states: Iterable[_ApiState]) -> set[Resource]:
+    """The resources whose files the snapshot may trust: served by an up-to-date CRD with no problem."""
+    return {state.served for state in states
+            if state.up_to_date and state.problem is None and state.served is not None}
 
 
 class _StatusWriter:

@@ -31,12 +31,22 @@ _NEWLINES = re.compile(r"[\n\r]+")
 def check_keywords(raw: Mapping[str, Any], *, defaults: str | None, in_meta: bool) -> Found:
     """`defaults`: why defaults are forbidden here (None: they are allowed); `in_meta`: the node is (inside)
     the apiVersion, kind or metadata of a resource."""
-    found: Found = []
+    return (_type_keyword(raw) + _forbidden(raw, defaults=defaults) + _refused_settings(raw, in_meta=in_meta)
+            + _int_or_string(raw) + _map_type(raw) + _list_type(raw) + _rule_fields(raw))
+
+
+def _type_keyword(raw: Mapping[str, Any]) -> Found:
     declared = raw.get("type")
     if declared == "null":
-        found.append((("type",), "type cannot be set to null, use nullable as an alternative"))
-    elif declared and declared not in TYPES:
-        found.append((("type",), f"Unsupported value: {declared!r}: supported values: {', '.join(TYPES)}"))
+        return [(("type",), "type cannot be set to null, use nullable as an alternative")]
+    if declared and declared not in TYPES:
+        return [(("type",), f"Unsupported value: {declared!r}: supported values: {', '.join(TYPES)}")]
+    return []
+
+
+def _forbidden(raw: Mapping[str, Any], *, defaults: str | None) -> Found:
+    """Keywords a CRD may not use (here, or anywhere)."""
+    found: Found = []
     if "default" in raw and defaults is not None:
         found.append((("default",), f"must not be set {defaults}"))
     for key, message in _FORBIDDEN.items():
@@ -44,6 +54,12 @@ def check_keywords(raw: Mapping[str, Any], *, defaults: str | None, in_meta: boo
             found.append(((key,), message))
     if isinstance(raw.get("items"), list) and raw["items"]:
         found.append((("items",), "items must be a schema object and not an array"))
+    return found
+
+
+def _refused_settings(raw: Mapping[str, Any], *, in_meta: bool) -> Found:
+    """Allowed keywords set to a value, or beside another, that the API server refuses."""
+    found: Found = []
     if in_meta and raw.get("x-kubernetes-embedded-resource") is True:
         found.append((("x-kubernetes-embedded-resource",), "must not be used inside of resource meta"))
     if raw.get("uniqueItems") is True:
@@ -54,11 +70,15 @@ def check_keywords(raw: Mapping[str, Any], *, defaults: str | None, in_meta: boo
         found.append((("additionalProperties",), "additionalProperties and properties are mutual exclusive"))
     if raw.get("x-kubernetes-preserve-unknown-fields") is False:
         found.append((("x-kubernetes-preserve-unknown-fields",), "must be true or undefined"))
-    if raw.get("x-kubernetes-int-or-string") is True:
-        for key in ("x-kubernetes-preserve-unknown-fields", "x-kubernetes-embedded-resource"):
-            if raw.get(key) is True:
-                found.append(((key,), "must be false if x-kubernetes-int-or-string is true"))
-    return found + _map_type(raw) + _list_type(raw) + _rule_fields(raw)
+    return found
+
+
+def _int_or_string(raw: Mapping[str, Any]) -> Found:
+    if raw.get("x-kubernetes-int-or-string") is not True:
+        return []
+    return [((key,), "must be false if x-kubernetes-int-or-string is true")
+            for key in ("x-kubernetes-preserve-unknown-fields", "x-kubernetes-embedded-resource")
+            if raw.get(key) is True]
 
 
 def _map_type(raw: Mapping[str, Any]) -> Found:

@@ -155,7 +155,25 @@ class _Walk:
 
     def _check_structure(self, raw: Mapping[str, Any], path: FieldPath, place: _Place) -> None:
         """apiextensions' ValidateStructural for a node of the structure (not inside a junctor)."""
-        declared, embedded = raw.get("type"), raw.get("x-kubernetes-embedded-resource") is True
+        embedded = raw.get("x-kubernetes-embedded-resource") is True
+        self._check_type(raw, path, place, embedded=embedded)
+        if embedded:
+            self._check_embedded(raw, path)
+        root = place.level == _ROOT
+        if root:
+            self._check_root(raw, path)
+        if root or embedded:
+            self._check_resource_fields(raw, path, root=root)
+        for relative, message in junctors.check_junctors(raw):
+            self.problem((*path, *relative), message)
+        if root:
+            for relative, message in junctors.check_completeness(raw):
+                self.problem((*path, *relative), message)
+
+    def _check_type(self, raw: Mapping[str, Any], path: FieldPath, place: _Place, *, embedded: bool) -> None:
+        """Every node of the structure has a type (int-or-string and preserved nodes may go without), and an
+        array says what its items are."""
+        declared = raw.get("type")
         exempt = any(raw.get(key) is True for key in ("x-kubernetes-int-or-string",
                                                       "x-kubernetes-preserve-unknown-fields"))
         if embedded and declared != "object":
@@ -165,27 +183,25 @@ class _Walk:
                                           "structural)")
         if declared == "array" and "items" not in raw:
             self.problem((*path, "items"), "Required value: must be specified for type: array")
-        if embedded and "additionalProperties" in raw:
+
+    def _check_embedded(self, raw: Mapping[str, Any], path: FieldPath) -> None:
+        """An embedded resource is an object with its own fields, never a map."""
+        if "additionalProperties" in raw:
             self.problem((*path, "additionalProperties"), "must not be used if x-kubernetes-embedded-resource is "
                                                           "true")
-        if embedded and not raw.get("properties") and raw.get("x-kubernetes-preserve-unknown-fields") is not True:
+        if not raw.get("properties") and raw.get("x-kubernetes-preserve-unknown-fields") is not True:
             self.problem((*path, "properties"), "must not be empty if x-kubernetes-embedded-resource is true without "
                                                 "x-kubernetes-preserve-unknown-fields")
-        root = place.level == _ROOT
-        if root:
-            if "additionalProperties" in raw:
-                self.problem((*path, "additionalProperties"), "must not be used at the root")
-            if declared and declared != "object":
-                self.problem((*path, "type"), "must be object at the root")
-            if raw.get("nullable") is True:
-                self.problem((*path, "nullable"), "nullable cannot be true at the root")
-        if root or embedded:
-            self._check_resource_fields(raw, path, root=root)
-        for relative, message in junctors.check_junctors(raw):
-            self.problem((*path, *relative), message)
-        if root:
-            for relative, message in junctors.check_completeness(raw):
-                self.problem((*path, *relative), message)
+
+    def _check_root(self, raw: Mapping[str, Any], path: FieldPath) -> None:
+        """The root is a non-null object with named fields: the resource itself."""
+        if "additionalProperties" in raw:
+            self.problem((*path, "additionalProperties"), "must not be used at the root")
+        declared = raw.get("type")
+        if declared and declared != "object":
+            self.problem((*path, "type"), "must be object at the root")
+        if raw.get("nullable") is True:
+            self.problem((*path, "nullable"), "nullable cannot be true at the root")
 
     def _check_resource_fields(self, raw: Mapping[str, Any], path: FieldPath, *, root: bool) -> None:
         """apiVersion and kind are strings, metadata an object; at the root, metadata may only narrow name and
