@@ -29,6 +29,7 @@ from kratix.documents import BlobRef, Content, SourceTree
 from kratix.load import INPUT_FOLDERS
 from kratix.load.requests import folder_namespace_of
 from kratix.pipeline import CompileResult
+from kratix.platform import Destination
 from kratix.previous import ScopedPrevious, decode_placements, encode_placements
 from kratix.settings import Settings
 
@@ -74,52 +75,72 @@ def compile_delta(tree: SourceTree, previous: ScopedPrevious, before: totals.Tot
                   settings: Settings) -> Delta | MoreShards | str:
     """See the module docstring."""
     result = pipeline.compile_platform(tree, settings=settings, previous=previous)
-    if previous.warnings:
-        return previous.warnings[0]
     now = totals.decode(_read(result, paths.TOTALS, previous))
-    if now.context != before.context:
-        return "a setting, the compiler or an image a Promise runs changed since the last compile"
     old = [r for shard in previous.cache_shards.values() for r in shard]
     mine = [r for r in old if r.file in scope]
-    others = {r.key for r in old if r.file not in scope}
-    statuses = result.requests
-    why = _unmodelled(result, previous, others)
+    why = _unmodelled(result, previous, before, now, {r.key for r in old if r.file not in scope})
     if why:
         return why
-    owners = {r.key for r in mine} | set(statuses)
+    owners = {r.key for r in mine} | set(result.requests)
     fresh = [e for e in result.provenance.values() if e.owner in owners]
-    destinations = frozenset({d for r in mine for d in r.placements.values()} | {e.destination for e in fresh
-                                                                                if e.destination})
+    destinations = _reached(mine, fresh)
     if not {paths.provenance_shard(d) for d in destinations} <= previous.provenance_paths:
         return MoreShards(destinations)
-    changes: dict[str, Content | None] = {}
-    before_entries: dict[str, provenance.Entry] = {}
-    after_entries: dict[str, provenance.Entry] = {}
-    for name in sorted(destinations):
-        outcome = _destination(name, result, previous, owners, fresh, tree.commit)
-        if isinstance(outcome, str):
-            return outcome
-        gone, new_entries, files = outcome
-        before_entries.update((e.path, e) for e in previous.provenance_shards.get(paths.provenance_shard(name), ()))
-        after_entries.update(new_entries)
-        changes.update((path, None) for path in gone)
-        changes.update((path, content) for path, content in files.items() if not previous.same(path, content))
+    found = _destinations(sorted(destinations), result, previous, owners, fresh, tree.commit)
+    if isinstance(found, str):
+        return found
+    changes, before_entries, after_entries = found
     changes.update(_statuses(result, previous, mine))
     changes.update(_cache_shards(result, previous, scope))
     changes.update(_placements(result, previous, mine))
     summary, counted = _totals(result, previous, before, now, mine, changes)
     changes.update({paths.TOTALS: counted} if not previous.same(paths.TOTALS, counted) else {})
     trips = plans.guard(before_entries, after_entries, threshold=settings.publish.deletion_threshold)
-    visible = [p for p in changes if not paths.is_bookkeeping(p)]
-    entries = [after_entries.get(p) or before_entries.get(p) for p in visible]
-    message = pipeline.message(tree, summary, len(visible), [e.destination for e in entries if e is not None])
     reported = replace(result, files={p: c for p, c in changes.items() if c is not None}, summary=summary,
                        provenance=after_entries)
-    return Delta(reported, changes, message, trips)
+    return Delta(reported, changes, _message(tree, summary, changes, before_entries, after_entries), trips)
 
 
-def _unmodelled(result: CompileResult, previous: ScopedPrevious, others: set[str]) -> str | None:
+def _message(tree: SourceTree, summary: pipeline.Summary, changes: Mapping[str, Content | None],
+             before: Mapping[str, provenance.Entry], after: Mapping[str, provenance.Entry]) -> str:
+    """The commit message a full compile writes for these changes."""
+    visible = [p for p in changes if not paths.is_bookkeeping(p)]
+    entries = [after.get(p) or before.get(p) for p in visible]
+    return pipeline.message(tree, summary, len(visible), [e.destination for e in entries if e is not None])
+
+
+def _reached(mine: Sequence[cache.Record], fresh: Sequence[provenance.Entry]) -> frozenset[str]:
+    """The destinations the scope's requests had output on, and those they have output on now."""
+    had = {d for r in mine for d in r.placements.values()}
+    return frozenset(had | {e.destination for e in fresh if e.destination})
+
+
+def _destinations(names: Sequence[str], result: CompileResult, previous: ScopedPrevious, owners: set[str],
+                  fresh: Sequence[provenance.Entry], commit: str | None
+                  ) -> tuple[dict[str, Content | None], dict[str, provenance.Entry], dict[str, provenance.Entry]] | str:
+    """Every destination the scope reaches: the changes to its files, its provenance before and after."""
+    changes: dict[str, Content | None] = {}
+    before: dict[str, provenance.Entry] = {}
+    after: dict[str, provenance.Entry] = {}
+    for name in names:
+        outcome = _destination(name, result, previous, owners, fresh, commit)
+        if isinstance(outcome, str):
+            return outcome
+        gone, new_entries, files = outcome
+        before.update((e.path, e) for e in previous.provenance_shards.get(paths.provenance_shard(name), ()))
+        after.update(new_entries)
+        changes.update((path, None) for path in gone)
+        changes.update((path, content) for path, content in files.items() if not previous.same(path, content))
+    return changes, before, after
+
+
+def _unmodelled(result: CompileResult, previous: ScopedPrevious, before: totals.Totals, now: totals.Totals,
+                others: set[str]) -> str | None:
     """Why the full compile could decide differently than the scope alone, or None."""
+    if previous.warnings:
+        return previous.warnings[0]
+    if now.context != before.context:
+        return "a setting, the compiler or an image a Promise runs changed since the last compile"
     if any(key in others for key in result.requests):
         return "a changed file requests what an unchanged file requests"
     if any(s.children for s in result.requests.values()):
@@ -146,17 +167,10 @@ def _destination(name: str, result: CompileResult, previous: ScopedPrevious, own
     before = {e.path: e for e in previous.provenance_shards.get(shard, [])}
     kept = [e for e in before.values() if e.owner not in owners and e.owner != provenance.GENERATED]
     mine = [e for e in fresh if e.destination == name]
-    promised = {e.path for e in result.provenance.values() if e.destination == name and e.owner.startswith("Promise ")}
-    if promised != {e.path for e in kept if e.owner.startswith("Promise ")}:
-        return f"the Promises' output on Destination {name} changes"
-    if _clash(kept, mine):
-        return f"a changed request's output on Destination {name} clashes with another request's"
-    # What others keep is unchanged by definition: neither looked up nor compared, only listed (and read when an
-    # aggregated file joins it).
-    workloads: list[tuple[str, Content, bool]] = [(e.path, UNCHANGED, bool(e.objects)) for e in kept]
-    workloads += [(e.path, result.files[e.path], bool(e.objects)) for e in mine]
-    emitted = {o for e in (*kept, *mine) for o in e.objects}
-    made = layout.generated_files(destination, workloads, emitted, previous.files.__getitem__)
+    why = _kept_apart(name, result, kept, mine)
+    if why:
+        return why
+    made = _generated(destination, result, previous, kept, mine)
     files: dict[str, Content] = {e.path: result.files[e.path] for e in mine}
     files.update(made)
     entries = {e.path: e for e in kept}
@@ -168,6 +182,28 @@ def _destination(name: str, result: CompileResult, previous: ScopedPrevious, own
     files[shard] = provenance.encode(settled)
     gone = {path: e for path, e in before.items() if path not in entries}
     return gone, {e.path: e for e in settled}, files
+
+
+def _kept_apart(name: str, result: CompileResult, kept: Sequence[provenance.Entry],
+                mine: Sequence[provenance.Entry]) -> str | None:
+    """Why the scope's output cannot simply sit beside what others keep on the destination, or None."""
+    promised = {e.path for e in result.provenance.values() if e.destination == name and e.owner.startswith("Promise ")}
+    if promised != {e.path for e in kept if e.owner.startswith("Promise ")}:
+        return f"the Promises' output on Destination {name} changes"
+    if _clash(kept, mine):
+        return f"a changed request's output on Destination {name} clashes with another request's"
+    return None
+
+
+def _generated(destination: Destination, result: CompileResult, previous: ScopedPrevious,
+               kept: Sequence[provenance.Entry], mine: Sequence[provenance.Entry]) -> dict[str, bytes]:
+    """The destination's generated files, made again from everything on it."""
+    # What others keep is unchanged by definition: neither looked up nor compared, only listed (and read when an
+    # aggregated file joins it).
+    workloads: list[tuple[str, Content, bool]] = [(e.path, UNCHANGED, bool(e.objects)) for e in kept]
+    workloads += [(e.path, result.files[e.path], bool(e.objects)) for e in mine]
+    emitted = {o for e in (*kept, *mine) for o in e.objects}
+    return layout.generated_files(destination, workloads, emitted, previous.files.__getitem__)
 
 
 def _clash(kept: Sequence[provenance.Entry], mine: Sequence[provenance.Entry]) -> bool:

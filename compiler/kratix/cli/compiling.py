@@ -64,9 +64,8 @@ def compile(path: Path, ref: str | None, out_dir: Path | None, output_repo: str 
     """Validate, render and schedule the platform; write per-destination directories or publish them as one
     commit to the output repo. A compile that publishes uses the workflow results `--shard` runs stored for
     its input commit, instead of running those workflows again."""
-    from kratix import gitio, pipeline, publish
+    from kratix import pipeline, publish
     from kratix.cli import sharding
-    from kratix.cli.publishing import publish_delta, publish_platform
 
     started = time.monotonic()
     progress = _ProgressLine(enabled=not quiet and output_format == "text" and sys.stderr.isatty())
@@ -74,41 +73,19 @@ def compile(path: Path, ref: str | None, out_dir: Path | None, output_repo: str 
                                      unsandboxed=unsandboxed, no_step_network=no_step_network,
                                      kubernetes_version=kubernetes_version, parallelism=jobs)
     if shard is not None:
-        if output_repo is None or out_dir is not None:
-            raise click.UsageError("--shard stores its results in --output-repo, and writes no --out")
-        shard_result, shard_ref = sharding.run_shard(common.read_source(path, ref),
-                                                     publish.open_output_repo(output_repo, branch=branch),
-                                                     settings, shard)
-        if output_format == "json":
-            click.echo(json.dumps(sharding.shard_json(shard_result, shard_ref), indent=2))
-        elif not quiet:
-            click.echo(sharding.shard_line(shard_result, shard_ref), err=True)
-        common.exit_with(True)
-    stored, leftovers = None, []
-    repo = publish.open_output_repo(output_repo, branch=branch) if output_repo is not None else None
-    fast: Any = ("--rebuild asks for it" if rebuild else "--out writes the whole tree" if out_dir is not None
-                 else "the input is a work tree, not a commit (--ref)" if not ref else None)
-    if repo is not None and fast is None:
-        stored = sharding.load_stored(repo, gitio.resolve_commit(path, ref or ""))
-        # Only what changed since the last publish is read and compiled, when that is known to be enough;
-        # shard results waiting for this commit are merged by the compile that reads everything.
-        fast = ("shard results for this input commit are waiting to be merged" if stored is not None
-                else publish_delta(path, ref or "", repo, settings))
-    if repo is not None and not isinstance(fast, str):
-        result, outcome, previous = fast
-    elif repo is None:
+        _run_shard(path, ref, output_repo, branch, out_dir, settings, shard, output_format, quiet)
+    leftovers: list[str] = []
+    if output_repo is None:
         result = pipeline.compile_platform(common.read_source(path, ref), settings=settings, progress=progress)
-        outcome = None
+        outcome, stored, fast = None, None, None
     else:
-        tree = common.read_source(path, ref)
-        stored = stored if stored is not None else sharding.load_stored(repo, tree.commit)
-        result, outcome, previous = publish_platform(tree, repo, settings, progress,
-                                                     workflows=stored.replayer if stored else None)
-        leftovers = sharding.remove_used(repo, stored)
+        result, outcome, previous, stored, leftovers, fast = _publish(
+            path, ref, publish.open_output_repo(output_repo, branch=branch), settings, progress,
+            why_not_delta="--rebuild asks for it" if rebuild else "--out writes the whole tree" if out_dir else None)
     progress.done()
     if out_dir is not None:
         write_tree(out_dir, result.files if outcome is None else previous.resolve(result.files))
-    read = {} if outcome is None else {"read": {"only": "changes"} if not isinstance(fast, str)
+    read = {} if outcome is None else {"read": {"only": "changes"} if fast is None
                                        else {"only": "everything", "why": fast}}
     report.report(result.diagnostics, output_format,
                   {"summary": report.summary_json(result.summary), **report.published_json(outcome), **read,
@@ -119,9 +96,53 @@ def compile(path: Path, ref: str | None, out_dir: Path | None, output_repo: str 
             click.echo(line, err=True)
         if outcome is not None:
             click.echo(report.published_lines(outcome, output_repo or "", branch), err=True)
-            click.echo("read only what changed since the last publish" if not isinstance(fast, str)
+            click.echo("read only what changed since the last publish" if fast is None
                        else f"read everything: {fast}", err=True)
     common.exit_with(result.ok)
+
+
+def _publish(path: Path, ref: str | None, repo: Any, settings: Any, progress: Any, why_not_delta: str | None
+             ) -> tuple[Any, Any, Any, Any, list[str], str | None]:
+    """Compile and publish: reading only what changed since the last publish when that is known to be enough
+    (`publish_delta`), else everything, merging the shard results stored for the input commit. Returns the result,
+    the outcome, the previous output, the shard results used, what is left of them, and why everything was read
+    (None: only the change was)."""
+    from kratix import gitio
+    from kratix.cli import sharding
+    from kratix.cli.publishing import publish_delta, publish_platform
+
+    why = why_not_delta or (None if ref else "the input is a work tree, not a commit (--ref)")
+    stored = None
+    if why is None:
+        stored = sharding.load_stored(repo, gitio.resolve_commit(path, ref or ""))
+        # Shard results waiting for this commit are merged by the compile that reads everything.
+        fast = ("shard results for this input commit are waiting to be merged" if stored is not None
+                else publish_delta(path, ref or "", repo, settings))
+        if not isinstance(fast, str):
+            return (*fast, None, [], None)
+        why = fast
+    tree = common.read_source(path, ref)
+    stored = stored if stored is not None else sharding.load_stored(repo, tree.commit)
+    result, outcome, previous = publish_platform(tree, repo, settings, progress,
+                                                 workflows=stored.replayer if stored else None)
+    return result, outcome, previous, stored, sharding.remove_used(repo, stored), why
+
+
+def _run_shard(path: Path, ref: str | None, output_repo: str | None, branch: str, out_dir: Path | None,
+               settings: Any, shard: str, output_format: str, quiet: bool) -> None:
+    """`--shard`: run one shard's workflows, store their results, report, exit."""
+    from kratix import publish
+    from kratix.cli import sharding
+
+    if output_repo is None or out_dir is not None:
+        raise click.UsageError("--shard stores its results in --output-repo, and writes no --out")
+    shard_result, shard_ref = sharding.run_shard(common.read_source(path, ref),
+                                                 publish.open_output_repo(output_repo, branch=branch), settings, shard)
+    if output_format == "json":
+        click.echo(json.dumps(sharding.shard_json(shard_result, shard_ref), indent=2))
+    elif not quiet:
+        click.echo(sharding.shard_line(shard_result, shard_ref), err=True)
+    common.exit_with(True)
 
 
 class _ProgressLine:

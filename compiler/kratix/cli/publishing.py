@@ -54,8 +54,28 @@ def publish_delta(path: Path, ref: str, repo: Any, settings: Any) -> tuple[Any, 
     the branch), one commit of the changed paths on top of the branch. When this cannot be done (anything but
     request files changed, the branch holds what kratix did not write, the last compile left requests to compile
     again, ...), why: the caller then compiles everything, as it always may."""
-    from kratix import delta, gitio, load, paths, publish, stores, totals
-    from kratix.previous import ScopedPrevious
+    from kratix import gitio, publish, stores
+
+    found = _changed_since_published(path, ref, repo)
+    if isinstance(found, str):
+        return found
+    head, tree_id, commit, scope = found
+    with gitio.TreeReader(repo.path, head) as files:
+        outcome, previous = _compile_scope(path, commit, scope, files, head, settings)
+        if isinstance(outcome, str):
+            return outcome
+        refuse_deletions(outcome.trips, settings)
+        published = publish.publish_changes(repo, head, tree_id, outcome.changes, outcome.message)
+    if published is None:
+        return "the output branch moved while compiling"
+    target = stores.resolve({}, default=repo)[0]
+    return outcome.result, stores.Published({"": published}, {}, previous, (target,)), previous
+
+
+def _changed_since_published(path: Path, ref: str, repo: Any) -> tuple[str, str, str, frozenset[str]] | str:
+    """The output branch's head and tree, the input commit and the request files changed since the head's
+    `Source-Commit`; or why that is not known."""
+    from kratix import delta, gitio, paths, publish
 
     head = publish.read_head(repo)
     if head is None:
@@ -67,38 +87,36 @@ def publish_delta(path: Path, ref: str, repo: Any, settings: Any) -> tuple[Any, 
     commit = gitio.resolve_commit(path, ref)
     changed = gitio.changed_paths(path, source, commit)
     scope = delta.scope_of(changed) if changed is not None else "the last published input commit is unknown"
-    if isinstance(scope, str):
-        return scope
-    with gitio.TreeReader(repo.path, head) as files:
-        try:
-            before = totals.decode(files[paths.TOTALS])
-        except (KeyError, ValueError, UnicodeDecodeError):
-            return f"no readable {paths.TOTALS} (written once by a full compile)"
-        if not before.settled:
-            return "the last compile left requests to compile again (failed, pending or compound)"
-        tree = load.read_commit(path, commit, only=(*(f"{folder}/" for folder in load.INPUT_FOLDERS
-                                                       if folder != delta.REQUESTS), *sorted(scope)))
-        if load.parse_state_stores(tree):
-            return "the platform publishes to GitStateStores, which are read whole"
-        shards = delta.shards_for(scope)
-        first = ScopedPrevious(files, head, read=frozenset({""}), cache_paths=shards)
-        reached = frozenset(d for r in first.cache if r.file in scope for d in r.placements.values())
-        for _ in range(3):
-            previous = ScopedPrevious(files, head, read=frozenset({""}), cache_paths=shards,
-                                      decoded=first.cache_shards if not first.warnings else None,
-                                      provenance_paths=frozenset(paths.provenance_shard(d) for d in reached))
-            outcome = delta.compile_delta(tree, previous, before, scope, settings=settings)
-            if not isinstance(outcome, delta.MoreShards):
-                break
-            reached = outcome.destinations | reached
-        if not isinstance(outcome, delta.Delta):
-            return outcome if isinstance(outcome, str) else "the change reaches too many destinations"
-        refuse_deletions(outcome.trips, settings)
-        published = publish.publish_changes(repo, head, tree_id, outcome.changes, outcome.message)
-    if published is None:
-        return "the output branch moved while compiling"
-    target = stores.resolve({}, default=repo)[0]
-    return outcome.result, stores.Published({"": published}, {}, previous, (target,)), previous
+    return scope if isinstance(scope, str) else (head, tree_id, commit, scope)
+
+
+def _compile_scope(path: Path, commit: str, scope: Any, files: Any, head: str, settings: Any) -> tuple[Any, Any]:
+    """The delta compile of `scope` against the branch's files (read by path), or why it cannot be done."""
+    from kratix import delta, load, paths, totals
+    from kratix.previous import ScopedPrevious
+
+    try:
+        before = totals.decode(files[paths.TOTALS])
+    except (KeyError, ValueError, UnicodeDecodeError):
+        return f"no readable {paths.TOTALS} (written once by a full compile)", None
+    if not before.settled:
+        return "the last compile left requests to compile again (failed, pending or compound)", None
+    tree = load.read_commit(path, commit, only=(*(f"{folder}/" for folder in load.INPUT_FOLDERS
+                                                   if folder != delta.REQUESTS), *sorted(scope)))
+    if load.parse_state_stores(tree):
+        return "the platform publishes to GitStateStores, which are read whole", None
+    shards = delta.shards_for(scope)
+    first = ScopedPrevious(files, head, read=frozenset({""}), cache_paths=shards)
+    reached = frozenset(d for r in first.cache if r.file in scope for d in r.placements.values())
+    for _ in range(3):  # the scope's output may land on destinations its old output was not on
+        previous = ScopedPrevious(files, head, read=frozenset({""}), cache_paths=shards,
+                                  decoded=first.cache_shards if not first.warnings else None,
+                                  provenance_paths=frozenset(paths.provenance_shard(d) for d in reached))
+        outcome = delta.compile_delta(tree, previous, before, scope, settings=settings)
+        if not isinstance(outcome, delta.MoreShards):
+            return outcome, previous
+        reached = outcome.destinations | reached
+    return "the change reaches more destinations at each try", None
 
 
 def with_store_prefixes(settings: Any, targets: Any) -> Any:
