@@ -42,7 +42,6 @@ STILL_COMPLEX = frozenset({
     "assemble.py:reject_conflicts_with_published",
     "assemble.py:validate_output",
     "incremental.py:cache_records",
-    "plan.py:make_plan",
     "load/pipelines.py:_container",
     "load/destinations.py:_destination",
 })

@@ -280,7 +280,7 @@ def lay_out(platform: Platform, promises: Mapping[str, PromiseStatus], requests:
     previous_placements = previous.placements
     records = {k: v for s in requests.values() for k, v in s.placement_records.items()}
     for status in requests.values():
-        if status.keeps_previous_output:
+        if status.keeps_previous_output or status.kept_pipelines:
             records.update(_kept_placements(status, previous_placements))
     bookkeeping: dict[str, Any] = {paths.PLACEMENTS: encode_placements(records),
                                    paths.INVENTORY: _inventory(platform, previous)}
@@ -374,16 +374,22 @@ def _last_known_good(statuses: Mapping[str, RequestStatus], promise_statuses: Ma
     files, as provenance records them)."""
     owners = {s.owner for s in statuses.values() if s.keeps_previous_output}
     owners.update(f"Promise {name}" for name, s in promise_statuses.items() if not s.available)
-    if not owners:
+    # A suspended workflow keeps what its suspended pipeline and those after it published (Kratix leaves their
+    # Works alone).
+    pipelines = {s.owner: set(s.kept_pipelines) for s in statuses.values() if s.kept_pipelines}
+    if not owners and not pipelines:
         return {}
     return {path: previous.content(path) for path, entry in previous.provenance.items()
-            if entry.owner in owners and path in previous.files}
+            if (entry.owner in owners or entry.pipeline in pipelines.get(entry.owner, ())) and path in previous.files}
 
 
 def _kept_placements(status: RequestStatus, previous_placements: Mapping[str, str]) -> dict[str, str]:
     key = status.request.key
     prefix = f"{key.kind}/{key.namespace}/{key.name}#"
-    return {k: v for k, v in previous_placements.items() if k.startswith(prefix)}
+    kept = {k: v for k, v in previous_placements.items() if k.startswith(prefix)}
+    if status.keeps_previous_output:
+        return kept
+    return {k: v for k, v in kept.items() if k[len(prefix):].split("/", 1)[0] in status.kept_pipelines}
 
 
 def check_secrets(platform: Platform, promises: dict[str, PromiseStatus], requests: dict[str, RequestStatus],

@@ -58,6 +58,10 @@ def promise_fingerprints(tree: SourceTree, promises: Mapping[str, Promise],
           for d in sorted(destinations.values(), key=lambda d: d.name)),
         *sorted(f"{p.name}|{p.api.group}|{p.api.kind}|{p.version}" for p in promises.values() if p.api))
     digests = _image_digests(promises, settings)
+    # The ConfigMaps and Secrets steps may read (`config/`): a change re-runs the requests of Promises that run
+    # programs (which of them a step reads is known only when it runs).
+    configs = cache.fingerprint(*sorted(f"{path}={cache.digest(data)}" for path, data in tree.files.items()
+                                        if path.startswith("config/")))
     # Only `promises/` can hold a Promise's files: no need to look at the (many) request files.
     promise_files = {path: data for path, data in tree.files.items() if path.startswith("promises/")}
     prints = {}
@@ -66,6 +70,7 @@ def promise_fingerprints(tree: SourceTree, promises: Mapping[str, Promise],
         files = sorted((path, cache.digest(data)) for path, data in promise_files.items() if path.startswith(folder))
         images = sorted({c.image for pl in promise.resource_configure for c in pl.containers if c.image})
         prints[promise.name] = cache.fingerprint(shared, promise.name, promise.folder,
+                                                 *((configs,) if promise.runs_programs else ()),
                                                  *(f"{path}={blob}" for path, blob in files),
                                                  *(f"{image}@{digests[image]}" for image in images))
     return prints

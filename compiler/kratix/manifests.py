@@ -68,10 +68,22 @@ class RenderFailure:
 
 
 @dataclass(frozen=True)
+class Suspension:
+    """A pipeline's workflow-control.yaml stopped its workflow: `suspend: true`, or run it again `retry_after`
+    seconds from now. Its own output is not delivered and the pipelines after it do not run."""
+
+    pipeline: str
+    message: str
+    retry_after: float | None  # seconds; None: suspended until its input changes
+
+
+@dataclass(frozen=True)
 class WorkflowResult:
     outputs: tuple[PipelineOutput, ...] = ()
     status: Mapping[str, Any] = field(default_factory=dict)  # what the pipelines wrote to status.yaml, merged
     failure: RenderFailure | None = None
+    suspension: Suspension | None = None
+    written_keys: tuple[str, ...] = ()  # the status fields the pipelines wrote (status.yaml), in order
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ class Summary:
     misplaced: int
     failed: int
     files: int
+    suspended: int = 0  # requests whose workflow a pipeline's workflow-control.yaml suspended
     not_validated_kinds: tuple[str, ...] = ()
     unsandboxed: tuple[str, ...] = ()  # the owners (requests, "Promise <name>") whose command steps ran unsandboxed
     kubernetes_version: str = ""  # the release built-in kinds were checked against ("": output not checked)
@@ -80,13 +81,15 @@ def compile_platform(tree: SourceTree, *, settings: Settings, previous: Previous
     previous = previous or PreviousOutput()
     platform, diagnostics, reused, fingerprints = incremental.load_reusing(tree, previous, settings)
     schemas, unavailable = promise_compile.check_promises(platform, diagnostics)
-    renderer = render.Renderer(tree, settings=settings.render)
+    renderer = render.Renderer(tree, settings=settings.render, configs=platform.configs, sealer=sops.Sealer())
     if workflows is not None:
         renderer = workflows.wrap(renderer, fingerprints)
-    promises = promise_compile.compile_promises(platform, renderer, unavailable, diagnostics)
+    promises = promise_compile.compile_promises(platform, renderer, unavailable, diagnostics,
+                                                previous_status=previous.promise_status, now=settings.render.now)
     requests = request_compile.compile_requests(platform, schemas, promises, renderer, previous.placements,
                                                 diagnostics, progress, taken=reused.keys(),
-                                                parallelism=settings.render.parallelism)
+                                                parallelism=settings.render.parallelism,
+                                                previous_status=previous.request_status, now=settings.render.now)
     requests.update(reused)
     assemble.reject_unfit_files(platform, promises, requests, diagnostics)
     assemble.reject_conflicts(promises, requests, diagnostics, previous)
@@ -200,6 +203,7 @@ def _summary(platform: Platform, statuses: Mapping[str, RequestStatus], promise_
         pending=states.count("pending"),
         misplaced=states.count("misplaced"),
         failed=states.count("failed"),
+        suspended=states.count("suspended"),
         files=len(files),
         not_validated_kinds=tuple(sorted({*not_validated, *(k for s in statuses.values() for k in s.unchecked_kinds)})),
         unsandboxed=tuple(sorted({f.owner for f in [*(f for s in statuses.values() for f in s.files),

@@ -19,14 +19,17 @@ from typing import Any
 
 import yaml
 
-from kratix import manifests, paths, provenance, secretpolicy, yamltext
+from kratix import diagrams, manifests, paths, provenance, secretpolicy, yamltext
 from kratix.documents import Content
+from kratix.placements import PENDING
 from kratix.previous import PreviousOutput
 from kratix.statuses import RequestStatus
 
 DANGEROUS_KINDS = ("Namespace", "CustomResourceDefinition", "PersistentVolumeClaim")
 MAX_DIFF_LINES = 120
 MAX_MARKDOWN_CHARS = 60_000  # GitHub refuses comments over 65,536 characters
+MAX_DIAGRAM_REQUESTS = 30  # GitHub stops drawing a Mermaid diagram long before 65,536 characters
+DELETED = "deleted"
 
 
 @dataclass(frozen=True)
@@ -54,12 +57,24 @@ class PlacementChange:
 
 
 @dataclass(frozen=True)
+class PlacementMove:
+    """A request whose output changes destinations: placed for the first time, moved, deleted, or left with none
+    (pending)."""
+
+    request: str  # "Kind namespace/name"
+    before: tuple[str, ...]  # the destinations its output was on
+    after: tuple[str, ...]  # the destinations its output goes to now
+    state: str  # placed | pending | misplaced | deleted
+
+
+@dataclass(frozen=True)
 class Plan:
     changes: tuple[FileChange, ...]
     trips: tuple[GuardTrip, ...]
     placements: tuple[PlacementChange, ...]
     failed: tuple[str, ...]  # requests failing now, with why
     crd_changes: tuple[str, ...]
+    moves: tuple[PlacementMove, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -116,6 +131,22 @@ def make_plan(previous: PreviousOutput, files: Mapping[str, Content], entries: M
               statuses: Mapping[str, RequestStatus], previous_placements: Mapping[str, str],
               threshold: float) -> Plan:
     previous_entries = previous.provenance
+    changes = file_changes(previous, files, entries)
+    before = destinations_before(previous_placements)
+    failed = tuple(f"{key}: {s.detail}" for key, s in sorted(statuses.items()) if s.failed_now)
+    crd_changes = tuple(sorted(
+        f"{c.change} {obj}" for c in changes
+        for obj in _objects_of(c, previous_entries, entries) if manifests.kind_of(obj) == "CustomResourceDefinition"))
+    trips = guard(previous_entries, entries, threshold=threshold,
+                  unowned=unowned_files(previous.files, previous_entries, previous.layouts))
+    return Plan(tuple(changes), tuple(trips), placement_changes(statuses, before), failed, crd_changes,
+                placement_moves(statuses, before))
+
+
+def file_changes(previous: PreviousOutput, files: Mapping[str, Content],
+                 entries: Mapping[str, provenance.Entry]) -> list[FileChange]:
+    """Every output file added, changed or removed (bookkeeping aside), with its destination, owner and diff."""
+    previous_entries = previous.provenance
     changes = []
     for path in sorted(set(previous.files) | set(files)):
         if paths.is_bookkeeping(path) or previous.same(path, files.get(path)):
@@ -125,23 +156,52 @@ def make_plan(previous: PreviousOutput, files: Mapping[str, Content], entries: M
         diff = _diff(path, previous.files[path], files[path]) if change == "changed" else ""
         changes.append(FileChange(path, change, entry.destination if entry and entry.destination else
                                   path.split("/", 1)[0], entry.owner if entry else "kratix", diff))
-    placements = []
-    before: dict[str, set[str]] = {}  # request identity -> the destinations its output was on
+    return changes
+
+
+def destinations_before(previous_placements: Mapping[str, str]) -> dict[str, set[str]]:
+    """Request identity ("Kind/namespace/name") → the destinations its published output is on, from the
+    placement records (record → destination)."""
+    before: dict[str, set[str]] = {}
     for record, destination in previous_placements.items():
         before.setdefault(record.partition("#")[0], set()).add(destination)
+    return before
+
+
+def placement_changes(statuses: Mapping[str, RequestStatus],
+                      before: Mapping[str, set[str]]) -> tuple[PlacementChange, ...]:
+    """Each placement made now that was not there before, and each that is not a clean placement."""
+    placements = []
     for key, status in sorted(statuses.items()):
         was = before.get(_identity(status), set())
         for _pipeline, _directory, placement in status.placements:  # empty for requests carried over unchanged
             name = placement.destination.name if placement.destination else None
             if placement.state != "placed" or name not in was:
                 placements.append(PlacementChange(key, name, placement.state, placement.reason))
-    failed = tuple(f"{key}: {s.detail}" for key, s in sorted(statuses.items()) if s.failed_now)
-    crd_changes = tuple(sorted(
-        f"{c.change} {obj}" for c in changes
-        for obj in _objects_of(c, previous_entries, entries) if manifests.kind_of(obj) == "CustomResourceDefinition"))
-    trips = guard(previous_entries, entries, threshold=threshold,
-                  unowned=unowned_files(previous.files, previous_entries, previous.layouts))
-    return Plan(tuple(changes), tuple(trips), tuple(placements), failed, crd_changes)
+    return tuple(placements)
+
+
+def placement_moves(statuses: Mapping[str, RequestStatus], before: Mapping[str, set[str]]) -> tuple[PlacementMove, ...]:
+    """Each request whose destinations change, from the last publish's (`before`: request identity → the
+    destinations its output was on) to this compile's. A request that keeps its last output (failing now, or
+    waiting on an unavailable Promise) moves nowhere; a request that is gone takes its output with it."""
+    moves = []
+    seen = set()
+    for key, status in sorted(statuses.items()):
+        identity = _identity(status)
+        seen.add(identity)
+        was = before.get(identity, set())
+        if status.keeps_previous_output:
+            continue
+        now = ({p.destination.name for _, _, p in status.placements if p.destination is not None}
+               if status.placements else set(status.placement_records.values()))
+        if now != was:
+            moves.append(PlacementMove(key, tuple(sorted(was)), tuple(sorted(now)), status.state))
+    for identity, was in sorted(before.items()):
+        if identity not in seen:
+            kind, namespace, name = identity.split("/", 2)
+            moves.append(PlacementMove(f"{kind} {namespace}/{name}", tuple(sorted(was)), (), DELETED))
+    return tuple(moves)
 
 
 def _identity(status: RequestStatus) -> str:
@@ -205,6 +265,8 @@ def to_json(plan: Plan) -> dict[str, Any]:
         "placements": [vars(p) for p in plan.placements],
         "failed": list(plan.failed),
         "crdChanges": list(plan.crd_changes),
+        "placementMoves": [{"request": m.request, "before": list(m.before), "after": list(m.after), "state": m.state}
+                           for m in plan.moves],
     }
 
 
@@ -234,6 +296,8 @@ def to_markdown(plan: Plan, *, title: str = "Kratix plan") -> str:
             fence = "`" * max(3, _longest_run(change.diff, "`") + 1)
             blocks.append("\n".join([f"<details><summary>diff <code>{html.escape(change.path)}</code></summary>", "",
                                      f"{fence}diff", change.diff.rstrip("\n"), fence, "</details>", ""]))
+    if plan.moves:
+        blocks.append(placement_diagram(plan.moves))
     if plan.placements:
         rows = ["#### Placements", "", "| request | destination | state | why |", "|---|---|---|---|"]
         rows += [f"| {_text(p.request)} | {_code(p.destination, cell=True) if p.destination else '—'} | "
@@ -246,6 +310,32 @@ def to_markdown(plan: Plan, *, title: str = "Kratix plan") -> str:
             return text + f"\n… {left} more section(s) cut; run `kratix plan --format json` for all of it.\n"
         text += block + "\n"
     return text
+
+
+def placement_graph(moves: Sequence[PlacementMove]) -> diagrams.Graph:
+    """Requests on the left, destinations on the right: an edge for each destination a request is placed on
+    (added) or leaves (removed); the request is marked added, moved, pending or removed."""
+    nodes, edges = [], []
+    for move in moves:
+        request = f"{diagrams.REQUEST}:{move.request}"
+        added, removed = sorted(set(move.after) - set(move.before)), sorted(set(move.before) - set(move.after))
+        mark = (diagrams.PENDING if move.state == PENDING else diagrams.REMOVED if not move.after
+                else diagrams.MOVED if move.before else diagrams.ADDED)
+        nodes.append(diagrams.Node(request, diagrams.REQUEST, move.request, mark))
+        for names, edge_mark in ((added, diagrams.ADDED), (removed, diagrams.REMOVED)):
+            for name in names:
+                nodes.append(diagrams.Node(f"{diagrams.DESTINATION}:{name}", diagrams.DESTINATION, name))
+                edges.append(diagrams.Edge(request, f"{diagrams.DESTINATION}:{name}", edge_mark))
+    return diagrams.Graph(diagrams.unique(nodes), tuple(edges))
+
+
+def placement_diagram(moves: Sequence[PlacementMove], *, limit: int = MAX_DIAGRAM_REQUESTS) -> str:
+    """The Markdown section with the Mermaid diagram of the placements that change, at most `limit` requests of
+    them (a diagram of thousands would not be drawn at all); it says how many more there are."""
+    shown = diagrams.to_mermaid(placement_graph(moves[:limit]))
+    more = (f"\n… and {len(moves) - limit} more request(s) whose placement changes (not drawn); "
+            "`kratix plan --format json` lists them all.\n" if len(moves) > limit else "")
+    return "\n".join(["#### Placement changes", "", "```mermaid", shown.rstrip("\n"), "```", more])
 
 
 # What Markdown reads inside a line: emphasis, code, links, table cells, strikethrough, mentions (`@team` would

@@ -168,6 +168,17 @@ class HeldRequest:
 
 
 @dataclass(frozen=True)
+class ConfigObject:
+    """A ConfigMap or Secret of `config/<namespace>/` that pipeline steps read (a Secret SOPS-encrypted)."""
+
+    kind: str  # "ConfigMap" or "Secret"
+    namespace: str
+    name: str
+    source: str  # its file
+    body: Mapping[str, Any] = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class Platform:
     promises: Mapping[str, Promise]  # by name
     destinations: Mapping[str, Destination]  # by name
@@ -175,3 +186,4 @@ class Platform:
     commit: str | None = None
     held: tuple[HeldRequest, ...] = ()
     stores: Mapping[str, StateStore] = field(default_factory=dict)  # the GitStateStores, by name
+    configs: Mapping[tuple[str, str, str], ConfigObject] = field(default_factory=dict)  # by (kind, namespace, name)

@@ -16,8 +16,11 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
-from kratix import cache, heal, inventory, paths, provenance
+import yaml
+
+from kratix import cache, heal, inventory, paths, provenance, yamltext
 from kratix.documents import BlobRef, Content, blob_id
 
 PLACEMENTS_FORMAT = 2
@@ -138,6 +141,26 @@ class PreviousOutput:
         return [paths.Layout(name, entry.root if entry.root is not None else entry.path, entry.mode or paths.NESTED,
                              entry.filename or paths.AGGREGATED_FILENAME, entry.path)
                 for name, entry in sorted(self.inventory.destinations.items())]
+
+    def request_status(self, namespace: str, promise: str, name: str) -> dict[str, Any]:
+        """The status the last compile gave a request (`{}` if none): its pipelines see it in object.yaml, and
+        what they write is merged into it, as Kratix merges into the object's status."""
+        return self._status_at(paths.request_status(namespace, promise, name))
+
+    def promise_status(self, name: str) -> dict[str, Any]:
+        """The status the last compile gave a Promise (`{}` if none), for its promise workflow's object.yaml."""
+        return self._status_at(paths.promise_status(name))
+
+    def _status_at(self, path: str) -> dict[str, Any]:
+        if path not in self.files:
+            return {}
+        try:
+            document = next(iter(yamltext.load_plain(self.files[path])), None)
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            self._unreadable(path, exc, "its pipelines saw no previous status")
+            return {}
+        status = document.get("status") if isinstance(document, Mapping) else None
+        return dict(status) if isinstance(status, Mapping) else {}
 
     def content(self, path: str) -> Content:
         """A previously published file, to carry over: a reference to its blob when the files come from a repo

@@ -7,14 +7,15 @@ destination) and the selectors its requests inherit; the request schemas of the 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
-from kratix import cache, paths, render, schedule, schema
+from kratix import cache, contract, paths, render, schedule, schema, suspensions
 from kratix.diagnostics import Diagnostic, Severity
 from kratix.manifests import STATIC_PIPELINE, PlacedFile, WorkflowResult, kratix_labels
 from kratix.platform import Destination, Platform, Promise
-from kratix.statuses import PromiseStatus, pipeline_phases
+from kratix.statuses import PromiseStatus, pipeline_phases, suspended_phases
 
 
 def check_promises(platform: Platform, diagnostics: list[Diagnostic]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -65,8 +66,15 @@ def _unavailable_promises(platform: Platform, problems: Mapping[str, str]) -> di
     return unavailable
 
 
+def _no_status(name: str) -> Mapping[str, Any]:
+    return {}
+
+
 def compile_promises(platform: Platform, renderer: render.Renderer, unavailable: Mapping[str, str],
-                     diagnostics: list[Diagnostic]) -> dict[str, PromiseStatus]:
+                     diagnostics: list[Diagnostic], *,
+                     previous_status: Callable[[str], Mapping[str, Any]] = _no_status,
+                     now: datetime | None = None) -> dict[str, PromiseStatus]:
+    when = now or datetime.now(UTC)  # the CLI always gives the compile's time (`--now`)
     statuses: dict[str, PromiseStatus] = {}
     for promise in sorted(platform.promises.values(), key=lambda p: p.name):
         names = [p.name for p in promise.promise_configure]
@@ -76,28 +84,55 @@ def compile_promises(platform: Platform, renderer: render.Renderer, unavailable:
                                                    pipelines=pipeline_phases(names, None, pending=True),
                                                    revision=revision)
             continue
-        files, labels, workflow = _render_promise(renderer, promise, platform.destinations)
+        status_now = previous_status(promise.name)
+        waiting = suspensions.in_force(status_now, revision, when)
+        if waiting is not None:  # Kratix does not reconcile a suspended Promise: nothing runs, everything stays
+            statuses[promise.name] = _suspended(promise, waiting, names, revision)
+            continue
+        files, labels, workflow = _render_promise(renderer, promise, platform.destinations, status_now)
         phases = pipeline_phases(names, workflow, pending=False)
+        if workflow.suspension is not None and workflow.failure is None:
+            statuses[promise.name] = _suspended(promise, suspensions.entry(workflow.suspension, status_now, when),
+                                                names, revision)
+            continue
         if workflow.failure is not None:
             diagnostics.append(workflow.failure.diagnostic(f"Promise {promise.name}"))
             statuses[promise.name] = PromiseStatus(promise, available=False,
                                                    reason=f"promise workflow failed: {workflow.failure.message}",
                                                    pipelines=phases, revision=revision, workflow_ok=False)
             continue
+        ignored = [key for key in workflow.written_keys if key != "message"]
+        if ignored:
+            diagnostics.append(Diagnostic.at(
+                promise.source, ("spec", "workflows", "promise"), "pipeline.promise-status",
+                f"the promise workflow wrote {', '.join(ignored)} to status.yaml; only 'message' can be set on a "
+                "Promise's status (Kratix ignores the rest, and so does this compile)", severity=Severity.WARNING,
+                object=f"Promise {promise.name}"))
+        message = workflow.status.get("message") if "message" in workflow.written_keys else None
         statuses[promise.name] = PromiseStatus(promise, available=True, reason="", files=tuple(files),
                                                request_labels=labels, pipelines=phases, revision=revision,
-                                               workflow_ok=True)
+                                               workflow_ok=True,
+                                               message=message if isinstance(message, str) else "")
     return statuses
 
 
-def _render_promise(renderer: render.Renderer, promise: Promise, destinations: Mapping[str, Destination]
-                    ) -> tuple[list[PlacedFile], dict[str, str], WorkflowResult]:
+def _suspended(promise: Promise, entry: Mapping[str, Any], names: list[str], revision: str) -> PromiseStatus:
+    """A promise workflow a pipeline suspended: as in Kratix, the Promise is not available (its requests wait),
+    and what it published stays."""
+    message = str(entry.get("message") or "")
+    reason = f"promise workflow suspended by pipeline {entry['name']!r}" + (f": {message}" if message else "")
+    return PromiseStatus(promise, available=False, reason=reason, revision=revision, suspension=dict(entry),
+                         pipelines=suspended_phases(names, str(entry["name"]), message))
+
+
+def _render_promise(renderer: render.Renderer, promise: Promise, destinations: Mapping[str, Destination],
+                    status_now: Mapping[str, Any]) -> tuple[list[PlacedFile], dict[str, str], WorkflowResult]:
     promise_labels = schedule.selector_labels(promise.selectors)
     outputs = [renderer.render_dependencies(promise)]
     workflow = WorkflowResult()
     if promise.promise_configure:
-        workflow = renderer.render_workflow(promise, promise.promise_configure, promise.body,
-                                            workflow_type="promise", env=render.kratix_env(promise, None, "promise"))
+        obj = {**promise.body, "status": {**status_now, "message": contract.PENDING_MESSAGE}}
+        workflow = renderer.render_workflow(promise, promise.promise_configure, obj, request=None)
         outputs.extend(workflow.outputs)
     # Selectors a promise workflow writes for its root output also steer the Promise's requests (Kratix's
     # priority: resource workflow < promise workflow < Promise).

@@ -16,22 +16,32 @@ Other containers (commands, images) run through `kratix.steps`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import secrets
 import threading
 import traceback
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jinja2
 import yaml
 
+from kratix import contract, sops, steps, templating, yamltext
 from kratix import names as kratix_names
-from kratix import templating, yamltext
 from kratix.documents import SourceTree
 from kratix.errors import StepError
-from kratix.manifests import STATIC_PIPELINE, OutputGroup, PipelineOutput, RenderedFile, RenderFailure, WorkflowResult
-from kratix.platform import Container, Pipeline, Promise, ResourceRequest
+from kratix.manifests import (
+    STATIC_PIPELINE,
+    PipelineOutput,
+    RenderedFile,
+    RenderFailure,
+    Suspension,
+    WorkflowResult,
+)
+from kratix.platform import ConfigObject, Container, Pipeline, Promise, ResourceRequest
 from kratix.settings import RenderSettings
 
 TEMPLATE_SUFFIX = ".j2"
@@ -46,9 +56,15 @@ class _Failure(Exception):
 class Renderer:
     """One per compile: the Jinja2 environment, compiled templates and the node representer are shared."""
 
-    def __init__(self, tree: SourceTree, *, settings: RenderSettings) -> None:
+    def __init__(self, tree: SourceTree, *, settings: RenderSettings,
+                 configs: Mapping[tuple[str, str, str], ConfigObject] | None = None,
+                 sealer: sops.Sealer | None = None) -> None:
         self._tree = tree
         self._settings = settings
+        self._configs = configs or {}  # the ConfigMaps and Secrets of config/<namespace>/
+        self._sealer = sealer or sops.Sealer()
+        self._decrypted: dict[tuple[str, str, str], Mapping[str, bytes] | str] = {}  # in memory only
+        self._decrypting = threading.Lock()
         self._env = templating.TemplateEnvironment(loader=jinja2.FunctionLoader(self._load_template))
         self._nonce = secrets.token_hex(6)
         self._local = threading.local()  # container pipelines render templates from several threads
@@ -70,22 +86,32 @@ class Renderer:
         return PipelineOutput(STATIC_PIPELINE, files)
 
     def render_workflow(self, promise: Promise, pipelines: Sequence[Pipeline], obj: Mapping[str, Any], *,
-                        workflow_type: str, env: Mapping[str, str]) -> WorkflowResult:
-        """Run `pipelines` in order for `obj`; each later pipeline sees the status the earlier ones wrote."""
+                        request: ResourceRequest | None) -> WorkflowResult:
+        """Run `pipelines` in order for `obj` (`request`'s resource workflow, or with None the Promise's own);
+        each later pipeline sees the status the earlier ones wrote."""
+        workflow_type = contract.RESOURCE_WORKFLOW if request is not None else contract.PROMISE_WORKFLOW
         outputs: list[PipelineOutput] = []
         status: dict[str, Any] = dict(obj.get("status") or {})
+        keys: dict[str, None] = {}
         for pipeline in pipelines:
             current = {**obj, "status": status} if status else dict(obj)
+            suspension = None
             try:
                 if all(c.template is not None for c in pipeline.containers):
                     output, written = self._native_pipeline(promise, pipeline, current, workflow_type)
                 else:
-                    output, written = self._container_pipeline(promise, pipeline, current, workflow_type, env)
+                    env = contract.kratix_variables(promise, request, pipeline=pipeline.name)
+                    output, written, suspension = self._container_pipeline(promise, pipeline, current,
+                                                                           workflow_type, env, request)
             except _Failure as failure:
-                return WorkflowResult(tuple(outputs), status, failure.failure)
+                return WorkflowResult(tuple(outputs), status, failure.failure, written_keys=tuple(keys))
+            status = contract.merge_status(status, written)
+            keys.update(dict.fromkeys(written))
+            if suspension is not None:  # Kratix creates no Work for it, and runs nothing after it
+                return WorkflowResult(tuple(outputs), status, None, replace(suspension, pipeline=pipeline.name),
+                                      tuple(keys))
             outputs.append(output)
-            status = merge_status(status, written)
-        return WorkflowResult(tuple(outputs), status, None)
+        return WorkflowResult(tuple(outputs), status, None, written_keys=tuple(keys))
 
     # --- native template pipelines ------------------------------------------------------------------------
 
@@ -209,19 +235,23 @@ class Renderer:
     # --- container pipelines ------------------------------------------------------------------------------
 
     def _container_pipeline(self, promise: Promise, pipeline: Pipeline, obj: Mapping[str, Any],
-                            workflow_type: str, env: Mapping[str, str]) -> tuple[PipelineOutput, Mapping[str, Any]]:
+                            workflow_type: str, env: Mapping[str, str], request: ResourceRequest | None
+                            ) -> tuple[PipelineOutput, Mapping[str, Any], Suspension | None]:
+        try:
+            pipeline, mounts = self._resolve_inputs(promise, pipeline, request, workflow_type)
+        except contract.ContractError as exc:
+            raise _Failure(RenderFailure(promise.source.path, promise.source.line, 1, "render.step-input",
+                                         str(exc), pipeline.name)) from None
         promise_files = {path[len(promise.folder) + 1:]: data for path, data in self._tree.files.items()
                          if path.startswith(promise.folder + "/")}
-
-        from kratix import steps  # only a platform whose Promises run programs needs it (a small compile's start)
 
         def native(container: Container, out: Path) -> str | None:
             return self._native_into(promise, container, obj, workflow_type, pipeline, out)
 
         try:
             run = steps.run_pipeline(pipeline, object_yaml=yamltext.dump(obj), promise_files=promise_files,
-                                     env={**env, "KRATIX_PIPELINE_NAME": pipeline.name}, settings=self._settings,
-                                     native_step=native, **self._probe(pipeline))
+                                     env=env, settings=self._settings,
+                                     native_step=native, mounts=mounts, **self._probe(pipeline))
         except StepError as exc:  # refused before any container ran: no sandbox, no runtime, no network allowed
             raise _Failure(RenderFailure(promise.source.path, promise.source.line, 1, "render.step-refused",
                                          str(exc), pipeline.name)) from None
@@ -242,13 +272,76 @@ class Renderer:
             files.append(RenderedFile(path, bodies, f"container:{pipeline.name}",
                                       sandbox=steps.UNSANDBOXED if run.unsandboxed else None, images=run.images,
                                       raw=None if bodies else data))
-        groups = _groups(run.metadata_files.get("destination-selectors.yaml"))
-        written = _status(run.metadata_files.get("status.yaml"))
-        return PipelineOutput(pipeline.name, tuple(files), groups), written
+        try:
+            groups = contract.read_destination_selectors(run.metadata_files.get(contract.DESTINATION_SELECTORS))
+            written = contract.read_status(run.metadata_files.get(contract.STATUS))
+            suspension = contract.read_workflow_control(run.metadata_files.get(contract.WORKFLOW_CONTROL))
+        except contract.ContractError as exc:
+            raise _Failure(RenderFailure(promise.source.path, promise.source.line, 1, "render.metadata",
+                                         str(exc), pipeline.name)) from None
+        return PipelineOutput(pipeline.name, tuple(files), groups), written, suspension
+
+    def _resolve_inputs(self, promise: Promise, pipeline: Pipeline, request: ResourceRequest | None,
+                        workflow_type: str) -> tuple[Pipeline, dict[str, tuple[contract.Mount, ...]]]:
+        """Each container's env (valueFrom, envFrom) and volumes, read from the ConfigMaps and Secrets of the
+        namespace the pipeline runs in."""
+        namespace = contract.pipeline_namespace(promise, request)
+        account = contract.service_account(promise, pipeline.body, workflow_type)
+
+        def lookup(kind: str, name: str) -> Mapping[str, bytes] | None:
+            return self._config_data(kind, namespace, name)
+
+        containers, mounts = [], {}
+        for container in pipeline.containers:
+            if container.template is not None:
+                containers.append(container)
+                continue
+            inputs = contract.resolve_step(container.body, pipeline.body, namespace=namespace, account=account,
+                                           lookup=lookup)
+            containers.append(replace(container, env=inputs.env))
+            mounts[container.name] = inputs.mounts
+        return replace(pipeline, containers=tuple(containers)), mounts
+
+    def _config_data(self, kind: str, namespace: str, name: str) -> Mapping[str, bytes] | None:
+        """A ConfigMap's or Secret's data, decoded; a Secret decrypted once per compile, kept in memory only."""
+        found = self._configs.get((kind, namespace, name))
+        if found is None:
+            return None
+        with self._decrypting:
+            if (kind, namespace, name) not in self._decrypted:
+                self._decrypted[(kind, namespace, name)] = self._decode(found)
+        data = self._decrypted[(kind, namespace, name)]
+        if isinstance(data, str):
+            raise contract.ContractError(data)
+        return data
+
+    def _decode(self, found: ConfigObject) -> Mapping[str, bytes] | str:
+        """The object's keys and bytes (`data` as text, `binaryData`/a Secret's `data` base64, `stringData`
+        text), or why it cannot be read."""
+        where = f"{found.kind} {found.namespace}/{found.name} ({found.source})"
+        body = found.body
+        if found.kind == "Secret":
+            try:
+                body = self._sealer.decrypt(body)
+            except sops.SopsError as exc:
+                return f"{where}: {exc}"
+        text, encoded = (("data",), ("binaryData",)) if found.kind == "ConfigMap" else (("stringData",), ("data",))
+        decoded: dict[str, bytes] = {}
+        for fields, is_base64 in ((encoded, True), (text, False)):
+            for field in fields:
+                values = body.get(field) or {}
+                if not isinstance(values, Mapping):
+                    return f"{where}: {field} must be a map of keys to strings"
+                for key, value in values.items():
+                    if not isinstance(value, str):
+                        return f"{where}: {field}.{key} must be a string (quote it)"
+                    try:
+                        decoded[str(key)] = base64.b64decode(value, validate=True) if is_base64 else value.encode()
+                    except binascii.Error:
+                        return f"{where}: {field}.{key} is not base64"
+        return decoded
 
     def _probe(self, pipeline: Pipeline) -> dict[str, str | None]:
-        from kratix import steps
-
         commands = any(c.image is None and c.template is None for c in pipeline.containers)
         if commands and "sandbox" not in self._probes:
             self._probes["sandbox"] = steps.command_sandbox(self._settings)  # "": none here, steps refuse
@@ -283,42 +376,6 @@ def object_problem(document: Any) -> str | None:
     return None
 
 
-def merge_status(status: Mapping[str, Any], written: Mapping[str, Any]) -> dict[str, Any]:
-    """Kratix's rule: top-level keys overwrite, `conditions` merge by `type`."""
-    merged = dict(status)
-    for key, value in written.items():
-        if key == "conditions" and isinstance(value, list) and isinstance(merged.get("conditions"), list):
-            by_type = {c.get("type"): c for c in merged["conditions"] if isinstance(c, Mapping)}
-            for condition in value:
-                if isinstance(condition, Mapping):
-                    by_type[condition.get("type")] = condition
-            merged["conditions"] = list(by_type.values())
-        else:
-            merged[key] = value
-    return merged
-
-
-def _groups(data: bytes | None) -> tuple[OutputGroup, ...]:
-    if not data:
-        return ()
-    entries = next(iter(yamltext.load_plain(data)), None) or []
-    groups = []
-    for entry in entries if isinstance(entries, list) else []:
-        if isinstance(entry, Mapping):
-            labels = entry.get("matchLabels") or {}
-            directory = entry.get("directory")
-            groups.append(OutputGroup(str(directory).strip("/") if directory else None,
-                                      {str(k): str(v) for k, v in labels.items()}))
-    return tuple(groups)
-
-
-def _status(data: bytes | None) -> Mapping[str, Any]:
-    if not data:
-        return {}
-    document = next(iter(yamltext.load_plain(data)), None)
-    return document if isinstance(document, Mapping) else {}
-
-
 def _normalise(path: str) -> str:
     parts: list[str] = []
     for part in PurePosixPath(path).parts:
@@ -336,23 +393,3 @@ def _template_frame(exc: BaseException, fallback: str) -> tuple[str, int]:
         if frame.filename and not frame.filename.endswith(".py") and frame.lineno:
             return _normalise(frame.filename), frame.lineno
     return fallback, 1
-
-
-def kratix_env(promise: Promise, request: ResourceRequest | None, workflow_type: str) -> dict[str, str]:
-    api = promise.api
-    if request is None:
-        kind, group, version, name, namespace = "Promise", "platform.kratix.io", "v1alpha1", promise.name, ""
-    else:
-        kind, name, namespace = request.key.kind, request.key.name, request.key.namespace
-        group, version = (api.group, api.version) if api else ("", "")
-    return {
-        "KRATIX_WORKFLOW_TYPE": workflow_type,
-        "KRATIX_WORKFLOW_ACTION": "configure",
-        "KRATIX_PROMISE_NAME": promise.name,
-        "KRATIX_OBJECT_KIND": kind,
-        "KRATIX_OBJECT_GROUP": group,
-        "KRATIX_OBJECT_VERSION": version,
-        "KRATIX_OBJECT_NAME": name,
-        "KRATIX_OBJECT_NAMESPACE": namespace,
-        "KRATIX_CRD_PLURAL": api.plural if api else "",
-    }

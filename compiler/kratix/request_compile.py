@@ -5,12 +5,14 @@ Promises (compound Promises, compiled in later waves), and place its output on o
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
-from kratix import cache, paths, render, schedule, schema, workers
+from kratix import cache, contract, paths, render, schedule, schema, suspensions, workers
 from kratix.diagnostics import Diagnostic, Severity
 from kratix.documents import SourceDoc
 from kratix.manifests import (
@@ -23,26 +25,40 @@ from kratix.manifests import (
     WorkflowResult,
     kratix_labels,
 )
+from kratix.placements import PLACED
 from kratix.platform import Destination, Platform, Promise, RequestKey, ResourceRequest
-from kratix.statuses import PromiseStatus, RequestStatus, pipeline_phases
+from kratix.statuses import PromiseStatus, RequestStatus, pipeline_phases, suspended_phases
 
 Progress = Callable[[str, int, int], None]  # (what, done, total): for a progress line on a terminal
+PreviousStatus = Callable[[str, str, str], Mapping[str, Any]]  # (namespace, promise, name) -> last status
+
+
+def _no_status(namespace: str, promise: str, name: str) -> Mapping[str, Any]:
+    return {}
 
 
 def compile_requests(platform: Platform, schemas: Mapping[str, Any], promises: Mapping[str, PromiseStatus],
                      renderer: render.Renderer, previous_placements: Mapping[str, str],
                      diagnostics: list[Diagnostic], progress: Progress, *, taken: Collection[str] = (),
-                     parallelism: int = 1) -> dict[str, RequestStatus]:
+                     parallelism: int = 1, previous_status: PreviousStatus = _no_status,
+                     now: datetime | None = None) -> dict[str, RequestStatus]:
     """Every request, then the requests their workflows emit for other Promises' APIs (compound Promises), in
     waves: parents before children, so a child always sees a finished parent. Requests whose Promise runs
     programs or containers are compiled `parallelism` at a time (they wait on processes, not on Python)."""
     served = {(p.api.group, p.api.kind): p.name for p in platform.promises.values() if p.api is not None}
     statuses: dict[str, RequestStatus] = {}
     total = len(platform.requests)
+    reading = threading.Lock()  # the previous output may be read through one git process
+    when = now or datetime.now(UTC)  # the CLI always gives the compile's time (`--now`)
+
+    def status_of(request: ResourceRequest) -> Mapping[str, Any]:
+        with reading:
+            return previous_status(request.key.namespace, request.promise, request.key.name)
 
     def compile_one(item: tuple[ResourceRequest, tuple[ResourceRequest, ...]]) -> RequestStatus:
         status = _compile_request(item[0], promises[item[0].promise], schemas, renderer, platform.destinations,
-                                  previous_placements, diagnostics, served=served)
+                                  previous_placements, diagnostics, served=served, previous_status=status_of,
+                                  now=when)
         progress("rendering requests", len(statuses) + 1, total)
         return status
 
@@ -65,7 +81,8 @@ def compile_requests(platform: Platform, schemas: Mapping[str, Any], promises: M
             ran = dict(zip((str(r.key) for r, _ in slow), pool.map(compile_one, slow), strict=True))
             quick = [request for request, _ in todo if str(request.key) not in ran]
             ran.update(_compile_on_every_core(quick, promises, schemas, renderer, platform.destinations,
-                                              previous_placements, diagnostics, served, jobs=parallelism))
+                                              previous_placements, diagnostics, served, jobs=parallelism,
+                                              previous_status=status_of, now=when))
             wave = []
             for request, ancestry in todo:
                 status = ran.get(str(request.key)) or compile_one((request, ancestry))
@@ -83,19 +100,25 @@ def compile_requests(platform: Platform, schemas: Mapping[str, Any], promises: M
 def _compile_on_every_core(requests: Sequence[ResourceRequest], promises: Mapping[str, PromiseStatus],
                            schemas: Mapping[str, Any], renderer: render.Renderer,
                            destinations: Mapping[str, Destination], previous_placements: Mapping[str, str],
-                           diagnostics: list[Diagnostic], served: Mapping[tuple[str, str], str], *, jobs: int
+                           diagnostics: list[Diagnostic], served: Mapping[tuple[str, str], str], *, jobs: int,
+                           previous_status: Callable[[ResourceRequest], Mapping[str, Any]], now: datetime
                            ) -> dict[str, RequestStatus]:
     """Requests whose workflows are templates only (CPU work in Python), over worker processes when they are many
     (`kratix.workers`; few are compiled by the caller, one at a time). Diagnostics come back with each status."""
     if len(requests) < workers.MINIMUM or jobs <= 1:
         return {}
 
+    # Read here, before the fork: the previous output may be read through one git process, which the workers
+    # must not share.
+    before = {str(request.key): previous_status(request) for request in requests}
+
     def work(start: int, stop: int) -> list[tuple[RequestStatus, list[Diagnostic]]]:
         done = []
         for request in requests[start:stop]:
             found: list[Diagnostic] = []
             status = _compile_request(request, promises[request.promise], schemas, renderer, destinations,
-                                      previous_placements, found, served=served)
+                                      previous_placements, found, served=served, now=now,
+                                      previous_status=lambda r: before[str(r.key)])
             # The request goes back without its body: this process has it already (a copy would double it).
             done.append((replace(status, request=replace(request, body={}, source=_NO_SOURCE)), found))
         return done
@@ -126,12 +149,25 @@ def _check_cycles(status: RequestStatus, chain: tuple[ResourceRequest, ...], dia
 def _compile_request(request: ResourceRequest, promise_status: PromiseStatus, schemas: Mapping[str, Any],
                      renderer: render.Renderer, destinations: Mapping[str, Destination],
                      previous_placements: Mapping[str, str], diagnostics: list[Diagnostic], *,
-                     served: Mapping[tuple[str, str], str]) -> RequestStatus:
-    status, workflow = _run_request(request, promise_status, schemas, renderer, destinations, previous_placements,
-                                    diagnostics, served=served)
+                     served: Mapping[tuple[str, str], str],
+                     previous_status: Callable[[ResourceRequest], Mapping[str, Any]], now: datetime) -> RequestStatus:
+    revision = _revision(request, promise_status.promise)
     names = [p.name for p in promise_status.promise.resource_configure]
+    status_now = previous_status(request)
+    waiting = suspensions.in_force(status_now, revision, now) if promise_status.available else None
+    if waiting is not None:  # Kratix does not reconcile a suspended object: nothing runs, everything stays
+        held = RequestStatus(request, PLACED, "", "", "", dict(status_now), revision=revision)
+        return replace(held.suspended(waiting, names),
+                       pipelines=suspended_phases(names, str(waiting["name"]), str(waiting.get("message") or "")))
+    status, workflow = _run_request(request, promise_status, schemas, renderer, destinations, previous_placements,
+                                    diagnostics, served=served, status_now=status_now)
+    if workflow is None and status_now:  # nothing ran: what the pipelines wrote before stays, as on an object
+        status = replace(status, written=dict(status_now))
+    if workflow is not None and workflow.suspension is not None and not status.failed_now:
+        status = status.suspended(suspensions.entry(workflow.suspension, status_now, now),
+                                  names[names.index(workflow.suspension.pipeline):])
     return replace(status, pipelines=pipeline_phases(names, workflow, pending=not promise_status.available),
-                   revision=_revision(request, promise_status.promise))
+                   revision=revision)
 
 
 def _revision(request: ResourceRequest, promise: Promise) -> str:
@@ -143,7 +179,8 @@ def _revision(request: ResourceRequest, promise: Promise) -> str:
 def _run_request(request: ResourceRequest, promise_status: PromiseStatus, schemas: Mapping[str, Any],
                  renderer: render.Renderer, destinations: Mapping[str, Destination],
                  previous_placements: Mapping[str, str], diagnostics: list[Diagnostic], *,
-                 served: Mapping[tuple[str, str], str]) -> tuple[RequestStatus, WorkflowResult | None]:
+                 served: Mapping[tuple[str, str], str], status_now: Mapping[str, Any]
+                 ) -> tuple[RequestStatus, WorkflowResult | None]:
     subject = str(request.key)
     promise = promise_status.promise
     if not promise_status.available:
@@ -155,8 +192,10 @@ def _run_request(request: ResourceRequest, promise_status: PromiseStatus, schema
     errors = [v for v in violations if v.severity is Severity.ERROR]
     if errors:
         return RequestStatus.invalid(request, [f"{'.'.join(map(str, v.path))}: {v.message}" for v in errors]), None
-    workflow = renderer.render_workflow(promise, promise.resource_configure, body, workflow_type="resource",
-                                        env=render.kratix_env(promise, request, "resource"))
+    # Its pipelines see the object as the API server returns it: with the status it has now (Kratix's pipelines
+    # read the status their previous run wrote from /kratix/input/object.yaml).
+    obj = {**body, "status": {**status_now, "message": contract.PENDING_MESSAGE}}
+    workflow = renderer.render_workflow(promise, promise.resource_configure, obj, request=request)
     if workflow.failure is not None:
         diagnostics.append(workflow.failure.diagnostic(subject))
         return RequestStatus.render_failed(request, workflow.failure, workflow.status), workflow

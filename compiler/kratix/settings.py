@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,9 @@ class RenderSettings:
     template_steps: int = 2_000_000
     template_seconds: float = 10.0
     template_output_chars: int = 8 * 1024 * 1024  # also the largest string, list or map a template may build
+    # The time the compile runs at (`--now`, default the clock when the settings are built): a pipeline's
+    # `retryAfter` is due when a compile's `now` reaches it. An input like any other, so a compile can be replayed.
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 @dataclass(frozen=True)

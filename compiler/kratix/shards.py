@@ -35,9 +35,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kratix import cache, render
-from kratix.manifests import OutputGroup, PipelineOutput, RenderedFile, WorkflowResult
-from kratix.platform import Pipeline, Promise
+from kratix import cache, contract, render
+from kratix.manifests import OutputGroup, PipelineOutput, RenderedFile, Suspension, WorkflowResult
+from kratix.platform import Pipeline, Promise, ResourceRequest
 
 FORMAT = 1
 REF_PREFIX = "refs/kratix/shards/"
@@ -127,7 +127,10 @@ def encode_result(result: WorkflowResult) -> str:
                            "raw": None if f.raw is None else base64.b64encode(f.raw).decode()} for f in o.files],
                 "groups": [{"directory": g.directory, "match_labels": _pack(g.match_labels)} for g in o.groups]}
                for o in result.outputs]
-    return json.dumps({"outputs": outputs, "status": _pack(result.status)}, separators=(",", ":"))
+    suspension = result.suspension
+    return json.dumps({"outputs": outputs, "status": _pack(result.status), "written": list(result.written_keys),
+                       "suspension": None if suspension is None else
+                       [suspension.pipeline, suspension.message, suspension.retry_after]}, separators=(",", ":"))
 
 
 def decode_result(text: str) -> WorkflowResult:
@@ -139,7 +142,9 @@ def decode_result(text: str) -> WorkflowResult:
                                tuple(tuple(i) for i in f["images"]),
                                None if f["raw"] is None else base64.b64decode(f["raw"])) for f in o["files"]),
             tuple(OutputGroup(g["directory"], g["match_labels"]) for g in o["groups"])) for o in data["outputs"]),
-        status=data["status"])
+        status=data["status"],
+        suspension=Suspension(*data["suspension"]) if data.get("suspension") else None,
+        written_keys=tuple(data.get("written") or ()))
 
 
 def _pack(value: Any) -> Any:
@@ -245,9 +250,12 @@ class _Wrapped(render.Renderer):
         return self._inner.render_dependencies(promise)
 
     def render_workflow(self, promise: Promise, pipelines: Sequence[Pipeline], obj: Mapping[str, Any], *,
-                        workflow_type: str, env: Mapping[str, str]) -> WorkflowResult:
+                        request: ResourceRequest | None) -> WorkflowResult:
         def run() -> WorkflowResult:
-            return self._inner.render_workflow(promise, pipelines, obj, workflow_type=workflow_type, env=env)
+            return self._inner.render_workflow(promise, pipelines, obj, request=request)
+        workflow_type = contract.RESOURCE_WORKFLOW if request is not None else contract.PROMISE_WORKFLOW
+        # The variables every pipeline of the workflow sees (the pipeline's own name aside): part of its key.
+        env = contract.kratix_variables(promise, request, pipeline="")
         return self._handle(promise, pipelines, obj, workflow_type, env, run)
 
 

@@ -65,6 +65,25 @@ class Sealer:
             raise SopsError("sops wrote no YAML object")
         return document
 
+    def decrypt(self, encrypted: Mapping[str, Any]) -> Mapping[str, Any]:
+        """A SOPS-encrypted object, decrypted in memory with the keys this machine has (`SOPS_AGE_KEY_FILE`,
+        `SOPS_AGE_KEY`, the PGP keyring). Raises SopsError saying why it cannot be."""
+        if not self.available():
+            raise SopsError(f"the `{self.program}` binary is not on PATH: install sops to decrypt Secrets")
+        result = self._run([self.program, "--decrypt", "--input-type", "yaml", "--output-type", "yaml",
+                            "/dev/stdin"], yamltext.dump(encrypted))
+        if result.returncode != 0:
+            tail = result.stderr.decode("utf-8", "replace").strip().splitlines()[-2:]
+            raise SopsError(f"sops cannot decrypt it here (is its key in SOPS_AGE_KEY_FILE or SOPS_AGE_KEY?): "
+                            f"{' '.join(tail) or f'exit {result.returncode}'}")
+        try:
+            document = next(iter(yamltext.load_plain(result.stdout)), None)
+        except yaml.YAMLError as exc:
+            raise SopsError(f"sops wrote no YAML: {exc}") from None
+        if not isinstance(document, Mapping):
+            raise SopsError("sops wrote no YAML object")
+        return document
+
     def _decrypts_to(self, encrypted: Mapping[str, Any], secret: Mapping[str, Any]) -> bool:
         result = self._run([self.program, "--decrypt", "--input-type", "yaml", "--output-type", "yaml",
                             "/dev/stdin"], yamltext.dump(encrypted))

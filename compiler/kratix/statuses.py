@@ -15,12 +15,14 @@ from kratix.placements import MISPLACED, PENDING, PLACED, Placement
 from kratix.platform import API_VERSION, Promise, ResourceRequest
 
 FAILED = "failed"
+SUSPENDED = "suspended"  # a pipeline's workflow-control.yaml stopped its workflow (suspend, or retryAfter)
+SUSPENDED_REASON = "WorkflowSuspended"  # Kratix's reason on the Reconciled condition
 
 
 @dataclass(frozen=True)
 class RequestStatus:
     request: ResourceRequest
-    state: str  # placed | pending | misplaced | failed
+    state: str  # placed | pending | misplaced | failed | suspended
     message: str
     reason: str  # a CamelCase reason for the Reconciled condition
     detail: str  # the human sentence behind it
@@ -34,6 +36,10 @@ class RequestStatus:
     unchecked_kinds: tuple[str, ...] = ()  # kinds of its output no schema could check (no CRD delivered)
     pipelines: tuple[tuple[str, str, str], ...] = ()  # (pipeline, phase, message) in workflow order
     revision: str = ""  # changes when the request or its Promise's version does (Kratix: observedGeneration)
+    # Suspended: the suspended pipeline's status entry (name, phase, message, nextRetryAt, attempts), and the
+    # pipelines whose previously published output stays (the suspended one and those after it).
+    suspension: Mapping[str, Any] | None = None
+    kept_pipelines: tuple[str, ...] = ()
 
     @property
     def owner(self) -> str:
@@ -83,6 +89,16 @@ class RequestStatus:
         return cls(request, state, message, reason, reasons, written, tuple(placements), tuple(files),
                    dict(records), workflow_ok=True)
 
+    def suspended(self, entry: Mapping[str, Any], held: Sequence[str]) -> RequestStatus:
+        """Its workflow stopped at `entry["name"]`: what ran before it is placed as usual (this status's files),
+        the output of `held` pipelines stays as it was published."""
+        message = str(entry.get("message") or "")
+        retry = f"; it runs again on the first compile at or after {entry['nextRetryAt']}" \
+            if entry.get("nextRetryAt") else "; it runs again when the request or its Promise changes"
+        detail = f"pipeline {entry['name']!r} suspended the workflow" + (f": {message}" if message else "") + retry
+        return replace(self, state=SUSPENDED, message="Suspended" + (f": {message}" if message else ""),
+                       reason=SUSPENDED_REASON, detail=detail, suspension=dict(entry), kept_pipelines=tuple(held))
+
     def failed(self, reason: str, detail: str) -> RequestStatus:
         return replace(self, state=FAILED, message=f"Failed: {detail}", reason=reason, detail=detail, files=(),
                        placement_records={})
@@ -98,6 +114,27 @@ class PromiseStatus:
     pipelines: tuple[tuple[str, str, str], ...] = ()  # its promise workflow: (pipeline, phase, message)
     revision: str = ""  # changes whenever the Promise does
     workflow_ok: bool | None = None  # None: the promise workflow did not run
+    suspension: Mapping[str, Any] | None = None  # the suspended pipeline's status entry (see RequestStatus)
+    message: str = ""  # what its promise workflow wrote to status.message (the one field it may set)
+
+
+def merge_conditions(existing: Sequence[Any], incoming: Sequence[Any]) -> list[Any]:
+    """Conditions merged by `type`, the incoming one winning (Kratix's merge); one without a string type is
+    dropped, as Kratix drops it. The order is the existing one, new types after."""
+    by_type: dict[str, Any] = {}
+    for condition in (*existing, *incoming):
+        if isinstance(condition, Mapping) and isinstance(condition.get("type"), str):
+            by_type[condition["type"]] = condition
+    return list(by_type.values())
+
+
+def _message(status: RequestStatus) -> str:
+    """Kratix sets `Pending` when a workflow starts and `Resource requested` when it completes if no pipeline
+    wrote another message; a message a pipeline wrote stands. Failing, waiting or suspended: ours says why."""
+    written = status.written.get("message")
+    if status.state == PLACED and isinstance(written, str) and written and written != "Pending":
+        return written
+    return status.message
 
 
 def _condition(kind: str, status: str, reason: str, message: str) -> dict[str, str]:
@@ -112,25 +149,33 @@ def request_status_document(status: RequestStatus) -> dict[str, Any]:
     works = {PLACED: ("True", "WorksSucceeded", status.detail),
              MISPLACED: ("True", "DestinationNoLongerMatches", status.detail),
              PENDING: ("Unknown", status.reason, status.detail),
-             FAILED: ("False", status.reason, status.detail)}[status.state]
-    reconciled = {PLACED: "True", MISPLACED: "True", PENDING: "Unknown", FAILED: "False"}[status.state]
+             FAILED: ("False", status.reason, status.detail),
+             SUSPENDED: ("Unknown", status.reason, status.detail)}[status.state]
+    reconciled = {PLACED: "True", MISPLACED: "True", PENDING: "Unknown", FAILED: "False",
+                  SUSPENDED: "Unknown"}[status.state]
+    reconciled_message = "Suspended" if status.state == SUSPENDED else status.detail  # Kratix's words
+    if status.state == SUSPENDED:
+        workflow = ("Unknown", SUSPENDED_REASON, status.detail)
+    suspension = status.suspension or {}
+    ours = [_condition("ConfigureWorkflowCompleted", *workflow), _condition("WorksSucceeded", *works),
+            _condition("Reconciled", reconciled, status.reason, reconciled_message)]
+    written = status.written.get("conditions")
+    # The pipelines' own conditions stay beside Kratix's, which the compiler sets (and which win, as the
+    # controller's later update does in Kratix).
+    theirs = [c for c in merge_conditions([], written if isinstance(written, list) else [])
+              if c["type"] not in {o["type"] for o in ours}]
     body: dict[str, Any] = {
         **status.written,
-        "message": status.message,
+        "message": _message(status),
         "observedRevision": status.revision,
-        "conditions": [
-            _condition("ConfigureWorkflowCompleted", *workflow),
-            _condition("WorksSucceeded", *works),
-            _condition("Reconciled", reconciled, status.reason, status.detail),
-        ],
+        "conditions": [*ours, *theirs],
         "placements": [
             {"pipeline": pipeline, **({"directory": directory} if directory else {}),
              "destination": placement.destination.name if placement.destination else None,
              "state": placement.state, "reason": placement.reason}
             for pipeline, directory, placement in status.placements
         ],
-        "pipelines": [{"name": name, "phase": phase, **({"message": message} if message else {})}
-                      for name, phase, message in status.pipelines],
+        "pipelines": _pipeline_entries(status.pipelines, suspension),
     }
     return {
         "apiVersion": request.api_version,
@@ -140,6 +185,15 @@ def request_status_document(status: RequestStatus) -> dict[str, Any]:
     }
 
 
+def _pipeline_entries(pipelines: Sequence[tuple[str, str, str]], suspension: Mapping[str, Any]
+                      ) -> list[dict[str, Any]]:
+    """Each pipeline's phase; a suspended one also says when it is retried and how often it was."""
+    return [{"name": name, "phase": phase, **({"message": message} if message else {}),
+             **({k: v for k, v in suspension.items() if k in ("nextRetryAt", "attempts")}
+                if name == suspension.get("name") else {})}
+            for name, phase, message in pipelines]
+
+
 def promise_status_document(status: PromiseStatus) -> dict[str, Any]:
     promise = status.promise
     api = promise.api
@@ -147,20 +201,24 @@ def promise_status_document(status: PromiseStatus) -> dict[str, Any]:
     workflow = {None: ("Unknown", "NotRun", status.reason or "the promise workflow has not run"),
                 True: ("True", "PipelinesSucceeded", "every pipeline completed"),
                 False: ("False", "PipelineFailed", status.reason)}[status.workflow_ok]
+    suspension = status.suspension or {}
+    reconciled = (("True", "Available", status.reason or "Promise available") if status.available
+                  else ("False", "Unavailable", status.reason))
+    if suspension:  # Kratix's conditions on a suspended Promise
+        workflow, reconciled = ("Unknown", SUSPENDED_REASON, status.reason), ("Unknown", SUSPENDED_REASON, "Suspended")
     body: dict[str, Any] = {
         "status": "Available" if status.available else "Unavailable",
-        "message": "Promise available" if status.available else f"Promise unavailable: {status.reason}",
+        "message": (status.message if status.message and status.message != "Pending" else "Promise available")
+        if status.available else f"Promise unavailable: {status.reason}",
         "observedRevision": status.revision,
         "conditions": [
             _condition("RequirementsFulfilled", "False" if requirements_unmet else "True",
                        "RequirementsNotInstalled" if requirements_unmet else "RequirementsInstalled",
                        status.reason if requirements_unmet else "every required Promise is installed"),
             _condition("ConfigureWorkflowCompleted", *workflow),
-            _condition("Reconciled", "True" if status.available else "False",
-                       "Available" if status.available else "Unavailable", status.reason or "Promise available"),
+            _condition("Reconciled", *reconciled),
         ],
-        "pipelines": [{"name": name, "phase": phase, **({"message": message} if message else {})}
-                      for name, phase, message in status.pipelines],
+        "pipelines": _pipeline_entries(status.pipelines, suspension),
     }
     if api is not None:
         body["kind"] = api.kind
@@ -175,8 +233,17 @@ def pipeline_phases(names: Sequence[str], workflow: WorkflowResult | None, *,
     """Each pipeline's phase, Kratix-style: Succeeded, Failed (with why), Skipped after a failure, Pending."""
     if workflow is None:
         return tuple((name, "Pending" if pending else "Skipped", "") for name in names)
+    if workflow.suspension is not None:
+        return suspended_phases(names, workflow.suspension.pipeline, workflow.suspension.message)
     done = {o.pipeline for o in workflow.outputs}
     failed = workflow.failure.step.split("/", 1)[0] if workflow.failure else None
     return tuple((name, "Succeeded", "") if name in done and name != failed
                  else (name, "Failed", workflow.failure.message) if name == failed and workflow.failure
                  else (name, "Skipped", "") for name in names)
+
+
+def suspended_phases(names: Sequence[str], suspended: str, message: str) -> tuple[tuple[str, str, str], ...]:
+    """A workflow stopped at `suspended`: those before it succeeded, those after it wait (Kratix: Pending)."""
+    position = list(names).index(suspended) if suspended in names else len(names)
+    return tuple((name, "Succeeded", "") if index < position else (name, "Suspended", message)
+                 if index == position else (name, "Pending", "") for index, name in enumerate(names))

@@ -32,7 +32,9 @@ images read and write, and turns their `metadata/cluster-selectors.yaml` label m
 `destination-selectors.yaml`.
 
 The environment of a step is built from an allow-list, never inherited: PATH, HOME (a writable temporary
-directory), LANG, the container's own `env`, then the KRATIX_* variables (which win). Limits beside the
+directory), LANG, the container's own `env` (resolved by the caller from ConfigMaps and Secrets:
+`kratix.contract`), then the KRATIX_* variables (which win). The volumes it mounts (`mounts`) are written to a
+temporary folder outside the output and bound read-only (an emptyDir writable). Limits beside the
 timeout: CPU seconds, data memory and the size of any one file it writes (rlimits), and what it leaves in
 its output: total bytes and number of files, and every name must be one Git and the output repo can hold
 (relative, valid UTF-8, no control character, no `.git` component, bounded length).
@@ -51,7 +53,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -59,11 +61,13 @@ from typing import Any
 import yaml
 
 from kratix import names, yamltext
+from kratix.contract import Mount
 from kratix.errors import StepError
 from kratix.platform import Container, Pipeline
 from kratix.settings import RenderSettings
 
 NativeStep = Callable[[Container, Path], str | None]
+Volumes = Sequence[tuple[Path, str, bool]]  # (host path, mount path, writable) of a container's volumes
 
 CONTAINER_ROOT = PurePosixPath("/kratix")
 UNSANDBOXED = "none"  # the sandbox name of a command step run directly on the host (explicit opt-in only)
@@ -136,28 +140,25 @@ class _Outcome:
 
 def run_pipeline(pipeline: Pipeline, *, object_yaml: bytes, promise_files: Mapping[str, bytes],
                  env: Mapping[str, str], settings: RenderSettings, native_step: NativeStep,
-                 sandbox: str | None = None, runtime: str | None = None) -> PipelineRun:
+                 sandbox: str | None = None, runtime: str | None = None,
+                 mounts: Mapping[str, Sequence[Mount]] | None = None) -> PipelineRun:
     """Run every container of `pipeline` in order. `sandbox` ("bwrap", "podman" or "none") and `runtime`
     ("podman", "docker") skip the probes when the caller already knows the answer (probe once per compile,
-    not per run); an empty `sandbox` means the probe found none."""
-    _refuse_network(pipeline, env, settings)
-    if any(_is_image(c) for c in pipeline.containers):
-        runtime = runtime or detect_runtime(settings.container_runtime)
-        if runtime is None:
-            raise StepError(_no_runtime_message(pipeline, env, settings))
-    if any(_is_command(c) for c in pipeline.containers):
-        sandbox = command_sandbox(settings) if sandbox is None else sandbox
-        if not sandbox:
-            raise StepError(_no_sandbox_message(pipeline, env))
+    not per run); an empty `sandbox` means the probe found none. `mounts`, by container name, are the volumes
+    it mounts (ConfigMaps, Secrets, emptyDirs: `kratix.contract`), read-only but for an emptyDir."""
+    mounts = mounts or {}
+    sandbox, runtime = _what_runs(pipeline, env, settings, sandbox, runtime)
+    _refuse_mounts(pipeline, env, mounts, sandbox or "")
     with tempfile.TemporaryDirectory(prefix="kratix-pipeline-", ignore_cleanup_errors=True) as tmp:
         dirs = _prepare(Path(tmp), object_yaml, promise_files)
         ran: list[str] = []
         images: list[tuple[str, str]] = []
         timings: list[tuple[str, float]] = []
-        for container in pipeline.containers:
+        for index, container in enumerate(pipeline.containers):
             started = time.perf_counter()
+            volumes = _materialise_mounts(Path(tmp) / f"volumes-{index}", mounts.get(container.name, ()))
             outcome = _run_container(container, dirs, env=env, settings=settings, native_step=native_step,
-                                     sandbox=sandbox or "", runtime=runtime or "")
+                                     sandbox=sandbox or "", runtime=runtime or "", volumes=volumes)
             timings.append((container.name, time.perf_counter() - started))
             if outcome.ran not in ran:
                 ran.append(outcome.ran)
@@ -174,6 +175,21 @@ def run_pipeline(pipeline: Pipeline, *, object_yaml: bytes, promise_files: Mappi
         except _BadOutput as exc:
             return _failed(pipeline.containers[-1].name, str(exc), ran, timings)
         return PipelineRun(outputs, metadata, None, None, "+".join(ran), tuple(timings), tuple(images))
+
+
+def _what_runs(pipeline: Pipeline, env: Mapping[str, str], settings: RenderSettings, sandbox: str | None,
+               runtime: str | None) -> tuple[str | None, str | None]:
+    """The sandbox and runtime the pipeline's containers need, or a StepError before any of them runs."""
+    _refuse_network(pipeline, env, settings)
+    if any(_is_image(c) for c in pipeline.containers):
+        runtime = runtime or detect_runtime(settings.container_runtime)
+        if runtime is None:
+            raise StepError(_no_runtime_message(pipeline, env, settings))
+    if any(_is_command(c) for c in pipeline.containers):
+        sandbox = command_sandbox(settings) if sandbox is None else sandbox
+        if not sandbox:
+            raise StepError(_no_sandbox_message(pipeline, env))
+    return sandbox, runtime
 
 
 def _failed(step: str, error: str, ran: list[str], timings: list[tuple[str, float]]) -> PipelineRun:
@@ -196,6 +212,54 @@ def _no_sandbox_message(pipeline: Pipeline, env: Mapping[str, str]) -> str:
     container = next(c for c in pipeline.containers if _is_command(c))
     return (f"{_subject(pipeline, env, container)} runs a command, and command steps run only in a sandbox: "
             f"neither bubblewrap (bwrap) nor podman can run one on this machine. To fix: {HOW_TO_GET_A_SANDBOX}")
+
+
+# Where a mount cannot go: the directories of the contract, and (in a command step's sandbox, whose root holds
+# the host's programs read-only) the host's own folders, where no mount point can be made.
+_CONTRACT_PATHS = (str(CONTAINER_ROOT), "/proc", "/dev")
+_HOST_PATHS = ("/usr", "/etc", *(f"/{name}" for name in _ROOT_ENTRIES))
+
+
+def _refuse_mounts(pipeline: Pipeline, env: Mapping[str, str], mounts: Mapping[str, Sequence[Mount]],
+                   sandbox: str) -> None:
+    for container in pipeline.containers:
+        for mount in mounts.get(container.name, ()):
+            path = PurePosixPath(mount.path)
+            refused = _CONTRACT_PATHS if _is_image(container) else (*_CONTRACT_PATHS, *_HOST_PATHS)
+            clash = next((r for r in refused if path == PurePosixPath(r) or PurePosixPath(r) in path.parents), None)
+            if clash is not None:
+                who = "the pipeline contract" if clash in _CONTRACT_PATHS else "a command step"
+                raise StepError(f"{_subject(pipeline, env, container)} mounts a volume at {mount.path}, inside "
+                                f"{clash}, where {who} cannot take one; mount it elsewhere (as /config)")
+            if _is_command(container) and sandbox == UNSANDBOXED:
+                raise StepError(f"{_subject(pipeline, env, container)} mounts volumes, which a command step run "
+                                "unsandboxed (--unsandboxed) cannot have: run it in the sandbox, or as an image")
+
+
+def _materialise_mounts(root: Path, mounts: Sequence[Mount]) -> list[tuple[Path, str, bool]]:
+    """Each volume's files in a folder of its own (outside the output: never delivered), as (host path, mount
+    path, writable)."""
+    volumes = []
+    for index, mount in enumerate(mounts):
+        host = root / str(index)
+        if mount.files is None:  # an emptyDir: writable by whoever the step runs as
+            host.mkdir(parents=True)
+            host.chmod(0o777)
+            volumes.append((host, mount.path, True))
+            continue
+        if mount.single:
+            host.parent.mkdir(parents=True, exist_ok=True)
+            host.write_bytes(mount.files[""])
+            host.chmod(0o644)
+        else:
+            host.mkdir(parents=True)
+            for relative, data in mount.files.items():
+                target = host.joinpath(*PurePosixPath(relative).parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+                target.chmod(0o644)
+        volumes.append((host, mount.path, False))
+    return volumes
 
 
 def _refuse_network(pipeline: Pipeline, env: Mapping[str, str], settings: RenderSettings) -> None:
@@ -338,12 +402,12 @@ def _network(container: Container) -> bool:
 
 
 def _run_container(container: Container, dirs: _Dirs, *, env: Mapping[str, str], settings: RenderSettings,
-                   native_step: NativeStep, sandbox: str, runtime: str) -> _Outcome:
+                   native_step: NativeStep, sandbox: str, runtime: str, volumes: Volumes = ()) -> _Outcome:
     if container.template is not None:
         return _Outcome(native_step(container, dirs.output), "native")
     if container.image is not None:
-        return _run_image(container, dirs, env=env, settings=settings, runtime=runtime)
-    return _run_command(container, dirs, env=env, settings=settings, sandbox=sandbox)
+        return _run_image(container, dirs, env=env, settings=settings, runtime=runtime, volumes=volumes)
+    return _run_command(container, dirs, env=env, settings=settings, sandbox=sandbox, volumes=volumes)
 
 
 def _step_env(container: Container, kratix_env: Mapping[str, str], *, paths: Mapping[str, str],
@@ -360,15 +424,15 @@ def _container_paths(root: PurePosixPath) -> dict[str, str]:
 
 
 def _run_command(container: Container, dirs: _Dirs, *, env: Mapping[str, str], settings: RenderSettings,
-                 sandbox: str) -> _Outcome:
+                 sandbox: str, volumes: Volumes = ()) -> _Outcome:
     argv = [*container.command, *container.args]
     network = _network(container) and settings.step_network
     if sandbox == "podman":
-        return _run_in_podman(container, argv, dirs, env=env, settings=settings, network=network)
+        return _run_in_podman(container, argv, dirs, env=env, settings=settings, network=network, volumes=volumes)
     if sandbox == "bwrap":
         base = {"PATH": _SANDBOX_PATH, "HOME": "/tmp", "LANG": "C.UTF-8"}
         step_env = _step_env(container, env, paths=_container_paths(CONTAINER_ROOT), base=base)
-        command = [*_bwrap_argv(dirs, network=network, legacy=_legacy(container)), "--", *argv]
+        command = [*_bwrap_argv(dirs, network=network, legacy=_legacy(container), volumes=volumes), "--", *argv]
         cwd = dirs.home
     elif sandbox == UNSANDBOXED:
         base = {"PATH": os.environ.get("PATH", _SANDBOX_PATH), "HOME": str(dirs.home), "LANG": "C.UTF-8"}
@@ -389,7 +453,7 @@ def _limited(argv: list[str], settings: RenderSettings) -> list[str]:
     return [sys.executable, "-I", "-S", "-c", _LIMITS_SCRIPT, *map(str, limits), *argv]
 
 
-def _bwrap_argv(dirs: _Dirs, *, network: bool, legacy: bool) -> list[str]:
+def _bwrap_argv(dirs: _Dirs, *, network: bool, legacy: bool, volumes: Volumes = ()) -> list[str]:
     argv = [shutil.which("bwrap") or "bwrap", "--unshare-all", "--die-with-parent", "--new-session",
             "--cap-drop", "ALL"]
     if network:
@@ -402,6 +466,8 @@ def _bwrap_argv(dirs: _Dirs, *, network: bool, legacy: bool) -> list[str]:
                  "--bind", str(dirs.metadata), str(root / "metadata")]
     argv += ["--ro-bind", str(dirs.promise), str(CONTAINER_ROOT / "promise"),
              "--chdir", str(CONTAINER_ROOT / "promise")]
+    for host, path, writable in volumes:
+        argv += ["--bind" if writable else "--ro-bind", str(host), path]
     return [*argv, "--remount-ro", "/"]  # after every mount point on it exists: only the binds stay writable
 
 
@@ -425,6 +491,10 @@ def _mounts(dirs: _Dirs, *, legacy: bool) -> list[str]:
     return [*argv, "-v", f"{dirs.promise}:{CONTAINER_ROOT / 'promise'}:ro"]
 
 
+def _volume_flags(volumes: Volumes) -> list[str]:
+    return [flag for host, path, writable in volumes for flag in ("-v", f"{host}:{path}" + ("" if writable else ":ro"))]
+
+
 def _confined(runtime: str, name: str, settings: RenderSettings, *, network: bool) -> list[str]:
     """`<runtime> run` with everything that confines a step: read-only root (writable /tmp), no capabilities,
     no privilege gain, memory, PID, CPU-time and file-size limits, no network unless allowed."""
@@ -439,7 +509,7 @@ def _confined(runtime: str, name: str, settings: RenderSettings, *, network: boo
 
 
 def _run_in_podman(container: Container, argv: list[str], dirs: _Dirs, *, env: Mapping[str, str],
-                   settings: RenderSettings, network: bool) -> _Outcome:
+                   settings: RenderSettings, network: bool, volumes: Volumes = ()) -> _Outcome:
     """A command step in podman: an empty local image whose only contents are the host's /usr and /etc
     (read-only) and the Kratix mounts; what bubblewrap gives, where bubblewrap cannot run."""
     image = host_root_image("podman")
@@ -454,7 +524,7 @@ def _run_in_podman(container: Container, argv: list[str], dirs: _Dirs, *, env: M
         host = Path("/") / entry
         if host.is_dir() and not host.is_symlink():
             command += ["-v", f"{host}:{host}:ro"]
-    command += _mounts(dirs, legacy=_legacy(container))
+    command += [*_mounts(dirs, legacy=_legacy(container)), *_volume_flags(volumes)]
     for key, value in step_env.items():
         command += ["-e", f"{key}={value}"]
     command += ["--workdir", str(CONTAINER_ROOT / "promise"), "--", image, *argv]
@@ -464,12 +534,12 @@ def _run_in_podman(container: Container, argv: list[str], dirs: _Dirs, *, env: M
 
 
 def _run_image(container: Container, dirs: _Dirs, *, env: Mapping[str, str], settings: RenderSettings,
-               runtime: str) -> _Outcome:
+               runtime: str, volumes: Volumes = ()) -> _Outcome:
     name = f"kratix-step-{secrets.token_hex(6)}"
     image = qualified_image(str(container.image))
     step_env = _step_env(container, env, paths=_container_paths(CONTAINER_ROOT), base={"LANG": "C.UTF-8"})
     command = [*_confined(runtime, name, settings, network=_network(container) and settings.step_network),
-               "--pull", "missing", *_mounts(dirs, legacy=_legacy(container))]
+               "--pull", "missing", *_mounts(dirs, legacy=_legacy(container)), *_volume_flags(volumes)]
     for key, value in step_env.items():
         command += ["-e", f"{key}={value}"]
     arguments = [*container.command[1:], *container.args]

@@ -418,7 +418,7 @@ def _guarded_filter(name: str) -> Callable[..., Any]:
         if name in _IDENTITY:
             return value
         text_arguments = any(isinstance(a, str) for a in (*args, *kwargs.values()))
-        if name in _STRUCTURAL and isinstance(result, str) and _keeps_tokens(name, args, kwargs):
+        if name in _STRUCTURAL and isinstance(result, str) and _keeps_tokens(name, args, kwargs, value):
             tokenized = environment.call_filter(_ORIGINAL + name, value._tokenized, args, kwargs, context=context)
             return _rendered(result, tokenized, value._has_values)
         if isinstance(result, str) and not value._has_values and not text_arguments:
@@ -431,11 +431,16 @@ def _guarded_filter(name: str) -> Callable[..., Any]:
     return guarded
 
 
-def _keeps_tokens(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
-    if name == "trim":
-        return not args and not kwargs  # trim(chars) could cut into a token
+def _keeps_tokens(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], value: _Rendered) -> bool:
+    if name == "trim":  # trim(chars) could cut into a token; plain trim, into a value that starts or ends in spaces
+        return not args and not kwargs and _edge_spaces(str.__str__(value)) == _edge_spaces(value._tokenized)
     width = args[0] if args else kwargs.get("width", 4)  # indent: a width of spaces only
     return (isinstance(width, int) and not isinstance(width, bool)) or (isinstance(width, str) and not width.strip())
+
+
+def _edge_spaces(text: str) -> tuple[int, int]:
+    """How much whitespace `trim` takes off each end: the same on both texts only when it is all template text."""
+    return len(text) - len(text.lstrip()), len(text) - len(text.rstrip())
 
 
 def _arg(args: tuple[Any, ...], kwargs: Mapping[str, Any], index: int, name: str, default: Any) -> Any:

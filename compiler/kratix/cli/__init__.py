@@ -10,7 +10,7 @@ the pipeline and stages inside their functions, so `kratix --help` loads none of
 
 from __future__ import annotations
 
-from kratix.cli import compiling, controller, publishing  # noqa: F401 - imported for the commands they register
+from kratix.cli import compiling, controller, pictures, publishing  # noqa: F401 - imported for the commands they register
 from kratix.cli.compiling import write_tree
 from kratix.cli.group import EXIT_BUG, EXIT_INVALID, EXIT_OK, EXIT_USAGE, main
 from kratix.cli.report import github_annotation

@@ -20,8 +20,27 @@ output_repo_option = click.option("--output-repo", "output_repo",
 branch_option = click.option("--branch", default="main", show_default=True, help="The output repo's branch.")
 
 
+def _timestamp(context: Any, parameter: Any, value: str | None) -> Any:
+    """An RFC 3339 time with its offset (`2026-12-02T10:00:00Z`), as a timezone-aware datetime."""
+    from datetime import datetime
+
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an RFC 3339 time such as 2026-12-02T10:00:00Z") from None
+    if parsed.tzinfo is None:
+        raise click.BadParameter(f"{value!r} has no time zone: end it with Z or an offset such as +01:00")
+    return parsed
+
+
 def step_options(command: Any) -> Any:
-    """How pipeline steps may run: the sandbox opt-out and the network switch."""
+    """How pipeline steps may run: the sandbox opt-out, the network switch and the time they run at."""
+    command = click.option(
+        "--now", callback=_timestamp, metavar="RFC3339",
+        help="The time this compile runs at (default: the clock): a workflow's retryAfter runs again on the first "
+             "compile at or after it is due.")(command)
     command = click.option(
         "--unsandboxed", is_flag=True, envvar="KRATIX_UNSANDBOXED",
         help="Run command steps directly on this machine, without a sandbox (also KRATIX_UNSANDBOXED=1). Only "
@@ -44,11 +63,15 @@ def read_source(path: Path, ref: str | None) -> Any:
     return load.read_commit(path, ref) if ref else load.read_worktree(path)
 
 
-def build_settings(*, no_step_network: bool | None = None, **overrides: Any) -> Any:
+def build_settings(*, no_step_network: bool | None = None, now: Any = None, **overrides: Any) -> Any:
     from kratix.settings import PublishSettings, RenderSettings, Settings, ValidateSettings
 
     if no_step_network is not None:
         overrides["step_network"] = not no_step_network
+    if now is not None:
+        from datetime import UTC
+
+        overrides["now"] = now.astimezone(UTC)
     render = RenderSettings(**{k: v for k, v in overrides.items() if k in RenderSettings.__dataclass_fields__
                                and v is not None})
     publish = PublishSettings(**{k: v for k, v in overrides.items() if k in PublishSettings.__dataclass_fields__

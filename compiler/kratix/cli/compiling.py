@@ -24,11 +24,11 @@ from kratix.errors import KratixError
 @common.step_options
 @common.kubernetes_version_option
 def validate(path: Path, ref: str | None, output_format: str, unsandboxed: bool, no_step_network: bool,
-             kubernetes_version: str | None) -> None:
+             kubernetes_version: str | None, now: Any = None) -> None:
     """Check every Promise, destination and request; render nothing to disk. Exit 1 on any error."""
     from kratix import pipeline
 
-    settings = common.build_settings(unsandboxed=unsandboxed, no_step_network=no_step_network,
+    settings = common.build_settings(unsandboxed=unsandboxed, no_step_network=no_step_network, now=now,
                                      kubernetes_version=kubernetes_version)
     result = pipeline.compile_platform(common.read_source(path, ref), settings=settings)
     report.report(result.diagnostics, output_format, {"summary": report.summary_json(result.summary)})
@@ -60,7 +60,8 @@ def validate(path: Path, ref: str | None, output_format: str, unsandboxed: bool,
 @common.kubernetes_version_option
 def compile(path: Path, ref: str | None, out_dir: Path | None, output_repo: str | None, branch: str,
             allow_deletions: bool, rebuild: bool, jobs: int | None, output_format: str, quiet: bool,
-            shard: str | None, unsandboxed: bool, no_step_network: bool, kubernetes_version: str | None) -> None:
+            shard: str | None, unsandboxed: bool, no_step_network: bool, kubernetes_version: str | None,
+            now: Any = None) -> None:
     """Validate, render and schedule the platform; write per-destination directories or publish them as one
     commit to the output repo. A compile that publishes uses the workflow results `--shard` runs stored for
     its input commit, instead of running those workflows again."""
@@ -70,7 +71,7 @@ def compile(path: Path, ref: str | None, out_dir: Path | None, output_repo: str 
     started = time.monotonic()
     progress = _ProgressLine(enabled=not quiet and output_format == "text" and sys.stderr.isatty())
     settings = common.build_settings(branch=branch, allow_deletions=allow_deletions, reuse_unchanged=not rebuild,
-                                     unsandboxed=unsandboxed, no_step_network=no_step_network,
+                                     unsandboxed=unsandboxed, no_step_network=no_step_network, now=now,
                                      kubernetes_version=kubernetes_version, parallelism=jobs)
     if shard is not None:
         _run_shard(path, ref, output_repo, branch, out_dir, settings, shard, output_format, quiet)

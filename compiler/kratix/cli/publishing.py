@@ -140,7 +140,8 @@ def with_store_prefixes(settings: Any, targets: Any) -> Any:
 @common.step_options
 @common.kubernetes_version_option
 def plan(path: Path, ref: str | None, output_repo: str | None, branch: str, output_format: str,
-         base_ref: str | None, unsandboxed: bool, no_step_network: bool, kubernetes_version: str | None) -> None:
+         base_ref: str | None, unsandboxed: bool, no_step_network: bool, kubernetes_version: str | None,
+         now: Any = None) -> None:
     """Show what publishing would change on the output branch (or compared with the output of --base-ref):
     files per destination with diffs (Secret values redacted), placements and risks. Publishes nothing. Exit 1
     when the input is invalid."""
@@ -150,7 +151,7 @@ def plan(path: Path, ref: str | None, output_repo: str | None, branch: str, outp
     if (output_repo is None) == (base_ref is None):
         raise click.UsageError("plan needs --output-repo (the repo whose branch it compares against) or --base-ref "
                                "(the commit whose output it compares against), not both")
-    settings = common.build_settings(branch=branch, unsandboxed=unsandboxed, no_step_network=no_step_network,
+    settings = common.build_settings(branch=branch, unsandboxed=unsandboxed, no_step_network=no_step_network, now=now,
                                      kubernetes_version=kubernetes_version)
     if base_ref is not None:
         base = pipeline.compile_platform(common.read_source(path, base_ref), settings=settings)
@@ -224,38 +225,108 @@ def explain(file: str, output_repo: str | None, branch: str) -> None:
 
 
 @main.command()
-@click.argument("destination")
+@click.argument("destination", required=False)
 @click.argument("path", type=click.Path(file_okay=False, path_type=Path), default=".")
-@click.option("--url", help="The URL of the destination's repo as the worker's Flux reaches it (default: its "
-                             "GitStateStore's spec.url, when that is a URL).")
-@click.option("--branch", help="The branch (default: its GitStateStore's spec.branch, else main).")
-@click.option("--secret", help="A Secret in flux-system with Git credentials for the URL.")
-@click.option("--namespace", default="flux-system", show_default=True)
-@click.option("--interval", default="1m", show_default=True, help="How often Flux polls (at least 1m).")
-@click.option("--sops-secret", help="Decrypt SOPS-encrypted Secrets with the key in this Secret of the namespace "
-                                    "(adds decryption: {provider: sops} to its Kustomizations).")
-def bootstrap(destination: str, path: Path, url: str | None, branch: str | None, secret: str | None,
-              namespace: str, interval: str, sops_secret: str | None) -> None:
-    """Print the Flux objects to apply once on DESTINATION's cluster (`kubectl apply -f -`)."""
+@click.option("--for", "tool", type=click.Choice(["flux", "argocd"]), default="flux", show_default=True,
+              help="The GitOps tool on the worker: Flux (GitRepository and Kustomizations) or Argo CD "
+                   "(Applications).")
+@click.option("--all", "all_destinations", is_flag=True,
+              help="With --for argocd: one ApplicationSet for every destination, for an Argo CD that manages "
+                   "their clusters (each registered in Argo CD under its destination's name).")
+@click.option("--url", help="The URL of the destination's repo as the worker's Flux or Argo CD reaches it "
+                             "(default: its GitStateStore's spec.url, when that is a URL). With --all: the URL of "
+                             "the output repo, for destinations without a GitStateStore of their own.")
+@click.option("--branch", help="The branch (default: its GitStateStore's spec.branch, else main). With --all: the "
+                                "output repo's, for destinations without a GitStateStore of their own.")
+@click.option("--secret", help="Flux: a Secret in flux-system with Git credentials for the URL.")
+@click.option("--namespace", help="Where the objects go (default: flux-system for Flux, argocd for Argo CD).")
+@click.option("--interval", default="1m", show_default=True, help="Flux: how often it polls (at least 1m).")
+@click.option("--sops-secret", help="Flux: decrypt SOPS-encrypted Secrets with the key in this Secret of the "
+                                    "namespace (adds decryption: {provider: sops} to its Kustomizations).")
+@click.option("--project", default="default", show_default=True, help="Argo CD: the AppProject.")
+@click.option("--cluster", help="Argo CD: sync to this cluster registered in Argo CD, by name (default: the "
+                                "cluster Argo CD runs on).")
+@click.pass_context
+def bootstrap(ctx: click.Context, destination: str | None, path: Path, tool: str, all_destinations: bool,
+              url: str | None, branch: str | None, secret: str | None, namespace: str | None, interval: str,
+              sops_secret: str | None, project: str, cluster: str | None) -> None:
+    """Print the objects to apply once so that DESTINATION's cluster syncs its folder (`kubectl apply -f -`):
+    Flux's by default, Argo CD's with --for argocd; with --all --for argocd, one ApplicationSet for every
+    destination."""
+    from kratix import argocd, load, yamltext
     from kratix import bootstrap as flux
-    from kratix import gitio, load, paths, yamltext
 
-    if not _at_least_a_minute(interval):
-        raise click.BadParameter("must be at least 1m (e.g. 1m, 5m, 1h)", param_hint="--interval")
+    if all_destinations and destination is not None and path == Path("."):
+        path, destination = Path(destination), None  # `bootstrap --all DIR`: the one argument is the platform
+    if all_destinations == (destination is not None):
+        raise click.UsageError("name one DESTINATION, or pass --all (with --for argocd)")
+    _check_bootstrap_options(ctx, tool, all_destinations, interval)
     platform, _ = load.parse_platform(load.read_worktree(path))
+    targets = [(d, *_bootstrap_source(platform, d, url, branch, override=not all_destinations))
+               for d in _bootstrap_destinations(platform, destination, path)]
+    namespace = namespace or ("argocd" if tool == "argocd" else "flux-system")
+    if tool == "flux":
+        found, repo_url, repo_branch, folder = targets[0]
+        documents = flux.flux_objects(found.name, folder, url=repo_url, branch=repo_branch, namespace=namespace,
+                                      secret=secret, interval=interval, sops_secret=sops_secret, mode=found.mode)
+    else:
+        for found in (t[0] for t in targets if t[0].encrypts_secrets):
+            click.echo(f"warning: Destination {found.name} gets SOPS-encrypted Secrets: Argo CD applies them as "
+                       "they are unless a decryption plugin (such as KSOPS) is set up", err=True)
+        folders = [f for found, repo_url, repo_branch, folder in targets
+                   for f in argocd.folders(found.name, folder, url=repo_url, branch=repo_branch, mode=found.mode)]
+        documents = ([argocd.application_set(folders, namespace=namespace, project=project)] if all_destinations
+                     else argocd.applications(folders, namespace=namespace, project=project, cluster=cluster))
+    click.echo(yamltext.dump_all(documents).decode(), nl=False)
+
+
+def _check_bootstrap_options(ctx: click.Context, tool: str, all_destinations: bool, interval: str) -> None:
+    """Refuse the options of one tool given with the other, rather than ignore them."""
+    def given(*names: str) -> list[str]:
+        return [f"--{name.replace('_', '-')}" for name in names
+                if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
+
+    if tool == "argocd":
+        flux_only = given("secret", "sops_secret", "interval")
+        if flux_only:
+            raise click.UsageError(f"{', '.join(flux_only)}: Flux only. Argo CD finds Git credentials by the repo's "
+                                   "URL (argocd repo add), polls on its own schedule, and needs a plugin for SOPS")
+    elif all_destinations or given("cluster", "project"):
+        raise click.UsageError("--all, --cluster and --project are for --for argocd (Flux runs on each "
+                               "destination's cluster: bootstrap each one)")
+    elif not _at_least_a_minute(interval):
+        raise click.BadParameter("must be at least 1m (e.g. 1m, 5m, 1h)", param_hint="--interval")
+
+
+def _bootstrap_destinations(platform: Any, destination: str | None, path: Path) -> list[Any]:
+    """The one destination named, or every destination (None: `--all`)."""
+    if destination is None:
+        if not platform.destinations:
+            raise KratixError(f"no Destination in {path}/clusters")
+        return [platform.destinations[name] for name in sorted(platform.destinations)]
     found = platform.destinations.get(destination)
     if found is None:
         names = ", ".join(sorted(platform.destinations)) or "none"
         raise KratixError(f"no Destination named {destination!r} in {path}/clusters (destinations: {names})")
+    return [found]
+
+
+def _bootstrap_source(platform: Any, found: Any, url: str | None, branch: str | None, *,
+                      override: bool) -> tuple[str, str, str]:
+    """The repo URL, branch and folder a destination's GitOps tool syncs: its GitStateStore's, or the default
+    store's (`url`, which must be given then, and `branch`). With `override`, `url` and `branch` win over the
+    store's."""
+    from kratix import gitio, paths
+
     store = platform.stores.get(found.store or "")
-    url = url or (store.url if store is not None and gitio.is_git_url(store.url) else None)
-    if url is None:
-        raise click.UsageError("--url is needed: the URL of the repo as the worker's Flux reaches it")
+    store_url = store.url if store is not None and gitio.is_git_url(store.url) else None
+    repo_url = url if url is not None and (override or store_url is None) else store_url
+    if repo_url is None:
+        raise click.UsageError(f"--url is needed (for Destination {found.name}): the URL of its repo as the "
+                               "worker's GitOps tool reaches it")
     folder = paths.join(store.path, found.path) if store is not None else found.path
-    documents = flux.flux_objects(found.name, folder, url=url, branch=branch or (store.branch if store else "main"),
-                                  namespace=namespace, secret=secret, interval=interval, sops_secret=sops_secret,
-                                  mode=found.mode)
-    click.echo(yamltext.dump_all(documents).decode(), nl=False)
+    repo_branch = branch if branch is not None and (override or store is None) else None
+    return repo_url, repo_branch or (store.branch if store else "main"), folder
 
 
 def _at_least_a_minute(interval: str) -> bool:

@@ -50,6 +50,7 @@ def summary_json(summary: Any) -> dict[str, Any]:
 def summary_line(summary: Any, seconds: float | None) -> str:
     unavailable = f" ({summary.promises_unavailable} unavailable)" if summary.promises_unavailable else ""
     misplaced = f", {summary.misplaced} misplaced" if summary.misplaced else ""
+    misplaced += f", {summary.suspended} suspended" if getattr(summary, "suspended", 0) else ""
     took = f"; {seconds:.2f}s" if seconds is not None else ""
     checked = f"; checked against Kubernetes {summary.kubernetes_version}" if summary.kubernetes_version else ""
     unchecked = (f"\nnot validated (no CRD delivered with them): {', '.join(summary.not_validated_kinds)}"

@@ -1,6 +1,6 @@
 """Load: the input repo (a work tree or one Git commit) → typed Promises, Destinations and resource requests.
 
-In: a `SourceTree` ({path: bytes} of `promises/`, `clusters/`, `requests/`), the `Inventory` of what the last
+In: a `SourceTree` ({path: bytes} of `promises/`, `clusters/`, `requests/`, `config/`), the `Inventory` of what the last
 compile read, and where each state store's files go in the output tree. Out: a `Platform` and the diagnostics
 of everything that could not be read as what its folder says it is. Nothing is validated against a request
 schema here: requests keep the body as written (namespace filled in from their folder), but every name that
@@ -10,8 +10,8 @@ inventory says it held stands in (a broken Promise, a broken Destination, held r
 never removes running infrastructure; only removing the file does.
 
 The modules, by concern: `sources` (the I/O edge: work tree or commit → `SourceTree`), `promises` (with
-`pipelines`), `destinations` (with state stores), `requests`, `shapes` (the platform's own document shapes), and
-`shared` (parsing a file with diagnostics, unvalidated fields).
+`pipelines`), `destinations` (with state stores), `requests`, `configs` (the ConfigMaps and Secrets steps read),
+`shapes` (the platform's own document shapes), and `shared` (parsing a file with diagnostics, unvalidated fields).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from kratix import paths
 from kratix.diagnostics import Diagnostic, Severity
 from kratix.documents import SourceDoc, SourceTree
 from kratix.inventory import Inventory
+from kratix.load.configs import parse_configs
 from kratix.load.destinations import overlap_problem, parse_destinations
 from kratix.load.promises import parse_promises, promise_documents
 from kratix.load.requests import parse_requests
@@ -70,8 +71,9 @@ def parse_platform(tree: SourceTree, *, skip_requests: SkipRequests | None = Non
     requests = parse_requests(tree, promises, diagnostics, skip)
     broken = _broken_files(tree, diagnostics)
     held = _held_requests(known, promises, requests, broken)
+    configs = parse_configs(tree, diagnostics)
     return Platform(promises=promises, destinations=destinations, requests=requests, commit=tree.commit,
-                    held=held, stores=stores), diagnostics
+                    held=held, stores=stores, configs=configs), diagnostics
 
 
 def parse_state_stores(tree: SourceTree) -> dict[str, StateStore]:

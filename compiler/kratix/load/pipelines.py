@@ -146,3 +146,54 @@ def _container(raw: Mapping[str, Any], where: FieldPath, problem: Any,
         env=tuple((e["name"], e.get("value", "")) for e in raw.get("env") or ()),
         body=raw,
     )
+
+
+# What a pipeline may ask of a cluster that a compiler has not got: said once per Promise, never ignored silently.
+_CLUSTER_ACCESS = (
+    (("spec", "rbac", "permissions"), "RBAC permissions for its ServiceAccount"),
+    (("spec", "rbac", "serviceAccount"), "an existing ServiceAccount"),
+    (("spec", "imagePullSecrets"), "image pull Secrets (images are pulled with this machine's credentials)"),
+)
+_POD_ONLY = (("spec", "nodeSelector"), ("spec", "tolerations"), ("spec", "jobOptions"), ("spec", "restartPolicy"))
+_CONTAINER_POD_ONLY = ("securityContext", "resources", "imagePullPolicy")
+_PROVIDED_VOLUMES = ("configMap", "secret", "emptyDir")
+
+
+def report_cluster_access(doc: SourceDoc, workflows: Any, diagnostics: list[Diagnostic], subject: str) -> None:
+    """One warning for everything the Promise's pipelines ask of a cluster (RBAC, ServiceAccounts, pull Secrets,
+    volumes other than configMap/secret/emptyDir), which steps here do not get; one note for the pod settings
+    that have no meaning without a pod. Steps run with no Kubernetes API at all."""
+    access: list[str] = []
+    ignored: list[str] = []
+    for workflow in ("promise", "resource"):
+        raw = mapping(mapping(workflows).get(workflow)).get("configure")
+        for entry in raw if isinstance(raw, list) else ():
+            name = mapping(mapping(entry).get("metadata")).get("name", "?")
+            access += [f"{workflow}/{name}: {what}" for path, what in _CLUSTER_ACCESS if _has(entry, path)]
+            for volume in mapping(mapping(entry).get("spec")).get("volumes") or ():
+                kinds = [k for k in mapping(volume) if k != "name" and k not in _PROVIDED_VOLUMES]
+                if kinds:
+                    access.append(f"{workflow}/{name}: volume {mapping(volume).get('name')!r} ({', '.join(kinds)})")
+            ignored += [f"{workflow}/{name}: {'.'.join(path[1:])}" for path in _POD_ONLY if _has(entry, path)]
+            for container in mapping(mapping(entry).get("spec")).get("containers") or ():
+                ignored += [f"{workflow}/{name}/{mapping(container).get('name')}: {field}"
+                            for field in _CONTAINER_POD_ONLY if _has(container, (field,))]
+    if access:
+        diagnostics.append(Diagnostic.at(
+            doc, ("spec", "workflows"), "pipeline.cluster-access",
+            f"its pipelines ask for cluster access a compiler cannot give ({'; '.join(access)}): steps run with no "
+            "Kubernetes API and no credentials; a step that needs them fails", severity=Severity.WARNING,
+            object=subject))
+    if ignored:
+        diagnostics.append(Diagnostic.at(
+            doc, ("spec", "workflows"), "pipeline.pod-settings",
+            f"pod settings have no effect here, where steps are not pods ({'; '.join(ignored)}); the compile's own "
+            "limits apply (see docs/pipeline-contract.md)", severity=Severity.INFO, object=subject))
+
+
+def _has(value: Any, path: tuple[str, ...]) -> bool:
+    for key in path:
+        if not isinstance(value, Mapping) or key not in value:
+            return False
+        value = value[key]
+    return value not in (None, "", [], {})

@@ -22,7 +22,7 @@ from kratix import crdtypes, limits, names
 from kratix.diagnostics import Diagnostic
 from kratix.documents import FieldPath, SourceDoc, SourceTree
 from kratix.load import shapes
-from kratix.load.pipelines import parse_pipelines
+from kratix.load.pipelines import parse_pipelines, report_cluster_access
 from kratix.load.shared import check_name, check_shape, mapping, object_name, parse_file, upgraded, yaml_files
 from kratix.platform import API_GROUP, API_VERSION, PROMISE_VERSION_LABEL, ApiRef, Promise, RequiredPromise, Selector
 
@@ -136,6 +136,7 @@ def _promise(doc: SourceDoc, body: Mapping[str, Any], diagnostics: list[Diagnost
                                                       has_templates)
     if not (promise_ok and resource_ok):
         return None
+    report_cluster_access(doc, workflows, diagnostics, subject)
     crd = spec.get("api")
     labels = metadata.get("labels") or {}
     return Promise(

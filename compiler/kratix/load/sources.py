@@ -1,11 +1,11 @@
 """The I/O edge of the load stage: the input folders of a work tree or of one Git commit, as bytes.
 
-In: the root of the input repo (and, for `read_commit`, a ref). Out: a `SourceTree` holding every regular file
-under `promises/`, `clusters/` and `requests/` (hidden files and folders left out), and, in `unread`, the paths
-that are there but were not read, with why: a symbolic link (in a work tree it is not followed, so a link
-cannot bring a file from outside the repo into the output; in a commit a link has no content of its own), a
-submodule, a FIFO or device (reading one could block for ever), a file over `limits.MAX_FILE_BYTES`, a name
-that is not UTF-8. Nothing is parsed here.
+In: the root of the input repo (and, for `read_commit`, a ref). Out: a `SourceTree` holding every regular
+file under `promises/`, `clusters/`, `requests/` and `config/` (hidden files and folders left out), and, in
+`unread`, the paths that are there but were not read, with why: a symbolic link (in a work tree it is not
+followed, so a link cannot bring a file from outside the repo into the output; in a commit a link has no
+content of its own), a submodule, a FIFO or device (reading one could block for ever), a file over
+`limits.MAX_FILE_BYTES`, a name that is not UTF-8. Nothing is parsed here.
 Refuses: a root that is not a directory (`SourceError`); a ref Git cannot resolve (`kratix.gitio` raises).
 """
 
@@ -19,7 +19,7 @@ from kratix import gitio, limits
 from kratix.documents import SourceTree
 from kratix.errors import SourceError
 
-INPUT_FOLDERS = ("promises", "clusters", "requests")
+INPUT_FOLDERS = ("promises", "clusters", "requests", "config")
 _LINK = "is a symbolic link: kratix reads regular files only, and never follows a link out of the repo"
 _SPECIAL = "is not a regular file (a FIFO, socket or device): it is not read"
 _SUBMODULE = "is a submodule: kratix reads regular files only"
