@@ -237,7 +237,7 @@ def test_an_output_branch_edited_by_hand_or_from_before_totals_is_read_whole_onc
 
 
 def test_a_one_request_change_reads_only_what_it_reaches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from kratix import gitio, publish
+    from kratix import gitio, load, publish
     from kratix.cli import publishing
 
     platform, _ = make_repo(tmp_path / "platform", base())
@@ -257,7 +257,8 @@ def test_a_one_request_change_reads_only_what_it_reaches(tmp_path: Path, monkeyp
                                        Settings())
     assert not isinstance(outcome, str), outcome
     assert not listed  # the output tree is never listed
-    assert inputs == [("promises/", "clusters/", "requests/team-1/db-4.yaml")]  # nor the other request files
+    folders = tuple(f"{folder}/" for folder in load.INPUT_FOLDERS if folder != "requests")  # promises/, clusters/...
+    assert inputs == [(*folders, "requests/team-1/db-4.yaml")]  # ...and not the other request files
     shards = {p for p in read if paths.is_cache_shard(p) or paths.is_provenance_shard(p)}
     reached = {e.destination for e in outcome[0].provenance.values()}
     assert len(reached) == 1  # of three destinations: the one the request is placed on
