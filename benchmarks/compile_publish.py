@@ -559,6 +559,118 @@ def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str
     return [line(header), "  ".join("-" * w for w in widths), *(line(row) for row in rows)]
 
 
+# --- scaling: the same figures at several platform sizes --------------------------------------------------
+
+TARGET_CHANGE_AT = {10_000: 0.3, 100_000: 0.5}  # one-request change, interpreter start-up included
+TARGET_COLD_AT = {100_000: 60.0}
+TARGET_MEMORY_BYTES_AT = {100_000: 1024**3}
+
+
+@dataclass(frozen=True, order=True)
+class ChildRun:
+    """One CLI run in a fresh interpreter: its times, its peak memory, its report."""
+
+    span: Span
+    peak_bytes: int = field(compare=False)  # ru_maxrss of the largest of that process and the children it waited for
+    report: Mapping[str, object] = field(compare=False, repr=False)
+
+    @property
+    def read(self) -> str:
+        read = self.report.get("read")
+        return str(read.get("only")) if isinstance(read, Mapping) else "?"
+
+
+def run_child(input_repo: Path, ref: str, output_repo: Path, *extra: str) -> ChildRun:
+    """`kratix compile` in a fresh interpreter, waited for alone so that its own peak memory is known."""
+    command = [sys.executable, "-m", "kratix.cli", "compile", str(input_repo), "--ref", ref, "--output-repo",
+               str(output_repo), "--format", "json", "--quiet", *extra]
+    started = now()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        process = subprocess.Popen(command, stdout=out, stderr=err)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        span = now() - started
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
+    if process.returncode != 0:
+        raise BenchmarkError(f"kratix compile failed ({process.returncode}):\n{stderr}{stdout[-2000:]}")
+    return ChildRun(Span(span.wall, usage.ru_utime + usage.ru_stime), usage.ru_maxrss * 1024, json.loads(stdout))
+
+
+def commit_promise_change(repo: Path, revision: int) -> str:
+    """Edit Promise 0's ConfigMap template (every request of that Promise renders again) in one new commit."""
+    parent = head(repo)
+    template = CONFIGMAP_TEMPLATE + f"  revision: \"{revision}\"\n"
+    fast_import(repo, import_stream({f"promises/{promise_name(0)}/templates/configmap.yaml.j2": template.encode()},
+                                    message=f"promise change {revision}\n", parent=parent))
+    commit = head(repo)
+    assert commit is not None
+    return commit
+
+
+@dataclass(frozen=True)
+class Scale:
+    sizes: Sizes
+    cold: ChildRun
+    noop: ChildRun
+    change: ChildRun
+    promise: ChildRun
+
+
+def measure_scale(work: Path, sizes: Sizes, *, repeat: int) -> Scale:
+    """Cold compile+publish, a no-op, a one-request change and a one-Promise change, through the CLI."""
+    folder = work / f"n{sizes.requests}"
+    folder.mkdir()
+    input_repo = init_bare(folder / "input.git")
+    fast_import(input_repo, import_stream(platform_files(sizes), message="synthetic platform\n"))
+    base = head(input_repo)
+    assert base is not None
+    output = folder / "output.git"
+    cold = run_child(input_repo, base, output)
+    expect(Run(cold.span, cold.report), commit=True, what="the cold run")
+    noop = best_of(repeat, lambda _: run_child(input_repo, base, output))
+    expect(Run(noop.span, noop.report), commit=False, what="the no-op run")
+
+    def change_once(attempt: int) -> ChildRun:
+        run = run_child(input_repo, commit_request_change(input_repo, sizes, attempt + 1), output)
+        expect(Run(run.span, run.report), commit=True, what="the one-request change")
+        return run
+
+    change = best_of(repeat, change_once)
+    promise = run_child(input_repo, commit_promise_change(input_repo, 1), output)
+    expect(Run(promise.span, promise.report), commit=True, what="the one-Promise change")
+    return Scale(sizes, cold, noop, change, promise)
+
+
+def scale_lines(scales: Sequence[Scale], repeat: int) -> list[str]:
+    lines = [f"kratix compile+publish at several sizes, {date.today().isoformat()}: "
+             f"{scales[0].sizes.promises} promises, {scales[0].sizes.destinations} destinations",
+             f"machine: {os.cpu_count()} CPUs, load average {_load()}; Python {sys.version.split()[0]}; "
+             f"{gitio.run_git(None, 'version').decode().strip()}",
+             f"each CLI run in a fresh interpreter (start-up and imports count); no-op and one-request change: best "
+             f"of {repeat}; read: what the compile read (changes: only what changed; everything: the whole input)",
+             ""]
+    rows = []
+    for scale in scales:
+        n = scale.sizes.requests
+        for label, run, target in (
+                ("cold compile+publish", scale.cold, TARGET_COLD_AT.get(n)),
+                ("no-op (nothing changed)", scale.noop, None),
+                ("one-request change", scale.change, TARGET_CHANGE_AT.get(n)),
+                ("one-Promise change", scale.promise, None)):
+            rows.append((f"{n:,}", label, *_cells(run.span), f"{run.peak_bytes / 1e6:.0f} MB", run.read,
+                         f"<= {target:g} s" if target else "",
+                         ("PASS" if run.span.wall <= target else "MISS") if target else ""))
+        memory = TARGET_MEMORY_BYTES_AT.get(n)
+        if memory:
+            peak = max(run.peak_bytes for run in (scale.cold, scale.noop, scale.change, scale.promise))
+            rows.append((f"{n:,}", "peak memory (any run)", "", "", f"{peak / 1e6:.0f} MB", "",
+                         f"<= {memory / 1024**3:g} GiB", "PASS" if peak <= memory else "MISS"))
+    lines += _table(("requests", "figure", "wall", "cpu", "peak RSS", "read", "target", ""), rows)
+    return lines
+
+
 # --- the command --------------------------------------------------------------------------------------------
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -574,8 +686,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true",
                         help="also profile one in-process cold compile and one one-request-change compile: top 30 "
                              "by cumulative time (raw stats kept with --keep)")
+    parser.add_argument("--scaling", metavar="N,N,...",
+                        help="instead: cold, no-op, one-request and one-Promise change at each of these request "
+                             "counts (e.g. 1000,10000,100000), with peak memory")
     args = parser.parse_args(argv)
-    if min(args.promises, args.destinations, args.requests, args.repeat) < 1:
+    args.scaling = [int(n) for n in args.scaling.split(",")] if args.scaling else []
+    if min(args.promises, args.destinations, args.requests, args.repeat, *args.scaling) < 1:
         parser.error("sizes and --repeat must be at least 1")
     return args
 
@@ -586,6 +702,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="kratix-bench-", dir=args.workdir))
+    if args.scaling:
+        return scaling_main(work, args)
     try:
         figures, profile_text = measure(work, sizes, repeat=args.repeat, profile=args.profile)
     except BenchmarkError as error:
@@ -600,6 +718,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.keep:
         print(f"\nkept: {work} (input.git; output.git and cold-*.git from the CLI runs; inprocess-*.git; "
               "floor-*.git; *.prof with --profile)")
+    return 0
+
+
+def scaling_main(work: Path, args: argparse.Namespace) -> int:
+    scales = []
+    try:
+        for count in args.scaling:
+            scales.append(measure_scale(work, Sizes(args.promises, args.destinations, count), repeat=args.repeat))
+            print(f"measured {count:,} requests", file=sys.stderr, flush=True)
+    except BenchmarkError as error:
+        print(f"benchmark failed: {error}", file=sys.stderr)
+        return 1
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    print("\n".join(scale_lines(scales, args.repeat)))
+    if args.keep:
+        print(f"\nkept: {work} (n<requests>/input.git and output.git)")
     return 0
 
 

@@ -10,6 +10,7 @@ import pytest
 from kratix import gitio
 from kratix.errors import SourceError
 from tests import gitrepos
+from tests.gitrepos import commit_files, git, init_repo, make_repo
 
 FILES = {
     "promises/db/promise.yaml": "kind: Promise\n",
@@ -229,3 +230,36 @@ def test_delete_stale_temp_refs_keeps_fresh_ones(tmp_path: Path) -> None:
     gitio.delete_stale_temp_refs(repo, older_than_seconds=3600)
 
     assert gitrepos.git(repo, "for-each-ref", "--format=%(refname)", gitio.TEMP_REF_PREFIX).split() == [fresh]
+
+
+def test_a_tree_reader_answers_paths_of_one_commit_as_asked(tmp_path: Path) -> None:
+    repo, commit = make_repo(tmp_path / "r", {"a/b.yaml": "x: 1\n", "c d.txt": "c\n"})
+    with gitio.TreeReader(repo, commit) as files:
+        assert "a/b.yaml" in files and "c d.txt" in files
+        assert "a" not in files and "nope.yaml" not in files  # a folder is not a file
+        assert files["a/b.yaml"] == b"x: 1\n"
+        assert files.oid("c d.txt") == git(repo, "rev-parse", f"{commit}:c d.txt").strip()
+        with pytest.raises(KeyError):
+            files["a"]
+        assert sorted(files) == ["a/b.yaml", "c d.txt"]
+
+
+def test_changed_paths_are_what_git_diff_tree_says(tmp_path: Path) -> None:
+    repo, first = make_repo(tmp_path / "r", {"keep": "k\n", "edit": "1\n", "gone": "g\n"})
+    second = commit_files(repo, {"edit": "2\n", "new/file": "n\n"}, remove=["gone"])
+    assert sorted(gitio.changed_paths(repo, first, second) or []) == ["edit", "gone", "new/file"]
+    assert gitio.changed_paths(repo, second, second) == []
+    assert gitio.changed_paths(repo, "0" * 40, second) is None  # not in this repo: nothing to compare with
+
+
+def test_a_commit_can_carry_its_own_tree_id_as_a_trailer(tmp_path: Path) -> None:
+    repo = init_repo(tmp_path / "out.git", bare=True)
+    written = gitio.write_commit(repo, parent=None, changes={"a": b"1\n"}, replace_all=False,
+                                 message="title\n\nSource-Commit: abc\n", author=gitio.Signature("K", "k@x", 1),
+                                 tree_trailer="Output-Tree")
+    message = git(repo, "log", "-1", "--format=%B", written.commit)
+    assert gitio.trailer(message, "Output-Tree") == written.tree == git(repo, "rev-parse",
+                                                                         f"{written.commit}^{{tree}}").strip()
+    assert gitio.trailer(message, "Source-Commit") == "abc"  # one trailer block
+    assert git(repo, "log", "-1", "--format=%(trailers:key=Output-Tree,valueonly)", written.commit).strip() == \
+        written.tree

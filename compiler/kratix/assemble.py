@@ -20,6 +20,7 @@ from kratix import (
     render,
     secretpolicy,
     sops,
+    workers,
     yamltext,
 )
 from kratix.diagnostics import Diagnostic, Severity
@@ -202,7 +203,8 @@ def _fail_owner(owner: str, reason: str, message: str, promises: dict[str, Promi
 
 
 def validate_output(checker: conformance.Conformance, promises: dict[str, PromiseStatus],
-                    requests: dict[str, RequestStatus], diagnostics: list[Diagnostic]) -> tuple[str, ...]:
+                    requests: dict[str, RequestStatus], diagnostics: list[Diagnostic], *,
+                    jobs: int = 1) -> tuple[str, ...]:
     """Check every emitted object against Kubernetes' schemas (custom kinds against the CRDs delivered to the
     same destination); an owner with an invalid object fails. Each request remembers the kinds no schema could
     check; the kinds of the Promises' own output are returned."""
@@ -219,9 +221,13 @@ def validate_output(checker: conformance.Conformance, promises: dict[str, Promis
     for item in placed:
         for document in item.file.documents:
             by_owner_destination.setdefault((item.owner, item.destination), []).append((item, document))
-    for (owner, destination), entries in sorted(by_owner_destination.items()):
-        report = checker.check([secretpolicy.for_schema_check(document) for _, document in entries],
-                               crds=crds.get(destination, ()))
+    groups = sorted(by_owner_destination.items())
+
+    def check(start: int, stop: int) -> list[conformance.ConformanceReport]:
+        return [checker.check([secretpolicy.for_schema_check(document) for _, document in entries],
+                              crds=crds.get(destination, ())) for (_, destination), entries in groups[start:stop]]
+
+    for ((owner, _), entries), report in zip(groups, workers.map_ranges(check, len(groups), jobs=jobs), strict=True):
         unchecked.setdefault(owner, set()).update(report.not_validated_kinds)
         for index, problems in sorted(report.problems.items()):
             item, document = entries[index]
@@ -259,7 +265,7 @@ def _reject_identity_labels(placed: Sequence[PlacedFile], promises: dict[str, Pr
 
 def lay_out(platform: Platform, promises: Mapping[str, PromiseStatus], requests: Mapping[str, RequestStatus],
             previous: PreviousOutput, *, commit: str | None, fingerprints: Mapping[str, str],
-            diagnostics: Sequence[Diagnostic], tree_files: Mapping[str, bytes] | None = None
+            diagnostics: Sequence[Diagnostic], tree_files: Mapping[str, bytes] | None = None, jobs: int = 1
             ) -> tuple[dict[str, Content], dict[str, provenance.Entry]]:
     """The output tree, and the provenance of each of its files (also in the tree, encoded). A destination whose
     state store cannot be reached keeps what it had: nothing of it is written, and its provenance stays."""
@@ -289,7 +295,7 @@ def lay_out(platform: Platform, promises: Mapping[str, PromiseStatus], requests:
         if entry is not None and entry.destination is not None and entry.destination not in frozen:
             carried[path] = layout.Kept(content, entry.destination, entry.objects)
     tree = layout.build_tree(live, destinations=[d for d in platform.destinations.values() if d.name not in frozen],
-                             bookkeeping=bookkeeping, kept=carried, read=previous.files.__getitem__)
+                             bookkeeping=bookkeeping, kept=carried, read=previous.files.__getitem__, jobs=jobs)
     files = tree.files
     standing = [e for e in previous.provenance.values() if e.destination in frozen] if frozen else []
     files.update((e.path, previous.content(e.path)) for e in standing if e.path in previous.files)

@@ -194,7 +194,7 @@ def file_oids(repo: Path, commit: str) -> tuple[dict[str, str], bool]:
 
 
 def list_tree(repo: Path, commit: str, *, prefix: str = "", sizes: bool = False,
-              timeout: float | None = None) -> list[TreeEntry]:
+              timeout: float | None = None, pathspecs: Iterable[str] | None = None) -> list[TreeEntry]:
     """Every file entry of `commit`'s tree (recursively), optionally only under the folder `prefix`; with
     `sizes`, each blob's size too (read from the object store's headers, not its content)."""
     args = [
@@ -208,6 +208,11 @@ def list_tree(repo: Path, commit: str, *, prefix: str = "", sizes: bool = False,
     ]  # a folder named `*` is literal
     if prefix.strip("/"):
         args += ["--", prefix.strip("/") + "/"]
+    elif pathspecs is not None:
+        specs = list(pathspecs)
+        if not specs:  # no pathspec at all: nothing, not the whole tree
+            return []
+        args += ["--", *specs]
     entries = []
     for record in run_git(repo, *args, timeout=timeout).split(b"\0"):
         if not record:
@@ -262,6 +267,120 @@ class LazyBlobs(Mapping[str, bytes]):
 
     def __len__(self) -> int:
         return len(self._oids)
+
+
+def changed_paths(repo: Path, old: str, new: str) -> list[str] | None:
+    """The paths whose entries differ between the trees of commits `old` and `new` (added, changed, removed; no
+    rename detection), from `git diff-tree`; None when `old` is not in `repo` (it cannot be compared)."""
+    result = git_result(repo, "diff-tree", "-r", "-z", "--no-renames", "--name-only", old, new)
+    if result.returncode != 0:
+        return None
+    return [path.decode("utf-8", "surrogateescape") for path in result.stdout.split(b"\0") if path]
+
+
+def commit_info(repo: Path, commit: str) -> tuple[str, str]:
+    """A commit's tree id and message."""
+    tree, _, message = run_git(repo, "log", "-1", "--format=%T%n%B", commit).decode("utf-8", "replace").partition(
+        "\n")
+    return tree, message
+
+
+def trailer(message: str, key: str) -> str | None:
+    """The value of the last `key: value` line of a commit message's last paragraph (its trailers)."""
+    found = None
+    for line in message.strip().split("\n\n")[-1].splitlines():
+        name, colon, value = line.partition(":")
+        if colon and name.strip() == key:
+            found = value.strip()
+    return found
+
+
+class TreeReader(Mapping[str, bytes]):
+    """One commit's files, looked up by path on demand through one long-lived `git cat-file --batch-command`:
+    a compile that reaches a handful of paths of a tree holding hundreds of thousands asks for those alone (no
+    listing of the tree). Membership, object ids and contents are cached. Iterating lists the whole tree once
+    (`ls-tree`), as a fallback for code that needs every path. Close it (or use it as a context manager)."""
+
+    def __init__(self, repo: Path, commit: str) -> None:
+        self.repo = repo
+        self.commit = commit
+        self._oids: dict[str, str | None] = {}
+        self._loaded: dict[str, bytes] = {}
+        self._listing: list[str] | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def _git(self) -> subprocess.Popen[bytes]:
+        if self._process is None:
+            self._process = subprocess.Popen(
+                ["git", "-C", str(self.repo), "cat-file", "--batch-command"], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=clean_env())
+        return self._process
+
+    def _ask(self, command: str, path: str) -> tuple[str | None, bytes | None]:
+        process = self._git()
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(f"{command} {self.commit}:{path}\n".encode("utf-8", "surrogateescape"))
+        process.stdin.flush()
+        header = process.stdout.readline().decode()
+        if not header:  # git is gone: never take that for a missing file
+            raise GitCommandError(("cat-file", "--batch-command"), process.poll() or -1, "stopped answering")
+        if header.endswith("missing\n") or header.endswith("ambiguous\n"):
+            return None, None
+        oid, kind, size = header.split()
+        if command == "info":
+            return (oid if kind == "blob" else None), None
+        data = process.stdout.read(int(size) + 1)[:-1]
+        return (oid if kind == "blob" else None), data
+
+    def oid(self, path: str) -> str:
+        found = self._oid(path)
+        if found is None:
+            raise KeyError(path)
+        return found
+
+    def _oid(self, path: str) -> str | None:
+        if path not in self._oids:
+            self._oids[path] = self._ask("info", path)[0] if path and not path.endswith("/") else None
+        return self._oids[path]
+
+    def prefetch(self, paths: Iterable[str]) -> None:
+        for path in paths:
+            if path in self:
+                self[path]
+
+    def __getitem__(self, path: str) -> bytes:
+        if path not in self._loaded:
+            if self._oid(path) is None:
+                raise KeyError(path)
+            self._loaded[path] = self._ask("contents", path)[1] or b""
+        return self._loaded[path]
+
+    def __contains__(self, path: object) -> bool:
+        return isinstance(path, str) and self._oid(path) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        if self._listing is None:
+            oids, _ = file_oids(self.repo, self.commit)
+            self._oids.update(oids)
+            self._listing = list(oids)
+        return iter(self._listing)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def close(self) -> None:
+        if self._process is not None:
+            with contextlib.suppress(OSError):
+                assert self._process.stdin is not None
+                self._process.stdin.close()
+            self._process.wait()
+            self._process = None
+
+    def __enter__(self) -> TreeReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def read_tree(repo: Path, ref: str, *, prefix: str = "") -> dict[str, bytes]:
@@ -364,6 +483,7 @@ def write_commit(
     author: Signature,
     committer: Signature | None = None,
     timeout: float | None = None,
+    tree_trailer: str | None = None,
 ) -> WrittenCommit:
     """Write a commit with `git fast-import` without moving any branch; return its id and tree id.
 
@@ -371,7 +491,8 @@ def write_commit(
     write a plain 100644 file, a `BlobRef` reuses a blob the repo already holds, None deletes. fast-import must
     name a ref, so it writes a uniquely named temporary one, deleted before returning; a kill in between leaves
     at worst that ref, which `delete_stale_temp_refs` removes later. The objects stay unreferenced until the
-    caller moves a branch.
+    caller moves a branch. With `tree_trailer`, the message ends with the trailer `<tree_trailer>: <tree id>`,
+    so that a reader can tell the commit's tree is still the one its writer made (an amended commit is not).
     """
     ref = f"{TEMP_REF_PREFIX}{time.time_ns()}-{os.getpid()}-{secrets.token_hex(4)}"
     stream = _import_stream(ref, parent, changes, replace_all, message, author, committer or author)
@@ -381,7 +502,33 @@ def write_commit(
         commit, tree = run_git(repo, "rev-parse", ref, f"{ref}^{{tree}}", timeout=timeout).decode().split()
     finally:
         run_git(repo, "update-ref", "-d", ref, check=False, timeout=timeout)
+    if tree_trailer:
+        commit = _commit_tree(repo, tree, parent, with_trailer(message, tree_trailer, tree), author,
+                              committer or author, timeout=timeout)
     return WrittenCommit(commit, tree)
+
+
+def with_trailer(message: str, key: str, value: str) -> str:
+    """`message` with the trailer `key: value` added to its trailers (a last paragraph of `Key: value` lines)."""
+    text = message.rstrip("\n")
+    last = text.split("\n\n")[-1].splitlines()
+    joined = "\n" if "\n\n" in text and all(":" in line and " " not in line.split(":", 1)[0] for line in last) \
+        else "\n\n"
+    return f"{text}{joined}{key}: {value}\n"
+
+
+def _commit_tree(repo: Path, tree: str, parent: str | None, message: str, author: Signature, committer: Signature,
+                 *, timeout: float | None) -> str:
+    """A commit of `tree` (already in the repo) with this message: one object, no ref moved."""
+    env = clean_env()
+    for role, who in (("AUTHOR", author), ("COMMITTER", committer)):
+        env.update({f"GIT_{role}_NAME": who.name, f"GIT_{role}_EMAIL": who.email,
+                    f"GIT_{role}_DATE": f"@{who.seconds} {who.offset}"})
+    result = git_result(repo, "commit-tree", tree, *(("-p", parent) if parent else ()), input=message.encode(),
+                        env=env, timeout=timeout)
+    if result.returncode != 0:
+        raise GitCommandError(("commit-tree", tree), result.returncode, result.stderr)
+    return result.stdout.decode().strip()
 
 
 def delete_stale_temp_refs(repo: Path, *, older_than_seconds: float) -> None:

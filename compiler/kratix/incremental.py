@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from kratix import __version__, cache, conformance, load, paths, steps
+from kratix import __version__, cache, conformance, load, paths
 from kratix.diagnostics import Diagnostic
 from kratix.documents import Content, SourceDoc, SourceTree, blob_id
 from kratix.platform import Destination, Platform, Promise, RequestKey, ResourceRequest
@@ -76,6 +76,17 @@ def promise_fingerprints(tree: SourceTree, promises: Mapping[str, Promise],
     return prints
 
 
+def context_fingerprint(promises: Mapping[str, Promise], settings: Settings) -> str:
+    """A digest of what requests' output depends on that the input tree does not hold: the compiler and the
+    release output is checked against, the settings, what the images Promises run are now."""
+    digests = _image_digests(promises, settings)
+    return cache.fingerprint(
+        __version__, repr(settings.validate), conformance.chosen_version(settings.validate.kubernetes_version),
+        repr(settings.render.container_runtime),
+        f"unsandboxed={settings.render.unsandboxed} network={settings.render.step_network}",
+        *(f"{image}@{digest}" for image, digest in sorted(digests.items())))
+
+
 def _image_digests(promises: Mapping[str, Promise], settings: Settings) -> dict[str, str]:
     """What each image a resource workflow uses is now: a tag moved to new content re-runs its requests. An
     image not pulled yet has no digest; its requests re-run once it has one."""
@@ -83,6 +94,8 @@ def _image_digests(promises: Mapping[str, Promise], settings: Settings) -> dict[
                      if c.image})
     if not images:
         return {}
+    from kratix import steps  # only when a Promise runs images
+
     runtime = steps.detect_runtime(settings.render.container_runtime)
     return {image: (steps.image_digest(steps.qualified_image(image), runtime) if runtime else None) or "unknown"
             for image in images}

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kratix import paths, yamltext
+from kratix import paths, workers, yamltext
 from kratix.documents import BlobRef, Content
 from kratix.manifests import MANAGED_BY, PlacedFile, object_id
 from kratix.platform import Destination
@@ -86,7 +86,7 @@ def render_file(item: PlacedFile) -> bytes:
 
 def build_tree(placed: Sequence[PlacedFile], *, destinations: Iterable[Destination],
                bookkeeping: Mapping[str, Any], kept: Mapping[str, Kept] | None = None,
-               read: Callable[[str], bytes] | None = None) -> Tree:
+               read: Callable[[str], bytes] | None = None, jobs: int = 1) -> Tree:
     """`bookkeeping` maps paths under `.kratix/` to documents, or to contents kept as they are; `kept` holds
     previously published files carried over verbatim (last-known-good output of what fails now, and the output
     of requests that did not change); `read` turns a carried-over blob into bytes (an aggregated file is made of
@@ -95,8 +95,10 @@ def build_tree(placed: Sequence[PlacedFile], *, destinations: Iterable[Destinati
     generated: dict[str, str] = {}
     workloads: dict[str, list[tuple[str, Content, bool]]] = defaultdict(list)  # destination -> (path, content, k8s)
     emitted: dict[str, set[str]] = defaultdict(set)
-    for item in placed:
-        workloads[item.destination].append((item.output_path, render_file(item), bool(item.file.documents)))
+    rendered = workers.map_ranges(lambda start, stop: [render_file(item) for item in placed[start:stop]],
+                                  len(placed), jobs=jobs)
+    for item, content in zip(placed, rendered, strict=True):
+        workloads[item.destination].append((item.output_path, content, bool(item.file.documents)))
         emitted[item.destination].update(object_id(document) for document in item.file.documents)
     by_name = {d.name: d for d in destinations}
     for path, carried in (kept or {}).items():
@@ -114,6 +116,14 @@ def build_tree(placed: Sequence[PlacedFile], *, destinations: Iterable[Destinati
         kept_as_is = isinstance(document, bytes | BlobRef)
         files[path] = document if kept_as_is else yamltext.dump_sorted(document)
     return Tree(dict(sorted(files.items())), generated)
+
+
+def generated_files(destination: Destination, workloads: Sequence[tuple[str, Content, bool]], emitted: set[str],
+                    read: Callable[[str], bytes] | None) -> dict[str, bytes]:
+    """What `build_tree` generates for one destination from its workloads ((path, content, holds objects)) and
+    the ids of the objects they emit: a compile that changes a few of a destination's files makes them again from
+    the destination's provenance."""
+    return _generated(destination, workloads, emitted, read)
 
 
 def _generated(destination: Destination, workloads: Sequence[tuple[str, Content, bool]], emitted: set[str],

@@ -55,6 +55,8 @@ STORE_PREFIX = "@"  # `@<store>/`: the files of a state store other than the def
 
 PLACEMENTS = f"{BOOKKEEPING}/placements.json"  # JSON: tens of thousands of entries parse 20x faster than YAML
 INVENTORY = f"{BOOKKEEPING}/inventory.json"
+TOTALS = f"{BOOKKEEPING}/totals.json"  # what a compile that reads only what changed needs of the rest (`kratix.totals`)
+OUTPUT_TREE_TRAILER = "Output-Tree"  # a commit's own tree id, in its message: the branch holds what kratix wrote
 STATUS_FOLDER = f"{BOOKKEEPING}/status"
 PROMISE_STATUS_FOLDER = f"{BOOKKEEPING}/promises"
 PROVENANCE_FOLDER = f"{BOOKKEEPING}/provenance"

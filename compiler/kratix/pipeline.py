@@ -11,7 +11,7 @@ that request alone: everything valid is rendered, every failure becomes a diagno
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from kratix import (
@@ -25,6 +25,7 @@ from kratix import (
     request_compile,
     shards,
     sops,
+    totals,
 )
 from kratix import plan as plans
 from kratix.diagnostics import Diagnostic, Severity
@@ -63,6 +64,7 @@ class CompileResult:
     summary: Summary
     requests: Mapping[str, RequestStatus]  # by "Kind namespace/name"
     provenance: Mapping[str, provenance.Entry] = field(default_factory=dict)  # by output path
+    platform: Platform | None = field(default=None, compare=False, repr=False)  # what was loaded
 
     @property
     def ok(self) -> bool:
@@ -95,19 +97,38 @@ def compile_platform(tree: SourceTree, *, settings: Settings, previous: Previous
     kubernetes_version = ""
     if settings.validate.validate_output:
         checker = conformance.Conformance.for_kubernetes(settings.validate.kubernetes_version)
-        not_validated = assemble.validate_output(checker, promises, requests, diagnostics)
+        not_validated = assemble.validate_output(checker, promises, requests, diagnostics,
+                                                 jobs=settings.render.parallelism)
         kubernetes_version = checker.kubernetes_version
     assemble.check_secrets(platform, promises, requests, diagnostics, previous, sealer=sops.Sealer())
     assemble.reject_conflicts_with_published(promises, requests, diagnostics, previous)
     files, entries = assemble.lay_out(platform, promises, requests, previous, commit=tree.commit,
-                                      fingerprints=fingerprints, diagnostics=diagnostics, tree_files=tree.files)
+                                      fingerprints=fingerprints, diagnostics=diagnostics, tree_files=tree.files,
+                                      jobs=settings.render.parallelism)
     diagnostics += [Diagnostic(paths.BOOKKEEPING, 1, 1, "", "bookkeeping.unreadable", warning, Severity.WARNING)
                     for warning in previous.warnings]
     diagnostics += _unreachable_stores(platform, previous)
     diagnostics.sort()
+    context = incremental.context_fingerprint(platform.promises, settings)
+    files[paths.TOTALS] = totals.encode(_totals(requests, diagnostics, context, not_validated, files))
     return CompileResult(files=files, diagnostics=tuple(diagnostics),
                          summary=_summary(platform, requests, promises, files, not_validated, kubernetes_version),
-                         requests=requests, provenance=entries)
+                         requests=requests, provenance=entries, platform=platform)
+
+
+def _totals(requests: Mapping[str, RequestStatus], diagnostics: list[Diagnostic], context: str,
+            promise_unchecked: tuple[str, ...], files: Mapping[str, Content]) -> totals.Totals:
+    states: dict[str, int] = {}
+    unchecked: dict[str, int] = {}
+    for status in requests.values():
+        states[status.state] = states.get(status.state, 0) + 1
+        for kind in status.unchecked_kinds:
+            unchecked[kind] = unchecked.get(kind, 0) + 1
+    settled = (not any(d.severity is Severity.ERROR for d in diagnostics)
+               and all(s.state == "placed" and not s.children for s in requests.values()))
+    return totals.Totals(context=context, states=states, unchecked=unchecked,
+                         promise_unchecked=promise_unchecked, files=len(files) + (paths.TOTALS not in files),
+                         settled=settled)
 
 
 def _unreachable_stores(platform: Platform, previous: PreviousOutput) -> list[Diagnostic]:
@@ -154,11 +175,15 @@ def commit_message(tree: SourceTree, result: CompileResult, previous: PreviousOu
     changed += [p for p in set(previous.files).difference(result.files)
                 if paths.target_of(p) == target and not paths.is_bookkeeping(p)]
     entries = [result.provenance.get(p) or previous.provenance.get(p) for p in changed]
-    destinations = sorted({e.destination for e in entries if e is not None and e.destination})
-    s = result.summary
+    return message(tree, result.summary, len(changed), [e.destination for e in entries if e is not None])
+
+
+def message(tree: SourceTree, s: Summary, changed: int, destinations: Iterable[str | None]) -> str:
+    """A commit message: the input commit, how many files changed on which destinations, the request counts."""
+    named = sorted({d for d in destinations if d})
     source = f"{tree.origin} @ {tree.commit[:12]}" if tree.commit else f"{tree.origin} (work tree)"
     lines = [f"kratix: compile {source}", "",
-             f"{len(changed)} file(s) changed on {', '.join(destinations) or 'no destination'}.",
+             f"{changed} file(s) changed on {', '.join(named) or 'no destination'}.",
              f"Requests: {s.placed} placed, {s.pending} pending, {s.misplaced} misplaced, {s.failed} failed; "
              f"{s.promises} promises, {s.destinations} destinations."]
     if tree.commit:

@@ -192,3 +192,47 @@ class PreviousOutput:
         if oid is None:
             return self.files[path] == content
         return bool(oid(path) == blob_id(content))
+
+
+@dataclass(frozen=True)
+class ScopedPrevious(PreviousOutput):
+    """The previous output as a compile of a few changed requests reads it (`kratix.delta`): the bookkeeping
+    shards it names, read by path when first asked for, and nothing else. Only for a tree kratix wrote itself
+    (its commit records its own tree id), so every provenance entry's file is there, and with every request
+    settled, so each request's placements are those of its cache record."""
+
+    cache_paths: frozenset[str] = frozenset()
+    provenance_paths: frozenset[str] = frozenset()
+    decoded: Mapping[str, list[cache.Record]] | None = None  # cache shards an earlier view decoded already
+
+    @cached_property
+    def provenance_shards(self) -> dict[str, list[provenance.Entry]]:
+        shards: dict[str, list[provenance.Entry]] = {}
+        for path in sorted(self.provenance_paths):
+            if path not in self.files:
+                continue
+            try:
+                entries = provenance.decode_shard(self.files[path], destinations_by_path=self._names_by_path)
+            except (ValueError, UnicodeDecodeError) as exc:
+                self._unreadable(path, exc, "the compile reads the whole output instead")
+                continue
+            shards[path] = list(entries.values())
+        return shards
+
+    @cached_property
+    def cache_shards(self) -> dict[str, list[cache.Record]]:
+        if self.decoded is not None:
+            return dict(self.decoded)
+        shards: dict[str, list[cache.Record]] = {}
+        for path in sorted(self.cache_paths):
+            if path not in self.files:
+                continue
+            try:
+                shards[path] = cache.decode_shard(self.files[path])
+            except (ValueError, UnicodeDecodeError) as exc:
+                self._unreadable(path, exc, "the compile reads the whole output instead")
+        return shards
+
+    @cached_property
+    def placements(self) -> dict[str, str]:
+        return {record: destination for r in self.cache for record, destination in r.placements.items()}

@@ -185,7 +185,46 @@ def _write(
         replace_all=not state.plain,
         message=message,
         author=signature,
+        tree_trailer=paths.OUTPUT_TREE_TRAILER,
     )
+
+
+def read_head(repo: OutputRepo) -> str | None:
+    """The branch's head commit (for a URL: as fetched now into the mirror), without reading its tree."""
+    with _mirror_lock(repo):
+        _fetch_mirror(repo)
+        return _head(repo)
+
+
+def publish_changes(repo: OutputRepo, head: str, head_tree: str, changes: Mapping[str, Content | None],
+                    message: str, *,
+                    identity: Identity = Identity(),  # noqa: B008 - frozen, so sharing the default is safe
+                    date: datetime | None = None) -> PublishResult | None:
+    """Commit `changes` (path -> content, None deletes) on top of `head` (whose tree is `head_tree`), which they
+    were computed against: one fast-import `from head` of the changed paths alone, then the same compare-and-swap
+    as `publish`. None when the branch is no longer at `head` (the caller computes again against what it holds
+    now)."""
+    _wait_for_locks(repo, stale_after=STALE_LOCK_SECONDS, wait=False)
+    problems = gitio.check_paths([path for path, content in changes.items() if content is not None])
+    if problems:
+        raise PublishError(f"refusing to publish an invalid tree: {'; '.join(problems[:5])}")
+    with _mirror_lock(repo):
+        _fetch_mirror(repo)
+        if _head(repo) != head:
+            return None
+        if not changes:
+            return PublishResult(head, changed=False, attempts=1)
+        before = BranchState(commit=head, files={})
+        was_clean = _work_tree_clean_at(repo, before)
+        written = gitio.write_commit(repo.path, parent=head, changes=changes, replace_all=False, message=message,
+                                     author=_signature(identity, date), tree_trailer=paths.OUTPUT_TREE_TRAILER)
+        if written.tree == head_tree:
+            return PublishResult(head, changed=False, attempts=1)
+        if _swap(repo, new=written.commit, old=head) is not None:
+            return None
+        warnings = _update_work_tree(repo, before, written.commit, was_clean)
+    gitio.run_git(repo.path, "-c", "gc.autoDetach=false", "gc", "--auto", "--quiet", check=False)
+    return PublishResult(written.commit, changed=True, attempts=1, warnings=warnings)
 
 
 def _swap(repo: OutputRepo, *, new: str, old: str | None) -> _Lost | None:

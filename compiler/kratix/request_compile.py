@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from kratix import cache, contract, paths, render, schedule, schema, suspensions
+from kratix import cache, contract, paths, render, schedule, schema, suspensions, workers
 from kratix.diagnostics import Diagnostic, Severity
 from kratix.documents import SourceDoc
 from kratix.manifests import (
@@ -79,6 +79,10 @@ def compile_requests(platform: Platform, schemas: Mapping[str, Any], promises: M
                 todo.append((request, ancestry))
             slow = [item for item in todo if promises[item[0].promise].promise.runs_programs]
             ran = dict(zip((str(r.key) for r, _ in slow), pool.map(compile_one, slow), strict=True))
+            quick = [request for request, _ in todo if str(request.key) not in ran]
+            ran.update(_compile_on_every_core(quick, promises, schemas, renderer, platform.destinations,
+                                              previous_placements, diagnostics, served, jobs=parallelism,
+                                              previous_status=status_of, now=when))
             wave = []
             for request, ancestry in todo:
                 status = ran.get(str(request.key)) or compile_one((request, ancestry))
@@ -91,6 +95,42 @@ def compile_requests(platform: Platform, schemas: Mapping[str, Any], promises: M
                                   source=SourceDoc(held.file, 0, 1, {}), body={})
         statuses[str(held.key)] = RequestStatus.held(request, held.why)
     return statuses
+
+
+def _compile_on_every_core(requests: Sequence[ResourceRequest], promises: Mapping[str, PromiseStatus],
+                           schemas: Mapping[str, Any], renderer: render.Renderer,
+                           destinations: Mapping[str, Destination], previous_placements: Mapping[str, str],
+                           diagnostics: list[Diagnostic], served: Mapping[tuple[str, str], str], *, jobs: int,
+                           previous_status: Callable[[ResourceRequest], Mapping[str, Any]], now: datetime
+                           ) -> dict[str, RequestStatus]:
+    """Requests whose workflows are templates only (CPU work in Python), over worker processes when they are many
+    (`kratix.workers`; few are compiled by the caller, one at a time). Diagnostics come back with each status."""
+    if len(requests) < workers.MINIMUM or jobs <= 1:
+        return {}
+
+    # Read here, before the fork: the previous output may be read through one git process, which the workers
+    # must not share.
+    before = {str(request.key): previous_status(request) for request in requests}
+
+    def work(start: int, stop: int) -> list[tuple[RequestStatus, list[Diagnostic]]]:
+        done = []
+        for request in requests[start:stop]:
+            found: list[Diagnostic] = []
+            status = _compile_request(request, promises[request.promise], schemas, renderer, destinations,
+                                      previous_placements, found, served=served, now=now,
+                                      previous_status=lambda r: before[str(r.key)])
+            # The request goes back without its body: this process has it already (a copy would double it).
+            done.append((replace(status, request=replace(request, body={}, source=_NO_SOURCE)), found))
+        return done
+
+    statuses = {}
+    for request, (status, found) in zip(requests, workers.map_ranges(work, len(requests), jobs=jobs), strict=True):
+        statuses[str(request.key)] = replace(status, request=request)
+        diagnostics.extend(found)
+    return statuses
+
+
+_NO_SOURCE = SourceDoc("", 0, 1, None)
 
 
 def _check_cycles(status: RequestStatus, chain: tuple[ResourceRequest, ...], diagnostics: list[Diagnostic]

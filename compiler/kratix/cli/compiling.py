@@ -48,6 +48,9 @@ def validate(path: Path, ref: str | None, output_format: str, unsandboxed: bool,
               help="Publish even when the mass-deletion guard trips (large deletions, Namespaces, CRDs, PVCs).")
 @click.option("--rebuild", is_flag=True,
               help="Render every request again instead of reusing the output of those that did not change.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1),
+              help="Processes for rendering, validating and writing many requests, and steps run at once "
+                   "[default: every core].")
 @common.format_option
 @click.option("--quiet", "-q", is_flag=True, help="No summary line.")
 @click.option("--shard", "shard", metavar="I/N",
@@ -56,46 +59,37 @@ def validate(path: Path, ref: str | None, output_format: str, unsandboxed: bool,
 @common.step_options
 @common.kubernetes_version_option
 def compile(path: Path, ref: str | None, out_dir: Path | None, output_repo: str | None, branch: str,
-            allow_deletions: bool, rebuild: bool, output_format: str, quiet: bool, shard: str | None,
-            unsandboxed: bool, no_step_network: bool, kubernetes_version: str | None, now: Any = None) -> None:
+            allow_deletions: bool, rebuild: bool, jobs: int | None, output_format: str, quiet: bool,
+            shard: str | None, unsandboxed: bool, no_step_network: bool, kubernetes_version: str | None,
+            now: Any = None) -> None:
     """Validate, render and schedule the platform; write per-destination directories or publish them as one
     commit to the output repo. A compile that publishes uses the workflow results `--shard` runs stored for
     its input commit, instead of running those workflows again."""
     from kratix import pipeline, publish
     from kratix.cli import sharding
-    from kratix.cli.publishing import publish_platform
 
     started = time.monotonic()
     progress = _ProgressLine(enabled=not quiet and output_format == "text" and sys.stderr.isatty())
-    tree = common.read_source(path, ref)
     settings = common.build_settings(branch=branch, allow_deletions=allow_deletions, reuse_unchanged=not rebuild,
                                      unsandboxed=unsandboxed, no_step_network=no_step_network, now=now,
-                                     kubernetes_version=kubernetes_version)
-    stored, leftovers = None, []
+                                     kubernetes_version=kubernetes_version, parallelism=jobs)
     if shard is not None:
-        if output_repo is None or out_dir is not None:
-            raise click.UsageError("--shard stores its results in --output-repo, and writes no --out")
-        shard_result, shard_ref = sharding.run_shard(tree, publish.open_output_repo(output_repo, branch=branch),
-                                                     settings, shard)
-        if output_format == "json":
-            click.echo(json.dumps(sharding.shard_json(shard_result, shard_ref), indent=2))
-        elif not quiet:
-            click.echo(sharding.shard_line(shard_result, shard_ref), err=True)
-        common.exit_with(True)
+        _run_shard(path, ref, output_repo, branch, out_dir, settings, shard, output_format, quiet)
+    leftovers: list[str] = []
     if output_repo is None:
-        result = pipeline.compile_platform(tree, settings=settings, progress=progress)
-        outcome = None
+        result = pipeline.compile_platform(common.read_source(path, ref), settings=settings, progress=progress)
+        outcome, stored, fast = None, None, None
     else:
-        repo = publish.open_output_repo(output_repo, branch=branch)
-        stored = sharding.load_stored(repo, tree.commit)
-        result, outcome, previous = publish_platform(tree, repo, settings, progress,
-                                                     workflows=stored.replayer if stored else None)
-        leftovers = sharding.remove_used(repo, stored)
+        result, outcome, previous, stored, leftovers, fast = _publish(
+            path, ref, publish.open_output_repo(output_repo, branch=branch), settings, progress,
+            why_not_delta="--rebuild asks for it" if rebuild else "--out writes the whole tree" if out_dir else None)
     progress.done()
     if out_dir is not None:
         write_tree(out_dir, result.files if outcome is None else previous.resolve(result.files))
+    read = {} if outcome is None else {"read": {"only": "changes"} if fast is None
+                                       else {"only": "everything", "why": fast}}
     report.report(result.diagnostics, output_format,
-                  {"summary": report.summary_json(result.summary), **report.published_json(outcome),
+                  {"summary": report.summary_json(result.summary), **report.published_json(outcome), **read,
                    **sharding.summary_json(stored)})
     if not quiet and output_format == "text":
         click.echo(report.summary_line(result.summary, time.monotonic() - started), err=True)
@@ -103,7 +97,53 @@ def compile(path: Path, ref: str | None, out_dir: Path | None, output_repo: str 
             click.echo(line, err=True)
         if outcome is not None:
             click.echo(report.published_lines(outcome, output_repo or "", branch), err=True)
+            click.echo("read only what changed since the last publish" if fast is None
+                       else f"read everything: {fast}", err=True)
     common.exit_with(result.ok)
+
+
+def _publish(path: Path, ref: str | None, repo: Any, settings: Any, progress: Any, why_not_delta: str | None
+             ) -> tuple[Any, Any, Any, Any, list[str], str | None]:
+    """Compile and publish: reading only what changed since the last publish when that is known to be enough
+    (`publish_delta`), else everything, merging the shard results stored for the input commit. Returns the result,
+    the outcome, the previous output, the shard results used, what is left of them, and why everything was read
+    (None: only the change was)."""
+    from kratix import gitio
+    from kratix.cli import sharding
+    from kratix.cli.publishing import publish_delta, publish_platform
+
+    why = why_not_delta or (None if ref else "the input is a work tree, not a commit (--ref)")
+    stored = None
+    if why is None:
+        stored = sharding.load_stored(repo, gitio.resolve_commit(path, ref or ""))
+        # Shard results waiting for this commit are merged by the compile that reads everything.
+        fast = ("shard results for this input commit are waiting to be merged" if stored is not None
+                else publish_delta(path, ref or "", repo, settings))
+        if not isinstance(fast, str):
+            return (*fast, None, [], None)
+        why = fast
+    tree = common.read_source(path, ref)
+    stored = stored if stored is not None else sharding.load_stored(repo, tree.commit)
+    result, outcome, previous = publish_platform(tree, repo, settings, progress,
+                                                 workflows=stored.replayer if stored else None)
+    return result, outcome, previous, stored, sharding.remove_used(repo, stored), why
+
+
+def _run_shard(path: Path, ref: str | None, output_repo: str | None, branch: str, out_dir: Path | None,
+               settings: Any, shard: str, output_format: str, quiet: bool) -> None:
+    """`--shard`: run one shard's workflows, store their results, report, exit."""
+    from kratix import publish
+    from kratix.cli import sharding
+
+    if output_repo is None or out_dir is not None:
+        raise click.UsageError("--shard stores its results in --output-repo, and writes no --out")
+    shard_result, shard_ref = sharding.run_shard(common.read_source(path, ref),
+                                                 publish.open_output_repo(output_repo, branch=branch), settings, shard)
+    if output_format == "json":
+        click.echo(json.dumps(sharding.shard_json(shard_result, shard_ref), indent=2))
+    elif not quiet:
+        click.echo(sharding.shard_line(shard_result, shard_ref), err=True)
+    common.exit_with(True)
 
 
 class _ProgressLine:

@@ -19,7 +19,6 @@ def publish_platform(tree: Any, repo: Any, settings: Any, progress: Any = None,
     """Compile against the branches as they are, guard, commit to every state store (`kratix.stores`); on a lost
     race the branches are re-read and all of it runs again (the previous output is an input of the compile)."""
     from kratix import load, pipeline, stores
-    from kratix.errors import PublishError
 
     targets = stores.resolve(load.parse_state_stores(tree), default=repo)
     settings = with_store_prefixes(settings, targets)
@@ -29,17 +28,95 @@ def publish_platform(tree: Any, repo: Any, settings: Any, progress: Any = None,
         result, _, trips = pipeline.prepare_publish(tree, previous, settings=settings, workflows=workflows,
                                                     **({"progress": progress} if progress else {}))
         compiled.append((result, previous))
-        if trips and not settings.publish.allow_deletions:
-            lines = [f"  {t.destination}: {t.reason}: {', '.join(t.objects[:20])}"
-                     + (f" and {len(t.objects) - 20} more" if len(t.objects) > 20 else "") for t in trips]
-            raise PublishError("refusing to publish: the mass-deletion guard tripped\n" + "\n".join(lines)
-                               + "\nre-run with --allow-deletions if these deletions are intended")
+        refuse_deletions(trips, settings)
         return result.files, {t.prefix: pipeline.commit_message(tree, result, previous, target=t.prefix)
                               for t in targets}
 
     published = stores.publish_all(targets, build, attempts=settings.publish.attempts)
     result, previous = compiled[-1]
     return result, published, previous
+
+
+def refuse_deletions(trips: Any, settings: Any) -> None:
+    """The mass-deletion guard: refuse to publish what it tripped on, unless deletions are allowed."""
+    from kratix.errors import PublishError
+
+    if trips and not settings.publish.allow_deletions:
+        lines = [f"  {t.destination}: {t.reason}: {', '.join(t.objects[:20])}"
+                 + (f" and {len(t.objects) - 20} more" if len(t.objects) > 20 else "") for t in trips]
+        raise PublishError("refusing to publish: the mass-deletion guard tripped\n" + "\n".join(lines)
+                           + "\nre-run with --allow-deletions if these deletions are intended")
+
+
+def publish_delta(path: Path, ref: str, repo: Any, settings: Any) -> tuple[Any, Any, Any] | str:
+    """Compile and publish reading only what changed since the output branch's last publish (`kratix.delta`):
+    the input paths that differ from its `Source-Commit` (git diff-tree), the bookkeeping they reach (by path, from
+    the branch), one commit of the changed paths on top of the branch. When this cannot be done (anything but
+    request files changed, the branch holds what kratix did not write, the last compile left requests to compile
+    again, ...), why: the caller then compiles everything, as it always may."""
+    from kratix import gitio, publish, stores
+
+    found = _changed_since_published(path, ref, repo)
+    if isinstance(found, str):
+        return found
+    head, tree_id, commit, scope = found
+    with gitio.TreeReader(repo.path, head) as files:
+        outcome, previous = _compile_scope(path, commit, scope, files, head, settings)
+        if isinstance(outcome, str):
+            return outcome
+        refuse_deletions(outcome.trips, settings)
+        published = publish.publish_changes(repo, head, tree_id, outcome.changes, outcome.message)
+    if published is None:
+        return "the output branch moved while compiling"
+    target = stores.resolve({}, default=repo)[0]
+    return outcome.result, stores.Published({"": published}, {}, previous, (target,)), previous
+
+
+def _changed_since_published(path: Path, ref: str, repo: Any) -> tuple[str, str, str, frozenset[str]] | str:
+    """The output branch's head and tree, the input commit and the request files changed since the head's
+    `Source-Commit`; or why that is not known."""
+    from kratix import delta, gitio, paths, publish
+
+    head = publish.read_head(repo)
+    if head is None:
+        return "nothing was published yet"
+    tree_id, message = gitio.commit_info(repo.path, head)
+    source = gitio.trailer(message, "Source-Commit")
+    if not source or gitio.trailer(message, paths.OUTPUT_TREE_TRAILER) != tree_id:
+        return "the output branch's last commit is not a compile's, as kratix wrote it"
+    commit = gitio.resolve_commit(path, ref)
+    changed = gitio.changed_paths(path, source, commit)
+    scope = delta.scope_of(changed) if changed is not None else "the last published input commit is unknown"
+    return scope if isinstance(scope, str) else (head, tree_id, commit, scope)
+
+
+def _compile_scope(path: Path, commit: str, scope: Any, files: Any, head: str, settings: Any) -> tuple[Any, Any]:
+    """The delta compile of `scope` against the branch's files (read by path), or why it cannot be done."""
+    from kratix import delta, load, paths, totals
+    from kratix.previous import ScopedPrevious
+
+    try:
+        before = totals.decode(files[paths.TOTALS])
+    except (KeyError, ValueError, UnicodeDecodeError):
+        return f"no readable {paths.TOTALS} (written once by a full compile)", None
+    if not before.settled:
+        return "the last compile left requests to compile again (failed, pending or compound)", None
+    tree = load.read_commit(path, commit, only=(*(f"{folder}/" for folder in load.INPUT_FOLDERS
+                                                   if folder != delta.REQUESTS), *sorted(scope)))
+    if load.parse_state_stores(tree):
+        return "the platform publishes to GitStateStores, which are read whole", None
+    shards = delta.shards_for(scope)
+    first = ScopedPrevious(files, head, read=frozenset({""}), cache_paths=shards)
+    reached = frozenset(d for r in first.cache if r.file in scope for d in r.placements.values())
+    for _ in range(3):  # the scope's output may land on destinations its old output was not on
+        previous = ScopedPrevious(files, head, read=frozenset({""}), cache_paths=shards,
+                                  decoded=first.cache_shards if not first.warnings else None,
+                                  provenance_paths=frozenset(paths.provenance_shard(d) for d in reached))
+        outcome = delta.compile_delta(tree, previous, before, scope, settings=settings)
+        if not isinstance(outcome, delta.MoreShards):
+            return outcome, previous
+        reached = outcome.destinations | reached
+    return "the change reaches more destinations at each try", None
 
 
 def with_store_prefixes(settings: Any, targets: Any) -> Any:

@@ -80,12 +80,13 @@ def _relative(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
-def read_commit(root: Path, ref: str) -> SourceTree:
-    """The input folders at one Git commit, read from the object store (no checkout, work tree ignored)."""
+def read_commit(root: Path, ref: str, *, only: tuple[str, ...] | None = None) -> SourceTree:
+    """The input folders at one Git commit, read from the object store (no checkout, work tree ignored). `only`:
+    read just these folders (ending in `/`) and files."""
     commit = gitio.resolve_commit(root, ref)
     wanted: list[gitio.TreeEntry] = []
     unread: dict[str, str] = {}
-    for entry in gitio.list_tree(root, commit, sizes=True):
+    for entry in gitio.list_tree(root, commit, sizes=True, pathspecs=only):
         path = entry.path
         if path.split("/", 1)[0] not in INPUT_FOLDERS or _hidden(path):
             continue
