@@ -41,8 +41,10 @@ from typing import TypeVar
 
 import yaml
 
-from kratix import gitio, load, pipeline, publish
-from kratix.settings import Settings
+from kratix import gitio, load
+from kratix.compile import pipeline
+from kratix.model.settings import Settings
+from kratix.publish import commit as publish
 
 T = TypeVar("T")
 
@@ -350,7 +352,7 @@ def expect(run: Run, *, commit: bool, what: str) -> Run:
 
 def startup_span(repeat: int) -> Span:
     """What a fresh interpreter pays before compiling anything: importing the CLI and what it loads."""
-    command = [sys.executable, "-c", "import kratix.cli, kratix.pipeline, kratix.publish"]
+    command = [sys.executable, "-c", "import kratix.cli, kratix.compile.pipeline, kratix.publish.commit"]
     return best_of(repeat, lambda _: timed(lambda: subprocess.run(command, check=True)))
 
 

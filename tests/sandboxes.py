@@ -8,8 +8,8 @@ import functools
 
 import pytest
 
-from kratix import steps
-from kratix.settings import RenderSettings
+from kratix.model.settings import RenderSettings
+from kratix.workflows import steps
 
 REASON = ("needs a sandbox for command steps: bubblewrap (apt-get install bubblewrap; user namespaces allowed) "
           "or podman; .ci/run installs both")

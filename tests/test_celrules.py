@@ -14,7 +14,8 @@ from typing import Any
 import cel
 import pytest
 
-from kratix import celcost, celrules, celsyntax, regexes, schema
+from kratix import schema
+from kratix.apiserver import celcost, celrules, celsyntax, regexes
 from tests.platforms import PROMISE, database, kratix, platform_files, write_files
 from tests.test_schema import compile_spec, make_crd, obj, request, rule_schema, validate
 
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_cel_package_is_the_exact_version_pinned_for_the_shell_stand_in():
-    """kratix.celrules keeps the package's interactive shell from loading by standing in for `cel.cli`; that
+    """kratix.apiserver.celrules keeps the package's interactive shell from loading by standing in for `cel.cli`; that
     leans on how the package's __init__ is written, so the version is pinned and this test fails when the
     installed package is another one or its __init__ no longer imports `cli` as a bare module."""
     dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
@@ -41,7 +42,7 @@ def test_the_cel_package_is_the_exact_version_pinned_for_the_shell_stand_in():
 
 
 def test_loading_the_rules_module_does_not_load_the_interactive_shell():
-    probe = ("import sys, kratix.celrules; "
+    probe = ("import sys, kratix.apiserver.celrules; "
              "print(sorted(m for m in ('prompt_toolkit', 'typer', 'rich') if m in sys.modules))")
     shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert shown.stdout.strip() == "[]"
@@ -284,7 +285,8 @@ CATASTROPHIC = "(a+)+$"  # backtracks exponentially in a backtracking engine on 
 def test_a_catastrophic_pattern_finishes_on_a_long_text(tmp_path: Path):
     """RE2 semantics: linear in the text. Run in a child process, so a regression hangs it, not the suite."""
     probe = f"""
-from kratix import celrules, regexes, schema
+from kratix import schema
+from kratix.apiserver import celrules, regexes
 from tests.platforms import PROMISE, database, kratix, platform_files, write_files
 from tests.test_schema import compile_spec, obj, request, validate
 text = "a" * 10_000 + "!"

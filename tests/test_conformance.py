@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from kratix import conformance
-from kratix.conformance import Conformance, ObjectProblem
-from kratix.errors import KratixError
+from kratix.model.errors import KratixError
+from kratix.schema import conformance
+from kratix.schema.conformance import Conformance, ObjectProblem
 
 
 @pytest.fixture(scope="module")

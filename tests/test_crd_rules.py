@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from kratix import schema
-from kratix.diagnostics import Severity
+from kratix.model.diagnostics import Severity
 
 CRD = yaml.safe_load("""
 apiVersion: apiextensions.k8s.io/v1

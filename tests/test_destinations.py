@@ -696,10 +696,12 @@ def test_a_state_store_on_the_output_repos_branch_publishes_with_it(tmp_path: Pa
 
 
 def test_a_state_store_that_moves_while_publishing_is_read_again_and_gets_one_commit(tmp_path: Path) -> None:
-    from kratix import load, pipeline, stores
+    from kratix import load
     from kratix.cli.publishing import with_store_prefixes
-    from kratix.publish import open_output_repo
-    from kratix.settings import RenderSettings, Settings
+    from kratix.compile import pipeline
+    from kratix.model.settings import RenderSettings, Settings
+    from kratix.publish import stores
+    from kratix.publish.commit import open_output_repo
 
     platform, dev_repo, prod_repo = stores_platform(tmp_path)
     output = init_repo(tmp_path / "output.git", bare=True)

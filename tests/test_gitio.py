@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kratix import gitio
-from kratix.errors import SourceError
+from kratix.model.errors import SourceError
 from tests import gitrepos
 from tests.gitrepos import commit_files, git, init_repo, make_repo
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from kratix import diagrams
+from kratix.publish import diagrams
 from tests.gitrepos import commit_files, init_repo, make_repo
 from tests.platforms import database, destination, kratix, platform_files
 

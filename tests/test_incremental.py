@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from kratix import paths, pipeline
-from kratix.documents import SourceTree
-from kratix.settings import Settings
+from kratix.compile import pipeline
+from kratix.model import paths
+from kratix.model.documents import SourceTree
+from kratix.model.settings import Settings
 from tests.gitrepos import commit_files, files_at, git, make_repo
 from tests.platforms import database, destination, kratix, platform_files
 
@@ -92,7 +93,7 @@ def test_a_template_change_invalidates_every_request_of_that_promise() -> None:
 
 
 def test_rebuild_renders_everything_again_and_changes_nothing() -> None:
-    from kratix.settings import RenderSettings
+    from kratix.model.settings import RenderSettings
 
     previous = first_output(base())
     tree = SourceTree({k: v.encode() for k, v in base().items()}, commit="b" * 40)
@@ -237,8 +238,9 @@ def test_an_output_branch_edited_by_hand_or_from_before_totals_is_read_whole_onc
 
 
 def test_a_one_request_change_reads_only_what_it_reaches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from kratix import gitio, load, publish
+    from kratix import gitio, load
     from kratix.cli import publishing
+    from kratix.publish import commit as publish
 
     platform, _ = make_repo(tmp_path / "platform", base())
     output = tmp_path / "output.git"
@@ -274,7 +276,7 @@ def publishing_read() -> Callable[..., SourceTree]:
 
 
 def test_changes_are_published_only_on_the_commit_they_were_computed_against(tmp_path: Path) -> None:
-    from kratix import publish
+    from kratix.publish import commit as publish
 
     platform, _ = make_repo(tmp_path / "platform", base())
     output = tmp_path / "output.git"

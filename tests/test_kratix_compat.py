@@ -22,9 +22,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kratix import load, promise_compile, schema
-from kratix.diagnostics import Severity
-from kratix.documents import SourceTree
+from kratix import load, schema
+from kratix.compile import promise_compile
+from kratix.model.diagnostics import Severity
+from kratix.model.documents import SourceTree
 from tests.platforms import destination, kratix, write_files
 from tests.sandboxes import require_command_sandbox
 

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kratix import conformance, incremental, load
-from kratix.settings import Settings, ValidateSettings
+from kratix import load
+from kratix.memory import incremental
+from kratix.model.settings import Settings, ValidateSettings
+from kratix.schema import conformance
 from tests.gitrepos import make_repo
 from tests.platforms import PROMISE, kratix, platform_files, write_files
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from kratix import migrate
-from kratix.errors import SourceError
+from kratix.load import migrate
+from kratix.model.errors import SourceError
 
 CRD = {
     "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",

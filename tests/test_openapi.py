@@ -7,7 +7,7 @@ from typing import Any
 import jsonschema_rs
 import pytest
 
-from kratix import openapi
+from kratix.apiserver import openapi
 
 REQUESTS = openapi.Reading(formats=frozenset({"date"}), int_ranges=True)
 OUTPUT = openapi.Reading(null_fields=True, defaulted_optional=True)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import yaml
 
-from kratix import pipeline
-from kratix.documents import SourceTree
-from kratix.settings import RenderSettings, Settings
+from kratix.compile import pipeline
+from kratix.model.documents import SourceTree
+from kratix.model.settings import RenderSettings, Settings
 from tests.platforms import PROMISE, database, destination
 from tests.sandboxes import require_command_sandbox
 

@@ -261,7 +261,7 @@ def test_now_must_be_an_rfc3339_time_with_a_zone(tmp_path: Path) -> None:
 
 
 def test_durations_read_as_go_reads_them() -> None:
-    from kratix import contract
+    from kratix.workflows import contract
 
     assert contract.parse_duration("10m").total_seconds() == 600
     assert contract.parse_duration("1h30m").total_seconds() == 5400
@@ -273,7 +273,7 @@ def test_durations_read_as_go_reads_them() -> None:
 
 
 def test_workflow_control_as_kratix_reads_it() -> None:
-    from kratix import contract
+    from kratix.workflows import contract
 
     assert contract.read_workflow_control(None) is None
     assert contract.read_workflow_control(b"suspend: false\nmessage: nothing to do\n") is None
@@ -547,7 +547,7 @@ def test_a_missing_configmap_secret_or_key_fails_the_request_naming_it(
 
 
 def test_resolve_step_follows_the_kubelet() -> None:
-    from kratix import contract
+    from kratix.workflows import contract
 
     data = {("ConfigMap", "a"): {"k": b"v", "x": b"y"}}
 
@@ -606,8 +606,8 @@ def test_cluster_access_a_pipeline_asks_for_is_reported_once_per_promise(tmp_pat
 
 
 def test_a_suspended_result_replayed_from_a_shard_keeps_the_suspension() -> None:
-    from kratix import shards
-    from kratix.manifests import Suspension, WorkflowResult
+    from kratix.compile import shards
+    from kratix.model.manifests import Suspension, WorkflowResult
 
     result = WorkflowResult((), {"note": "x"}, None, Suspension("second", "wait", 600.0), ("note",))
     assert shards.decode_result(shards.encode_result(result)) == result

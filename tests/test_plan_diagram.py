@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kratix import plan as plans
+from kratix.publish import plan as plans
 from tests.gitrepos import commit_files, make_repo
 from tests.platforms import database, kratix, platform_files
 from tests.test_ci_workflows import REPO, github_script, run_script

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from kratix import gitio, publish
-from kratix.errors import PublishError
+from kratix import gitio
+from kratix.model.errors import PublishError
+from kratix.publish import commit as publish
 from tests import gitrepos
 
 DATE = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -31,7 +32,7 @@ TREE = {
 # argv: target, name, rounds, file count (for big trees), start time (a crude barrier so processes overlap).
 PUBLISHER = """
 import sys, time
-from kratix import publish
+from kratix.publish import commit as publish
 target, name = sys.argv[1], sys.argv[2]
 rounds, count, start = int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
 repo = publish.open_output_repo(target, branch="main", create=False)

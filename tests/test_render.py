@@ -12,13 +12,14 @@ import yaml
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from kratix import templating, yamltext
-from kratix.contract import merge_status
-from kratix.documents import SourceDoc, SourceTree
-from kratix.manifests import WorkflowResult
-from kratix.platform import Container, Pipeline, Promise, RequestKey, ResourceRequest
-from kratix.render import Renderer
-from kratix.settings import RenderSettings
+from kratix import yamltext
+from kratix.model.documents import SourceDoc, SourceTree
+from kratix.model.manifests import WorkflowResult
+from kratix.model.platform import Container, Pipeline, Promise, RequestKey, ResourceRequest
+from kratix.model.settings import RenderSettings
+from kratix.workflows import templating
+from kratix.workflows.contract import merge_status
+from kratix.workflows.render import Renderer
 from tests.platforms import CONFIGMAP_TEMPLATE, database, kratix, platform_files, write_files
 
 PROMISE_FILE = "promises/demo/promise.yaml"

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kratix import schema
-from kratix.diagnostics import Severity
+from kratix.model.diagnostics import Severity
 
 DATABASE = yaml.safe_load("""
 apiVersion: apiextensions.k8s.io/v1

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kratix import secretpolicy
+from kratix.workflows import secretpolicy
 from tests.gitrepos import commit_files, git, init_repo, make_repo
 from tests.platforms import database, kratix, platform_files
 

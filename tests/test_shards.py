@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from kratix import pipeline, shards
-from kratix.documents import SourceTree
-from kratix.manifests import OutputGroup, PipelineOutput, RenderedFile, RenderFailure, WorkflowResult
-from kratix.settings import Settings
+from kratix.compile import pipeline, shards
+from kratix.model.documents import SourceTree
+from kratix.model.manifests import OutputGroup, PipelineOutput, RenderedFile, RenderFailure, WorkflowResult
+from kratix.model.settings import Settings
 from tests.gitrepos import commit_files, files_at, git, make_repo
 from tests.platforms import PROMISE, database, destination, kratix, platform_files
 

@@ -17,7 +17,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from kratix import shards
+from kratix.compile import shards
 from tests.gitrepos import files_at, git, make_repo
 from tests.platforms import database, platform_files
 

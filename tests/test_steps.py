@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 import yaml
 
-from kratix import names, steps
-from kratix.errors import StepError
-from kratix.platform import Container, Pipeline
-from kratix.settings import RenderSettings
+from kratix.model import names
+from kratix.model.errors import StepError
+from kratix.model.platform import Container, Pipeline
+from kratix.model.settings import RenderSettings
+from kratix.workflows import steps
 from tests import images
 
 OBJECT = b"""apiVersion: example.org/v1

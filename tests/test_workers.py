@@ -6,9 +6,10 @@ import multiprocessing
 
 import pytest
 
-from kratix import pipeline, workers
-from kratix.documents import SourceTree
-from kratix.settings import RenderSettings, Settings
+from kratix import workers
+from kratix.compile import pipeline
+from kratix.model.documents import SourceTree
+from kratix.model.settings import RenderSettings, Settings
 from tests.platforms import database, platform_files
 
 

@@ -16,7 +16,8 @@ import yaml
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from kratix import limits, yamltext
+from kratix import yamltext
+from kratix.model import limits
 from kratix.yamltext import emit
 
 # Strings that some YAML parser (1.1 or 1.2, go-yaml or PyYAML) reads as another type when left bare.

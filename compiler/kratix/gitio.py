@@ -21,8 +21,8 @@ from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from kratix.documents import BlobRef, Content
-from kratix.errors import KratixError, SourceError
+from kratix.model.documents import BlobRef, Content
+from kratix.model.errors import KratixError, SourceError
 
 # Variables that configure transport or credentials, not which repo or index git acts on.
 _KEPT_GIT_VARIABLES = frozenset(
@@ -591,7 +591,7 @@ def _temp_ref_time(ref: str) -> int:
     return int(stamp) if stamp.isdigit() else 0
 
 
-# Refs beside the branches (shard results, `kratix.shards`): listed, set and deleted locally, or on a remote
+# Refs beside the branches (shard results, `kratix.compile.shards`): listed, set and deleted locally, or on a remote
 # `url` through the local mirror `repo`.
 
 def list_refs(repo: Path, prefix: str, *, url: str | None = None, timeout: float | None = None) -> dict[str, str]:

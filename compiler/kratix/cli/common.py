@@ -64,7 +64,7 @@ def read_source(path: Path, ref: str | None) -> Any:
 
 
 def build_settings(*, no_step_network: bool | None = None, now: Any = None, **overrides: Any) -> Any:
-    from kratix.settings import PublishSettings, RenderSettings, Settings, ValidateSettings
+    from kratix.model.settings import PublishSettings, RenderSettings, Settings, ValidateSettings
 
     if no_step_network is not None:
         overrides["step_network"] = not no_step_network

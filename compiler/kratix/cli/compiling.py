@@ -13,8 +13,8 @@ import click
 
 from kratix.cli import common, report
 from kratix.cli.group import main
-from kratix.diagnostics import Severity
-from kratix.errors import KratixError
+from kratix.model.diagnostics import Severity
+from kratix.model.errors import KratixError
 
 
 @main.command()
@@ -26,7 +26,7 @@ from kratix.errors import KratixError
 def validate(path: Path, ref: str | None, output_format: str, unsandboxed: bool, no_step_network: bool,
              kubernetes_version: str | None, now: Any = None) -> None:
     """Check every Promise, destination and request; render nothing to disk. Exit 1 on any error."""
-    from kratix import pipeline
+    from kratix.compile import pipeline
 
     settings = common.build_settings(unsandboxed=unsandboxed, no_step_network=no_step_network, now=now,
                                      kubernetes_version=kubernetes_version)
@@ -65,8 +65,9 @@ def compile(path: Path, ref: str | None, out_dir: Path | None, output_repo: str 
     """Validate, render and schedule the platform; write per-destination directories or publish them as one
     commit to the output repo. A compile that publishes uses the workflow results `--shard` runs stored for
     its input commit, instead of running those workflows again."""
-    from kratix import pipeline, publish
     from kratix.cli import sharding
+    from kratix.compile import pipeline
+    from kratix.publish import commit as publish
 
     started = time.monotonic()
     progress = _ProgressLine(enabled=not quiet and output_format == "text" and sys.stderr.isatty())
@@ -132,8 +133,8 @@ def _publish(path: Path, ref: str | None, repo: Any, settings: Any, progress: An
 def _run_shard(path: Path, ref: str | None, output_repo: str | None, branch: str, out_dir: Path | None,
                settings: Any, shard: str, output_format: str, quiet: bool) -> None:
     """`--shard`: run one shard's workflows, store their results, report, exit."""
-    from kratix import publish
     from kratix.cli import sharding
+    from kratix.publish import commit as publish
 
     if output_repo is None or out_dir is not None:
         raise click.UsageError("--shard stores its results in --output-repo, and writes no --out")
@@ -167,7 +168,7 @@ class _ProgressLine:
 def write_tree(out_dir: Path, files: dict[str, bytes] | Any) -> None:
     """Replace the contents of `out_dir` with `files`; refuse a non-empty directory kratix did not write. Every
     path is checked again here, at the edge: nothing is ever written outside `out_dir`."""
-    from kratix import names, paths
+    from kratix.model import names, paths
 
     unsafe = [relative for relative in files if names.relative_path(relative) is not None]
     if unsafe:  # the stages refuse such names first: reaching here is a bug, and it must not write anything
@@ -233,7 +234,7 @@ def migrate(path: Path, check: bool) -> None:
     """Rewrite seed-era (2021/2022) Promises and Clusters under PATH to today's format, in place. Documents
     that need no change keep their text byte for byte."""
     from kratix import load
-    from kratix import migrate as migration
+    from kratix.load import migrate as migration
 
     platform, _ = load.parse_platform(load.read_worktree(path))
     template_folders = {f"{p.folder}/{c.template}".rstrip("/") + "/" for p in platform.promises.values()

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from kratix import __version__
-from kratix.errors import KratixError
+from kratix.model.errors import KratixError
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
 

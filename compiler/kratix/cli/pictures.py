@@ -27,17 +27,20 @@ def graph(path: Path, ref: str | None, output_format: str, output_repo: str | No
     """Draw which Promise reaches which destination and which request is placed where, with pending, failed and
     misplaced requests marked. Compiles the platform as `compile` does and publishes nothing. The diagram goes
     to stdout, diagnostics to stderr; exit 1 when the input is invalid (the diagram still shows it)."""
-    from kratix import diagrams, load, pipeline, publish
-    from kratix import graph as graphs
-    from kratix import plan as plans
+    from kratix import load
     from kratix.cli.publishing import with_store_prefixes
+    from kratix.compile import pipeline
+    from kratix.publish import commit as publish
+    from kratix.publish import diagrams
+    from kratix.publish import graph as graphs
+    from kratix.publish import plan as plans
 
     settings = common.build_settings(branch=branch, unsandboxed=unsandboxed, no_step_network=no_step_network,
                                      kubernetes_version=kubernetes_version, now=now)
     tree = common.read_source(path, ref)
     previous = pipeline.PreviousOutput()
     if output_repo is not None:
-        from kratix import stores
+        from kratix.publish import stores
 
         targets = stores.resolve(load.parse_state_stores(tree), create=False,
                                  default=publish.open_output_repo(output_repo, branch=branch, create=False))

@@ -11,14 +11,16 @@ import click
 
 from kratix.cli import common, report
 from kratix.cli.group import main
-from kratix.errors import KratixError
+from kratix.model.errors import KratixError
 
 
 def publish_platform(tree: Any, repo: Any, settings: Any, progress: Any = None,
                      workflows: Any = None) -> tuple[Any, Any, Any]:
-    """Compile against the branches as they are, guard, commit to every state store (`kratix.stores`); on a lost
+    """Compile against the branches as they are, guard, commit to every state store (`kratix.publish.stores`); on a lost
     race the branches are re-read and all of it runs again (the previous output is an input of the compile)."""
-    from kratix import load, pipeline, stores
+    from kratix import load
+    from kratix.compile import pipeline
+    from kratix.publish import stores
 
     targets = stores.resolve(load.parse_state_stores(tree), default=repo)
     settings = with_store_prefixes(settings, targets)
@@ -39,7 +41,7 @@ def publish_platform(tree: Any, repo: Any, settings: Any, progress: Any = None,
 
 def refuse_deletions(trips: Any, settings: Any) -> None:
     """The mass-deletion guard: refuse to publish what it tripped on, unless deletions are allowed."""
-    from kratix.errors import PublishError
+    from kratix.model.errors import PublishError
 
     if trips and not settings.publish.allow_deletions:
         lines = [f"  {t.destination}: {t.reason}: {', '.join(t.objects[:20])}"
@@ -49,12 +51,14 @@ def refuse_deletions(trips: Any, settings: Any) -> None:
 
 
 def publish_delta(path: Path, ref: str, repo: Any, settings: Any) -> tuple[Any, Any, Any] | str:
-    """Compile and publish reading only what changed since the output branch's last publish (`kratix.delta`):
+    """Compile and publish reading only what changed since the output branch's last publish (`kratix.compile.delta`):
     the input paths that differ from its `Source-Commit` (git diff-tree), the bookkeeping they reach (by path, from
     the branch), one commit of the changed paths on top of the branch. When this cannot be done (anything but
     request files changed, the branch holds what kratix did not write, the last compile left requests to compile
     again, ...), why: the caller then compiles everything, as it always may."""
-    from kratix import gitio, publish, stores
+    from kratix import gitio
+    from kratix.publish import commit as publish
+    from kratix.publish import stores
 
     found = _changed_since_published(path, ref, repo)
     if isinstance(found, str):
@@ -75,7 +79,10 @@ def publish_delta(path: Path, ref: str, repo: Any, settings: Any) -> tuple[Any, 
 def _changed_since_published(path: Path, ref: str, repo: Any) -> tuple[str, str, str, frozenset[str]] | str:
     """The output branch's head and tree, the input commit and the request files changed since the head's
     `Source-Commit`; or why that is not known."""
-    from kratix import delta, gitio, paths, publish
+    from kratix import gitio
+    from kratix.compile import delta
+    from kratix.model import paths
+    from kratix.publish import commit as publish
 
     head = publish.read_head(repo)
     if head is None:
@@ -92,8 +99,11 @@ def _changed_since_published(path: Path, ref: str, repo: Any) -> tuple[str, str,
 
 def _compile_scope(path: Path, commit: str, scope: Any, files: Any, head: str, settings: Any) -> tuple[Any, Any]:
     """The delta compile of `scope` against the branch's files (read by path), or why it cannot be done."""
-    from kratix import delta, load, paths, totals
-    from kratix.previous import ScopedPrevious
+    from kratix import load
+    from kratix.compile import delta
+    from kratix.memory import totals
+    from kratix.memory.previous import ScopedPrevious
+    from kratix.model import paths
 
     try:
         before = totals.decode(files[paths.TOTALS])
@@ -120,10 +130,10 @@ def _compile_scope(path: Path, commit: str, scope: Any, files: Any, head: str, s
 
 
 def with_store_prefixes(settings: Any, targets: Any) -> Any:
-    """`settings` knowing which state stores publish with another (`kratix.stores.resolve`)."""
+    """`settings` knowing which state stores publish with another (`kratix.publish.stores.resolve`)."""
     from dataclasses import replace
 
-    from kratix import stores
+    from kratix.publish import stores
 
     return replace(settings, publish=replace(settings.publish, store_prefixes=stores.prefixes(targets)))
 
@@ -145,8 +155,9 @@ def plan(path: Path, ref: str | None, output_repo: str | None, branch: str, outp
     """Show what publishing would change on the output branch (or compared with the output of --base-ref):
     files per destination with diffs (Secret values redacted), placements and risks. Publishes nothing. Exit 1
     when the input is invalid."""
-    from kratix import pipeline, publish
-    from kratix import plan as plans
+    from kratix.compile import pipeline
+    from kratix.publish import commit as publish
+    from kratix.publish import plan as plans
 
     if (output_repo is None) == (base_ref is None):
         raise click.UsageError("plan needs --output-repo (the repo whose branch it compares against) or --base-ref "
@@ -157,7 +168,8 @@ def plan(path: Path, ref: str | None, output_repo: str | None, branch: str, outp
         base = pipeline.compile_platform(common.read_source(path, base_ref), settings=settings)
         previous = pipeline.PreviousOutput({p: c for p, c in base.files.items() if isinstance(c, bytes)})
     else:
-        from kratix import load, stores
+        from kratix import load
+        from kratix.publish import stores
 
         tree = common.read_source(path, ref)
         targets = stores.resolve(load.parse_state_stores(tree), create=False,
@@ -183,8 +195,10 @@ def explain(file: str, output_repo: str | None, branch: str) -> None:
     """Say why FILE of the output repo exists: its Promise, request, pipeline, source template and commit."""
     import yaml
 
-    from kratix import paths, publish, yamltext
-    from kratix.previous import PreviousOutput
+    from kratix import yamltext
+    from kratix.memory.previous import PreviousOutput
+    from kratix.model import paths
+    from kratix.publish import commit as publish
 
     if output_repo is None:
         raise click.UsageError("explain needs --output-repo")
@@ -253,8 +267,9 @@ def bootstrap(ctx: click.Context, destination: str | None, path: Path, tool: str
     """Print the objects to apply once so that DESTINATION's cluster syncs its folder (`kubectl apply -f -`):
     Flux's by default, Argo CD's with --for argocd; with --all --for argocd, one ApplicationSet for every
     destination."""
-    from kratix import argocd, load, yamltext
-    from kratix import bootstrap as flux
+    from kratix import load, yamltext
+    from kratix.publish import argocd
+    from kratix.publish import bootstrap as flux
 
     if all_destinations and destination is not None and path == Path("."):
         path, destination = Path(destination), None  # `bootstrap --all DIR`: the one argument is the platform
@@ -316,7 +331,8 @@ def _bootstrap_source(platform: Any, found: Any, url: str | None, branch: str | 
     """The repo URL, branch and folder a destination's GitOps tool syncs: its GitStateStore's, or the default
     store's (`url`, which must be given then, and `branch`). With `override`, `url` and `branch` win over the
     store's."""
-    from kratix import gitio, paths
+    from kratix import gitio
+    from kratix.model import paths
 
     store = platform.stores.get(found.store or "")
     store_url = store.url if store is not None and gitio.is_git_url(store.url) else None

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from kratix.diagnostics import Diagnostic, Severity
+from kratix.model.diagnostics import Diagnostic, Severity
 
 
 def report(diagnostics: Sequence[Diagnostic], output_format: str, extra: dict[str, Any] | None = None) -> None:

@@ -1,6 +1,6 @@
 """Shards at the edge: `compile --shard I/N` runs one shard's workflows and stores their results under a ref of
 the output repo; a plain `compile --output-repo` reads every result stored for its input commit, replays them,
-and removes those refs once it has published (`kratix.shards` holds the logic; here only the I/O)."""
+and removes those refs once it has published (`kratix.compile.shards` holds the logic; here only the I/O)."""
 
 from __future__ import annotations
 
@@ -34,8 +34,10 @@ def run_shard(tree: Any, repo: Any, settings: Any, spec: str) -> tuple[Any, str]
 
     import click
 
-    from kratix import __version__, gitio, load, pipeline, shards, stores
+    from kratix import __version__, gitio, load
     from kratix.cli.publishing import with_store_prefixes
+    from kratix.compile import pipeline, shards
+    from kratix.publish import stores
 
     try:
         shard = shards.parse_spec(spec, os.environ)
@@ -61,7 +63,8 @@ def run_shard(tree: Any, repo: Any, settings: Any, spec: str) -> tuple[Any, str]
 
 def load_stored(repo: Any, commit: str | None) -> Stored | None:
     """The shard results stored for `commit` (None when there are none, or the input is no commit)."""
-    from kratix import gitio, shards
+    from kratix import gitio
+    from kratix.compile import shards
 
     if not commit or not repo.path.exists():
         return None
@@ -96,7 +99,8 @@ def load_stored(repo: Any, commit: str | None) -> Stored | None:
 def _read_results(repo: Any, commits: dict[str, str], found: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """Each ref's shard and its two files, read with one `cat-file --batch` for all of them; a ref whose files
     are not there gets why instead."""
-    from kratix import gitio, shards
+    from kratix import gitio
+    from kratix.compile import shards
 
     pairs = [(ref, f"{oid}:{name}") for ref, oid in commits.items() for name in (shards.MANIFEST, shards.RESULTS)]
     blobs = dict(zip((name for _, name in pairs), gitio.read_named(repo.path, [name for _, name in pairs]),
@@ -129,7 +133,7 @@ def summary_lines(stored: Stored | None) -> list[str]:
     """What the publishing compile did with shard results (nothing when none were stored)."""
     if stored is None:
         return []
-    from kratix import shards
+    from kratix.compile import shards
 
     replayer = stored.replayer
     used = sorted({r.shard.index for r in stored.results})

@@ -11,7 +11,7 @@ import threading
 
 from kratix.controller import logs
 from kratix.controller.options import ControllerOptions
-from kratix.errors import KratixError
+from kratix.model.errors import KratixError
 
 __all__ = ["ControllerOptions", "logs", "run_controller"]
 

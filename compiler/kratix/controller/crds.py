@@ -10,7 +10,7 @@ Ownership: a CRD the controller creates carries the label `kratix.io/promise-nam
 CRD only where none exists and patches only one labelled with the Promise that declares it; any other CRD
 (cert-manager's, another Promise's) is left untouched and the Promise is refused with the reason. Two Promises
 claiming one CRD, or one kind (both would mirror to `requests/<namespace>/<kind>/`): the older one keeps it.
-`spec.api` is read as Kratix reads it (`kratix.crdtypes`): an apiextensions.k8s.io/v1 CRD whatever apiVersion
+`spec.api` is read as Kratix reads it (`kratix.apiserver.crdtypes`): an apiextensions.k8s.io/v1 CRD whatever apiVersion
 and kind it declares, installed as one. Refuses (returns a `Refusal`): a `spec.api` Kratix cannot read as a CRD,
 or that is not Namespaced. Pure: nothing here talks to a cluster.
 """
@@ -22,9 +22,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from kratix import crdtypes
-from kratix.diagnostics import Severity
-from kratix.platform import API_GROUP
+from kratix.apiserver import crdtypes
+from kratix.model.diagnostics import Severity
+from kratix.model.platform import API_GROUP
 
 CRD_GROUP = "apiextensions.k8s.io"
 CRD_VERSION = "v1"

@@ -20,7 +20,7 @@ from pathlib import Path
 from kratix import gitio
 from kratix.controller.mirror import Changes
 from kratix.controller.policy import Timeouts
-from kratix.errors import KratixError
+from kratix.model.errors import KratixError
 
 log = logging.getLogger(__name__)
 

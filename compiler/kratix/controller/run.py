@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kratix import paths
 from kratix.controller import crds, mirror, repo, status
 from kratix.controller.crds import CRDS, DESTINATIONS, PROMISES, Resource
 from kratix.controller.events import EventRecorder, utc_time
@@ -37,7 +36,8 @@ from kratix.controller.policy import Backoff, RetryPolicy, RetryTimer, Timeouts
 from kratix.controller.serve import ProbeServer
 from kratix.controller.store import ConditionBoard, Observed, ObservedStore
 from kratix.controller.watch import Watcher, WatchSettings
-from kratix.errors import KratixError
+from kratix.model import paths
+from kratix.model.errors import KratixError
 
 log = logging.getLogger("kratix.controller")
 

@@ -19,17 +19,26 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import PurePosixPath
 
-from kratix import paths
-from kratix.diagnostics import Diagnostic, Severity
-from kratix.documents import SourceDoc, SourceTree
-from kratix.inventory import Inventory
 from kratix.load.configs import parse_configs
 from kratix.load.destinations import overlap_problem, parse_destinations
 from kratix.load.promises import parse_promises, promise_documents
 from kratix.load.requests import parse_requests
 from kratix.load.shared import YAML_SUFFIXES
 from kratix.load.sources import INPUT_FOLDERS, read_commit, read_worktree
-from kratix.platform import ApiRef, Destination, HeldRequest, Platform, Promise, RequestKey, ResourceRequest, StateStore
+from kratix.memory.inventory import Inventory
+from kratix.model import paths
+from kratix.model.diagnostics import Diagnostic, Severity
+from kratix.model.documents import SourceDoc, SourceTree
+from kratix.model.platform import (
+    ApiRef,
+    Destination,
+    HeldRequest,
+    Platform,
+    Promise,
+    RequestKey,
+    ResourceRequest,
+    StateStore,
+)
 
 __all__ = [
     "INPUT_FOLDERS",

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from kratix import names
-from kratix.diagnostics import Diagnostic, Severity
-from kratix.documents import SourceDoc, SourceTree
 from kratix.load.shared import mapping, parse_file, yaml_files
-from kratix.platform import ConfigObject
+from kratix.model import names
+from kratix.model.diagnostics import Diagnostic, Severity
+from kratix.model.documents import SourceDoc, SourceTree
+from kratix.model.platform import ConfigObject
 
 FOLDER = "config"
 KINDS = ("ConfigMap", "Secret")

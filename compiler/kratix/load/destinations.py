@@ -1,20 +1,20 @@
 """Destinations and state stores: the documents of `clusters/` → typed `Destination`s and `StateStore`s, by name.
 
-In: a `SourceTree`, what the last compile knew of each Destination (`kratix.inventory`), and where each state
+In: a `SourceTree`, what the last compile knew of each Destination (`kratix.memory.inventory`), and where each state
 store's files go in the output tree (`store_prefixes`: a store that shares the default store's repo and branch
-has the prefix "", any other `@<store>`, `kratix.paths`). Out: each GitStateStore (URL, branch, default `main`,
+has the prefix "", any other `@<store>`, `kratix.model.paths`). Out: each GitStateStore (URL, branch, default `main`,
 folder) and each Destination (or seed-era Cluster, upgraded with a deprecation warning) with its labels,
 `strictMatchLabels`, filepath mode and file name, `initWorkloads`, state store and folder: `spec.path` (default
 its name; `/` or `.` for the root of its store's folder) under its store's `spec.path`. A document is read whole
 or not at all: one that cannot be read is reported and left out, and the caller treats its file as broken
-(`kratix.inventory`).
+(`kratix.memory.inventory`).
 Refuses: any other document in `clusters/`; a BucketStateStore (kratix publishes to Git only); a document of the
 wrong shape (`kratix.load.shapes`); a name that is not a DNS-1123 subdomain; labels Kubernetes would refuse; a
 path that is not a plain relative folder (no `..`, `.git` or control character), that lies in `.kratix` or
 starts with `@`; a `stateStoreRef` naming no GitStateStore of `clusters/`; an aggregatedYAML file name the
 compiler writes itself (`kustomization.yaml`, a canary file); a filepath mode other than the one the Destination
 was published with (Kratix makes it immutable); two documents of one kind with one name, and a Destination whose
-files would lie where another's, or the compiler's bookkeeping, are (`kratix.paths.Layout.claims`).
+files would lie where another's, or the compiler's bookkeeping, are (`kratix.model.paths.Layout.claims`).
 A GitStateStore's `secretRef` is not read (kratix is no cluster and has no Secrets): Git credentials come from
 where kratix runs (a credential helper, GIT_ASKPASS, SSH keys), and a store naming one says so once, as a warning.
 Its annotations `kratix.io/sops-age-recipients` (age public keys) and `kratix.io/sops-pgp-fingerprints` (PGP key
@@ -29,10 +29,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from kratix import names, paths
-from kratix.diagnostics import Diagnostic, Severity
-from kratix.documents import SourceDoc, SourceTree
-from kratix.inventory import DestinationEntry, Inventory
 from kratix.load import shapes
 from kratix.load.shared import (
     check_name,
@@ -44,7 +40,11 @@ from kratix.load.shared import (
     upgraded,
     yaml_files,
 )
-from kratix.platform import Destination, StateStore
+from kratix.memory.inventory import DestinationEntry, Inventory
+from kratix.model import names, paths
+from kratix.model.diagnostics import Diagnostic, Severity
+from kratix.model.documents import SourceDoc, SourceTree
+from kratix.model.platform import Destination, StateStore
 
 AGE_ANNOTATION = "kratix.io/sops-age-recipients"
 PGP_ANNOTATION = "kratix.io/sops-pgp-fingerprints"

@@ -19,12 +19,12 @@ from collections.abc import Callable, Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
-from kratix import names
-from kratix.diagnostics import Diagnostic, Severity
-from kratix.documents import FieldPath, SourceDoc
 from kratix.load import shapes
 from kratix.load.shared import mapping
-from kratix.platform import Container, Pipeline
+from kratix.model import names
+from kratix.model.diagnostics import Diagnostic, Severity
+from kratix.model.documents import FieldPath, SourceDoc
+from kratix.model.platform import Container, Pipeline
 
 _MAX_PIPELINE_ID = 60  # Kratix's limit on `<promise>-<workflow>-<action>-<pipeline>`
 _ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")  # apimachinery's IsEnvVarName

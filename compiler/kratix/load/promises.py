@@ -4,7 +4,7 @@ In: a `SourceTree`. Out: the Promise documents of `promises/` (other documents t
 steps, left alone), the problems of files that do not parse (kept apart: the caller drops those in template
 folders), and each Promise with its request API, dependencies, Destination selectors, required Promises and
 pipelines (`kratix.load.pipelines`). A Promise is read whole or not at all: one that cannot be read is reported
-and left out, and the caller treats its file as broken (`kratix.inventory`).
+and left out, and the caller treats its file as broken (`kratix.memory.inventory`).
 Refuses: a `kind: Promise` whose apiVersion is not platform.kratix.io/v1alpha1; a platform.kratix.io document of
 a kind kratix does not read from `promises/`; a `promise.yaml` holding no Promise; a Promise of the wrong shape
 (`kratix.load.shapes.PROMISE`: an unknown spec field, `destinationSelectors` as a mapping, ...); a name that is not
@@ -18,13 +18,22 @@ from collections.abc import Callable, Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
-from kratix import crdtypes, limits, names
-from kratix.diagnostics import Diagnostic
-from kratix.documents import FieldPath, SourceDoc, SourceTree
+from kratix.apiserver import crdtypes
 from kratix.load import shapes
 from kratix.load.pipelines import parse_pipelines, report_cluster_access
 from kratix.load.shared import check_name, check_shape, mapping, object_name, parse_file, upgraded, yaml_files
-from kratix.platform import API_GROUP, API_VERSION, PROMISE_VERSION_LABEL, ApiRef, Promise, RequiredPromise, Selector
+from kratix.model import limits, names
+from kratix.model.diagnostics import Diagnostic
+from kratix.model.documents import FieldPath, SourceDoc, SourceTree
+from kratix.model.platform import (
+    API_GROUP,
+    API_VERSION,
+    PROMISE_VERSION_LABEL,
+    ApiRef,
+    Promise,
+    RequiredPromise,
+    Selector,
+)
 
 PROMISE_FILES = ("promise.yaml", "promise.yml")
 TEMPLATE_FILES = (".j2", ".yaml", ".yml")  # what a native template step renders or copies
@@ -157,7 +166,8 @@ def _promise(doc: SourceDoc, body: Mapping[str, Any], diagnostics: list[Diagnost
 
 
 def api_ref(crd: Any) -> ApiRef | None:
-    """The request API a CRD declares, read as Kratix reads it (`kratix.crdtypes`: a v1 CRD whatever apiVersion
+    """The request API a CRD declares, read as Kratix reads it (`kratix.apiserver.crdtypes`: a v1 CRD whatever
+    apiVersion
     it declares), if it is well-formed enough to match requests (the schema stage says what is wrong with it
     otherwise). Its version is the storage version, the first with `storage: true` else the first: the version
     Kratix reads requests at and hands its pipelines."""

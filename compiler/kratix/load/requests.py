@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from kratix import names
-from kratix.diagnostics import Diagnostic, Severity
-from kratix.documents import SourceDoc, SourceTree
 from kratix.load.shared import check_name, object_name, parse_file, yaml_files
-from kratix.manifests import IDENTITY_LABELS, PARENT_LABEL_PREFIX
-from kratix.platform import Promise, RequestKey, ResourceRequest
+from kratix.model import names
+from kratix.model.diagnostics import Diagnostic, Severity
+from kratix.model.documents import SourceDoc, SourceTree
+from kratix.model.manifests import IDENTITY_LABELS, PARENT_LABEL_PREFIX
+from kratix.model.platform import Promise, RequestKey, ResourceRequest
 
 DEFAULT_NAMESPACE = "default"
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import jsonschema_rs
 
-from kratix.documents import FieldPath
-from kratix.platform import API_VERSION
+from kratix.model.documents import FieldPath
+from kratix.model.platform import API_VERSION
 
 _STRING = {"type": "string"}
 _STRINGS = {"type": "array", "items": _STRING}

@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from kratix import migrate, yamltext
-from kratix.diagnostics import Diagnostic, Severity, format_path
-from kratix.documents import SourceDoc, SourceTree
-from kratix.load import shapes
-from kratix.platform import API_GROUP
+from kratix import yamltext
+from kratix.load import migrate, shapes
+from kratix.model.diagnostics import Diagnostic, Severity, format_path
+from kratix.model.documents import SourceDoc, SourceTree
+from kratix.model.platform import API_GROUP
 
 YAML_SUFFIXES = (".yaml", ".yml")
 

@@ -15,9 +15,10 @@ import os
 import stat
 from pathlib import Path
 
-from kratix import gitio, limits
-from kratix.documents import SourceTree
-from kratix.errors import SourceError
+from kratix import gitio
+from kratix.model import limits
+from kratix.model.documents import SourceTree
+from kratix.model.errors import SourceError
 
 INPUT_FOLDERS = ("promises", "clusters", "requests", "config")
 _LINK = "is a symbolic link: kratix reads regular files only, and never follows a link out of the repo"

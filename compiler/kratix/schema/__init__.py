@@ -1,6 +1,6 @@
 """The schema stage: a Promise's request API (`spec.api`, a whole CRD) in, a validator for requests out.
 
-`check_crd` reads the CRD as Kratix reads it (`kratix.crdtypes`: an apiextensions.k8s.io/v1 CRD whatever
+`check_crd` reads the CRD as Kratix reads it (`kratix.apiserver.crdtypes`: an apiextensions.k8s.io/v1 CRD whatever
 apiVersion it declares) and reports what the API server would refuse in it, no more and no less, plus what
 Kratix drops or changes and what this compiler cannot evaluate.
 `compile_request_schema` turns the request version's OpenAPI v3 structural schema into a draft-07 JSON
@@ -19,7 +19,7 @@ As the API server: a non-nullable `null` takes the default if there is one and i
 apply to absent fields, inside present and defaulted objects, array items and map values, before validation.
 
 The modules, by concern: `crd` (CRD checks), `versions` (a CRD's versions and their schemas), `structure` (the
-walk over a version's schema, next to `kratix.openapi`'s JSON Schema translation), `keywords` and `junctors`
+walk over a version's schema, next to `kratix.apiserver.openapi`'s JSON Schema translation), `keywords` and `junctors`
 (what a structural schema may hold where), `defaulting` (API-server defaulting and the `Node` tree),
 `requests` (compile and validate), `envelope` (apiVersion/kind/metadata rules), `rules` (CEL and list-map
 keys), `formats` (Kubernetes string formats), `violations` (violations and their messages), `editor`.

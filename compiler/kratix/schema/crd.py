@@ -1,7 +1,7 @@
 """What the API server would refuse in a Promise's request API (`spec.api`, a whole CRD) as Kratix hands it over,
 plus what this compiler cannot evaluate (notes and warnings, e.g. CEL rules it skips).
 
-`spec.api` is first decoded as Kratix decodes it (`kratix.crdtypes`: a v1 CRD whatever apiVersion it declares;
+`spec.api` is first decoded as Kratix decodes it (`kratix.apiserver.crdtypes`: a v1 CRD whatever apiVersion it declares;
 a value Go cannot decode is an error, a field Go drops a warning), then checked as apiextensions'
 `ValidateCustomResourceDefinition` checks a created CRD after v1 defaulting: here the CRD's name, labels and
 annotations, group, names
@@ -15,8 +15,9 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-from kratix import crdtypes, names
-from kratix.diagnostics import Severity
+from kratix.apiserver import crdtypes
+from kratix.model import names
+from kratix.model.diagnostics import Severity
 from kratix.schema.versions import check_versions
 from kratix.schema.violations import Violation, show, sort_violations
 

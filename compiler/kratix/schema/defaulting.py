@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kratix import celrules
+from kratix.apiserver import celrules
 
 MISSING: Any = object()  # "no default": a default may itself be null
 

@@ -7,9 +7,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from kratix import names
-from kratix.diagnostics import Severity
-from kratix.documents import FieldPath
+from kratix.model import names
+from kratix.model.diagnostics import Severity
+from kratix.model.documents import FieldPath
 from kratix.schema.violations import Violation, show, type_name
 
 ENVELOPE = ("apiVersion", "kind", "metadata", "status")

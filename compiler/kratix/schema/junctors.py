@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kratix.documents import FieldPath
+from kratix.model.documents import FieldPath
 from kratix.schema.keywords import Found
 
 JUNCTORS = ("allOf", "anyOf", "oneOf")

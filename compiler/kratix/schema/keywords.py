@@ -2,7 +2,7 @@
 use, the rules of the `x-kubernetes-*` extensions, list and map types, and the fields of validation rules
 (apiextensions' `ValidateCustomResourceDefinitionOpenAPISchema`).
 
-In: one decoded schema node (`kratix.crdtypes`: every keyword has its Go type). Out: (relative path, message)
+In: one decoded schema node (`kratix.apiserver.crdtypes`: every keyword has its Go type). Out: (relative path, message)
 pairs. The checks that depend on where the node sits (the root, array items, metadata, allOf/anyOf/oneOf/not)
 live in `kratix.schema.structure` and `kratix.schema.junctors`.
 """
@@ -13,8 +13,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from kratix import celrules
-from kratix.documents import FieldPath
+from kratix.apiserver import celrules
+from kratix.model.documents import FieldPath
 
 Found = list[tuple[FieldPath, str]]
 

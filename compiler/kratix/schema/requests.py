@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kratix import crdtypes
-from kratix.diagnostics import Severity
-from kratix.documents import FieldPath
+from kratix.apiserver import crdtypes
+from kratix.model.diagnostics import Severity
+from kratix.model.documents import FieldPath
 from kratix.schema.defaulting import Node, apply_defaults
 from kratix.schema.envelope import ENVELOPE, check_envelope
 from kratix.schema.formats import validator

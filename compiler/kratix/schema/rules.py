@@ -18,9 +18,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kratix import celcost, celrules
-from kratix.diagnostics import Severity
-from kratix.documents import FieldPath
+from kratix.apiserver import celcost, celrules
+from kratix.model.diagnostics import Severity
+from kratix.model.documents import FieldPath
 from kratix.schema.defaulting import Node
 from kratix.schema.violations import Violation, show
 

@@ -1,7 +1,7 @@
 """One version's `openAPIV3Schema` read for requests: its JSON Schema, its `Node` tree, and what is wrong with it.
 
-In: the schema as `kratix.crdtypes` decodes it (every keyword of its Go type). The JSON Schema is
-`kratix.openapi`'s translation, read as a request checker needs (formats and int32/int64 ranges checked,
+In: the schema as `kratix.apiserver.crdtypes` decodes it (every keyword of its Go type). The JSON Schema is
+`kratix.apiserver.openapi`'s translation, read as a request checker needs (formats and int32/int64 ranges checked,
 descriptions and defaults kept for editors). This module adds what the translation leaves to its callers: the
 problems the API server would refuse, the defaults to check against their own schema, and the tree for
 defaulting, CEL and pruning (with whether its rules must be charged at run time).
@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from kratix import celcost, openapi, regexes
-from kratix.diagnostics import Severity
-from kratix.documents import FieldPath
+from kratix.apiserver import celcost, openapi, regexes
+from kratix.model.diagnostics import Severity
+from kratix.model.documents import FieldPath
 from kratix.schema import junctors, keywords
 from kratix.schema.defaulting import MISSING, Node
 from kratix.schema.formats import EDITOR_FORMATS, FORMATS
@@ -100,7 +100,7 @@ class _Place:
 
 
 class _Walk:
-    """One walk over a decoded openAPIV3Schema (`kratix.crdtypes`): the defaulting/CEL tree, the defaults met
+    """One walk over a decoded openAPIV3Schema (`kratix.apiserver.crdtypes`): the defaulting/CEL tree, the defaults met
     and the problems met."""
 
     def __init__(self, prefix: FieldPath) -> None:

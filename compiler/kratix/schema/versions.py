@@ -1,6 +1,6 @@
 """A CRD's versions as the API server checks them on create, and what Kratix changes in them before it does.
 
-In: the decoded `spec` of a Promise's API (`kratix.crdtypes`). Out: violations under `spec.versions`.
+In: the decoded `spec` of a Promise's API (`kratix.apiserver.crdtypes`). Out: violations under `spec.versions`.
 Refused, as apiextensions refuses it: a version name that is not a DNS-1035 label, or used twice; anything but
 exactly one storage version; a version without `schema.openAPIV3Schema`; a schema `kratix.schema.structure`
 refuses; a default invalid against its own schema (its CEL rules included); printer columns and selectable
@@ -20,9 +20,9 @@ from typing import Any
 
 import jsonschema_rs
 
-from kratix import names
-from kratix.diagnostics import Severity
-from kratix.documents import FieldPath
+from kratix.model import names
+from kratix.model.diagnostics import Severity
+from kratix.model.documents import FieldPath
 from kratix.schema.formats import validator
 from kratix.schema.keywords import resolve_field_path
 from kratix.schema.rules import check_rules

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from kratix.diagnostics import Severity
-from kratix.documents import FieldPath
+from kratix.model.diagnostics import Severity
+from kratix.model.documents import FieldPath
 from kratix.schema.defaulting import Node
 
 

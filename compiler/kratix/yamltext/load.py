@@ -27,8 +27,8 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
-from kratix import limits
-from kratix.documents import FieldPath, Position, SourceDoc
+from kratix.model import limits
+from kratix.model.documents import FieldPath, Position, SourceDoc
 from kratix.yamltext import resolve
 from kratix.yamltext.positions import Marks, Positions, YamlProblem
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kratix.documents import FieldPath, Position
+from kratix.model.documents import FieldPath, Position
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,2 @@
+"""Schedule: rendered output → destinations.
+"""

@@ -1,0 +1,3 @@
+"""Workflows: a Promise's pipelines and templates run into Kubernetes objects (native templates, command and image
+steps in a sandbox, Secrets checked and encrypted).
+"""
