@@ -167,6 +167,7 @@ class Figures:
 
 # --- the synthetic platform --------------------------------------------------------------------------------
 
+
 def promise_name(index: int) -> str:
     return f"workload{index}"
 
@@ -176,8 +177,12 @@ def promise_document(index: int) -> dict[str, object]:
     kind = f"Workload{index}"
     spec_schema = {
         "type": "object",
-        "x-kubernetes-validations": [{"rule": "self.replicas >= 2 || self.size != 'large'",
-                                      "message": "large workloads need at least 2 replicas"}],
+        "x-kubernetes-validations": [
+            {
+                "rule": "self.replicas >= 2 || self.size != 'large'",
+                "message": "large workloads need at least 2 replicas",
+            }
+        ],
         "properties": {
             "size": {"type": "string", "enum": ["small", "medium", "large"], "default": "small"},
             "replicas": {"type": "integer", "minimum": 1, "maximum": 10, "default": 1},
@@ -186,23 +191,36 @@ def promise_document(index: int) -> dict[str, object]:
         },
     }
     crd = {
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
         "metadata": {"name": f"{name}s.{GROUP}"},
-        "spec": {"group": GROUP, "scope": "Namespaced",
-                 "names": {"kind": kind, "plural": f"{name}s", "singular": name},
-                 "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
-                     "type": "object", "properties": {"spec": spec_schema}}}}]},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {"kind": kind, "plural": f"{name}s", "singular": name},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": spec_schema}}},
+                }
+            ],
+        },
     }
-    pipeline_doc = {"apiVersion": "platform.kratix.io/v1alpha1", "kind": "Pipeline",
-                    "metadata": {"name": "instance"},
-                    "spec": {"containers": [{"name": "render", "template": "templates"}]}}
+    pipeline_doc = {
+        "apiVersion": "platform.kratix.io/v1alpha1",
+        "kind": "Pipeline",
+        "metadata": {"name": "instance"},
+        "spec": {"containers": [{"name": "render", "template": "templates"}]},
+    }
     return {
-        "apiVersion": "platform.kratix.io/v1alpha1", "kind": "Promise",
+        "apiVersion": "platform.kratix.io/v1alpha1",
+        "kind": "Promise",
         "metadata": {"name": name, "labels": {"kratix.io/promise-version": "v1.0.0"}},
         "spec": {
             "destinationSelectors": [{"matchLabels": {"env": ENVIRONMENTS[index % len(ENVIRONMENTS)]}}],
-            "dependencies": [{"apiVersion": "v1", "kind": "Namespace",
-                              "metadata": {"name": f"{name}-system"}}],
+            "dependencies": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"{name}-system"}}],
             "api": crd,
             "workflows": {"resource": {"configure": [pipeline_doc]}},
         },
@@ -212,8 +230,12 @@ def promise_document(index: int) -> dict[str, object]:
 def destination_document(index: int) -> dict[str, object]:
     name = f"worker-{index:03d}"
     labels = {"env": ENVIRONMENTS[index % len(ENVIRONMENTS)], "region": REGIONS[index % len(REGIONS)]}
-    return {"apiVersion": "platform.kratix.io/v1alpha1", "kind": "Destination",
-            "metadata": {"name": name, "labels": labels}, "spec": {"path": name}}
+    return {
+        "apiVersion": "platform.kratix.io/v1alpha1",
+        "kind": "Destination",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"path": name},
+    }
 
 
 def request_spec(index: int, *, revision: int = 0) -> dict[str, object]:
@@ -238,9 +260,12 @@ def request_path(index: int, sizes: Sizes) -> str:
 
 def request_document(index: int, sizes: Sizes, *, revision: int = 0) -> dict[str, object]:
     promise = index % sizes.promises
-    return {"apiVersion": f"{GROUP}/v1", "kind": f"Workload{promise}",
-            "metadata": {"name": f"{promise_name(promise)}-{index:05d}"},
-            "spec": request_spec(index, revision=revision)}
+    return {
+        "apiVersion": f"{GROUP}/v1",
+        "kind": f"Workload{promise}",
+        "metadata": {"name": f"{promise_name(promise)}-{index:05d}"},
+        "spec": request_spec(index, revision=revision),
+    }
 
 
 def platform_files(sizes: Sizes) -> Iterator[tuple[str, bytes]]:
@@ -261,18 +286,24 @@ def _yaml(document: object) -> bytes:
 
 # --- git: generation and the fast-import floor -------------------------------------------------------------
 
+
 def init_bare(path: Path) -> Path:
     gitio.run_git(None, "init", "--quiet", "--bare", f"--initial-branch={BRANCH}", str(path))
     return path
 
 
-def import_stream(files: Mapping[str, bytes] | Iterator[tuple[str, bytes]], *, message: str,
-                  parent: str | None = None) -> bytes:
+def import_stream(
+    files: Mapping[str, bytes] | Iterator[tuple[str, bytes]], *, message: str, parent: str | None = None
+) -> bytes:
     """A fast-import stream committing `files` on `main` (on top of `parent`: only these paths change)."""
     items = files.items() if isinstance(files, Mapping) else files
     encoded = message.encode()
-    chunks = [f"commit refs/heads/{BRANCH}\nauthor {IDENTITY}\ncommitter {IDENTITY}\n".encode(),
-              b"data %d\n" % len(encoded), encoded, b"\n"]
+    chunks = [
+        f"commit refs/heads/{BRANCH}\nauthor {IDENTITY}\ncommitter {IDENTITY}\n".encode(),
+        b"data %d\n" % len(encoded),
+        encoded,
+        b"\n",
+    ]
     chunks.append(f"from {parent}\n".encode() if parent else b"deleteall\n")
     for path, data in items:
         chunks += [b'M 100644 inline "%s"\n' % path.encode(), b"data %d\n" % len(data), data, b"\n"]
@@ -297,14 +328,14 @@ def commit_request_change(repo: Path, sizes: Sizes, revision: int) -> str:
     """Edit request 0 (its replicas) in one new commit of the input repo; return the commit."""
     parent = head(repo)
     data = _yaml(request_document(0, sizes, revision=revision))
-    fast_import(repo, import_stream({request_path(0, sizes): data}, message=f"change {revision}\n",
-                                    parent=parent))
+    fast_import(repo, import_stream({request_path(0, sizes): data}, message=f"change {revision}\n", parent=parent))
     commit = head(repo)
     assert commit is not None
     return commit
 
 
 # --- measuring ----------------------------------------------------------------------------------------------
+
 
 def best_of(repeat: int, run: Callable[[int], T]) -> T:
     return min(run(attempt) for attempt in range(repeat))  # type: ignore[type-var]
@@ -331,14 +362,25 @@ class Run:
 
 def run_cli(input_repo: Path, ref: str, output_repo: Path) -> Run:
     """`kratix compile` as a user runs it, in a fresh interpreter."""
-    command = [sys.executable, "-m", "kratix.cli", "compile", str(input_repo), "--ref", ref,
-               "--output-repo", str(output_repo), "--format", "json", "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "kratix.cli",
+        "compile",
+        str(input_repo),
+        "--ref",
+        ref,
+        "--output-repo",
+        str(output_repo),
+        "--format",
+        "json",
+        "--quiet",
+    ]
     started = now()
     result = subprocess.run(command, capture_output=True, text=True)
     span = now() - started
     if result.returncode != 0:
-        raise BenchmarkError(f"kratix compile failed ({result.returncode}):\n{result.stderr}"
-                             f"{result.stdout[-2000:]}")
+        raise BenchmarkError(f"kratix compile failed ({result.returncode}):\n{result.stderr}{result.stdout[-2000:]}")
     return Run(span, report=json.loads(result.stdout))
 
 
@@ -369,7 +411,8 @@ def run_in_process(input_repo: Path, ref: str, output_repo: Path, settings: Sett
     def build(state: publish.BranchState) -> tuple[Mapping[str, bytes], str]:
         began = now()
         result, message, _ = pipeline.prepare_publish(
-            tree, pipeline.PreviousOutput(state.files, state.commit), settings=settings)
+            tree, pipeline.PreviousOutput(state.files, state.commit), settings=settings
+        )
         compiling.append(now() - began)
         if not result.ok:
             raise BenchmarkError("the in-process compile reported errors")
@@ -406,8 +449,7 @@ def is_manifest(path: str) -> bool:
     return not path.startswith(".kratix/") and not path.endswith("/kustomization.yaml")
 
 
-def profile_compile(input_repo: Path, ref: str, previous_repo: Path | None, settings: Settings,
-                    dump_to: Path) -> str:
+def profile_compile(input_repo: Path, ref: str, previous_repo: Path | None, settings: Settings, dump_to: Path) -> str:
     """cProfile of one in-process compile of `ref` against `previous_repo`'s branch (None: an empty one);
     the top 30 by cumulative time, and the raw stats in `dump_to` (for snakeviz or pstats)."""
     tree = load.read_commit(input_repo, ref)
@@ -441,28 +483,42 @@ def measure(work: Path, sizes: Sizes, *, repeat: int, profile: bool) -> tuple[Fi
     assert base is not None
     startup = startup_span(repeat)
     cli = measure_cli(work, input_repo, base, sizes, repeat=repeat)
-    cold_stages = Stages.best([run_in_process(input_repo, base, work / f"inprocess-{attempt}.git", settings)
-                               for attempt in range(repeat)])
-    changes = [commit_request_change(input_repo, sizes, revision)
-               for revision in range(repeat + 1, 2 * repeat + 1)]
-    change_stages = Stages.best([run_in_process(input_repo, commit, work / "inprocess-0.git", settings)
-                                 for commit in changes])
-    floor = best_of(repeat, lambda attempt: fast_import_floor(work / f"floor-{attempt}.git", cli.output,
-                                                              cli.tree))
+    cold_stages = Stages.best(
+        [run_in_process(input_repo, base, work / f"inprocess-{attempt}.git", settings) for attempt in range(repeat)]
+    )
+    changes = [commit_request_change(input_repo, sizes, revision) for revision in range(repeat + 1, 2 * repeat + 1)]
+    change_stages = Stages.best(
+        [run_in_process(input_repo, commit, work / "inprocess-0.git", settings) for commit in changes]
+    )
+    floor = best_of(repeat, lambda attempt: fast_import_floor(work / f"floor-{attempt}.git", cli.output, cli.tree))
     manifests = [data for path, data in cli.output.items() if is_manifest(path)]
     profile_text = None
     if profile:
         change = commit_request_change(input_repo, sizes, 2 * repeat + 1)
-        profile_text = "\n".join([
-            "profile of one in-process cold compile (top 30 by cumulative time):",
-            profile_compile(input_repo, base, None, settings, work / "cold-compile.prof"),
-            "profile of one in-process one-request-change compile (top 30 by cumulative time):",
-            profile_compile(input_repo, change, work / "inprocess-0.git", settings, work / "change-compile.prof")])
+        profile_text = "\n".join(
+            [
+                "profile of one in-process cold compile (top 30 by cumulative time):",
+                profile_compile(input_repo, base, None, settings, work / "cold-compile.prof"),
+                "profile of one in-process one-request-change compile (top 30 by cumulative time):",
+                profile_compile(input_repo, change, work / "inprocess-0.git", settings, work / "change-compile.prof"),
+            ]
+        )
     figures = Figures(
-        sizes=sizes, output_files=len(cli.output), output_bytes=sum(map(len, cli.output.values())),
-        manifests=len(manifests), startup=startup, cold=cli.cold, idempotent=cli.idempotent, change=cli.change,
-        cold_stages=cold_stages, change_stages=change_stages, floor_fast_import=floor,
-        floor_yaml=yaml_floor(manifests, repeat), load_before=load_before, repeat=repeat)
+        sizes=sizes,
+        output_files=len(cli.output),
+        output_bytes=sum(map(len, cli.output.values())),
+        manifests=len(manifests),
+        startup=startup,
+        cold=cli.cold,
+        idempotent=cli.idempotent,
+        change=cli.change,
+        cold_stages=cold_stages,
+        change_stages=change_stages,
+        floor_fast_import=floor,
+        floor_yaml=yaml_floor(manifests, repeat),
+        load_before=load_before,
+        repeat=repeat,
+    )
     return figures, profile_text
 
 
@@ -485,11 +541,13 @@ def measure_cli(work: Path, input_repo: Path, base: str, sizes: Sizes, *, repeat
     shutil.copytree(work / "cold-0.git", output_repo)
     tree, output = tree_of(output_repo), gitio.read_tree(output_repo, BRANCH)
     idempotent = best_of(repeat, idempotent_once)
-    return CliFigures(cold=cold.span, idempotent=idempotent.span, change=best_of(repeat, change_once).span,
-                      output=output, tree=tree)
+    return CliFigures(
+        cold=cold.span, idempotent=idempotent.span, change=best_of(repeat, change_once).span, output=output, tree=tree
+    )
 
 
 # --- the report ---------------------------------------------------------------------------------------------
+
 
 def verdict(value: float, target: float) -> str:
     return "PASS" if value < target else "MISS"
@@ -497,14 +555,16 @@ def verdict(value: float, target: float) -> str:
 
 def report_lines(f: Figures) -> list[str]:
     s = f.sizes
-    lines = [f"kratix compile+publish benchmark, {date.today().isoformat()}: {s.promises} promises, "
-             f"{s.destinations} destinations, {s.requests} requests over {NAMESPACES} namespaces",
-             f"output: {f.output_files} files, {f.output_bytes / 1e6:.1f} MB, of them {f.manifests} manifest "
-             "files",
-             f"machine: {os.cpu_count()} CPUs, load average {f.load_before} before, {_load()} after; "
-             f"Python {sys.version.split()[0]}; {gitio.run_git(None, 'version').decode().strip()}",
-             f"each figure is the best of {f.repeat} runs; wall clock decides, cpu = CPU seconds of the run and "
-             "its git children", ""]
+    lines = [
+        f"kratix compile+publish benchmark, {date.today().isoformat()}: {s.promises} promises, "
+        f"{s.destinations} destinations, {s.requests} requests over {NAMESPACES} namespaces",
+        f"output: {f.output_files} files, {f.output_bytes / 1e6:.1f} MB, of them {f.manifests} manifest files",
+        f"machine: {os.cpu_count()} CPUs, load average {f.load_before} before, {_load()} after; "
+        f"Python {sys.version.split()[0]}; {gitio.run_git(None, 'version').decode().strip()}",
+        f"each figure is the best of {f.repeat} runs; wall clock decides, cpu = CPU seconds of the run and "
+        "its git children",
+        "",
+    ]
     lines += _table(("figure", "wall", "cpu", "target", ""), _figure_rows(f))
     lines += ["", "where the time goes (in-process):"]
     lines += _table(("stage", "cold wall", "cpu", "change wall", "cpu"), _stage_rows(f))
@@ -515,20 +575,43 @@ def _figure_rows(f: Figures) -> list[tuple[str, ...]]:
     publish_git, floor_a, floor_b = f.cold_stages.publish_git, f.floor_fast_import, f.floor_yaml
     ratio = publish_git.wall / floor_a.wall
     return [
-        ("cold compile+publish (CLI)", *_cells(f.cold), f"< {TARGET_COLD_SECONDS:g} s",
-         verdict(f.cold.wall, TARGET_COLD_SECONDS)),
+        (
+            "cold compile+publish (CLI)",
+            *_cells(f.cold),
+            f"< {TARGET_COLD_SECONDS:g} s",
+            verdict(f.cold.wall, TARGET_COLD_SECONDS),
+        ),
         ("idempotent re-run, no commit (CLI)", *_cells(f.idempotent), "", ""),
-        ("one-request change (CLI)", *_cells(f.change), f"< {TARGET_CHANGE_SECONDS:g} s",
-         verdict(f.change.wall, TARGET_CHANGE_SECONDS)),
+        (
+            "one-request change (CLI)",
+            *_cells(f.change),
+            f"< {TARGET_CHANGE_SECONDS:g} s",
+            verdict(f.change.wall, TARGET_CHANGE_SECONDS),
+        ),
         ("publish, git side (in-process, cold)", *_cells(publish_git), "", ""),
         ("floor A: git fast-import of the output", *_cells(floor_a), "", ""),
         ("floor B: PyYAML C load+dump of manifests", *_cells(floor_b), "", ""),
-        ("ratio: publish git side / floor A", f"{ratio:.2f}x", f"{publish_git.cpu / floor_a.cpu:.2f}x",
-         f"< {TARGET_PUBLISH_OVER_FLOOR:g}x", verdict(ratio, TARGET_PUBLISH_OVER_FLOOR)),
-        ("ratio: cold compile (in-process) / floor B", f"{f.cold_stages.compile.wall / floor_b.wall:.1f}x",
-         f"{f.cold_stages.compile.cpu / floor_b.cpu:.1f}x", "", ""),
-        ("ratio: cold CLI / (floor A + floor B)", f"{f.cold.wall / (floor_a + floor_b).wall:.1f}x",
-         f"{f.cold.cpu / (floor_a + floor_b).cpu:.1f}x", "", ""),
+        (
+            "ratio: publish git side / floor A",
+            f"{ratio:.2f}x",
+            f"{publish_git.cpu / floor_a.cpu:.2f}x",
+            f"< {TARGET_PUBLISH_OVER_FLOOR:g}x",
+            verdict(ratio, TARGET_PUBLISH_OVER_FLOOR),
+        ),
+        (
+            "ratio: cold compile (in-process) / floor B",
+            f"{f.cold_stages.compile.wall / floor_b.wall:.1f}x",
+            f"{f.cold_stages.compile.cpu / floor_b.cpu:.1f}x",
+            "",
+            "",
+        ),
+        (
+            "ratio: cold CLI / (floor A + floor B)",
+            f"{f.cold.wall / (floor_a + floor_b).wall:.1f}x",
+            f"{f.cold.cpu / (floor_a + floor_b).cpu:.1f}x",
+            "",
+            "",
+        ),
     ]
 
 
@@ -555,9 +638,13 @@ def _load() -> str:
 
 def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]:
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+
     def line(row: tuple[str, ...]) -> str:
-        return "  ".join(cell.ljust(width) if i == 0 else cell.rjust(width)
-                         for i, (cell, width) in enumerate(zip(row, widths, strict=True))).rstrip()
+        return "  ".join(
+            cell.ljust(width) if i == 0 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+
     return [line(header), "  ".join("-" * w for w in widths), *(line(row) for row in rows)]
 
 
@@ -584,8 +671,21 @@ class ChildRun:
 
 def run_child(input_repo: Path, ref: str, output_repo: Path, *extra: str) -> ChildRun:
     """`kratix compile` in a fresh interpreter, waited for alone so that its own peak memory is known."""
-    command = [sys.executable, "-m", "kratix.cli", "compile", str(input_repo), "--ref", ref, "--output-repo",
-               str(output_repo), "--format", "json", "--quiet", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "kratix.cli",
+        "compile",
+        str(input_repo),
+        "--ref",
+        ref,
+        "--output-repo",
+        str(output_repo),
+        "--format",
+        "json",
+        "--quiet",
+        *extra,
+    ]
     started = now()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         process = subprocess.Popen(command, stdout=out, stderr=err)
@@ -603,9 +703,15 @@ def run_child(input_repo: Path, ref: str, output_repo: Path, *extra: str) -> Chi
 def commit_promise_change(repo: Path, revision: int) -> str:
     """Edit Promise 0's ConfigMap template (every request of that Promise renders again) in one new commit."""
     parent = head(repo)
-    template = CONFIGMAP_TEMPLATE + f"  revision: \"{revision}\"\n"
-    fast_import(repo, import_stream({f"promises/{promise_name(0)}/templates/configmap.yaml.j2": template.encode()},
-                                    message=f"promise change {revision}\n", parent=parent))
+    template = CONFIGMAP_TEMPLATE + f'  revision: "{revision}"\n'
+    fast_import(
+        repo,
+        import_stream(
+            {f"promises/{promise_name(0)}/templates/configmap.yaml.j2": template.encode()},
+            message=f"promise change {revision}\n",
+            parent=parent,
+        ),
+    )
     commit = head(repo)
     assert commit is not None
     return commit
@@ -646,34 +752,56 @@ def measure_scale(work: Path, sizes: Sizes, *, repeat: int) -> Scale:
 
 
 def scale_lines(scales: Sequence[Scale], repeat: int) -> list[str]:
-    lines = [f"kratix compile+publish at several sizes, {date.today().isoformat()}: "
-             f"{scales[0].sizes.promises} promises, {scales[0].sizes.destinations} destinations",
-             f"machine: {os.cpu_count()} CPUs, load average {_load()}; Python {sys.version.split()[0]}; "
-             f"{gitio.run_git(None, 'version').decode().strip()}",
-             f"each CLI run in a fresh interpreter (start-up and imports count); no-op and one-request change: best "
-             f"of {repeat}; read: what the compile read (changes: only what changed; everything: the whole input)",
-             ""]
+    lines = [
+        f"kratix compile+publish at several sizes, {date.today().isoformat()}: "
+        f"{scales[0].sizes.promises} promises, {scales[0].sizes.destinations} destinations",
+        f"machine: {os.cpu_count()} CPUs, load average {_load()}; Python {sys.version.split()[0]}; "
+        f"{gitio.run_git(None, 'version').decode().strip()}",
+        f"each CLI run in a fresh interpreter (start-up and imports count); no-op and one-request change: best "
+        f"of {repeat}; read: what the compile read (changes: only what changed; everything: the whole input)",
+        "",
+    ]
     rows = []
     for scale in scales:
         n = scale.sizes.requests
         for label, run, target in (
-                ("cold compile+publish", scale.cold, TARGET_COLD_AT.get(n)),
-                ("no-op (nothing changed)", scale.noop, None),
-                ("one-request change", scale.change, TARGET_CHANGE_AT.get(n)),
-                ("one-Promise change", scale.promise, None)):
-            rows.append((f"{n:,}", label, *_cells(run.span), f"{run.peak_bytes / 1e6:.0f} MB", run.read,
-                         f"<= {target:g} s" if target else "",
-                         ("PASS" if run.span.wall <= target else "MISS") if target else ""))
+            ("cold compile+publish", scale.cold, TARGET_COLD_AT.get(n)),
+            ("no-op (nothing changed)", scale.noop, None),
+            ("one-request change", scale.change, TARGET_CHANGE_AT.get(n)),
+            ("one-Promise change", scale.promise, None),
+        ):
+            rows.append(
+                (
+                    f"{n:,}",
+                    label,
+                    *_cells(run.span),
+                    f"{run.peak_bytes / 1e6:.0f} MB",
+                    run.read,
+                    f"<= {target:g} s" if target else "",
+                    ("PASS" if run.span.wall <= target else "MISS") if target else "",
+                )
+            )
         memory = TARGET_MEMORY_BYTES_AT.get(n)
         if memory:
             peak = max(run.peak_bytes for run in (scale.cold, scale.noop, scale.change, scale.promise))
-            rows.append((f"{n:,}", "peak memory (any run)", "", "", f"{peak / 1e6:.0f} MB", "",
-                         f"<= {memory / 1024**3:g} GiB", "PASS" if peak <= memory else "MISS"))
+            rows.append(
+                (
+                    f"{n:,}",
+                    "peak memory (any run)",
+                    "",
+                    "",
+                    f"{peak / 1e6:.0f} MB",
+                    "",
+                    f"<= {memory / 1024**3:g} GiB",
+                    "PASS" if peak <= memory else "MISS",
+                )
+            )
     lines += _table(("requests", "figure", "wall", "cpu", "peak RSS", "read", "target", ""), rows)
     return lines
 
 
 # --- the command --------------------------------------------------------------------------------------------
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
@@ -681,16 +809,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--destinations", type=int, default=50)
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3, help="runs of each short figure; the best counts")
-    parser.add_argument("--workdir", type=Path,
-                        help="make the scratch folder inside DIR (default: the system's temporary folder)")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the scratch folder (repos, raw profile) and say where")
-    parser.add_argument("--profile", action="store_true",
-                        help="also profile one in-process cold compile and one one-request-change compile: top 30 "
-                             "by cumulative time (raw stats kept with --keep)")
-    parser.add_argument("--scaling", metavar="N,N,...",
-                        help="instead: cold, no-op, one-request and one-Promise change at each of these request "
-                             "counts (e.g. 1000,10000,100000), with peak memory")
+    parser.add_argument(
+        "--workdir", type=Path, help="make the scratch folder inside DIR (default: the system's temporary folder)"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the scratch folder (repos, raw profile) and say where"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile one in-process cold compile and one one-request-change compile: top 30 "
+        "by cumulative time (raw stats kept with --keep)",
+    )
+    parser.add_argument(
+        "--scaling",
+        metavar="N,N,...",
+        help="instead: cold, no-op, one-request and one-Promise change at each of these request "
+        "counts (e.g. 1000,10000,100000), with peak memory",
+    )
     args = parser.parse_args(argv)
     args.scaling = [int(n) for n in args.scaling.split(",")] if args.scaling else []
     if min(args.promises, args.destinations, args.requests, args.repeat, *args.scaling) < 1:
@@ -718,8 +854,10 @@ def main(argv: list[str] | None = None) -> int:
     if profile_text is not None:
         print(f"\n{profile_text}")
     if args.keep:
-        print(f"\nkept: {work} (input.git; output.git and cold-*.git from the CLI runs; inprocess-*.git; "
-              "floor-*.git; *.prof with --profile)")
+        print(
+            f"\nkept: {work} (input.git; output.git and cold-*.git from the CLI runs; inprocess-*.git; "
+            "floor-*.git; *.prof with --profile)"
+        )
     return 0
 
 

@@ -69,19 +69,48 @@ class Span:
 def promise(index: int) -> str:
     name = f"slow{index}"
     document = {
-        "apiVersion": "platform.kratix.io/v1alpha1", "kind": "Promise", "metadata": {"name": name},
+        "apiVersion": "platform.kratix.io/v1alpha1",
+        "kind": "Promise",
+        "metadata": {"name": name},
         "spec": {
             "destinationSelectors": [{"matchLabels": {"env": ("dev", "prod")[index % 2]}}],
-            "api": {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-                    "metadata": {"name": f"{name}s.bench.example.io"},
-                    "spec": {"group": "bench.example.io", "scope": "Namespaced",
-                             "names": {"kind": name.capitalize(), "plural": f"{name}s", "singular": name},
-                             "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
-                                 "openAPIV3Schema": {"type": "object", "properties": {"spec": {
-                                     "type": "object", "properties": {"size": {"type": "string"}}}}}}}]}},
-            "workflows": {"resource": {"configure": [{
-                "apiVersion": "platform.kratix.io/v1alpha1", "kind": "Pipeline", "metadata": {"name": "instance"},
-                "spec": {"containers": [{"name": "render", "command": ["sh", "scripts/step.sh"]}]}}]}},
+            "api": {
+                "apiVersion": "apiextensions.k8s.io/v1",
+                "kind": "CustomResourceDefinition",
+                "metadata": {"name": f"{name}s.bench.example.io"},
+                "spec": {
+                    "group": "bench.example.io",
+                    "scope": "Namespaced",
+                    "names": {"kind": name.capitalize(), "plural": f"{name}s", "singular": name},
+                    "versions": [
+                        {
+                            "name": "v1",
+                            "served": True,
+                            "storage": True,
+                            "schema": {
+                                "openAPIV3Schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "spec": {"type": "object", "properties": {"size": {"type": "string"}}}
+                                    },
+                                }
+                            },
+                        }
+                    ],
+                },
+            },
+            "workflows": {
+                "resource": {
+                    "configure": [
+                        {
+                            "apiVersion": "platform.kratix.io/v1alpha1",
+                            "kind": "Pipeline",
+                            "metadata": {"name": "instance"},
+                            "spec": {"containers": [{"name": "render", "command": ["sh", "scripts/step.sh"]}]},
+                        }
+                    ]
+                }
+            },
         },
     }
     return yaml.safe_dump(document, sort_keys=False)
@@ -91,19 +120,30 @@ def platform(args: argparse.Namespace, counter: Path, revision: int) -> dict[str
     files = {}
     for index in range(args.promises):
         files[f"promises/slow{index}/promise.yaml"] = promise(index)
-        files[f"promises/slow{index}/scripts/step.sh"] = STEP.format(counter=counter, sleep=args.sleep,
-                                                                     revision=revision)
+        files[f"promises/slow{index}/scripts/step.sh"] = STEP.format(
+            counter=counter, sleep=args.sleep, revision=revision
+        )
     for index in range(args.destinations):
-        files[f"clusters/worker-{index:03d}.yaml"] = yaml.safe_dump({
-            "apiVersion": "platform.kratix.io/v1alpha1", "kind": "Destination",
-            "metadata": {"name": f"worker-{index:03d}", "labels": {"env": ("dev", "prod")[index % 2]}},
-            "spec": {"path": f"worker-{index:03d}"}}, sort_keys=False)
+        files[f"clusters/worker-{index:03d}.yaml"] = yaml.safe_dump(
+            {
+                "apiVersion": "platform.kratix.io/v1alpha1",
+                "kind": "Destination",
+                "metadata": {"name": f"worker-{index:03d}", "labels": {"env": ("dev", "prod")[index % 2]}},
+                "spec": {"path": f"worker-{index:03d}"},
+            },
+            sort_keys=False,
+        )
     for index in range(args.requests):
         kind = index % args.promises
-        files[f"requests/team-{index % NAMESPACES:02d}/r{index:05d}.yaml"] = yaml.safe_dump({
-            "apiVersion": "bench.example.io/v1", "kind": f"Slow{kind}",
-            "metadata": {"name": f"r{index:05d}", "namespace": f"team-{index % NAMESPACES:02d}"},
-            "spec": {"size": "small"}}, sort_keys=False)
+        files[f"requests/team-{index % NAMESPACES:02d}/r{index:05d}.yaml"] = yaml.safe_dump(
+            {
+                "apiVersion": "bench.example.io/v1",
+                "kind": f"Slow{kind}",
+                "metadata": {"name": f"r{index:05d}", "namespace": f"team-{index % NAMESPACES:02d}"},
+                "spec": {"size": "small"},
+            },
+            sort_keys=False,
+        )
     return files
 
 
@@ -118,8 +158,11 @@ def git(repo: Path, *args: str, input: bytes | None = None) -> str:
 
 def commit(repo: Path, files: dict[str, str], message: str) -> str:
     """A commit of exactly `files` on main, through fast-import (no work tree)."""
-    parent = git(repo, "rev-parse", "--verify", "--quiet", "refs/heads/main").strip() if git(
-        repo, "for-each-ref", "refs/heads/main") else ""
+    parent = (
+        git(repo, "rev-parse", "--verify", "--quiet", "refs/heads/main").strip()
+        if git(repo, "for-each-ref", "refs/heads/main")
+        else ""
+    )
     chunks = [f"commit refs/heads/main\ncommitter {IDENTITY}\ndata {len(message)}\n{message}\n".encode()]
     if parent:
         chunks.append(f"from {parent}\n".encode())
@@ -134,13 +177,18 @@ def commit(repo: Path, files: dict[str, str], message: str) -> str:
 def kratix(*args: str) -> tuple[Span, dict[str, object]]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "kratix.cli", "compile", *args, "--unsandboxed", "--format",
-                           "json", "--quiet"], capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "kratix.cli", "compile", *args, "--unsandboxed", "--format", "json", "--quiet"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
-        raise BenchmarkError(f"kratix compile {' '.join(args)} failed ({done.returncode}):\n{done.stderr}"
-                             f"{done.stdout[-2000:]}")
+        raise BenchmarkError(
+            f"kratix compile {' '.join(args)} failed ({done.returncode}):\n{done.stderr}{done.stdout[-2000:]}"
+        )
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return Span(wall, cpu), json.loads(done.stdout)
 
@@ -162,16 +210,18 @@ class Scenario:
     merge_runs: int  # how many the merge ran (0 is the target)
 
 
-def scenario(name: str, args: argparse.Namespace, input_repo: Path, ref: str, plain: Path, sharded: Path,
-             counter: Path) -> Scenario:
+def scenario(
+    name: str, args: argparse.Namespace, input_repo: Path, ref: str, plain: Path, sharded: Path, counter: Path
+) -> Scenario:
     runs(counter)
     unsharded, _ = kratix(str(input_repo), "--ref", ref, "--output-repo", str(plain))
     ran = runs(counter)
     spans = []
     in_shards: list[str] = []
     for index in range(args.shards):
-        span, report = kratix(str(input_repo), "--ref", ref, "--output-repo", str(sharded), "--shard",
-                              f"{index}/{args.shards}")
+        span, report = kratix(
+            str(input_repo), "--ref", ref, "--output-repo", str(sharded), "--shard", f"{index}/{args.shards}"
+        )
         spans.append(span)
         in_shards += runs(counter)
         if report["shard"]["failed"]:  # type: ignore[index]
@@ -200,12 +250,15 @@ def scenario(name: str, args: argparse.Namespace, input_repo: Path, ref: str, pl
 
 
 def report(args: argparse.Namespace, scenarios: list[Scenario], noop: Span) -> str:
-    lines = [f"{args.promises} promises, {args.destinations} destinations, {args.requests} requests; steps sleep "
-             f"{args.sleep:g} s; {args.shards} shards run one after another; merge and no-op best of "
-             f"{args.repeat}; {os.cpu_count()} cores "
-             f"(load average {os.getloadavg()[0]:.2f})", "",
-             f"{'figure':<52}  {'wall':>8}  {'cpu':>8}  {'target':>8}",
-             f"{'-' * 52}  {'-' * 8}  {'-' * 8}  {'-' * 8}"]
+    lines = [
+        f"{args.promises} promises, {args.destinations} destinations, {args.requests} requests; steps sleep "
+        f"{args.sleep:g} s; {args.shards} shards run one after another; merge and no-op best of "
+        f"{args.repeat}; {os.cpu_count()} cores "
+        f"(load average {os.getloadavg()[0]:.2f})",
+        "",
+        f"{'figure':<52}  {'wall':>8}  {'cpu':>8}  {'target':>8}",
+        f"{'-' * 52}  {'-' * 8}  {'-' * 8}  {'-' * 8}",
+    ]
 
     def row(label: str, span: Span, target: str = "") -> None:
         lines.append(f"{label:<52}  {span.wall:>6.2f} s  {span.cpu:>6.2f} s  {target:>8}")
@@ -214,19 +267,27 @@ def report(args: argparse.Namespace, scenarios: list[Scenario], noop: Span) -> s
         row(f"{s.name}: unsharded compile+publish", s.unsharded)
         for index, span in enumerate(s.shards):
             row(f"{s.name}: shard {index}/{args.shards}", span)
-        row(f"{s.name}: all shards, one after another", Span(sum(x.wall for x in s.shards),
-                                                              sum(x.cpu for x in s.shards)))
+        row(
+            f"{s.name}: all shards, one after another",
+            Span(sum(x.wall for x in s.shards), sum(x.cpu for x in s.shards)),
+        )
         row(f"{s.name}: longest shard (the N-machine time)", max(s.shards, key=lambda x: x.wall))
         row(f"{s.name}: merge compile+publish", s.merge)
-        lines.append(f"{s.name + ': workflows run (unsharded / merge)':<52}  {s.workflows:>8}  {s.merge_runs:>8}  "
-                     f"{'0':>8}  {'PASS' if s.merge_runs == 0 else 'MISS'}")
+        lines.append(
+            f"{s.name + ': workflows run (unsharded / merge)':<52}  {s.workflows:>8}  {s.merge_runs:>8}  "
+            f"{'0':>8}  {'PASS' if s.merge_runs == 0 else 'MISS'}"
+        )
     row("no-op compile (same commit again)", noop)
     for s in scenarios:
         ratio = s.merge.wall / noop.wall
-        lines.append(f"{'ratio: ' + s.name + ' merge / no-op':<52}  {ratio:>7.2f}x  {s.merge.cpu / noop.cpu:>7.2f}x  "
-                     f"{'<= 1.2x':>8}  {'PASS' if ratio <= TARGET_MERGE_OVER_NOOP else 'MISS'}")
-        lines.append(f"{'ratio: ' + s.name + ' unsharded / longest shard+merge':<52}  "
-                     f"{s.unsharded.wall / (max(x.wall for x in s.shards) + s.merge.wall):>7.2f}x")
+        lines.append(
+            f"{'ratio: ' + s.name + ' merge / no-op':<52}  {ratio:>7.2f}x  {s.merge.cpu / noop.cpu:>7.2f}x  "
+            f"{'<= 1.2x':>8}  {'PASS' if ratio <= TARGET_MERGE_OVER_NOOP else 'MISS'}"
+        )
+        lines.append(
+            f"{'ratio: ' + s.name + ' unsharded / longest shard+merge':<52}  "
+            f"{s.unsharded.wall / (max(x.wall for x in s.shards) + s.merge.wall):>7.2f}x"
+        )
     return "\n".join(lines)
 
 

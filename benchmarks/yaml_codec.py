@@ -28,52 +28,89 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def labels(team: str, name: str, index: int) -> dict[str, str]:
-    return {"app.kubernetes.io/name": name, "app.kubernetes.io/instance": f"{name}-{index}",
-            "app.kubernetes.io/managed-by": "kratix", "kratix.io/promise-name": "app-stack",
-            "kratix.io/resource-name": name, "team": team, "environment": "production" if index % 3 else "dev"}
+    return {
+        "app.kubernetes.io/name": name,
+        "app.kubernetes.io/instance": f"{name}-{index}",
+        "app.kubernetes.io/managed-by": "kratix",
+        "kratix.io/promise-name": "app-stack",
+        "kratix.io/resource-name": name,
+        "team": team,
+        "environment": "production" if index % 3 else "dev",
+    }
 
 
 def deployment(team: str, name: str, index: int) -> dict[str, Any]:
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": team, "labels": labels(team, name, index),
-                     "annotations": {"kratix.io/request": f"{team}/{name}", "checksum/config": f"{index:064x}"}},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "namespace": team,
+            "labels": labels(team, name, index),
+            "annotations": {"kratix.io/request": f"{team}/{name}", "checksum/config": f"{index:064x}"},
+        },
         "spec": {
             "replicas": 1 + index % 3,
             "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
             "template": {
                 "metadata": {"labels": labels(team, name, index)},
-                "spec": {"containers": [{
-                    "name": "app", "image": f"registry.example.com/{team}/{name}:1.{index % 40}.{index % 7}",
-                    "args": ["--port=8080", "--log-level", "info"],
-                    "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}],
-                    "env": [{"name": "DATABASE_HOST", "value": f"{name}-db.{team}.svc"},
-                            {"name": "FEATURE_ON", "value": "on" if index % 2 else "off"},
-                            {"name": "WORKERS", "value": str(index % 8)}],
-                    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
-                                  "limits": {"cpu": "1", "memory": "512Mi"}},
-                    "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 10},
-                }]},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": f"registry.example.com/{team}/{name}:1.{index % 40}.{index % 7}",
+                            "args": ["--port=8080", "--log-level", "info"],
+                            "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}],
+                            "env": [
+                                {"name": "DATABASE_HOST", "value": f"{name}-db.{team}.svc"},
+                                {"name": "FEATURE_ON", "value": "on" if index % 2 else "off"},
+                                {"name": "WORKERS", "value": str(index % 8)},
+                            ],
+                            "resources": {
+                                "requests": {"cpu": "100m", "memory": "128Mi"},
+                                "limits": {"cpu": "1", "memory": "512Mi"},
+                            },
+                            "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 10},
+                        }
+                    ]
+                },
             },
         },
     }
 
 
 def configmap(team: str, name: str, index: int) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": f"{name}-config", "namespace": team, "labels": labels(team, name, index)},
-            "data": {"app.properties": f"name={name}\nreplicas={index % 3}\ntimeout: 30s\n",
-                     "LOG_FORMAT": "json", "RETRIES": "3", "ENABLED": "true", "RATIO": "0.25",
-                     "start.sh": "#!/bin/sh\nset -e\nexec /app --config /etc/app/app.properties\n"}}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": f"{name}-config", "namespace": team, "labels": labels(team, name, index)},
+        "data": {
+            "app.properties": f"name={name}\nreplicas={index % 3}\ntimeout: 30s\n",
+            "LOG_FORMAT": "json",
+            "RETRIES": "3",
+            "ENABLED": "true",
+            "RATIO": "0.25",
+            "start.sh": "#!/bin/sh\nset -e\nexec /app --config /etc/app/app.properties\n",
+        },
+    }
 
 
 def postgresql(team: str, name: str, index: int) -> dict[str, Any]:
-    return {"apiVersion": "acid.zalan.do/v1", "kind": "postgresql",
-            "metadata": {"name": f"{team}-{name}-db", "namespace": team, "labels": labels(team, name, index)},
-            "spec": {"teamId": team, "volume": {"size": f"{1 + index % 10}Gi"}, "numberOfInstances": 2,
-                     "users": {name: ["superuser", "createdb"]}, "databases": {name: name},
-                     "postgresql": {"version": "15", "parameters": {"max_connections": "200"}},
-                     "enableLogicalBackup": index % 2 == 0, "maintenanceWindows": ["Sun:01:00-02:00"]}}
+    return {
+        "apiVersion": "acid.zalan.do/v1",
+        "kind": "postgresql",
+        "metadata": {"name": f"{team}-{name}-db", "namespace": team, "labels": labels(team, name, index)},
+        "spec": {
+            "teamId": team,
+            "volume": {"size": f"{1 + index % 10}Gi"},
+            "numberOfInstances": 2,
+            "users": {name: ["superuser", "createdb"]},
+            "databases": {name: name},
+            "postgresql": {"version": "15", "parameters": {"max_connections": "200"}},
+            "enableLogicalBackup": index % 2 == 0,
+            "maintenanceWindows": ["Sun:01:00-02:00"],
+        },
+    }
 
 
 def build(count: int) -> list[dict[str, Any]]:
@@ -92,8 +129,9 @@ def best_of(repeat: int, run: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def pyyaml_dump(manifest: Any) -> bytes:
-    text = yaml.dump_all([manifest], Dumper=_Dumper, default_flow_style=False, sort_keys=False,
-                         allow_unicode=True, width=1 << 30)
+    text = yaml.dump_all(
+        [manifest], Dumper=_Dumper, default_flow_style=False, sort_keys=False, allow_unicode=True, width=1 << 30
+    )
     return text.encode("utf-8")
 
 
@@ -103,8 +141,10 @@ def each(texts: list[bytes], load: Callable[[bytes], list[Any]]) -> list[Any]:
 
 
 def report(label: str, theirs: float, ours: float, count: int) -> None:
-    print(f"{label:<34} pyyaml {theirs:7.3f} s ({theirs / count * 1e6:6.1f} us/doc)   "
-          f"ours {ours:7.3f} s ({ours / count * 1e6:6.1f} us/doc)   {theirs / ours:5.2f}x")
+    print(
+        f"{label:<34} pyyaml {theirs:7.3f} s ({theirs / count * 1e6:6.1f} us/doc)   "
+        f"ours {ours:7.3f} s ({ours / count * 1e6:6.1f} us/doc)   {theirs / ours:5.2f}x"
+    )
 
 
 def main() -> None:
@@ -123,17 +163,20 @@ def main() -> None:
 
     texts = [text.decode() for text in new_texts]
     old_load, old_docs = best_of(args.repeat, lambda: each(new_texts, lambda t: list(yaml.load_all(t, _Loader))))
-    transformed, new_docs = best_of(args.repeat, lambda: each(
-        texts, lambda t: yamltext.load_transformed(t, lambda node: node)))  # type: ignore[arg-type]
+    transformed, new_docs = best_of(
+        args.repeat, lambda: each(texts, lambda t: yamltext.load_transformed(t, lambda node: node))
+    )  # type: ignore[arg-type]
     plain, plain_docs = best_of(args.repeat, lambda: each(new_texts, lambda t: list(yamltext.load_plain(t))))
     report("load_transformed (identity)", old_load, transformed, len(manifests))
     report("load_plain", old_load, plain, len(manifests))
-    documents, sources = best_of(args.repeat, lambda: each(
-        new_texts, lambda t: yamltext.load_documents("bench.yaml", t)[0]))
+    documents, sources = best_of(
+        args.repeat, lambda: each(new_texts, lambda t: yamltext.load_documents("bench.yaml", t)[0])
+    )
     report("load_documents (with positions)", old_load, documents, len(manifests))
     bodies = [doc.body for doc in sources]
     if not (old_docs == new_docs == plain_docs == bodies == manifests):
         raise SystemExit("the loaders disagree: the benchmark is void")
+
 
 if __name__ == "__main__":
     main()

@@ -65,19 +65,26 @@ class _Emulator(kmock.KubernetesEmulator):
                 return await self._render_error(error)
         async with self._writes:  # the check and the write, with no other write in between
             metadata = request.data.setdefault("metadata", {})
-            stored = self._stored(resource, request.namespace or metadata.get("namespace"),
-                                  request.name or metadata.get("name"))
+            stored = self._stored(
+                resource, request.namespace or metadata.get("namespace"), request.name or metadata.get("name")
+            )
             wanted = metadata.get("resourceVersion")
             stale = stored is not None and str(stored.get("metadata", {}).get("resourceVersion")) != str(wanted)
             if request.action == kmock.action.UPDATE and wanted is not None and stale:
-                return await self._render_error(kmock.KubernetesError(
-                    status=409, reason="Conflict", message="the object has been modified; please apply "
-                                                           "your changes to the latest version and try again"))
+                return await self._render_error(
+                    kmock.KubernetesError(
+                        status=409,
+                        reason="Conflict",
+                        message="the object has been modified; please apply "
+                        "your changes to the latest version and try again",
+                    )
+                )
             metadata["resourceVersion"] = str(next(self._versions))
             if request.action == kmock.action.CREATE:
                 metadata.setdefault("uid", str(uuid.uuid4()))
-                metadata.setdefault("creationTimestamp",
-                                    datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+                metadata.setdefault(
+                    "creationTimestamp", datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                )
             response = await super()._handle(request)
         if resource.plural == "customresourcedefinitions" and response.status < 300:
             self._serve_crd(request)
@@ -98,10 +105,12 @@ class _Emulator(kmock.KubernetesEmulator):
             spec = obj.raw.get("spec") or {}
             for version in spec.get("versions") or []:
                 key = f"{spec['group']}/{version['name']}/{spec['names']['plural']}"
-                self.resources[key] = kmock.ResourceInfo(kind=spec["names"]["kind"],
-                                                         namespaced=spec.get("scope") == "Namespaced")
-            obj["status"] = {"conditions": [{"type": "NamesAccepted", "status": "True"},
-                                            {"type": "Established", "status": "True"}]}
+                self.resources[key] = kmock.ResourceInfo(
+                    kind=spec["names"]["kind"], namespaced=spec.get("scope") == "Namespaced"
+                )
+            obj["status"] = {
+                "conditions": [{"type": "NamesAccepted", "status": "True"}, {"type": "Established", "status": "True"}]
+            }
 
 
 class ApiServer:
@@ -136,6 +145,7 @@ class ApiServer:
 
         async def call() -> Any:
             return fn()
+
         return asyncio.run_coroutine_threadsafe(call(), self._loop).result(10)
 
     def requests_to(self, action: kmock.action, resource: str) -> int:
@@ -148,9 +158,13 @@ class ApiServer:
 
 def git(*args: str, cwd: Path | None = None) -> str:
     env = gitio.clean_env() | {
-        "GIT_AUTHOR_NAME": "Tester", "GIT_AUTHOR_EMAIL": "tester@example.com",
-        "GIT_COMMITTER_NAME": "Tester", "GIT_COMMITTER_EMAIL": "tester@example.com",
-        "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z"}
+        "GIT_AUTHOR_NAME": "Tester",
+        "GIT_AUTHOR_EMAIL": "tester@example.com",
+        "GIT_COMMITTER_NAME": "Tester",
+        "GIT_COMMITTER_EMAIL": "tester@example.com",
+        "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z",
+        "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z",
+    }
     return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, check=True, text=True).stdout
 
 
@@ -165,7 +179,14 @@ class Remote:
         git("checkout", "--quiet", "-B", "main", cwd=self.clone)
 
     def commit_files(self, files: dict[str, str], message: str) -> str:
-        git("pull", "--quiet", "--rebase", "origin", "main", cwd=self.clone, ) if self.has_main() else None
+        git(
+            "pull",
+            "--quiet",
+            "--rebase",
+            "origin",
+            "main",
+            cwd=self.clone,
+        ) if self.has_main() else None
         for path, text in files.items():
             target = self.clone / path
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -183,8 +204,9 @@ class Remote:
             return {}
         head = git("--git-dir", self.url, "rev-parse", "main").strip()  # one commit: the controller may push
         listing = git("--git-dir", self.url, "ls-tree", "-r", "--name-only", head).split()
-        return {path: git("--git-dir", self.url, "show", f"{head}:{path}") for path in listing
-                if path.startswith(prefix)}
+        return {
+            path: git("--git-dir", self.url, "show", f"{head}:{path}") for path in listing if path.startswith(prefix)
+        }
 
     def log(self) -> list[str]:
         if not self.has_main():
@@ -219,8 +241,14 @@ def running(options: ControllerOptions) -> Iterator[threading.Thread]:
 
 def options_for(kubeconfig: Path, repo: Remote, workdir: Path, **overrides: Any) -> ControllerOptions:
     settings: dict[str, Any] = {
-        "repo": repo.url, "kubeconfig": str(kubeconfig), "debounce": 0.3, "status_interval": 0.2,
-        "workdir": str(workdir), "watch_timeout": 2, "backoff_max": 0.5, "api_check_interval": 1.0,
+        "repo": repo.url,
+        "kubeconfig": str(kubeconfig),
+        "debounce": 0.3,
+        "status_interval": 0.2,
+        "workdir": str(workdir),
+        "watch_timeout": 2,
+        "backoff_max": 0.5,
+        "api_check_interval": 1.0,
     }
     settings.update(overrides)
     return ControllerOptions(**settings)
@@ -240,25 +268,48 @@ def eventually(check: Callable[[], Any], *, what: str) -> Any:
 # --- objects ----------------------------------------------------------------------------------------------
 
 
-def promise(name: str = "postgresql", *, kind: str = "Postgres",
-            plural: str = "postgreses") -> dict[str, Any]:
+def promise(name: str = "postgresql", *, kind: str = "Postgres", plural: str = "postgreses") -> dict[str, Any]:
     return {
-        "apiVersion": "platform.kratix.io/v1alpha1", "kind": "Promise",
+        "apiVersion": "platform.kratix.io/v1alpha1",
+        "kind": "Promise",
         "metadata": {"name": name, "labels": {"kratix.io/promise-version": "v1.0.0"}},
-        "spec": {"api": {
-            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-            "metadata": {"name": f"{plural}.{GROUP}"},
-            "spec": {"group": GROUP, "scope": "Namespaced",
-                     "names": {"plural": plural, "singular": kind.lower(), "kind": kind},
-                     "versions": [{"name": "v1alpha1", "served": True, "storage": True, "schema": {
-                         "openAPIV3Schema": {"type": "object", "properties": {"spec": {
-                             "type": "object", "properties": {"size": {"type": "string"}}}}}}}]}}},
+        "spec": {
+            "api": {
+                "apiVersion": "apiextensions.k8s.io/v1",
+                "kind": "CustomResourceDefinition",
+                "metadata": {"name": f"{plural}.{GROUP}"},
+                "spec": {
+                    "group": GROUP,
+                    "scope": "Namespaced",
+                    "names": {"plural": plural, "singular": kind.lower(), "kind": kind},
+                    "versions": [
+                        {
+                            "name": "v1alpha1",
+                            "served": True,
+                            "storage": True,
+                            "schema": {
+                                "openAPIV3Schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "spec": {"type": "object", "properties": {"size": {"type": "string"}}}
+                                    },
+                                }
+                            },
+                        }
+                    ],
+                },
+            }
+        },
     }
 
 
 def request(name: str, namespace: str = "team-a", *, size: str = "small") -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/v1alpha1", "kind": "Postgres",
-            "metadata": {"name": name, "namespace": namespace}, "spec": {"size": size}}
+    return {
+        "apiVersion": f"{GROUP}/v1alpha1",
+        "kind": "Postgres",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"size": size},
+    }
 
 
 def apply_promise(kubectl: client.CustomObjectsApi, body: dict[str, Any]) -> None:
@@ -287,14 +338,20 @@ def promise_status_with_condition(kubectl: client.CustomObjectsApi, name: str) -
 def objects_of(api_server: ApiServer, plural: str) -> list[dict[str, Any]]:
     """Every live object of a resource as the API server holds it (bodies, whatever their namespace)."""
     assert api_server.kmock is not None
-    return [dict(obj.raw) for (resource, _, _), obj in list(api_server.kmock.objects.items())
-            if resource.plural == plural and not obj.deleted]
+    return [
+        dict(obj.raw)
+        for (resource, _, _), obj in list(api_server.kmock.objects.items())
+        if resource.plural == plural and not obj.deleted
+    ]
 
 
 def events_about(api_server: ApiServer, kind: str, name: str) -> list[dict[str, Any]]:
     """The events.k8s.io Events regarding one object, oldest first."""
-    return [event for event in objects_of(api_server, "events")
-            if event["regarding"]["kind"] == kind and event["regarding"]["name"] == name]
+    return [
+        event
+        for event in objects_of(api_server, "events")
+        if event["regarding"]["kind"] == kind and event["regarding"]["name"] == name
+    ]
 
 
 def api_condition(kubectl: client.CustomObjectsApi, promise_name: str) -> dict[str, Any] | None:
@@ -304,12 +361,18 @@ def api_condition(kubectl: client.CustomObjectsApi, promise_name: str) -> dict[s
 
 
 def write_kubeconfig(path: Path, url: str) -> Path:
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "kmock",
-        "clusters": [{"name": "kmock", "cluster": {"server": url}}],
-        "users": [{"name": "tester", "user": {"token": "unused"}}],
-        "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "tester"}}],
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "kmock",
+                "clusters": [{"name": "kmock", "cluster": {"server": url}}],
+                "users": [{"name": "tester", "user": {"token": "unused"}}],
+                "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "tester"}}],
+            }
+        )
+    )
     return path
 
 

@@ -14,8 +14,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-APPLETS = ("sh", "cat", "echo", "mkdir", "printf", "sed", "grep", "ls", "sleep", "touch", "test", "env",
-           "true")
+APPLETS = ("sh", "cat", "echo", "mkdir", "printf", "sed", "grep", "ls", "sleep", "touch", "test", "env", "true")
 _REPOSITORY = "localhost/kratix-test-busybox"
 
 
@@ -29,8 +28,21 @@ def busybox_image(runtime: str) -> str:
     tag = f"{_REPOSITORY}:{hashlib.sha256(busybox.read_bytes()).hexdigest()[:12]}"
     if _run([runtime, "image", "inspect", tag]).returncode != 0:
         _import(runtime, busybox, tag)
-    smoke = _run([runtime, "run", "--rm", "--network", "none", "--ulimit", "nofile=1024:1024",
-                  "--ulimit", "nproc=1024:1024", tag, "true"])
+    smoke = _run(
+        [
+            runtime,
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+            tag,
+            "true",
+        ]
+    )
     if smoke.returncode != 0:
         raise ImageUnavailable(f"{runtime} cannot run a container here: {smoke.stderr.strip()[-300:]}")
     return tag

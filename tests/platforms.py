@@ -111,16 +111,20 @@ spec:
 
 
 def destination(name: str, labels: Mapping[str, str], *, strict: bool = False) -> str:
-    document = {"apiVersion": "platform.kratix.io/v1alpha1", "kind": "Destination",
-                "metadata": {"name": name, "labels": dict(labels)},
-                "spec": {"path": name, **({"strictMatchLabels": True} if strict else {})}}
+    document = {
+        "apiVersion": "platform.kratix.io/v1alpha1",
+        "kind": "Destination",
+        "metadata": {"name": name, "labels": dict(labels)},
+        "spec": {"path": name, **({"strictMatchLabels": True} if strict else {})},
+    }
     return yaml.safe_dump(document, sort_keys=False)
 
 
 def database(name: str, *, size: str | None = None, replicas: int | None = None, note: str | None = None) -> str:
     spec = {k: v for k, v in (("size", size), ("replicas", replicas), ("note", note)) if v is not None}
-    return yaml.safe_dump({"apiVersion": "example.io/v1", "kind": "Database", "metadata": {"name": name},
-                           "spec": spec}, sort_keys=False)
+    return yaml.safe_dump(
+        {"apiVersion": "example.io/v1", "kind": "Database", "metadata": {"name": name}, "spec": spec}, sort_keys=False
+    )
 
 
 def platform_files(**requests: str) -> dict[str, str]:
@@ -145,12 +149,14 @@ def write_files(root: Path, files: Mapping[str, str]) -> Path:
     return root
 
 
-def kratix(*args: str, cwd: Path | None = None, env: Mapping[str, str] | None = None
-           ) -> subprocess.CompletedProcess[str]:
+def kratix(
+    *args: str, cwd: Path | None = None, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """The real CLI in a subprocess, as a user or CI job runs it."""
     import os
 
     full_env = {**os.environ, **(env or {})}
     full_env.pop("GITHUB_ACTIONS", None) if env is None or "GITHUB_ACTIONS" not in env else None
-    return subprocess.run([sys.executable, "-m", "kratix.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          env=full_env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "kratix.cli", *args], cwd=cwd, capture_output=True, text=True, env=full_env, timeout=120
+    )

@@ -11,13 +11,15 @@ import pytest
 from kratix.model.settings import RenderSettings
 from kratix.workflows import steps
 
-REASON = ("needs a sandbox for command steps: bubblewrap (apt-get install bubblewrap; user namespaces allowed) "
-          "or podman; .ci/run installs both")
+REASON = (
+    "needs a sandbox for command steps: bubblewrap (apt-get install bubblewrap; user namespaces allowed) "
+    "or podman; .ci/run installs both"
+)
 
 
 @functools.cache
 def command_sandbox() -> str:
-    """"bwrap", "podman", or "" when neither can run a command step here."""
+    """ "bwrap", "podman", or "" when neither can run a command step here."""
     return steps.command_sandbox(RenderSettings())
 
 

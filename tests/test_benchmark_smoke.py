@@ -26,8 +26,19 @@ FIGURES = (
 
 
 def run_benchmark(*args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, str(SCRIPT), "--promises", "2", "--destinations", "3", "--requests", "30",
-               "--repeat", "1", *args]
+    command = [
+        sys.executable,
+        str(SCRIPT),
+        "--promises",
+        "2",
+        "--destinations",
+        "3",
+        "--requests",
+        "30",
+        "--repeat",
+        "1",
+        *args,
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=180)
 
 
@@ -53,23 +64,50 @@ def test_profile_lists_hot_spots_and_keep_keeps_the_repos(tmp_path: Path) -> Non
     (kept,) = tmp_path.iterdir()
     assert (kept / "cold-compile.prof").is_file() and (kept / "change-compile.prof").is_file()
     for repo in ("input.git", "output.git", "floor-0.git"):
-        has_main = subprocess.run(["git", "-C", str(kept / repo), "rev-parse", "--verify", "--quiet", "main"],
-                                  capture_output=True)
+        has_main = subprocess.run(
+            ["git", "-C", str(kept / repo), "rev-parse", "--verify", "--quiet", "main"], capture_output=True
+        )
         assert has_main.returncode == 0, repo
 
 
 def test_scaling_reports_each_size_and_which_runs_read_only_the_change(tmp_path: Path) -> None:
-    command = [sys.executable, str(SCRIPT), "--promises", "2", "--destinations", "3", "--scaling", "20,40",
-               "--repeat", "1", "--workdir", str(tmp_path)]
+    command = [
+        sys.executable,
+        str(SCRIPT),
+        "--promises",
+        "2",
+        "--destinations",
+        "3",
+        "--scaling",
+        "20,40",
+        "--repeat",
+        "1",
+        "--workdir",
+        str(tmp_path),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
 
     assert result.returncode == 0, result.stderr
     for size in ("20", "40"):
-        rows = {figure: re.search(rf"^{size}\s+{re.escape(figure)}\s+\d+\.\d+ s\s+\d+\.\d+ s\s+\d+ MB\s+(\w+)",
-                                  result.stdout, re.MULTILINE) for figure in
-                ("cold compile+publish", "no-op (nothing changed)", "one-request change", "one-Promise change")}
+        rows = {
+            figure: re.search(
+                rf"^{size}\s+{re.escape(figure)}\s+\d+\.\d+ s\s+\d+\.\d+ s\s+\d+ MB\s+(\w+)",
+                result.stdout,
+                re.MULTILINE,
+            )
+            for figure in (
+                "cold compile+publish",
+                "no-op (nothing changed)",
+                "one-request change",
+                "one-Promise change",
+            )
+        }
         assert all(rows.values()), result.stdout
         read = {figure: match.group(1) for figure, match in rows.items() if match}
-        assert read == {"cold compile+publish": "everything", "no-op (nothing changed)": "changes",
-                        "one-request change": "changes", "one-Promise change": "everything"}
+        assert read == {
+            "cold compile+publish": "everything",
+            "no-op (nothing changed)": "changes",
+            "one-request change": "changes",
+            "one-Promise change": "everything",
+        }
     assert list(tmp_path.iterdir()) == []

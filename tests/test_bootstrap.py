@@ -29,8 +29,7 @@ from tests.gitrepos import make_repo
 from tests.platforms import database, destination, kratix, platform_files
 
 CRD_MODELS = ("@kubernetes-models/flux-cd@2.3.4", "@kubernetes-models/argo-cd@2.7.2")
-CRD_MODELS_DIR = Path(os.environ.get("KRATIX_CRD_MODELS_DIR",
-                                     Path.home() / ".cache" / "kratix-tests" / "crd-models"))
+CRD_MODELS_DIR = Path(os.environ.get("KRATIX_CRD_MODELS_DIR", Path.home() / ".cache" / "kratix-tests" / "crd-models"))
 URL = "https://git.example.com/platform-state.git"
 
 # Reads a JSON list of objects on stdin; prints, for each, the validator's errors ([] when it is valid). The
@@ -59,20 +58,31 @@ def schema_check(tmp_path_factory: pytest.TempPathFactory):
     """A function returning each object's schema errors; the npm packages are installed into a cache once."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
-        pytest.skip("node and npm are needed to check bootstrap objects against the Flux and Argo CD CRD schemas "
-                    "(apt-get install nodejs npm)")
+        pytest.skip(
+            "node and npm are needed to check bootstrap objects against the Flux and Argo CD CRD schemas "
+            "(apt-get install nodejs npm)"
+        )
     wanted = {spec.rpartition("@")[0]: spec.rpartition("@")[2] for spec in CRD_MODELS}
     manifests = {name: CRD_MODELS_DIR / "node_modules" / name / "package.json" for name in wanted}
     if any(not m.is_file() or json.loads(m.read_text())["version"] != wanted[n] for n, m in manifests.items()):
-        installed = subprocess.run([npm, "install", "--prefix", str(CRD_MODELS_DIR), "--no-audit", "--no-fund",
-                                    *CRD_MODELS], capture_output=True, text=True, timeout=300)
+        installed = subprocess.run(
+            [npm, "install", "--prefix", str(CRD_MODELS_DIR), "--no-audit", "--no-fund", *CRD_MODELS],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert installed.returncode == 0, f"npm install of the CRD models failed:\n{installed.stderr}"
     script = tmp_path_factory.mktemp("crd-models") / "validate.cjs"
     script.write_text(_VALIDATE_SCRIPT)
 
     def check(objects: list[dict[str, Any]]) -> list[list[str]]:
-        done = subprocess.run([node, str(script), str(CRD_MODELS_DIR)], input=json.dumps(objects),
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [node, str(script), str(CRD_MODELS_DIR)],
+            input=json.dumps(objects),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
 
@@ -97,9 +107,11 @@ def platform(tmp_path: Path) -> Path:
     """dev-1 (nested) and dev-2 (filepath mode none) in the output repo; prod-1 in its own GitStateStore."""
     files = platform_files(**{"team-a/web": database("web")})
     files["clusters/dev-2.yaml"] = destination("dev-2", {"env": "dev"}).replace(
-        "  path: dev-2\n", "  path: dev-2\n  filepath: {mode: none}\n")
+        "  path: dev-2\n", "  path: dev-2\n  filepath: {mode: none}\n"
+    )
     files["clusters/prod-1.yaml"] = destination("prod-1", {"env": "prod"}).replace(
-        "  path: prod-1\n", "  path: prod-1\n  stateStoreRef: {kind: GitStateStore, name: prod}\n")
+        "  path: prod-1\n", "  path: prod-1\n  stateStoreRef: {kind: GitStateStore, name: prod}\n"
+    )
     files["clusters/stores.yaml"] = STORE
     repo, _ = make_repo(tmp_path / "platform", files)
     return repo
@@ -116,11 +128,15 @@ def by_name(documents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def test_flux_objects_match_the_flux_crd_schemas(platform: Path, schema_check) -> None:
-    documents = [*bootstrap("dev-1", str(platform), "--url", URL, "--secret", "git-creds", "--sops-secret", "age"),
-                 *bootstrap("dev-2", str(platform), "--url", URL),
-                 *bootstrap("prod-1", str(platform))]
+    documents = [
+        *bootstrap("dev-1", str(platform), "--url", URL, "--secret", "git-creds", "--sops-secret", "age"),
+        *bootstrap("dev-2", str(platform), "--url", URL),
+        *bootstrap("prod-1", str(platform)),
+    ]
     assert {(d["apiVersion"], d["kind"]) for d in documents} == {
-        ("source.toolkit.fluxcd.io/v1", "GitRepository"), ("kustomize.toolkit.fluxcd.io/v1", "Kustomization")}
+        ("source.toolkit.fluxcd.io/v1", "GitRepository"),
+        ("kustomize.toolkit.fluxcd.io/v1", "Kustomization"),
+    }
     assert schema_check(documents) == [[] for _ in documents]
     objects = by_name(documents)
     assert objects["kratix-dev-2"]["spec"]["path"] == "./dev-2"  # mode none: one folder, one Kustomization
@@ -131,12 +147,23 @@ def test_flux_objects_match_the_flux_crd_schemas(platform: Path, schema_check) -
 
 def test_the_schema_check_rejects_what_the_crds_do(schema_check) -> None:
     """The check can fail: wrong types, missing required fields, and kinds it has no schema for."""
-    application = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": "a"},
-                   "spec": {"project": "default", "source": {"repoURL": URL, "path": "."},
-                            "destination": {"server": "https://kubernetes.default.svc"},
-                            "syncPolicy": {"automated": {"prune": "yes"}}}}
-    kustomization = {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
-                     "metadata": {"name": "k", "namespace": "flux-system"}, "spec": {"interval": "1m", "prune": True}}
+    application = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "a"},
+        "spec": {
+            "project": "default",
+            "source": {"repoURL": URL, "path": "."},
+            "destination": {"server": "https://kubernetes.default.svc"},
+            "syncPolicy": {"automated": {"prune": "yes"}},
+        },
+    }
+    kustomization = {
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        "kind": "Kustomization",
+        "metadata": {"name": "k", "namespace": "flux-system"},
+        "spec": {"interval": "1m", "prune": True},
+    }
     unknown = {"apiVersion": "example.io/v1", "kind": "Thing", "metadata": {"name": "t"}}
     errors = schema_check([application, kustomization, unknown])
     assert any("prune" in e and "boolean" in e for e in errors[0]), errors[0]
@@ -164,8 +191,11 @@ def test_argocd_applications_sync_dependencies_then_resources(platform: Path, sc
     assert [d["spec"]["source"] for d in flat] == [{"repoURL": URL, "targetRevision": "main", "path": "dev-2"}]
     assert nested[0]["spec"]["destination"] == {"server": "https://kubernetes.default.svc", "namespace": "default"}
     prod = by_name(stored)["kratix-prod-1-resources"]["spec"]
-    assert prod["source"] == {"repoURL": "https://git.example.com/prod-state.git", "targetRevision": "live",
-                              "path": "clusters/prod-1/resources"}
+    assert prod["source"] == {
+        "repoURL": "https://git.example.com/prod-state.git",
+        "targetRevision": "live",
+        "path": "clusters/prod-1/resources",
+    }
     assert prod["project"] == "platform" and prod["destination"] == {"name": "prod", "namespace": "default"}
 
 
@@ -203,12 +233,13 @@ def test_the_applicationset_makes_the_applications_of_every_destination(platform
 
 def test_bootstrap_refuses_options_that_do_not_apply(platform: Path) -> None:
     for args, message in (
-            (("dev-1", "--for", "argocd", "--url", URL, "--sops-secret", "age"), "--sops-secret: Flux only"),
-            (("dev-1", "--for", "argocd", "--url", URL, "--interval", "5m"), "--interval: Flux only"),
-            (("--all", "--url", URL), "--for argocd"),
-            (("dev-1", "--url", URL, "--project", "platform"), "are for --for argocd"),
-            (("dev-1", "--all", "--for", "argocd"), "name one DESTINATION, or pass --all"),
-            (("dev-1", "--for", "argocd"), "--url is needed")):
+        (("dev-1", "--for", "argocd", "--url", URL, "--sops-secret", "age"), "--sops-secret: Flux only"),
+        (("dev-1", "--for", "argocd", "--url", URL, "--interval", "5m"), "--interval: Flux only"),
+        (("--all", "--url", URL), "--for argocd"),
+        (("dev-1", "--url", URL, "--project", "platform"), "are for --for argocd"),
+        (("dev-1", "--all", "--for", "argocd"), "name one DESTINATION, or pass --all"),
+        (("dev-1", "--for", "argocd"), "--url is needed"),
+    ):
         done = kratix("bootstrap", *args[:1], str(platform), *args[1:])
         assert done.returncode == 2, (args, done.stdout, done.stderr)
         assert message in done.stderr, (args, done.stderr)
@@ -225,8 +256,9 @@ def declared_fields(package: str, api_version: str, kind: str) -> Any:
     """The fields the package's TypeScript declaration gives `kind` (generated from the same CRD as its
     validator), as a tree: {field: subtree}, "*" for a map's values, ("array", items), or None for a leaf."""
     group, version = api_version.split("/")
-    text = (CRD_MODELS_DIR / "node_modules" / "@kubernetes-models" / package / group / version
-            / f"{kind}.d.ts").read_text()
+    text = (
+        CRD_MODELS_DIR / "node_modules" / "@kubernetes-models" / package / group / version / f"{kind}.d.ts"
+    ).read_text()
     text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
     start = text.index(f"export interface I{kind} {{") + len(f"export interface I{kind} ")
     tokens = _TOKEN.findall(text[start:])
@@ -235,7 +267,7 @@ def declared_fields(package: str, api_version: str, kind: str) -> Any:
     def take(expected: str | None = None) -> str:
         nonlocal position
         token = tokens[position]
-        assert expected is None or token == expected, (expected, token, tokens[position - 5:position + 5])
+        assert expected is None or token == expected, (expected, token, tokens[position - 5 : position + 5])
         position += 1
         return token
 
@@ -296,14 +328,15 @@ PACKAGES = {"argoproj.io": "argo-cd", "source.toolkit.fluxcd.io": "flux-cd", "ku
 
 
 def test_every_field_bootstrap_prints_is_declared_by_the_crds(platform: Path, schema_check) -> None:
-    documents = [*bootstrap("dev-1", str(platform), "--url", URL, "--secret", "git", "--sops-secret", "age"),
-                 *bootstrap("dev-2", str(platform), "--url", URL),
-                 *bootstrap("dev-1", str(platform), "--for", "argocd", "--url", URL, "--cluster", "c"),
-                 *bootstrap("dev-2", str(platform), "--for", "argocd", "--url", URL),
-                 *bootstrap("--all", str(platform), "--for", "argocd", "--url", URL)]
+    documents = [
+        *bootstrap("dev-1", str(platform), "--url", URL, "--secret", "git", "--sops-secret", "age"),
+        *bootstrap("dev-2", str(platform), "--url", URL),
+        *bootstrap("dev-1", str(platform), "--for", "argocd", "--url", URL, "--cluster", "c"),
+        *bootstrap("dev-2", str(platform), "--for", "argocd", "--url", URL),
+        *bootstrap("--all", str(platform), "--for", "argocd", "--url", URL),
+    ]
     for document in documents:
-        tree = declared_fields(PACKAGES[document["apiVersion"].split("/")[0]], document["apiVersion"],
-                               document["kind"])
+        tree = declared_fields(PACKAGES[document["apiVersion"].split("/")[0]], document["apiVersion"], document["kind"])
         assert unknown_fields(document, tree) == [], document["kind"]
     # The check can fail: a misspelt field is found.
     application = next(d for d in documents if d["kind"] == "Application")

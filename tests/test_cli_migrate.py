@@ -19,8 +19,12 @@ def seed_era_platform() -> dict[str, str]:
         "clusterSelector": spec["destinationSelectors"][0]["matchLabels"],
         "workflows": spec["workflows"],
     }
-    promise = {"apiVersion": "platform.kratix.io/v1alpha1", "kind": "Promise", "metadata": current["metadata"],
-               "spec": old_spec}
+    promise = {
+        "apiVersion": "platform.kratix.io/v1alpha1",
+        "kind": "Promise",
+        "metadata": current["metadata"],
+        "spec": old_spec,
+    }
     cluster = """\
 apiVersion: platform.kratix.io/v1alpha1
 kind: Cluster
@@ -34,8 +38,8 @@ spec:
   bucketPath: worker-1
 """
     return {
-        "promises/database/promise.yaml": "# the seed's Promise, 2021 style\n" + yaml.safe_dump(promise,
-                                                                                                sort_keys=False),
+        "promises/database/promise.yaml": "# the seed's Promise, 2021 style\n"
+        + yaml.safe_dump(promise, sort_keys=False),
         "promises/database/templates/configmap.yaml.j2": CONFIGMAP_TEMPLATE,
         "clusters/worker-1.yaml": cluster,
         "requests/team-a/orders.yaml": database("orders", size="large", replicas=2),

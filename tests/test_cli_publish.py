@@ -35,8 +35,9 @@ def status_of(repo: Path, name: str) -> dict:
 
 @pytest.fixture
 def platform(tmp_path: Path) -> Path:
-    repo, _ = make_repo(tmp_path / "platform", platform_files(
-        **{f"team-a/db-{i}": database(f"db-{i}") for i in range(5)}))
+    repo, _ = make_repo(
+        tmp_path / "platform", platform_files(**{f"team-a/db-{i}": database(f"db-{i}") for i in range(5)})
+    )
     return repo
 
 
@@ -69,10 +70,14 @@ def test_one_commit_per_change_and_none_when_up_to_date(platform: Path, output: 
     changed_files = git(output, "diff", "--name-only", "main~1", "main").split()
     where = status_of(output, "db-0")["placements"][0]["destination"]
     assert [f for f in changed_files if not f.startswith(".kratix/")] == [
-        f"{where}/resources/team-a/database/db-0/instance/deployment.yaml"]
+        f"{where}/resources/team-a/database/db-0/instance/deployment.yaml"
+    ]
     # the bookkeeping a small change rewrites is small too: its own status and the shards it touches
     assert [f for f in changed_files if f.startswith(".kratix/")] == [
-        ".kratix/cache/team-a.jsonl", f".kratix/provenance/{where}.jsonl", ".kratix/status/team-a/database/db-0.yaml"]
+        ".kratix/cache/team-a.jsonl",
+        f".kratix/provenance/{where}.jsonl",
+        ".kratix/status/team-a/database/db-0.yaml",
+    ]
     assert subprocess.run(["git", "-C", str(output), "fsck", "--strict"], capture_output=True).returncode == 0
 
 
@@ -90,9 +95,15 @@ def test_explain_names_promise_request_pipeline_template_and_commit(platform: Pa
     result = kratix("explain", path, "--output-repo", str(output))
     assert result.returncode == 0, result.stderr
     head = git(platform, "rev-parse", "HEAD").strip()
-    for expected in ("Database team-a/db-1", "promise:      database", "pipeline:     instance",
-                     "promises/database/templates/configmap.yaml.j2", head, "ConfigMap/team-a/db-1-config",
-                     "Resource requested"):
+    for expected in (
+        "Database team-a/db-1",
+        "promise:      database",
+        "pipeline:     instance",
+        "promises/database/templates/configmap.yaml.j2",
+        head,
+        "ConfigMap/team-a/db-1-config",
+        "Resource requested",
+    ):
         assert expected in result.stdout
     missing = kratix("explain", "nope.yaml", "--output-repo", str(output))
     assert missing.returncode == 1 and "not in the output" in missing.stderr
@@ -122,8 +133,13 @@ def test_a_broken_request_keeps_its_last_published_output(platform: Path, output
     where = status_of(output, "db-2")["placements"][0]["destination"]
     deployment = f"{where}/resources/team-a/database/db-2/instance/deployment.yaml"
     published = show(output, deployment)
-    commit_files(platform, {"requests/team-a/db-2.yaml": database("db-2", replicas=99),
-                            "requests/team-a/db-3.yaml": database("db-3", replicas=2)})
+    commit_files(
+        platform,
+        {
+            "requests/team-a/db-2.yaml": database("db-2", replicas=99),
+            "requests/team-a/db-3.yaml": database("db-3", replicas=2),
+        },
+    )
     result = publish(platform, output)
     assert result.returncode == 1  # the failure is reported...
     assert "requests/team-a/db-2.yaml" in result.stderr and "spec.replicas" in result.stderr
@@ -134,8 +150,13 @@ def test_a_broken_request_keeps_its_last_published_output(platform: Path, output
     where_3 = status_of(output, "db-3")["placements"][0]["destination"]
     assert "replicas: 2" in show(output, f"{where_3}/resources/team-a/database/db-3/instance/deployment.yaml")
     # a broken template keeps every request's output too
-    commit_files(platform, {"requests/team-a/db-2.yaml": database("db-2"),
-                            "promises/database/templates/configmap.yaml.j2": "{{ nope }}\n"})
+    commit_files(
+        platform,
+        {
+            "requests/team-a/db-2.yaml": database("db-2"),
+            "promises/database/templates/configmap.yaml.j2": "{{ nope }}\n",
+        },
+    )
     publish(platform, output)
     assert show(output, deployment) == published
 
@@ -157,8 +178,7 @@ def test_the_deletion_guard_refuses_mass_deletions_unless_allowed(platform: Path
 
 
 def test_deleting_one_request_of_many_needs_no_override(tmp_path: Path, output: Path) -> None:
-    repo, _ = make_repo(tmp_path / "big", platform_files(**{f"team-a/db-{i}": database(f"db-{i}")
-                                                             for i in range(12)}))
+    repo, _ = make_repo(tmp_path / "big", platform_files(**{f"team-a/db-{i}": database(f"db-{i}") for i in range(12)}))
     publish(repo, output)
     commit_files(repo, {}, remove=["requests/team-a/db-0.yaml"])
     result = publish(repo, output)
@@ -169,9 +189,11 @@ def test_deleting_one_request_of_many_needs_no_override(tmp_path: Path, output: 
 def test_plan_shows_changes_diffs_placements_and_risks(platform: Path, output: Path) -> None:
     publish(platform, output)
     git(platform, "checkout", "-q", "-b", "change")
-    commit_files(platform, {"requests/team-a/db-1.yaml": database("db-1", replicas=4),
-                            "requests/team-a/new.yaml": database("new")},
-                 remove=["requests/team-a/db-4.yaml"])
+    commit_files(
+        platform,
+        {"requests/team-a/db-1.yaml": database("db-1", replicas=4), "requests/team-a/new.yaml": database("new")},
+        remove=["requests/team-a/db-4.yaml"],
+    )
     result = kratix("plan", str(platform), "--ref", "change", "--output-repo", str(output))
     assert result.returncode == 0, result.stderr
     text = result.stdout
@@ -218,8 +240,9 @@ sys.exit(subprocess.run([sys.executable, "-m", "kratix.cli", "compile", sys.argv
 
 
 def test_racing_publishers_lose_no_commit(tmp_path: Path, output: Path) -> None:
-    repo, base = make_repo(tmp_path / "racing", platform_files(**{f"team-a/db-{i}": database(f"db-{i}")
-                                                                   for i in range(3)}))
+    repo, base = make_repo(
+        tmp_path / "racing", platform_files(**{f"team-a/db-{i}": database(f"db-{i}") for i in range(3)})
+    )
     publish(repo, output)
     inputs = []
     for i in range(4):  # four input states, each a different change on its own branch
@@ -241,7 +264,8 @@ def test_plan_against_a_base_commit_needs_no_output_repo(platform: Path) -> None
     assert result.returncode == 0, result.stderr
     changes = json.loads(result.stdout)["plan"]["changes"]
     assert [(c["change"], c["path"].split("/resources/")[1]) for c in changes] == [
-        ("changed", "team-a/database/db-1/instance/deployment.yaml")]
+        ("changed", "team-a/database/db-1/instance/deployment.yaml")
+    ]
     assert "+  replicas: 3" in changes[0]["diff"]
     both = kratix("plan", str(platform), "--base-ref", base, "--output-repo", str(platform))
     assert both.returncode == 2 and "not both" in both.stderr

@@ -74,9 +74,11 @@ def app(name: str) -> str:
 
 
 def compound_platform(**requests: str) -> dict[str, str]:
-    return {**platform_files(**requests),
-            "promises/app/promise.yaml": APP_PROMISE,
-            "promises/app/templates/app.yaml.j2": APP_TEMPLATE}
+    return {
+        **platform_files(**requests),
+        "promises/app/promise.yaml": APP_PROMISE,
+        "promises/app/templates/app.yaml.j2": APP_TEMPLATE,
+    }
 
 
 def test_a_compound_promise_compiles_the_requests_its_workflow_emits(tmp_path: Path) -> None:
@@ -109,7 +111,8 @@ def test_an_invalid_emitted_request_is_reported_against_its_template(tmp_path: P
 def test_a_compound_cycle_is_an_error_naming_it(tmp_path: Path) -> None:
     files = compound_platform(**{"team-a/shop": app("shop")})
     files["promises/database/templates/loop.yaml.j2"] = (
-        "apiVersion: example.io/v1\nkind: App\nmetadata:\n  name: {{ request.metadata.name }}-again\nspec: {}\n")
+        "apiVersion: example.io/v1\nkind: App\nmetadata:\n  name: {{ request.metadata.name }}-again\nspec: {}\n"
+    )
     result = kratix("validate", str(write_files(tmp_path / "p", files)))
     assert result.returncode == 1
     assert "compound Promise cycle: app → database → app" in result.stderr
@@ -117,8 +120,9 @@ def test_a_compound_cycle_is_an_error_naming_it(tmp_path: Path) -> None:
 
 def test_a_missing_required_promise_leaves_requests_pending_not_failed(tmp_path: Path) -> None:
     files = compound_platform(**{"team-a/shop": app("shop"), "team-a/db": database("db")})
-    files["promises/database/promise.yaml"] = PROMISE.replace("kratix.io/promise-version: v1.0.0",
-                                                              "kratix.io/promise-version: v2.0.0")
+    files["promises/database/promise.yaml"] = PROMISE.replace(
+        "kratix.io/promise-version: v1.0.0", "kratix.io/promise-version: v2.0.0"
+    )
     out = tmp_path / "out"
     result = kratix("compile", str(write_files(tmp_path / "p", files)), "--out", str(out))
     assert result.returncode == 0, result.stderr

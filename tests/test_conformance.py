@@ -28,9 +28,16 @@ def deployment(**spec: Any) -> dict[str, Any]:
             "selector": {"matchLabels": {"app": "web"}},
             "template": {
                 "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": "nginx:1.25",
-                                         "ports": [{"containerPort": 80}],
-                                         "resources": {"limits": {"cpu": "500m", "memory": 128}}}]},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "web",
+                            "image": "nginx:1.25",
+                            "ports": [{"containerPort": 80}],
+                            "resources": {"limits": {"cpu": "500m", "memory": 128}},
+                        }
+                    ]
+                },
             },
             **spec,
         },
@@ -46,6 +53,7 @@ def codes(problems: tuple[ObjectProblem, ...]) -> list[tuple[tuple[str | int, ..
 
 
 # --- built-in kinds -----------------------------------------------------------------------------------------
+
 
 def test_a_valid_deployment_passes(k8s: Conformance) -> None:
     report = k8s.check([deployment()])
@@ -67,7 +75,8 @@ def test_unknown_fields_are_errors_as_with_validate_strict(k8s: Conformance) -> 
     report = k8s.check([config_map(extra="x"), typo])
     assert codes(report.problems[0]) == [(("extra",), "k8s.unknown-field")]
     assert codes(report.problems[1]) == [
-        (("spec", "template", "spec", "containers", 0, "imagePullPolicyy"), "k8s.unknown-field")]
+        (("spec", "template", "spec", "containers", 0, "imagePullPolicyy"), "k8s.unknown-field")
+    ]
 
 
 def test_a_missing_required_field_points_at_it(k8s: Conformance) -> None:
@@ -79,9 +88,19 @@ def test_a_missing_required_field_points_at_it(k8s: Conformance) -> None:
 
 
 def test_null_and_both_forms_of_int_or_string_are_accepted(k8s: Conformance) -> None:
-    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-               "spec": {"ports": [{"port": 80, "targetPort": "http"}, {"port": 81, "targetPort": 8081},
-                                  {"port": 82, "targetPort": None}, {"port": 83, "targetPort": {"no": 1}}]}}
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web"},
+        "spec": {
+            "ports": [
+                {"port": 80, "targetPort": "http"},
+                {"port": 81, "targetPort": 8081},
+                {"port": 82, "targetPort": None},
+                {"port": 83, "targetPort": {"no": 1}},
+            ]
+        },
+    }
     report = k8s.check([service])
     assert codes(report.problems[0]) == [(("spec", "ports", 3, "targetPort"), "k8s.schema")]
     message = report.problems[0][0].message
@@ -98,9 +117,12 @@ def test_an_api_the_cluster_no_longer_serves_is_an_error(k8s: Conformance) -> No
 
 
 def test_the_kubernetes_version_decides_which_apis_exist() -> None:
-    policy = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
-              "metadata": {"name": "replicas"},
-              "spec": {"validations": [{"expression": "object.spec.replicas <= 5"}]}}
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": "replicas"},
+        "spec": {"validations": [{"expression": "object.spec.replicas <= 5"}]},
+    }
     assert Conformance.for_kubernetes("1.30").check([policy]).problems == {}  # GA in 1.30
     older = Conformance.for_kubernetes("1.29").check([policy])
     assert codes(older.problems[0]) == [(("apiVersion",), "k8s.unknown-kind")]
@@ -109,12 +131,15 @@ def test_the_kubernetes_version_decides_which_apis_exist() -> None:
 
 def test_a_field_from_a_newer_release_names_the_release_to_choose() -> None:
     sidecar = deployment()
-    sidecar["spec"]["template"]["spec"]["initContainers"] = [{"name": "proxy", "image": "envoy",
-                                                               "restartPolicy": "Always"}]  # sidecars: 1.28
+    sidecar["spec"]["template"]["spec"]["initContainers"] = [
+        {"name": "proxy", "image": "envoy", "restartPolicy": "Always"}
+    ]  # sidecars: 1.28
     assert Conformance.for_kubernetes("1.28").check([sidecar]).problems == {}
     [problem] = Conformance.for_kubernetes("1.27").check([sidecar]).problems[0]
-    assert (problem.code, problem.message) == ("k8s.unknown-field", "unknown field 'restartPolicy': not in "
-                                               "Kubernetes 1.27; choose --kubernetes-version 1.28 or later")
+    assert (problem.code, problem.message) == (
+        "k8s.unknown-field",
+        "unknown field 'restartPolicy': not in Kubernetes 1.27; choose --kubernetes-version 1.28 or later",
+    )
 
 
 def test_a_problem_no_release_fixes_says_nothing_of_releases(k8s: Conformance) -> None:
@@ -125,8 +150,7 @@ def test_a_problem_no_release_fixes_says_nothing_of_releases(k8s: Conformance) -
 
 
 def test_a_kubernetes_group_the_release_lacks_is_refused_not_left_unchecked() -> None:
-    slice_ = {"apiVersion": "resource.k8s.io/v1", "kind": "DeviceClass", "metadata": {"name": "gpu"},
-              "spec": {}}
+    slice_ = {"apiVersion": "resource.k8s.io/v1", "kind": "DeviceClass", "metadata": {"name": "gpu"}, "spec": {}}
     report = Conformance.for_kubernetes("1.30").check([slice_])
     [problem] = report.problems[0]
     assert (problem.code, report.not_validated) == ("k8s.unknown-kind", 0)
@@ -135,6 +159,7 @@ def test_a_kubernetes_group_the_release_lacks_is_refused_not_left_unchecked() ->
 
 
 # --- object shape and names -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["Web", "web_1", "-web", "web.", "a" * 254])
 def test_a_name_that_is_not_a_dns_subdomain_fails(k8s: Conformance, name: str) -> None:
@@ -178,11 +203,14 @@ def test_yaml_values_json_cannot_hold_are_reported_not_crashed_on(k8s: Conforman
     cm["metadata"]["annotations"] = {"released": datetime.date(2024, 1, 1)}  # an unquoted date in a template
     cm["data"] = {8080: "port"}
     report = k8s.check([cm])
-    assert sorted(codes(report.problems[0])) == [(("data", "8080"), "object.not-json"),
-                                                 (("metadata", "annotations", "released"), "object.not-json")]
+    assert sorted(codes(report.problems[0])) == [
+        (("data", "8080"), "object.not-json"),
+        (("metadata", "annotations", "released"), "object.not-json"),
+    ]
 
 
 # --- sizes ------------------------------------------------------------------------------------------------
+
 
 def test_an_object_over_256_kib_cannot_be_applied_client_side(k8s: Conformance) -> None:
     big = config_map(data={"blob": "x" * (300 * 1024)})
@@ -204,6 +232,7 @@ def test_sizes_given_by_the_caller_are_used(k8s: Conformance) -> None:
 
 # --- custom kinds -----------------------------------------------------------------------------------------
 
+
 def database_crd() -> dict[str, Any]:
     v1 = {
         "type": "object",
@@ -218,8 +247,10 @@ def database_crd() -> dict[str, Any]:
                     "port": {"x-kubernetes-int-or-string": True},
                     "backup": {"type": "string", "nullable": True},
                     "extensions": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-                    "users": {"type": "array", "items": {"type": "object", "required": ["name"],
-                                                         "properties": {"name": {"type": "string"}}}},
+                    "users": {
+                        "type": "array",
+                        "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+                    },
                 },
             },
         },
@@ -231,21 +262,27 @@ def database_crd() -> dict[str, Any]:
         "spec": {
             "group": "example.com",
             "scope": "Namespaced",
-            "names": {"kind": "Database", "plural": "databases", "singular": "database",
-                      "listKind": "DatabaseList"},
+            "names": {"kind": "Database", "plural": "databases", "singular": "database", "listKind": "DatabaseList"},
             "versions": [
                 {"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": v1}},
-                {"name": "v1alpha1", "served": False, "storage": False, "schema": {
-                    "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}},
+                {
+                    "name": "v1alpha1",
+                    "served": False,
+                    "storage": False,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                },
             ],
         },
     }
 
 
 def database(**spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "example.com/v1", "kind": "Database",
-            "metadata": {"name": "orders", "namespace": "team-a", "labels": {"tier": "gold"}},
-            "spec": {"size": "small", **spec}}
+    return {
+        "apiVersion": "example.com/v1",
+        "kind": "Database",
+        "metadata": {"name": "orders", "namespace": "team-a", "labels": {"tier": "gold"}},
+        "spec": {"size": "small", **spec},
+    }
 
 
 def test_the_crd_itself_is_a_valid_built_in_object(k8s: Conformance) -> None:
@@ -253,8 +290,9 @@ def test_the_crd_itself_is_a_valid_built_in_object(k8s: Conformance) -> None:
 
 
 def test_a_custom_object_is_validated_against_the_crd_delivered(k8s: Conformance) -> None:
-    valid = database(replicas=4, port="pg", backup=None, extensions={"anything": {"goes": [1]}},
-                     users=[{"name": "app"}])
+    valid = database(
+        replicas=4, port="pg", backup=None, extensions={"anything": {"goes": [1]}}, users=[{"name": "app"}]
+    )
     unset = database(port=5432, replicas=None)  # the apiserver drops a null field, nullable or not
     report = k8s.check([valid, unset], crds=[database_crd()])
     assert report.problems == {}
@@ -280,8 +318,10 @@ def test_a_custom_object_metadata_is_checked_as_object_metadata(k8s: Conformance
     obj["metadata"]["labels"] = {"tier": 3}
     obj["metadata"]["owner"] = "me"
     report = k8s.check([obj], crds=[database_crd()])
-    assert sorted(codes(report.problems[0])) == [(("metadata", "labels", "tier"), "k8s.schema"),
-                                                 (("metadata", "owner"), "k8s.unknown-field")]
+    assert sorted(codes(report.problems[0])) == [
+        (("metadata", "labels", "tier"), "k8s.schema"),
+        (("metadata", "owner"), "k8s.unknown-field"),
+    ]
 
 
 def test_a_version_the_crd_does_not_serve_is_an_error(k8s: Conformance) -> None:
@@ -294,8 +334,12 @@ def test_a_version_the_crd_does_not_serve_is_an_error(k8s: Conformance) -> None:
 
 
 def test_a_custom_object_without_a_delivered_crd_is_counted_not_validated(k8s: Conformance) -> None:
-    other = {"apiVersion": "cache.example.org/v1beta1", "kind": "Redis", "metadata": {"name": "r"},
-             "spec": {"anything": True}}
+    other = {
+        "apiVersion": "cache.example.org/v1beta1",
+        "kind": "Redis",
+        "metadata": {"name": "r"},
+        "spec": {"anything": True},
+    }
     report = k8s.check([database(colour="any"), other, copy.deepcopy(other), config_map()])
     assert report.problems == {}
     assert (report.validated, report.not_validated) == (1, 3)
@@ -305,12 +349,15 @@ def test_a_custom_object_without_a_delivered_crd_is_counted_not_validated(k8s: C
 def test_a_changed_crd_is_not_served_from_an_earlier_run(k8s: Conformance) -> None:
     loose = database_crd()
     loose["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"] = {
-        "type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": True,
+    }
     assert k8s.check([database(colour="blue")], crds=[loose]).problems == {}
     assert k8s.check([database(colour="blue")], crds=[database_crd()]).problems != {}
 
 
 # --- Kubernetes versions ----------------------------------------------------------------------------------
+
 
 def test_the_requested_release_is_used_and_none_means_the_newest_shipped() -> None:
     shipped = ("1.25", "1.26", "1.30", "1.37")
@@ -319,8 +366,13 @@ def test_the_requested_release_is_used_and_none_means_the_newest_shipped() -> No
     assert conformance.select_version(None, shipped) == "1.37"
 
 
-@pytest.mark.parametrize(("requested", "why"), [("1.29", r"no Kubernetes 1\.29 schemas are installed; "),
-                                                ("1.40", r"1\.40 schemas are installed \(a newer kubernetes-validate")])
+@pytest.mark.parametrize(
+    ("requested", "why"),
+    [
+        ("1.29", r"no Kubernetes 1\.29 schemas are installed; "),
+        ("1.40", r"1\.40 schemas are installed \(a newer kubernetes-validate"),
+    ],
+)
 def test_a_release_whose_schemas_are_not_shipped_is_refused_never_replaced(requested: str, why: str) -> None:
     with pytest.raises(KratixError, match=why + r".*schemas ship for 1\.25, 1\.26, 1\.30, 1\.37"):
         conformance.select_version(requested, ("1.25", "1.26", "1.30", "1.37"))

@@ -22,8 +22,9 @@ import pytest
 
 from kratix.controller import ControllerOptions, run_controller
 
-pytestmark = pytest.mark.skipif(not os.environ.get("KUBECONFIG"),
-                                reason="needs a real cluster: set KUBECONFIG to run it")
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("KUBECONFIG"), reason="needs a real cluster: set KUBECONFIG to run it"
+)
 
 
 def eventually(check: Callable[[], Any], what: str, seconds: float = 60.0) -> Any:
@@ -36,8 +37,12 @@ def eventually(check: Callable[[], Any], what: str, seconds: float = 60.0) -> An
 
 
 def files(bare: Path) -> set[str]:
-    listing = subprocess.run(["git", "--git-dir", str(bare), "ls-tree", "-r", "--name-only", "main"],
-                             capture_output=True, text=True, check=False)
+    listing = subprocess.run(
+        ["git", "--git-dir", str(bare), "ls-tree", "-r", "--name-only", "main"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return set(listing.stdout.split()) if listing.returncode == 0 else set()
 
 
@@ -64,21 +69,43 @@ def test_promise_and_request_round_trip_through_a_real_api_server(tmp_path: Path
     bare = tmp_path / "input.git"
     subprocess.run(["git", "init", "--quiet", "--bare", "--initial-branch=main", str(bare)], check=True)
     schema = {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}
-    api_spec = {"group": group, "scope": "Namespaced",
-                "names": {"plural": plural, "singular": "widget", "kind": "Widget"},
-                "versions": [{"name": "v1", "served": True, "storage": True, "schema": schema}]}
-    promise = {"apiVersion": "platform.kratix.io/v1alpha1", "kind": "Promise", "metadata": {"name": ident},
-               "spec": {"api": {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-                                "metadata": {"name": f"{plural}.{group}"}, "spec": api_spec}}}
-    options = ControllerOptions(repo=str(bare), kubeconfig=os.environ["KUBECONFIG"], debounce=0.5,
-                                workdir=str(tmp_path / "work"), watch_timeout=30)
+    api_spec = {
+        "group": group,
+        "scope": "Namespaced",
+        "names": {"plural": plural, "singular": "widget", "kind": "Widget"},
+        "versions": [{"name": "v1", "served": True, "storage": True, "schema": schema}],
+    }
+    promise = {
+        "apiVersion": "platform.kratix.io/v1alpha1",
+        "kind": "Promise",
+        "metadata": {"name": ident},
+        "spec": {
+            "api": {
+                "apiVersion": "apiextensions.k8s.io/v1",
+                "kind": "CustomResourceDefinition",
+                "metadata": {"name": f"{plural}.{group}"},
+                "spec": api_spec,
+            }
+        },
+    }
+    options = ControllerOptions(
+        repo=str(bare),
+        kubeconfig=os.environ["KUBECONFIG"],
+        debounce=0.5,
+        workdir=str(tmp_path / "work"),
+        watch_timeout=30,
+    )
     try:
         with controller(options):
             eventually(lambda: _served(extensions, "promises.platform.kratix.io"), "the Promise CRD")
             api.create_cluster_custom_object("platform.kratix.io", "v1alpha1", "promises", promise)
             eventually(lambda: _served(extensions, f"{plural}.{group}"), "the request CRD")
-            request = {"apiVersion": f"{group}/v1", "kind": "Widget",
-                       "metadata": {"name": "w1", "namespace": "default"}, "spec": {"size": 1}}
+            request = {
+                "apiVersion": f"{group}/v1",
+                "kind": "Widget",
+                "metadata": {"name": "w1", "namespace": "default"},
+                "spec": {"size": 1},
+            }
             eventually(lambda: _create(api, group, plural, request), "the request API to be served")
             wanted = {f"promises/{ident}/promise.yaml", "requests/default/widget/w1.yaml"}
             eventually(lambda: wanted <= files(bare), "both files mirrored")

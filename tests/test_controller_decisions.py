@@ -16,8 +16,12 @@ ALL = frozenset({"promises", "clusters", "requests/postgres"})
 
 
 def request(name: str, *, size: str = "small", **metadata: Any) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/v1alpha1", "kind": "Postgres",
-            "metadata": {"name": name, "namespace": "team-a", **metadata}, "spec": {"size": size}}
+    return {
+        "apiVersion": f"{GROUP}/v1alpha1",
+        "kind": "Postgres",
+        "metadata": {"name": name, "namespace": "team-a", **metadata},
+        "spec": {"size": size},
+    }
 
 
 def marked(body: dict[str, Any]) -> bytes:
@@ -25,30 +29,48 @@ def marked(body: dict[str, Any]) -> bytes:
 
 
 def test_a_mirrored_object_keeps_what_the_user_wrote_and_drops_what_the_server_added() -> None:
-    body = request("db", uid="u-1", resourceVersion="7", generation=2,
-                   creationTimestamp="2024-01-01T00:00:00Z", managedFields=[{"manager": "kubectl"}],
-                   selfLink="/x", labels={"team": "a"},
-                   annotations={"kubectl.kubernetes.io/last-applied-configuration": "{...}", "note": "keep"})
+    body = request(
+        "db",
+        uid="u-1",
+        resourceVersion="7",
+        generation=2,
+        creationTimestamp="2024-01-01T00:00:00Z",
+        managedFields=[{"manager": "kubectl"}],
+        selfLink="/x",
+        labels={"team": "a"},
+        annotations={"kubectl.kubernetes.io/last-applied-configuration": "{...}", "note": "keep"},
+    )
     body["status"] = {"message": "Resource requested"}
 
     cleaned = yaml.safe_load(mirror.render_object(body))
 
     assert cleaned == {
-        "apiVersion": f"{GROUP}/v1alpha1", "kind": "Postgres",
-        "metadata": {"name": "db", "namespace": "team-a", "labels": {"team": "a"},
-                     "annotations": {"note": "keep", mirror.MARKER_ANNOTATION: mirror.MARKER_VALUE}},
-        "spec": {"size": "small"}}
+        "apiVersion": f"{GROUP}/v1alpha1",
+        "kind": "Postgres",
+        "metadata": {
+            "name": "db",
+            "namespace": "team-a",
+            "labels": {"team": "a"},
+            "annotations": {"note": "keep", mirror.MARKER_ANNOTATION: mirror.MARKER_VALUE},
+        },
+        "spec": {"size": "small"},
+    }
 
 
 def test_objects_map_to_the_input_repo_layout() -> None:
     promise = {"apiVersion": "platform.kratix.io/v1alpha1", "kind": "Promise", "metadata": {"name": "pg"}}
-    destination = {"apiVersion": "platform.kratix.io/v1alpha1", "kind": "Destination",
-                   "metadata": {"name": "worker-1"}}
-    snapshot = mirror.Snapshot(promises={("", "pg"): promise}, destinations={("", "worker-1"): destination},
-                               requests={POSTGRES: {("team-a", "db"): request("db")}})
+    destination = {"apiVersion": "platform.kratix.io/v1alpha1", "kind": "Destination", "metadata": {"name": "worker-1"}}
+    snapshot = mirror.Snapshot(
+        promises={("", "pg"): promise},
+        destinations={("", "worker-1"): destination},
+        requests={POSTGRES: {("team-a", "db"): request("db")}},
+    )
 
     assert sorted(mirror.desired_files(snapshot)) == [
-        "clusters/worker-1.yaml", "promises/pg/promise.yaml", "requests/team-a/postgres/db.yaml"]
+        "clusters/worker-1.yaml",
+        "promises/pg/promise.yaml",
+        "requests/team-a/postgres/db.yaml",
+    ]
 
 
 def test_git_authored_files_are_never_overwritten_nor_deleted() -> None:
@@ -63,12 +85,16 @@ def test_git_authored_files_are_never_overwritten_nor_deleted() -> None:
 
 
 def test_marked_files_are_added_updated_and_deleted_to_match_the_cluster() -> None:
-    current = {"requests/team-a/postgres/old.yaml": marked(request("old")),
-               "requests/team-a/postgres/db.yaml": marked(request("db")),
-               "requests/team-a/postgres/same.yaml": marked(request("same"))}
-    desired = {"requests/team-a/postgres/db.yaml": marked(request("db", size="large")),
-               "requests/team-a/postgres/new.yaml": marked(request("new")),
-               "requests/team-a/postgres/same.yaml": marked(request("same"))}
+    current = {
+        "requests/team-a/postgres/old.yaml": marked(request("old")),
+        "requests/team-a/postgres/db.yaml": marked(request("db")),
+        "requests/team-a/postgres/same.yaml": marked(request("same")),
+    }
+    desired = {
+        "requests/team-a/postgres/db.yaml": marked(request("db", size="large")),
+        "requests/team-a/postgres/new.yaml": marked(request("new")),
+        "requests/team-a/postgres/same.yaml": marked(request("same")),
+    }
 
     changes = mirror.plan_changes(desired, current, authoritative=ALL).changes
 
@@ -79,16 +105,21 @@ def test_marked_files_are_added_updated_and_deleted_to_match_the_cluster() -> No
 
 
 def test_a_marked_file_is_deleted_only_when_its_scope_is_authoritative() -> None:
-    current = {"requests/team-a/postgres/db.yaml": marked(request("db")),
-               "promises/pg/promise.yaml": marked({"apiVersion": "platform.kratix.io/v1alpha1", "kind": "Promise",
-                                                   "metadata": {"name": "pg"}}),
-               "clusters/worker-1.yaml": marked({"apiVersion": "platform.kratix.io/v1alpha1",
-                                                 "kind": "Destination", "metadata": {"name": "worker-1"}})}
+    current = {
+        "requests/team-a/postgres/db.yaml": marked(request("db")),
+        "promises/pg/promise.yaml": marked(
+            {"apiVersion": "platform.kratix.io/v1alpha1", "kind": "Promise", "metadata": {"name": "pg"}}
+        ),
+        "clusters/worker-1.yaml": marked(
+            {"apiVersion": "platform.kratix.io/v1alpha1", "kind": "Destination", "metadata": {"name": "worker-1"}}
+        ),
+    }
 
     assert not mirror.plan_changes({}, current, authoritative=frozenset()).changes
     assert mirror.plan_changes({}, current, authoritative=frozenset({"requests/redis"})).changes.deleted == ()
     assert mirror.plan_changes({}, current, authoritative=frozenset({"requests/postgres"})).changes.deleted == (
-        "requests/team-a/postgres/db.yaml",)
+        "requests/team-a/postgres/db.yaml",
+    )
     assert mirror.plan_changes({}, current, authoritative=ALL).changes.deleted == tuple(sorted(current))
 
 
@@ -96,8 +127,13 @@ def test_paths_the_controller_never_writes_have_no_scope() -> None:
     assert mirror.scope_of("requests/team-a/postgres/db.yaml") == "requests/postgres"
     assert mirror.scope_of("promises/pg/promise.yaml") == "promises"
     assert mirror.scope_of("clusters/worker-1.yaml") == "clusters"
-    for path in ("requests/team-a/db.yaml", "promises/pg/templates/a.yaml", "clusters/a/b.yaml",
-                 "requests/team-a/postgres/db.yml", "README.md"):
+    for path in (
+        "requests/team-a/db.yaml",
+        "promises/pg/templates/a.yaml",
+        "clusters/a/b.yaml",
+        "requests/team-a/postgres/db.yml",
+        "README.md",
+    ):
         assert mirror.scope_of(path) is None, path
 
 
@@ -114,21 +150,38 @@ def test_the_commit_message_names_a_single_change_and_counts_a_batch() -> None:
     many = mirror.Changes(contents={}, added=("a.yaml", "b.yaml"), deleted=("c.yaml",))
 
     assert mirror.commit_message(one).splitlines()[0] == (
-        "Mirror from platform cluster: delete requests/team-a/postgres/db.yaml")
-    assert mirror.commit_message(many).splitlines()[0] == (
-        "Mirror from platform cluster: add 2, delete 1 files")
+        "Mirror from platform cluster: delete requests/team-a/postgres/db.yaml"
+    )
+    assert mirror.commit_message(many).splitlines()[0] == ("Mirror from platform cluster: add 2, delete 1 files")
     assert "- delete c.yaml" in mirror.commit_message(many).splitlines()
 
 
 def promise_with_api(**spec: Any) -> dict[str, Any]:
-    api_spec = {"group": GROUP, "names": {"plural": "postgreses", "kind": "Postgres"},
-                "versions": [{"name": "v1", "served": True, "storage": False},
-                             {"name": "v2", "served": True, "storage": True,
-                              "schema": {"openAPIV3Schema": {"type": "object", "properties": {}}}}]}
+    api_spec = {
+        "group": GROUP,
+        "names": {"plural": "postgreses", "kind": "Postgres"},
+        "versions": [
+            {"name": "v1", "served": True, "storage": False},
+            {
+                "name": "v2",
+                "served": True,
+                "storage": True,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {}}},
+            },
+        ],
+    }
     api_spec.update(spec)
-    return {"metadata": {"name": "pg"}, "spec": {"api": {
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "anything", "uid": "server-set"}, "spec": api_spec}}}
+    return {
+        "metadata": {"name": "pg"},
+        "spec": {
+            "api": {
+                "apiVersion": "apiextensions.k8s.io/v1",
+                "kind": "CustomResourceDefinition",
+                "metadata": {"name": "anything", "uid": "server-set"},
+                "spec": api_spec,
+            }
+        },
+    }
 
 
 def test_a_promise_api_gets_the_status_subresource_and_message_column_it_lacks() -> None:
@@ -146,8 +199,9 @@ def test_a_promise_api_gets_the_status_subresource_and_message_column_it_lacks()
 
 def test_a_promise_api_that_already_has_a_message_column_is_not_given_a_second() -> None:
     column = {"name": "Status", "type": "string", "jsonPath": ".status.message"}
-    body = promise_with_api(versions=[{"name": "v1", "served": True, "storage": True,
-                                       "additionalPrinterColumns": [column]}])
+    body = promise_with_api(
+        versions=[{"name": "v1", "served": True, "storage": True, "additionalPrinterColumns": [column]}]
+    )
 
     api = crds.request_api(body)
 
@@ -174,24 +228,39 @@ def test_the_status_patch_turns_the_current_status_into_the_published_one() -> N
 
 def test_status_updates_only_for_observed_objects_whose_status_differs() -> None:
     files = {
-        ".kratix/status/team-a/pg/db.yaml": yaml.safe_dump({
-            "apiVersion": f"{GROUP}/v1alpha1", "kind": "Postgres",
-            "metadata": {"name": "db", "namespace": "team-a"},
-            "status": {"message": "Resource requested"}}).encode(),
-        ".kratix/status/team-a/pg/same.yaml": yaml.safe_dump({
-            "apiVersion": f"{GROUP}/v1alpha1", "kind": "Postgres",
-            "metadata": {"name": "same", "namespace": "team-a"}, "status": {"message": "ok"}}).encode(),
-        ".kratix/status/team-a/pg/gone.yaml": yaml.safe_dump({
-            "apiVersion": f"{GROUP}/v1alpha1", "kind": "Postgres",
-            "metadata": {"name": "gone", "namespace": "team-a"}, "status": {"message": "x"}}).encode(),
+        ".kratix/status/team-a/pg/db.yaml": yaml.safe_dump(
+            {
+                "apiVersion": f"{GROUP}/v1alpha1",
+                "kind": "Postgres",
+                "metadata": {"name": "db", "namespace": "team-a"},
+                "status": {"message": "Resource requested"},
+            }
+        ).encode(),
+        ".kratix/status/team-a/pg/same.yaml": yaml.safe_dump(
+            {
+                "apiVersion": f"{GROUP}/v1alpha1",
+                "kind": "Postgres",
+                "metadata": {"name": "same", "namespace": "team-a"},
+                "status": {"message": "ok"},
+            }
+        ).encode(),
+        ".kratix/status/team-a/pg/gone.yaml": yaml.safe_dump(
+            {
+                "apiVersion": f"{GROUP}/v1alpha1",
+                "kind": "Postgres",
+                "metadata": {"name": "gone", "namespace": "team-a"},
+                "status": {"message": "x"},
+            }
+        ).encode(),
         ".kratix/status/team-a/pg/broken.yaml": b"status: [",
     }
     same = request("same")
     same["status"] = {"message": "ok"}
     observed = {POSTGRES: {("team-a", "db"): request("db"), ("team-a", "same"): same}}
 
-    updates = status.plan_status(status.parse_status_files(files), resources={(GROUP, "Postgres"): POSTGRES},
-                                 observed=observed)
+    updates = status.plan_status(
+        status.parse_status_files(files), resources={(GROUP, "Postgres"): POSTGRES}, observed=observed
+    )
 
     assert updates == [status.StatusUpdate(POSTGRES, "team-a", "db", {"message": "Resource requested"})]
 
@@ -202,8 +271,12 @@ def test_status_updates_only_for_observed_objects_whose_status_differs() -> None
 def installed(api: crds.RequestApi, *, labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
     """The CRD as a real API server returns it: defaults added, status set."""
     crd = copy.deepcopy(api.crd)
-    crd["metadata"] = {"name": api.crd_name, "uid": "u", "resourceVersion": "9",
-                       "labels": labels if labels is not None else crd["metadata"]["labels"]}
+    crd["metadata"] = {
+        "name": api.crd_name,
+        "uid": "u",
+        "resourceVersion": "9",
+        "labels": labels if labels is not None else crd["metadata"]["labels"],
+    }
     crd["spec"]["conversion"] = {"strategy": "None"}
     crd["spec"].update(spec)
     crd["status"] = {"conditions": [{"type": "Established", "status": "True"}]}
@@ -231,8 +304,9 @@ def test_an_owned_crd_is_left_when_it_holds_the_promise_api_and_patched_when_not
 
 
 def test_a_crd_nobody_owns_is_never_touched_and_says_how_to_adopt_it() -> None:
-    api = crds.request_api(promise_with_api(group="cert-manager.io",
-                                            names={"plural": "certificates", "kind": "Certificate"}))
+    api = crds.request_api(
+        promise_with_api(group="cert-manager.io", names={"plural": "certificates", "kind": "Certificate"})
+    )
     assert isinstance(api, crds.RequestApi)
     foreign = installed(api, labels={"app.kubernetes.io/name": "cert-manager"})
 
@@ -284,8 +358,15 @@ def test_two_promises_with_one_kind_in_different_groups_would_share_a_folder_so_
 def test_a_crd_is_served_once_established_and_not_while_its_names_are_refused() -> None:
     assert crds.established({"status": {"conditions": [{"type": "Established", "status": "True"}]}}) is True
     assert crds.established({}) is None
-    refused = crds.established({"status": {"conditions": [
-        {"type": "NamesAccepted", "status": "False", "message": "kind Postgres is already in use"}]}})
+    refused = crds.established(
+        {
+            "status": {
+                "conditions": [
+                    {"type": "NamesAccepted", "status": "False", "message": "kind Postgres is already in use"}
+                ]
+            }
+        }
+    )
     assert isinstance(refused, str) and "already in use" in refused
 
 
@@ -296,29 +377,55 @@ AVAILABLE = {"type": status.API_CONDITION, "status": "False", "reason": "CRDNotO
 
 
 def test_the_controllers_condition_is_merged_into_the_published_status_and_keeps_its_transition_time() -> None:
-    published = [status.PublishedStatus(group="platform.kratix.io", kind="Promise", namespace="", name="pg",
-                                        status={"message": "Available", "conditions": [
-                                            {"type": "Reconciled", "status": "True"}]})]
-    body = {"metadata": {"name": "pg"}, "status": {"conditions": [
-        {**AVAILABLE, "lastTransitionTime": "2024-01-01T00:00:00Z"}]}}
+    published = [
+        status.PublishedStatus(
+            group="platform.kratix.io",
+            kind="Promise",
+            namespace="",
+            name="pg",
+            status={"message": "Available", "conditions": [{"type": "Reconciled", "status": "True"}]},
+        )
+    ]
+    body = {
+        "metadata": {"name": "pg"},
+        "status": {"conditions": [{**AVAILABLE, "lastTransitionTime": "2024-01-01T00:00:00Z"}]},
+    }
     resources = {("platform.kratix.io", "Promise"): PROMISE}
 
-    (update,) = status.plan_status(published, resources=resources, observed={PROMISE: {("", "pg"): body}},
-                                   conditions={(PROMISE, "", "pg"): AVAILABLE}, now="2025-01-01T00:00:00Z")
+    (update,) = status.plan_status(
+        published,
+        resources=resources,
+        observed={PROMISE: {("", "pg"): body}},
+        conditions={(PROMISE, "", "pg"): AVAILABLE},
+        now="2025-01-01T00:00:00Z",
+    )
 
-    assert update.patch == {"message": "Available", "conditions": [
-        {"type": "Reconciled", "status": "True"}, {**AVAILABLE, "lastTransitionTime": "2024-01-01T00:00:00Z"}]}
+    assert update.patch == {
+        "message": "Available",
+        "conditions": [
+            {"type": "Reconciled", "status": "True"},
+            {**AVAILABLE, "lastTransitionTime": "2024-01-01T00:00:00Z"},
+        ],
+    }
 
 
 def test_a_condition_alone_is_written_and_the_compilers_status_never_erases_it() -> None:
     observed = {PROMISE: {("", "pg"): {"metadata": {"name": "pg"}}}}
     resources = {("platform.kratix.io", "Promise"): PROMISE}
 
-    (first,) = status.plan_status([], resources=resources, observed=observed,
-                                  conditions={(PROMISE, "", "pg"): AVAILABLE}, now="2025-01-01T00:00:00Z")
+    (first,) = status.plan_status(
+        [],
+        resources=resources,
+        observed=observed,
+        conditions={(PROMISE, "", "pg"): AVAILABLE},
+        now="2025-01-01T00:00:00Z",
+    )
     observed[PROMISE][("", "pg")]["status"] = first.patch
-    published = [status.PublishedStatus(group="platform.kratix.io", kind="Promise", namespace="", name="pg",
-                                        status={"message": "Available"})]
+    published = [
+        status.PublishedStatus(
+            group="platform.kratix.io", kind="Promise", namespace="", name="pg", status={"message": "Available"}
+        )
+    ]
     (second,) = status.plan_status(published, resources=resources, observed=observed, conditions={}, now="x")
 
     assert first.patch == {"conditions": [{**AVAILABLE, "lastTransitionTime": "2025-01-01T00:00:00Z"}]}
@@ -343,5 +450,7 @@ def test_a_promise_api_kratix_cannot_read_is_refused_naming_the_field() -> None:
     refused = crds.request_api(body)
 
     assert isinstance(refused, crds.Refusal)
-    assert refused.message == ("Promise 'pg': spec.api.spec.versions.0.served: must be a boolean, not a string: "
-                               "Kratix cannot read spec.api as a CustomResourceDefinition")
+    assert refused.message == (
+        "Promise 'pg': spec.api.spec.versions.0.served: must be a boolean, not a string: "
+        "Kratix cannot read spec.api as a CustomResourceDefinition"
+    )

@@ -24,8 +24,7 @@ KUBERNETES_VERSION = "1.30"
 def built() -> list[dict[str, Any]]:
     if shutil.which("kubectl") is None:
         pytest.skip("kubectl is not installed: cannot run `kubectl kustomize deploy/`")
-    result = subprocess.run(["kubectl", "kustomize", str(DEPLOY)], capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run(["kubectl", "kustomize", str(DEPLOY)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc is not None]
 
@@ -36,8 +35,16 @@ def by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 def test_every_built_object_is_valid_against_the_kubernetes_schemas(built: list[dict[str, Any]]) -> None:
     assert sorted({obj["kind"] for obj in built}) == [
-        "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "Namespace", "Role", "RoleBinding",
-        "Service", "ServiceAccount"]
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "Deployment",
+        "Namespace",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "ServiceAccount",
+    ]
     for obj in built:
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
 
@@ -48,18 +55,20 @@ def test_the_controllers_own_crds_are_valid_custom_resource_definitions() -> Non
 
 
 def test_the_deployment_runs_two_replicas_that_elect_a_leader_and_roll_without_a_gap(
-        built: list[dict[str, Any]]) -> None:
+    built: list[dict[str, Any]],
+) -> None:
     (deployment,) = by_kind(built, "Deployment")
     pod = deployment["spec"]["template"]
     (container,) = pod["spec"]["containers"]
     env = {variable["name"]: variable for variable in container["env"]}
 
     assert deployment["spec"]["replicas"] == 2
-    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate",
-                                              "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     assert container["args"][:3] == ["controller", "--in-cluster", "--leader-elect"]
-    assert {"--http-address=:8080", "--log-format=json", "--lease-namespace=$(POD_NAMESPACE)"} <= set(
-        container["args"])
+    assert {"--http-address=:8080", "--log-format=json", "--lease-namespace=$(POD_NAMESPACE)"} <= set(container["args"])
     assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert container["ports"] == [{"name": "http-metrics", "containerPort": 8080, "protocol": "TCP"}]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http-metrics"}
@@ -84,13 +93,18 @@ def test_the_metrics_service_selects_the_controllers_pods(built: list[dict[str, 
     (deployment,) = by_kind(built, "Deployment")
 
     assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
-    assert service["spec"]["ports"] == [{"name": "http-metrics", "port": 8080, "targetPort": "http-metrics",
-                                         "protocol": "TCP"}]
+    assert service["spec"]["ports"] == [
+        {"name": "http-metrics", "port": 8080, "targetPort": "http-metrics", "protocol": "TCP"}
+    ]
 
 
 def test_crds_can_be_created_but_changed_only_by_name_and_never_deleted(built: list[dict[str, Any]]) -> None:
-    rules = [rule for role in by_kind(built, "ClusterRole") for rule in role.get("rules") or []
-             if "customresourcedefinitions" in rule["resources"]]
+    rules = [
+        rule
+        for role in by_kind(built, "ClusterRole")
+        for rule in role.get("rules") or []
+        if "customresourcedefinitions" in rule["resources"]
+    ]
 
     unnamed = {verb for rule in rules if not rule.get("resourceNames") for verb in rule["verbs"]}
     named = {verb for rule in rules if rule.get("resourceNames") for verb in rule["verbs"]}
@@ -105,7 +119,9 @@ def test_the_lease_role_renews_only_the_controllers_lease(built: list[dict[str, 
 
     assert role["metadata"]["namespace"] == "kratix-platform"
     assert [(rule["verbs"], rule.get("resourceNames")) for rule in role["rules"]] == [
-        (["create"], None), (["get", "patch"], ["kratix-controller"])]
+        (["create"], None),
+        (["get", "patch"], ["kratix-controller"]),
+    ]
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
 
 
@@ -116,8 +132,9 @@ def test_the_role_grants_no_wildcard_verbs_nor_secrets(built: list[dict[str, Any
     assert all("*" not in rule["verbs"] for rule in rules)
     assert all("*" not in rule["apiGroups"] and "" not in rule["apiGroups"] for rule in rules)
     (binding,) = by_kind(built, "ClusterRoleBinding")
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "kratix-controller",
-                                    "namespace": "kratix-platform"}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "kratix-controller", "namespace": "kratix-platform"}
+    ]
 
 
 def test_the_containerfile_passes_hadolint_and_runs_as_a_user_with_git() -> None:

@@ -51,15 +51,22 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
 
 def replica(platform: Platform, name: str, port: int, **overrides: Any) -> Any:
     settings: dict[str, Any] = {
-        "leader_election": True, "lease_namespace": LEASE_NAMESPACE, "identity": name, "lease_duration": 2.0,
-        "renew_deadline": 1.5, "retry_period": 0.2, "http_address": f"127.0.0.1:{port}"}
+        "leader_election": True,
+        "lease_namespace": LEASE_NAMESPACE,
+        "identity": name,
+        "lease_duration": 2.0,
+        "renew_deadline": 1.5,
+        "retry_period": 0.2,
+        "http_address": f"127.0.0.1:{port}",
+    }
     settings.update(overrides)
     return platform.options(name, **settings)
 
 
 def lease(platform: Platform) -> dict[str, Any] | None:
-    leases = [body for body in objects_of(platform.api_server, "leases")
-              if body["metadata"]["name"] == "kratix-controller"]
+    leases = [
+        body for body in objects_of(platform.api_server, "leases") if body["metadata"]["name"] == "kratix-controller"
+    ]
     return leases[0] if leases else None
 
 
@@ -99,8 +106,9 @@ def test_of_two_replicas_one_leads_and_writes_and_the_other_takes_over_when_it_s
         stacks[leader].close()  # a rolling update stops the old pod: it releases the Lease
         eventually(lambda: holder(platform) == follower, what="the follower to take over")
         create_request(kubectl, request("after-takeover"))
-        eventually(lambda: "requests/team-a/postgres/after-takeover.yaml" in repo.files(),
-                   what="the new leader's mirror")
+        eventually(
+            lambda: "requests/team-a/postgres/after-takeover.yaml" in repo.files(), what="the new leader's mirror"
+        )
         after = metrics(ports[follower])
     finally:
         for stack in stacks.values():
@@ -123,11 +131,24 @@ def test_of_two_replicas_one_leads_and_writes_and_the_other_takes_over_when_it_s
 def test_a_lease_held_by_a_silent_replica_is_taken_over_only_once_it_expires(platform: Platform) -> None:
     kubectl, repo = platform.kubectl, platform.input_repo
     now = datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    kubectl.create_namespaced_custom_object("coordination.k8s.io", "v1", LEASE_NAMESPACE, "leases", {
-        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-        "metadata": {"name": "kratix-controller", "namespace": LEASE_NAMESPACE},
-        "spec": {"holderIdentity": "crashed-replica", "leaseDurationSeconds": 4, "acquireTime": now,
-                 "renewTime": now, "leaseTransitions": 3}})
+    kubectl.create_namespaced_custom_object(
+        "coordination.k8s.io",
+        "v1",
+        LEASE_NAMESPACE,
+        "leases",
+        {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": "kratix-controller", "namespace": LEASE_NAMESPACE},
+            "spec": {
+                "holderIdentity": "crashed-replica",
+                "leaseDurationSeconds": 4,
+                "acquireTime": now,
+                "renewTime": now,
+                "leaseTransitions": 3,
+            },
+        },
+    )
     apply_promise(kubectl, promise())
     port = free_port()
     renewing = threading.Event()
@@ -136,8 +157,14 @@ def test_a_lease_held_by_a_silent_replica_is_taken_over_only_once_it_expires(pla
     def renew_as_the_other_replica() -> None:
         while renewing.is_set():
             stamp = datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            kubectl.patch_namespaced_custom_object("coordination.k8s.io", "v1", LEASE_NAMESPACE, "leases",
-                                                   "kratix-controller", {"spec": {"renewTime": stamp}})
+            kubectl.patch_namespaced_custom_object(
+                "coordination.k8s.io",
+                "v1",
+                LEASE_NAMESPACE,
+                "leases",
+                "kratix-controller",
+                {"spec": {"renewTime": stamp}},
+            )
             time.sleep(0.2)
 
     other = threading.Thread(target=renew_as_the_other_replica, daemon=True)
@@ -165,12 +192,20 @@ def test_probes_and_metrics_over_http(platform: Platform) -> None:
         return kmock.Response(status=503, payload={"kind": "Status", "code": 503}) if listing else NotImplemented
 
     assert platform.api_server.kmock is not None
-    platform.api_server.in_loop(lambda: platform.api_server.kmock[  # type: ignore[index]
-        kmock.action.LIST, kmock.resource("platform.kratix.io/v1alpha1/promises")] << promises_list_fails)
+    platform.api_server.in_loop(
+        lambda: (
+            platform.api_server.kmock[  # type: ignore[index]
+                kmock.action.LIST, kmock.resource("platform.kratix.io/v1alpha1/promises")
+            ]
+            << promises_list_fails
+        )
+    )
     with running(platform.options(http_address=f"127.0.0.1:{port}")):
         eventually(lambda: http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200, what="the server")
-        not_ready = eventually(lambda: (r := http_get(f"http://127.0.0.1:{port}/readyz"))[0] == 503
-                               and "not listed" in r[1] and r, what="not ready while Promises cannot be listed")
+        not_ready = eventually(
+            lambda: (r := http_get(f"http://127.0.0.1:{port}/readyz"))[0] == 503 and "not listed" in r[1] and r,
+            what="not ready while Promises cannot be listed",
+        )
         listing.clear()
         eventually(lambda: http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200, what="ready once listed")
         apply_promise(kubectl, promise())
@@ -195,10 +230,27 @@ def test_probes_and_metrics_over_http(platform: Platform) -> None:
 
 def test_the_cli_stops_on_sigterm_releases_the_lease_and_logs_json_lines(platform: Platform) -> None:
     port = free_port()
-    command = [sys.executable, "-m", "kratix.cli", "controller", "--repo", platform.input_repo.url,
-               "--kubeconfig", str(platform.kubeconfig), "--leader-elect", "--lease-namespace", LEASE_NAMESPACE,
-               "--http-address", f"127.0.0.1:{port}", "--log-format", "json", "--debounce", "0.2",
-               "--workdir", str(platform.tmp_path / "cli")]
+    command = [
+        sys.executable,
+        "-m",
+        "kratix.cli",
+        "controller",
+        "--repo",
+        platform.input_repo.url,
+        "--kubeconfig",
+        str(platform.kubeconfig),
+        "--leader-elect",
+        "--lease-namespace",
+        LEASE_NAMESPACE,
+        "--http-address",
+        f"127.0.0.1:{port}",
+        "--log-format",
+        "json",
+        "--debounce",
+        "0.2",
+        "--workdir",
+        str(platform.tmp_path / "cli"),
+    ]
     env = {**os.environ, "POD_NAME": "kratix-controller-7d9f-abcde"}
     with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
         try:
@@ -220,8 +272,16 @@ def test_the_cli_stops_on_sigterm_releases_the_lease_and_logs_json_lines(platfor
 
 
 def test_the_json_formatter_keeps_extra_fields_and_tracebacks() -> None:
-    record = logging.makeLogRecord({"name": "kratix.controller", "levelname": "WARNING", "levelno": 30,
-                                    "msg": "Promise %s: %s", "args": ("pg", "CRDNotOwned"), "promise": "pg"})
+    record = logging.makeLogRecord(
+        {
+            "name": "kratix.controller",
+            "levelname": "WARNING",
+            "levelno": 30,
+            "msg": "Promise %s: %s",
+            "args": ("pg", "CRDNotOwned"),
+            "promise": "pg",
+        }
+    )
     try:
         raise ValueError("boom")
     except ValueError:
@@ -246,8 +306,11 @@ def test_a_stalled_remote_fails_the_push_with_a_timeout_instead_of_hanging(tmp_p
     gitio.run_git(None, "init", "--quiet", "--bare", "--initial-branch=main", str(remote))
     (remote / "hooks" / "pre-receive").write_text("#!/bin/sh\nsleep 30\n")
     (remote / "hooks" / "pre-receive").chmod(0o755)
-    clone = controller_repo.BareClone(controller_repo.Remote(str(remote), "main"), tmp_path / "mine.git",
-                                      timeouts=Timeouts(git_network=1.0, git_local=10.0))
+    clone = controller_repo.BareClone(
+        controller_repo.Remote(str(remote), "main"),
+        tmp_path / "mine.git",
+        timeouts=Timeouts(git_network=1.0, git_local=10.0),
+    )
     from kratix.controller import mirror
 
     commit = clone.commit(None, mirror.Changes(contents={"a.yaml": b"a: 1\n"}, added=("a.yaml",)), "A commit")

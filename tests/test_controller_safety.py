@@ -43,9 +43,16 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
 
 def a_pass_happens(platform: Platform, name: str) -> None:
     """Apply a Destination and wait until it is mirrored: every file was decided on since this call."""
-    platform.kubectl.create_cluster_custom_object(*PROMISE_API, "destinations", {
-        "apiVersion": "platform.kratix.io/v1alpha1", "kind": "Destination", "metadata": {"name": name},
-        "spec": {"path": name}})
+    platform.kubectl.create_cluster_custom_object(
+        *PROMISE_API,
+        "destinations",
+        {
+            "apiVersion": "platform.kratix.io/v1alpha1",
+            "kind": "Destination",
+            "metadata": {"name": name},
+            "spec": {"path": name},
+        },
+    )
     eventually(lambda: f"clusters/{name}.yaml" in platform.input_repo.files(), what=f"a pass ({name})")
 
 
@@ -53,6 +60,7 @@ def condition(platform: Platform, promise_name: str, status: str, reason: str) -
     def check() -> dict[str, Any] | None:
         found = api_condition(platform.kubectl, promise_name)
         return found if found and found["status"] == status and found["reason"] == reason else None
+
     return eventually(check, what=f"Promise {promise_name} APIAvailable={status} ({reason})")
 
 
@@ -60,33 +68,38 @@ def warning_event(platform: Platform, promise_name: str, reason: str) -> dict[st
     def check() -> dict[str, Any] | None:
         events = [e for e in events_about(platform.api_server, "Promise", promise_name) if e["reason"] == reason]
         return events[0] if events else None
+
     event = eventually(check, what=f"a {reason} Event on Promise {promise_name}")
     assert event["type"] == "Warning" and event["metadata"]["namespace"] == "default"
     return event
 
 
-def refuse_crd_writes(*, action: kmock.action, status: int, reason: str,
-                      message: str) -> Any:
+def refuse_crd_writes(*, action: kmock.action, status: int, reason: str, message: str) -> Any:
     def refusal(request: kmock.Request) -> kmock.KubernetesError | None:
         resource = request.resource
         if request.action == action and resource is not None and resource.plural == "customresourcedefinitions":
             return kmock.KubernetesError(status=status, reason=reason, message=message)
         return None
+
     return refusal
 
 
-def test_a_rejected_crd_update_keeps_every_mirrored_request_until_the_promise_is_fixed(
-        platform: Platform) -> None:
+def test_a_rejected_crd_update_keeps_every_mirrored_request_until_the_promise_is_fixed(platform: Platform) -> None:
     kubectl, repo = platform.kubectl, platform.input_repo
     with running(platform.options()):
         apply_promise(kubectl, promise())
         for name in ("db-1", "db-2", "db-3"):
             create_request(kubectl, request(name))
         eventually(lambda: len(repo.files("requests/")) == 3, what="three requests mirrored")
-        platform.refuse(refuse_crd_writes(
-            action=kmock.action.UPDATE, status=422, reason="Invalid",
-            message="CustomResourceDefinition.apiextensions.k8s.io \"postgreses.marketplace.kratix.io\" is "
-                    "invalid: status.storedVersions[0]: Invalid value: \"v1alpha1\": must appear in spec.versions"))
+        platform.refuse(
+            refuse_crd_writes(
+                action=kmock.action.UPDATE,
+                status=422,
+                reason="Invalid",
+                message='CustomResourceDefinition.apiextensions.k8s.io "postgreses.marketplace.kratix.io" is '
+                'invalid: status.storedVersions[0]: Invalid value: "v1alpha1": must appear in spec.versions',
+            )
+        )
         renamed = promise()["spec"]["api"]
         renamed["spec"]["versions"][0]["name"] = "v1"
         kubectl.patch_cluster_custom_object(*PROMISE_API, "promises", "postgresql", {"spec": {"api": renamed}})
@@ -99,8 +112,9 @@ def test_a_rejected_crd_update_keeps_every_mirrored_request_until_the_promise_is
         a_pass_happens(platform, "worker-1")
         kept = set(repo.files("requests/"))
 
-        kubectl.patch_cluster_custom_object(*PROMISE_API, "promises", "postgresql",
-                                            {"spec": {"api": promise()["spec"]["api"]}})
+        kubectl.patch_cluster_custom_object(
+            *PROMISE_API, "promises", "postgresql", {"spec": {"api": promise()["spec"]["api"]}}
+        )
         condition(platform, "postgresql", "True", "Served")
         eventually(lambda: POSTGRES_FILE.format("db-1") not in repo.files(), what="the deletion, once fixed")
 
@@ -125,11 +139,26 @@ def test_a_failed_list_keeps_the_files_says_why_and_deletions_follow_once_it_lis
     def list_fails() -> Any:
         if not failing:
             return NotImplemented  # served as usual
-        return kmock.Response(status=500, payload={"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                                                   "code": 500, "message": "etcdserver: request timed out"})
+        return kmock.Response(
+            status=500,
+            payload={
+                "kind": "Status",
+                "apiVersion": "v1",
+                "status": "Failure",
+                "code": 500,
+                "message": "etcdserver: request timed out",
+            },
+        )
+
     assert platform.api_server.kmock is not None
-    platform.api_server.in_loop(lambda: platform.api_server.kmock[  # type: ignore[index]
-        kmock.action.LIST, kmock.resource(f"{GROUP}/v1alpha1/postgreses")] << list_fails)
+    platform.api_server.in_loop(
+        lambda: (
+            platform.api_server.kmock[  # type: ignore[index]
+                kmock.action.LIST, kmock.resource(f"{GROUP}/v1alpha1/postgreses")
+            ]
+            << list_fails
+        )
+    )
 
     with running(options):
         refused = condition(platform, "postgresql", "False", "RequestsNotListed")
@@ -153,12 +182,19 @@ def test_a_missing_crd_the_server_will_not_install_keeps_the_files(platform: Pla
         create_request(kubectl, request("db"))
         eventually(lambda: POSTGRES_FILE.format("db") in repo.files(), what="the request")
     # Someone deleted the CRD, and the controller may no longer create CRDs.
-    kubectl.delete_cluster_custom_object("apiextensions.k8s.io", "v1", "customresourcedefinitions",
-                                         f"postgreses.{GROUP}")
-    platform.refuse(refuse_crd_writes(action=kmock.action.CREATE, status=403, reason="Forbidden",
-                                      message="customresourcedefinitions.apiextensions.k8s.io is forbidden: User "
-                                              "\"system:serviceaccount:kratix-platform:kratix-controller\" cannot "
-                                              "create resource \"customresourcedefinitions\""))
+    kubectl.delete_cluster_custom_object(
+        "apiextensions.k8s.io", "v1", "customresourcedefinitions", f"postgreses.{GROUP}"
+    )
+    platform.refuse(
+        refuse_crd_writes(
+            action=kmock.action.CREATE,
+            status=403,
+            reason="Forbidden",
+            message="customresourcedefinitions.apiextensions.k8s.io is forbidden: User "
+            '"system:serviceaccount:kratix-platform:kratix-controller" cannot '
+            'create resource "customresourcedefinitions"',
+        )
+    )
 
     with running(options):
         refused = condition(platform, "postgresql", "False", "CRDInstallRejected")
@@ -171,12 +207,22 @@ def test_a_missing_crd_the_server_will_not_install_keeps_the_files(platform: Pla
 
 def cert_manager_crd() -> dict[str, Any]:
     return {
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
         "metadata": {"name": "certificates.cert-manager.io", "labels": {"app.kubernetes.io/name": "cert-manager"}},
-        "spec": {"group": "cert-manager.io", "scope": "Namespaced",
-                 "names": {"plural": "certificates", "singular": "certificate", "kind": "Certificate"},
-                 "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
-                     "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]},
+        "spec": {
+            "group": "cert-manager.io",
+            "scope": "Namespaced",
+            "names": {"plural": "certificates", "singular": "certificate", "kind": "Certificate"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                }
+            ],
+        },
     }
 
 
@@ -189,14 +235,16 @@ def certificates_promise() -> dict[str, Any]:
     return body
 
 
-def test_a_promise_naming_a_foreign_crd_leaves_it_untouched_until_it_is_adopted_on_purpose(
-        platform: Platform) -> None:
+def test_a_promise_naming_a_foreign_crd_leaves_it_untouched_until_it_is_adopted_on_purpose(platform: Platform) -> None:
     kubectl, repo, api_server = platform.kubectl, platform.input_repo, platform.api_server
-    kubectl.create_cluster_custom_object("apiextensions.k8s.io", "v1", "customresourcedefinitions",
-                                         cert_manager_crd())
+    kubectl.create_cluster_custom_object("apiextensions.k8s.io", "v1", "customresourcedefinitions", cert_manager_crd())
     original = copy.deepcopy(crd_installed(api_server, "certificates.cert-manager.io"))
-    certificate = {"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
-                   "metadata": {"name": "web", "namespace": "team-a"}, "spec": {"secretName": "web-tls"}}
+    certificate = {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Certificate",
+        "metadata": {"name": "web", "namespace": "team-a"},
+        "spec": {"secretName": "web-tls"},
+    }
     kubectl.create_namespaced_custom_object("cert-manager.io", "v1", "team-a", "certificates", certificate)
     with running(platform.options()):
         apply_promise(kubectl, certificates_promise())
@@ -208,9 +256,13 @@ def test_a_promise_naming_a_foreign_crd_leaves_it_untouched_until_it_is_adopted_
         not_mirrored = set(repo.files("requests/"))
 
         # Adopting it on purpose, as the message says: label the CRD with the Promise's name.
-        kubectl.patch_cluster_custom_object("apiextensions.k8s.io", "v1", "customresourcedefinitions",
-                                            "certificates.cert-manager.io",
-                                            {"metadata": {"labels": {"kratix.io/promise-name": "certificates"}}})
+        kubectl.patch_cluster_custom_object(
+            "apiextensions.k8s.io",
+            "v1",
+            "customresourcedefinitions",
+            "certificates.cert-manager.io",
+            {"metadata": {"labels": {"kratix.io/promise-name": "certificates"}}},
+        )
         condition(platform, "certificates", "True", "Served")
         eventually(lambda: "requests/team-a/certificate/web.yaml" in repo.files(), what="the adopted API")
 
@@ -223,8 +275,7 @@ def test_a_promise_naming_a_foreign_crd_leaves_it_untouched_until_it_is_adopted_
     assert adopted is not None and adopted["metadata"]["labels"]["kratix.io/promise-name"] == "certificates"
 
 
-def test_of_two_promises_claiming_one_api_the_second_fails_and_the_first_keeps_serving(
-        platform: Platform) -> None:
+def test_of_two_promises_claiming_one_api_the_second_fails_and_the_first_keeps_serving(platform: Platform) -> None:
     kubectl, repo = platform.kubectl, platform.input_repo
     with running(platform.options()):
         apply_promise(kubectl, promise())

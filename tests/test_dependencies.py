@@ -41,10 +41,12 @@ def test_every_declared_dependency_is_pinned_for_ci_within_its_declared_range() 
         name = canonicalize_name(requirement.name)
         assert name in pins, f"{requirement.name} is not pinned in .ci/constraints.txt"
         assert requirement.specifier.contains(pins[name], prereleases=True), (
-            f".ci/constraints.txt pins {requirement.name}=={pins[name]}, outside pyproject.toml's {requirement}")
+            f".ci/constraints.txt pins {requirement.name}=={pins[name]}, outside pyproject.toml's {requirement}"
+        )
 
 
 def test_every_declared_dependency_has_a_floor() -> None:
     for requirement in _requirements():
         assert any(spec.operator in (">=", "==", "~=") for spec in requirement.specifier), (
-            f"{requirement} has no lower bound: .ci/lowest would install its oldest release ever")
+            f"{requirement} has no lower bound: .ci/lowest would install its oldest release ever"
+        )

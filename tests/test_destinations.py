@@ -70,7 +70,8 @@ PRELUDE = 'set -eu\nout="${KRATIX_OUTPUT:-/kratix/output}"\nin="${KRATIX_INPUT:-
 # Kratix's promise-filepathmode-none, with a resource workflow that writes what a Terraform-driven destination
 # reads: a .tf file (CRLF, a tab, no final newline: bytes a YAML round trip would change), a JSON file, and, as in
 # Kratix's test, a ConfigMap. A request with spec.shared also writes shared.tf.
-TERRAFORM_PROMISE = """\
+TERRAFORM_PROMISE = (
+    """\
 apiVersion: platform.kratix.io/v1alpha1
 kind: Promise
 metadata:
@@ -80,20 +81,28 @@ spec:
     - matchLabels:
         target: filepathmode-none
   api:
-""" + CRD.format(kind="ModeNone", plural="modenone", singular="modenone") + """\
+"""
+    + CRD.format(kind="ModeNone", plural="modenone", singular="modenone")
+    + """\
   workflows:
     promise:
       configure:
-""" + pipeline("promise", "promise.sh") + """\
+"""
+    + pipeline("promise", "promise.sh")
+    + """\
     resource:
       configure:
-""" + pipeline("resource", "resource.sh")
+"""
+    + pipeline("resource", "resource.sh")
+)
 
 TERRAFORM_SCRIPTS = {
-    "promise.sh": PRELUDE + r"""
+    "promise.sh": PRELUDE
+    + r"""
 printf 'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: filepathmode-none\n' > "$out/filepathmode-none-ns.yaml"
 """,
-    "resource.sh": PRELUDE + r"""
+    "resource.sh": PRELUDE
+    + r"""
 name="$KRATIX_OBJECT_NAME"
 printf 'resource "null_resource" "%s" {\r\n\ttriggers = { name = "%s" }\r\n}' "$name" "$name" > "$out/main-$name.tf"
 printf '{"name": "%s"}\n' "$name" > "$out/$name.tfvars.json"
@@ -105,8 +114,10 @@ if grep -q "shared: true" "$in/object.yaml"; then printf shared > "$out/shared.t
 
 
 def promise_files(folder: str, promise: str, scripts: dict[str, str]) -> dict[str, str]:
-    return {f"promises/{folder}/promise.yaml": promise,
-            **{f"promises/{folder}/scripts/{name}": text for name, text in scripts.items()}}
+    return {
+        f"promises/{folder}/promise.yaml": promise,
+        **{f"promises/{folder}/scripts/{name}": text for name, text in scripts.items()},
+    }
 
 
 # Kratix's destination assets: a Git state store, and the destination of mode none in it.
@@ -142,12 +153,20 @@ spec:
 
 def mode_none(name: str, *, shared: bool = False) -> str:
     spec = {"name": name, **({"shared": True} if shared else {})}
-    return yaml.safe_dump({"apiVersion": "test.kratix.io/v1alpha1", "kind": "ModeNone",
-                           "metadata": {"name": name, "namespace": "default"}, "spec": spec}, sort_keys=False)
+    return yaml.safe_dump(
+        {
+            "apiVersion": "test.kratix.io/v1alpha1",
+            "kind": "ModeNone",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": spec,
+        },
+        sort_keys=False,
+    )
 
 
-def store(tmp_path: Path, name: str = "destination-git-test-store", *, branch: str = "main",
-          path: str | None = None) -> tuple[Path, str]:
+def store(
+    tmp_path: Path, name: str = "destination-git-test-store", *, branch: str = "main", path: str | None = None
+) -> tuple[Path, str]:
     """A bare repo for a GitStateStore, and the GitStateStore naming it (by its local path)."""
     repo = init_repo(tmp_path / f"{name}.git", bare=True, branch=branch)
     extra = f"  path: {path}\n" if path is not None else ""
@@ -156,8 +175,17 @@ def store(tmp_path: Path, name: str = "destination-git-test-store", *, branch: s
 
 def publish(platform: Path, output: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     # URLs are fetched through a mirror under XDG_CACHE_HOME: keep it beside the test's repos
-    return kratix("compile", str(platform), "--ref", "HEAD", "--output-repo", str(output), "--unsandboxed", *extra,
-                  env={"XDG_CACHE_HOME": str(output.parent / "cache")})
+    return kratix(
+        "compile",
+        str(platform),
+        "--ref",
+        "HEAD",
+        "--output-repo",
+        str(output),
+        "--unsandboxed",
+        *extra,
+        env={"XDG_CACHE_HOME": str(output.parent / "cache")},
+    )
 
 
 def commits(repo: Path, ref: str = "main") -> list[str]:
@@ -191,29 +219,34 @@ def checkout(repo: Path, target: Path, ref: str = "main") -> Path:
 
 # --- filepath mode none: a Terraform-style Promise ----------------------------------------------------------
 
+
 @pytest.fixture
 def terraform(tmp_path: Path) -> tuple[Path, Path, Path]:
     """A platform with the Terraform-style Promise, its destination of mode none in a Git state store, and two
     requests; the output repo; the store's repo."""
     store_repo, store_doc = store(tmp_path)
-    files = {**promise_files("filepathmode-none", TERRAFORM_PROMISE, TERRAFORM_SCRIPTS),
-             "clusters/store.yaml": store_doc,
-             "clusters/destination.yaml": MODE_NONE_DESTINATION,
-             "requests/default/modenone-request-1.yaml": mode_none("modenone-request-1"),
-             "requests/default/modenone-request-2.yaml": mode_none("modenone-request-2")}
+    files = {
+        **promise_files("filepathmode-none", TERRAFORM_PROMISE, TERRAFORM_SCRIPTS),
+        "clusters/store.yaml": store_doc,
+        "clusters/destination.yaml": MODE_NONE_DESTINATION,
+        "requests/default/modenone-request-1.yaml": mode_none("modenone-request-1"),
+        "requests/default/modenone-request-2.yaml": mode_none("modenone-request-2"),
+    }
     platform, _ = make_repo(tmp_path / "platform", files)
     return platform, init_repo(tmp_path / "output.git", bare=True), store_repo
 
 
 def test_a_terraform_promise_writes_its_files_to_a_destination_of_mode_none_byte_for_byte(
-        terraform: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    terraform: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
     platform, output, store_repo = terraform
     result = publish(platform, output)
     assert result.returncode == 0, result.stderr
     files = files_at(store_repo)
     folder = "filepathmode-none"
     assert files[f"{folder}/main-modenone-request-1.tf"] == (
-        b'resource "null_resource" "modenone-request-1" {\r\n\ttriggers = { name = "modenone-request-1" }\r\n}')
+        b'resource "null_resource" "modenone-request-1" {\r\n\ttriggers = { name = "modenone-request-1" }\r\n}'
+    )
     assert files[f"{folder}/modenone-request-1.tfvars.json"] == b'{"name": "modenone-request-1"}\n'
     configmap = yaml.safe_load(files[f"{folder}/filepathmode-none-cm-modenone-request-1.yaml"])
     assert configmap["data"] == {"key": "modenone-request-1"}
@@ -222,12 +255,18 @@ def test_a_terraform_promise_writes_its_files_to_a_destination_of_mode_none_byte
     # Kratix's state file per work placement: <namespace>-<work>.<destination>-<group>.yaml, listing its files
     # relative to the store's path.
     states = {path: yaml.safe_load(data) for path, data in files.items() if path.startswith(f"{folder}/.kratix/")}
-    pattern = (rf"{folder}/\.kratix/default-filepathmode-none-modenone-request-1-default-resource-[0-9a-f]{{5}}"
-               rf"\.test-worker-git-filepathmode-none-{KRATIX_ROOT_GROUP}\.yaml")
+    pattern = (
+        rf"{folder}/\.kratix/default-filepathmode-none-modenone-request-1-default-resource-[0-9a-f]{{5}}"
+        rf"\.test-worker-git-filepathmode-none-{KRATIX_ROOT_GROUP}\.yaml"
+    )
     [request_state] = [state for path, state in states.items() if re.fullmatch(pattern, path)]
-    assert request_state == {"files": [f"{folder}/filepathmode-none-cm-modenone-request-1.yaml",
-                                       f"{folder}/main-modenone-request-1.tf",
-                                       f"{folder}/modenone-request-1.tfvars.json"]}
+    assert request_state == {
+        "files": [
+            f"{folder}/filepathmode-none-cm-modenone-request-1.yaml",
+            f"{folder}/main-modenone-request-1.tf",
+            f"{folder}/modenone-request-1.tfvars.json",
+        ]
+    }
     promise_states = [s for p, s in states.items() if "/kratix-platform-system-filepathmode-none-promise-" in p]
     assert promise_states == [{"files": [f"{folder}/filepathmode-none-ns.yaml"]}]
     # kustomize lists the files that are Kubernetes objects, and nothing else
@@ -238,13 +277,15 @@ def test_a_terraform_promise_writes_its_files_to_a_destination_of_mode_none_byte
     assert "name: modenone-request-2" in built
     # the output repo keeps the bookkeeping; provenance records the Terraform file as holding no object
     assert not [path for path in files_at(output) if not path.startswith(".kratix/")]
-    entry = provenance(output, "test-worker-git-filepathmode-none")[f"@destination-git-test-store/{folder}/"
-                                                                    "main-modenone-request-1.tf"]
+    entry = provenance(output, "test-worker-git-filepathmode-none")[
+        f"@destination-git-test-store/{folder}/main-modenone-request-1.tf"
+    ]
     assert (entry["owner"], entry["objects"]) == ("ModeNone default/modenone-request-1", [])
 
 
 def test_removing_a_request_removes_only_its_files_from_a_destination_of_mode_none(
-        terraform: tuple[Path, Path, Path]) -> None:
+    terraform: tuple[Path, Path, Path],
+) -> None:
     platform, output, store_repo = terraform
     assert publish(platform, output).returncode == 0
     before = files_at(store_repo)
@@ -256,49 +297,56 @@ def test_removing_a_request_removes_only_its_files_from_a_destination_of_mode_no
     # folder's kustomization.yaml, which no longer lists request 1's ConfigMap)
     assert set(after) == {path for path in before if "request-1" not in path}
     assert {p: d for p, d in after.items() if not p.endswith("kustomization.yaml")} == {
-        p: d for p, d in before.items() if "request-1" not in p and not p.endswith("kustomization.yaml")}
+        p: d for p, d in before.items() if "request-1" not in p and not p.endswith("kustomization.yaml")
+    }
     assert len(commits(store_repo)) == 2
 
 
 def test_two_requests_writing_one_file_of_a_destination_of_mode_none_fail_the_newcomer(
-        terraform: tuple[Path, Path, Path]) -> None:
+    terraform: tuple[Path, Path, Path],
+) -> None:
     platform, output, store_repo = terraform
-    commit_files(platform, {"requests/default/modenone-request-2.yaml": mode_none("modenone-request-2",
-                                                                                   shared=True)})
+    commit_files(platform, {"requests/default/modenone-request-2.yaml": mode_none("modenone-request-2", shared=True)})
     assert publish(platform, output).returncode == 0
     assert files_at(store_repo)["filepathmode-none/shared.tf"] == b"shared"
-    commit_files(platform, {"requests/default/modenone-request-1.yaml": mode_none("modenone-request-1",
-                                                                                   shared=True)})
+    commit_files(platform, {"requests/default/modenone-request-1.yaml": mode_none("modenone-request-1", shared=True)})
     result = publish(platform, output)
     assert result.returncode == 1
-    assert ("filepathmode-none/shared.tf is already written by ModeNone default/modenone-request-2"
-            in result.stderr)
+    assert "filepathmode-none/shared.tf is already written by ModeNone default/modenone-request-2" in result.stderr
     # Kratix would let the last writer win; here the file stays its first owner's, and the newcomer keeps what it
     # had published (its status says why), while everything else still publishes.
     files = files_at(store_repo)
     assert "filepathmode-none/main-modenone-request-1.tf" in files
-    status = yaml.safe_load(git(output, "show", "main:.kratix/status/default/filepathmode-none/"
-                                                "modenone-request-1.yaml"))["status"]
+    status = yaml.safe_load(
+        git(output, "show", "main:.kratix/status/default/filepathmode-none/modenone-request-1.yaml")
+    )["status"]
     assert status["message"].startswith("Failed: output") and "shared.tf" in status["message"]
 
 
 def test_a_step_may_not_write_where_the_compiler_keeps_its_files_in_a_destination_of_mode_none(
-        terraform: tuple[Path, Path, Path]) -> None:
+    terraform: tuple[Path, Path, Path],
+) -> None:
     platform, output, store_repo = terraform
     script = TERRAFORM_SCRIPTS["resource.sh"].replace('> "$out/shared.tf"', '> "$out/kustomization.yaml"')
-    commit_files(platform, {"promises/filepathmode-none/scripts/resource.sh": script,
-                            "requests/default/modenone-request-2.yaml": mode_none("modenone-request-2",
-                                                                                   shared=True)})
+    commit_files(
+        platform,
+        {
+            "promises/filepathmode-none/scripts/resource.sh": script,
+            "requests/default/modenone-request-2.yaml": mode_none("modenone-request-2", shared=True),
+        },
+    )
     result = publish(platform, output)
     assert result.returncode == 1
-    assert "kustomization.yaml at the top of a filepath mode none destination is the compiler's own file" \
-        in result.stderr
+    assert (
+        "kustomization.yaml at the top of a filepath mode none destination is the compiler's own file" in result.stderr
+    )
     assert "filepathmode-none/main-modenone-request-1.tf" in files_at(store_repo)  # the other request publishes
 
 
 # --- filepath mode aggregatedYAML ---------------------------------------------------------------------------
 
-AGGREGATE_PROMISE = """\
+AGGREGATE_PROMISE = (
+    """\
 apiVersion: platform.kratix.io/v1alpha1
 kind: Promise
 metadata:
@@ -308,20 +356,28 @@ spec:
     - matchLabels:
         target: aggregated-yaml
   api:
-""" + CRD.format(kind="Aggregate", plural="aggregates", singular="aggregate") + """\
+"""
+    + CRD.format(kind="Aggregate", plural="aggregates", singular="aggregate")
+    + """\
   workflows:
     promise:
       configure:
-""" + pipeline("promise", "promise.sh") + """\
+"""
+    + pipeline("promise", "promise.sh")
+    + """\
     resource:
       configure:
-""" + pipeline("resource", "resource.sh")
+"""
+    + pipeline("resource", "resource.sh")
+)
 
 AGGREGATE_SCRIPTS = {
-    "promise.sh": PRELUDE + r"""
+    "promise.sh": PRELUDE
+    + r"""
 printf 'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: aggregate-test-ns\n' > "$out/ns.yaml"
 """,
-    "resource.sh": PRELUDE + r"""
+    "resource.sh": PRELUDE
+    + r"""
 name="$KRATIX_OBJECT_NAME"
 printf 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: %s\n  namespace: aggregate-test-ns\ndata:\n  key: %s\n' \
   "$name" "$name" > "$out/configmap.yaml"
@@ -344,9 +400,15 @@ spec:
 
 
 def aggregate(name: str) -> str:
-    return yaml.safe_dump({"apiVersion": "test.kratix.io/v1alpha1", "kind": "Aggregate",
-                           "metadata": {"name": name, "namespace": "default"}, "spec": {"name": name}},
-                          sort_keys=False)
+    return yaml.safe_dump(
+        {
+            "apiVersion": "test.kratix.io/v1alpha1",
+            "kind": "Aggregate",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"name": name},
+        },
+        sort_keys=False,
+    )
 
 
 def kinds_and_names(data: bytes) -> list[str]:
@@ -354,21 +416,33 @@ def kinds_and_names(data: bytes) -> list[str]:
 
 
 def test_an_aggregated_destination_holds_every_workload_in_one_file(tmp_path: Path) -> None:
-    platform, _ = make_repo(tmp_path / "platform", {
-        **promise_files("aggregate-promise", AGGREGATE_PROMISE, AGGREGATE_SCRIPTS),
-        "clusters/aggregated-yaml.yaml": AGGREGATED_DESTINATION,
-        "requests/default/req-1.yaml": aggregate("req-1"), "requests/default/req-2.yaml": aggregate("req-2")})
+    platform, _ = make_repo(
+        tmp_path / "platform",
+        {
+            **promise_files("aggregate-promise", AGGREGATE_PROMISE, AGGREGATE_SCRIPTS),
+            "clusters/aggregated-yaml.yaml": AGGREGATED_DESTINATION,
+            "requests/default/req-1.yaml": aggregate("req-1"),
+            "requests/default/req-2.yaml": aggregate("req-2"),
+        },
+    )
     output = init_repo(tmp_path / "output.git", bare=True)
     result = publish(platform, output)
     assert result.returncode == 0, result.stderr
     folder = {p.split("/", 1)[1]: d for p, d in files_at(output).items() if p.startswith("aggregated-yaml/")}
     # Kratix's test lists catalog.yaml and the two canary files; the compiler adds the kustomization.yaml that
     # lets Flux and kustomize build the folder (it lists the other three).
-    assert sorted(folder) == ["catalog.yaml", "kratix-canary-configmap.yaml", "kratix-canary-namespace.yaml",
-                              "kustomization.yaml"]
+    assert sorted(folder) == [
+        "catalog.yaml",
+        "kratix-canary-configmap.yaml",
+        "kratix-canary-namespace.yaml",
+        "kustomization.yaml",
+    ]
     # the Promise's workloads first, so `kubectl apply -f catalog.yaml` creates the namespace before its contents
     assert kinds_and_names(folder["catalog.yaml"]) == [
-        "Namespace:aggregate-test-ns", "ConfigMap:req-1", "ConfigMap:req-2"]
+        "Namespace:aggregate-test-ns",
+        "ConfigMap:req-1",
+        "ConfigMap:req-2",
+    ]
     assert "name: req-2" in kustomize(checkout(output, tmp_path / "checkout") / "aggregated-yaml")
 
     # removing the part associated with a resource when the resource gets deleted
@@ -378,40 +452,66 @@ def test_an_aggregated_destination_holds_every_workload_in_one_file(tmp_path: Pa
     assert kinds_and_names(catalog) == ["Namespace:aggregate-test-ns", "ConfigMap:req-2"]
 
     # a request that fails now keeps its part (its published workload stays in the file)
-    invalid = yaml.safe_dump({"apiVersion": "test.kratix.io/v1alpha1", "kind": "Aggregate",
-                              "metadata": {"name": "req-2", "namespace": "default"}, "spec": {"name": ["a list"]}})
+    invalid = yaml.safe_dump(
+        {
+            "apiVersion": "test.kratix.io/v1alpha1",
+            "kind": "Aggregate",
+            "metadata": {"name": "req-2", "namespace": "default"},
+            "spec": {"name": ["a list"]},
+        }
+    )
     commit_files(platform, {"requests/default/req-2.yaml": invalid})
     failed = publish(platform, output)
     assert failed.returncode == 1
     assert kinds_and_names(files_at(output)["aggregated-yaml/catalog.yaml"]) == kinds_and_names(catalog)
 
     # removing the entire file when the promise gets deleted
-    commit_files(platform, {}, remove=["promises/aggregate-promise/promise.yaml", "requests/default/req-2.yaml",
-                                       "promises/aggregate-promise/scripts/promise.sh",
-                                       "promises/aggregate-promise/scripts/resource.sh"])
+    commit_files(
+        platform,
+        {},
+        remove=[
+            "promises/aggregate-promise/promise.yaml",
+            "requests/default/req-2.yaml",
+            "promises/aggregate-promise/scripts/promise.sh",
+            "promises/aggregate-promise/scripts/resource.sh",
+        ],
+    )
     assert publish(platform, output, "--allow-deletions").returncode == 0
     folder_now = sorted(p for p in files_at(output) if p.startswith("aggregated-yaml/"))
-    assert folder_now == ["aggregated-yaml/kratix-canary-configmap.yaml",
-                          "aggregated-yaml/kratix-canary-namespace.yaml", "aggregated-yaml/kustomization.yaml"]
+    assert folder_now == [
+        "aggregated-yaml/kratix-canary-configmap.yaml",
+        "aggregated-yaml/kratix-canary-namespace.yaml",
+        "aggregated-yaml/kustomization.yaml",
+    ]
 
 
 def test_a_file_that_is_not_kubernetes_objects_fails_its_owner_on_an_aggregated_destination(tmp_path: Path) -> None:
-    scripts = {**AGGREGATE_SCRIPTS,
-               "resource.sh": AGGREGATE_SCRIPTS["resource.sh"] + 'if [ "$name" = req-2 ]; then echo "x = 1" > '
-                                                                 '"$out/main.tf"; fi\n'}
-    platform, _ = make_repo(tmp_path / "platform", {
-        **promise_files("aggregate-promise", AGGREGATE_PROMISE, scripts),
-        "clusters/aggregated-yaml.yaml": AGGREGATED_DESTINATION,
-        "requests/default/req-1.yaml": aggregate("req-1"), "requests/default/req-2.yaml": aggregate("req-2")})
+    scripts = {
+        **AGGREGATE_SCRIPTS,
+        "resource.sh": AGGREGATE_SCRIPTS["resource.sh"] + 'if [ "$name" = req-2 ]; then echo "x = 1" > '
+        '"$out/main.tf"; fi\n',
+    }
+    platform, _ = make_repo(
+        tmp_path / "platform",
+        {
+            **promise_files("aggregate-promise", AGGREGATE_PROMISE, scripts),
+            "clusters/aggregated-yaml.yaml": AGGREGATED_DESTINATION,
+            "requests/default/req-1.yaml": aggregate("req-1"),
+            "requests/default/req-2.yaml": aggregate("req-2"),
+        },
+    )
     output = init_repo(tmp_path / "output.git", bare=True)
     result = publish(platform, output)
     assert result.returncode == 1
     assert "output main.tf for Destination 'aggregated-yaml': holds no Kubernetes objects" in result.stderr
     assert kinds_and_names(files_at(output)["aggregated-yaml/catalog.yaml"]) == [
-        "Namespace:aggregate-test-ns", "ConfigMap:req-1"]
+        "Namespace:aggregate-test-ns",
+        "ConfigMap:req-1",
+    ]
 
 
 # --- state stores -------------------------------------------------------------------------------------------
+
 
 def stores_platform(tmp_path: Path, *, dev_url: str | None = None) -> tuple[Path, Path, Path]:
     """The test platform with dev-1 in the GitStateStore `dev` (at kratix/ of its repo), prod-1 in `prod` (branch
@@ -423,9 +523,11 @@ def stores_platform(tmp_path: Path, *, dev_url: str | None = None) -> tuple[Path
     files = platform_files(**{f"team-a/db-{i}": database(f"db-{i}") for i in range(4)})
     files["clusters/stores.yaml"] = dev_doc + "---\n" + prod_doc
     files["clusters/dev-1.yaml"] = destination("dev-1", {"env": "dev"}).replace(
-        "  path: dev-1\n", "  path: dev-1\n  stateStoreRef: {kind: GitStateStore, name: dev}\n")
+        "  path: dev-1\n", "  path: dev-1\n  stateStoreRef: {kind: GitStateStore, name: dev}\n"
+    )
     files["clusters/prod-1.yaml"] = destination("prod-1", {"env": "dev"}).replace(
-        "  path: prod-1\n", "  path: prod-1\n  stateStoreRef: {kind: GitStateStore, name: prod}\n")
+        "  path: prod-1\n", "  path: prod-1\n  stateStoreRef: {kind: GitStateStore, name: prod}\n"
+    )
     platform, _ = make_repo(tmp_path / "platform", files)
     return platform, dev_repo, prod_repo
 
@@ -451,8 +553,9 @@ def test_two_state_stores_receive_one_commit_each(tmp_path: Path) -> None:
     assert len(placed) == 4
     # the output repo keeps the compiler's bookkeeping for all three
     assert {".kratix/provenance/dev-1.jsonl", ".kratix/provenance/prod-1.jsonl"} <= set(own)
-    explained = kratix("explain", "@dev/kratix/dev-1/dependencies/database/static/dependencies.yaml",
-                       "--output-repo", str(output))
+    explained = kratix(
+        "explain", "@dev/kratix/dev-1/dependencies/database/static/dependencies.yaml", "--output-repo", str(output)
+    )
     assert explained.returncode == 0 and "owner:        Promise database" in explained.stdout, explained.stderr
     # nothing changed: no commit anywhere
     again = publish(platform, output)
@@ -479,8 +582,14 @@ def test_a_state_store_that_cannot_be_reached_fails_alone(tmp_path: Path) -> Non
     assert "NOT published" in result.stderr
     assert len(commits(prod_repo, "live")) == 1 and len(commits(output)) == 1  # the others publish
     # once it can be reached, the next compile writes its destination's files
-    commit_files(platform, {"clusters/stores.yaml": git(platform, "show", "HEAD:clusters/stores.yaml").replace(
-        unreachable, str(dev_repo))})
+    commit_files(
+        platform,
+        {
+            "clusters/stores.yaml": git(platform, "show", "HEAD:clusters/stores.yaml").replace(
+                unreachable, str(dev_repo)
+            )
+        },
+    )
     healed = publish(platform, output)
     assert healed.returncode == 0, healed.stderr
     assert "kratix/dev-1/dependencies/database/static/dependencies.yaml" in files_at(dev_repo)
@@ -488,19 +597,25 @@ def test_a_state_store_that_cannot_be_reached_fails_alone(tmp_path: Path) -> Non
 
 def test_a_bucket_state_store_is_refused_with_a_clear_message(tmp_path: Path) -> None:
     files = platform_files()
-    files["clusters/bucket.yaml"] = ("apiVersion: platform.kratix.io/v1alpha1\nkind: BucketStateStore\n"
-                                     "metadata: {name: minio}\nspec: {bucketName: kratix, endpoint: minio}\n")
+    files["clusters/bucket.yaml"] = (
+        "apiVersion: platform.kratix.io/v1alpha1\nkind: BucketStateStore\n"
+        "metadata: {name: minio}\nspec: {bucketName: kratix, endpoint: minio}\n"
+    )
     files["clusters/dev-1.yaml"] = destination("dev-1", {"env": "dev"}).replace(
-        "  path: dev-1\n", "  path: dev-1\n  stateStoreRef: {kind: BucketStateStore, name: minio}\n")
+        "  path: dev-1\n", "  path: dev-1\n  stateStoreRef: {kind: BucketStateStore, name: minio}\n"
+    )
     platform, _ = make_repo(tmp_path / "platform", files)
     result = kratix("validate", str(platform))
     assert result.returncode == 1
-    assert "clusters/bucket.yaml:2:1: kind: BucketStateStore is not supported: kratix publishes to Git only" \
+    assert (
+        "clusters/bucket.yaml:2:1: kind: BucketStateStore is not supported: kratix publishes to Git only"
         in result.stderr
+    )
     assert "spec.stateStoreRef: a BucketStateStore is not supported" in result.stderr
 
 
 # --- path, strictMatchLabels, initWorkloads, an immutable mode ----------------------------------------------
+
 
 @pytest.mark.parametrize("path", ["/", "."])
 def test_path_slash_or_dot_is_the_root_of_the_state_store(tmp_path: Path, path: str) -> None:
@@ -508,7 +623,8 @@ def test_path_slash_or_dot_is_the_root_of_the_state_store(tmp_path: Path, path: 
     files = platform_files(**{"team-a/db": database("db")})
     files["clusters/store.yaml"] = dev_doc
     files["clusters/dev-1.yaml"] = destination("dev-1", {"env": "dev"}).replace(
-        "  path: dev-1\n", f"  path: {json.dumps(path)}\n  stateStoreRef: {{kind: GitStateStore, name: dev}}\n")
+        "  path: dev-1\n", f"  path: {json.dumps(path)}\n  stateStoreRef: {{kind: GitStateStore, name: dev}}\n"
+    )
     files["clusters/dev-2.yaml"] = destination("dev-2", {"env": "elsewhere"})
     platform, _ = make_repo(tmp_path / "platform", files)
     output = init_repo(tmp_path / "output.git", bare=True)
@@ -526,16 +642,19 @@ def test_path_slash_or_dot_is_the_root_of_the_state_store(tmp_path: Path, path: 
 def test_a_destination_at_the_root_of_the_output_repo_leaves_its_bookkeeping_alone(tmp_path: Path) -> None:
     files = platform_files(**{"team-a/db": database("db")})
     files["clusters/dev-1.yaml"] = destination("dev-1", {"env": "dev"}).replace("  path: dev-1\n", "  path: /\n")
-    files["clusters/dev-2.yaml"] = destination("dev-2", {"env": "dev"}).replace("  path: dev-2\n", "  path: /\n"
-                                                                                "  filepath: {mode: none}\n")
+    files["clusters/dev-2.yaml"] = destination("dev-2", {"env": "dev"}).replace(
+        "  path: dev-2\n", "  path: /\n  filepath: {mode: none}\n"
+    )
     platform, _ = make_repo(tmp_path / "platform", files)
     result = kratix("validate", str(platform))
     assert result.returncode == 1
-    assert "clusters/dev-2.yaml:8:3: spec.path: its files (the whole of its store) would lie in .kratix/" \
-        in result.stderr
+    assert (
+        "clusters/dev-2.yaml:8:3: spec.path: its files (the whole of its store) would lie in .kratix/" in result.stderr
+    )
     for bad in ("../up", "a/.git/b", "a\tb", ".kratix/x"):
-        files["clusters/dev-2.yaml"] = destination("dev-2", {}).replace("  path: dev-2\n",
-                                                                        f"  path: {json.dumps(bad)}\n")
+        files["clusters/dev-2.yaml"] = destination("dev-2", {}).replace(
+            "  path: dev-2\n", f"  path: {json.dumps(bad)}\n"
+        )
         platform = make_repo(tmp_path / f"platform-{len(bad)}", files)[0]
         assert kratix("validate", str(platform)).returncode == 1, bad
 
@@ -553,7 +672,8 @@ def test_strict_match_labels_as_kratix_schedules_it(tmp_path: Path) -> None:
     # without labels takes it ("unless the destination label set is also empty"), a plain one takes it.
     files = platform_files()
     files["promises/database/promise.yaml"] = files["promises/database/promise.yaml"].replace(
-        "  destinationSelectors:\n    - matchLabels:\n        env: dev\n", "")
+        "  destinationSelectors:\n    - matchLabels:\n        env: dev\n", ""
+    )
     files["clusters/dev-1.yaml"] = destination("dev-1", {"env": "dev"}, strict=True)
     files["clusters/dev-2.yaml"] = destination("dev-2", {}, strict=True)
     files["clusters/prod-1.yaml"] = destination("prod-1", {"env": "prod"})
@@ -563,7 +683,8 @@ def test_strict_match_labels_as_kratix_schedules_it(tmp_path: Path) -> None:
     assert placed_on(out) == {"dev-2": ["database"], "prod-1": ["database"]}
     # with a selector, a strict Destination with the labels takes it
     files["promises/database/promise.yaml"] = files["promises/database/promise.yaml"].replace(
-        "spec:\n", "spec:\n  destinationSelectors:\n    - matchLabels:\n        env: dev\n", 1)
+        "spec:\n", "spec:\n  destinationSelectors:\n    - matchLabels:\n        env: dev\n", 1
+    )
     shutil.rmtree(out)
     result = kratix("compile", str(make_repo(tmp_path / "platform-2", files)[0]), "--out", str(out))
     assert result.returncode == 0, result.stderr
@@ -573,9 +694,11 @@ def test_strict_match_labels_as_kratix_schedules_it(tmp_path: Path) -> None:
 def test_init_workloads_writes_kratixs_canary_files_unless_disabled(tmp_path: Path) -> None:
     files = platform_files()
     files["clusters/prod-1.yaml"] = destination("prod-1", {"env": "prod"}).replace(
-        "  path: prod-1\n", "  path: prod-1\n  initWorkloads: {enabled: false}\n")
+        "  path: prod-1\n", "  path: prod-1\n  initWorkloads: {enabled: false}\n"
+    )
     files["clusters/dev-2.yaml"] = destination("dev-2", {"env": "dev"}).replace(
-        "  path: dev-2\n", "  path: dev-2\n  filepath: {mode: none}\n")
+        "  path: dev-2\n", "  path: dev-2\n  filepath: {mode: none}\n"
+    )
     out = tmp_path / "out"
     assert kratix("compile", str(make_repo(tmp_path / "platform", files)[0]), "--out", str(out)).returncode == 0
     namespace = yaml.safe_load((out / "dev-1/dependencies/kratix-canary-namespace.yaml").read_text())
@@ -594,29 +717,42 @@ def test_a_destination_whose_filepath_mode_changes_is_refused_and_keeps_its_file
     output = init_repo(tmp_path / "output.git", bare=True)
     assert publish(platform, output).returncode == 0
     before = files_at(output)
-    commit_files(platform, {"clusters/dev-1.yaml": destination("dev-1", {"env": "dev"}).replace(
-        "  path: dev-1\n", "  path: dev-1\n  filepath:\n    mode: aggregatedYAML\n")})
+    commit_files(
+        platform,
+        {
+            "clusters/dev-1.yaml": destination("dev-1", {"env": "dev"}).replace(
+                "  path: dev-1\n", "  path: dev-1\n  filepath:\n    mode: aggregatedYAML\n"
+            )
+        },
+    )
     result = publish(platform, output)
     assert result.returncode == 1
-    assert ("clusters/dev-1.yaml:10:5: spec.filepath.mode: filepath.mode is immutable: this Destination was "
-            "published with nestedByMetadata, not aggregatedYAML") in result.stderr
+    assert (
+        "clusters/dev-1.yaml:10:5: spec.filepath.mode: filepath.mode is immutable: this Destination was "
+        "published with nestedByMetadata, not aggregatedYAML"
+    ) in result.stderr
     after = files_at(output)
     assert {p: d for p, d in after.items() if p.startswith("dev-1/")} == {
-        p: d for p, d in before.items() if p.startswith("dev-1/")}
+        p: d for p, d in before.items() if p.startswith("dev-1/")
+    }
 
 
 def test_yaml_that_is_not_kubernetes_objects_is_delivered_as_written_and_said_so(tmp_path: Path) -> None:
     files = platform_files(**{"team-a/db": database("db")})
     files["promises/database/promise.yaml"] = files["promises/database/promise.yaml"].replace(
-        "                template: templates\n", "                template: templates\n"
+        "                template: templates\n",
+        "                template: templates\n"
         "              - name: values\n"
-        "                command: [sh, -c, 'printf \"replicas: 2\\n# a Helm values file\\n\" > "
-        "\"${KRATIX_OUTPUT:-/kratix/output}/values.yaml\"']\n")
+        '                command: [sh, -c, \'printf "replicas: 2\\n# a Helm values file\\n" > '
+        '"${KRATIX_OUTPUT:-/kratix/output}/values.yaml"\']\n',
+    )
     out = tmp_path / "out"
     result = kratix("compile", str(make_repo(tmp_path / "platform", files)[0]), "--out", str(out), "--unsandboxed")
     assert result.returncode == 0, result.stderr
-    assert ("warning: output values.yaml is delivered as written, not applied as Kubernetes objects: document 1 "
-            "has no apiVersion") in result.stderr
+    assert (
+        "warning: output values.yaml is delivered as written, not applied as Kubernetes objects: document 1 "
+        "has no apiVersion"
+    ) in result.stderr
     [values] = out.rglob("values.yaml")
     assert values.read_bytes() == b"replicas: 2\n# a Helm values file\n"
     area = values.relative_to(out).parts[0]
@@ -624,6 +760,7 @@ def test_yaml_that_is_not_kubernetes_objects_is_delivered_as_written_and_said_so
 
 
 # --- the compiler's memory ----------------------------------------------------------------------------------
+
 
 def edit_by_hand(repo: Path, files: dict[str, bytes], remove: tuple[str, ...] = ()) -> None:
     scratch = repo.with_name(repo.name + "-edit")
@@ -633,14 +770,20 @@ def edit_by_hand(repo: Path, files: dict[str, bytes], remove: tuple[str, ...] = 
 
 
 def test_unreadable_provenance_heals_from_kratixs_state_files_in_a_destination_of_mode_none(
-        terraform: tuple[Path, Path, Path]) -> None:
+    terraform: tuple[Path, Path, Path],
+) -> None:
     platform, output, store_repo = terraform
     assert publish(platform, output).returncode == 0
     edit_by_hand(output, {".kratix/provenance/test-worker-git-filepathmode-none.jsonl": b"{truncated"})
     # request 1 fails now: it keeps its files, the Terraform file included, though provenance had to be rebuilt
-    invalid = yaml.safe_dump({"apiVersion": "test.kratix.io/v1alpha1", "kind": "ModeNone",
-                              "metadata": {"name": "modenone-request-1", "namespace": "default"},
-                              "spec": {"name": ["a list"]}})
+    invalid = yaml.safe_dump(
+        {
+            "apiVersion": "test.kratix.io/v1alpha1",
+            "kind": "ModeNone",
+            "metadata": {"name": "modenone-request-1", "namespace": "default"},
+            "spec": {"name": ["a list"]},
+        }
+    )
     commit_files(platform, {"requests/default/modenone-request-1.yaml": invalid})
     result = publish(platform, output)
     assert result.returncode == 1
@@ -649,7 +792,8 @@ def test_unreadable_provenance_heals_from_kratixs_state_files_in_a_destination_o
     assert files["filepathmode-none/main-modenone-request-1.tf"].startswith(b'resource "null_resource"')
     assert "filepathmode-none/modenone-request-1.tfvars.json" in files
     entry = provenance(output, "test-worker-git-filepathmode-none")[
-        "@destination-git-test-store/filepathmode-none/main-modenone-request-1.tf"]
+        "@destination-git-test-store/filepathmode-none/main-modenone-request-1.tf"
+    ]
     assert entry["owner"] == "ModeNone default/modenone-request-1"
 
 
@@ -657,18 +801,28 @@ def test_provenance_written_before_it_named_destinations_is_read_as_it_was(tmp_p
     # Format 2 named a destination by its folder; a compile reads it, names the destination, and neither warns
     # nor takes the change for a deletion.
     files = platform_files(**{f"team-a/db-{i}": database(f"db-{i}") for i in range(3)})
-    files["clusters/dev-1.yaml"] = destination("dev-1", {"env": "dev"}).replace("  path: dev-1\n",
-                                                                                "  path: workers/one\n")
+    files["clusters/dev-1.yaml"] = destination("dev-1", {"env": "dev"}).replace(
+        "  path: dev-1\n", "  path: workers/one\n"
+    )
     platform, _ = make_repo(tmp_path / "platform", files)
     output = init_repo(tmp_path / "output.git", bare=True)
     assert publish(platform, output).returncode == 0
     shard = git(output, "show", "main:.kratix/provenance/dev-1.jsonl")
     header, *lines = shard.splitlines()
-    older = [json.dumps({**json.loads(line), "destination": "workers/one"}, sort_keys=True,
-                        separators=(",", ":")) for line in lines]
-    edit_by_hand(output, {".kratix/provenance/workers%2Fone.jsonl":
-                          "\n".join([header.replace('"format":3', '"format":2'), *older]).encode() + b"\n"},
-                 remove=(".kratix/provenance/dev-1.jsonl",))
+    older = [
+        json.dumps({**json.loads(line), "destination": "workers/one"}, sort_keys=True, separators=(",", ":"))
+        for line in lines
+    ]
+    edit_by_hand(
+        output,
+        {
+            ".kratix/provenance/workers%2Fone.jsonl": "\n".join(
+                [header.replace('"format":3', '"format":2'), *older]
+            ).encode()
+            + b"\n"
+        },
+        remove=(".kratix/provenance/dev-1.jsonl",),
+    )
     result = publish(platform, output)
     assert result.returncode == 0, result.stderr
     assert "cannot be read" not in result.stderr
@@ -680,11 +834,13 @@ def test_provenance_written_before_it_named_destinations_is_read_as_it_was(tmp_p
 def test_a_state_store_on_the_output_repos_branch_publishes_with_it(tmp_path: Path) -> None:
     output = init_repo(tmp_path / "output.git", bare=True)
     files = platform_files(**{"team-a/db": database("db")})
-    files["clusters/store.yaml"] = GIT_STATE_STORE.format(name="default", branch="main", url=output,
-                                                          extra="  path: state\n")
+    files["clusters/store.yaml"] = GIT_STATE_STORE.format(
+        name="default", branch="main", url=output, extra="  path: state\n"
+    )
     for name in ("dev-1", "dev-2"):
         files[f"clusters/{name}.yaml"] = destination(name, {"env": "dev"}).replace(
-            f"  path: {name}\n", f"  path: {name}\n  stateStoreRef: {{kind: GitStateStore, name: default}}\n")
+            f"  path: {name}\n", f"  path: {name}\n  stateStoreRef: {{kind: GitStateStore, name: default}}\n"
+        )
     platform, _ = make_repo(tmp_path / "platform", files)
     result = publish(platform, output)
     assert result.returncode == 0, result.stderr
@@ -716,8 +872,9 @@ def test_a_state_store_that_moves_while_publishing_is_read_again_and_gets_one_co
             git(scratch, "push", "--quiet", str(dev_repo), "HEAD:main")
         result, _, _ = pipeline.prepare_publish(tree, previous, settings=settings)
         builds.append(result)
-        return result.files, {t.prefix: pipeline.commit_message(tree, result, previous, target=t.prefix)
-                              for t in targets}
+        return result.files, {
+            t.prefix: pipeline.commit_message(tree, result, previous, target=t.prefix) for t in targets
+        }
 
     published = stores.publish_all(targets, build)
     assert len(builds) == 2  # the moved branch was read again and the compile ran again
@@ -734,8 +891,14 @@ def test_a_state_store_that_refuses_the_push_fails_alone(tmp_path: Path) -> None
     hook = dev_repo / "hooks" / "pre-receive"
     hook.write_text("#!/bin/sh\necho 'protected branch' >&2\nexit 1\n")
     hook.chmod(0o755)
-    commit_files(platform, {"clusters/stores.yaml": git(platform, "show", "HEAD:clusters/stores.yaml").replace(
-        f"url: {dev_repo}", f"url: {dev_repo.as_uri()}")})  # a URL: pushed to, so the server's hook runs
+    commit_files(
+        platform,
+        {
+            "clusters/stores.yaml": git(platform, "show", "HEAD:clusters/stores.yaml").replace(
+                f"url: {dev_repo}", f"url: {dev_repo.as_uri()}"
+            )
+        },
+    )  # a URL: pushed to, so the server's hook runs
     output = init_repo(tmp_path / "output.git", bare=True)
     result = publish(platform, output)
     assert result.returncode == 1

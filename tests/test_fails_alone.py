@@ -34,8 +34,14 @@ def kratix_bounded(*args: str, env: Mapping[str, str] | None = None) -> subproce
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
 
     full_env = {k: v for k, v in os.environ.items() if k != "GITHUB_ACTIONS"} | dict(env or {})
-    return subprocess.run([sys.executable, "-m", "kratix.cli", *args], capture_output=True, text=True,
-                          env=full_env, timeout=TIME_LIMIT_SECONDS * 4, preexec_fn=limit)
+    return subprocess.run(
+        [sys.executable, "-m", "kratix.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=TIME_LIMIT_SECONDS * 4,
+        preexec_fn=limit,
+    )
 
 
 @dataclass
@@ -43,11 +49,13 @@ class Published:
     platform: Path
     output: Path
 
-    def compile(self, *extra: str, ref: str = "HEAD", env: Mapping[str, str] | None = None
-                ) -> subprocess.CompletedProcess[str]:
+    def compile(
+        self, *extra: str, ref: str = "HEAD", env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         started = time.monotonic()
-        done = kratix_bounded("compile", str(self.platform), "--ref", ref, "--output-repo", str(self.output), *extra,
-                              env=env)
+        done = kratix_bounded(
+            "compile", str(self.platform), "--ref", ref, "--output-repo", str(self.output), *extra, env=env
+        )
         assert time.monotonic() - started < TIME_LIMIT_SECONDS, "the compile was not bounded in time"
         assert done.returncode != 3, done.stderr
         return done
@@ -71,8 +79,9 @@ def published(tmp_path: Path) -> Published:
     return state
 
 
-def change_and_compile(state: Published, changes: Mapping[str, str | bytes], *extra: str
-                       ) -> tuple[subprocess.CompletedProcess[str], dict[str, bytes], dict[str, bytes]]:
+def change_and_compile(
+    state: Published, changes: Mapping[str, str | bytes], *extra: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, bytes], dict[str, bytes]]:
     """Commit `changes` and a new team-b request; compile; return the run and the files before and after."""
     before = state.files()
     commit_files(state.platform, {**changes, "requests/team-b/newcomer.yaml": database("newcomer")})
@@ -80,8 +89,9 @@ def change_and_compile(state: Published, changes: Mapping[str, str | bytes], *ex
     return done, before, state.files()
 
 
-def assert_fails_alone(done: subprocess.CompletedProcess[str], before: Mapping[str, bytes],
-                       after: Mapping[str, bytes], where: str) -> None:
+def assert_fails_alone(
+    done: subprocess.CompletedProcess[str], before: Mapping[str, bytes], after: Mapping[str, bytes], where: str
+) -> None:
     assert done.returncode == 1, done.stderr
     assert where in done.stderr, done.stderr
     assert any("/resources/team-b/database/newcomer/" in path for path in after), "the other tenant was held up"
@@ -91,17 +101,26 @@ def assert_fails_alone(done: subprocess.CompletedProcess[str], before: Mapping[s
 # --- 1. odd but legal YAML ----------------------------------------------------------------------------------
 
 ODD_YAML = {
-    "a null key": ("apiVersion: example.io/v1\nkind: Database\nmetadata:\n  name: db\nspec:\n  null: x\n",
-                   "requests/team-a/db.yaml:6:3: "),
-    "a !!set": ("apiVersion: example.io/v1\nkind: Database\nmetadata:\n  name: db\nspec: !!set {a, b}\n",
-                "requests/team-a/db.yaml:5:7: "),
+    "a null key": (
+        "apiVersion: example.io/v1\nkind: Database\nmetadata:\n  name: db\nspec:\n  null: x\n",
+        "requests/team-a/db.yaml:6:3: ",
+    ),
+    "a !!set": (
+        "apiVersion: example.io/v1\nkind: Database\nmetadata:\n  name: db\nspec: !!set {a, b}\n",
+        "requests/team-a/db.yaml:5:7: ",
+    ),
     "a key YAML 1.1 reads as a boolean": (
         "apiVersion: example.io/v1\nkind: Database\nmetadata:\n  name: db\nspec:\n  on: x\n",
-        "requests/team-a/db.yaml:6:3: spec.true: unknown field \"true\""),
-    "a number key": ("apiVersion: example.io/v1\nkind: Database\nmetadata:\n  name: db\nspec:\n  1: x\n",
-                     "requests/team-a/db.yaml:6:3: spec.1: unknown field \"1\""),
-    "a list key": ("apiVersion: example.io/v1\nkind: Database\nmetadata:\n  name: db\nspec:\n  ? [a]\n  : x\n",
-                   "requests/team-a/db.yaml:6:5: "),
+        'requests/team-a/db.yaml:6:3: spec.true: unknown field "true"',
+    ),
+    "a number key": (
+        "apiVersion: example.io/v1\nkind: Database\nmetadata:\n  name: db\nspec:\n  1: x\n",
+        'requests/team-a/db.yaml:6:3: spec.1: unknown field "1"',
+    ),
+    "a list key": (
+        "apiVersion: example.io/v1\nkind: Database\nmetadata:\n  name: db\nspec:\n  ? [a]\n  : x\n",
+        "requests/team-a/db.yaml:6:5: ",
+    ),
     "a document that is a list": ("- a\n- b\n", "requests/team-a/db.yaml:1:1: document 1 is a list"),
     "bytes that are not UTF-8": (b"apiVersion: \xff\xfe\n", "requests/team-a/db.yaml:1:1: not UTF-8"),
 }
@@ -125,8 +144,12 @@ def test_a_billion_laughs_is_refused_in_time_and_memory(published: Published) ->
 
 
 def test_deep_nesting_is_refused_without_a_crash(published: Published) -> None:
-    deep = "apiVersion: example.io/v1\nkind: Database\nmetadata:\n  name: db\nspec:\n  x: " + "[" * 200_000 + \
-        "]" * 200_000 + "\n"
+    deep = (
+        "apiVersion: example.io/v1\nkind: Database\nmetadata:\n  name: db\nspec:\n  x: "
+        + "[" * 200_000
+        + "]" * 200_000
+        + "\n"
+    )
     done, before, after = change_and_compile(published, {"requests/team-a/db.yaml": deep})
     assert_fails_alone(done, before, after, "requests/team-a/db.yaml:6:")
     assert "levels deep" in done.stderr
@@ -134,9 +157,11 @@ def test_deep_nesting_is_refused_without_a_crash(published: Published) -> None:
 
 # --- 2. names before paths ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["../../escape", "a/b", "x\x00y", "UPPER", "x" * 64, "dot.ted"])
-def test_a_request_name_that_is_no_dns_label_never_reaches_a_path(published: Published, tmp_path: Path,
-                                                                  name: str) -> None:
+def test_a_request_name_that_is_no_dns_label_never_reaches_a_path(
+    published: Published, tmp_path: Path, name: str
+) -> None:
     text = yaml.safe_dump({"apiVersion": "example.io/v1", "kind": "Database", "metadata": {"name": name}})
     done, before, after = change_and_compile(published, {"requests/team-a/db.yaml": text})
     assert_fails_alone(done, before, after, "requests/team-a/db.yaml:4:3: metadata.name: ")
@@ -154,30 +179,43 @@ def test_a_namespace_folder_that_is_no_namespace_fails_its_files(published: Publ
 
 
 def test_a_request_cannot_pose_as_a_compound_child(published: Published) -> None:
-    text = yaml.safe_dump({"apiVersion": "example.io/v1", "kind": "Database", "metadata": {
-        "name": "sneaky", "labels": {"kratix.io/parent-resource-name": "db"}}})
+    text = yaml.safe_dump(
+        {
+            "apiVersion": "example.io/v1",
+            "kind": "Database",
+            "metadata": {"name": "sneaky", "labels": {"kratix.io/parent-resource-name": "db"}},
+        }
+    )
     done, before, after = change_and_compile(published, {"requests/team-c/sneaky.yaml": text})
     assert_fails_alone(done, before, after, "metadata.labels.kratix.io/parent-resource-name: label ")
 
 
 # --- 3. output the worker will accept ------------------------------------------------------------------------
 
+
 def test_output_kubernetes_would_refuse_fails_its_request_alone(published: Published) -> None:
     template = CONFIGMAP_TEMPLATE.replace("metadata:\n", "metadata:\n  labels:\n    note: {{ request.spec.note }}\n")
-    changes = {"promises/database/templates/configmap.yaml.j2": template,
-               "requests/team-a/db.yaml": database("db", note="not a label value!")}
+    changes = {
+        "promises/database/templates/configmap.yaml.j2": template,
+        "requests/team-a/db.yaml": database("db", note="not a label value!"),
+    }
     done, before, after = change_and_compile(published, changes)
-    assert_fails_alone(done, before, after, "metadata.labels.note: output ConfigMap db-config in configmap.yaml: "
-                                            "must be a label value")
+    assert_fails_alone(
+        done, before, after, "metadata.labels.note: output ConfigMap db-config in configmap.yaml: must be a label value"
+    )
     status = yaml.safe_load(after[".kratix/status/team-a/database/db.yaml"])["status"]
     assert status["message"].startswith("Failed")
 
 
 def test_a_step_cannot_set_the_labels_that_say_whose_output_it_is(published: Published) -> None:
-    template = CONFIGMAP_TEMPLATE.replace("metadata:\n", "metadata:\n  labels:\n    kratix.io/resource-name: "
-                                                         "{{ request.spec.note or request.metadata.name }}\n")
-    changes = {"promises/database/templates/configmap.yaml.j2": template,
-               "requests/team-a/db.yaml": database("db", note="cache")}
+    template = CONFIGMAP_TEMPLATE.replace(
+        "metadata:\n",
+        "metadata:\n  labels:\n    kratix.io/resource-name: {{ request.spec.note or request.metadata.name }}\n",
+    )
+    changes = {
+        "promises/database/templates/configmap.yaml.j2": template,
+        "requests/team-a/db.yaml": database("db", note="cache"),
+    }
     done, before, after = change_and_compile(published, changes)
     assert_fails_alone(done, before, after, "sets label kratix.io/resource-name='cache', which only the compiler sets")
 
@@ -185,14 +223,24 @@ def test_a_step_cannot_set_the_labels_that_say_whose_output_it_is(published: Pub
 # --- 4. a broken Promise, Destination or request file is not a deletion ---------------------------------------
 
 BROKEN_PROMISES = {
-    "a mistyped apiVersion": (("kind: Promise", "kind: Promise"), ("platform.kratix.io/v1alpha1",
-                                                                    "platform.kratix.io/v1alpha2"),
-                              "promises/database/promise.yaml:1:1: apiVersion: a Promise must have apiVersion"),
-    "destinationSelectors as a mapping": (("  destinationSelectors:\n    - matchLabels:\n        env: dev",
-                                           "  destinationSelectors:\n    matchLabels:\n      env: dev"), ("", ""),
-                                          "spec.destinationSelectors: must be a list, not a mapping"),
-    "an unknown spec field": (("  destinationSelectors:", "  destinationSelector:"), ("", ""),
-                              'spec.destinationSelector: unknown field "destinationSelector"'),
+    "a mistyped apiVersion": (
+        ("kind: Promise", "kind: Promise"),
+        ("platform.kratix.io/v1alpha1", "platform.kratix.io/v1alpha2"),
+        "promises/database/promise.yaml:1:1: apiVersion: a Promise must have apiVersion",
+    ),
+    "destinationSelectors as a mapping": (
+        (
+            "  destinationSelectors:\n    - matchLabels:\n        env: dev",
+            "  destinationSelectors:\n    matchLabels:\n      env: dev",
+        ),
+        ("", ""),
+        "spec.destinationSelectors: must be a list, not a mapping",
+    ),
+    "an unknown spec field": (
+        ("  destinationSelectors:", "  destinationSelector:"),
+        ("", ""),
+        'spec.destinationSelector: unknown field "destinationSelector"',
+    ),
     "a YAML syntax error": (("kind: Promise", "kind: [Promise"), ("", ""), "promises/database/promise.yaml:"),
 }
 
@@ -216,13 +264,19 @@ def test_a_broken_promise_keeps_its_dependencies_and_its_requests_output(publish
 
 def test_a_broken_destination_keeps_what_is_placed_on_it(published: Published) -> None:
     before = published.files()
-    commit_files(published.platform, {"clusters/dev-1.yaml": destination("dev-1", {"env": "dev"}).replace(
-        "strictMatchLabels", "strictMatchLabel") + "  strictMatchLabelz: yes\n"})
+    commit_files(
+        published.platform,
+        {
+            "clusters/dev-1.yaml": destination("dev-1", {"env": "dev"}).replace("strictMatchLabels", "strictMatchLabel")
+            + "  strictMatchLabelz: yes\n"
+        },
+    )
     done = published.compile()
     after = published.files()
     assert done.returncode == 1 and "clusters/dev-1.yaml:" in done.stderr, done.stderr
-    assert {p: d for p, d in after.items() if p.startswith("dev-1/")} == \
-        {p: d for p, d in before.items() if p.startswith("dev-1/")}
+    assert {p: d for p, d in after.items() if p.startswith("dev-1/")} == {
+        p: d for p, d in before.items() if p.startswith("dev-1/")
+    }
 
 
 def test_a_request_file_that_stops_parsing_keeps_its_output_and_says_why(published: Published) -> None:
@@ -262,6 +316,7 @@ def test_the_owner_that_published_an_object_first_keeps_it(tmp_path: Path, rebui
 
 # --- 6. bookkeeping that heals --------------------------------------------------------------------------------
 
+
 def corrupt(state: Published, path: str, content: bytes) -> None:
     scratch = state.output.with_name("scratch")
     git(state.output.parent, "clone", "--quiet", str(state.output), str(scratch))
@@ -270,13 +325,21 @@ def corrupt(state: Published, path: str, content: bytes) -> None:
     git(scratch, "push", "--quiet", "origin", "main")
 
 
-@pytest.mark.parametrize("path", [".kratix/placements.json", ".kratix/provenance/dev-1.jsonl",
-                                  ".kratix/cache/team-a.jsonl", ".kratix/inventory.json"])
-@pytest.mark.parametrize("content", [b"{truncated", b'{"format": 99}\n', b"\xff\xfe"], ids=["truncated",
-                                                                                              "another version",
-                                                                                              "not text"])
-def test_unreadable_bookkeeping_is_a_warning_and_the_compile_heals(published: Published, path: str,
-                                                                   content: bytes) -> None:
+@pytest.mark.parametrize(
+    "path",
+    [
+        ".kratix/placements.json",
+        ".kratix/provenance/dev-1.jsonl",
+        ".kratix/cache/team-a.jsonl",
+        ".kratix/inventory.json",
+    ],
+)
+@pytest.mark.parametrize(
+    "content", [b"{truncated", b'{"format": 99}\n', b"\xff\xfe"], ids=["truncated", "another version", "not text"]
+)
+def test_unreadable_bookkeeping_is_a_warning_and_the_compile_heals(
+    published: Published, path: str, content: bytes
+) -> None:
     if path not in published.files():
         pytest.skip(f"{path} is not part of this platform's output")
     corrupt(published, path, content)
@@ -316,6 +379,7 @@ def test_an_output_file_edited_by_hand_is_rewritten(published: Published) -> Non
 
 # --- 9. hand-placed files -------------------------------------------------------------------------------------
 
+
 def test_a_file_kratix_did_not_write_trips_the_guard(published: Published) -> None:
     scratch = published.output.with_name("scratch")
     git(published.output.parent, "clone", "--quiet", str(published.output), str(scratch))
@@ -333,6 +397,7 @@ def test_a_file_kratix_did_not_write_trips_the_guard(published: Published) -> No
 
 
 # --- 8. text is escaped for where it goes ------------------------------------------------------------------------
+
 
 def test_json_output_is_only_json_and_names_cannot_inject_workflow_commands(published: Published) -> None:
     name = "requests/team-a/x\n::stop-commands::pwned\n::error::forged.yaml"

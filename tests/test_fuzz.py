@@ -30,15 +30,19 @@ from tests.platforms import PROMISE, database, platform_files
 
 EXAMPLES = int(os.environ.get("KRATIX_FUZZ_EXAMPLES", "20"))
 BUDGET_SECONDS = 20.0
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize="KRATIX_FUZZ_EXAMPLES" not in os.environ,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                       HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize="KRATIX_FUZZ_EXAMPLES" not in os.environ,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+)
 OTHER = "/resources/team-b/"  # the bystander: team-b's request, whose output must never change
 
 
 def base_files() -> dict[str, str]:
-    return platform_files(**{"team-a/db": database("db"), "team-b/bystander": database("bystander", size="large",
-                                                                                        replicas=2)})
+    return platform_files(
+        **{"team-a/db": database("db"), "team-b/bystander": database("bystander", size="large", replicas=2)}
+    )
 
 
 @contextmanager
@@ -59,11 +63,15 @@ def compile_out(files: Mapping[str, str | bytes], *extra: str) -> tuple[int, str
     with written(files) as root:
         out = root / "out"
         started = time.monotonic()
-        result = CliRunner().invoke(main, ["compile", str(root / "platform"), "--out", str(out), "-q", *extra],
-                                    catch_exceptions=False)
+        result = CliRunner().invoke(
+            main, ["compile", str(root / "platform"), "--out", str(out), "-q", *extra], catch_exceptions=False
+        )
         assert time.monotonic() - started < BUDGET_SECONDS, "the compile was not bounded in time"
-        tree = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()} \
-            if out.exists() else {}
+        tree = (
+            {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+            if out.exists()
+            else {}
+        )
         return result.exit_code, result.stderr, tree
 
 
@@ -84,8 +92,9 @@ def baseline(extra: tuple[str, ...] = (), files: Callable[[], dict[str, str]] = 
     return BASELINE[key]
 
 
-def assert_alone(files: Mapping[str, str | bytes], *extra: str, reference: Callable[[], dict[str, str]] = base_files
-                 ) -> None:
+def assert_alone(
+    files: Mapping[str, str | bytes], *extra: str, reference: Callable[[], dict[str, str]] = base_files
+) -> None:
     code, stderr, tree = compile_out(files, *extra)
     assert code in (0, 1), f"exit {code}: {stderr}"
     assert bystander(tree) == baseline(extra, reference), stderr
@@ -98,19 +107,22 @@ VALID = database("db")
 
 
 @FUZZ
-@given(text=st.one_of(YAMLISH, st.builds(lambda cut, junk: VALID[:cut] + junk + VALID[cut:],
-                                          st.integers(0, len(VALID)), YAMLISH)))
+@given(
+    text=st.one_of(
+        YAMLISH, st.builds(lambda cut, junk: VALID[:cut] + junk + VALID[cut:], st.integers(0, len(VALID)), YAMLISH)
+    )
+)
 def test_any_text_as_a_request_file_fails_alone(text: str) -> None:
     assert_alone({**base_files(), "requests/team-a/db.yaml": text})
 
 
 # --- arbitrary JSON values in every field of a request, a Promise and a Destination ---------------------------
 
-JSON = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
-                              st.text(max_size=20)),
-                    lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                            st.dictionaries(st.text(max_size=10), inner, max_size=3)),
-                    max_leaves=10)
+JSON = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=10), inner, max_size=3)),
+    max_leaves=10,
+)
 
 
 def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
@@ -136,8 +148,7 @@ def _field_of(text: str) -> st.SearchStrategy[tuple[tuple[Any, ...], Any]]:
     return st.tuples(st.sampled_from(list(_paths(document))), JSON)
 
 
-@pytest.mark.parametrize("file", ["requests/team-a/db.yaml", "promises/database/promise.yaml",
-                                  "clusters/dev-1.yaml"])
+@pytest.mark.parametrize("file", ["requests/team-a/db.yaml", "promises/database/promise.yaml", "clusters/dev-1.yaml"])
 @FUZZ
 @given(data=st.data())
 def test_any_json_value_in_any_field_fails_alone(file: str, data: st.DataObject) -> None:
@@ -152,9 +163,11 @@ def test_any_json_value_in_any_field_fails_alone(file: str, data: st.DataObject)
 
 # --- arbitrary file names and contents from a step ------------------------------------------------------------
 
-STEP_PROMISE = PROMISE.replace("""              - name: render
+STEP_PROMISE = PROMISE.replace(
+    """              - name: render
                 template: templates
-""", """              - name: render
+""",
+    """              - name: render
                 template: templates
               - name: write
                 command: [sh, -c, '[ "$KRATIX_OBJECT_NAMESPACE" = team-a ] || exit 0;
@@ -162,20 +175,31 @@ STEP_PROMISE = PROMISE.replace("""              - name: render
                 env:
                   - {name: NAME, value: "ok.yaml"}
                   - {name: CONTENT, value: ""}
-""")
+""",
+)
 
 
 def step_files() -> dict[str, str]:
     return {**base_files(), "promises/database/promise.yaml": STEP_PROMISE}
 
 
-NAMES = st.one_of(st.text(alphabet="ab./-_ \n\r\t:é~$`\\*", min_size=1, max_size=40),
-                  st.sampled_from([".git/config", "../escape.yaml", "a/../../b", "x/.GIT/y", "/abs.yaml",
-                                   "a" * 300, "ok/" * 400 + "f"]))
-CONTENTS = st.one_of(YAMLISH, st.builds(yaml.safe_dump, JSON),
-                     st.sampled_from(["kind: Secret\napiVersion: v1\nmetadata: {name: s}\ndata: {k: dg==}\n",
-                                      "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  labels:\n"
-                                      "    kratix.io/resource-name: bystander\n"]))
+NAMES = st.one_of(
+    st.text(alphabet="ab./-_ \n\r\t:é~$`\\*", min_size=1, max_size=40),
+    st.sampled_from(
+        [".git/config", "../escape.yaml", "a/../../b", "x/.GIT/y", "/abs.yaml", "a" * 300, "ok/" * 400 + "f"]
+    ),
+)
+CONTENTS = st.one_of(
+    YAMLISH,
+    st.builds(yaml.safe_dump, JSON),
+    st.sampled_from(
+        [
+            "kind: Secret\napiVersion: v1\nmetadata: {name: s}\ndata: {k: dg==}\n",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  labels:\n"
+            "    kratix.io/resource-name: bystander\n",
+        ]
+    ),
+)
 
 
 @pytest.mark.skipif(shutil.which("sh") is None, reason="needs a POSIX shell for the step")

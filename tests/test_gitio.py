@@ -75,9 +75,7 @@ def test_is_git_url_accepts_remotes(target: str) -> None:
     assert gitio.is_git_url(target)
 
 
-@pytest.mark.parametrize(
-    "target", ["./state", "state", "/srv/git/state.git", "../out", "./dir:with:colons", "~/s"]
-)
+@pytest.mark.parametrize("target", ["./state", "state", "/srv/git/state.git", "../out", "./dir:with:colons", "~/s"])
 def test_is_git_url_rejects_local_paths(target: str) -> None:
     assert not gitio.is_git_url(target)
 
@@ -122,9 +120,7 @@ def test_read_tree_under_a_prefix_keeps_repo_relative_paths(two_commits: tuple[P
     repo, first, _ = two_commits
 
     assert gitio.read_tree(repo, first, prefix="requests") == {"requests/team-a/db.yaml": b"kind: Database\n"}
-    assert gitio.read_tree(repo, first, prefix="docs/with space/") == {
-        "docs/with space/ünïcode.md": b"# hi\n"
-    }
+    assert gitio.read_tree(repo, first, prefix="docs/with space/") == {"docs/with space/ünïcode.md": b"# hi\n"}
     assert gitio.read_tree(repo, first, prefix="request") == {}  # a folder, not a string prefix
 
 
@@ -167,9 +163,7 @@ def test_write_commit_writes_objects_without_moving_any_ref(tmp_path: Path) -> N
         "edit": b"new",
         "add/deep/file": b"\x00binary",
     }
-    assert "author Kratix <kratix@localhost> 1700000000 +0000" in gitrepos.git(
-        repo, "cat-file", "-p", written.commit
-    )
+    assert "author Kratix <kratix@localhost> 1700000000 +0000" in gitrepos.git(repo, "cat-file", "-p", written.commit)
 
 
 def test_write_commit_is_reproducible_byte_for_byte(tmp_path: Path) -> None:
@@ -254,12 +248,22 @@ def test_changed_paths_are_what_git_diff_tree_says(tmp_path: Path) -> None:
 
 def test_a_commit_can_carry_its_own_tree_id_as_a_trailer(tmp_path: Path) -> None:
     repo = init_repo(tmp_path / "out.git", bare=True)
-    written = gitio.write_commit(repo, parent=None, changes={"a": b"1\n"}, replace_all=False,
-                                 message="title\n\nSource-Commit: abc\n", author=gitio.Signature("K", "k@x", 1),
-                                 tree_trailer="Output-Tree")
+    written = gitio.write_commit(
+        repo,
+        parent=None,
+        changes={"a": b"1\n"},
+        replace_all=False,
+        message="title\n\nSource-Commit: abc\n",
+        author=gitio.Signature("K", "k@x", 1),
+        tree_trailer="Output-Tree",
+    )
     message = git(repo, "log", "-1", "--format=%B", written.commit)
-    assert gitio.trailer(message, "Output-Tree") == written.tree == git(repo, "rev-parse",
-                                                                         f"{written.commit}^{{tree}}").strip()
+    assert (
+        gitio.trailer(message, "Output-Tree")
+        == written.tree
+        == git(repo, "rev-parse", f"{written.commit}^{{tree}}").strip()
+    )
     assert gitio.trailer(message, "Source-Commit") == "abc"  # one trailer block
-    assert git(repo, "log", "-1", "--format=%(trailers:key=Output-Tree,valueonly)", written.commit).strip() == \
-        written.tree
+    assert (
+        git(repo, "log", "-1", "--format=%(trailers:key=Output-Tree,valueonly)", written.commit).strip() == written.tree
+    )

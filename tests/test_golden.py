@@ -34,12 +34,20 @@ def test_the_sample_platform_compiles_to_the_golden_files(tmp_path: Path) -> Non
     missing, extra = sorted(set(expected) - set(actual)), sorted(set(actual) - set(expected))
     changed = sorted(p for p in set(expected) & set(actual) if expected[p] != actual[p])
     diffs = "".join(
-        "".join(difflib.unified_diff(expected[p].decode().splitlines(keepends=True),
-                                     actual[p].decode().splitlines(keepends=True), f"golden/{p}", f"compiled/{p}"))
-        for p in changed[:5])
+        "".join(
+            difflib.unified_diff(
+                expected[p].decode().splitlines(keepends=True),
+                actual[p].decode().splitlines(keepends=True),
+                f"golden/{p}",
+                f"compiled/{p}",
+            )
+        )
+        for p in changed[:5]
+    )
     assert not (missing or extra or changed), (
         f"missing: {missing}\nextra: {extra}\nchanged: {changed}\n{diffs}\n"
-        "If the change is intended: KRATIX_UPDATE_GOLDEN=1 python -m pytest tests/test_golden.py")
+        "If the change is intended: KRATIX_UPDATE_GOLDEN=1 python -m pytest tests/test_golden.py"
+    )
 
 
 def test_every_golden_destination_builds_with_kubectl_kustomize() -> None:

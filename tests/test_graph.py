@@ -157,15 +157,20 @@ def mermaid_fixture(tmp_path_factory: pytest.TempPathFactory):
     wanted = dict(spec.rsplit("@", 1) for spec in MERMAID_PACKAGES)
     manifests = {name: MERMAID_DIR / "node_modules" / name / "package.json" for name in wanted}
     if any(not m.is_file() or json.loads(m.read_text())["version"] != wanted[n] for n, m in manifests.items()):
-        installed = subprocess.run([npm, "install", "--prefix", str(MERMAID_DIR), "--no-audit", "--no-fund",
-                                    *MERMAID_PACKAGES], capture_output=True, text=True, timeout=600)
+        installed = subprocess.run(
+            [npm, "install", "--prefix", str(MERMAID_DIR), "--no-audit", "--no-fund", *MERMAID_PACKAGES],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert installed.returncode == 0, f"npm install of mermaid failed:\n{installed.stderr}"
     script = tmp_path_factory.mktemp("mermaid") / "parse.cjs"
     script.write_text(_MERMAID_SCRIPT)
 
     def parse(texts: list[str]) -> list[dict]:
-        done = subprocess.run([node, str(script), str(MERMAID_DIR)], input=json.dumps(texts), capture_output=True,
-                              text=True, timeout=120)
+        done = subprocess.run(
+            [node, str(script), str(MERMAID_DIR)], input=json.dumps(texts), capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
 
@@ -185,8 +190,14 @@ def as_mermaid_sees_it(parsed: dict) -> Picture:
     for node in parsed["nodes"]:
         picture.labels[node["id"]] = mermaid_text(node["text"])
         picture.classes[node["id"]] = set(node["classes"])
-    picture.edges = {(picture.labels[e["start"]].split(" (")[0], picture.labels[e["end"]].split(" (")[0],
-                      mermaid_text(e["text"] or "")) for e in parsed["edges"]}
+    picture.edges = {
+        (
+            picture.labels[e["start"]].split(" (")[0],
+            picture.labels[e["end"]].split(" (")[0],
+            mermaid_text(e["text"] or ""),
+        )
+        for e in parsed["edges"]
+    }
     return picture
 
 
@@ -199,19 +210,23 @@ def publish(platform: Path, output: Path) -> None:
 def moved_platform(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
     """Two requests published on the dev destinations, then both dev destinations relabelled (so the two are
     misplaced), one request added that nothing matches now (pending) and one that is invalid (failed)."""
-    platform, _ = make_repo(tmp_path / "platform", platform_files(
-        **{"team-a/web": database("web"), "team-a/end": database("end")}))
+    platform, _ = make_repo(
+        tmp_path / "platform", platform_files(**{"team-a/web": database("web"), "team-a/end": database("end")})
+    )
     output = init_repo(tmp_path / "output.git", bare=True)
     publish(platform, output)
     first = parse_mermaid(kratix("graph", str(platform), "--output-repo", str(output)).stdout)
     where = {request: source for source, request, mark in first.edges if source.startswith("dev-")}
     assert set(where) == {"Database team-a/web", "Database team-a/end"}
-    commit_files(platform, {
-        "clusters/dev-1.yaml": destination("dev-1", {"env": "staging"}),
-        "clusters/dev-2.yaml": destination("dev-2", {"env": "staging"}),
-        "requests/team-a/late.yaml": database("late"),
-        "requests/team-a/bad.yaml": database("bad", size="large"),  # its CEL rule needs 2 replicas
-    })
+    commit_files(
+        platform,
+        {
+            "clusters/dev-1.yaml": destination("dev-1", {"env": "staging"}),
+            "clusters/dev-2.yaml": destination("dev-2", {"env": "staging"}),
+            "requests/team-a/late.yaml": database("late"),
+            "requests/team-a/bad.yaml": database("bad", size="large"),  # its CEL rule needs 2 replicas
+        },
+    )
     return platform, output, where
 
 
@@ -237,8 +252,9 @@ def test_graph_marks_misplaced_pending_and_failed_requests(moved_platform, merma
 
 
 def test_graph_without_an_output_repo_shows_where_a_first_publish_places(tmp_path: Path) -> None:
-    platform, _ = make_repo(tmp_path / "platform", platform_files(
-        **{"team-a/web": database("web"), "team-b/db": database("db")}))
+    platform, _ = make_repo(
+        tmp_path / "platform", platform_files(**{"team-a/web": database("web"), "team-b/db": database("db")})
+    )
     done = kratix("graph", str(platform))
     assert done.returncode == 0, done.stderr
     picture = parse_mermaid(done.stdout)
@@ -263,22 +279,42 @@ def test_graph_as_dot_has_the_same_structure(moved_platform) -> None:
     names = {o["_gvid"]: o["name"] for o in parsed["objects"]}
     assert graphviz_texts(done.stdout) == {*dot.labels.values(), *(m for _, _, m in dot.edges if m)}
     assert {(names[e["tail"]], names[e["head"]]) for e in parsed["edges"]} == {
-        (dot.node(s), dot.node(t)) for s, t, _ in dot.edges}
+        (dot.node(s), dot.node(t)) for s, t, _ in dot.edges
+    }
 
 
-HOSTILE = ['quo"te', "brack[et]s", "a-->b", "two\nlines", "back\\slash \\N", "end", "pipe|x", "semi;colon %% c",
-           "`fence```", "<b>html</b>", "{curly}", "#35; entity", "subgraph", "click x call y()", "]]\"); drop"]
+HOSTILE = [
+    'quo"te',
+    "brack[et]s",
+    "a-->b",
+    "two\nlines",
+    "back\\slash \\N",
+    "end",
+    "pipe|x",
+    "semi;colon %% c",
+    "`fence```",
+    "<b>html</b>",
+    "{curly}",
+    "#35; entity",
+    "subgraph",
+    "click x call y()",
+    ']]"); drop',
+]
 
 
 @pytest.mark.parametrize("output_format", ["mermaid", "dot"])
 def test_no_name_can_break_or_inject_into_the_diagram(output_format: str, request: pytest.FixtureRequest) -> None:
     """Names as hostile as a tenant could make them (kratix refuses most at load, but the diagram must not rely
     on that): every statement still parses, each name comes back as text, and nothing else appears."""
-    nodes = [diagrams.Node(f"{group}:{name}", group, name, mark)
-             for index, name in enumerate(HOSTILE)
-             for group, mark in ((diagrams.PROMISE, ""), (diagrams.REQUEST, diagrams.MARKS[index % 6]))]
-    edges = [diagrams.Edge(f"promise:{name}", f"request:{name}", diagrams.MARKS[index % 6])
-             for index, name in enumerate(HOSTILE)]
+    nodes = [
+        diagrams.Node(f"{group}:{name}", group, name, mark)
+        for index, name in enumerate(HOSTILE)
+        for group, mark in ((diagrams.PROMISE, ""), (diagrams.REQUEST, diagrams.MARKS[index % 6]))
+    ]
+    edges = [
+        diagrams.Edge(f"promise:{name}", f"request:{name}", diagrams.MARKS[index % 6])
+        for index, name in enumerate(HOSTILE)
+    ]
     text = diagrams.render(diagrams.Graph(tuple(nodes), tuple(edges)), output_format)
     picture = parse_mermaid(text) if output_format == "mermaid" else parse_dot(text)
     shown = {" ".join(name.split()) for name in HOSTILE}
@@ -305,9 +341,13 @@ def test_mermaid_check_can_fail(mermaid) -> None:
 
 def test_a_request_named_to_inject_is_refused_and_the_graph_still_parses(tmp_path: Path) -> None:
     hostile = 'x"]-->P_000000000000\nclick'
-    platform, _ = make_repo(tmp_path / "platform", {
-        **platform_files(**{"team-a/web": database("web"), "team-a/end": database("end")}),
-        "requests/team-a/hostile.yaml": database(hostile)})
+    platform, _ = make_repo(
+        tmp_path / "platform",
+        {
+            **platform_files(**{"team-a/web": database("web"), "team-a/end": database("end")}),
+            "requests/team-a/hostile.yaml": database(hostile),
+        },
+    )
     done = kratix("graph", str(platform))
     assert done.returncode == 1 and "DNS-1123" in done.stderr, done.stderr
     picture = parse_mermaid(done.stdout)

@@ -27,13 +27,14 @@ def first_output(files: dict[str, str]) -> pipeline.PreviousOutput:
     return pipeline.PreviousOutput(result.files, "c" * 40)
 
 
-def both_ways(files: dict[str, str], previous: pipeline.PreviousOutput
-              ) -> tuple[pipeline.CompileResult, pipeline.CompileResult]:
+def both_ways(
+    files: dict[str, str], previous: pipeline.PreviousOutput
+) -> tuple[pipeline.CompileResult, pipeline.CompileResult]:
     tree = SourceTree({k: v.encode() for k, v in files.items()}, commit="b" * 40)
     with_cache = pipeline.compile_platform(tree, settings=SETTINGS, previous=previous)
-    no_cache = pipeline.PreviousOutput({k: v for k, v in previous.files.items()
-                                        if not paths.is_cache_shard(k)},
-                                       previous.commit)
+    no_cache = pipeline.PreviousOutput(
+        {k: v for k, v in previous.files.items() if not paths.is_cache_shard(k)}, previous.commit
+    )
     without = pipeline.compile_platform(tree, settings=SETTINGS, previous=no_cache)
     return with_cache, without
 
@@ -48,13 +49,18 @@ CHANGES: dict[str, Callable[[dict[str, str]], None]] = {
     "one request added": lambda f: f.update({"requests/team-0/new.yaml": database("new")}),
     "one request removed": lambda f: f.pop("requests/team-2/db-5.yaml"),
     "one request broken": lambda f: f.update({"requests/team-0/db-0.yaml": database("db-0", replicas=77)}),
-    "template changed": lambda f: f.update({"promises/database/templates/configmap.yaml.j2":
-                                            f["promises/database/templates/configmap.yaml.j2"] + "  extra: x\n"}),
+    "template changed": lambda f: f.update(
+        {
+            "promises/database/templates/configmap.yaml.j2": f["promises/database/templates/configmap.yaml.j2"]
+            + "  extra: x\n"
+        }
+    ),
     "destination added": lambda f: f.update({"clusters/dev-3.yaml": destination("dev-3", {"env": "dev"})}),
     "destination relabelled": lambda f: f.update({"clusters/dev-1.yaml": destination("dev-1", {"env": "gone"})}),
     "duplicate of a cached request": lambda f: f.update({"requests/team-1/aaa.yaml": database("db-1")}),
-    "two requests in one file": lambda f: f.update({"requests/team-2/db-2.yaml": database("db-2") + "---\n"
-                                                    + database("db-2b")}),
+    "two requests in one file": lambda f: f.update(
+        {"requests/team-2/db-2.yaml": database("db-2") + "---\n" + database("db-2b")}
+    ),
 }
 
 
@@ -77,8 +83,7 @@ def test_unchanged_requests_are_reused_and_changed_ones_are_not() -> None:
     result = pipeline.compile_platform(tree, settings=SETTINGS, previous=previous)
     reused = {key for key, status in result.requests.items() if status.reused}
     assert reused == {f"Database team-{i % 3}/db-{i}" for i in range(12)} - {"Database team-1/db-4"}
-    again = pipeline.compile_platform(tree, settings=SETTINGS,
-                                      previous=pipeline.PreviousOutput(result.files, "d" * 40))
+    again = pipeline.compile_platform(tree, settings=SETTINGS, previous=pipeline.PreviousOutput(result.files, "d" * 40))
     assert all(status.reused for status in again.requests.values())
     assert again.files == result.files
 
@@ -97,8 +102,9 @@ def test_rebuild_renders_everything_again_and_changes_nothing() -> None:
 
     previous = first_output(base())
     tree = SourceTree({k: v.encode() for k, v in base().items()}, commit="b" * 40)
-    rebuilt = pipeline.compile_platform(tree, settings=Settings(render=RenderSettings(reuse_unchanged=False)),
-                                        previous=previous)
+    rebuilt = pipeline.compile_platform(
+        tree, settings=Settings(render=RenderSettings(reuse_unchanged=False)), previous=previous
+    )
     assert not any(status.reused for status in rebuilt.requests.values())
     reused = pipeline.compile_platform(tree, settings=SETTINGS, previous=previous)
     assert rebuilt.files == reused.files
@@ -107,7 +113,8 @@ def test_rebuild_renders_everything_again_and_changes_nothing() -> None:
 def test_a_new_request_clashing_with_a_reused_one_fails_as_it_would_without_the_cache() -> None:
     files = platform_files(**{"team-a/a": database("a")})
     files["promises/database/templates/shared.yaml.j2"] = (
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shared-{{ request.spec.size }}\n")
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shared-{{ request.spec.size }}\n"
+    )
     files["clusters/dev-2.yaml"] = destination("dev-2", {"env": "elsewhere"})  # one destination for all
     previous = first_output(files)
     files["requests/team-a/b.yaml"] = database("b")
@@ -120,9 +127,21 @@ def test_a_new_request_clashing_with_a_reused_one_fails_as_it_would_without_the_
 
 # --- through the CLI: a compile that reads only what changed since the last publish --------------------------
 
+
 def _compile(platform: Path, output: Path, *extra: str) -> dict[str, Any]:
-    result = kratix("compile", str(platform), "--ref", "HEAD", "--output-repo", str(output), "--format", "json",
-                    "--quiet", "--allow-deletions", *extra)
+    result = kratix(
+        "compile",
+        str(platform),
+        "--ref",
+        "HEAD",
+        "--output-repo",
+        str(output),
+        "--format",
+        "json",
+        "--quiet",
+        "--allow-deletions",
+        *extra,
+    )
     assert result.returncode in (0, 1) and result.stdout, result.stderr
     return json.loads(result.stdout)
 
@@ -133,45 +152,100 @@ def _tree(repo: Path) -> str:
 
 DELTA_STEPS: list[tuple[str, Callable[[Path], None], str]] = [
     ("edit a request", lambda r: _write(r, {"requests/team-1/db-4.yaml": database("db-4", replicas=3)}), "changes"),
-    ("add a request", lambda r: _write(r, {"requests/team-0/new.yaml": database("new", size="large", replicas=2)}),
-     "changes"),
+    (
+        "add a request",
+        lambda r: _write(r, {"requests/team-0/new.yaml": database("new", size="large", replicas=2)}),
+        "changes",
+    ),
     ("add a namespace", lambda r: _write(r, {"requests/team-9/solo.yaml": database("solo")}), "changes"),
     ("delete a request", lambda r: _remove(r, "requests/team-2/db-5.yaml"), "changes"),
     ("delete a namespace's last request", lambda r: _remove(r, "requests/team-9/solo.yaml"), "changes"),
     ("change nothing", lambda r: None, "changes"),
-    ("two requests in one file", lambda r: _write(r, {"requests/team-2/db-2.yaml": database("db-2") + "---\n"
-                                                       + database("db-2b")}), "changes"),
-    ("move a request to another file", lambda r: _move(r, "requests/team-1/db-10.yaml", "requests/team-1/z.yaml"),
-     "changes"),
-    ("move a request to another namespace",
-     lambda r: _move(r, "requests/team-1/z.yaml", "requests/team-0/db-10.yaml"), "changes"),
-    ("break a file's YAML (its request is held as it was)",
-     lambda r: _write(r, {"requests/team-2/db-8.yaml": "kind: [oops\n"}), "changes"),
-    ("fix the YAML (a held request is compiled again: everything is read)",
-     lambda r: _write(r, {"requests/team-2/db-8.yaml": database("db-8")}), "everything"),
-    ("break a request", lambda r: _write(r, {"requests/team-0/db-0.yaml": database("db-0", replicas=77)}),
-     "changes"),
-    ("fix it (the broken request is compiled again: everything is read)",
-     lambda r: _write(r, {"requests/team-0/db-0.yaml": database("db-0", replicas=2)}), "everything"),
-    ("change a Promise", lambda r: _write(r, {"promises/database/templates/configmap.yaml.j2":
-                                              (r / "promises/database/templates/configmap.yaml.j2").read_text()
-                                              + "  extra: x\n"}), "everything"),
-    ("edit a request after the Promise changed",
-     lambda r: _write(r, {"requests/team-1/db-1.yaml": database("db-1", size="large", replicas=3)}), "changes"),
-    ("change a destination", lambda r: _write(r, {"clusters/dev-1.yaml": destination("dev-1", {"env": "gone"})}),
-     "everything"),
-    ("relabel it back (requests left misplaced are compiled again: everything is read)",
-     lambda r: _write(r, {"clusters/dev-1.yaml": destination("dev-1", {"env": "dev"})}), "everything"),
-    ("add a destination", lambda r: _write(r, {"clusters/dev-3.yaml": destination("dev-3", {"env": "dev"})}),
-     "everything"),
-    ("request what an unchanged file requests",
-     lambda r: _write(r, {"requests/team-1/aaa.yaml": database("db-7")}), "everything"),
-    ("delete the duplicate (compiled again: everything is read)", lambda r: _remove(r, "requests/team-1/aaa.yaml"),
-     "everything"),
-    ("edit two requests in two namespaces", lambda r: _write(r, {
-        "requests/team-0/db-3.yaml": database("db-3", note="x"), "requests/team-2/db-8.yaml": database("db-8",
-                                                                                                      replicas=4)}),
-     "changes"),
+    (
+        "two requests in one file",
+        lambda r: _write(r, {"requests/team-2/db-2.yaml": database("db-2") + "---\n" + database("db-2b")}),
+        "changes",
+    ),
+    (
+        "move a request to another file",
+        lambda r: _move(r, "requests/team-1/db-10.yaml", "requests/team-1/z.yaml"),
+        "changes",
+    ),
+    (
+        "move a request to another namespace",
+        lambda r: _move(r, "requests/team-1/z.yaml", "requests/team-0/db-10.yaml"),
+        "changes",
+    ),
+    (
+        "break a file's YAML (its request is held as it was)",
+        lambda r: _write(r, {"requests/team-2/db-8.yaml": "kind: [oops\n"}),
+        "changes",
+    ),
+    (
+        "fix the YAML (a held request is compiled again: everything is read)",
+        lambda r: _write(r, {"requests/team-2/db-8.yaml": database("db-8")}),
+        "everything",
+    ),
+    ("break a request", lambda r: _write(r, {"requests/team-0/db-0.yaml": database("db-0", replicas=77)}), "changes"),
+    (
+        "fix it (the broken request is compiled again: everything is read)",
+        lambda r: _write(r, {"requests/team-0/db-0.yaml": database("db-0", replicas=2)}),
+        "everything",
+    ),
+    (
+        "change a Promise",
+        lambda r: _write(
+            r,
+            {
+                "promises/database/templates/configmap.yaml.j2": (
+                    r / "promises/database/templates/configmap.yaml.j2"
+                ).read_text()
+                + "  extra: x\n"
+            },
+        ),
+        "everything",
+    ),
+    (
+        "edit a request after the Promise changed",
+        lambda r: _write(r, {"requests/team-1/db-1.yaml": database("db-1", size="large", replicas=3)}),
+        "changes",
+    ),
+    (
+        "change a destination",
+        lambda r: _write(r, {"clusters/dev-1.yaml": destination("dev-1", {"env": "gone"})}),
+        "everything",
+    ),
+    (
+        "relabel it back (requests left misplaced are compiled again: everything is read)",
+        lambda r: _write(r, {"clusters/dev-1.yaml": destination("dev-1", {"env": "dev"})}),
+        "everything",
+    ),
+    (
+        "add a destination",
+        lambda r: _write(r, {"clusters/dev-3.yaml": destination("dev-3", {"env": "dev"})}),
+        "everything",
+    ),
+    (
+        "request what an unchanged file requests",
+        lambda r: _write(r, {"requests/team-1/aaa.yaml": database("db-7")}),
+        "everything",
+    ),
+    (
+        "delete the duplicate (compiled again: everything is read)",
+        lambda r: _remove(r, "requests/team-1/aaa.yaml"),
+        "everything",
+    ),
+    (
+        "edit two requests in two namespaces",
+        lambda r: _write(
+            r,
+            {
+                "requests/team-0/db-3.yaml": database("db-3", note="x"),
+                "requests/team-2/db-8.yaml": database("db-8", replicas=4),
+            },
+        ),
+        "changes",
+    ),
 ]
 
 
@@ -195,7 +269,8 @@ def test_reading_only_the_change_publishes_what_a_rebuild_publishes(tmp_path: Pa
     files = base()
     # One file holding every workload: what a change leaves of others' output is read back into it.
     files["clusters/agg-1.yaml"] = destination("agg-1", {"env": "dev"}).replace(
-        "spec:\n", "spec:\n  filepath:\n    mode: aggregatedYAML\n")
+        "spec:\n", "spec:\n  filepath:\n    mode: aggregatedYAML\n"
+    )
     platform, _ = make_repo(tmp_path / "platform", files)
     output = tmp_path / "output.git"
     first = _compile(platform, output)
@@ -253,10 +328,12 @@ def test_a_one_request_change_reads_only_what_it_reaches(tmp_path: Path, monkeyp
     real_get, real_iter, real_read = gitio.TreeReader.__getitem__, gitio.TreeReader.__iter__, publishing_read()
     monkeypatch.setattr(gitio.TreeReader, "__getitem__", lambda self, p: read.append(p) or real_get(self, p))
     monkeypatch.setattr(gitio.TreeReader, "__iter__", lambda self: listed.append(True) or real_iter(self))
-    monkeypatch.setattr("kratix.load.read_commit",
-                        lambda root, ref, only=None: inputs.append(only) or real_read(root, ref, only=only))
-    outcome = publishing.publish_delta(platform, "HEAD", publish.open_output_repo(str(output), branch="main"),
-                                       Settings())
+    monkeypatch.setattr(
+        "kratix.load.read_commit", lambda root, ref, only=None: inputs.append(only) or real_read(root, ref, only=only)
+    )
+    outcome = publishing.publish_delta(
+        platform, "HEAD", publish.open_output_repo(str(output), branch="main"), Settings()
+    )
     assert not isinstance(outcome, str), outcome
     assert not listed  # the output tree is never listed
     folders = tuple(f"{folder}/" for folder in load.INPUT_FOLDERS if folder != "requests")  # promises/, clusters/...
@@ -292,7 +369,8 @@ def test_changes_are_published_only_on_the_commit_they_were_computed_against(tmp
     moved = git(output, "rev-parse", "main").strip()
     assert publish.publish_changes(repo, before, tree, {"x.yaml": b"a: 1\n"}, "m\n") is None
     assert git(output, "rev-parse", "main").strip() == moved
-    written = publish.publish_changes(repo, moved, git(output, "rev-parse", "main^{tree}").strip(),
-                                      {"x.yaml": b"a: 1\n", "README.md": None}, "m\n")
+    written = publish.publish_changes(
+        repo, moved, git(output, "rev-parse", "main^{tree}").strip(), {"x.yaml": b"a: 1\n", "README.md": None}, "m\n"
+    )
     assert written is not None and written.changed
     assert set(files_at(output)) == set(files_at(output, f"{before}")) | {"x.yaml"}

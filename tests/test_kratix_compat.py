@@ -36,8 +36,9 @@ def fixture_platform(root: Path, *cases: str) -> Path:
     """The cases' Promise folders under promises/, their example requests under requests/default/, one
     destination."""
     for case in cases:
-        shutil.copytree(FIXTURES / case, root / "promises" / case,
-                        ignore=shutil.ignore_patterns("resource-request.yaml"))
+        shutil.copytree(
+            FIXTURES / case, root / "promises" / case, ignore=shutil.ignore_patterns("resource-request.yaml")
+        )
         (root / "requests" / "default").mkdir(parents=True, exist_ok=True)
         shutil.copy(FIXTURES / case / "resource-request.yaml", root / "requests" / "default" / f"{case}.yaml")
     write_files(root, {"clusters/dev.yaml": destination("dev", {})})
@@ -45,8 +46,9 @@ def fixture_platform(root: Path, *cases: str) -> Path:
 
 
 def compiled_configmap(out: Path, promise: str, name: str, pipeline: str) -> dict:
-    [document] = yaml.safe_load_all((out / f"dev/resources/default/{promise}/{name}/{pipeline}/configmap.yaml")
-                                    .read_text())
+    [document] = yaml.safe_load_all(
+        (out / f"dev/resources/default/{promise}/{name}/{pipeline}/configmap.yaml").read_text()
+    )
     return document
 
 
@@ -60,14 +62,20 @@ def test_the_fixture_cases_compile_through_the_cli(tmp_path: Path) -> None:
     assert compiled_configmap(out, "queue", "orders", "queue")["data"] == {"retention": "7d"}
     # written at v1alpha1, handed over at v1: v1alpha1's default kept, v1's added, legacyMode pruned
     assert compiled_configmap(out, "cache", "sessions", "cache")["data"] == {
-        "apiVersion": "data.example.org/v1", "memory": "256Mi", "evictionPolicy": "allkeys-lru",
-        "legacyMode": "False"}
+        "apiVersion": "data.example.org/v1",
+        "memory": "256Mi",
+        "evictionPolicy": "allkeys-lru",
+        "legacyMode": "False",
+    }
     # `yes:` is the boolean true in YAML 1.1: the property and the request's field are both "true"
     assert compiled_configmap(out, "consent", "newsletter", "consent")["data"] == {"answer": "please"}
-    assert ("promises/v1beta1-api/promise.yaml:9:5: warning: spec.api.apiVersion: 'apiextensions.k8s.io/v1beta1' "
-            "is read as apiextensions.k8s.io/v1") in result.stderr
-    assert ("requests/default/two-versions.yaml:7:3: warning: spec.legacyMode: dropped in conversion to "
-            "data.example.org/v1") in result.stderr
+    assert (
+        "promises/v1beta1-api/promise.yaml:9:5: warning: spec.api.apiVersion: 'apiextensions.k8s.io/v1beta1' "
+        "is read as apiextensions.k8s.io/v1"
+    ) in result.stderr
+    assert (
+        "requests/default/two-versions.yaml:7:3: warning: spec.legacyMode: dropped in conversion to data.example.org/v1"
+    ) in result.stderr
 
 
 def test_a_request_on_a_version_that_is_not_served_fails_alone(tmp_path: Path) -> None:
@@ -76,8 +84,10 @@ def test_a_request_on_a_version_that_is_not_served_fails_alone(tmp_path: Path) -
     request.write_text(request.read_text().replace("data.example.org/v1alpha1", "data.example.org/v2"))
     result = kratix("compile", str(root), "--out", str(tmp_path / "out"))
     assert result.returncode == 1
-    assert ('requests/default/two-versions.yaml:1:1: apiVersion: "data.example.org/v2" is not a version '
-            "of this API; served: data.example.org/v1alpha1, data.example.org/v1") in result.stderr
+    assert (
+        'requests/default/two-versions.yaml:1:1: apiVersion: "data.example.org/v2" is not a version '
+        "of this API; served: data.example.org/v1alpha1, data.example.org/v1"
+    ) in result.stderr
     assert "1 placed, 0 pending, 1 failed" in result.stderr
 
 
@@ -107,15 +117,20 @@ def test_a_pipeline_reads_a_request_on_a_served_version_at_the_storage_version(t
     result = kratix("compile", str(root), "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     assert compiled_configmap(tmp_path / "out", "cache", "sessions", "cache")["data"] == {
-        "objectApiVersion": "data.example.org/v1", "version": "v1", "group": "data.example.org"}
+        "objectApiVersion": "data.example.org/v1",
+        "version": "v1",
+        "group": "data.example.org",
+    }
 
 
 # --- the real Promises, from local checkouts -----------------------------------------------------------------
 
 SOURCES = {"KRATIX_SOURCE": ("samples", "test/system/assets", "config/samples"), "KRATIX_MARKETPLACE_SOURCE": ("",)}
 # Placeholders, not Promises: Kratix and the API server refuse them too (TODO names; a plural "Redii", no versions).
-REFUSED = {".template-promise/promise.yaml": "metadata.name",
-           "config/samples/platform_v1alpha1_promise.yaml": "spec.api.spec.names.plural"}
+REFUSED = {
+    ".template-promise/promise.yaml": "metadata.name",
+    "config/samples/platform_v1alpha1_promise.yaml": "spec.api.spec.names.plural",
+}
 
 
 def yaml_files(root: Path, folders: tuple[str, ...]) -> dict[str, bytes]:
@@ -139,11 +154,16 @@ def is_promise(document: dict) -> bool:
 
 
 def real_sources() -> dict[str, tuple[Path, tuple[str, ...]]]:
-    sources = {name: (Path(os.environ[name]), folders) for name, folders in SOURCES.items()
-               if os.environ.get(name) and Path(os.environ[name]).is_dir()}
+    sources = {
+        name: (Path(os.environ[name]), folders)
+        for name, folders in SOURCES.items()
+        if os.environ.get(name) and Path(os.environ[name]).is_dir()
+    }
     if not sources:
-        pytest.skip("set KRATIX_SOURCE and/or KRATIX_MARKETPLACE_SOURCE to checkouts of syntasso/kratix and "
-                    "syntasso/kratix-marketplace to check their Promises")
+        pytest.skip(
+            "set KRATIX_SOURCE and/or KRATIX_MARKETPLACE_SOURCE to checkouts of syntasso/kratix and "
+            "syntasso/kratix-marketplace to check their Promises"
+        )
     return sources
 
 
@@ -173,8 +193,10 @@ def test_real_promises_load_unchanged_and_their_example_requests_validate() -> N
                 candidates = loaded.get((group, str(body.get("kind"))), [])
                 if not candidates:
                     continue
-                verdicts = [[v.message for v in schema.validate_request(compiled, body)[1]
-                             if v.severity is Severity.ERROR] for _, compiled in candidates]
+                verdicts = [
+                    [v.message for v in schema.validate_request(compiled, body)[1] if v.severity is Severity.ERROR]
+                    for _, compiled in candidates
+                ]
                 if all(verdicts):
                     failed[f"{path} ({body.get('kind')})"] = verdicts[0]
     assert promise_files > 0
@@ -189,10 +211,11 @@ def test_two_promises_whose_apis_are_one_crd_the_second_fails_alone(tmp_path: Pa
     root = fixture_platform(tmp_path / "platform", "hyphenated-kind")
     second = (root / "promises/hyphenated-kind/promise.yaml").read_text()
     second = second.replace("name: static-site\n", "name: website\n").replace("kind: static-site", "kind: Website")
-    write_files(root, {"promises/website/promise.yaml": second,
-                       "promises/website/templates/configmap.yaml.j2": "{}\n"})
+    write_files(root, {"promises/website/promise.yaml": second, "promises/website/templates/configmap.yaml.j2": "{}\n"})
     result = kratix("compile", str(root), "--out", str(tmp_path / "out"))
     assert result.returncode == 1
-    assert ("promises/website/promise.yaml:8:3: spec.api: CustomResourceDefinition static-sites.sites.example.org is "
-            "already the API of Promise 'static-site' [Promise website]") in result.stderr
+    assert (
+        "promises/website/promise.yaml:8:3: spec.api: CustomResourceDefinition static-sites.sites.example.org is "
+        "already the API of Promise 'static-site' [Promise website]"
+    ) in result.stderr
     assert compiled_configmap(tmp_path / "out", "static-site", "docs", "site")["data"]["kind"] == "static-site"

@@ -101,30 +101,58 @@ def container(name: str, script: str, image: str | None) -> dict:
 
 
 def pipeline(name: str, *containers: dict) -> dict:
-    return {"apiVersion": "platform.kratix.io/v1alpha1", "kind": "Pipeline", "metadata": {"name": name},
-            "spec": {"containers": list(containers)}}
+    return {
+        "apiVersion": "platform.kratix.io/v1alpha1",
+        "kind": "Pipeline",
+        "metadata": {"name": name},
+        "spec": {"containers": list(containers)},
+    }
 
 
 def promise(image: str | None, version: str = "v1.0.0") -> str:
-    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-           "metadata": {"name": "scenarios.test.kratix.io"},
-           "spec": {"group": "test.kratix.io", "scope": "Namespaced",
-                    "names": {"kind": "Scenario", "plural": "scenarios", "singular": "scenario"},
-                    "versions": [{"name": "v1alpha1", "served": True, "storage": True, "schema": {
-                        "openAPIV3Schema": {"type": "object", "properties": {"spec": {
-                            "type": "object", "properties": {"message": {"type": "string",
-                                                                         "default": "hello"}}}}}}}]}}
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "scenarios.test.kratix.io"},
+        "spec": {
+            "group": "test.kratix.io",
+            "scope": "Namespaced",
+            "names": {"kind": "Scenario", "plural": "scenarios", "singular": "scenario"},
+            "versions": [
+                {
+                    "name": "v1alpha1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {
+                                    "type": "object",
+                                    "properties": {"message": {"type": "string", "default": "hello"}},
+                                }
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
     document = {
-        "apiVersion": "platform.kratix.io/v1alpha1", "kind": "Promise",
+        "apiVersion": "platform.kratix.io/v1alpha1",
+        "kind": "Promise",
         "metadata": {"name": "scenario", "labels": {"kratix.io/promise-version": version}},
         "spec": {
             "api": crd,
             "destinationSelectors": [{"matchLabels": {"environment": "dev"}}],
             "workflows": {
-                "promise": {"configure": [pipeline("promise-configure",
-                                                   container("deps", "promise.sh", image))]},
-                "resource": {"configure": [pipeline("first", container("dirs", "first.sh", image)),
-                                           pipeline("second", container("namespace", "second.sh", image))]},
+                "promise": {"configure": [pipeline("promise-configure", container("deps", "promise.sh", image))]},
+                "resource": {
+                    "configure": [
+                        pipeline("first", container("dirs", "first.sh", image)),
+                        pipeline("second", container("namespace", "second.sh", image)),
+                    ]
+                },
             },
         },
     }
@@ -132,13 +160,26 @@ def promise(image: str | None, version: str = "v1.0.0") -> str:
 
 
 def destination(name: str, labels: dict[str, str]) -> str:
-    return yaml.safe_dump({"apiVersion": "platform.kratix.io/v1alpha1", "kind": "Destination",
-                           "metadata": {"name": name, "labels": labels}}, sort_keys=False)
+    return yaml.safe_dump(
+        {
+            "apiVersion": "platform.kratix.io/v1alpha1",
+            "kind": "Destination",
+            "metadata": {"name": name, "labels": labels},
+        },
+        sort_keys=False,
+    )
 
 
 def request(message: str) -> str:
-    return yaml.safe_dump({"apiVersion": "test.kratix.io/v1alpha1", "kind": "Scenario",
-                           "metadata": {"name": "my-request"}, "spec": {"message": message}}, sort_keys=False)
+    return yaml.safe_dump(
+        {
+            "apiVersion": "test.kratix.io/v1alpha1",
+            "kind": "Scenario",
+            "metadata": {"name": "my-request"},
+            "spec": {"message": message},
+        },
+        sort_keys=False,
+    )
 
 
 def platform(image: str | None) -> dict[str, str]:
@@ -200,11 +241,18 @@ def run_scenario(tmp_path: Path, image: str | None) -> None:
     files = publish()
     assert objects(files, "worker-1")[("ConfigMap", "my-request-dest1")]["data"]["message"] == "updated"
     assert objects(files, "worker-2")[("ConfigMap", "my-request-dest2")]["data"]["message"] == "updated"
-    assert yaml.safe_load(files[".kratix/status/default/scenario/my-request.yaml"])["status"]["observedRevision"] \
+    assert (
+        yaml.safe_load(files[".kratix/status/default/scenario/my-request.yaml"])["status"]["observedRevision"]
         != revision
+    )
 
-    commit_files(repo, {"promises/scenario/scripts/version": "two\n",
-                        "promises/scenario/promise.yaml": promise(image, version="v1.1.0")})
+    commit_files(
+        repo,
+        {
+            "promises/scenario/scripts/version": "two\n",
+            "promises/scenario/promise.yaml": promise(image, version="v1.1.0"),
+        },
+    )
     files = publish()
     for worker in ("worker-1", "worker-2"):
         assert objects(files, worker)[("ConfigMap", "scenario-config")]["data"] == {"version": "two"}

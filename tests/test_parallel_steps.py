@@ -31,10 +31,14 @@ YAML
 
 
 def platform(requests: int) -> SourceTree:
-    promise = PROMISE.replace("                template: templates\n",
-                              "                command: [sh, scripts/slow.sh]\n")
-    files = {"promises/database/promise.yaml": promise, "promises/database/scripts/slow.sh": SCRIPT,
-             "clusters/dev-1.yaml": destination("dev-1", {"env": "dev"})}
+    promise = PROMISE.replace(
+        "                template: templates\n", "                command: [sh, scripts/slow.sh]\n"
+    )
+    files = {
+        "promises/database/promise.yaml": promise,
+        "promises/database/scripts/slow.sh": SCRIPT,
+        "clusters/dev-1.yaml": destination("dev-1", {"env": "dev"}),
+    }
     files.update({f"requests/team-a/db-{i}.yaml": database(f"db-{i}") for i in range(requests)})
     return SourceTree({k: v.encode() for k, v in files.items()})
 

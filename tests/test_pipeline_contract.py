@@ -19,17 +19,37 @@ from tests.gitrepos import commit_files, git, init_repo, make_repo
 from tests.platforms import kratix
 from tests.sandboxes import require_command_sandbox
 
-CRD = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-       "metadata": {"name": "apps.test.kratix.io"},
-       "spec": {"group": "test.kratix.io", "scope": "Namespaced",
-                "names": {"kind": "App", "plural": "apps", "singular": "app"},
-                "versions": [{"name": "v1alpha1", "served": True, "storage": True, "schema": {
-                    "openAPIV3Schema": {"type": "object", "properties": {"spec": {
-                        "type": "object", "properties": {"size": {"type": "string", "default": "small"}}}}}}}]}}
+CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "apps.test.kratix.io"},
+    "spec": {
+        "group": "test.kratix.io",
+        "scope": "Namespaced",
+        "names": {"kind": "App", "plural": "apps", "singular": "app"},
+        "versions": [
+            {
+                "name": "v1alpha1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {"type": "object", "properties": {"size": {"type": "string", "default": "small"}}}
+                        },
+                    }
+                },
+            }
+        ],
+    },
+}
 
 # Every container writes what it saw of the contract: its KRATIX_* variables.
-ENV_SCRIPT = "env | grep '^KRATIX_' | grep -v '^KRATIX_\\(INPUT\\|OUTPUT\\|METADATA\\|PROMISE\\)=' | sort " \
-             "> /kratix/output/env.txt\n"
+ENV_SCRIPT = (
+    "env | grep '^KRATIX_' | grep -v '^KRATIX_\\(INPUT\\|OUTPUT\\|METADATA\\|PROMISE\\)=' | sort "
+    "> /kratix/output/env.txt\n"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -38,37 +58,55 @@ def _sandbox() -> None:
 
 
 def pipeline(name: str, *containers: dict[str, Any], **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "platform.kratix.io/v1alpha1", "kind": "Pipeline", "metadata": {"name": name},
-            "spec": {"containers": list(containers), **spec}}
+    return {
+        "apiVersion": "platform.kratix.io/v1alpha1",
+        "kind": "Pipeline",
+        "metadata": {"name": name},
+        "spec": {"containers": list(containers), **spec},
+    }
 
 
 def step(name: str, script: str, **extra: Any) -> dict[str, Any]:
     return {"name": name, "command": ["sh", f"scripts/{script}"], **extra}
 
 
-def promise(resource: list[dict[str, Any]], promise_workflow: list[dict[str, Any]] | None = None,
-            crd: dict[str, Any] | None = None) -> str:
+def promise(
+    resource: list[dict[str, Any]],
+    promise_workflow: list[dict[str, Any]] | None = None,
+    crd: dict[str, Any] | None = None,
+) -> str:
     workflows: dict[str, Any] = {"resource": {"configure": resource}}
     if promise_workflow:
         workflows["promise"] = {"configure": promise_workflow}
-    document = {"apiVersion": "platform.kratix.io/v1alpha1", "kind": "Promise",
-                "metadata": {"name": "app", "labels": {"kratix.io/promise-version": "v1.0.0"}},
-                "spec": {"api": crd or CRD, "workflows": workflows}}
+    document = {
+        "apiVersion": "platform.kratix.io/v1alpha1",
+        "kind": "Promise",
+        "metadata": {"name": "app", "labels": {"kratix.io/promise-version": "v1.0.0"}},
+        "spec": {"api": crd or CRD, "workflows": workflows},
+    }
     return yaml.safe_dump(document, sort_keys=False)
 
 
 def app(name: str = "web", size: str = "small") -> str:
-    return yaml.safe_dump({"apiVersion": "test.kratix.io/v1alpha1", "kind": "App", "metadata": {"name": name},
-                           "spec": {"size": size}}, sort_keys=False)
+    return yaml.safe_dump(
+        {"apiVersion": "test.kratix.io/v1alpha1", "kind": "App", "metadata": {"name": name}, "spec": {"size": size}},
+        sort_keys=False,
+    )
 
 
 def platform(promise_text: str, scripts: dict[str, str], **extra: str) -> dict[str, str]:
-    destination = {"apiVersion": "platform.kratix.io/v1alpha1", "kind": "Destination",
-                   "metadata": {"name": "worker-1", "labels": {"env": "dev"}}}
-    return {"promises/app/promise.yaml": promise_text,
-            **{f"promises/app/scripts/{name}": text for name, text in scripts.items()},
-            "clusters/worker-1.yaml": yaml.safe_dump(destination),
-            "requests/team-a/web.yaml": app(), **extra}
+    destination = {
+        "apiVersion": "platform.kratix.io/v1alpha1",
+        "kind": "Destination",
+        "metadata": {"name": "worker-1", "labels": {"env": "dev"}},
+    }
+    return {
+        "promises/app/promise.yaml": promise_text,
+        **{f"promises/app/scripts/{name}": text for name, text in scripts.items()},
+        "clusters/worker-1.yaml": yaml.safe_dump(destination),
+        "requests/team-a/web.yaml": app(),
+        **extra,
+    }
 
 
 class Platform:
@@ -79,8 +117,7 @@ class Platform:
         self.output = init_repo(tmp_path / "output.git", bare=True)
 
     def compile(self, *extra: str, env: dict[str, str] | None = None) -> Any:
-        return kratix("compile", str(self.repo), "--ref", "HEAD", "--output-repo", str(self.output), *extra,
-                      env=env)
+        return kratix("compile", str(self.repo), "--ref", "HEAD", "--output-repo", str(self.output), *extra, env=env)
 
     def commit(self, files: dict[str, str], remove: list[str] | None = None) -> None:
         commit_files(self.repo, files, remove=remove or [])
@@ -101,24 +138,41 @@ def variables(text: str) -> dict[str, str]:
 
 
 def test_every_kratix_variable_for_both_workflow_types(tmp_path: Path) -> None:
-    files = platform(promise([pipeline("instance", step("env", "env.sh"))],
-                             [pipeline("setup", step("env", "env.sh"))]), {"env.sh": ENV_SCRIPT})
+    files = platform(
+        promise([pipeline("instance", step("env", "env.sh"))], [pipeline("setup", step("env", "env.sh"))]),
+        {"env.sh": ENV_SCRIPT},
+    )
     repo = Platform(tmp_path, files)
     result = repo.compile()
     assert result.returncode == 0, result.stderr
     resource = variables(repo.file("worker-1/resources/team-a/app/web/instance/env.txt"))
     assert resource == {
-        "KRATIX_WORKFLOW_ACTION": "configure", "KRATIX_WORKFLOW_TYPE": "resource", "KRATIX_PROMISE_NAME": "app",
-        "KRATIX_PIPELINE_NAME": "instance", "KRATIX_OBJECT_KIND": "App", "KRATIX_OBJECT_GROUP": "test.kratix.io",
-        "KRATIX_OBJECT_VERSION": "v1alpha1", "KRATIX_OBJECT_NAME": "web", "KRATIX_OBJECT_NAMESPACE": "team-a",
-        "KRATIX_CRD_PLURAL": "apps", "KRATIX_CLUSTER_SCOPED": "false"}
+        "KRATIX_WORKFLOW_ACTION": "configure",
+        "KRATIX_WORKFLOW_TYPE": "resource",
+        "KRATIX_PROMISE_NAME": "app",
+        "KRATIX_PIPELINE_NAME": "instance",
+        "KRATIX_OBJECT_KIND": "App",
+        "KRATIX_OBJECT_GROUP": "test.kratix.io",
+        "KRATIX_OBJECT_VERSION": "v1alpha1",
+        "KRATIX_OBJECT_NAME": "web",
+        "KRATIX_OBJECT_NAMESPACE": "team-a",
+        "KRATIX_CRD_PLURAL": "apps",
+        "KRATIX_CLUSTER_SCOPED": "false",
+    }
     promise_env = variables(repo.file("worker-1/dependencies/app/setup/env.txt"))
     assert promise_env == {
-        "KRATIX_WORKFLOW_ACTION": "configure", "KRATIX_WORKFLOW_TYPE": "promise", "KRATIX_PROMISE_NAME": "app",
-        "KRATIX_PIPELINE_NAME": "setup", "KRATIX_OBJECT_KIND": "Promise",
-        "KRATIX_OBJECT_GROUP": "platform.kratix.io", "KRATIX_OBJECT_VERSION": "v1alpha1",
-        "KRATIX_OBJECT_NAME": "app", "KRATIX_OBJECT_NAMESPACE": "", "KRATIX_CRD_PLURAL": "promises",
-        "KRATIX_CLUSTER_SCOPED": "true"}
+        "KRATIX_WORKFLOW_ACTION": "configure",
+        "KRATIX_WORKFLOW_TYPE": "promise",
+        "KRATIX_PROMISE_NAME": "app",
+        "KRATIX_PIPELINE_NAME": "setup",
+        "KRATIX_OBJECT_KIND": "Promise",
+        "KRATIX_OBJECT_GROUP": "platform.kratix.io",
+        "KRATIX_OBJECT_VERSION": "v1alpha1",
+        "KRATIX_OBJECT_NAME": "app",
+        "KRATIX_OBJECT_NAMESPACE": "",
+        "KRATIX_CRD_PLURAL": "promises",
+        "KRATIX_CLUSTER_SCOPED": "true",
+    }
 
 
 COUNT_SCRIPT = """\
@@ -130,8 +184,10 @@ cp /kratix/input/object.yaml /kratix/output/object.txt
 
 
 def test_a_step_sees_the_status_of_the_last_compile_in_object_yaml(tmp_path: Path) -> None:
-    files = platform(promise([pipeline("instance", step("count", "count.sh"))],
-                             [pipeline("setup", step("count", "count.sh"))]), {"count.sh": COUNT_SCRIPT})
+    files = platform(
+        promise([pipeline("instance", step("count", "count.sh"))], [pipeline("setup", step("count", "count.sh"))]),
+        {"count.sh": COUNT_SCRIPT},
+    )
     repo = Platform(tmp_path, files)
     assert repo.compile().returncode == 0
     first = yaml.safe_load(repo.file("worker-1/resources/team-a/app/web/instance/object.txt"))
@@ -172,9 +228,10 @@ SECOND = "worker-1/resources/team-a/app/web/second/second.yaml"
 
 
 def two_pipelines(control: str) -> dict[str, str]:
-    return platform(promise([pipeline("first", step("first", "first.sh")),
-                             pipeline("second", step("second", "second.sh"))]),
-                    {"first.sh": FIRST_SCRIPT, "second.sh": SECOND_SCRIPT, "control.yaml": control})
+    return platform(
+        promise([pipeline("first", step("first", "first.sh")), pipeline("second", step("second", "second.sh"))]),
+        {"first.sh": FIRST_SCRIPT, "second.sh": SECOND_SCRIPT, "control.yaml": control},
+    )
 
 
 def size_in(text: str) -> str:
@@ -195,18 +252,28 @@ def test_a_suspended_workflow_keeps_its_last_output_until_its_request_changes(tm
     status = repo.status()
     assert status["message"] == "Suspended: waiting for approval"
     assert status["note"] == "from second"  # its status.yaml is merged all the same
-    assert status["pipelines"] == [{"name": "first", "phase": "Succeeded"},
-                                   {"name": "second", "phase": "Suspended", "message": "waiting for approval"}]
+    assert status["pipelines"] == [
+        {"name": "first", "phase": "Succeeded"},
+        {"name": "second", "phase": "Suspended", "message": "waiting for approval"},
+    ]
     reconciled = {c["type"]: c for c in status["conditions"]}["Reconciled"]
-    assert (reconciled["status"], reconciled["reason"], reconciled["message"]) == \
-        ("Unknown", "WorkflowSuspended", "Suspended")
+    assert (reconciled["status"], reconciled["reason"], reconciled["message"]) == (
+        "Unknown",
+        "WorkflowSuspended",
+        "Suspended",
+    )
 
     repo.commit({"promises/app/scripts/approved": "yes\n"})  # the request is unchanged: it stays suspended
     assert repo.compile().returncode == 0
     assert size_in(repo.file(SECOND)) == "small" and repo.status()["pipelines"][1]["phase"] == "Suspended"
 
-    repo.commit({"requests/team-a/web.yaml": yaml.safe_dump(
-        {**yaml.safe_load(app(size="large")), "metadata": {"name": "web", "labels": {"approved": "yes"}}})})
+    repo.commit(
+        {
+            "requests/team-a/web.yaml": yaml.safe_dump(
+                {**yaml.safe_load(app(size="large")), "metadata": {"name": "web", "labels": {"approved": "yes"}}}
+            )
+        }
+    )
     result = repo.compile()
     assert result.returncode == 0, result.stderr
     status = repo.status()
@@ -221,8 +288,13 @@ def test_retry_after_runs_the_workflow_again_on_the_first_compile_after_it_is_du
     result = repo.compile("--now", "2026-01-01T10:00:00Z")
     assert result.returncode == 0, result.stderr
     suspended = repo.status()["pipelines"][1]
-    assert suspended == {"name": "second", "phase": "Suspended", "message": "waiting for the database",
-                         "nextRetryAt": "2026-01-01T10:10:00Z", "attempts": 1}
+    assert suspended == {
+        "name": "second",
+        "phase": "Suspended",
+        "message": "waiting for the database",
+        "nextRetryAt": "2026-01-01T10:10:00Z",
+        "attempts": 1,
+    }
     assert SECOND not in repo.files()
 
     repo.commit({"promises/app/scripts/approved": "yes\n"})  # would succeed now, but the retry is not due
@@ -296,9 +368,10 @@ fi
 
 
 def test_a_suspended_promise_workflow_makes_the_promise_wait_and_keeps_its_output(tmp_path: Path) -> None:
-    files = platform(promise([pipeline("instance", step("env", "env.sh"))],
-                             [pipeline("setup", step("setup", "setup.sh"))]),
-                     {"env.sh": ENV_SCRIPT, "setup.sh": PROMISE_SCRIPT})
+    files = platform(
+        promise([pipeline("instance", step("env", "env.sh"))], [pipeline("setup", step("setup", "setup.sh"))]),
+        {"env.sh": ENV_SCRIPT, "setup.sh": PROMISE_SCRIPT},
+    )
     repo = Platform(tmp_path, files)
     assert repo.compile().returncode == 0
     namespace = "worker-1/dependencies/app/setup/namespace.yaml"
@@ -310,11 +383,21 @@ def test_a_suspended_promise_workflow_makes_the_promise_wait_and_keeps_its_outpu
     assert result.returncode == 0, result.stderr
     promise_status = yaml.safe_load(repo.file(".kratix/promises/app.yaml"))["status"]
     assert promise_status["status"] == "Unavailable"
-    assert promise_status["pipelines"] == [{"name": "setup", "phase": "Suspended", "message": "operator not ready",
-                                            "nextRetryAt": "2026-03-01T08:05:00Z", "attempts": 1}]
+    assert promise_status["pipelines"] == [
+        {
+            "name": "setup",
+            "phase": "Suspended",
+            "message": "operator not ready",
+            "nextRetryAt": "2026-03-01T08:05:00Z",
+            "attempts": 1,
+        }
+    ]
     reconciled = {c["type"]: c for c in promise_status["conditions"]}["Reconciled"]
-    assert (reconciled["status"], reconciled["reason"], reconciled["message"]) == \
-        ("Unknown", "WorkflowSuspended", "Suspended")
+    assert (reconciled["status"], reconciled["reason"], reconciled["message"]) == (
+        "Unknown",
+        "WorkflowSuspended",
+        "Suspended",
+    )
     assert namespace in repo.files() and request_file in repo.files()  # what was published stays
     assert repo.status()["message"] == "Pending"
 
@@ -346,9 +429,10 @@ printf 'second: done\\nconditions:\\n- {type: DatabaseReady, status: "False", re
 
 
 def test_status_yaml_is_merged_as_kratix_merges_it(tmp_path: Path) -> None:
-    files = platform(promise([pipeline("first", step("status", "status.sh")),
-                              pipeline("second", step("status", "second.sh"))]),
-                     {"status.sh": STATUS_SCRIPT, "second.sh": SECOND_STATUS_SCRIPT})
+    files = platform(
+        promise([pipeline("first", step("status", "status.sh")), pipeline("second", step("status", "second.sh"))]),
+        {"status.sh": STATUS_SCRIPT, "second.sh": SECOND_STATUS_SCRIPT},
+    )
     repo = Platform(tmp_path, files)
     result = repo.compile()
     assert result.returncode == 0, result.stderr
@@ -368,13 +452,19 @@ def test_status_yaml_is_merged_as_kratix_merges_it(tmp_path: Path) -> None:
     assert {c["type"] for c in status["conditions"]} >= {"DatabaseReady", "BackupReady"}
 
 
-@pytest.mark.parametrize(("size", "message"), [
-    ("list", "status.yaml must be a mapping of status fields, not a list"),
-    ("kratix", "'kratix' is a status field the compiler manages"),
-])
+@pytest.mark.parametrize(
+    ("size", "message"),
+    [
+        ("list", "status.yaml must be a mapping of status fields, not a list"),
+        ("kratix", "'kratix' is a status field the compiler manages"),
+    ],
+)
 def test_a_status_yaml_kratix_refuses_fails_its_request_alone(tmp_path: Path, size: str, message: str) -> None:
-    files = platform(promise([pipeline("first", step("status", "status.sh"))]), {"status.sh": STATUS_SCRIPT},
-                     **{"requests/team-a/other.yaml": app(name="other", size="small")})
+    files = platform(
+        promise([pipeline("first", step("status", "status.sh"))]),
+        {"status.sh": STATUS_SCRIPT},
+        **{"requests/team-a/other.yaml": app(name="other", size="small")},
+    )
     files["requests/team-a/web.yaml"] = app(size=size)
     repo = Platform(tmp_path, files)
     result = repo.compile()
@@ -385,9 +475,10 @@ def test_a_status_yaml_kratix_refuses_fails_its_request_alone(tmp_path: Path, si
 
 def test_a_promise_workflow_may_set_only_the_message_of_its_promise(tmp_path: Path) -> None:
     script = "printf 'message: operator installed\\nversion: 2\\n' > /kratix/metadata/status.yaml\n"
-    files = platform(promise([pipeline("instance", step("env", "env.sh"))],
-                             [pipeline("setup", step("setup", "setup.sh"))]),
-                     {"env.sh": ENV_SCRIPT, "setup.sh": script})
+    files = platform(
+        promise([pipeline("instance", step("env", "env.sh"))], [pipeline("setup", step("setup", "setup.sh"))]),
+        {"env.sh": ENV_SCRIPT, "setup.sh": script},
+    )
     repo = Platform(tmp_path, files)
     result = repo.compile()
     assert result.returncode == 0, result.stderr
@@ -406,16 +497,25 @@ cp scripts/selectors.txt /kratix/metadata/destination-selectors.yaml
 
 
 def selectors_platform(selectors: str) -> dict[str, str]:
-    prod = {"apiVersion": "platform.kratix.io/v1alpha1", "kind": "Destination",
-            "metadata": {"name": "worker-2", "labels": {"env": "prod"}}}
-    return platform(promise([pipeline("instance", step("selectors", "selectors.sh"))]),
-                    {"selectors.sh": SELECTORS_SCRIPT, "selectors.txt": selectors},
-                    **{"clusters/worker-2.yaml": yaml.safe_dump(prod)})
+    prod = {
+        "apiVersion": "platform.kratix.io/v1alpha1",
+        "kind": "Destination",
+        "metadata": {"name": "worker-2", "labels": {"env": "prod"}},
+    }
+    return platform(
+        promise([pipeline("instance", step("selectors", "selectors.sh"))]),
+        {"selectors.sh": SELECTORS_SCRIPT, "selectors.txt": selectors},
+        **{"clusters/worker-2.yaml": yaml.safe_dump(prod)},
+    )
 
 
 def test_destination_selectors_directories_are_read_as_kratix_cleans_them(tmp_path: Path) -> None:
-    repo = Platform(tmp_path, selectors_platform("- directory: ./db/\n  matchLabels: {env: prod}\n"
-                                                 "- directory: .\n  matchLabels: {env: dev}\n"))
+    repo = Platform(
+        tmp_path,
+        selectors_platform(
+            "- directory: ./db/\n  matchLabels: {env: prod}\n- directory: .\n  matchLabels: {env: dev}\n"
+        ),
+    )
     result = repo.compile()
     assert result.returncode == 0, result.stderr
     files = repo.files()
@@ -424,18 +524,22 @@ def test_destination_selectors_directories_are_read_as_kratix_cleans_them(tmp_pa
     assert not [p for p in files if p.startswith("worker-1/") and "db.yaml" in p]
 
 
-@pytest.mark.parametrize(("selectors", "message"), [
-    ("env: prod\n", "destination-selectors.yaml must be a list of {directory, matchLabels} entries, not a dict"),
-    ("- matchLabels: {}\n", "entry 0 has no selectors"),
-    ("- directory: db\n", "entry 0 has no selectors"),
-    ("- matchLabels: {env: prod}\n- matchLabels: {env: dev}\n", "entry 1: directory '.' has an entry already"),
-    ("- matchLabels: {replicas: 3}\n", "entry 0: matchLabels.replicas must be a string, not 3"),
-    ("- matchLabels: [env]\n", "entry 0: matchLabels must be a map"),
-    ("- directory: db/nested\n  matchLabels: {env: prod}\n", "sub-directories are not allowed"),
-    ("- prod\n", "entry 0 must be a mapping with matchLabels, not a str"),
-])
-def test_a_destination_selectors_file_kratix_refuses_fails_its_request(tmp_path: Path, selectors: str,
-                                                                       message: str) -> None:
+@pytest.mark.parametrize(
+    ("selectors", "message"),
+    [
+        ("env: prod\n", "destination-selectors.yaml must be a list of {directory, matchLabels} entries, not a dict"),
+        ("- matchLabels: {}\n", "entry 0 has no selectors"),
+        ("- directory: db\n", "entry 0 has no selectors"),
+        ("- matchLabels: {env: prod}\n- matchLabels: {env: dev}\n", "entry 1: directory '.' has an entry already"),
+        ("- matchLabels: {replicas: 3}\n", "entry 0: matchLabels.replicas must be a string, not 3"),
+        ("- matchLabels: [env]\n", "entry 0: matchLabels must be a map"),
+        ("- directory: db/nested\n  matchLabels: {env: prod}\n", "sub-directories are not allowed"),
+        ("- prod\n", "entry 0 must be a mapping with matchLabels, not a str"),
+    ],
+)
+def test_a_destination_selectors_file_kratix_refuses_fails_its_request(
+    tmp_path: Path, selectors: str, message: str
+) -> None:
     repo = Platform(tmp_path, selectors_platform(selectors))
     result = repo.compile()
     assert result.returncode == 1
@@ -458,23 +562,34 @@ set -eu
 """
 
 INPUTS_CONTAINER = {
-    "name": "inputs", "command": ["sh", "scripts/inputs.sh"],
+    "name": "inputs",
+    "command": ["sh", "scripts/inputs.sh"],
     "env": [
         {"name": "LOG_LEVEL", "valueFrom": {"configMapKeyRef": {"name": "app-settings", "key": "level"}}},
         {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db-creds", "key": "password"}}},
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": "ACCOUNT", "valueFrom": {"fieldRef": {"fieldPath": "spec.serviceAccountName"}}},
-        {"name": "MISSING_OPTIONAL",
-         "valueFrom": {"configMapKeyRef": {"name": "absent", "key": "x", "optional": True}}},
+        {
+            "name": "MISSING_OPTIONAL",
+            "valueFrom": {"configMapKeyRef": {"name": "absent", "key": "x", "optional": True}},
+        },
     ],
     "envFrom": [{"configMapRef": {"name": "app-settings"}, "prefix": "APP_"}],
     "volumeMounts": [{"name": "settings", "mountPath": "/config"}, {"name": "tls", "mountPath": "/secrets"}],
 }
-VOLUMES = [{"name": "settings", "configMap": {"name": "app-settings",
-                                              "items": [{"key": "settings.ini", "path": "settings.ini"}]}},
-           {"name": "tls", "secret": {"secretName": "db-creds"}}]
-SETTINGS = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app-settings"},
-            "data": {"level": "debug", "mode": "fast", "settings.ini": "threads=4"}}
+VOLUMES = [
+    {
+        "name": "settings",
+        "configMap": {"name": "app-settings", "items": [{"key": "settings.ini", "path": "settings.ini"}]},
+    },
+    {"name": "tls", "secret": {"secretName": "db-creds"}},
+]
+SETTINGS = {
+    "apiVersion": "v1",
+    "kind": "ConfigMap",
+    "metadata": {"name": "app-settings"},
+    "data": {"level": "debug", "mode": "fast", "settings.ini": "threads=4"},
+}
 
 
 def sha(text: str) -> str:
@@ -492,10 +607,26 @@ def age_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
 
 def encrypted_secret(recipient: str, **values: str) -> str:
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db-creds"}, "stringData": values}
-    done = subprocess.run(["sops", "--encrypt", "--age", recipient, "--encrypted-regex", "^(data|stringData)$",
-                           "--input-type", "yaml", "--output-type", "yaml", "/dev/stdin"],
-                          input=yaml.safe_dump(secret), capture_output=True, text=True, check=True,
-                          env={**os.environ, "SOPS_AGE_KEY_FILE": "/dev/null"})
+    done = subprocess.run(
+        [
+            "sops",
+            "--encrypt",
+            "--age",
+            recipient,
+            "--encrypted-regex",
+            "^(data|stringData)$",
+            "--input-type",
+            "yaml",
+            "--output-type",
+            "yaml",
+            "/dev/stdin",
+        ],
+        input=yaml.safe_dump(secret),
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "SOPS_AGE_KEY_FILE": "/dev/null"},
+    )
     return done.stdout
 
 
@@ -507,15 +638,23 @@ def inputs_platform(secret: str, settings: dict[str, Any] | None = None) -> dict
 
 
 def test_env_envfrom_and_volumes_read_configmaps_and_sops_secrets_of_the_repo(
-        tmp_path: Path, age_key: tuple[str, Path]) -> None:
+    tmp_path: Path, age_key: tuple[str, Path]
+) -> None:
     recipient, key = age_key
     repo = Platform(tmp_path, inputs_platform(encrypted_secret(recipient, password="hunter2", **{"tls.crt": "CERT"})))
     result = repo.compile(env={"SOPS_AGE_KEY_FILE": str(key)})
     assert result.returncode == 0, result.stderr
     seen = variables(repo.file("worker-1/resources/team-a/app/web/instance/seen.txt"))
-    assert seen == {"LOG_LEVEL": "debug", "APP_mode": "fast", "NAMESPACE": "team-a",
-                    "ACCOUNT": "app-resource-configure-instance", "PASSWORD": sha("hunter2"), "OPTIONAL": "unset",
-                    "SETTINGS": "threads=4", "CERT": sha("CERT")}
+    assert seen == {
+        "LOG_LEVEL": "debug",
+        "APP_mode": "fast",
+        "NAMESPACE": "team-a",
+        "ACCOUNT": "app-resource-configure-instance",
+        "PASSWORD": sha("hunter2"),
+        "OPTIONAL": "unset",
+        "SETTINGS": "threads=4",
+        "CERT": sha("CERT"),
+    }
     assert not [path for path, text in repo.files().items() if "hunter2" in text]  # decrypted at use only
 
     no_key = repo.compile("--rebuild", env={"SOPS_AGE_KEY_FILE": str(tmp_path / "absent")})
@@ -523,21 +662,29 @@ def test_env_envfrom_and_volumes_read_configmaps_and_sops_secrets_of_the_repo(
     assert "Secret team-a/db-creds (config/team-a/db-creds.yaml): sops cannot decrypt it here" in no_key.stderr
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ("no-key", "env DB_PASSWORD: Secret team-a/db-creds has no key 'password'"),
-    ("no-configmap", "envFrom[0]: ConfigMap team-a/app-settings does not exist: put it in config/team-a/"),
-    ("plaintext", "Secret team-a/db-creds is in plaintext: Secrets in the repo must be SOPS-encrypted"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("no-key", "env DB_PASSWORD: Secret team-a/db-creds has no key 'password'"),
+        ("no-configmap", "envFrom[0]: ConfigMap team-a/app-settings does not exist: put it in config/team-a/"),
+        ("plaintext", "Secret team-a/db-creds is in plaintext: Secrets in the repo must be SOPS-encrypted"),
+    ],
+)
 def test_a_missing_configmap_secret_or_key_fails_the_request_naming_it(
-        tmp_path: Path, age_key: tuple[str, Path], change: str, message: str) -> None:
+    tmp_path: Path, age_key: tuple[str, Path], change: str, message: str
+) -> None:
     recipient, key = age_key
-    files = inputs_platform(encrypted_secret(recipient, **{"tls.crt": "CERT"} if change == "no-key" else
-                                             {"password": "hunter2", "tls.crt": "CERT"}))
+    files = inputs_platform(
+        encrypted_secret(
+            recipient, **{"tls.crt": "CERT"} if change == "no-key" else {"password": "hunter2", "tls.crt": "CERT"}
+        )
+    )
     if change == "no-configmap":
         del files["config/team-a/app-settings.yaml"]
     if change == "plaintext":
         files["config/team-a/db-creds.yaml"] = yaml.safe_dump(
-            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db-creds"}, "stringData": {"password": "x"}})
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db-creds"}, "stringData": {"password": "x"}}
+        )
     repo = Platform(tmp_path, files)
     result = repo.compile(env={"SOPS_AGE_KEY_FILE": str(key)})
     assert result.returncode == 1
@@ -554,17 +701,33 @@ def test_resolve_step_follows_the_kubelet() -> None:
     def lookup(kind: str, name: str) -> dict[str, bytes] | None:
         return data.get((kind, name))
 
-    pipeline_body = {"spec": {"volumes": [
-        {"name": "a", "configMap": {"name": "a"}}, {"name": "gone", "secret": {"secretName": "s", "optional": True}},
-        {"name": "scratch", "emptyDir": {}}, {"name": "pvc", "persistentVolumeClaim": {"claimName": "data"}}]}}
-    container = {"name": "c", "env": [{"name": "k", "value": "own"}],
-                 "envFrom": [{"configMapRef": {"name": "a"}}],
-                 "volumeMounts": [{"name": "a", "mountPath": "/one/k", "subPath": "k"},
-                                  {"name": "gone", "mountPath": "/secret"}, {"name": "scratch", "mountPath": "/work"}]}
+    pipeline_body = {
+        "spec": {
+            "volumes": [
+                {"name": "a", "configMap": {"name": "a"}},
+                {"name": "gone", "secret": {"secretName": "s", "optional": True}},
+                {"name": "scratch", "emptyDir": {}},
+                {"name": "pvc", "persistentVolumeClaim": {"claimName": "data"}},
+            ]
+        }
+    }
+    container = {
+        "name": "c",
+        "env": [{"name": "k", "value": "own"}],
+        "envFrom": [{"configMapRef": {"name": "a"}}],
+        "volumeMounts": [
+            {"name": "a", "mountPath": "/one/k", "subPath": "k"},
+            {"name": "gone", "mountPath": "/secret"},
+            {"name": "scratch", "mountPath": "/work"},
+        ],
+    }
     inputs = contract.resolve_step(container, pipeline_body, namespace="ns", account="sa", lookup=lookup)
     assert dict(inputs.env) == {"k": "own", "x": "y"}  # env after envFrom: the container's own value wins
-    assert inputs.mounts == (contract.Mount("/one/k", {"": b"v"}, single=True), contract.Mount("/secret", {}),
-                             contract.Mount("/work", None))
+    assert inputs.mounts == (
+        contract.Mount("/one/k", {"": b"v"}, single=True),
+        contract.Mount("/secret", {}),
+        contract.Mount("/work", None),
+    )
     claim = {"name": "c", "volumeMounts": [{"name": "pvc", "mountPath": "/data"}]}
     with pytest.raises(contract.ContractError, match="persistentVolumeClaim, which a compiler cannot provide"):
         contract.resolve_step(claim, pipeline_body, namespace="ns", account="sa", lookup=lookup)
@@ -576,8 +739,9 @@ def test_resolve_step_follows_the_kubelet() -> None:
 def test_a_command_step_cannot_mount_over_the_hosts_programs(tmp_path: Path, age_key: tuple[str, Path]) -> None:
     recipient, key = age_key
     files = inputs_platform(encrypted_secret(recipient, password="x", **{"tls.crt": "CERT"}))
-    files["promises/app/promise.yaml"] = files["promises/app/promise.yaml"].replace("mountPath: /config",
-                                                                                    "mountPath: /etc/app")
+    files["promises/app/promise.yaml"] = files["promises/app/promise.yaml"].replace(
+        "mountPath: /config", "mountPath: /etc/app"
+    )
     repo = Platform(tmp_path, files)
     result = repo.compile(env={"SOPS_AGE_KEY_FILE": str(key)})
     assert result.returncode == 1
@@ -585,20 +749,32 @@ def test_a_command_step_cannot_mount_over_the_hosts_programs(tmp_path: Path, age
 
 
 def test_cluster_access_a_pipeline_asks_for_is_reported_once_per_promise(tmp_path: Path) -> None:
-    asking = pipeline("instance", step("env", "env.sh", resources={"limits": {"cpu": "1"}}),
-                      rbac={"serviceAccount": "deployer",
-                            "permissions": [{"apiGroups": [""], "verbs": ["get"], "resources": ["secrets"]}]},
-                      volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "cache"}}],
-                      nodeSelector={"disk": "ssd"})
-    files = platform(promise([asking], [pipeline("setup", step("env", "env.sh"), imagePullSecrets=[{"name": "r"}])]),
-                     {"env.sh": ENV_SCRIPT}, **{"requests/team-a/other.yaml": app(name="other")})
+    asking = pipeline(
+        "instance",
+        step("env", "env.sh", resources={"limits": {"cpu": "1"}}),
+        rbac={
+            "serviceAccount": "deployer",
+            "permissions": [{"apiGroups": [""], "verbs": ["get"], "resources": ["secrets"]}],
+        },
+        volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "cache"}}],
+        nodeSelector={"disk": "ssd"},
+    )
+    files = platform(
+        promise([asking], [pipeline("setup", step("env", "env.sh"), imagePullSecrets=[{"name": "r"}])]),
+        {"env.sh": ENV_SCRIPT},
+        **{"requests/team-a/other.yaml": app(name="other")},
+    )
     result = Platform(tmp_path, files).compile()
     assert result.returncode == 0, result.stderr
     output = result.stdout + result.stderr
     warnings = [line for line in output.splitlines() if "cluster access a compiler cannot give" in line]
     assert len(warnings) == 1, output  # once for the Promise, not per request or pipeline
-    for asked in ("resource/instance: RBAC permissions", "resource/instance: an existing ServiceAccount",
-                  "promise/setup: image pull Secrets", "resource/instance: volume 'data' (persistentVolumeClaim)"):
+    for asked in (
+        "resource/instance: RBAC permissions",
+        "resource/instance: an existing ServiceAccount",
+        "promise/setup: image pull Secrets",
+        "resource/instance: volume 'data' (persistentVolumeClaim)",
+    ):
         assert asked in warnings[0]
     assert "warning" in warnings[0]
     notes = [line for line in output.splitlines() if "pod settings have no effect here" in line]
@@ -622,12 +798,12 @@ def test_a_workflow_suspended_in_a_shard_keeps_its_output_when_published(tmp_pat
     assert result.returncode == 0, result.stderr
     assert "shards: 1 workflow result(s) reused" in result.stderr  # replayed, not run again
     assert size_in(repo.file(FIRST)) == "large" and size_in(repo.file(SECOND)) == "small"
-    assert repo.status()["pipelines"][1] == {"name": "second", "phase": "Suspended",
-                                             "message": "waiting for approval"}
+    assert repo.status()["pipelines"][1] == {"name": "second", "phase": "Suspended", "message": "waiting for approval"}
 
 
-@pytest.mark.parametrize("command", [["compile", "--out", "{out}"], ["validate"], ["graph"],
-                                     ["plan", "--output-repo", "{repo}"]])
+@pytest.mark.parametrize(
+    "command", [["compile", "--out", "{out}"], ["validate"], ["graph"], ["plan", "--output-repo", "{repo}"]]
+)
 def test_every_command_that_runs_workflows_takes_now(tmp_path: Path, command: list[str]) -> None:
     repo, _ = make_repo(tmp_path / "platform", platform(promise([pipeline("build", step("s", "true"))]), {}))
     output = init_repo(tmp_path / "output.git", bare=True)
@@ -640,11 +816,18 @@ def test_what_kratix_reads_from_a_cluster_object_and_kratix_here_does_not_is_sai
     # Never ignored silently: a Destination's cleanup, a state store's authMethod, a reconciliation timer.
     document = yaml.safe_load(promise([pipeline("instance", step("env", "env.sh"))]))
     document["spec"]["workflows"]["config"] = {"reconciliationInterval": "10m"}
-    destination = {"apiVersion": "platform.kratix.io/v1alpha1", "kind": "Destination",
-                   "metadata": {"name": "worker-1", "labels": {"env": "dev"}},
-                   "spec": {"cleanup": "none", "stateStoreRef": {"kind": "GitStateStore", "name": "store"}}}
-    store = {"apiVersion": "platform.kratix.io/v1alpha1", "kind": "GitStateStore", "metadata": {"name": "store"},
-             "spec": {"url": str(tmp_path / "store.git"), "authMethod": "basicAuth"}}
+    destination = {
+        "apiVersion": "platform.kratix.io/v1alpha1",
+        "kind": "Destination",
+        "metadata": {"name": "worker-1", "labels": {"env": "dev"}},
+        "spec": {"cleanup": "none", "stateStoreRef": {"kind": "GitStateStore", "name": "store"}},
+    }
+    store = {
+        "apiVersion": "platform.kratix.io/v1alpha1",
+        "kind": "GitStateStore",
+        "metadata": {"name": "store"},
+        "spec": {"url": str(tmp_path / "store.git"), "authMethod": "basicAuth"},
+    }
     files = platform(yaml.safe_dump(document), {"env.sh": ENV_SCRIPT})
     files["clusters/worker-1.yaml"] = yaml.safe_dump(destination)
     files["clusters/store.yaml"] = yaml.safe_dump(store)

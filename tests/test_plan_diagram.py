@@ -25,13 +25,15 @@ def pull_request(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """A base commit with four requests on the two dev destinations, and a head commit that adds a request,
     deletes one, and deletes destination dev-2 (so each request on it moves to dev-1). Returns the repo and
     where each request was at the base, read from `kratix graph` of the base."""
-    repo, _ = make_repo(tmp_path / "platform", platform_files(
-        **{f"team-a/db-{i}": database(f"db-{i}") for i in range(6)}))
+    repo, _ = make_repo(
+        tmp_path / "platform", platform_files(**{f"team-a/db-{i}": database(f"db-{i}") for i in range(6)})
+    )
     base = parse_mermaid(kratix("graph", str(repo), "--ref", "HEAD").stdout)
     was = {request: source for source, request, _ in base.edges if request.startswith("Database ")}
     assert set(was.values()) == {"dev-1", "dev-2"}, "the sample should use both dev destinations"
-    commit_files(repo, {"requests/team-a/new.yaml": database("new")},
-                 remove=["requests/team-a/db-0.yaml", "clusters/dev-2.yaml"])
+    commit_files(
+        repo, {"requests/team-a/new.yaml": database("new")}, remove=["requests/team-a/db-0.yaml", "clusters/dev-2.yaml"]
+    )
     return repo, was
 
 
@@ -42,8 +44,10 @@ def test_the_markdown_plan_draws_added_removed_and_moved_placements(pull_request
     blocks = mermaid_blocks(done.stdout)
     assert len(blocks) == 1, done.stdout
     picture = parse_mermaid(blocks[0])
-    expected = {("Database team-a/new", "dev-1", "added"), ("Database team-a/db-0", was["Database team-a/db-0"],
-                                                               "removed")}
+    expected = {
+        ("Database team-a/new", "dev-1", "added"),
+        ("Database team-a/db-0", was["Database team-a/db-0"], "removed"),
+    }
     moved = sorted(r for r, d in was.items() if d == "dev-2" and r != "Database team-a/db-0")
     assert moved, "some request must have been on dev-2"
     expected |= {(r, "dev-1", "added") for r in moved} | {(r, "dev-2", "removed") for r in moved}
@@ -55,13 +59,18 @@ def test_the_markdown_plan_draws_added_removed_and_moved_placements(pull_request
     assert not any(r in picture.labels.values() or f"{r} (moved)" in picture.labels.values() for r in stayed)
 
 
-def test_the_json_plan_lists_the_moves_and_the_comment_workflow_draws_them(pull_request, tmp_path: Path,
-                                                                          mermaid) -> None:
+def test_the_json_plan_lists_the_moves_and_the_comment_workflow_draws_them(
+    pull_request, tmp_path: Path, mermaid
+) -> None:
     repo, was = pull_request
     done = kratix("plan", str(repo), "--ref", "HEAD", "--base-ref", "HEAD~1", "--format", "json")
     moves = {m["request"]: m for m in json.loads(done.stdout)["plan"]["placementMoves"]}
-    assert moves["Database team-a/new"] == {"request": "Database team-a/new", "before": [], "after": ["dev-1"],
-                                            "state": "placed"}
+    assert moves["Database team-a/new"] == {
+        "request": "Database team-a/new",
+        "before": [],
+        "after": ["dev-1"],
+        "state": "placed",
+    }
     assert moves["Database team-a/db-0"]["after"] == [] and moves["Database team-a/db-0"]["state"] == "deleted"
     results = tmp_path / "results"
     results.mkdir()
@@ -70,13 +79,18 @@ def test_the_json_plan_lists_the_moves_and_the_comment_workflow_draws_them(pull_
     script = github_script(REPO / ".github" / "workflows" / "platform-pr-comment.yml", "comment")
     body = run_script(tmp_path, script, {"RESULTS": str(results)})[-1]["body"]
     from_comment = parse_mermaid(mermaid_blocks(body)[0])
-    from_markdown = parse_mermaid(mermaid_blocks(kratix("plan", str(repo), "--ref", "HEAD", "--base-ref",
-                                                        "HEAD~1").stdout)[0])
+    from_markdown = parse_mermaid(
+        mermaid_blocks(kratix("plan", str(repo), "--ref", "HEAD", "--base-ref", "HEAD~1").stdout)[0]
+    )
     assert from_comment.edges == from_markdown.edges
     assert sorted(from_comment.labels.values()) == sorted(from_markdown.labels.values())
     # Mermaid itself reads both as the same graph.
-    both = mermaid([mermaid_blocks(body)[0], mermaid_blocks(kratix("plan", str(repo), "--ref", "HEAD", "--base-ref",
-                                                                     "HEAD~1").stdout)[0]])
+    both = mermaid(
+        [
+            mermaid_blocks(body)[0],
+            mermaid_blocks(kratix("plan", str(repo), "--ref", "HEAD", "--base-ref", "HEAD~1").stdout)[0],
+        ]
+    )
     assert as_mermaid_sees_it(both[0]).edges == as_mermaid_sees_it(both[1]).edges == from_markdown.edges
 
 
@@ -84,13 +98,24 @@ HOSTILE = 'x"]) --> n0\n```\n</details> `@admin` #35; %%{init}%%'
 
 
 def test_the_comment_workflow_diagram_is_bounded_and_escapes_every_name(tmp_path: Path, mermaid) -> None:
-    moves = [{"request": f"{HOSTILE} {i}", "before": [], "after": [f"{HOSTILE} dest"], "state": "placed"}
-             for i in range(45)]
+    moves = [
+        {"request": f"{HOSTILE} {i}", "before": [], "after": [f"{HOSTILE} dest"], "state": "placed"} for i in range(45)
+    ]
     results = tmp_path / "results"
     results.mkdir()
-    (results / "plan.json").write_text(json.dumps({"plan": {
-        "counts": {"added": 1, "changed": 0, "removed": 0}, "guard": [], "failed": [], "placementMoves": moves,
-        "changes": [{"path": "dev-1/x.yaml", "change": "added", "owner": "x", "diff": ""}]}}))
+    (results / "plan.json").write_text(
+        json.dumps(
+            {
+                "plan": {
+                    "counts": {"added": 1, "changed": 0, "removed": 0},
+                    "guard": [],
+                    "failed": [],
+                    "placementMoves": moves,
+                    "changes": [{"path": "dev-1/x.yaml", "change": "added", "owner": "x", "diff": ""}],
+                }
+            }
+        )
+    )
     (results / "validate.json").write_text(json.dumps({"diagnostics": []}))
     script = github_script(REPO / ".github" / "workflows" / "platform-pr-comment.yml", "comment")
     body = run_script(tmp_path, script, {"RESULTS": str(results)})[-1]["body"]
@@ -99,7 +124,8 @@ def test_the_comment_workflow_diagram_is_bounded_and_escapes_every_name(tmp_path
     picture = parse_mermaid(blocks[0])  # every line one statement of the expected forms
     shown = " ".join(HOSTILE.split())
     assert {label for label in picture.labels.values()} == {f"{shown} {i} (added)" for i in range(30)} | {
-        f"{shown} dest"}
+        f"{shown} dest"
+    }
     assert "and 15 more request(s)" in body
     seen = as_mermaid_sees_it(mermaid(blocks)[0])
     assert seen.labels == picture.labels and seen.edges == picture.edges

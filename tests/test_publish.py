@@ -70,9 +70,7 @@ def test_nested_tree_to_a_new_bare_repo(tmp_path: Path) -> None:
 
 def test_same_input_same_commit_id(tmp_path: Path) -> None:
     commits = {
-        publish.publish(
-            publish.open_output_repo(str(tmp_path / name), branch="main"), fixed(TREE), date=DATE
-        ).commit
+        publish.publish(publish.open_output_repo(str(tmp_path / name), branch="main"), fixed(TREE), date=DATE).commit
         for name in ("a", "b")
     }
     assert len(commits) == 1
@@ -349,9 +347,7 @@ def test_an_invalid_branch_name_is_refused(tmp_path: Path) -> None:
 def run_publishers(target: Path, script: Path, names: list[str], *, rounds: int, count: int) -> None:
     start = time.time() + 1.0  # every process is up and importing by then, so their publishes overlap
     procs = [
-        subprocess.Popen(
-            [sys.executable, str(script), str(target), name, str(rounds), str(count), str(start)]
-        )
+        subprocess.Popen([sys.executable, str(script), str(target), name, str(rounds), str(count), str(start)])
         for name in names
     ]
     assert [proc.wait(timeout=60) for proc in procs] == [0] * len(names)

@@ -48,17 +48,25 @@ class Rehearsal:
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True,
-                          env=_git_env()).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=_git_env()
+    ).stdout.strip()
 
 
 def _git_env() -> dict[str, str]:
     # A pinned author and date keep commits reproducible; inherited GIT_* would point at another repo.
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    return {**env, "GIT_AUTHOR_NAME": "Platform Team", "GIT_AUTHOR_EMAIL": "platform@example.com",
-            "GIT_COMMITTER_NAME": "Platform Team", "GIT_COMMITTER_EMAIL": "platform@example.com",
-            "GIT_AUTHOR_DATE": "2024-05-01T12:00:00Z", "GIT_COMMITTER_DATE": "2024-05-01T12:00:00Z",
-            "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
+    return {
+        **env,
+        "GIT_AUTHOR_NAME": "Platform Team",
+        "GIT_AUTHOR_EMAIL": "platform@example.com",
+        "GIT_COMMITTER_NAME": "Platform Team",
+        "GIT_COMMITTER_EMAIL": "platform@example.com",
+        "GIT_AUTHOR_DATE": "2024-05-01T12:00:00Z",
+        "GIT_COMMITTER_DATE": "2024-05-01T12:00:00Z",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+    }
 
 
 def commit_all(repo: Path, message: str) -> str:
@@ -67,10 +75,15 @@ def commit_all(repo: Path, message: str) -> str:
     return git(repo, "rev-parse", "HEAD")
 
 
-def kratix(rehearsal: Rehearsal, *args: str, cwd: Path | None = None,
-           **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["kratix", *args], cwd=cwd or rehearsal.platform, capture_output=True, text=True,
-                          env={**rehearsal.env, **env}, timeout=120)
+def kratix(rehearsal: Rehearsal, *args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["kratix", *args],
+        cwd=cwd or rehearsal.platform,
+        capture_output=True,
+        text=True,
+        env={**rehearsal.env, **env},
+        timeout=120,
+    )
 
 
 def output_log(output: Path) -> list[str]:
@@ -131,8 +144,7 @@ def test_pr_branch_validates(rehearsal: Rehearsal):
 
 def test_plan_names_the_changed_and_added_requests_and_publishes_nothing(rehearsal: Rehearsal):
     before = output_log(rehearsal.output)
-    done = kratix(rehearsal, "plan", ".", "--ref", "pr", "--output-repo", str(rehearsal.output),
-                  "--format", "markdown")
+    done = kratix(rehearsal, "plan", ".", "--ref", "pr", "--output-repo", str(rehearsal.output), "--format", "markdown")
     assert done.returncode == 0, done.stderr
     assert CHANGED in done.stdout and ADDED in done.stdout
     assert "-  numberOfInstances: 2" in done.stdout and "+  numberOfInstances: 3" in done.stdout
@@ -187,6 +199,7 @@ def test_merge_publishes_exactly_one_commit_naming_the_merged_commit(rehearsal: 
 
 # --- the scripts our workflows and action run, run here as GitHub would run them ----------------------------
 
+
 def step_script(path: Path, name: str) -> str:
     document = yaml.load(path.read_text(), Loader=yaml.BaseLoader)
     jobs = document.get("jobs") or {"action": document["runs"]}
@@ -195,21 +208,33 @@ def step_script(path: Path, name: str) -> str:
     return steps[0]["run"]
 
 
-def run_step(rehearsal: Rehearsal, script: str, tmp_path: Path, *, cwd: Path, sha: str,
-             **env: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+def run_step(
+    rehearsal: Rehearsal, script: str, tmp_path: Path, *, cwd: Path, sha: str, **env: str
+) -> tuple[subprocess.CompletedProcess[str], Path]:
     """Runs one step's script with the shell and files GitHub gives a step; returns it and RUNNER_TEMP."""
     runner_temp = tmp_path / "runner-temp"
     runner_temp.mkdir(exist_ok=True)
     outputs, summary = tmp_path / "output.txt", tmp_path / "summary.md"
     outputs.touch()  # GitHub creates both files empty before each step
     summary.touch()
-    github = {"GITHUB_ACTIONS": "true", "GITHUB_SHA": sha, "GITHUB_REPOSITORY": "acme/platform",
-              "RUNNER_TEMP": str(runner_temp),
-              "GITHUB_OUTPUT": str(outputs), "GITHUB_STEP_SUMMARY": str(summary),
-              "GIT_ASKPASS": str(runner_temp / "kratix-askpass.sh"),
-              "PLAN_FILE": str(runner_temp / "plan.md")}
-    done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script], cwd=cwd,
-                          env={**rehearsal.env, **github, **env}, capture_output=True, text=True, timeout=120)
+    github = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_SHA": sha,
+        "GITHUB_REPOSITORY": "acme/platform",
+        "RUNNER_TEMP": str(runner_temp),
+        "GITHUB_OUTPUT": str(outputs),
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "GIT_ASKPASS": str(runner_temp / "kratix-askpass.sh"),
+        "PLAN_FILE": str(runner_temp / "plan.md"),
+    }
+    done = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+        cwd=cwd,
+        env={**rehearsal.env, **github, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return done, runner_temp
 
 
@@ -222,11 +247,24 @@ def pr_job(rehearsal: Rehearsal, tmp_path: Path, branch: str) -> tuple[int, Path
     """The pull-request job's Validate and Plan steps, as GitHub runs them; the results folder it uploads."""
     sha = git(rehearsal.platform, "rev-parse", branch)
     base = git(rehearsal.platform, "rev-parse", "main")
-    validated, _ = run_step(rehearsal, step_script(PR_WORKFLOW, "Validate"), tmp_path, cwd=rehearsal.platform,
-                            sha=sha, RESULTS=str(tmp_path / "results"))
+    validated, _ = run_step(
+        rehearsal,
+        step_script(PR_WORKFLOW, "Validate"),
+        tmp_path,
+        cwd=rehearsal.platform,
+        sha=sha,
+        RESULTS=str(tmp_path / "results"),
+    )
     (tmp_path / "step.log").write_text(validated.stdout + validated.stderr)
-    planned, _ = run_step(rehearsal, step_script(PR_WORKFLOW, "Plan"), tmp_path, cwd=rehearsal.platform,
-                          sha=sha, RESULTS=str(tmp_path / "results"), BASE_SHA=base)
+    planned, _ = run_step(
+        rehearsal,
+        step_script(PR_WORKFLOW, "Plan"),
+        tmp_path,
+        cwd=rehearsal.platform,
+        sha=sha,
+        RESULTS=str(tmp_path / "results"),
+        BASE_SHA=base,
+    )
     assert planned.returncode == 0, planned.stderr
     return validated.returncode, tmp_path / "results"
 
@@ -244,8 +282,7 @@ def test_pr_job_records_validation_errors_for_the_comment(rehearsal: Rehearsal, 
     code, results = pr_job(rehearsal, tmp_path, "broken")
     assert code == 1  # the check fails, and the results are still uploaded for the comment
     assert "::error file=requests/team-b/orders-db.yaml,line=10," in (tmp_path / "step.log").read_text()
-    errors = [d for d in json.loads((results / "validate.json").read_text())["diagnostics"]
-              if d["severity"] == "error"]
+    errors = [d for d in json.loads((results / "validate.json").read_text())["diagnostics"] if d["severity"] == "error"]
     assert [(d["file"], d["line"]) for d in errors] == [("requests/team-b/orders-db.yaml", 10)]
 
 
@@ -264,30 +301,55 @@ def test_publish_workflow_publishes_the_pushed_commit(rehearsal: Rehearsal, tmp_
     git(platform, "merge", "-q", "--ff-only", "pr")
     pushed = git(platform, "rev-parse", "main")
     script = step_script(PUBLISH_WORKFLOW, "Compile and publish")
-    done, _ = run_step(rehearsal, script, tmp_path, cwd=platform, sha=pushed, KRATIX_OUTPUT_REPO=str(output),
-                       KRATIX_OUTPUT_BRANCH="main", KRATIX_GIT_TOKEN="s3cr3t-t0ken")
+    done, _ = run_step(
+        rehearsal,
+        script,
+        tmp_path,
+        cwd=platform,
+        sha=pushed,
+        KRATIX_OUTPUT_REPO=str(output),
+        KRATIX_OUTPUT_BRANCH="main",
+        KRATIX_GIT_TOKEN="s3cr3t-t0ken",
+    )
     assert done.returncode == 0, done.stderr
     assert "s3cr3t" not in done.stdout + done.stderr
     assert f"Source-Commit: {pushed}" in git(output, "log", "-1", "--format=%B", "main")
 
 
 def test_publish_workflow_refuses_to_run_unconfigured(rehearsal: Rehearsal, tmp_path: Path):
-    done, _ = run_step(rehearsal, step_script(PUBLISH_WORKFLOW, "Compile and publish"), tmp_path,
-                       cwd=rehearsal.platform, sha=git(rehearsal.platform, "rev-parse", "main"),
-                       KRATIX_OUTPUT_REPO="", KRATIX_OUTPUT_BRANCH="main")
+    done, _ = run_step(
+        rehearsal,
+        step_script(PUBLISH_WORKFLOW, "Compile and publish"),
+        tmp_path,
+        cwd=rehearsal.platform,
+        sha=git(rehearsal.platform, "rev-parse", "main"),
+        KRATIX_OUTPUT_REPO="",
+        KRATIX_OUTPUT_BRANCH="main",
+    )
     assert done.returncode == 1
     assert "::error" in done.stdout and "KRATIX_OUTPUT_REPO" in done.stdout
 
 
-@pytest.mark.parametrize(("command", "ref", "exit_code"), [
-    ("validate", "pr", 0), ("validate", "broken", 1), ("plan", "pr", 0), ("dance", "pr", 2)])
-def test_action_runs_the_command_it_is_given(rehearsal: Rehearsal, tmp_path: Path, command: str, ref: str,
-                                             exit_code: int):
+@pytest.mark.parametrize(
+    ("command", "ref", "exit_code"),
+    [("validate", "pr", 0), ("validate", "broken", 1), ("plan", "pr", 0), ("dance", "pr", 2)],
+)
+def test_action_runs_the_command_it_is_given(
+    rehearsal: Rehearsal, tmp_path: Path, command: str, ref: str, exit_code: int
+):
     sha = git(rehearsal.platform, "rev-parse", ref)
-    done, temp = run_step(rehearsal, step_script(ACTION, "Run kratix"), tmp_path, cwd=rehearsal.platform,
-                          sha=sha, KRATIX_COMMAND=command, KRATIX_REF=sha,
-                          KRATIX_OUTPUT_REPO=str(rehearsal.output), KRATIX_OUTPUT_BRANCH="main",
-                          KRATIX_GIT_TOKEN="")
+    done, temp = run_step(
+        rehearsal,
+        step_script(ACTION, "Run kratix"),
+        tmp_path,
+        cwd=rehearsal.platform,
+        sha=sha,
+        KRATIX_COMMAND=command,
+        KRATIX_REF=sha,
+        KRATIX_OUTPUT_REPO=str(rehearsal.output),
+        KRATIX_OUTPUT_BRANCH="main",
+        KRATIX_GIT_TOKEN="",
+    )
     assert done.returncode == exit_code, done.stdout + done.stderr
     if command == "plan":
         assert f"plan-file={temp / 'plan.md'}" in (tmp_path / "output.txt").read_text()
@@ -297,6 +359,7 @@ def test_action_runs_the_command_it_is_given(rehearsal: Rehearsal, tmp_path: Pat
 
 
 # --- the token over HTTPS-like auth: git gets it from GIT_ASKPASS, nothing stores it ------------------------
+
 
 class _GitOverHttp(http.server.BaseHTTPRequestHandler):
     """Git's smart HTTP protocol through `git http-backend`, behind Basic auth, as a Git host serves it."""
@@ -323,14 +386,21 @@ class _GitOverHttp(http.server.BaseHTTPRequestHandler):
         server.served += 1
         path, _, query = self.path.partition("?")
         body = self._body()
-        env = {"PATH": os.environ["PATH"], "GIT_PROJECT_ROOT": str(server.root), "GIT_HTTP_EXPORT_ALL": "1",
-               "PATH_INFO": path, "QUERY_STRING": query, "REQUEST_METHOD": self.command,
-               "CONTENT_TYPE": self.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
-               "REMOTE_USER": "x-access-token", "REMOTE_ADDR": "127.0.0.1",
-               "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
-               "GIT_PROTOCOL": self.headers.get("Git-Protocol", "")}
-        out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True,
-                             timeout=60).stdout
+        env = {
+            "PATH": os.environ["PATH"],
+            "GIT_PROJECT_ROOT": str(server.root),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "REQUEST_METHOD": self.command,
+            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+            "CONTENT_LENGTH": str(len(body)),
+            "REMOTE_USER": "x-access-token",
+            "REMOTE_ADDR": "127.0.0.1",
+            "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
+            "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
+        }
+        out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True, timeout=60).stdout
         head, _, payload = out.partition(b"\r\n\r\n")
         headers = [line.split(":", 1) for line in head.decode().splitlines() if ":" in line]
         status = next((int(v.split()[0]) for k, v in headers if k.lower() == "status"), 200)
@@ -375,7 +445,8 @@ def git_host(rehearsal: Rehearsal, tmp_path: Path):
 
 
 def test_publish_workflow_authenticates_with_the_token_and_stores_it_nowhere(
-        rehearsal: Rehearsal, git_host: _Host, tmp_path: Path):
+    rehearsal: Rehearsal, git_host: _Host, tmp_path: Path
+):
     platform = tmp_path / "platform"
     shutil.copytree(rehearsal.platform, platform)
     git(platform, "merge", "-q", "--ff-only", "pr")
@@ -384,15 +455,31 @@ def test_publish_workflow_authenticates_with_the_token_and_stores_it_nowhere(
     cache = tmp_path / "cache"
     script = step_script(PUBLISH_WORKFLOW, "Compile and publish")
 
-    wrong, _ = run_step(rehearsal, script, tmp_path, cwd=platform, sha=pushed, KRATIX_OUTPUT_REPO=url,
-                        KRATIX_OUTPUT_BRANCH="main", KRATIX_GIT_TOKEN="not-the-token",
-                        XDG_CACHE_HOME=str(cache))
+    wrong, _ = run_step(
+        rehearsal,
+        script,
+        tmp_path,
+        cwd=platform,
+        sha=pushed,
+        KRATIX_OUTPUT_REPO=url,
+        KRATIX_OUTPUT_BRANCH="main",
+        KRATIX_GIT_TOKEN="not-the-token",
+        XDG_CACHE_HOME=str(cache),
+    )
     assert wrong.returncode == 1 and git_host.refused > 0 and git_host.served == 0
     assert "not-the-token" not in wrong.stdout + wrong.stderr
 
-    done, temp = run_step(rehearsal, script, tmp_path, cwd=platform, sha=pushed, KRATIX_OUTPUT_REPO=url,
-                          KRATIX_OUTPUT_BRANCH="main", KRATIX_GIT_TOKEN="s3cr3t-t0ken",
-                          XDG_CACHE_HOME=str(cache))
+    done, temp = run_step(
+        rehearsal,
+        script,
+        tmp_path,
+        cwd=platform,
+        sha=pushed,
+        KRATIX_OUTPUT_REPO=url,
+        KRATIX_OUTPUT_BRANCH="main",
+        KRATIX_GIT_TOKEN="s3cr3t-t0ken",
+        XDG_CACHE_HOME=str(cache),
+    )
     assert done.returncode == 0, done.stderr
     assert git_host.served > 0
     published = git_host.root / "output.git"

@@ -69,8 +69,12 @@ spec:
 
 
 def request(version: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": f"data.example.org/{version}", "kind": "Cache",
-            "metadata": {"name": "sessions", "namespace": "default"}, "spec": spec}
+    return {
+        "apiVersion": f"data.example.org/{version}",
+        "kind": "Cache",
+        "metadata": {"name": "sessions", "namespace": "default"},
+        "spec": spec,
+    }
 
 
 def validate(body: dict[str, Any], crd: dict[str, Any] = CRD) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
@@ -86,7 +90,9 @@ def test_the_crd_is_valid_and_its_storage_version_is_what_requests_become():
 
 def test_a_request_on_the_storage_version_is_stored_as_written_with_its_defaults():
     assert validate(request("v1", {"memory": "2Gi"})) == (
-        request("v1", {"memory": "2Gi", "evictionPolicy": "allkeys-lru"}), [])
+        request("v1", {"memory": "2Gi", "evictionPolicy": "allkeys-lru"}),
+        [],
+    )
 
 
 def test_a_request_on_a_served_version_is_checked_against_that_versions_schema():
@@ -102,32 +108,50 @@ def test_a_request_on_a_served_version_is_stored_at_the_storage_version():
     # its own defaults first (memory: 256Mi, kept), then the storage version's (evictionPolicy)
     assert stored == request("v1", {"memory": "256Mi", "tags": [{"name": "a"}], "evictionPolicy": "allkeys-lru"})
     assert problems == [
-        ("spec.legacyMode", "WARNING", "dropped in conversion to data.example.org/v1: its schema has no such field "
-                                       "(the API server prunes it)"),
-        ("spec.tags.0.colour", "WARNING", "dropped in conversion to data.example.org/v1: its schema has no such "
-                                          "field (the API server prunes it)"),
+        (
+            "spec.legacyMode",
+            "WARNING",
+            "dropped in conversion to data.example.org/v1: its schema has no such field (the API server prunes it)",
+        ),
+        (
+            "spec.tags.0.colour",
+            "WARNING",
+            "dropped in conversion to data.example.org/v1: its schema has no such field (the API server prunes it)",
+        ),
     ]
 
 
 def test_a_version_that_is_not_served_or_not_declared_names_the_served_ones():
     served = "served: data.example.org/v1alpha1, data.example.org/v1"
-    assert validate(request("v0", {}))[1] == [
-        ("apiVersion", "ERROR", f'"data.example.org/v0" is not served; {served}')]
+    assert validate(request("v0", {}))[1] == [("apiVersion", "ERROR", f'"data.example.org/v0" is not served; {served}')]
     assert validate(request("v2", {}))[1] == [
-        ("apiVersion", "ERROR", f'"data.example.org/v2" is not a version of this API; {served}')]
+        ("apiVersion", "ERROR", f'"data.example.org/v2" is not a version of this API; {served}')
+    ]
 
 
 def test_a_conversion_webhook_cannot_be_called_so_only_the_storage_version_is_accepted():
     crd = copy.deepcopy(CRD)
-    crd["spec"]["conversion"] = {"strategy": "Webhook", "webhook": {
-        "clientConfig": {"service": {"name": "convert", "namespace": "data"}}, "conversionReviewVersions": ["v1"]}}
+    crd["spec"]["conversion"] = {
+        "strategy": "Webhook",
+        "webhook": {
+            "clientConfig": {"service": {"name": "convert", "namespace": "data"}},
+            "conversionReviewVersions": ["v1"],
+        },
+    }
     warnings = [v.message for v in schema.check_crd(crd) if v.severity is Severity.WARNING]
-    assert warnings == ["requests on v1alpha1 need the conversion webhook, which a compile cannot call: such "
-                        "requests fail (write them at the storage version)"]
+    assert warnings == [
+        "requests on v1alpha1 need the conversion webhook, which a compile cannot call: such "
+        "requests fail (write them at the storage version)"
+    ]
     assert validate(request("v1alpha1", {}), crd)[1] == [
-        ("apiVersion", "ERROR", '"data.example.org/v1alpha1" needs the Promise\'s conversion webhook to reach the '
-                                "storage version data.example.org/v1, which a compile cannot call: write the request "
-                                "as data.example.org/v1")]
+        (
+            "apiVersion",
+            "ERROR",
+            '"data.example.org/v1alpha1" needs the Promise\'s conversion webhook to reach the '
+            "storage version data.example.org/v1, which a compile cannot call: write the request "
+            "as data.example.org/v1",
+        )
+    ]
     assert validate(request("v1", {}), crd)[1] == []
 
 

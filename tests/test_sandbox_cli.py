@@ -49,33 +49,79 @@ ATTEMPTS = ("environment", "home", "network", "pipelines", "write")
 
 
 def probe_promise() -> str:
-    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-           "metadata": {"name": "probes.example.io"},
-           "spec": {"group": "example.io", "scope": "Namespaced",
-                    "names": {"kind": "Probe", "plural": "probes", "singular": "probe"},
-                    "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
-                        "type": "object", "properties": {"spec": {"type": "object", "properties": {
-                            "attempt": {"type": "string", "enum": list(ATTEMPTS)},
-                            "target": {"type": "string", "default": "none"}}}}}}}]}}
-    pipeline = {"apiVersion": "platform.kratix.io/v1alpha1", "kind": "Pipeline", "metadata": {"name": "probe"},
-                "spec": {"containers": [{"name": "reach", "command": ["sh", "scripts/probe.sh"]}]}}
-    return yaml.safe_dump({"apiVersion": "platform.kratix.io/v1alpha1", "kind": "Promise",
-                           "metadata": {"name": "probe"},
-                           "spec": {"api": crd, "destinationSelectors": [{"matchLabels": {"env": "dev"}}],
-                                    "workflows": {"resource": {"configure": [pipeline]}}}}, sort_keys=False)
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "probes.example.io"},
+        "spec": {
+            "group": "example.io",
+            "scope": "Namespaced",
+            "names": {"kind": "Probe", "plural": "probes", "singular": "probe"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {
+                                    "type": "object",
+                                    "properties": {
+                                        "attempt": {"type": "string", "enum": list(ATTEMPTS)},
+                                        "target": {"type": "string", "default": "none"},
+                                    },
+                                }
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    pipeline = {
+        "apiVersion": "platform.kratix.io/v1alpha1",
+        "kind": "Pipeline",
+        "metadata": {"name": "probe"},
+        "spec": {"containers": [{"name": "reach", "command": ["sh", "scripts/probe.sh"]}]},
+    }
+    return yaml.safe_dump(
+        {
+            "apiVersion": "platform.kratix.io/v1alpha1",
+            "kind": "Promise",
+            "metadata": {"name": "probe"},
+            "spec": {
+                "api": crd,
+                "destinationSelectors": [{"matchLabels": {"env": "dev"}}],
+                "workflows": {"resource": {"configure": [pipeline]}},
+            },
+        },
+        sort_keys=False,
+    )
 
 
 def probe(attempt: str, target: str = "none") -> str:
-    return yaml.safe_dump({"apiVersion": "example.io/v1", "kind": "Probe", "metadata": {"name": attempt},
-                           "spec": {"attempt": attempt, "target": target}}, sort_keys=False)
+    return yaml.safe_dump(
+        {
+            "apiVersion": "example.io/v1",
+            "kind": "Probe",
+            "metadata": {"name": attempt},
+            "spec": {"attempt": attempt, "target": target},
+        },
+        sort_keys=False,
+    )
 
 
 @pytest.fixture
 def platform(tmp_path: Path) -> tuple[Path, dict[str, Path]]:
     work = tmp_path / "steps-tmp"
     work.mkdir()
-    places = {"home": Path.home() / f".kratix-test-credentials-{os.getpid()}-{tmp_path.name}",
-              "pipelines": work, "write": tmp_path / "escaped.txt"}
+    places = {
+        "home": Path.home() / f".kratix-test-credentials-{os.getpid()}-{tmp_path.name}",
+        "pipelines": work,
+        "write": tmp_path / "escaped.txt",
+    }
     files = platform_files(**{"team-a/db": database("db")})
     files["clusters/dev-1.yaml"] = destination("dev-1", {"env": "dev"})
     files["promises/probe/promise.yaml"] = probe_promise()
@@ -104,7 +150,8 @@ def status(files: dict[str, str], namespace: str, promise: str, name: str) -> di
 
 
 def test_every_reach_out_of_the_sandbox_fails_the_step_and_nothing_else(
-        tmp_path: Path, platform: tuple[Path, dict[str, Path]]) -> None:
+    tmp_path: Path, platform: tuple[Path, dict[str, Path]]
+) -> None:
     require_command_sandbox()
     repo, places = platform
     env = {"KRATIX_TEST_TOKEN": TOKEN, "TMPDIR": str(places["pipelines"])}
@@ -127,7 +174,8 @@ def test_every_reach_out_of_the_sandbox_fails_the_step_and_nothing_else(
 
 
 def test_unsandboxed_each_attempt_works_and_the_summary_and_provenance_say_so(
-        tmp_path: Path, platform: tuple[Path, dict[str, Path]]) -> None:
+    tmp_path: Path, platform: tuple[Path, dict[str, Path]]
+) -> None:
     repo, places = platform
     env = {"KRATIX_TEST_TOKEN": TOKEN, "TMPDIR": str(places["pipelines"])}
     code, stderr, files = compile_to(repo, init_repo(tmp_path / "out.git", bare=True), "--unsandboxed", env=env)
@@ -137,8 +185,13 @@ def test_unsandboxed_each_attempt_works_and_the_summary_and_provenance_say_so(
     assert reached >= {"environment", "home", "pipelines", "write"}, stderr
     assert places["write"].read_text() == "escaped\n"
     assert "UNSANDBOXED" in stderr and "Probe team-b/home" in stderr
-    entries = {e["path"].split("/resources/")[-1]: e for path, text in files.items()
-               if path.startswith(".kratix/provenance/") for e in map(json.loads, text.splitlines()) if "path" in e}
+    entries = {
+        e["path"].split("/resources/")[-1]: e
+        for path, text in files.items()
+        if path.startswith(".kratix/provenance/")
+        for e in map(json.loads, text.splitlines())
+        if "path" in e
+    }
     assert entries["team-b/probe/home/probe/configmap.yaml"]["sandbox"] == "none"
     assert "sandbox" not in entries["team-a/database/db/instance/configmap.yaml"]
 
@@ -156,7 +209,8 @@ def path_without_sandboxes(tmp_path: Path) -> str:
 
 
 def test_with_no_sandbox_a_command_step_fails_its_request_alone_and_says_how_to_get_one(
-        tmp_path: Path, platform: tuple[Path, dict[str, Path]]) -> None:
+    tmp_path: Path, platform: tuple[Path, dict[str, Path]]
+) -> None:
     repo, places = platform
     env = {"PATH": path_without_sandboxes(tmp_path), "TMPDIR": str(places["pipelines"]), "KRATIX_TEST_TOKEN": TOKEN}
     output = init_repo(tmp_path / "out.git", bare=True)

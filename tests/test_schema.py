@@ -94,8 +94,7 @@ def database() -> schema.RequestSchema:
 def test_a_valid_request_comes_back_with_its_defaults(database):
     result, problems = validate(database, request({"size": "large"}))
     assert problems == []
-    assert result == request({"size": "large", "replicas": 1,
-                              "backup": {"enabled": True, "schedule": "0 3 * * *"}})
+    assert result == request({"size": "large", "replicas": 1, "backup": {"enabled": True, "schedule": "0 3 * * *"}})
 
 
 def test_an_absent_defaulted_object_gets_its_childrens_defaults(database):
@@ -112,14 +111,16 @@ def test_a_present_object_gets_defaults_for_its_missing_fields_only(database):
 
 def test_defaults_apply_inside_array_items_and_map_values():
     member = obj({"name": {"type": "string"}, "role": {"type": "string", "default": "reader"}})
-    compiled = compile_spec(obj({
-        "users": {"type": "array", "items": member},
-        "quotas": {"type": "object",
-                   "additionalProperties": obj({"cpu": {"type": "string", "default": "1"}})},
-    }))
+    compiled = compile_spec(
+        obj(
+            {
+                "users": {"type": "array", "items": member},
+                "quotas": {"type": "object", "additionalProperties": obj({"cpu": {"type": "string", "default": "1"}})},
+            }
+        )
+    )
     users = [{"name": "ann"}, {"name": "bob", "role": "admin"}]
-    result, problems = validate(compiled, request({"users": users,
-                                                   "quotas": {"team-a": {}, "team-b": {"cpu": "4"}}}))
+    result, problems = validate(compiled, request({"users": users, "quotas": {"team-a": {}, "team-b": {"cpu": "4"}}}))
     assert problems == []
     assert result["spec"]["users"] == [{"name": "ann", "role": "reader"}, {"name": "bob", "role": "admin"}]
     assert result["spec"]["quotas"] == {"team-a": {"cpu": "1"}, "team-b": {"cpu": "4"}}
@@ -127,8 +128,9 @@ def test_defaults_apply_inside_array_items_and_map_values():
 
 def test_defaulting_is_checked_against_the_schema_after_applying(database):
     # A default is applied before validation: a defaulted field that is then valid raises nothing.
-    compiled = compile_spec(obj({"tier": {"type": "string", "default": "gold", "enum": ["gold", "silver"]}},
-                                required=["tier"]))
+    compiled = compile_spec(
+        obj({"tier": {"type": "string", "default": "gold", "enum": ["gold", "silver"]}}, required=["tier"])
+    )
     result, problems = validate(compiled, request({}))
     assert (result["spec"], problems) == ({"tier": "gold"}, [])
 
@@ -154,8 +156,7 @@ def test_a_null_for_a_required_field_is_reported_missing():
 
 
 def test_a_nullable_field_keeps_its_null_and_no_default():
-    compiled = compile_spec(obj({"note": {"type": "string", "nullable": True, "default": "x",
-                                          "enum": ["x", "y"]}}))
+    compiled = compile_spec(obj({"note": {"type": "string", "nullable": True, "default": "x", "enum": ["x", "y"]}}))
     result, problems = validate(compiled, request({"note": None}))
     assert (result["spec"], problems) == ({"note": None}, [])
 
@@ -172,34 +173,53 @@ def test_pattern():
     compiled = compile_spec(obj({"bucket": {"type": "string", "pattern": "^[a-z]+$"}}))
     assert validate(compiled, request({"bucket": "abc"}))[1] == []
     assert validate(compiled, request({"bucket": "ABC"}))[1] == [
-        ("spec.bucket", "schema.pattern", 'must match ^[a-z]+$ (got "ABC")')]
+        ("spec.bucket", "schema.pattern", 'must match ^[a-z]+$ (got "ABC")')
+    ]
 
 
-@pytest.mark.parametrize(("replicas", "expected"), [
-    (0, [("spec.replicas", "schema.minimum", "must be >= 1 (got 0)")]),
-    (10, [("spec.replicas", "schema.maximum", "must be <= 9 (got 10)")]),
-    (1, []),
-    (9, []),
-    ("3", [("spec.replicas", "schema.type", "must be integer (got string)")]),
-    (True, [("spec.replicas", "schema.type", "must be integer (got boolean)")]),
-])
+@pytest.mark.parametrize(
+    ("replicas", "expected"),
+    [
+        (0, [("spec.replicas", "schema.minimum", "must be >= 1 (got 0)")]),
+        (10, [("spec.replicas", "schema.maximum", "must be <= 9 (got 10)")]),
+        (1, []),
+        (9, []),
+        ("3", [("spec.replicas", "schema.type", "must be integer (got string)")]),
+        (True, [("spec.replicas", "schema.type", "must be integer (got boolean)")]),
+    ],
+)
 def test_minimum_and_maximum(database, replicas, expected):
     assert validate(database, request({"replicas": replicas}))[1] == expected
 
 
 def test_openapi_boolean_exclusive_bounds():
-    compiled = compile_spec(obj({"ratio": {"type": "number", "minimum": 0, "exclusiveMinimum": True,
-                                           "maximum": 1, "exclusiveMaximum": True}}))
+    compiled = compile_spec(
+        obj(
+            {
+                "ratio": {
+                    "type": "number",
+                    "minimum": 0,
+                    "exclusiveMinimum": True,
+                    "maximum": 1,
+                    "exclusiveMaximum": True,
+                }
+            }
+        )
+    )
     assert validate(compiled, request({"ratio": 0.5}))[1] == []
-    assert validate(compiled, request({"ratio": 0}))[1] == [
-        ("spec.ratio", "schema.minimum", "must be > 0 (got 0)")]
-    assert validate(compiled, request({"ratio": 1}))[1] == [
-        ("spec.ratio", "schema.maximum", "must be < 1 (got 1)")]
+    assert validate(compiled, request({"ratio": 0}))[1] == [("spec.ratio", "schema.minimum", "must be > 0 (got 0)")]
+    assert validate(compiled, request({"ratio": 1}))[1] == [("spec.ratio", "schema.maximum", "must be < 1 (got 1)")]
 
 
 def test_string_and_array_lengths():
-    compiled = compile_spec(obj({"code": {"type": "string", "minLength": 2, "maxLength": 3},
-                                 "zones": {"type": "array", "items": {"type": "string"}, "minItems": 1}}))
+    compiled = compile_spec(
+        obj(
+            {
+                "code": {"type": "string", "minLength": 2, "maxLength": 3},
+                "zones": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            }
+        )
+    )
     assert validate(compiled, request({"code": "abcd", "zones": []}))[1] == [
         ("spec.code", "schema.max-length", "must be at most 3 characters long (got 4)"),
         ("spec.zones", "schema.min-items", "must have at least 1 items (got 0)"),
@@ -207,10 +227,10 @@ def test_string_and_array_lengths():
 
 
 def test_required_field_missing_points_at_the_field():
-    compiled = compile_spec(obj({"owner": {"type": "string"}, "team": {"type": "string"}},
-                                required=["owner", "team"]))
+    compiled = compile_spec(obj({"owner": {"type": "string"}, "team": {"type": "string"}}, required=["owner", "team"]))
     assert validate(compiled, request({"team": "a"}))[1] == [
-        ("spec.owner", "schema.required", "required field missing")]
+        ("spec.owner", "schema.required", "required field missing")
+    ]
 
 
 def test_unknown_fields_are_errors_with_a_suggestion(database):
@@ -227,7 +247,8 @@ def test_int_or_string():
     assert validate(compiled, request({"port": 8080}))[1] == []
     assert validate(compiled, request({"port": "http"}))[1] == []
     assert validate(compiled, request({"port": [1]}))[1] == [
-        ("spec.port", "schema.type", "must be integer or string (got array)")]
+        ("spec.port", "schema.type", "must be integer or string (got array)")
+    ]
 
 
 def test_preserve_unknown_fields_accepts_anything_below():
@@ -238,8 +259,17 @@ def test_preserve_unknown_fields_accepts_anything_below():
 
 
 def test_embedded_resource_needs_api_version_and_kind():
-    compiled = compile_spec(obj({"manifest": {"type": "object", "x-kubernetes-embedded-resource": True,
-                                              "x-kubernetes-preserve-unknown-fields": True}}))
+    compiled = compile_spec(
+        obj(
+            {
+                "manifest": {
+                    "type": "object",
+                    "x-kubernetes-embedded-resource": True,
+                    "x-kubernetes-preserve-unknown-fields": True,
+                }
+            }
+        )
+    )
     good = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"a": "b"}}
     assert validate(compiled, request({"manifest": good}))[1] == []
     assert validate(compiled, request({"manifest": {"data": {}}}))[1] == [
@@ -249,13 +279,22 @@ def test_embedded_resource_needs_api_version_and_kind():
 
 
 def test_formats_follow_kubernetes():
-    compiled = compile_spec(obj({"every": {"type": "string", "format": "duration"},
-                                 "at": {"type": "string", "format": "date-time"},
-                                 "count": {"type": "integer", "format": "int32"}}))
+    compiled = compile_spec(
+        obj(
+            {
+                "every": {"type": "string", "format": "duration"},
+                "at": {"type": "string", "format": "date-time"},
+                "count": {"type": "integer", "format": "int32"},
+            }
+        )
+    )
     assert validate(compiled, request({"every": "1h30m", "at": "2024-05-01T10:00:00Z", "count": 5}))[1] == []
     _, problems = validate(compiled, request({"every": "P1D", "at": "May 1st", "count": 2**31}))
     assert [p[:2] for p in problems] == [
-        ("spec.at", "schema.format"), ("spec.count", "schema.maximum"), ("spec.every", "schema.format")]
+        ("spec.at", "schema.format"),
+        ("spec.count", "schema.maximum"),
+        ("spec.every", "schema.format"),
+    ]
 
 
 def test_yaml_timestamps_are_strings_as_in_kubernetes():
@@ -265,30 +304,52 @@ def test_yaml_timestamps_are_strings_as_in_kubernetes():
 
 
 def test_list_type_set_and_map_reject_duplicates():
-    compiled = compile_spec(obj({
-        "tags": {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "set"},
-        "ports": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
-                  "items": obj({"name": {"type": "string"}, "port": {"type": "integer"}}, required=["name"])},
-    }))
-    _, problems = validate(compiled, request({"tags": ["a", "a"], "ports": [{"name": "http", "port": 80},
-                                                                            {"name": "http", "port": 8080}]}))
-    assert problems == [("spec.ports.1", "schema.duplicate", 'duplicate entry with name="http"'),
-                        ("spec.tags", "schema.unique", "must not contain duplicate items")]
+    compiled = compile_spec(
+        obj(
+            {
+                "tags": {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "set"},
+                "ports": {
+                    "type": "array",
+                    "x-kubernetes-list-type": "map",
+                    "x-kubernetes-list-map-keys": ["name"],
+                    "items": obj({"name": {"type": "string"}, "port": {"type": "integer"}}, required=["name"]),
+                },
+            }
+        )
+    )
+    _, problems = validate(
+        compiled, request({"tags": ["a", "a"], "ports": [{"name": "http", "port": 80}, {"name": "http", "port": 8080}]})
+    )
+    assert problems == [
+        ("spec.ports.1", "schema.duplicate", 'duplicate entry with name="http"'),
+        ("spec.tags", "schema.unique", "must not contain duplicate items"),
+    ]
 
 
 def test_every_problem_at_once_sorted_by_path(database):
-    _, problems = validate(database, request({"size": "huge", "replicas": 0, "backup": {"enabled": "yes"}},
-                                             name="Bad_Name"))
+    _, problems = validate(
+        database, request({"size": "huge", "replicas": 0, "backup": {"enabled": "yes"}}, name="Bad_Name")
+    )
     assert [p[0] for p in problems] == ["metadata.name", "spec.backup.enabled", "spec.replicas", "spec.size"]
 
 
 # ---------------------------------------------------------------------------------------- envelope
 
 
-@pytest.mark.parametrize(("name", "ok"), [
-    ("a" * 63, True), ("a" * 64, False), ("db-1", True), ("Db", False), ("db_1", False), ("-db", False),
-    ("db-", False), ("1db", True), ("db.a", False),
-])
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [
+        ("a" * 63, True),
+        ("a" * 64, False),
+        ("db-1", True),
+        ("Db", False),
+        ("db_1", False),
+        ("-db", False),
+        ("db-", False),
+        ("1db", True),
+        ("db.a", False),
+    ],
+)
 def test_name_must_be_a_dns_label_of_at_most_63(database, name, ok):
     problems = validate(database, request(name=name))[1]
     assert (problems == []) is ok
@@ -312,14 +373,16 @@ def test_labels_must_be_strings(database):
     body = request()
     body["metadata"]["labels"] = {"team": "a", "tier": 1}
     assert validate(database, body)[1] == [
-        ("metadata.labels.tier", "schema.labels", "must be a string, not int (quote it)")]
+        ("metadata.labels.tier", "schema.labels", "must be a string, not int (quote it)")
+    ]
 
 
 def test_status_in_a_request_is_ignored_with_a_warning(database):
     result, violations = schema.validate_request(database, request(status={"message": "hand-written"}))
     assert "status" not in result
     assert [(v.path, v.code, v.severity) for v in violations] == [
-        (("status",), "schema.status-ignored", Severity.WARNING)]
+        (("status",), "schema.status-ignored", Severity.WARNING)
+    ]
 
 
 def test_the_storage_version_is_the_request_schema():
@@ -347,22 +410,30 @@ def test_cel_rule_with_its_message():
 def test_cel_rule_without_a_message_names_the_rule():
     compiled = compile_spec(rule_schema({"rule": "self.min <= self.max"}))
     assert validate(compiled, request({"min": 3, "max": 2}))[1] == [
-        ("spec", "schema.cel", "failed rule: self.min <= self.max")]
+        ("spec", "schema.cel", "failed rule: self.min <= self.max")
+    ]
 
 
 def test_cel_message_expression_may_read_fields_the_rule_does_not():
-    compiled = compile_spec(rule_schema(
-        {"rule": "self.min <= self.max", "message": "fallback",
-         "messageExpression": "self.unit + ': min exceeds max'"},
-        min={"type": "integer"}, max={"type": "integer"},
-        unit={"type": "string", "default": "GiB", "maxLength": 8}))
-    assert validate(compiled, request({"min": 3, "max": 2}))[1] == [
-        ("spec", "schema.cel", "GiB: min exceeds max")]
+    compiled = compile_spec(
+        rule_schema(
+            {
+                "rule": "self.min <= self.max",
+                "message": "fallback",
+                "messageExpression": "self.unit + ': min exceeds max'",
+            },
+            min={"type": "integer"},
+            max={"type": "integer"},
+            unit={"type": "string", "default": "GiB", "maxLength": 8},
+        )
+    )
+    assert validate(compiled, request({"min": 3, "max": 2}))[1] == [("spec", "schema.cel", "GiB: min exceeds max")]
 
 
 def test_cel_message_expression_that_fails_falls_back_to_the_message():
-    compiled = compile_spec(rule_schema({"rule": "self.min <= self.max", "message": "fallback",
-                                         "messageExpression": "self.nothing + 'x'"}))
+    compiled = compile_spec(
+        rule_schema({"rule": "self.min <= self.max", "message": "fallback", "messageExpression": "self.nothing + 'x'"})
+    )
     assert validate(compiled, request({"min": 3, "max": 2}))[1] == [("spec", "schema.cel", "fallback")]
 
 
@@ -374,12 +445,20 @@ def test_cel_has_sees_exactly_the_fields_present(spec, holds):
 
 def test_cel_runs_after_defaulting_with_has_size_and_macros():
     items = {"type": "array", "items": {"type": "string", "maxLength": 8}, "maxItems": 16, "default": ["a"]}
-    compiled = compile_spec(rule_schema(
-        {"rule": "has(self.zones) && size(self.zones) > 0 && self.zones.all(z, z.matches('^[a-z]$'))",
-         "message": "zones must be single letters", "fieldPath": ".zones"}, zones=items))
+    compiled = compile_spec(
+        rule_schema(
+            {
+                "rule": "has(self.zones) && size(self.zones) > 0 && self.zones.all(z, z.matches('^[a-z]$'))",
+                "message": "zones must be single letters",
+                "fieldPath": ".zones",
+            },
+            zones=items,
+        )
+    )
     assert validate(compiled, request({}))[1] == []
     assert validate(compiled, request({"zones": ["a", "bb"]}))[1] == [
-        ("spec.zones", "schema.cel", "zones must be single letters")]
+        ("spec.zones", "schema.cel", "zones must be single letters")
+    ]
 
 
 def test_cel_rules_on_array_items_report_each_item():
@@ -392,27 +471,31 @@ def test_cel_rules_on_array_items_report_each_item():
 def test_a_cel_rule_that_cannot_evaluate_is_a_violation():
     compiled = compile_spec(rule_schema({"rule": "self.min <= self.max"}))
     assert validate(compiled, request({"min": 1}))[1] == [
-        ("spec", "schema.cel", "rule 'self.min <= self.max' could not be evaluated: no such key: max")]
+        ("spec", "schema.cel", "rule 'self.min <= self.max' could not be evaluated: no such key: max")
+    ]
 
 
 def test_a_cel_error_explained_by_a_type_error_is_not_repeated():
     compiled = compile_spec(rule_schema({"rule": "self.min <= self.max"}))
     assert validate(compiled, request({"min": "one", "max": 2}))[1] == [
-        ("spec.min", "schema.type", "must be integer (got string)")]
+        ("spec.min", "schema.type", "must be integer (got string)")
+    ]
 
 
 def test_cel_extension_functions_and_escaped_names():
     lowercase = "self.team__dash__name.lowerAscii() == self.team__dash__name"
-    compiled = compile_spec(rule_schema({"rule": lowercase},
-                                        **{"team-name": {"type": "string"}}))
+    compiled = compile_spec(rule_schema({"rule": lowercase}, **{"team-name": {"type": "string"}}))
     assert validate(compiled, request({"team-name": "ops"}))[1] == []
     assert [p[1] for p in validate(compiled, request({"team-name": "Ops"}))[1]] == ["schema.cel"]
 
 
 def test_cel_namespaced_extension_functions():
-    compiled = compile_spec(rule_schema({"rule": "sets.contains(['a', 'b'], self.tags) && math.greatest([1, 2]) == 2"},
-                                        tags={"type": "array", "maxItems": 4,
-                                              "items": {"type": "string", "maxLength": 8}}))
+    compiled = compile_spec(
+        rule_schema(
+            {"rule": "sets.contains(['a', 'b'], self.tags) && math.greatest([1, 2]) == 2"},
+            tags={"type": "array", "maxItems": 4, "items": {"type": "string", "maxLength": 8}},
+        )
+    )
     assert validate(compiled, request({"tags": ["a"]}))[1] == []
     assert [p[1] for p in validate(compiled, request({"tags": ["c"]}))[1]] == ["schema.cel"]
 
@@ -424,18 +507,19 @@ def test_transition_rules_are_skipped_and_reported_once_as_info():
 
 
 def test_unsupported_cel_functions_are_a_warning_and_skipped():
-    crd = make_crd(rule_schema({"rule": "quantity(self.size).isGreaterThan(quantity('1Gi'))"},
-                               size={"type": "string"}))
-    assert [(v.code, v.severity) for v in schema.check_crd(crd)] == [
-        ("crd.cel-unsupported", Severity.WARNING)]
+    crd = make_crd(rule_schema({"rule": "quantity(self.size).isGreaterThan(quantity('1Gi'))"}, size={"type": "string"}))
+    assert [(v.code, v.severity) for v in schema.check_crd(crd)] == [("crd.cel-unsupported", Severity.WARNING)]
     assert validate(schema.compile_request_schema(crd), request({"size": "1Mi"}))[1] == []
 
 
 def test_a_cel_syntax_error_is_a_crd_error():
     crd = make_crd(rule_schema({"rule": "self.min <="}))
     [problem] = schema.check_crd(crd)
-    assert (problem.code, problem.severity, problem.path[-2:]) == ("crd.cel", Severity.ERROR,
-                                                                     ("x-kubernetes-validations", 0))
+    assert (problem.code, problem.severity, problem.path[-2:]) == (
+        "crd.cel",
+        Severity.ERROR,
+        ("x-kubernetes-validations", 0),
+    )
 
 
 # -------------------------------------------------------------------------------------- bad CRDs
@@ -450,25 +534,33 @@ def test_a_good_crd_has_no_problems():
 
 
 def test_a_cluster_scoped_crd_is_refused():
-    [problem] = schema.check_crd(make_crd(DATABASE["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-                                          ["properties"]["spec"], scope="Cluster"))
+    [problem] = schema.check_crd(
+        make_crd(DATABASE["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"], scope="Cluster")
+    )
     assert (problem.path, problem.code, problem.message) == (
-        ("spec", "scope"), "crd.not-namespaced",
-        'must be Namespaced (got "Cluster"): requests live in a namespace, and Kratix refuses other APIs')
+        ("spec", "scope"),
+        "crd.not-namespaced",
+        'must be Namespaced (got "Cluster"): requests live in a namespace, and Kratix refuses other APIs',
+    )
 
 
-@pytest.mark.parametrize(("change", "expected"), [
-    (lambda crd: crd["spec"].pop("group"), ["crd.name", "crd.group"]),
-    (lambda crd: crd["spec"]["names"].pop("kind"), ["crd.names", "crd.names", "crd.names"]),  # and its defaults
-    (lambda crd: crd["spec"]["names"].pop("plural"), ["crd.name", "crd.names"]),
-    (lambda crd: crd["metadata"].update(name="dbs.example.com"), ["crd.name"]),
-    (lambda crd: crd["spec"].pop("scope"), ["crd.scope"]),
-    (lambda crd: crd["spec"].update(scope="Cluster"), ["crd.not-namespaced"]),
-    (lambda crd: crd["spec"].update(versions=[]), ["crd.storage-version"]),
-    (lambda crd: crd["spec"]["versions"].append({**crd["spec"]["versions"][0], "name": "v2"}),
-     ["crd.storage-version"]),
-    (lambda crd: crd["spec"]["versions"][0].pop("schema"), ["crd.schema"]),
-])
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda crd: crd["spec"].pop("group"), ["crd.name", "crd.group"]),
+        (lambda crd: crd["spec"]["names"].pop("kind"), ["crd.names", "crd.names", "crd.names"]),  # and its defaults
+        (lambda crd: crd["spec"]["names"].pop("plural"), ["crd.name", "crd.names"]),
+        (lambda crd: crd["metadata"].update(name="dbs.example.com"), ["crd.name"]),
+        (lambda crd: crd["spec"].pop("scope"), ["crd.scope"]),
+        (lambda crd: crd["spec"].update(scope="Cluster"), ["crd.not-namespaced"]),
+        (lambda crd: crd["spec"].update(versions=[]), ["crd.storage-version"]),
+        (
+            lambda crd: crd["spec"]["versions"].append({**crd["spec"]["versions"][0], "name": "v2"}),
+            ["crd.storage-version"],
+        ),
+        (lambda crd: crd["spec"]["versions"][0].pop("schema"), ["crd.schema"]),
+    ],
+)
 def test_bad_crds(change, expected):
     crd = copy.deepcopy(DATABASE)
     change(crd)
@@ -479,14 +571,17 @@ def test_a_crd_that_is_not_a_mapping():
     assert codes(["not", "a", "crd"]) == ["crd.not-a-mapping"]
 
 
-@pytest.mark.parametrize(("spec_schema", "expected"), [
-    ({"properties": {"a": {"type": "string"}}}, ["crd.schema"]),  # no type: not structural
-    (obj({"a": {"type": "text"}}), ["crd.schema"]),
-    (obj({"a": {"type": "array"}}), ["crd.schema"]),  # no items
-    (obj({"a": {"type": "string", "pattern": "(unclosed"}}), ["crd.pattern"]),
-    (obj({"a": {"type": "integer", "minimum": 1, "default": 0}}), ["crd.default"]),
-    (obj({"a": {"$ref": "#/definitions/x"}}), ["crd.schema", "crd.schema"]),
-])
+@pytest.mark.parametrize(
+    ("spec_schema", "expected"),
+    [
+        ({"properties": {"a": {"type": "string"}}}, ["crd.schema"]),  # no type: not structural
+        (obj({"a": {"type": "text"}}), ["crd.schema"]),
+        (obj({"a": {"type": "array"}}), ["crd.schema"]),  # no items
+        (obj({"a": {"type": "string", "pattern": "(unclosed"}}), ["crd.pattern"]),
+        (obj({"a": {"type": "integer", "minimum": 1, "default": 0}}), ["crd.default"]),
+        (obj({"a": {"$ref": "#/definitions/x"}}), ["crd.schema", "crd.schema"]),
+    ],
+)
 def test_invalid_schemas(spec_schema, expected):
     assert codes(make_crd(spec_schema)) == expected
 
@@ -509,8 +604,12 @@ def test_the_editor_schema_describes_a_whole_request_file(database):
     assert editor["$schema"] == "http://json-schema.org/draft-07/schema#"
     validator = jsonschema_rs.Draft7Validator(editor)
     assert validator.is_valid(request({"size": "small"}))
-    for bad in (request({"size": "huge"}), request(name="A" * 70), request(kind="Other"),
-                {"apiVersion": "example.com/v1", "kind": "Database", "metadata": {}}):
+    for bad in (
+        request({"size": "huge"}),
+        request(name="A" * 70),
+        request(kind="Other"),
+        {"apiVersion": "example.com/v1", "kind": "Database", "metadata": {}},
+    ):
         assert not validator.is_valid(bad)
     assert editor["properties"]["spec"]["properties"]["size"]["default"] == "small"
 
@@ -519,8 +618,12 @@ def test_the_editor_schema_describes_a_whole_request_file(database):
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-5, 20) | st.sampled_from(["small", "huge", "", "x"]),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(
-        st.sampled_from(["size", "replicas", "backup", "enabled", "schedule", "sise"]), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["size", "replicas", "backup", "enabled", "schedule", "sise"]), children, max_size=4
+        )
+    ),
     max_leaves=12,
 )
 
@@ -535,15 +638,40 @@ def test_validation_never_mutates_its_input_and_defaulting_is_idempotent(databas
     assert schema.validate_request(database, result)[0] == result
 
 
-schema_words = st.sampled_from([
-    "type", "properties", "items", "default", "nullable", "enum", "required", "additionalProperties",
-    "x-kubernetes-int-or-string", "x-kubernetes-preserve-unknown-fields", "x-kubernetes-validations", "rule",
-    "pattern", "minimum", "format", "anyOf", "x-kubernetes-list-type", "x-kubernetes-list-map-keys", "a",
-])
-schema_leaves = st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from(
-    ["object", "string", "array", "integer", "self.a > 1", "int32", "map", "set", "("])
-schema_like = st.recursive(schema_leaves, lambda children: st.lists(children, max_size=3)
-                           | st.dictionaries(schema_words, children, max_size=5), max_leaves=20)
+schema_words = st.sampled_from(
+    [
+        "type",
+        "properties",
+        "items",
+        "default",
+        "nullable",
+        "enum",
+        "required",
+        "additionalProperties",
+        "x-kubernetes-int-or-string",
+        "x-kubernetes-preserve-unknown-fields",
+        "x-kubernetes-validations",
+        "rule",
+        "pattern",
+        "minimum",
+        "format",
+        "anyOf",
+        "x-kubernetes-list-type",
+        "x-kubernetes-list-map-keys",
+        "a",
+    ]
+)
+schema_leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 3)
+    | st.sampled_from(["object", "string", "array", "integer", "self.a > 1", "int32", "map", "set", "("])
+)
+schema_like = st.recursive(
+    schema_leaves,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(schema_words, children, max_size=5),
+    max_leaves=20,
+)
 
 
 @settings(max_examples=200, deadline=None)

@@ -64,30 +64,67 @@ spec:
 
 
 def creds_promise(annotations: dict[str, str] | None = None) -> str:
-    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-           "metadata": {"name": "creds.example.io"},
-           "spec": {"group": "example.io", "scope": "Namespaced",
-                    "names": {"kind": "Creds", "plural": "creds", "singular": "creds"},
-                    "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
-                        "type": "object", "properties": {"spec": {"type": "object", "properties": {
-                            "password": {"type": "string"}}}}}}}]}}
-    pipeline = {"apiVersion": "platform.kratix.io/v1alpha1", "kind": "Pipeline", "metadata": {"name": "instance"},
-                "spec": {"containers": [{"name": "render", "template": "templates"}]}}
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "creds.example.io"},
+        "spec": {
+            "group": "example.io",
+            "scope": "Namespaced",
+            "names": {"kind": "Creds", "plural": "creds", "singular": "creds"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {"spec": {"type": "object", "properties": {"password": {"type": "string"}}}},
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    pipeline = {
+        "apiVersion": "platform.kratix.io/v1alpha1",
+        "kind": "Pipeline",
+        "metadata": {"name": "instance"},
+        "spec": {"containers": [{"name": "render", "template": "templates"}]},
+    }
     metadata: dict[str, Any] = {"name": "creds"}
     if annotations:
         metadata["annotations"] = annotations
-    return yaml.safe_dump({"apiVersion": "platform.kratix.io/v1alpha1", "kind": "Promise", "metadata": metadata,
-                           "spec": {"api": crd, "destinationSelectors": [{"matchLabels": {"env": "prod"}}],
-                                    "workflows": {"resource": {"configure": [pipeline]}}}}, sort_keys=False)
+    return yaml.safe_dump(
+        {
+            "apiVersion": "platform.kratix.io/v1alpha1",
+            "kind": "Promise",
+            "metadata": metadata,
+            "spec": {
+                "api": crd,
+                "destinationSelectors": [{"matchLabels": {"env": "prod"}}],
+                "workflows": {"resource": {"configure": [pipeline]}},
+            },
+        },
+        sort_keys=False,
+    )
 
 
 def creds(name: str, password: str) -> str:
-    return yaml.safe_dump({"apiVersion": "example.io/v1", "kind": "Creds", "metadata": {"name": name},
-                           "spec": {"password": password}}, sort_keys=False)
+    return yaml.safe_dump(
+        {"apiVersion": "example.io/v1", "kind": "Creds", "metadata": {"name": name}, "spec": {"password": password}},
+        sort_keys=False,
+    )
 
 
-def platform(tmp_path: Path, *, annotations: dict[str, str] | None = None, password: str = "hunter2",
-             extra: dict[str, str] | None = None) -> Path:
+def platform(
+    tmp_path: Path,
+    *,
+    annotations: dict[str, str] | None = None,
+    password: str = "hunter2",
+    extra: dict[str, str] | None = None,
+) -> Path:
     files = platform_files(**{"team-a/db": database("db")})
     files["promises/creds/promise.yaml"] = creds_promise(annotations)
     files["promises/creds/templates/secret.yaml.j2"] = SECRET_TEMPLATE
@@ -101,8 +138,9 @@ def tree(output: Path) -> dict[str, str]:
     return {p: git(output, "show", f"main:{p}") for p in git(output, "ls-tree", "-r", "--name-only", "main").split()}
 
 
-def compile_to(repo: Path, output: Path, *extra: str, env: dict[str, str] | None = None
-               ) -> subprocess.CompletedProcess[str]:
+def compile_to(
+    repo: Path, output: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return kratix("compile", str(repo), "--ref", "HEAD", "--output-repo", str(output), *extra, env=env)
 
 
@@ -113,27 +151,40 @@ def secret(**fields: Any) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db-creds", "namespace": "a"}, **fields}
 
 
-@pytest.mark.parametrize(("document", "allowed", "encrypts", "action"), [
-    (secret(stringData={"password": "x"}), (), False, "refuse"),
-    (secret(data={"password": "eA=="}), (), False, "refuse"),
-    (secret(data={"password": "eA=="}), (), True, "encrypt"),
-    (secret(data={"password": "eA=="}), ("db-*",), False, "pass"),
-    (secret(data={"password": "eA=="}), ("other",), False, "refuse"),
-    (secret(type="kubernetes.io/service-account-token"), (), False, "pass"),
-    (secret(data={}), (), False, "pass"),
-    (yaml.safe_load(SOPS_SHAPED), (), False, "pass"),
-    ({**yaml.safe_load(SOPS_SHAPED), "data": {"ca.crt": "cGxhaW4="}}, (), False, "refuse"),  # sops block, plain
-    (yaml.safe_load(SEALED), (), False, "pass"),
-    ({"apiVersion": "external-secrets.io/v1beta1", "kind": "ExternalSecret", "metadata": {"name": "e"},
-      "spec": {"data": [{"secretKey": "password"}]}}, (), False, "pass"),
-])
+@pytest.mark.parametrize(
+    ("document", "allowed", "encrypts", "action"),
+    [
+        (secret(stringData={"password": "x"}), (), False, "refuse"),
+        (secret(data={"password": "eA=="}), (), False, "refuse"),
+        (secret(data={"password": "eA=="}), (), True, "encrypt"),
+        (secret(data={"password": "eA=="}), ("db-*",), False, "pass"),
+        (secret(data={"password": "eA=="}), ("other",), False, "refuse"),
+        (secret(type="kubernetes.io/service-account-token"), (), False, "pass"),
+        (secret(data={}), (), False, "pass"),
+        (yaml.safe_load(SOPS_SHAPED), (), False, "pass"),
+        ({**yaml.safe_load(SOPS_SHAPED), "data": {"ca.crt": "cGxhaW4="}}, (), False, "refuse"),  # sops block, plain
+        (yaml.safe_load(SEALED), (), False, "pass"),
+        (
+            {
+                "apiVersion": "external-secrets.io/v1beta1",
+                "kind": "ExternalSecret",
+                "metadata": {"name": "e"},
+                "spec": {"data": [{"secretKey": "password"}]},
+            },
+            (),
+            False,
+            "pass",
+        ),
+    ],
+)
 def test_verdicts(document: dict[str, Any], allowed: tuple[str, ...], encrypts: bool, action: str) -> None:
     assert secretpolicy.verdict(document, allowed=allowed, encrypts=encrypts).action == action
 
 
 def test_a_refusal_names_the_secret_and_the_ways_out() -> None:
-    reason = secretpolicy.verdict(secret(stringData={"password": "x"}, data={"token": "eA=="}), allowed=(),
-                                  encrypts=False).reason
+    reason = secretpolicy.verdict(
+        secret(stringData={"password": "x"}, data={"token": "eA=="}), allowed=(), encrypts=False
+    ).reason
     assert reason.startswith("Secret a/db-creds holds plaintext values (data.token, stringData.password)")
     assert "SOPS" in reason and "SealedSecret" in reason and secretpolicy.PLAINTEXT_ANNOTATION in reason
     assert "x" not in reason.split("(")[1].split(")")[0].replace("data.token", "").replace("stringData", "")
@@ -148,8 +199,11 @@ def test_the_promise_annotation_takes_names_and_globs() -> None:
 def test_redaction_hides_values_and_says_which_changed() -> None:
     before = secret(data={"a": "MQ==", "b": "Mg=="})
     after = secret(data={"a": "MQ==", "b": "Mw==", "c": "NA=="})
-    assert secretpolicy.redact(after, before)["data"] == {"a": "<redacted>", "b": "<redacted: changed>",
-                                                          "c": "<redacted>"}
+    assert secretpolicy.redact(after, before)["data"] == {
+        "a": "<redacted>",
+        "b": "<redacted: changed>",
+        "c": "<redacted>",
+    }
     assert "sops" not in secretpolicy.redact(yaml.safe_load(SOPS_SHAPED))
     assert secretpolicy.redact(yaml.safe_load(SEALED)) == yaml.safe_load(SEALED)
 
@@ -163,8 +217,10 @@ def test_a_plaintext_secret_fails_its_request_alone(tmp_path: Path) -> None:
     result = compile_to(repo, output)
 
     assert result.returncode == 1
-    assert ("promises/creds/templates/secret.yaml.j2:1:1: output secret.yaml: Secret team-b/app-creds holds "
-            "plaintext values (stringData.password)") in result.stderr
+    assert (
+        "promises/creds/templates/secret.yaml.j2:1:1: output secret.yaml: Secret team-b/app-creds holds "
+        "plaintext values (stringData.password)"
+    ) in result.stderr
     assert "hunter2" not in result.stderr
     files = tree(output)
     assert "hunter2" not in "".join(files.values())
@@ -215,21 +271,36 @@ def age_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
 
 
 def encrypting_destination(recipient: str) -> str:
-    return yaml.safe_dump({"apiVersion": "platform.kratix.io/v1alpha1", "kind": "Destination",
-                           "metadata": {"name": "prod-1", "labels": {"env": "prod"},
-                                        "annotations": {"kratix.io/sops-age-recipients": recipient}},
-                           "spec": {"path": "prod-1"}}, sort_keys=False)
+    return yaml.safe_dump(
+        {
+            "apiVersion": "platform.kratix.io/v1alpha1",
+            "kind": "Destination",
+            "metadata": {
+                "name": "prod-1",
+                "labels": {"env": "prod"},
+                "annotations": {"kratix.io/sops-age-recipients": recipient},
+            },
+            "spec": {"path": "prod-1"},
+        },
+        sort_keys=False,
+    )
 
 
 def decrypt(text: str, key: Path) -> dict[str, Any]:
-    done = subprocess.run(["sops", "--decrypt", "--input-type", "yaml", "--output-type", "yaml", "/dev/stdin"],
-                          input=text, capture_output=True, text=True, env={**os.environ, "SOPS_AGE_KEY_FILE": str(key)},
-                          check=True)
+    done = subprocess.run(
+        ["sops", "--decrypt", "--input-type", "yaml", "--output-type", "yaml", "/dev/stdin"],
+        input=text,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SOPS_AGE_KEY_FILE": str(key)},
+        check=True,
+    )
     return yaml.safe_load(done.stdout)
 
 
 def test_secrets_for_a_destination_with_recipients_are_encrypted_and_stay_put(
-        tmp_path: Path, age_key: tuple[str, Path]) -> None:
+    tmp_path: Path, age_key: tuple[str, Path]
+) -> None:
     recipient, key = age_key
     repo = platform(tmp_path, extra={"clusters/prod-1.yaml": encrypting_destination(recipient)})
     output = init_repo(tmp_path / "out.git", bare=True)
@@ -281,8 +352,9 @@ def test_a_recipient_that_is_no_key_is_an_error_on_the_destination(tmp_path: Pat
 
 def test_bootstrap_can_tell_flux_to_decrypt(tmp_path: Path) -> None:
     repo = platform(tmp_path)
-    result = kratix("bootstrap", "dev-1", str(repo), "--url", "https://git.example.com/state.git",
-                    "--sops-secret", "sops-age")
+    result = kratix(
+        "bootstrap", "dev-1", str(repo), "--url", "https://git.example.com/state.git", "--sops-secret", "sops-age"
+    )
     assert result.returncode == 0, result.stderr
     kustomizations = [d for d in yaml.safe_load_all(result.stdout) if d["kind"] == "Kustomization"]
     assert len(kustomizations) == 2
@@ -290,4 +362,3 @@ def test_bootstrap_can_tell_flux_to_decrypt(tmp_path: Path) -> None:
         assert document["spec"]["decryption"] == {"provider": "sops", "secretRef": {"name": "sops-age"}}
     plain = kratix("bootstrap", "dev-1", str(repo), "--url", "https://git.example.com/state.git")
     assert "decryption" not in plain.stdout
-

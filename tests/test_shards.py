@@ -61,12 +61,15 @@ ENV = {"KRATIX_UNSANDBOXED": "1"}
 def platform(tmp_path: Path, requests: int) -> dict[str, str]:
     counter, flag = tmp_path / "counter", tmp_path / "fail-db-3"
     promise = PROMISE.replace("  workflows:\n    resource:\n", PROMISE_WORKFLOW).replace(
-        "                template: templates\n", "                command: [sh, scripts/request.sh]\n")
-    files = {"promises/database/promise.yaml": promise,
-             "promises/database/scripts/request.sh": REQUEST_STEP.format(counter=counter, fail_flag=flag),
-             "promises/database/scripts/promise.sh": PROMISE_STEP.format(counter=counter),
-             "clusters/dev-1.yaml": destination("dev-1", {"env": "dev"}),
-             "clusters/dev-2.yaml": destination("dev-2", {"env": "dev"})}
+        "                template: templates\n", "                command: [sh, scripts/request.sh]\n"
+    )
+    files = {
+        "promises/database/promise.yaml": promise,
+        "promises/database/scripts/request.sh": REQUEST_STEP.format(counter=counter, fail_flag=flag),
+        "promises/database/scripts/promise.sh": PROMISE_STEP.format(counter=counter),
+        "clusters/dev-1.yaml": destination("dev-1", {"env": "dev"}),
+        "clusters/dev-2.yaml": destination("dev-2", {"env": "dev"}),
+    }
     files.update({f"requests/team-a/db-{i}.yaml": database(f"db-{i}") for i in range(requests)})
     return files
 
@@ -130,8 +133,13 @@ def test_a_missing_shard_runs_in_the_publishing_compile(tmp_path: Path, inputs: 
     summary = compile_(str(inputs), "--ref", "HEAD", "--output-repo", str(sharded))
     here = runs(tmp_path)
     assert here and not set(here) & set(in_shards)  # what shard 2 holds ran here, and nothing else
-    assert all(shards.assigned(f"Database team-a/{line.split()[1]}" if line.startswith("resource")
-                               else f"Promise {line.split()[1]}", 4) == 2 for line in here)
+    assert all(
+        shards.assigned(
+            f"Database team-a/{line.split()[1]}" if line.startswith("resource") else f"Promise {line.split()[1]}", 4
+        )
+        == 2
+        for line in here
+    )
     assert f"shard 2/4 has no result (missing or failed): its workflows ran here ({len(here)} workflow(s))" in summary
     assert files_at(sharded) == files_at(tmp_path / "plain")
     assert shard_refs(sharded) == []
@@ -142,8 +150,17 @@ def test_a_workflow_that_failed_in_its_shard_runs_again(tmp_path: Path, inputs: 
     runs(tmp_path)
     sharded = tmp_path / "sharded"
     (tmp_path / "fail-db-3").touch()  # the registry is down while the shards run
-    result = kratix("compile", str(inputs), "--ref", "HEAD", "--output-repo", str(sharded), "--shard",
-                    f"{shards.assigned('Database team-a/db-3', 2)}/2", env=ENV)
+    result = kratix(
+        "compile",
+        str(inputs),
+        "--ref",
+        "HEAD",
+        "--output-repo",
+        str(sharded),
+        "--shard",
+        f"{shards.assigned('Database team-a/db-3', 2)}/2",
+        env=ENV,
+    )
     assert result.returncode == 0, result.stderr
     assert "1 failed (not stored: the publishing compile runs them again)" in result.stderr
     run_shards(inputs, str(sharded), 2, indices=[1 - shards.assigned("Database team-a/db-3", 2)])
@@ -215,8 +232,16 @@ def test_shards_go_through_a_remote_output_repo(tmp_path: Path, inputs: Path) ->
     url = f"file://{remote}"
     cache = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
     for index in range(2):
-        compile_(str(inputs), "--ref", "HEAD", "--output-repo", url, "--shard", f"{index}/2",
-                 env={**cache, "XDG_CACHE_HOME": str(tmp_path / f"cache-{index}")})  # one machine each
+        compile_(
+            str(inputs),
+            "--ref",
+            "HEAD",
+            "--output-repo",
+            url,
+            "--shard",
+            f"{index}/2",
+            env={**cache, "XDG_CACHE_HOME": str(tmp_path / f"cache-{index}")},
+        )  # one machine each
     assert len(shard_refs(remote)) == 2
     runs(tmp_path)
     summary = compile_(str(inputs), "--ref", "HEAD", "--output-repo", url, env=cache)
@@ -228,8 +253,9 @@ def test_shards_go_through_a_remote_output_repo(tmp_path: Path, inputs: Path) ->
 
 def test_auto_takes_the_index_from_job_completion_index(tmp_path: Path, inputs: Path) -> None:
     out = tmp_path / "out"
-    compile_(str(inputs), "--ref", "HEAD", "--output-repo", str(out), "--shard", "auto/4",
-             env={"JOB_COMPLETION_INDEX": "3"})
+    compile_(
+        str(inputs), "--ref", "HEAD", "--output-repo", str(out), "--shard", "auto/4", env={"JOB_COMPLETION_INDEX": "3"}
+    )
     commit = git(inputs, "rev-parse", "HEAD").strip()
     assert shard_refs(out) == [shards.ref_name(commit, shards.Shard(3, 4))]
     bad = kratix("compile", str(inputs), "--ref", "HEAD", "--output-repo", str(out), "--shard", "4/4", env=ENV)
@@ -239,18 +265,38 @@ def test_auto_takes_the_index_from_job_completion_index(tmp_path: Path, inputs: 
 
 
 def test_a_result_keeps_every_type_a_document_can_hold() -> None:
-    document = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"},
-                "data": {1: "int key", "f": 1.0, "t": (1, [2]), "b": b"\x00bytes", "n": None, "yes": True,
-                         shards._TAG: "looks like a tag"}}
-    result = WorkflowResult((PipelineOutput("p", (RenderedFile("a.yaml", (document,), "container:x", "none",
-                                                               (("img", "sha256:1"),)),
-                                                  RenderedFile("raw.tf", (), "container:x", raw=b"raw\n")),
-                                            (OutputGroup("sub", {"env": "dev"}),)),),
-                            {"message": "ok", "n": float("inf")})
+    document = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "x"},
+        "data": {
+            1: "int key",
+            "f": 1.0,
+            "t": (1, [2]),
+            "b": b"\x00bytes",
+            "n": None,
+            "yes": True,
+            shards._TAG: "looks like a tag",
+        },
+    }
+    result = WorkflowResult(
+        (
+            PipelineOutput(
+                "p",
+                (
+                    RenderedFile("a.yaml", (document,), "container:x", "none", (("img", "sha256:1"),)),
+                    RenderedFile("raw.tf", (), "container:x", raw=b"raw\n"),
+                ),
+                (OutputGroup("sub", {"env": "dev"}),),
+            ),
+        ),
+        {"message": "ok", "n": float("inf")},
+    )
     back = shards.decode_result(shards.encode_result(result))
     assert back == result
-    assert [type(v) for v in back.outputs[0].files[0].documents[0]["data"].values()] == \
-        [type(v) for v in document["data"].values()]
+    assert [type(v) for v in back.outputs[0].files[0].documents[0]["data"].values()] == [
+        type(v) for v in document["data"].values()
+    ]
     with pytest.raises(shards.Unstorable):
         shards.encode_result(WorkflowResult(failure=RenderFailure("f", 1, 1, "c", "m", "s")))
 
@@ -261,8 +307,12 @@ def test_a_ref_that_holds_no_shard_result_is_reported_and_its_shard_runs_here(tm
     in_shard = runs(tmp_path)
     commit = git(inputs, "rev-parse", "HEAD").strip()
     empty_tree = git(sharded, "hash-object", "-t", "tree", "-w", "--stdin", input=b"").strip()
-    git(sharded, "update-ref", shards.ref_name(commit, shards.Shard(0, 2)),
-        git(sharded, "commit-tree", empty_tree, "-m", "not a shard result").strip())
+    git(
+        sharded,
+        "update-ref",
+        shards.ref_name(commit, shards.Shard(0, 2)),
+        git(sharded, "commit-tree", empty_tree, "-m", "not a shard result").strip(),
+    )
 
     summary = compile_(str(inputs), "--ref", "HEAD", "--output-repo", str(sharded))
     assert "shards: not used: shard 0/2: no shard.json and workflows.jsonl in its commit" in summary

@@ -13,13 +13,36 @@ SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "shards.py"
 
 
 def test_prints_every_figure_and_leaves_no_scratch(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, str(SCRIPT), "--promises", "2", "--destinations", "2", "--requests", "6",
-                             "--sleep", "0", "--shards", "2", "--workdir", str(tmp_path)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--promises",
+            "2",
+            "--destinations",
+            "2",
+            "--requests",
+            "6",
+            "--sleep",
+            "0",
+            "--shards",
+            "2",
+            "--workdir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
     assert result.returncode == 0, result.stderr
-    for figure in ("cold: shard 1/2", "cold: merge compile+publish", "Promise change: merge compile+publish",
-                   "no-op compile (same commit again)", "ratio: Promise change merge / no-op"):
+    for figure in (
+        "cold: shard 1/2",
+        "cold: merge compile+publish",
+        "Promise change: merge compile+publish",
+        "no-op compile (same commit again)",
+        "ratio: Promise change merge / no-op",
+    ):
         assert re.search(re.escape(figure) + r"\s+\d+\.\d+ ?(s|x)\b", result.stdout), figure
     assert re.search(r"cold: workflows run \(unsharded / merge\)\s+6\s+0\s+0\s+PASS", result.stdout)
     assert list(tmp_path.iterdir()) == []

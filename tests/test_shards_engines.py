@@ -50,24 +50,30 @@ def shim(tmp_path: Path) -> dict[str, str]:
     (bin_dir / "kratix").chmod(0o755)
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
-    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HOME": str(home),
-            "PYTHONPATH": os.environ.get("PYTHONPATH", ""), "GIT_CONFIG_GLOBAL": os.devnull,
-            "GIT_CONFIG_NOSYSTEM": "1"}
+    return {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "HOME": str(home),
+        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
 
 
 def run(script: str, env: dict[str, str], cwd: Path, shell: str = "bash") -> subprocess.CompletedProcess[str]:
-    args = ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script] if shell == "bash" else ["sh", "-c",
-                                                                                                       script]
+    args = (
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script] if shell == "bash" else ["sh", "-c", script]
+    )
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
 
 
 def plain_output(tmp_path: Path, repo: Path, env: dict[str, str]) -> dict[str, bytes]:
-    done = run(f'kratix compile {repo} --ref HEAD --output-repo {tmp_path / "plain"}', env, tmp_path)
+    done = run(f"kratix compile {repo} --ref HEAD --output-repo {tmp_path / 'plain'}", env, tmp_path)
     assert done.returncode == 0, done.stderr
     return files_at(tmp_path / "plain")
 
 
 # --- Kubernetes: deploy/shards/ ------------------------------------------------------------------------------
+
 
 def test_the_shard_jobs_build_and_are_valid_against_the_kubernetes_schemas(built: dict[str, dict[str, Any]]) -> None:
     assert sorted(built) == ["ConfigMap/kratix-shards", "Job/kratix-publish", "Job/kratix-shards"]
@@ -103,7 +109,8 @@ def substitute(args: list[str], values: dict[str, str]) -> list[str]:
 
 
 def test_the_jobs_command_lines_publish_what_a_compile_without_shards_does(
-        built: dict[str, dict[str, Any]], tmp_path: Path, platform: tuple[Path, str]) -> None:
+    built: dict[str, dict[str, Any]], tmp_path: Path, platform: tuple[Path, str]
+) -> None:
     repo, commit = platform
     env = shim(tmp_path)
     output = tmp_path / "output"
@@ -113,14 +120,21 @@ def test_the_jobs_command_lines_publish_what_a_compile_without_shards_does(
     shard_args = built["Job/kratix-shards"]["spec"]["template"]["spec"]["containers"][0]["args"]
     for index in range(4):  # the Indexed Job's pods, one after another
         args = [a.replace("/work/input", str(input_path)) for a in substitute(shard_args, values)]
-        done = subprocess.run(["kratix", *args], env={**env, "JOB_COMPLETION_INDEX": str(index)}, cwd=tmp_path,
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            ["kratix", *args],
+            env={**env, "JOB_COMPLETION_INDEX": str(index)},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr
     assert len(git(output, "for-each-ref", shards.REF_PREFIX).splitlines()) == 4
 
     wait = built["Job/kratix-publish"]["spec"]["template"]["spec"]["initContainers"][1]["command"][2]
-    waited = run(wait.replace("/work/input", str(input_path)), {**env, **values, "SHARD_WAIT_SECONDS": "0"},
-                 tmp_path, shell="sh")
+    waited = run(
+        wait.replace("/work/input", str(input_path)), {**env, **values, "SHARD_WAIT_SECONDS": "0"}, tmp_path, shell="sh"
+    )
     assert waited.returncode == 0 and "4 of 4" in waited.stdout
 
     publish_args = built["Job/kratix-publish"]["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -133,16 +147,26 @@ def test_the_jobs_command_lines_publish_what_a_compile_without_shards_does(
 
 
 def test_the_publish_job_stops_waiting_for_a_shard_that_never_comes(
-        built: dict[str, dict[str, Any]], tmp_path: Path, platform: tuple[Path, str]) -> None:
+    built: dict[str, dict[str, Any]], tmp_path: Path, platform: tuple[Path, str]
+) -> None:
     repo, commit = platform
     output = tmp_path / "output"
     git(tmp_path, "init", "--quiet", "--bare", str(output))
     empty_tree = git(output, "hash-object", "-t", "tree", "-w", "--stdin", input=b"").strip()
-    git(output, "update-ref", shards.ref_name(commit, shards.Shard(0, 2)),
-        git(output, "commit-tree", empty_tree, "-m", "shard 0 of 2").strip())
+    git(
+        output,
+        "update-ref",
+        shards.ref_name(commit, shards.Shard(0, 2)),
+        git(output, "commit-tree", empty_tree, "-m", "shard 0 of 2").strip(),
+    )
     wait = built["Job/kratix-publish"]["spec"]["template"]["spec"]["initContainers"][1]["command"][2]
-    env = {**shim(tmp_path), "KRATIX_REF": commit, "KRATIX_OUTPUT_REPO": str(output), "SHARD_COUNT": "2",
-           "SHARD_WAIT_SECONDS": "0"}
+    env = {
+        **shim(tmp_path),
+        "KRATIX_REF": commit,
+        "KRATIX_OUTPUT_REPO": str(output),
+        "SHARD_COUNT": "2",
+        "SHARD_WAIT_SECONDS": "0",
+    }
     git(tmp_path, "clone", "--quiet", "--bare", str(repo), str(tmp_path / "work-input"))
     waited = run(wait.replace("/work/input", str(tmp_path / "work-input")), env, tmp_path, shell="sh")
     assert waited.returncode == 0
@@ -150,6 +174,7 @@ def test_the_publish_job_stops_waiting_for_a_shard_that_never_comes(
 
 
 # --- GitHub Actions: the publish workflow's matrix -----------------------------------------------------------
+
 
 def workflow() -> dict[str, Any]:
     return yaml.load(PUBLISH_WORKFLOW.read_text(), Loader=yaml.BaseLoader)
@@ -176,29 +201,46 @@ def test_the_publish_workflow_runs_a_shard_matrix_before_publishing() -> None:
 def test_the_setup_job_counts_the_shards(tmp_path: Path, given: str, indices: str) -> None:
     outputs = tmp_path / "output.txt"
     outputs.touch()
-    done = run(step("setup", "Count the shards")["run"], {"PATH": os.environ["PATH"], "KRATIX_SHARDS": given,
-                                                         "GITHUB_OUTPUT": str(outputs)}, tmp_path)
+    done = run(
+        step("setup", "Count the shards")["run"],
+        {"PATH": os.environ["PATH"], "KRATIX_SHARDS": given, "GITHUB_OUTPUT": str(outputs)},
+        tmp_path,
+    )
     assert done.returncode == 0, done.stdout
     assert outputs.read_text().splitlines() == [f"count={given}", f"indices={indices}"]
 
 
 @pytest.mark.parametrize("given", ["0", "257", "four", ""])
 def test_the_setup_job_refuses_a_count_a_matrix_cannot_hold(tmp_path: Path, given: str) -> None:
-    done = run(step("setup", "Count the shards")["run"], {"PATH": os.environ["PATH"], "KRATIX_SHARDS": given,
-                                                         "GITHUB_OUTPUT": str(tmp_path / "out")}, tmp_path)
+    done = run(
+        step("setup", "Count the shards")["run"],
+        {"PATH": os.environ["PATH"], "KRATIX_SHARDS": given, "GITHUB_OUTPUT": str(tmp_path / "out")},
+        tmp_path,
+    )
     assert done.returncode == 1 and "::error title=kratix shards::" in done.stdout
 
 
 def test_the_matrix_and_publish_steps_publish_what_a_compile_without_shards_does(
-        tmp_path: Path, platform: tuple[Path, str]) -> None:
+    tmp_path: Path, platform: tuple[Path, str]
+) -> None:
     repo, commit = platform
     env = shim(tmp_path)
     output = tmp_path / "output"
-    github = {**env, "GITHUB_SHA": commit, "RUNNER_TEMP": str(tmp_path), "KRATIX_OUTPUT_REPO": str(output),
-              "KRATIX_OUTPUT_BRANCH": "main", "GIT_ASKPASS": str(tmp_path / "askpass.sh"), "KRATIX_GIT_TOKEN": "t"}
+    github = {
+        **env,
+        "GITHUB_SHA": commit,
+        "RUNNER_TEMP": str(tmp_path),
+        "KRATIX_OUTPUT_REPO": str(output),
+        "KRATIX_OUTPUT_BRANCH": "main",
+        "GIT_ASKPASS": str(tmp_path / "askpass.sh"),
+        "KRATIX_GIT_TOKEN": "t",
+    }
     for index in (0, 2):  # shard 1 of 3 failed: the publish job runs its workflows
-        done = run(step("shard", "Run one shard's workflows")["run"],
-                   {**github, "SHARD_INDEX": str(index), "SHARD_COUNT": "3"}, repo)
+        done = run(
+            step("shard", "Run one shard's workflows")["run"],
+            {**github, "SHARD_INDEX": str(index), "SHARD_COUNT": "3"},
+            repo,
+        )
         assert done.returncode == 0, done.stderr
     done = run(step("publish", "Compile and publish")["run"], github, repo)
     assert done.returncode == 0, done.stderr

@@ -22,9 +22,47 @@ from kratix.yamltext import emit
 
 # Strings that some YAML parser (1.1 or 1.2, go-yaml or PyYAML) reads as another type when left bare.
 TRICKY = [
-    "on", "off", "yes", "no", "y", "n", "Y", "N", "true", "False", "null", "~", "", "0755", "0o17", "0x1F",
-    "1e3", "1E3", "-1e-3", "+12", "1_000", "1.5", ".inf", "-.Inf", ".nan", "2024-01-01", "2024-01-01T10:00:00Z",
-    "12:30:00", "=", "<<", "0b101", "007", "1.0e+3", "09", "0009", "1:20", ".5", "+.inf", "NULL", "Yes", "0.",
+    "on",
+    "off",
+    "yes",
+    "no",
+    "y",
+    "n",
+    "Y",
+    "N",
+    "true",
+    "False",
+    "null",
+    "~",
+    "",
+    "0755",
+    "0o17",
+    "0x1F",
+    "1e3",
+    "1E3",
+    "-1e-3",
+    "+12",
+    "1_000",
+    "1.5",
+    ".inf",
+    "-.Inf",
+    ".nan",
+    "2024-01-01",
+    "2024-01-01T10:00:00Z",
+    "12:30:00",
+    "=",
+    "<<",
+    "0b101",
+    "007",
+    "1.0e+3",
+    "09",
+    "0009",
+    "1:20",
+    ".5",
+    "+.inf",
+    "NULL",
+    "Yes",
+    "0.",
 ]
 
 
@@ -43,8 +81,12 @@ def test_tricky_strings_are_quoted_in_the_emitted_text() -> None:
 def test_kubernetes_reads_tricky_strings_as_strings(tmp_path) -> None:
     # kustomize prints `=` and `<<` bare, which PyYAML cannot read back: leave them out of this round trip.
     readable = [text for text in TRICKY if text not in ("=", "<<")]
-    configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "tricky"},
-                 "data": {f"k{i}": text for i, text in enumerate(readable)}}
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "tricky"},
+        "data": {f"k{i}": text for i, text in enumerate(readable)},
+    }
     (tmp_path / "cm.yaml").write_bytes(yamltext.dump(configmap))
     (tmp_path / "kustomization.yaml").write_text("resources:\n- cm.yaml\n")
     built = subprocess.run(["kubectl", "kustomize", str(tmp_path)], capture_output=True, text=True, check=True)
@@ -89,18 +131,77 @@ def test_duplicate_keys_are_reported() -> None:
 # --- the emitter: what we write reads back as the same data --------------------------------------------------
 
 NASTY_TEXTS = [
-    *TRICKY, "a: b", "a #b", "#x", "- x", "-", "---", "...", "'q'", '"d"', "a\nb", "a\nb\n", "a\nb\n\n", " lead",
-    "trail ", "a\tb", "x\x00y", "\x85", "\u2028", "\ufeff", "é", "😀", "1.2.3", "100m", "512Mi", "nO", "-c",
-    "$(X)", "a:b", "http://x.y/z", "key=value", "a,b", "[x]", "{y}", "*a", "&a", "!t", "%p", "@a", "`b", "|", ">",
-    "?", ":x", "x:", "\r\n", "\n", " ", "a  b", "a\n b", "a \nb", "x\u00a0y", "09", "0009", "\n\nx", "x\n\n\n",
+    *TRICKY,
+    "a: b",
+    "a #b",
+    "#x",
+    "- x",
+    "-",
+    "---",
+    "...",
+    "'q'",
+    '"d"',
+    "a\nb",
+    "a\nb\n",
+    "a\nb\n\n",
+    " lead",
+    "trail ",
+    "a\tb",
+    "x\x00y",
+    "\x85",
+    "\u2028",
+    "\ufeff",
+    "é",
+    "😀",
+    "1.2.3",
+    "100m",
+    "512Mi",
+    "nO",
+    "-c",
+    "$(X)",
+    "a:b",
+    "http://x.y/z",
+    "key=value",
+    "a,b",
+    "[x]",
+    "{y}",
+    "*a",
+    "&a",
+    "!t",
+    "%p",
+    "@a",
+    "`b",
+    "|",
+    ">",
+    "?",
+    ":x",
+    "x:",
+    "\r\n",
+    "\n",
+    " ",
+    "a  b",
+    "a\n b",
+    "a \nb",
+    "x\u00a0y",
+    "09",
+    "0009",
+    "\n\nx",
+    "x\n\n\n",
 ]
 NASTY = st.sampled_from(NASTY_TEXTS)
-TEXT = st.one_of(NASTY, st.text(max_size=12), st.text(alphabet="ab :#-.0123\n '\"\t", max_size=10),
-                 st.builds(str.__add__, NASTY, NASTY))
+TEXT = st.one_of(
+    NASTY,
+    st.text(max_size=12),
+    st.text(alphabet="ab :#-.0123\n '\"\t", max_size=10),
+    st.builds(str.__add__, NASTY, NASTY),
+)
 SCALARS = st.one_of(TEXT, st.integers(), st.floats(), st.booleans(), st.none())
 KEYS = st.one_of(TEXT, st.integers(), st.booleans(), st.none())
-DATA = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                     st.dictionaries(KEYS, inner, max_size=4)), max_leaves=25)
+DATA = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(KEYS, inner, max_size=4)),
+    max_leaves=25,
+)
 DOCUMENTS = st.one_of(st.dictionaries(KEYS, DATA, max_size=5), st.lists(DATA, max_size=5))
 
 
@@ -141,11 +242,14 @@ def _sorted_deep(value: Any) -> Any:
 
 
 def test_block_style_layout_and_flow_empties() -> None:
-    document = {"metadata": {"name": "web", "labels": {}}, "spec": {"ports": [{"port": 80, "name": "http"}],
-                                                                     "args": [], "matrix": [[1, 2], []]}}
+    document = {
+        "metadata": {"name": "web", "labels": {}},
+        "spec": {"ports": [{"port": 80, "name": "http"}], "args": [], "matrix": [[1, 2], []]},
+    }
     assert yamltext.dump(document).decode() == (
         "metadata:\n  name: web\n  labels: {}\nspec:\n  ports:\n  - port: 80\n    name: http\n  args: []\n"
-        "  matrix:\n  - - 1\n    - 2\n  - []\n")
+        "  matrix:\n  - - 1\n    - 2\n  - []\n"
+    )
     assert yamltext.dump_all([{"a": 1}, {}, []]) == b"a: 1\n--- {}\n--- []\n"
 
 
@@ -157,7 +261,11 @@ def test_literal_blocks_keep_trailing_newlines_with_the_right_chomping() -> None
 def test_text_a_block_cannot_hold_is_double_quoted_with_json_escapes() -> None:
     emitted = yamltext.dump({"v": [" indented\nfirst", "trailing \nspace", "tab\there\n", "bell\x07\u2028"]})
     assert emitted.decode().splitlines()[1:] == [
-        '- " indented\\nfirst"', '- "trailing \\nspace"', '- "tab\\there\\n"', '- "bell\\u0007\\u2028"']
+        '- " indented\\nfirst"',
+        '- "trailing \\nspace"',
+        '- "tab\\there\\n"',
+        '- "bell\\u0007\\u2028"',
+    ]
 
 
 def test_digits_with_a_leading_zero_are_quoted_for_kubernetes() -> None:
@@ -167,8 +275,14 @@ def test_digits_with_a_leading_zero_are_quoted_for_kubernetes() -> None:
 
 def test_data_outside_json_goes_through_pyyaml_unchanged() -> None:
     document = {"when": datetime.date(2024, 1, 1), "k" * 200: 1, "blob": b"\x00"}
-    expected = yaml.dump(document, Dumper=emit._KubeDumper, default_flow_style=False,  # noqa: SLF001
-                         sort_keys=False, allow_unicode=True, width=1 << 30)
+    expected = yaml.dump(
+        document,
+        Dumper=emit._KubeDumper,
+        default_flow_style=False,  # noqa: SLF001
+        sort_keys=False,
+        allow_unicode=True,
+        width=1 << 30,
+    )
     assert yamltext.dump(document).decode() == expected
     with pytest.raises(yaml.representer.RepresenterError):
         yamltext.dump({"value": object()})
@@ -179,8 +293,12 @@ def test_kubernetes_reads_nasty_text_back_as_the_same_strings(tmp_path) -> None:
     # kustomize prints `=` and `<<` bare, and U+0085/U+2028 raw where PyYAML (YAML 1.1) reads a line break.
     texts = [text for text in NASTY_TEXTS if text not in ("=", "<<", "\x85", "\u2028")]
     texts += ["multi\nline\ntext\n", "  two leading\nspaces", "quote ' and \" both", "ünïcödé ✓", "x\x1by"]
-    configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "nasty"},
-                 "data": {f"k{i}": text for i, text in enumerate(texts)}}
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "nasty"},
+        "data": {f"k{i}": text for i, text in enumerate(texts)},
+    }
     (tmp_path / "cm.yaml").write_bytes(yamltext.dump(configmap))
     (tmp_path / "kustomization.yaml").write_text("resources:\n- cm.yaml\n")
     built = subprocess.run(["kubectl", "kustomize", str(tmp_path)], capture_output=True, text=True, check=True)
@@ -189,6 +307,7 @@ def test_kubernetes_reads_nasty_text_back_as_the_same_strings(tmp_path) -> None:
 
 # --- the loader: documents as Kubernetes reads them (go-yaml v2, then JSON) -----------------------------------
 
+
 def _one(text: str) -> Any:
     docs, problems = yamltext.load_documents("f.yaml", text.encode())
     assert not problems, problems
@@ -196,45 +315,91 @@ def _one(text: str) -> Any:
     return doc.body
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("v: yes", True), ("v: y", True), ("v: N", False), ("v: Off", False), ("v: ~", None), ("v:", None),
-    ("v: 1e3", 1000), ("v: 1.0", 1), ("v: 1.5", 1.5), ("v: 08", 8), ("v: 017", 15), ("v: 0o17", 15),
-    ("v: 0x1F", 31), ("v: 0b101", 5), ("v: 1_000", 1000), ("v: -12", -12), ("v: +12", 12),
-    ("v: 1:20", "1:20"), ("v: 2024-01-01", "2024-01-01"), ("v: 2024-01-01T10:00:00Z", "2024-01-01T10:00:00Z"),
-    ("v: 1e400", "1e400"), ("v: 99999999999999999999", 1e20), ("v: .5", 0.5), ("v: '1'", "1"),
-    ("v: !!str 12", "12"), ("v: !!int '7'", 7), ("v: !!float '3'", 3), ("v: !!binary aGVs bG8=", "aGVsbG8="),
-    ("v: yess", "yess"), ("v: -x", "-x"), ("v: 1.2.3", "1.2.3"), ("v: 0x", "0x"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("v: yes", True),
+        ("v: y", True),
+        ("v: N", False),
+        ("v: Off", False),
+        ("v: ~", None),
+        ("v:", None),
+        ("v: 1e3", 1000),
+        ("v: 1.0", 1),
+        ("v: 1.5", 1.5),
+        ("v: 08", 8),
+        ("v: 017", 15),
+        ("v: 0o17", 15),
+        ("v: 0x1F", 31),
+        ("v: 0b101", 5),
+        ("v: 1_000", 1000),
+        ("v: -12", -12),
+        ("v: +12", 12),
+        ("v: 1:20", "1:20"),
+        ("v: 2024-01-01", "2024-01-01"),
+        ("v: 2024-01-01T10:00:00Z", "2024-01-01T10:00:00Z"),
+        ("v: 1e400", "1e400"),
+        ("v: 99999999999999999999", 1e20),
+        ("v: .5", 0.5),
+        ("v: '1'", "1"),
+        ("v: !!str 12", "12"),
+        ("v: !!int '7'", 7),
+        ("v: !!float '3'", 3),
+        ("v: !!binary aGVs bG8=", "aGVsbG8="),
+        ("v: yess", "yess"),
+        ("v: -x", "-x"),
+        ("v: 1.2.3", "1.2.3"),
+        ("v: 0x", "0x"),
+    ],
+)
 def test_scalars_mean_what_they_mean_to_kubernetes(text: str, expected: Any) -> None:
     assert _same(_one(text)["v"], expected)
 
 
-@pytest.mark.parametrize(("text", "key"), [
-    ("1: x", "1"), ("yes: x", "true"), ("on: x", "true"), ("n: x", "false"), ("1.5: x", "1.5"),
-    ("1e3: x", "1000"), ("1e6: x", "1e+06"), ("0.1: x", "0.1"), ("0.00001: x", "1e-05"), ("017: x", "15"),
-    ("'1': x", "1"), ("2024-01-01: x", "2024-01-01"), (".inf: x", ".inf"), ("-.inf: x", "-.inf"),
-    ("3.14159265: x", "3.1415927"),
-])
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("1: x", "1"),
+        ("yes: x", "true"),
+        ("on: x", "true"),
+        ("n: x", "false"),
+        ("1.5: x", "1.5"),
+        ("1e3: x", "1000"),
+        ("1e6: x", "1e+06"),
+        ("0.1: x", "0.1"),
+        ("0.00001: x", "1e-05"),
+        ("017: x", "15"),
+        ("'1': x", "1"),
+        ("2024-01-01: x", "2024-01-01"),
+        (".inf: x", ".inf"),
+        ("-.inf: x", "-.inf"),
+        ("3.14159265: x", "3.1415927"),
+    ],
+)
 def test_keys_become_strings_as_sigs_k8s_io_yaml_makes_them(text: str, key: str) -> None:
     assert _one(text) == {key: "x"}
 
 
-@pytest.mark.parametrize(("text", "line", "column", "code"), [
-    ("a: 1\nnull: x\n", 2, 1, "yaml.key"),
-    ("a: 1\n? [a, b]\n: x\n", 2, 3, "yaml.key"),
-    ("a:\n  ? {b: 1}\n  : x\n", 2, 5, "yaml.key"),
-    ("a: 1\nb: !!set {x, y}\n", 2, 4, "yaml.tag"),
-    ("a: !!omap [x: 1]\n", 1, 4, "yaml.tag"),
-    ("a:\n  b: !custom y\n", 2, 6, "yaml.tag"),
-    ("a: .nan\n", 1, 4, "yaml.value"),
-    ("a: !!int nope\n", 1, 4, "yaml.value"),
-    ("1: x\n'1': y\n", 2, 1, "yaml.duplicate-key"),
-    ("spec:\n  size: small\n  size: large\n", 3, 3, "yaml.duplicate-key"),
-    ("&a [1, *a]\n", 1, 1, "yaml.alias"),
-    ("a: [1\n", 2, 1, "yaml.syntax"),
-])
+@pytest.mark.parametrize(
+    ("text", "line", "column", "code"),
+    [
+        ("a: 1\nnull: x\n", 2, 1, "yaml.key"),
+        ("a: 1\n? [a, b]\n: x\n", 2, 3, "yaml.key"),
+        ("a:\n  ? {b: 1}\n  : x\n", 2, 5, "yaml.key"),
+        ("a: 1\nb: !!set {x, y}\n", 2, 4, "yaml.tag"),
+        ("a: !!omap [x: 1]\n", 1, 4, "yaml.tag"),
+        ("a:\n  b: !custom y\n", 2, 6, "yaml.tag"),
+        ("a: .nan\n", 1, 4, "yaml.value"),
+        ("a: !!int nope\n", 1, 4, "yaml.value"),
+        ("1: x\n'1': y\n", 2, 1, "yaml.duplicate-key"),
+        ("spec:\n  size: small\n  size: large\n", 3, 3, "yaml.duplicate-key"),
+        ("&a [1, *a]\n", 1, 1, "yaml.alias"),
+        ("a: [1\n", 2, 1, "yaml.syntax"),
+    ],
+)
 def test_what_kubernetes_refuses_is_a_problem_at_its_place_never_an_exception(
-        text: str, line: int, column: int, code: str) -> None:
+    text: str, line: int, column: int, code: str
+) -> None:
     docs, problems = yamltext.load_documents("f.yaml", text.encode())
     assert docs == []
     assert [(p.line, p.column, p.code) for p in problems] == [(line, column, code)]
@@ -283,10 +448,17 @@ def test_a_billion_laughs_is_refused_in_time_proportional_to_its_size() -> None:
 
 
 def test_modest_aliases_and_merge_keys_read_as_kubernetes_reads_them() -> None:
-    body = _one("base: &base {a: 1, b: 2}\nderived:\n  <<: *base\n  b: 3\nlist: &l [1, 2]\nagain: *l\n"
-                "merged:\n  <<: [{x: 1}, {x: 2, z: 2}]\n")
-    assert body == {"base": {"a": 1, "b": 2}, "derived": {"b": 3, "a": 1}, "list": [1, 2], "again": [1, 2],
-                    "merged": {"x": 1, "z": 2}}
+    body = _one(
+        "base: &base {a: 1, b: 2}\nderived:\n  <<: *base\n  b: 3\nlist: &l [1, 2]\nagain: *l\n"
+        "merged:\n  <<: [{x: 1}, {x: 2, z: 2}]\n"
+    )
+    assert body == {
+        "base": {"a": 1, "b": 2},
+        "derived": {"b": 3, "a": 1},
+        "list": [1, 2],
+        "again": [1, 2],
+        "merged": {"x": 1, "z": 2},
+    }
     body["again"].append(3)  # an alias is a copy: a later stage editing one place changes only that place
     assert body["list"] == [1, 2]
 
@@ -314,7 +486,8 @@ def test_transform_may_substitute_nodes_built_by_a_representer() -> None:
         return node
 
     assert yamltext.load_transformed("a: TOKEN\nb: plain\n", substitute) == [
-        {"a": {"n": 5, "f": 0.5, "on": True, "x": None}, "b": "plain"}]
+        {"a": {"n": 5, "f": 0.5, "on": True, "x": None}, "b": "plain"}
+    ]
 
 
 def _as_kubernetes_holds(value: Any) -> Any:
@@ -334,11 +507,20 @@ def _keys_collide(value: Any) -> bool:
     return isinstance(value, list) and any(_keys_collide(item) for item in value)
 
 
-JSON_SCALARS = st.one_of(TEXT, st.integers(min_value=-(2**63), max_value=2**63 - 1),
-                         st.floats(allow_nan=False, allow_infinity=False), st.booleans(), st.none())
-JSON_DATA = st.recursive(JSON_SCALARS, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.one_of(TEXT, st.integers(-1000, 1000)), inner, max_size=4)),
-    max_leaves=25)
+JSON_SCALARS = st.one_of(
+    TEXT,
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    st.none(),
+)
+JSON_DATA = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.one_of(TEXT, st.integers(-1000, 1000)), inner, max_size=4)
+    ),
+    max_leaves=25,
+)
 
 
 @settings(max_examples=300, deadline=None)

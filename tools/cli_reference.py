@@ -39,16 +39,18 @@ def _escape(text: str) -> str:
     """Markdown-safe text: HTML and table characters escaped outside `code spans`, which stay as written."""
     parts = re.split(r"(`[^`]*`)", text)
     for index in range(0, len(parts), 2):
-        parts[index] = (parts[index].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-                        .replace("*", r"\*"))
+        parts[index] = parts[index].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("*", r"\*")
     return "".join(parts).replace("|", r"\|")
 
 
 def _help_text(command: click.Command) -> str:
     """The command's help as Markdown paragraphs (click's `\\b` no-rewrap markers dropped)."""
     text = inspect.cleandoc(command.help or "")
-    paragraphs = [" ".join(line.strip() for line in block.splitlines() if line.strip() != "\b")
-                  for block in re.split(r"\n\s*\n", text) if block.strip()]
+    paragraphs = [
+        " ".join(line.strip() for line in block.splitlines() if line.strip() != "\b")
+        for block in re.split(r"\n\s*\n", text)
+        if block.strip()
+    ]
     return "\n\n".join(_escape(p) for p in paragraphs)
 
 
@@ -91,8 +93,11 @@ def _command_section(name: str, command: click.Command, parent: click.Context) -
     lines = [f"## `kratix {name}`", "", _help_text(command), "", "```", usage, "```", ""]
     arguments = [p for p in command.params if isinstance(p, click.Argument)]
     if arguments:
-        lines.append("Arguments: " + ", ".join(
-            f"`{_metavar(a, ctx)}`" + ("" if a.required else " (optional)") for a in arguments) + ".")
+        lines.append(
+            "Arguments: "
+            + ", ".join(f"`{_metavar(a, ctx)}`" + ("" if a.required else " (optional)") for a in arguments)
+            + "."
+        )
         lines.append("")
     options = [p for p in command.params if isinstance(p, click.Option) and not p.hidden]
     options += [command.get_help_option(ctx)] if command.get_help_option(ctx) else []
@@ -114,12 +119,27 @@ def render(group: click.Group) -> str:
     sections = [_command_section(name, command, root) for name, command in commands.items() if command]
     from kratix.cli import EXIT_BUG, EXIT_INVALID, EXIT_OK, EXIT_USAGE
 
-    exits = (f"Exit codes: {EXIT_OK} success; {EXIT_INVALID} invalid input or a failed compile or publish;\n"
-             f"{EXIT_USAGE} a usage error; {EXIT_BUG} a bug in kratix (run the same command with `--debug` and "
-             "report the traceback).")
-    parts = [_PREFACE, exits, "", "## Commands", "", *table, "",
-             "Options of `kratix` itself, given before the command:", "",
-             "| option | what it does |", "|---|---|", *global_options, "", *sections]
+    exits = (
+        f"Exit codes: {EXIT_OK} success; {EXIT_INVALID} invalid input or a failed compile or publish;\n"
+        f"{EXIT_USAGE} a usage error; {EXIT_BUG} a bug in kratix (run the same command with `--debug` and "
+        "report the traceback)."
+    )
+    parts = [
+        _PREFACE,
+        exits,
+        "",
+        "## Commands",
+        "",
+        *table,
+        "",
+        "Options of `kratix` itself, given before the command:",
+        "",
+        "| option | what it does |",
+        "|---|---|",
+        *global_options,
+        "",
+        *sections,
+    ]
     return "\n".join(parts).rstrip("\n") + "\n"
 
 

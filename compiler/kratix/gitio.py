@@ -193,8 +193,15 @@ def file_oids(repo: Path, commit: str) -> tuple[dict[str, str], bool]:
     return oids, plain
 
 
-def list_tree(repo: Path, commit: str, *, prefix: str = "", sizes: bool = False,
-              timeout: float | None = None, pathspecs: Iterable[str] | None = None) -> list[TreeEntry]:
+def list_tree(
+    repo: Path,
+    commit: str,
+    *,
+    prefix: str = "",
+    sizes: bool = False,
+    timeout: float | None = None,
+    pathspecs: Iterable[str] | None = None,
+) -> list[TreeEntry]:
     """Every file entry of `commit`'s tree (recursively), optionally only under the folder `prefix`; with
     `sizes`, each blob's size too (read from the object store's headers, not its content)."""
     args = [
@@ -229,8 +236,7 @@ def read_blobs(repo: Path, oids: list[str], *, timeout: float | None = None) -> 
     unique = list(dict.fromkeys(oids))
     if not unique:
         return {}
-    output = run_git(repo, "cat-file", "--batch", input="".join(f"{oid}\n" for oid in unique).encode(),
-                     timeout=timeout)
+    output = run_git(repo, "cat-file", "--batch", input="".join(f"{oid}\n" for oid in unique).encode(), timeout=timeout)
     return dict(_parse_batch(output, len(unique)))
 
 
@@ -280,8 +286,7 @@ def changed_paths(repo: Path, old: str, new: str) -> list[str] | None:
 
 def commit_info(repo: Path, commit: str) -> tuple[str, str]:
     """A commit's tree id and message."""
-    tree, _, message = run_git(repo, "log", "-1", "--format=%T%n%B", commit).decode("utf-8", "replace").partition(
-        "\n")
+    tree, _, message = run_git(repo, "log", "-1", "--format=%T%n%B", commit).decode("utf-8", "replace").partition("\n")
     return tree, message
 
 
@@ -312,8 +317,12 @@ class TreeReader(Mapping[str, bytes]):
     def _git(self) -> subprocess.Popen[bytes]:
         if self._process is None:
             self._process = subprocess.Popen(
-                ["git", "-C", str(self.repo), "cat-file", "--batch-command"], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=clean_env())
+                ["git", "-C", str(self.repo), "cat-file", "--batch-command"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=clean_env(),
+            )
         return self._process
 
     def _ask(self, command: str, path: str) -> tuple[str | None, bytes | None]:
@@ -503,8 +512,9 @@ def write_commit(
     finally:
         run_git(repo, "update-ref", "-d", ref, check=False, timeout=timeout)
     if tree_trailer:
-        commit = _commit_tree(repo, tree, parent, with_trailer(message, tree_trailer, tree), author,
-                              committer or author, timeout=timeout)
+        commit = _commit_tree(
+            repo, tree, parent, with_trailer(message, tree_trailer, tree), author, committer or author, timeout=timeout
+        )
     return WrittenCommit(commit, tree)
 
 
@@ -512,20 +522,35 @@ def with_trailer(message: str, key: str, value: str) -> str:
     """`message` with the trailer `key: value` added to its trailers (a last paragraph of `Key: value` lines)."""
     text = message.rstrip("\n")
     last = text.split("\n\n")[-1].splitlines()
-    joined = "\n" if "\n\n" in text and all(":" in line and " " not in line.split(":", 1)[0] for line in last) \
-        else "\n\n"
+    joined = (
+        "\n" if "\n\n" in text and all(":" in line and " " not in line.split(":", 1)[0] for line in last) else "\n\n"
+    )
     return f"{text}{joined}{key}: {value}\n"
 
 
-def _commit_tree(repo: Path, tree: str, parent: str | None, message: str, author: Signature, committer: Signature,
-                 *, timeout: float | None) -> str:
+def _commit_tree(
+    repo: Path,
+    tree: str,
+    parent: str | None,
+    message: str,
+    author: Signature,
+    committer: Signature,
+    *,
+    timeout: float | None,
+) -> str:
     """A commit of `tree` (already in the repo) with this message: one object, no ref moved."""
     env = clean_env()
     for role, who in (("AUTHOR", author), ("COMMITTER", committer)):
-        env.update({f"GIT_{role}_NAME": who.name, f"GIT_{role}_EMAIL": who.email,
-                    f"GIT_{role}_DATE": f"@{who.seconds} {who.offset}"})
-    result = git_result(repo, "commit-tree", tree, *(("-p", parent) if parent else ()), input=message.encode(),
-                        env=env, timeout=timeout)
+        env.update(
+            {
+                f"GIT_{role}_NAME": who.name,
+                f"GIT_{role}_EMAIL": who.email,
+                f"GIT_{role}_DATE": f"@{who.seconds} {who.offset}",
+            }
+        )
+    result = git_result(
+        repo, "commit-tree", tree, *(("-p", parent) if parent else ()), input=message.encode(), env=env, timeout=timeout
+    )
     if result.returncode != 0:
         raise GitCommandError(("commit-tree", tree), result.returncode, result.stderr)
     return result.stdout.decode().strip()
@@ -594,6 +619,7 @@ def _temp_ref_time(ref: str) -> int:
 # Refs beside the branches (shard results, `kratix.compile.shards`): listed, set and deleted locally, or on a remote
 # `url` through the local mirror `repo`.
 
+
 def list_refs(repo: Path, prefix: str, *, url: str | None = None, timeout: float | None = None) -> dict[str, str]:
     """`{ref: commit}` of the refs under the folder `prefix` (ending in `/`): in `repo`, or on the remote `url`."""
     if url is None:
@@ -612,15 +638,24 @@ def fetch_refs(repo: Path, url: str, refs: Iterable[str], *, timeout: float | No
     """Copy `refs` (and their objects) from the remote `url` into `repo` under the same names."""
     specs = [f"+{ref}:{ref}" for ref in refs]
     if specs:
-        run_git(repo, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", url, *specs,
-                timeout=timeout or NETWORK_TIMEOUT_SECONDS)
+        run_git(
+            repo,
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+            url,
+            *specs,
+            timeout=timeout or NETWORK_TIMEOUT_SECONDS,
+        )
 
 
 def set_ref(repo: Path, ref: str, commit: str, *, url: str | None = None, timeout: float | None = None) -> None:
     """Point `ref` at `commit` (written in `repo`), replacing what it held: in `repo`, and on the remote `url`."""
     if url is not None:
-        run_git(repo, "push", "--quiet", "--no-verify", url, f"+{commit}:{ref}",
-                timeout=timeout or NETWORK_TIMEOUT_SECONDS)
+        run_git(
+            repo, "push", "--quiet", "--no-verify", url, f"+{commit}:{ref}", timeout=timeout or NETWORK_TIMEOUT_SECONDS
+        )
     run_git(repo, "update-ref", ref, commit, timeout=timeout)
 
 
@@ -630,10 +665,16 @@ def delete_refs(repo: Path, refs: Iterable[str], *, url: str | None = None, time
     if not names:
         return
     if url is not None:
-        run_git(repo, "push", "--quiet", "--no-verify", url, *(f":{ref}" for ref in names),
-                timeout=timeout or NETWORK_TIMEOUT_SECONDS)
-    run_git(repo, "update-ref", "--stdin", input="".join(f"delete {ref}\n" for ref in names).encode(),
-            timeout=timeout)
+        run_git(
+            repo,
+            "push",
+            "--quiet",
+            "--no-verify",
+            url,
+            *(f":{ref}" for ref in names),
+            timeout=timeout or NETWORK_TIMEOUT_SECONDS,
+        )
+    run_git(repo, "update-ref", "--stdin", input="".join(f"delete {ref}\n" for ref in names).encode(), timeout=timeout)
 
 
 def read_named(repo: Path, names: list[str], *, timeout: float | None = None) -> list[bytes | None]:
@@ -641,8 +682,9 @@ def read_named(repo: Path, names: list[str], *, timeout: float | None = None) ->
     that gives none (a path the commit does not hold)."""
     if not names:
         return []
-    output = run_git(repo, "cat-file", "--batch", input="".join(f"{name}\n" for name in names).encode(),
-                     timeout=timeout)
+    output = run_git(
+        repo, "cat-file", "--batch", input="".join(f"{name}\n" for name in names).encode(), timeout=timeout
+    )
     found: list[bytes | None] = []
     position = 0
     for _ in names:
@@ -653,6 +695,6 @@ def read_named(repo: Path, names: list[str], *, timeout: float | None = None) ->
             found.append(None)
             continue
         size = int(header.rsplit(" ", 1)[1])
-        found.append(output[position:position + size] if header.split(" ")[1] == "blob" else None)
+        found.append(output[position : position + size] if header.split(" ")[1] == "blob" else None)
         position += size + 1
     return found

@@ -123,7 +123,8 @@ def shape_of(raw: object, *, resource_root: bool = False) -> Shape | None:
     if kind == "string":
         return _string_shape(raw)
     return {"boolean": Shape("bool", 0, 4), "number": Shape("double", 0, 1), "integer": Shape("int", 0, 1)}.get(
-        kind if isinstance(kind, str) else "")
+        kind if isinstance(kind, str) else ""
+    )
 
 
 def _object_shape(raw: Mapping[str, Any]) -> Shape | None:
@@ -138,7 +139,7 @@ def _object_shape(raw: Mapping[str, Any]) -> Shape | None:
     fields: dict[str, Shape] = {}
     min_size = 2  # {}
     properties = raw.get("properties")
-    for name, prop in (properties.items() if isinstance(properties, Mapping) else ()):
+    for name, prop in properties.items() if isinstance(properties, Mapping) else ():
         child = shape_of(prop, resource_root=_embedded(prop))
         if child is None:
             continue
@@ -189,13 +190,24 @@ def _with_type_and_object_meta(raw: Mapping[str, Any]) -> Mapping[str, Any]:
     properties = dict(raw.get("properties") or {}) if isinstance(raw.get("properties"), Mapping) else {}
     metadata: Mapping[str, Any] = properties["metadata"] if isinstance(properties.get("metadata"), Mapping) else {}
     declared: Mapping[str, Any] = metadata["properties"] if isinstance(metadata.get("properties"), Mapping) else {}
-    if all(_typed(properties.get(k), "string") for k in ("kind", "apiVersion")) and _typed(metadata, "object") \
-            and all(_typed(declared.get(k), "string") for k in ("name", "generateName")):
+    if (
+        all(_typed(properties.get(k), "string") for k in ("kind", "apiVersion"))
+        and _typed(metadata, "object")
+        and all(_typed(declared.get(k), "string") for k in ("name", "generateName"))
+    ):
         return raw
     string = {"type": "string"}
-    properties.update(kind=string, apiVersion=string, metadata={"type": "object", "properties": {
-        "name": _capped(declared.get("name"), _DNS_SUBDOMAIN),
-        "generateName": _capped(declared.get("generateName"), _DNS_SUBDOMAIN - 1)}})
+    properties.update(
+        kind=string,
+        apiVersion=string,
+        metadata={
+            "type": "object",
+            "properties": {
+                "name": _capped(declared.get("name"), _DNS_SUBDOMAIN),
+                "generateName": _capped(declared.get("generateName"), _DNS_SUBDOMAIN - 1),
+            },
+        },
+    )
     return {**raw, "properties": properties}
 
 
@@ -243,8 +255,10 @@ def factor_text(cost: int, limit: int) -> str:
 
 
 def exceeds_message(name: str, cost: int, limit: int) -> str:
-    return (f"{name} exceeds budget by factor of {factor_text(cost, limit)} (try simplifying the rule, or adding "
-            "maxItems, maxProperties, and maxLength where arrays, maps, and strings are declared)")
+    return (
+        f"{name} exceeds budget by factor of {factor_text(cost, limit)} (try simplifying the rule, or adding "
+        "maxItems, maxProperties, and maxLength where arrays, maps, and strings are declared)"
+    )
 
 
 # --- sizes ------------------------------------------------------------------------------------------------
@@ -336,18 +350,79 @@ _BOOL = _Type("bool")
 _INT = _Type("int")
 _STRING = _Type("string")
 _RESULT_KINDS: dict[str, str] = {
-    **dict.fromkeys(("_==_", "_!=_", "_<_", "_<=_", "_>_", "_>=_", "@in", "!_", "_&&_", "_||_", "contains",
-                     "@not_strictly_false", "startsWith", "endsWith", "matches", "isSorted", "sets.contains",
-                     "sets.intersects", "sets.equivalent", "bool", "math.isNaN", "math.isInf", "math.isFinite",
-                     "hasValue"), "bool"),
-    **dict.fromkeys(("size", "int", "indexOf", "lastIndexOf", "getFullYear", "getMonth", "getDate",
-                     "getDayOfMonth", "getDayOfWeek", "getDayOfYear", "getHours", "getMinutes", "getSeconds",
-                     "getMilliseconds"), "int"),
-    **dict.fromkeys(("string", "lowerAscii", "upperAscii", "substring", "trim", "replace", "join", "find", "charAt",
-                     "strings.quote", "format", "base64.encode"), "string"),
+    **dict.fromkeys(
+        (
+            "_==_",
+            "_!=_",
+            "_<_",
+            "_<=_",
+            "_>_",
+            "_>=_",
+            "@in",
+            "!_",
+            "_&&_",
+            "_||_",
+            "contains",
+            "@not_strictly_false",
+            "startsWith",
+            "endsWith",
+            "matches",
+            "isSorted",
+            "sets.contains",
+            "sets.intersects",
+            "sets.equivalent",
+            "bool",
+            "math.isNaN",
+            "math.isInf",
+            "math.isFinite",
+            "hasValue",
+        ),
+        "bool",
+    ),
+    **dict.fromkeys(
+        (
+            "size",
+            "int",
+            "indexOf",
+            "lastIndexOf",
+            "getFullYear",
+            "getMonth",
+            "getDate",
+            "getDayOfMonth",
+            "getDayOfWeek",
+            "getDayOfYear",
+            "getHours",
+            "getMinutes",
+            "getSeconds",
+            "getMilliseconds",
+        ),
+        "int",
+    ),
+    **dict.fromkeys(
+        (
+            "string",
+            "lowerAscii",
+            "upperAscii",
+            "substring",
+            "trim",
+            "replace",
+            "join",
+            "find",
+            "charAt",
+            "strings.quote",
+            "format",
+            "base64.encode",
+        ),
+        "string",
+    ),
     **dict.fromkeys(("split", "findAll", "lists.range", "distinct", "flatten", "slice", "sort"), "list"),
-    "uint": "uint", "double": "double", "bytes": "bytes", "base64.decode": "bytes", "timestamp": "timestamp",
-    "duration": "duration", "type": "type",
+    "uint": "uint",
+    "double": "double",
+    "bytes": "bytes",
+    "base64.decode": "bytes",
+    "timestamp": "timestamp",
+    "duration": "duration",
+    "type": "type",
 }
 
 
@@ -494,18 +569,23 @@ class _Estimator:
 
     def comprehension(self, e: Comprehension) -> int:
         total = _add(self.cost(e.iter_range), self.cost(e.accu_init))
-        self.push(e.accu_var, _Local(self.path(e.accu_init), self.size(e.accu_init), self.entry(e.accu_init),
-                                     self.type(e.accu_init)))
+        self.push(
+            e.accu_var,
+            _Local(self.path(e.accu_init), self.size(e.accu_init), self.entry(e.accu_init), self.type(e.accu_init)),
+        )
         range_type = self.type(e.iter_range)
         entry = self.entry(e.iter_range)
         is_list = range_type.kind == "list"
         base = self.path(e.iter_range) or ()
         elem = _elem_type(range_type)
         if e.iter_var2 is not None:
-            self.push(e.iter_var, _Local((*base, "@keys"), entry[0] if entry else None, None,
-                                         _INT if is_list else _STRING))
-            self.push(e.iter_var2, _Local((*base, "@items" if is_list else "@values"), entry[1] if entry else None,
-                                          None, elem))
+            self.push(
+                e.iter_var, _Local((*base, "@keys"), entry[0] if entry else None, None, _INT if is_list else _STRING)
+            )
+            self.push(
+                e.iter_var2,
+                _Local((*base, "@items" if is_list else "@values"), entry[1] if entry else None, None, elem),
+            )
         elif is_list:
             self.push(e.iter_var, _Local((*base, "@items"), entry[1] if entry else None, None, elem))
         else:
@@ -627,8 +707,7 @@ class _Estimator:
         size = self.size_or_unknown(target)
         return _factor(size.hi, _STRING_TRAVERSAL), size
 
-    def _kubernetes_replace(self, name: str, target: Expr | None, args: tuple[Expr, ...]
-                            ) -> tuple[int, Size] | None:
+    def _kubernetes_replace(self, name: str, target: Expr | None, args: tuple[Expr, ...]) -> tuple[int, Size] | None:
         return self._replace(target, args) if target is not None and len(args) >= 2 else None
 
     def _split(self, name: str, target: Expr | None, args: tuple[Expr, ...]) -> tuple[int, Size] | None:
@@ -836,8 +915,9 @@ _KUBERNETES: dict[str, _KubernetesEstimate] = {
     "split": _Estimator._split,
     "join": _Estimator._kubernetes_join,
     **dict.fromkeys(("find", "findAll"), _Estimator._find),
-    **dict.fromkeys(("quantity", "isQuantity", "semver", "isSemver", "cidr", "isIP", "isCIDR", "ip"),
-                    _Estimator._argument_parse),
+    **dict.fromkeys(
+        ("quantity", "isQuantity", "semver", "isSemver", "cidr", "isIP", "isCIDR", "ip"), _Estimator._argument_parse
+    ),
 }
 
 # Which estimate each of cel-go's standard functions and operators has, by name.
@@ -904,4 +984,3 @@ def _elem_type(container: _Type) -> _Type:
 def estimate(expr: Expr, root: Shape | None, sizes: SizeOf | None = None) -> int:
     """The worst-case cost of evaluating `expr` with `self` of shape `root`, sizes from the schema unless given."""
     return _Estimator(root, sizes if sizes is not None else schema_sizes(root)).cost(expr)
-

@@ -44,12 +44,47 @@ from cel.stdlib import add_stdlib_to_context  # noqa: E402
 from kratix.apiserver import celcost, celsyntax, regexes  # noqa: E402
 
 # Functions cel-rust implements natively (found by evaluating each); operators (`_+_`, `@in`) are native too.
-_NATIVE = frozenset({
-    "size", "matches", "contains", "startsWith", "endsWith", "int", "uint", "double", "string", "bytes",
-    "bool", "timestamp", "duration", "dyn", "type", "has", "all", "exists", "exists_one", "map", "filter",
-    "getFullYear", "getMonth", "getDate", "getDayOfMonth", "getDayOfWeek", "getDayOfYear", "getHours",
-    "getMinutes", "getSeconds", "getMilliseconds", "of", "none", "hasValue", "orValue", "value", "or",
-})
+_NATIVE = frozenset(
+    {
+        "size",
+        "matches",
+        "contains",
+        "startsWith",
+        "endsWith",
+        "int",
+        "uint",
+        "double",
+        "string",
+        "bytes",
+        "bool",
+        "timestamp",
+        "duration",
+        "dyn",
+        "type",
+        "has",
+        "all",
+        "exists",
+        "exists_one",
+        "map",
+        "filter",
+        "getFullYear",
+        "getMonth",
+        "getDate",
+        "getDayOfMonth",
+        "getDayOfWeek",
+        "getDayOfYear",
+        "getHours",
+        "getMinutes",
+        "getSeconds",
+        "getMilliseconds",
+        "of",
+        "none",
+        "hasValue",
+        "orValue",
+        "value",
+        "or",
+    }
+)
 _PATH_STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\['((?:[^'\\]|\\.)*)'\]")
 _REGEX_FUNCTIONS = frozenset({"matches", "find", "findAll"})
 
@@ -106,11 +141,15 @@ def compile_rule(raw: object, shape: celcost.Shape | None = None) -> Rule | Rule
     if isinstance(message, RuleProblem):
         return message
     message_program, message_expr, message_cost = (
-        (None, None, 0) if message is None else (message.program, message.expr, message.cost))
+        (None, None, 0) if message is None else (message.program, message.expr, message.cost)
+    )
     costs = {"cost": rule.cost, "message_cost": message_cost}
     if "oldSelf" in rule.program.variables():
-        return RuleProblem("transition", f"transition rule {source!r} skipped: it compares with oldSelf, "
-                                         "and a compile has no previous object", **costs)
+        return RuleProblem(
+            "transition",
+            f"transition rule {source!r} skipped: it compares with oldSelf, and a compile has no previous object",
+            **costs,
+        )
     field_path = parse_field_path(raw.get("fieldPath", ""))
     if field_path is None:
         return RuleProblem("invalid", f"fieldPath {raw.get('fieldPath')!r} is not a path like .x.y or ['x']")
@@ -122,8 +161,9 @@ def compile_rule(raw: object, shape: celcost.Shape | None = None) -> Rule | Rule
     names = _functions_called(exprs)
     unknown = _unknown_functions(names, library)
     if unknown:
-        return RuleProblem("unsupported", f"rule {source!r} skipped: this compiler cannot evaluate "
-                                          f"{', '.join(unknown)}()", **costs)
+        return RuleProblem(
+            "unsupported", f"rule {source!r} skipped: this compiler cannot evaluate {', '.join(unknown)}()", **costs
+        )
     return Rule(
         source=source,
         program=rule.program,
@@ -171,8 +211,7 @@ def evaluate(rule: Rule, value: object, *, message_expression: bool = True) -> R
     if result is True:
         return None
     if result is not False:
-        return RuleFailure(f"rule {rule.source!r} must evaluate to a bool (got {type(result).__name__})",
-                           errored=True)
+        return RuleFailure(f"rule {rule.source!r} must evaluate to a bool (got {type(result).__name__})", errored=True)
     return RuleFailure(_failure_message(rule, context) if message_expression else rule.message, errored=False)
 
 
@@ -220,8 +259,11 @@ def _fields_read(exprs: list[celsyntax.Expr]) -> frozenset[str] | None:
     selected: set[int] = set()
     for expr in exprs:
         for node in celsyntax.walk(expr):
-            if isinstance(node, celsyntax.Select) and isinstance(node.operand, celsyntax.Ident) \
-                    and node.operand.name == "self":
+            if (
+                isinstance(node, celsyntax.Select)
+                and isinstance(node.operand, celsyntax.Ident)
+                and node.operand.name == "self"
+            ):
                 fields.add(node.field)
                 selected.add(id(node.operand))
     for expr in exprs:
@@ -241,8 +283,11 @@ def _refused_pattern(exprs: list[celsyntax.Expr]) -> str | None:
         for node in celsyntax.walk(expr):
             if not isinstance(node, celsyntax.Call) or node.function not in _REGEX_FUNCTIONS:
                 continue
-            pattern = node.args[0] if node.target is not None and node.args else (
-                node.args[1] if len(node.args) == 2 else None)
+            pattern = (
+                node.args[0]
+                if node.target is not None and node.args
+                else (node.args[1] if len(node.args) == 2 else None)
+            )
             if isinstance(pattern, celsyntax.Literal) and pattern.kind == "string":
                 problem = regexes.problem(pattern.value)
                 if problem is not None:
@@ -294,8 +339,11 @@ def _error_text(error: BaseException) -> str:
 
 def _is_native(name: str) -> bool:
     # Operators are native (`_+_`, `@in`, `!_`, `-_`), and so are the optional type's functions (`optional.of`).
-    return (name in _NATIVE or name.startswith(("_", "@", "!", "-"))
-            or (name.startswith("optional.") and name.removeprefix("optional.") in _NATIVE))
+    return (
+        name in _NATIVE
+        or name.startswith(("_", "@", "!", "-"))
+        or (name.startswith("optional.") and name.removeprefix("optional.") in _NATIVE)
+    )
 
 
 def _library() -> dict[str, Callable[..., Any]]:
@@ -303,12 +351,14 @@ def _library() -> dict[str, Callable[..., Any]]:
     add_stdlib_to_context(context)  # the package's documented way to the cel-go extension libraries
     functions: dict[str, Callable[..., Any]] = dict(context.functions)
     string_index = functions.get("indexOf")
-    functions.update({
-        "isSorted": _is_sorted,
-        "find": regexes.find,  # RE2, as Kubernetes' regex library: linear in the text, whatever the pattern
-        "findAll": regexes.find_all,
-        "indexOf": lambda target, item, *rest: _index_of(target, item, string_index, *rest),
-    })
+    functions.update(
+        {
+            "isSorted": _is_sorted,
+            "find": regexes.find,  # RE2, as Kubernetes' regex library: linear in the text, whatever the pattern
+            "findAll": regexes.find_all,
+            "indexOf": lambda target, item, *rest: _index_of(target, item, string_index, *rest),
+        }
+    )
     return functions
 
 

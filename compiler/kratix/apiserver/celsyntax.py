@@ -125,14 +125,52 @@ class _Token:
     value: Any = None
 
 
-_PUNCTUATION = ("||", "&&", "==", "!=", "<=", ">=", ".?", "[?", "?", ":", "!", "<", ">", "+", "-", "*", "/", "%",
-                ".", ",", "(", ")", "[", "]", "{", "}")
+_PUNCTUATION = (
+    "||",
+    "&&",
+    "==",
+    "!=",
+    "<=",
+    ">=",
+    ".?",
+    "[?",
+    "?",
+    ":",
+    "!",
+    "<",
+    ">",
+    "+",
+    "-",
+    "*",
+    "/",
+    "%",
+    ".",
+    ",",
+    "(",
+    ")",
+    "[",
+    "]",
+    "{",
+    "}",
+)
 _SPACE = re.compile(r"(?:\s+|//[^\n]*)+")
 _NUMBER = re.compile(r"0[xX][0-9a-fA-F]+[uU]?|(?:[0-9]+\.[0-9]+|\.[0-9]+|[0-9]+)(?:[eE][+-]?[0-9]+)?[uU]?")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _STRING_START = re.compile(r"([rRbB]{0,2})('''|\"\"\"|'|\")")
-_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\", "'": "'",
-            '"': '"', "`": "`", "?": "?"}
+_ESCAPES = {
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "v": "\v",
+    "\\": "\\",
+    "'": "'",
+    '"': '"',
+    "`": "`",
+    "?": "?",
+}
 
 
 def _tokens(text: str) -> list[_Token]:
@@ -196,17 +234,17 @@ def _string(text: str, start: re.Match[str]) -> tuple[_Token, int]:
         position += 1
     value = "".join(out)
     if is_bytes:
-        return _Token("bytes", text[start.start():position], value.encode("utf-8", "surrogateescape")), position
-    return _Token("string", text[start.start():position], value), position
+        return _Token("bytes", text[start.start() : position], value.encode("utf-8", "surrogateescape")), position
+    return _Token("string", text[start.start() : position], value), position
 
 
 def _escape(text: str, position: int, is_bytes: bool) -> tuple[str, int]:
-    char = text[position:position + 1]
+    char = text[position : position + 1]
     if char in _ESCAPES:
         return _ESCAPES[char], position + 1
     widths = {"x": 2, "X": 2, "u": 4, "U": 8}
     if char in widths:
-        digits = text[position + 1:position + 1 + widths[char]]
+        digits = text[position + 1 : position + 1 + widths[char]]
         if len(digits) != widths[char] or not all(c in "0123456789abcdefABCDEF" for c in digits):
             raise CelSyntaxError(f"bad escape \\{char}{digits}")
         code = int(digits, 16)
@@ -214,7 +252,7 @@ def _escape(text: str, position: int, is_bytes: bool) -> tuple[str, int]:
         decoded = chr(0xDC00 + code) if is_bytes and char in "xX" and code > 0x7F else chr(code)
         return decoded, position + 1 + widths[char]
     if char in "0123":
-        digits = text[position:position + 3]
+        digits = text[position : position + 3]
         if len(digits) != 3 or not all(c in "01234567" for c in digits):
             raise CelSyntaxError(f"bad octal escape \\{digits}")
         code = int(digits, 8)
@@ -272,8 +310,13 @@ class _Parser:
         self.depth -= 1
         return condition
 
-    _LEVELS: tuple[dict[str, str], ...] = ({"||": "_||_"}, {"&&": "_&&_"}, {**_RELATIONS, "in": "@in"}, _ADDITIONS,
-                                           _MULTIPLICATIONS)
+    _LEVELS: tuple[dict[str, str], ...] = (
+        {"||": "_||_"},
+        {"&&": "_&&_"},
+        {**_RELATIONS, "in": "@in"},
+        _ADDITIONS,
+        _MULTIPLICATIONS,
+    )
 
     def binary(self, level: int) -> Expr:
         if level == len(self._LEVELS):
@@ -300,8 +343,9 @@ class _Parser:
             return expr
         if token.kind == "punct" and token.text == "-":
             following = self.peek(1)
-            if following.kind in ("int", "double") and not (self.peek(2).kind == "punct"
-                                                             and self.peek(2).text in (".", "[", ".?", "[?")):
+            if following.kind in ("int", "double") and not (
+                self.peek(2).kind == "punct" and self.peek(2).text in (".", "[", ".?", "[?")
+            ):
                 self.position += 2  # a negative number is one literal, as in cel-go's grammar
                 return Literal(-following.value, following.kind)
             count = 0
@@ -449,12 +493,19 @@ def _quantifier(name: str, predicate: Expr, accu: Ident) -> tuple[Expr, Expr, Ex
     if name == "all":
         return (Literal(True, "bool"), Call("@not_strictly_false", (accu,)), Call("_&&_", (accu, predicate)), accu)
     if name == "exists":
-        return (Literal(False, "bool"), Call("@not_strictly_false", (Call("!_", (accu,)),)),
-                Call("_||_", (accu, predicate)), accu)
+        return (
+            Literal(False, "bool"),
+            Call("@not_strictly_false", (Call("!_", (accu,)),)),
+            Call("_||_", (accu, predicate)),
+            accu,
+        )
     if name in ("exists_one", "existsOne"):
-        return (Literal(0, "int"), Literal(True, "bool"),
-                Call("_?_:_", (predicate, Call("_+_", (accu, Literal(1, "int"))), accu)),
-                Call("_==_", (accu, Literal(1, "int"))))
+        return (
+            Literal(0, "int"),
+            Literal(True, "bool"),
+            Call("_?_:_", (predicate, Call("_+_", (accu, Literal(1, "int"))), accu)),
+            Call("_==_", (accu, Literal(1, "int"))),
+        )
     return None
 
 
@@ -473,7 +524,28 @@ def escape_name(name: str) -> str | None:
 _ESCAPABLE = re.compile(r"[a-zA-Z_.\-/][a-zA-Z0-9_.\-/]*")
 _NAME_ESCAPES = (("__", "__underscores__"), (".", "__dot__"), ("-", "__dash__"), ("/", "__slash__"))
 # CEL reserved words a property name must be escaped from (Kubernetes writes `self.__namespace__`).
-_RESERVED = frozenset({
-    "true", "false", "null", "in", "as", "break", "const", "continue", "else", "for", "function", "if",
-    "import", "let", "loop", "package", "namespace", "return", "var", "void", "while",
-})
+_RESERVED = frozenset(
+    {
+        "true",
+        "false",
+        "null",
+        "in",
+        "as",
+        "break",
+        "const",
+        "continue",
+        "else",
+        "for",
+        "function",
+        "if",
+        "import",
+        "let",
+        "loop",
+        "package",
+        "namespace",
+        "return",
+        "var",
+        "void",
+        "while",
+    }
+)

@@ -53,6 +53,7 @@ class Decoded:
 
 # --- The Go types, as descriptors ----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class _List:
     item: Any
@@ -72,60 +73,176 @@ class _Struct:
 _STRING, _BOOL, _INT64, _INT32, _FLOAT, _RAW, _BYTES = "string", "bool", "int64", "int32", "float", "raw", "bytes"
 _SCHEMA, _SCHEMA_OR_BOOL, _SCHEMA_OR_ARRAY, _SCHEMA_OR_STRINGS = "schema", "schema|bool", "schema|array", "schema|[]"
 
-_RULE = _Struct("ValidationRule", {"rule": _STRING, "message": _STRING, "messageExpression": _STRING,
-                                   "reason": _STRING, "fieldPath": _STRING, "optionalOldSelf": _BOOL})
+_RULE = _Struct(
+    "ValidationRule",
+    {
+        "rule": _STRING,
+        "message": _STRING,
+        "messageExpression": _STRING,
+        "reason": _STRING,
+        "fieldPath": _STRING,
+        "optionalOldSelf": _BOOL,
+    },
+)
 SCHEMA_FIELDS: Mapping[str, Any] = {
-    "id": _STRING, "$schema": _STRING, "$ref": _STRING, "description": _STRING, "type": _STRING, "format": _STRING,
-    "title": _STRING, "default": _RAW, "maximum": _FLOAT, "exclusiveMaximum": _BOOL, "minimum": _FLOAT,
-    "exclusiveMinimum": _BOOL, "maxLength": _INT64, "minLength": _INT64, "pattern": _STRING, "maxItems": _INT64,
-    "minItems": _INT64, "uniqueItems": _BOOL, "multipleOf": _FLOAT, "enum": _List(_RAW), "maxProperties": _INT64,
-    "minProperties": _INT64, "required": _List(_STRING), "items": _SCHEMA_OR_ARRAY, "allOf": _List(_SCHEMA),
-    "oneOf": _List(_SCHEMA), "anyOf": _List(_SCHEMA), "not": _SCHEMA, "properties": _Map(_SCHEMA),
-    "additionalProperties": _SCHEMA_OR_BOOL, "patternProperties": _Map(_SCHEMA),
-    "dependencies": _Map(_SCHEMA_OR_STRINGS), "additionalItems": _SCHEMA_OR_BOOL, "definitions": _Map(_SCHEMA),
+    "id": _STRING,
+    "$schema": _STRING,
+    "$ref": _STRING,
+    "description": _STRING,
+    "type": _STRING,
+    "format": _STRING,
+    "title": _STRING,
+    "default": _RAW,
+    "maximum": _FLOAT,
+    "exclusiveMaximum": _BOOL,
+    "minimum": _FLOAT,
+    "exclusiveMinimum": _BOOL,
+    "maxLength": _INT64,
+    "minLength": _INT64,
+    "pattern": _STRING,
+    "maxItems": _INT64,
+    "minItems": _INT64,
+    "uniqueItems": _BOOL,
+    "multipleOf": _FLOAT,
+    "enum": _List(_RAW),
+    "maxProperties": _INT64,
+    "minProperties": _INT64,
+    "required": _List(_STRING),
+    "items": _SCHEMA_OR_ARRAY,
+    "allOf": _List(_SCHEMA),
+    "oneOf": _List(_SCHEMA),
+    "anyOf": _List(_SCHEMA),
+    "not": _SCHEMA,
+    "properties": _Map(_SCHEMA),
+    "additionalProperties": _SCHEMA_OR_BOOL,
+    "patternProperties": _Map(_SCHEMA),
+    "dependencies": _Map(_SCHEMA_OR_STRINGS),
+    "additionalItems": _SCHEMA_OR_BOOL,
+    "definitions": _Map(_SCHEMA),
     "externalDocs": _Struct("ExternalDocumentation", {"description": _STRING, "url": _STRING}),
-    "example": _RAW, "nullable": _BOOL, "x-kubernetes-preserve-unknown-fields": _BOOL,
-    "x-kubernetes-embedded-resource": _BOOL, "x-kubernetes-int-or-string": _BOOL,
-    "x-kubernetes-list-map-keys": _List(_STRING), "x-kubernetes-list-type": _STRING,
-    "x-kubernetes-map-type": _STRING, "x-kubernetes-validations": _List(_RULE),
+    "example": _RAW,
+    "nullable": _BOOL,
+    "x-kubernetes-preserve-unknown-fields": _BOOL,
+    "x-kubernetes-embedded-resource": _BOOL,
+    "x-kubernetes-int-or-string": _BOOL,
+    "x-kubernetes-list-map-keys": _List(_STRING),
+    "x-kubernetes-list-type": _STRING,
+    "x-kubernetes-map-type": _STRING,
+    "x-kubernetes-validations": _List(_RULE),
 }
-_OBJECT_META = _Struct("ObjectMeta", {
-    "name": _STRING, "generateName": _STRING, "namespace": _STRING, "selfLink": _STRING, "uid": _STRING,
-    "resourceVersion": _STRING, "generation": _INT64, "creationTimestamp": _RAW, "deletionTimestamp": _RAW,
-    "deletionGracePeriodSeconds": _INT64, "labels": _Map(_STRING), "annotations": _Map(_STRING),
-    "ownerReferences": _List(_RAW), "finalizers": _List(_STRING), "managedFields": _List(_RAW)})
+_OBJECT_META = _Struct(
+    "ObjectMeta",
+    {
+        "name": _STRING,
+        "generateName": _STRING,
+        "namespace": _STRING,
+        "selfLink": _STRING,
+        "uid": _STRING,
+        "resourceVersion": _STRING,
+        "generation": _INT64,
+        "creationTimestamp": _RAW,
+        "deletionTimestamp": _RAW,
+        "deletionGracePeriodSeconds": _INT64,
+        "labels": _Map(_STRING),
+        "annotations": _Map(_STRING),
+        "ownerReferences": _List(_RAW),
+        "finalizers": _List(_STRING),
+        "managedFields": _List(_RAW),
+    },
+)
 _SERVICE = _Struct("ServiceReference", {"namespace": _STRING, "name": _STRING, "path": _STRING, "port": _INT32})
-_CONVERSION = _Struct("CustomResourceConversion", {
-    "strategy": _STRING,
-    "webhook": _Struct("WebhookConversion", {
-        "clientConfig": _Struct("WebhookClientConfig", {"url": _STRING, "service": _SERVICE, "caBundle": _BYTES}),
-        "conversionReviewVersions": _List(_STRING)})})
-_COLUMN = _Struct("CustomResourceColumnDefinition", {"name": _STRING, "type": _STRING, "format": _STRING,
-                                                     "description": _STRING, "priority": _INT32,
-                                                     "jsonPath": _STRING})
-_SUBRESOURCES = _Struct("CustomResourceSubresources", {
-    "status": _Struct("CustomResourceSubresourceStatus", {}),
-    "scale": _Struct("CustomResourceSubresourceScale", {"specReplicasPath": _STRING, "statusReplicasPath": _STRING,
-                                                        "labelSelectorPath": _STRING})})
-_VERSION = _Struct("CustomResourceDefinitionVersion", {
-    "name": _STRING, "served": _BOOL, "storage": _BOOL, "deprecated": _BOOL, "deprecationWarning": _STRING,
-    "schema": _Struct("CustomResourceValidation", {"openAPIV3Schema": _SCHEMA}),
-    "subresources": _SUBRESOURCES, "additionalPrinterColumns": _List(_COLUMN),
-    "selectableFields": _List(_Struct("SelectableField", {"jsonPath": _STRING}))})
-_NAMES = _Struct("CustomResourceDefinitionNames", {
-    "plural": _STRING, "singular": _STRING, "shortNames": _List(_STRING), "kind": _STRING, "listKind": _STRING,
-    "categories": _List(_STRING)})
-_CRD = _Struct("CustomResourceDefinition", {
-    "apiVersion": _STRING, "kind": _STRING, "metadata": _OBJECT_META,
-    "spec": _Struct("CustomResourceDefinitionSpec", {
-        "group": _STRING, "names": _NAMES, "scope": _STRING, "versions": _List(_VERSION), "conversion": _CONVERSION,
-        "preserveUnknownFields": _BOOL}),
-    "status": _RAW})  # the API server ignores a created CRD's status
+_CONVERSION = _Struct(
+    "CustomResourceConversion",
+    {
+        "strategy": _STRING,
+        "webhook": _Struct(
+            "WebhookConversion",
+            {
+                "clientConfig": _Struct(
+                    "WebhookClientConfig", {"url": _STRING, "service": _SERVICE, "caBundle": _BYTES}
+                ),
+                "conversionReviewVersions": _List(_STRING),
+            },
+        ),
+    },
+)
+_COLUMN = _Struct(
+    "CustomResourceColumnDefinition",
+    {
+        "name": _STRING,
+        "type": _STRING,
+        "format": _STRING,
+        "description": _STRING,
+        "priority": _INT32,
+        "jsonPath": _STRING,
+    },
+)
+_SUBRESOURCES = _Struct(
+    "CustomResourceSubresources",
+    {
+        "status": _Struct("CustomResourceSubresourceStatus", {}),
+        "scale": _Struct(
+            "CustomResourceSubresourceScale",
+            {"specReplicasPath": _STRING, "statusReplicasPath": _STRING, "labelSelectorPath": _STRING},
+        ),
+    },
+)
+_VERSION = _Struct(
+    "CustomResourceDefinitionVersion",
+    {
+        "name": _STRING,
+        "served": _BOOL,
+        "storage": _BOOL,
+        "deprecated": _BOOL,
+        "deprecationWarning": _STRING,
+        "schema": _Struct("CustomResourceValidation", {"openAPIV3Schema": _SCHEMA}),
+        "subresources": _SUBRESOURCES,
+        "additionalPrinterColumns": _List(_COLUMN),
+        "selectableFields": _List(_Struct("SelectableField", {"jsonPath": _STRING})),
+    },
+)
+_NAMES = _Struct(
+    "CustomResourceDefinitionNames",
+    {
+        "plural": _STRING,
+        "singular": _STRING,
+        "shortNames": _List(_STRING),
+        "kind": _STRING,
+        "listKind": _STRING,
+        "categories": _List(_STRING),
+    },
+)
+_CRD = _Struct(
+    "CustomResourceDefinition",
+    {
+        "apiVersion": _STRING,
+        "kind": _STRING,
+        "metadata": _OBJECT_META,
+        "spec": _Struct(
+            "CustomResourceDefinitionSpec",
+            {
+                "group": _STRING,
+                "names": _NAMES,
+                "scope": _STRING,
+                "versions": _List(_VERSION),
+                "conversion": _CONVERSION,
+                "preserveUnknownFields": _BOOL,
+            },
+        ),
+        "status": _RAW,
+    },
+)  # the API server ignores a created CRD's status
 
 _V1BETA1_ONLY = frozenset({"version", "validation", "subresources", "additionalPrinterColumns", "selectableFields"})
 _DROP: Any = object()
-_GO_TYPES = {_STRING: "a string", _BOOL: "a boolean", _INT64: "an integer", _INT32: "a 32-bit integer",
-             _FLOAT: "a number", _BYTES: "a base64 string"}
+_GO_TYPES = {
+    _STRING: "a string",
+    _BOOL: "a boolean",
+    _INT64: "an integer",
+    _INT32: "a 32-bit integer",
+    _FLOAT: "a number",
+    _BYTES: "a base64 string",
+}
 
 
 def decode(raw: object) -> Decoded:
@@ -150,19 +267,35 @@ def _type_meta(raw: Mapping[str, Any]) -> list[Problem]:
         value = raw.get(key)
         code = "crd.api-version" if key == "apiVersion" else "crd.kind"
         if not isinstance(value, str) or not value:
-            found.append(Problem((key,), code, f"required: a non-empty string (the API server refuses a Promise "
-                                               f"whose spec.api has no {key})"))
+            found.append(
+                Problem(
+                    (key,),
+                    code,
+                    f"required: a non-empty string (the API server refuses a Promise whose spec.api has no {key})",
+                )
+            )
         elif key == "apiVersion" and value.count("/") > 1:
-            found.append(Problem((key,), code, f"{value!r} is not a group/version: the API server refuses the "
-                                               "Promise"))
+            found.append(Problem((key,), code, f"{value!r} is not a group/version: the API server refuses the Promise"))
         elif key == "kind" and names.dns1035_label(value.lower()):
-            found.append(Problem((key,), code, f"{value!r} is not a kind name (its lowercase form "
-                                               f"{names.dns1035_label(value.lower())}): the API server refuses the "
-                                               "Promise"))
+            found.append(
+                Problem(
+                    (key,),
+                    code,
+                    f"{value!r} is not a kind name (its lowercase form "
+                    f"{names.dns1035_label(value.lower())}): the API server refuses the "
+                    "Promise",
+                )
+            )
         elif value != expected:
-            found.append(Problem((key,), code, f"{value!r} is read as {expected}: Kratix reads spec.api as an "
-                                               f"{CRD_API_VERSION} {CRD_KIND} whatever it declares",
-                                 Severity.WARNING))
+            found.append(
+                Problem(
+                    (key,),
+                    code,
+                    f"{value!r} is read as {expected}: Kratix reads spec.api as an "
+                    f"{CRD_API_VERSION} {CRD_KIND} whatever it declares",
+                    Severity.WARNING,
+                )
+            )
     return found
 
 
@@ -241,8 +374,14 @@ class _Decoder:
             if name != key:
                 if name in raw:
                     continue  # Go keeps the exact match, whichever comes first
-                self.problems.append(Problem((*path, str(key)), "crd.field-case", f"read as {name!r}: Go matches "
-                                             "field names in any letter case, and so does Kratix", Severity.WARNING))
+                self.problems.append(
+                    Problem(
+                        (*path, str(key)),
+                        "crd.field-case",
+                        f"read as {name!r}: Go matches field names in any letter case, and so does Kratix",
+                        Severity.WARNING,
+                    )
+                )
             decoded = self.value(item, kind.fields[name], (*path, str(key)))
             if decoded is not _DROP:
                 out[name] = decoded
@@ -259,8 +398,11 @@ class _Decoder:
         if isinstance(raw, list):
             return self.value(raw, _List(_SCHEMA if kind == _SCHEMA_OR_ARRAY else _STRING), path)
         # Go leaves `items: string` (or a dependency that is neither) empty, without an error.
-        self.problems.append(Problem(path, "crd.ignored", "ignored: must be a schema (or a list of them); Kratix "
-                                     "drops it", Severity.WARNING))
+        self.problems.append(
+            Problem(
+                path, "crd.ignored", "ignored: must be a schema (or a list of them); Kratix drops it", Severity.WARNING
+            )
+        )
         return _DROP
 
     def _ignored(self, key: str, path: FieldPath, kind: _Struct, *, schema: bool) -> None:
@@ -268,22 +410,39 @@ class _Decoder:
             self.keywords.setdefault(key, []).append(path)
             return
         v1beta1 = kind.name == "CustomResourceDefinitionSpec" and key in _V1BETA1_ONLY
-        why = ("a field of apiextensions.k8s.io/v1beta1 that v1 moved or removed (spec.versions[*] holds "
-               "schema, subresources and printer columns)") if v1beta1 else f"not a field of {kind.name}"
-        self.problems.append(Problem(path, "crd.ignored", f"ignored: {why}; Kratix drops it before the API server "
-                                     "sees it", Severity.WARNING))
+        why = (
+            (
+                "a field of apiextensions.k8s.io/v1beta1 that v1 moved or removed (spec.versions[*] holds "
+                "schema, subresources and printer columns)"
+            )
+            if v1beta1
+            else f"not a field of {kind.name}"
+        )
+        self.problems.append(
+            Problem(
+                path, "crd.ignored", f"ignored: {why}; Kratix drops it before the API server sees it", Severity.WARNING
+            )
+        )
 
     def ignored_keywords(self) -> list[Problem]:
         found = []
         for key, paths in sorted(self.keywords.items()):
             more = f" (and {len(paths) - 1} more place(s))" if len(paths) > 1 else ""
-            found.append(Problem(paths[0], "crd.ignored", f"ignored: {key!r} is not a keyword of a CRD schema"
-                                 f"{more}; Kratix drops it before the API server sees it", Severity.WARNING))
+            found.append(
+                Problem(
+                    paths[0],
+                    "crd.ignored",
+                    f"ignored: {key!r} is not a keyword of a CRD schema"
+                    f"{more}; Kratix drops it before the API server sees it",
+                    Severity.WARNING,
+                )
+            )
         return found
 
     def _wrong(self, path: FieldPath, expected: str, raw: Any) -> Any:
-        self.problems.append(Problem(path, "crd.unreadable", f"must be {expected}, not {_json_type(raw)}: "
-                                                             f"{_UNREADABLE}"))
+        self.problems.append(
+            Problem(path, "crd.unreadable", f"must be {expected}, not {_json_type(raw)}: {_UNREADABLE}")
+        )
         return _DROP
 
 
@@ -295,8 +454,14 @@ def _zero(kind: Any) -> Any:
 
 
 def _json_type(value: Any) -> str:
-    for kind, name in ((bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string"),
-                       (list, "a list"), (Mapping, "an object")):
+    for kind, name in (
+        (bool, "a boolean"),
+        (int, "an integer"),
+        (float, "a number"),
+        (str, "a string"),
+        (list, "a list"),
+        (Mapping, "an object"),
+    ):
         if isinstance(value, kind):
             return name
     return type(value).__name__

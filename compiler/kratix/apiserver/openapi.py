@@ -27,8 +27,19 @@ from dataclasses import dataclass
 from typing import Any
 
 TYPES = frozenset({"object", "array", "string", "integer", "number", "boolean"})
-_CONSTRAINTS = ("pattern", "minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties",
-                "multipleOf", "uniqueItems", "minimum", "maximum")
+_CONSTRAINTS = (
+    "pattern",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "minProperties",
+    "maxProperties",
+    "multipleOf",
+    "uniqueItems",
+    "minimum",
+    "maximum",
+)
 _ANNOTATIONS = ("description", "title")
 _INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
 _JUNCTORS = ("allOf", "anyOf", "oneOf")
@@ -118,15 +129,18 @@ def _required(raw: Mapping[str, Any], reading: Reading) -> list[Any]:
     properties = raw.get("properties")
     if not reading.defaulted_optional or not isinstance(properties, Mapping):
         return list(raw["required"])
-    return [key for key in raw["required"]
-            if not (isinstance(key, str) and isinstance(properties.get(key), Mapping)
-                    and "default" in properties[key])]
+    return [
+        key
+        for key in raw["required"]
+        if not (isinstance(key, str) and isinstance(properties.get(key), Mapping) and "default" in properties[key])
+    ]
 
 
 def _children(raw: Mapping[str, Any], out: dict[str, Any], reading: Reading, *, closed: bool) -> None:
     if isinstance(raw.get("properties"), Mapping):
-        out["properties"] = {name: translate(sub, reading, closed=closed, field=True)
-                             for name, sub in raw["properties"].items()}
+        out["properties"] = {
+            name: translate(sub, reading, closed=closed, field=True) for name, sub in raw["properties"].items()
+        }
     if "items" in raw:
         out["items"] = translate(raw["items"], reading, closed=closed)
     additional = raw.get("additionalProperties")
@@ -143,5 +157,8 @@ def _children(raw: Mapping[str, Any], out: dict[str, Any], reading: Reading, *, 
 
 
 def _envelope() -> dict[str, Any]:
-    return {"apiVersion": {"type": "string", "minLength": 1}, "kind": {"type": "string", "minLength": 1},
-            "metadata": {"type": "object"}}
+    return {
+        "apiVersion": {"type": "string", "minLength": 1},
+        "kind": {"type": "string", "minLength": 1},
+        "metadata": {"type": "object"},
+    }

@@ -13,10 +13,12 @@ from kratix.cli.group import EXIT_INVALID, EXIT_OK
 
 path_argument = click.argument("path", type=click.Path(file_okay=False, path_type=Path), default=".")
 ref_option = click.option("--ref", help="Read the input from this Git commit of PATH instead of the files on disk.")
-format_option = click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
-                             show_default=True)
-output_repo_option = click.option("--output-repo", "output_repo",
-                                  help="Publish to this Git repo (a local path, created if missing, or a URL).")
+format_option = click.option(
+    "--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+output_repo_option = click.option(
+    "--output-repo", "output_repo", help="Publish to this Git repo (a local path, created if missing, or a URL)."
+)
 branch_option = click.option("--branch", default="main", show_default=True, help="The output repo's branch.")
 
 
@@ -38,23 +40,35 @@ def _timestamp(context: Any, parameter: Any, value: str | None) -> Any:
 def step_options(command: Any) -> Any:
     """How pipeline steps may run: the sandbox opt-out, the network switch and the time they run at."""
     command = click.option(
-        "--now", callback=_timestamp, metavar="RFC3339",
+        "--now",
+        callback=_timestamp,
+        metavar="RFC3339",
         help="The time this compile runs at (default: the clock): a workflow's retryAfter runs again on the first "
-             "compile at or after it is due.")(command)
+        "compile at or after it is due.",
+    )(command)
     command = click.option(
-        "--unsandboxed", is_flag=True, envvar="KRATIX_UNSANDBOXED",
+        "--unsandboxed",
+        is_flag=True,
+        envvar="KRATIX_UNSANDBOXED",
         help="Run command steps directly on this machine, without a sandbox (also KRATIX_UNSANDBOXED=1). Only "
-             "where you trust every Promise's code; the summary and provenance say so.")(command)
+        "where you trust every Promise's code; the summary and provenance say so.",
+    )(command)
     return click.option(
-        "--no-step-network", "no_step_network", is_flag=True,
+        "--no-step-network",
+        "no_step_network",
+        is_flag=True,
         help="Give no pipeline step a network, even one that asks for it (network: true): such a step fails "
-             "its request. For checks of untrusted changes.")(command)
+        "its request. For checks of untrusted changes.",
+    )(command)
 
 
 kubernetes_version_option = click.option(
-    "--kubernetes-version", "kubernetes_version", metavar="1.N",
+    "--kubernetes-version",
+    "kubernetes_version",
+    metavar="1.N",
     help="The Kubernetes release whose schemas built-in kinds are checked against (default: the newest the "
-         "installed kubernetes-validate ships; the summary says which).")
+    "installed kubernetes-validate ships; the summary says which).",
+)
 
 
 def read_source(path: Path, ref: str | None) -> Any:
@@ -72,12 +86,15 @@ def build_settings(*, no_step_network: bool | None = None, now: Any = None, **ov
         from datetime import UTC
 
         overrides["now"] = now.astimezone(UTC)
-    render = RenderSettings(**{k: v for k, v in overrides.items() if k in RenderSettings.__dataclass_fields__
-                               and v is not None})
-    publish = PublishSettings(**{k: v for k, v in overrides.items() if k in PublishSettings.__dataclass_fields__
-                                 and v is not None})
-    validate = ValidateSettings(**{k: v for k, v in overrides.items() if k in ValidateSettings.__dataclass_fields__
-                                   and v is not None})
+    render = RenderSettings(
+        **{k: v for k, v in overrides.items() if k in RenderSettings.__dataclass_fields__ and v is not None}
+    )
+    publish = PublishSettings(
+        **{k: v for k, v in overrides.items() if k in PublishSettings.__dataclass_fields__ and v is not None}
+    )
+    validate = ValidateSettings(
+        **{k: v for k, v in overrides.items() if k in ValidateSettings.__dataclass_fields__ and v is not None}
+    )
     return Settings(render=render, publish=publish, validate=validate)
 
 

@@ -23,13 +23,21 @@ from kratix.model.errors import KratixError
 @common.format_option
 @common.step_options
 @common.kubernetes_version_option
-def validate(path: Path, ref: str | None, output_format: str, unsandboxed: bool, no_step_network: bool,
-             kubernetes_version: str | None, now: Any = None) -> None:
+def validate(
+    path: Path,
+    ref: str | None,
+    output_format: str,
+    unsandboxed: bool,
+    no_step_network: bool,
+    kubernetes_version: str | None,
+    now: Any = None,
+) -> None:
     """Check every Promise, destination and request; render nothing to disk. Exit 1 on any error."""
     from kratix.compile import pipeline
 
-    settings = common.build_settings(unsandboxed=unsandboxed, no_step_network=no_step_network, now=now,
-                                     kubernetes_version=kubernetes_version)
+    settings = common.build_settings(
+        unsandboxed=unsandboxed, no_step_network=no_step_network, now=now, kubernetes_version=kubernetes_version
+    )
     result = pipeline.compile_platform(common.read_source(path, ref), settings=settings)
     report.report(result.diagnostics, output_format, {"summary": report.summary_json(result.summary)})
     if output_format == "text":
@@ -40,28 +48,58 @@ def validate(path: Path, ref: str | None, output_format: str, unsandboxed: bool,
 @main.command()
 @common.path_argument
 @common.ref_option
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Write the output tree to this directory (replacing what an earlier compile wrote there).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write the output tree to this directory (replacing what an earlier compile wrote there).",
+)
 @common.output_repo_option
 @common.branch_option
-@click.option("--allow-deletions", is_flag=True,
-              help="Publish even when the mass-deletion guard trips (large deletions, Namespaces, CRDs, PVCs).")
-@click.option("--rebuild", is_flag=True,
-              help="Render every request again instead of reusing the output of those that did not change.")
-@click.option("--jobs", "-j", type=click.IntRange(min=1),
-              help="Processes for rendering, validating and writing many requests, and steps run at once "
-                   "[default: every core].")
+@click.option(
+    "--allow-deletions",
+    is_flag=True,
+    help="Publish even when the mass-deletion guard trips (large deletions, Namespaces, CRDs, PVCs).",
+)
+@click.option(
+    "--rebuild",
+    is_flag=True,
+    help="Render every request again instead of reusing the output of those that did not change.",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    help="Processes for rendering, validating and writing many requests, and steps run at once [default: every core].",
+)
 @common.format_option
 @click.option("--quiet", "-q", is_flag=True, help="No summary line.")
-@click.option("--shard", "shard", metavar="I/N",
-              help="Run only the workflows of shard I of N (I from 0; `auto/N` takes I from JOB_COMPLETION_INDEX) "
-                   "and store their results in the output repo for the publishing compile; publishes nothing.")
+@click.option(
+    "--shard",
+    "shard",
+    metavar="I/N",
+    help="Run only the workflows of shard I of N (I from 0; `auto/N` takes I from JOB_COMPLETION_INDEX) "
+    "and store their results in the output repo for the publishing compile; publishes nothing.",
+)
 @common.step_options
 @common.kubernetes_version_option
-def compile(path: Path, ref: str | None, out_dir: Path | None, output_repo: str | None, branch: str,
-            allow_deletions: bool, rebuild: bool, jobs: int | None, output_format: str, quiet: bool,
-            shard: str | None, unsandboxed: bool, no_step_network: bool, kubernetes_version: str | None,
-            now: Any = None) -> None:
+def compile(
+    path: Path,
+    ref: str | None,
+    out_dir: Path | None,
+    output_repo: str | None,
+    branch: str,
+    allow_deletions: bool,
+    rebuild: bool,
+    jobs: int | None,
+    output_format: str,
+    quiet: bool,
+    shard: str | None,
+    unsandboxed: bool,
+    no_step_network: bool,
+    kubernetes_version: str | None,
+    now: Any = None,
+) -> None:
     """Validate, render and schedule the platform; write per-destination directories or publish them as one
     commit to the output repo. A compile that publishes uses the workflow results `--shard` runs stored for
     its input commit, instead of running those workflows again."""
@@ -71,9 +109,16 @@ def compile(path: Path, ref: str | None, out_dir: Path | None, output_repo: str 
 
     started = time.monotonic()
     progress = _ProgressLine(enabled=not quiet and output_format == "text" and sys.stderr.isatty())
-    settings = common.build_settings(branch=branch, allow_deletions=allow_deletions, reuse_unchanged=not rebuild,
-                                     unsandboxed=unsandboxed, no_step_network=no_step_network, now=now,
-                                     kubernetes_version=kubernetes_version, parallelism=jobs)
+    settings = common.build_settings(
+        branch=branch,
+        allow_deletions=allow_deletions,
+        reuse_unchanged=not rebuild,
+        unsandboxed=unsandboxed,
+        no_step_network=no_step_network,
+        now=now,
+        kubernetes_version=kubernetes_version,
+        parallelism=jobs,
+    )
     if shard is not None:
         _run_shard(path, ref, output_repo, branch, out_dir, settings, shard, output_format, quiet)
     leftovers: list[str] = []
@@ -82,29 +127,47 @@ def compile(path: Path, ref: str | None, out_dir: Path | None, output_repo: str 
         outcome, stored, fast = None, None, None
     else:
         result, outcome, previous, stored, leftovers, fast = _publish(
-            path, ref, publish.open_output_repo(output_repo, branch=branch), settings, progress,
-            why_not_delta="--rebuild asks for it" if rebuild else "--out writes the whole tree" if out_dir else None)
+            path,
+            ref,
+            publish.open_output_repo(output_repo, branch=branch),
+            settings,
+            progress,
+            why_not_delta="--rebuild asks for it" if rebuild else "--out writes the whole tree" if out_dir else None,
+        )
     progress.done()
     if out_dir is not None:
         write_tree(out_dir, result.files if outcome is None else previous.resolve(result.files))
-    read = {} if outcome is None else {"read": {"only": "changes"} if fast is None
-                                       else {"only": "everything", "why": fast}}
-    report.report(result.diagnostics, output_format,
-                  {"summary": report.summary_json(result.summary), **report.published_json(outcome), **read,
-                   **sharding.summary_json(stored)})
+    read = (
+        {}
+        if outcome is None
+        else {"read": {"only": "changes"} if fast is None else {"only": "everything", "why": fast}}
+    )
+    report.report(
+        result.diagnostics,
+        output_format,
+        {
+            "summary": report.summary_json(result.summary),
+            **report.published_json(outcome),
+            **read,
+            **sharding.summary_json(stored),
+        },
+    )
     if not quiet and output_format == "text":
         click.echo(report.summary_line(result.summary, time.monotonic() - started), err=True)
         for line in [*sharding.summary_lines(stored), *leftovers]:
             click.echo(line, err=True)
         if outcome is not None:
             click.echo(report.published_lines(outcome, output_repo or "", branch), err=True)
-            click.echo("read only what changed since the last publish" if fast is None
-                       else f"read everything: {fast}", err=True)
+            click.echo(
+                "read only what changed since the last publish" if fast is None else f"read everything: {fast}",
+                err=True,
+            )
     common.exit_with(result.ok)
 
 
-def _publish(path: Path, ref: str | None, repo: Any, settings: Any, progress: Any, why_not_delta: str | None
-             ) -> tuple[Any, Any, Any, Any, list[str], str | None]:
+def _publish(
+    path: Path, ref: str | None, repo: Any, settings: Any, progress: Any, why_not_delta: str | None
+) -> tuple[Any, Any, Any, Any, list[str], str | None]:
     """Compile and publish: reading only what changed since the last publish when that is known to be enough
     (`publish_delta`), else everything, merging the shard results stored for the input commit. Returns the result,
     the outcome, the previous output, the shard results used, what is left of them, and why everything was read
@@ -118,28 +181,42 @@ def _publish(path: Path, ref: str | None, repo: Any, settings: Any, progress: An
     if why is None:
         stored = sharding.load_stored(repo, gitio.resolve_commit(path, ref or ""))
         # Shard results waiting for this commit are merged by the compile that reads everything.
-        fast = ("shard results for this input commit are waiting to be merged" if stored is not None
-                else publish_delta(path, ref or "", repo, settings))
+        fast = (
+            "shard results for this input commit are waiting to be merged"
+            if stored is not None
+            else publish_delta(path, ref or "", repo, settings)
+        )
         if not isinstance(fast, str):
             return (*fast, None, [], None)
         why = fast
     tree = common.read_source(path, ref)
     stored = stored if stored is not None else sharding.load_stored(repo, tree.commit)
-    result, outcome, previous = publish_platform(tree, repo, settings, progress,
-                                                 workflows=stored.replayer if stored else None)
+    result, outcome, previous = publish_platform(
+        tree, repo, settings, progress, workflows=stored.replayer if stored else None
+    )
     return result, outcome, previous, stored, sharding.remove_used(repo, stored), why
 
 
-def _run_shard(path: Path, ref: str | None, output_repo: str | None, branch: str, out_dir: Path | None,
-               settings: Any, shard: str, output_format: str, quiet: bool) -> None:
+def _run_shard(
+    path: Path,
+    ref: str | None,
+    output_repo: str | None,
+    branch: str,
+    out_dir: Path | None,
+    settings: Any,
+    shard: str,
+    output_format: str,
+    quiet: bool,
+) -> None:
     """`--shard`: run one shard's workflows, store their results, report, exit."""
     from kratix.cli import sharding
     from kratix.publish import commit as publish
 
     if output_repo is None or out_dir is not None:
         raise click.UsageError("--shard stores its results in --output-repo, and writes no --out")
-    shard_result, shard_ref = sharding.run_shard(common.read_source(path, ref),
-                                                 publish.open_output_repo(output_repo, branch=branch), settings, shard)
+    shard_result, shard_ref = sharding.run_shard(
+        common.read_source(path, ref), publish.open_output_repo(output_repo, branch=branch), settings, shard
+    )
     if output_format == "json":
         click.echo(json.dumps(sharding.shard_json(shard_result, shard_ref), indent=2))
     elif not quiet:
@@ -174,8 +251,10 @@ def write_tree(out_dir: Path, files: dict[str, bytes] | Any) -> None:
     if unsafe:  # the stages refuse such names first: reaching here is a bug, and it must not write anything
         raise RuntimeError(f"refusing to write unsafe output paths: {unsafe[:3]!r}")
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / paths.BOOKKEEPING).is_dir():
-        raise KratixError(f"{out_dir}: not empty and not written by kratix (no {paths.BOOKKEEPING}/ folder); "
-                          "refusing to replace its contents")
+        raise KratixError(
+            f"{out_dir}: not empty and not written by kratix (no {paths.BOOKKEEPING}/ folder); "
+            "refusing to replace its contents"
+        )
     if out_dir.exists():
         shutil.rmtree(out_dir)
     for relative, data in files.items():
@@ -189,10 +268,13 @@ def write_tree(out_dir: Path, files: dict[str, bytes] | Any) -> None:
 @common.path_argument
 @common.ref_option
 @click.option("--all", "all_promises", is_flag=True, help="Write the schema of every Promise API.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="With --all: the directory to write <promise>.schema.json files to.")
-def schema_command(promise: str | None, path: Path, ref: str | None, all_promises: bool,
-                   out_dir: Path | None) -> None:
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="With --all: the directory to write <promise>.schema.json files to.",
+)
+def schema_command(promise: str | None, path: Path, ref: str | None, all_promises: bool, out_dir: Path | None) -> None:
     """Print the JSON Schema of a Promise's request API (for editors: yaml-language-server)."""
     from kratix import load, schema
 
@@ -237,9 +319,13 @@ def migrate(path: Path, check: bool) -> None:
     from kratix.load import migrate as migration
 
     platform, _ = load.parse_platform(load.read_worktree(path))
-    template_folders = {f"{p.folder}/{c.template}".rstrip("/") + "/" for p in platform.promises.values()
-                        for pl in (*p.promise_configure, *p.resource_configure) for c in pl.containers
-                        if c.template}
+    template_folders = {
+        f"{p.folder}/{c.template}".rstrip("/") + "/"
+        for p in platform.promises.values()
+        for pl in (*p.promise_configure, *p.resource_configure)
+        for c in pl.containers
+        if c.template
+    }
     pending = 0
     for folder in ("promises", "clusters"):
         for file in sorted((path / folder).rglob("*")):

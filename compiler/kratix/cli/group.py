@@ -34,8 +34,11 @@ class _Group(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 traceback.print_exc()
             else:
-                click.echo(f"internal error: {sys.exc_info()[1]!r}\nThis is a bug in kratix {__version__}: please "
-                           "report it with the output of the same command run with --debug.", err=True)
+                click.echo(
+                    f"internal error: {sys.exc_info()[1]!r}\nThis is a bug in kratix {__version__}: please "
+                    "report it with the output of the same command run with --debug.",
+                    err=True,
+                )
             ctx.exit(EXIT_BUG)
 
 

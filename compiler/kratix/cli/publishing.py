@@ -14,8 +14,9 @@ from kratix.cli.group import main
 from kratix.model.errors import KratixError
 
 
-def publish_platform(tree: Any, repo: Any, settings: Any, progress: Any = None,
-                     workflows: Any = None) -> tuple[Any, Any, Any]:
+def publish_platform(
+    tree: Any, repo: Any, settings: Any, progress: Any = None, workflows: Any = None
+) -> tuple[Any, Any, Any]:
     """Compile against the branches as they are, guard, commit to every state store (`kratix.publish.stores`); on a lost
     race the branches are re-read and all of it runs again (the previous output is an input of the compile)."""
     from kratix import load
@@ -27,12 +28,14 @@ def publish_platform(tree: Any, repo: Any, settings: Any, progress: Any = None,
     compiled: list[Any] = []
 
     def build(previous: Any) -> tuple[Any, dict[str, str]]:
-        result, _, trips = pipeline.prepare_publish(tree, previous, settings=settings, workflows=workflows,
-                                                    **({"progress": progress} if progress else {}))
+        result, _, trips = pipeline.prepare_publish(
+            tree, previous, settings=settings, workflows=workflows, **({"progress": progress} if progress else {})
+        )
         compiled.append((result, previous))
         refuse_deletions(trips, settings)
-        return result.files, {t.prefix: pipeline.commit_message(tree, result, previous, target=t.prefix)
-                              for t in targets}
+        return result.files, {
+            t.prefix: pipeline.commit_message(tree, result, previous, target=t.prefix) for t in targets
+        }
 
     published = stores.publish_all(targets, build, attempts=settings.publish.attempts)
     result, previous = compiled[-1]
@@ -44,10 +47,16 @@ def refuse_deletions(trips: Any, settings: Any) -> None:
     from kratix.model.errors import PublishError
 
     if trips and not settings.publish.allow_deletions:
-        lines = [f"  {t.destination}: {t.reason}: {', '.join(t.objects[:20])}"
-                 + (f" and {len(t.objects) - 20} more" if len(t.objects) > 20 else "") for t in trips]
-        raise PublishError("refusing to publish: the mass-deletion guard tripped\n" + "\n".join(lines)
-                           + "\nre-run with --allow-deletions if these deletions are intended")
+        lines = [
+            f"  {t.destination}: {t.reason}: {', '.join(t.objects[:20])}"
+            + (f" and {len(t.objects) - 20} more" if len(t.objects) > 20 else "")
+            for t in trips
+        ]
+        raise PublishError(
+            "refusing to publish: the mass-deletion guard tripped\n"
+            + "\n".join(lines)
+            + "\nre-run with --allow-deletions if these deletions are intended"
+        )
 
 
 def publish_delta(path: Path, ref: str, repo: Any, settings: Any) -> tuple[Any, Any, Any] | str:
@@ -111,17 +120,25 @@ def _compile_scope(path: Path, commit: str, scope: Any, files: Any, head: str, s
         return f"no readable {paths.TOTALS} (written once by a full compile)", None
     if not before.settled:
         return "the last compile left requests to compile again (failed, pending or compound)", None
-    tree = load.read_commit(path, commit, only=(*(f"{folder}/" for folder in load.INPUT_FOLDERS
-                                                   if folder != delta.REQUESTS), *sorted(scope)))
+    tree = load.read_commit(
+        path,
+        commit,
+        only=(*(f"{folder}/" for folder in load.INPUT_FOLDERS if folder != delta.REQUESTS), *sorted(scope)),
+    )
     if load.parse_state_stores(tree):
         return "the platform publishes to GitStateStores, which are read whole", None
     shards = delta.shards_for(scope)
     first = ScopedPrevious(files, head, read=frozenset({""}), cache_paths=shards)
     reached = frozenset(d for r in first.cache if r.file in scope for d in r.placements.values())
     for _ in range(3):  # the scope's output may land on destinations its old output was not on
-        previous = ScopedPrevious(files, head, read=frozenset({""}), cache_paths=shards,
-                                  decoded=first.cache_shards if not first.warnings else None,
-                                  provenance_paths=frozenset(paths.provenance_shard(d) for d in reached))
+        previous = ScopedPrevious(
+            files,
+            head,
+            read=frozenset({""}),
+            cache_paths=shards,
+            decoded=first.cache_shards if not first.warnings else None,
+            provenance_paths=frozenset(paths.provenance_shard(d) for d in reached),
+        )
         outcome = delta.compile_delta(tree, previous, before, scope, settings=settings)
         if not isinstance(outcome, delta.MoreShards):
             return outcome, previous
@@ -143,15 +160,28 @@ def with_store_prefixes(settings: Any, targets: Any) -> Any:
 @common.ref_option
 @common.output_repo_option
 @common.branch_option
-@click.option("--format", "output_format", type=click.Choice(["markdown", "json"]), default="markdown",
-              show_default=True)
-@click.option("--base-ref", help="Compare with the output this Git commit of PATH compiles to, instead of an output "
-                                 "repo (for pull requests: needs no access to the output repo).")
+@click.option(
+    "--format", "output_format", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True
+)
+@click.option(
+    "--base-ref",
+    help="Compare with the output this Git commit of PATH compiles to, instead of an output "
+    "repo (for pull requests: needs no access to the output repo).",
+)
 @common.step_options
 @common.kubernetes_version_option
-def plan(path: Path, ref: str | None, output_repo: str | None, branch: str, output_format: str,
-         base_ref: str | None, unsandboxed: bool, no_step_network: bool, kubernetes_version: str | None,
-         now: Any = None) -> None:
+def plan(
+    path: Path,
+    ref: str | None,
+    output_repo: str | None,
+    branch: str,
+    output_format: str,
+    base_ref: str | None,
+    unsandboxed: bool,
+    no_step_network: bool,
+    kubernetes_version: str | None,
+    now: Any = None,
+) -> None:
     """Show what publishing would change on the output branch (or compared with the output of --base-ref):
     files per destination with diffs (Secret values redacted), placements and risks. Publishes nothing. Exit 1
     when the input is invalid."""
@@ -160,10 +190,17 @@ def plan(path: Path, ref: str | None, output_repo: str | None, branch: str, outp
     from kratix.publish import plan as plans
 
     if (output_repo is None) == (base_ref is None):
-        raise click.UsageError("plan needs --output-repo (the repo whose branch it compares against) or --base-ref "
-                               "(the commit whose output it compares against), not both")
-    settings = common.build_settings(branch=branch, unsandboxed=unsandboxed, no_step_network=no_step_network, now=now,
-                                     kubernetes_version=kubernetes_version)
+        raise click.UsageError(
+            "plan needs --output-repo (the repo whose branch it compares against) or --base-ref "
+            "(the commit whose output it compares against), not both"
+        )
+    settings = common.build_settings(
+        branch=branch,
+        unsandboxed=unsandboxed,
+        no_step_network=no_step_network,
+        now=now,
+        kubernetes_version=kubernetes_version,
+    )
     if base_ref is not None:
         base = pipeline.compile_platform(common.read_source(path, base_ref), settings=settings)
         previous = pipeline.PreviousOutput({p: c for p, c in base.files.items() if isinstance(c, bytes)})
@@ -172,16 +209,27 @@ def plan(path: Path, ref: str | None, output_repo: str | None, branch: str, outp
         from kratix.publish import stores
 
         tree = common.read_source(path, ref)
-        targets = stores.resolve(load.parse_state_stores(tree), create=False,
-                                 default=publish.open_output_repo(output_repo or "", branch=branch, create=False))
+        targets = stores.resolve(
+            load.parse_state_stores(tree),
+            create=False,
+            default=publish.open_output_repo(output_repo or "", branch=branch, create=False),
+        )
         settings = with_store_prefixes(settings, targets)
         previous = stores.read_all(targets).previous()
     result, changes = pipeline.plan_platform(common.read_source(path, ref), previous, settings=settings)
     for diagnostic in result.diagnostics:
         click.echo(diagnostic.render(), err=True)
     if output_format == "json":
-        click.echo(json.dumps({"plan": plans.to_json(changes), "summary": report.summary_json(result.summary),
-                               "diagnostics": [d.as_json() for d in result.diagnostics]}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "plan": plans.to_json(changes),
+                    "summary": report.summary_json(result.summary),
+                    "diagnostics": [d.as_json() for d in result.diagnostics],
+                },
+                indent=2,
+            )
+        )
     else:
         click.echo(plans.to_markdown(changes))
     common.exit_with(result.ok)
@@ -214,9 +262,14 @@ def explain(file: str, output_repo: str | None, branch: str) -> None:
         hint = f"; did you mean: {', '.join(close)}" if close else ""
         raise KratixError(f"{wanted}: not in the output of {output_repo} {branch}{hint}")
     lines = [f"{entry.path}", f"  {'owner:':<14}{entry.owner}"]
-    for label, value in (("promise", entry.promise), ("request", entry.request), ("pipeline", entry.pipeline),
-                         ("source", entry.source), ("destination", entry.destination),
-                         ("input commit", entry.commit or "(an uncommitted work tree)")):
+    for label, value in (
+        ("promise", entry.promise),
+        ("request", entry.request),
+        ("pipeline", entry.pipeline),
+        ("source", entry.source),
+        ("destination", entry.destination),
+        ("input commit", entry.commit or "(an uncommitted work tree)"),
+    ):
         if value:
             lines.append(f"  {label + ':':<14}{value}")
     if entry.objects:
@@ -241,29 +294,61 @@ def explain(file: str, output_repo: str | None, branch: str) -> None:
 @main.command()
 @click.argument("destination", required=False)
 @click.argument("path", type=click.Path(file_okay=False, path_type=Path), default=".")
-@click.option("--for", "tool", type=click.Choice(["flux", "argocd"]), default="flux", show_default=True,
-              help="The GitOps tool on the worker: Flux (GitRepository and Kustomizations) or Argo CD "
-                   "(Applications).")
-@click.option("--all", "all_destinations", is_flag=True,
-              help="With --for argocd: one ApplicationSet for every destination, for an Argo CD that manages "
-                   "their clusters (each registered in Argo CD under its destination's name).")
-@click.option("--url", help="The URL of the destination's repo as the worker's Flux or Argo CD reaches it "
-                             "(default: its GitStateStore's spec.url, when that is a URL). With --all: the URL of "
-                             "the output repo, for destinations without a GitStateStore of their own.")
-@click.option("--branch", help="The branch (default: its GitStateStore's spec.branch, else main). With --all: the "
-                                "output repo's, for destinations without a GitStateStore of their own.")
+@click.option(
+    "--for",
+    "tool",
+    type=click.Choice(["flux", "argocd"]),
+    default="flux",
+    show_default=True,
+    help="The GitOps tool on the worker: Flux (GitRepository and Kustomizations) or Argo CD (Applications).",
+)
+@click.option(
+    "--all",
+    "all_destinations",
+    is_flag=True,
+    help="With --for argocd: one ApplicationSet for every destination, for an Argo CD that manages "
+    "their clusters (each registered in Argo CD under its destination's name).",
+)
+@click.option(
+    "--url",
+    help="The URL of the destination's repo as the worker's Flux or Argo CD reaches it "
+    "(default: its GitStateStore's spec.url, when that is a URL). With --all: the URL of "
+    "the output repo, for destinations without a GitStateStore of their own.",
+)
+@click.option(
+    "--branch",
+    help="The branch (default: its GitStateStore's spec.branch, else main). With --all: the "
+    "output repo's, for destinations without a GitStateStore of their own.",
+)
 @click.option("--secret", help="Flux: a Secret in flux-system with Git credentials for the URL.")
 @click.option("--namespace", help="Where the objects go (default: flux-system for Flux, argocd for Argo CD).")
 @click.option("--interval", default="1m", show_default=True, help="Flux: how often it polls (at least 1m).")
-@click.option("--sops-secret", help="Flux: decrypt SOPS-encrypted Secrets with the key in this Secret of the "
-                                    "namespace (adds decryption: {provider: sops} to its Kustomizations).")
+@click.option(
+    "--sops-secret",
+    help="Flux: decrypt SOPS-encrypted Secrets with the key in this Secret of the "
+    "namespace (adds decryption: {provider: sops} to its Kustomizations).",
+)
 @click.option("--project", default="default", show_default=True, help="Argo CD: the AppProject.")
-@click.option("--cluster", help="Argo CD: sync to this cluster registered in Argo CD, by name (default: the "
-                                "cluster Argo CD runs on).")
+@click.option(
+    "--cluster",
+    help="Argo CD: sync to this cluster registered in Argo CD, by name (default: the cluster Argo CD runs on).",
+)
 @click.pass_context
-def bootstrap(ctx: click.Context, destination: str | None, path: Path, tool: str, all_destinations: bool,
-              url: str | None, branch: str | None, secret: str | None, namespace: str | None, interval: str,
-              sops_secret: str | None, project: str, cluster: str | None) -> None:
+def bootstrap(
+    ctx: click.Context,
+    destination: str | None,
+    path: Path,
+    tool: str,
+    all_destinations: bool,
+    url: str | None,
+    branch: str | None,
+    secret: str | None,
+    namespace: str | None,
+    interval: str,
+    sops_secret: str | None,
+    project: str,
+    cluster: str | None,
+) -> None:
     """Print the objects to apply once so that DESTINATION's cluster syncs its folder (`kubectl apply -f -`):
     Flux's by default, Argo CD's with --for argocd; with --all --for argocd, one ApplicationSet for every
     destination."""
@@ -277,38 +362,66 @@ def bootstrap(ctx: click.Context, destination: str | None, path: Path, tool: str
         raise click.UsageError("name one DESTINATION, or pass --all (with --for argocd)")
     _check_bootstrap_options(ctx, tool, all_destinations, interval)
     platform, _ = load.parse_platform(load.read_worktree(path))
-    targets = [(d, *_bootstrap_source(platform, d, url, branch, override=not all_destinations))
-               for d in _bootstrap_destinations(platform, destination, path)]
+    targets = [
+        (d, *_bootstrap_source(platform, d, url, branch, override=not all_destinations))
+        for d in _bootstrap_destinations(platform, destination, path)
+    ]
     namespace = namespace or ("argocd" if tool == "argocd" else "flux-system")
     if tool == "flux":
         found, repo_url, repo_branch, folder = targets[0]
-        documents = flux.flux_objects(found.name, folder, url=repo_url, branch=repo_branch, namespace=namespace,
-                                      secret=secret, interval=interval, sops_secret=sops_secret, mode=found.mode)
+        documents = flux.flux_objects(
+            found.name,
+            folder,
+            url=repo_url,
+            branch=repo_branch,
+            namespace=namespace,
+            secret=secret,
+            interval=interval,
+            sops_secret=sops_secret,
+            mode=found.mode,
+        )
     else:
         for found in (t[0] for t in targets if t[0].encrypts_secrets):
-            click.echo(f"warning: Destination {found.name} gets SOPS-encrypted Secrets: Argo CD applies them as "
-                       "they are unless a decryption plugin (such as KSOPS) is set up", err=True)
-        folders = [f for found, repo_url, repo_branch, folder in targets
-                   for f in argocd.folders(found.name, folder, url=repo_url, branch=repo_branch, mode=found.mode)]
-        documents = ([argocd.application_set(folders, namespace=namespace, project=project)] if all_destinations
-                     else argocd.applications(folders, namespace=namespace, project=project, cluster=cluster))
+            click.echo(
+                f"warning: Destination {found.name} gets SOPS-encrypted Secrets: Argo CD applies them as "
+                "they are unless a decryption plugin (such as KSOPS) is set up",
+                err=True,
+            )
+        folders = [
+            f
+            for found, repo_url, repo_branch, folder in targets
+            for f in argocd.folders(found.name, folder, url=repo_url, branch=repo_branch, mode=found.mode)
+        ]
+        documents = (
+            [argocd.application_set(folders, namespace=namespace, project=project)]
+            if all_destinations
+            else argocd.applications(folders, namespace=namespace, project=project, cluster=cluster)
+        )
     click.echo(yamltext.dump_all(documents).decode(), nl=False)
 
 
 def _check_bootstrap_options(ctx: click.Context, tool: str, all_destinations: bool, interval: str) -> None:
     """Refuse the options of one tool given with the other, rather than ignore them."""
+
     def given(*names: str) -> list[str]:
-        return [f"--{name.replace('_', '-')}" for name in names
-                if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
+        return [
+            f"--{name.replace('_', '-')}"
+            for name in names
+            if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+        ]
 
     if tool == "argocd":
         flux_only = given("secret", "sops_secret", "interval")
         if flux_only:
-            raise click.UsageError(f"{', '.join(flux_only)}: Flux only. Argo CD finds Git credentials by the repo's "
-                                   "URL (argocd repo add), polls on its own schedule, and needs a plugin for SOPS")
+            raise click.UsageError(
+                f"{', '.join(flux_only)}: Flux only. Argo CD finds Git credentials by the repo's "
+                "URL (argocd repo add), polls on its own schedule, and needs a plugin for SOPS"
+            )
     elif all_destinations or given("cluster", "project"):
-        raise click.UsageError("--all, --cluster and --project are for --for argocd (Flux runs on each "
-                               "destination's cluster: bootstrap each one)")
+        raise click.UsageError(
+            "--all, --cluster and --project are for --for argocd (Flux runs on each "
+            "destination's cluster: bootstrap each one)"
+        )
     elif not _at_least_a_minute(interval):
         raise click.BadParameter("must be at least 1m (e.g. 1m, 5m, 1h)", param_hint="--interval")
 
@@ -326,8 +439,9 @@ def _bootstrap_destinations(platform: Any, destination: str | None, path: Path) 
     return [found]
 
 
-def _bootstrap_source(platform: Any, found: Any, url: str | None, branch: str | None, *,
-                      override: bool) -> tuple[str, str, str]:
+def _bootstrap_source(
+    platform: Any, found: Any, url: str | None, branch: str | None, *, override: bool
+) -> tuple[str, str, str]:
     """The repo URL, branch and folder a destination's GitOps tool syncs: its GitStateStore's, or the default
     store's (`url`, which must be given then, and `branch`). With `override`, `url` and `branch` win over the
     store's."""
@@ -338,8 +452,10 @@ def _bootstrap_source(platform: Any, found: Any, url: str | None, branch: str | 
     store_url = store.url if store is not None and gitio.is_git_url(store.url) else None
     repo_url = url if url is not None and (override or store_url is None) else store_url
     if repo_url is None:
-        raise click.UsageError(f"--url is needed (for Destination {found.name}): the URL of its repo as the "
-                               "worker's GitOps tool reaches it")
+        raise click.UsageError(
+            f"--url is needed (for Destination {found.name}): the URL of its repo as the "
+            "worker's GitOps tool reaches it"
+        )
     folder = paths.join(store.path, found.path) if store is not None else found.path
     repo_branch = branch if branch is not None and (override or store is None) else None
     return repo_url, repo_branch or (store.branch if store else "main"), folder

@@ -39,8 +39,10 @@ def _escape_property(text: str) -> str:
 def github_annotation(diagnostic: Diagnostic) -> str:
     level = {Severity.ERROR: "error", Severity.WARNING: "warning"}.get(diagnostic.severity, "notice")
     field = f"{diagnostic.path}: " if diagnostic.path else ""
-    return (f"::{level} file={_escape_property(diagnostic.file)},line={diagnostic.line},col={diagnostic.column},"
-            f"title={_escape_property(diagnostic.code)}::{_escape_data(field + diagnostic.message)}")
+    return (
+        f"::{level} file={_escape_property(diagnostic.file)},line={diagnostic.line},col={diagnostic.column},"
+        f"title={_escape_property(diagnostic.code)}::{_escape_data(field + diagnostic.message)}"
+    )
 
 
 def summary_json(summary: Any) -> dict[str, Any]:
@@ -53,19 +55,30 @@ def summary_line(summary: Any, seconds: float | None) -> str:
     misplaced += f", {summary.suspended} suspended" if getattr(summary, "suspended", 0) else ""
     took = f"; {seconds:.2f}s" if seconds is not None else ""
     checked = f"; checked against Kubernetes {summary.kubernetes_version}" if summary.kubernetes_version else ""
-    unchecked = (f"\nnot validated (no CRD delivered with them): {', '.join(summary.not_validated_kinds)}"
-                 if summary.not_validated_kinds else "")
+    unchecked = (
+        f"\nnot validated (no CRD delivered with them): {', '.join(summary.not_validated_kinds)}"
+        if summary.not_validated_kinds
+        else ""
+    )
     if summary.unsandboxed:
-        unchecked += (f"\nUNSANDBOXED (--unsandboxed): command steps ran directly on this machine for "
-                      f"{', '.join(summary.unsandboxed)}")
-    return (f"{summary.promises} promises{unavailable}, {summary.destinations} destinations; requests: "
-            f"{summary.placed} placed, {summary.pending} pending{misplaced}, {summary.failed} failed; "
-            f"{summary.files} files{checked}{took}{unchecked}")
+        unchecked += (
+            f"\nUNSANDBOXED (--unsandboxed): command steps ran directly on this machine for "
+            f"{', '.join(summary.unsandboxed)}"
+        )
+    return (
+        f"{summary.promises} promises{unavailable}, {summary.destinations} destinations; requests: "
+        f"{summary.placed} placed, {summary.pending} pending{misplaced}, {summary.failed} failed; "
+        f"{summary.files} files{checked}{took}{unchecked}"
+    )
 
 
 def outcome_json(outcome: Any) -> dict[str, Any]:
-    return {"commit": outcome.commit, "changed": outcome.changed, "attempts": outcome.attempts,
-            "warnings": list(outcome.warnings)}
+    return {
+        "commit": outcome.commit,
+        "changed": outcome.changed,
+        "attempts": outcome.attempts,
+        "warnings": list(outcome.warnings),
+    }
 
 
 def published_json(published: Any) -> dict[str, Any]:
@@ -91,8 +104,11 @@ def published_lines(published: Any, output_repo: str, branch: str) -> str:
     """One line per repo and branch published to: the output repo's, then each state store's."""
     lines = []
     for target in sorted(published.targets, key=lambda t: (t.prefix != "", t.prefix)):
-        where = (f"{output_repo} {branch}" if target.prefix == ""
-                 else f"{target.stores[0].url} {target.stores[0].branch} ({target.name})")
+        where = (
+            f"{output_repo} {branch}"
+            if target.prefix == ""
+            else f"{target.stores[0].url} {target.stores[0].branch} ({target.name})"
+        )
         outcome = published.outcomes.get(target.prefix)
         if outcome is None:
             lines.append(f"{where}: NOT published: {published.failed.get(target.prefix, 'not read')}")

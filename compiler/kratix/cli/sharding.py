@@ -52,10 +52,18 @@ def run_shard(tree: Any, repo: Any, settings: Any, spec: str) -> tuple[Any, str]
     pipeline.compile_platform(tree, settings=settings, previous=previous, workflows=recorder)
     result = recorder.result(tree.commit)
     files = shards.result_files(result, version=__version__)
-    message = (f"kratix: shard {shard} of {tree.origin} @ {tree.commit[:12]}\n\n{len(result.entries)} workflow "
-               f"result(s); {len(result.failed)} failed.\n\nSource-Commit: {tree.commit}\n")
-    written = gitio.write_commit(repo.path, parent=None, changes=files, replace_all=True, message=message,
-                                 author=gitio.Signature("Kratix", "kratix@localhost", 0))
+    message = (
+        f"kratix: shard {shard} of {tree.origin} @ {tree.commit[:12]}\n\n{len(result.entries)} workflow "
+        f"result(s); {len(result.failed)} failed.\n\nSource-Commit: {tree.commit}\n"
+    )
+    written = gitio.write_commit(
+        repo.path,
+        parent=None,
+        changes=files,
+        replace_all=True,
+        message=message,
+        author=gitio.Signature("Kratix", "kratix@localhost", 0),
+    )
     ref = shards.ref_name(tree.commit, shard)
     gitio.set_ref(repo.path, ref, written.commit, url=repo.url)
     return result, ref
@@ -92,8 +100,9 @@ def load_stored(repo: Any, commit: str | None) -> Stored | None:
             problems.append(f"shard {shard}: {exc}")
     count = max(counts, key=counts.count) if counts else 0  # N as most refs name it
     replayer = shards.Replayer(shards.merged_entries(results), count=count)
-    return Stored(commit, tuple(results), tuple(sorted(mine)), tuple(problems), len(everything) - len(mine), count,
-                  replayer)
+    return Stored(
+        commit, tuple(results), tuple(sorted(mine)), tuple(problems), len(everything) - len(mine), count, replayer
+    )
 
 
 def _read_results(repo: Any, commits: dict[str, str], found: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -103,13 +112,17 @@ def _read_results(repo: Any, commits: dict[str, str], found: dict[str, Any]) -> 
     from kratix.compile import shards
 
     pairs = [(ref, f"{oid}:{name}") for ref, oid in commits.items() for name in (shards.MANIFEST, shards.RESULTS)]
-    blobs = dict(zip((name for _, name in pairs), gitio.read_named(repo.path, [name for _, name in pairs]),
-                     strict=True))
+    blobs = dict(
+        zip((name for _, name in pairs), gitio.read_named(repo.path, [name for _, name in pairs]), strict=True)
+    )
     read: dict[str, tuple[Any, Any]] = {}
     for ref, oid in commits.items():
         manifest, results = blobs.get(f"{oid}:{shards.MANIFEST}"), blobs.get(f"{oid}:{shards.RESULTS}")
-        files = ({shards.MANIFEST: manifest, shards.RESULTS: results} if manifest is not None and results is not None
-                 else f"no {shards.MANIFEST} and {shards.RESULTS} in its commit")
+        files = (
+            {shards.MANIFEST: manifest, shards.RESULTS: results}
+            if manifest is not None and results is not None
+            else f"no {shards.MANIFEST} and {shards.RESULTS} in its commit"
+        )
         read[ref] = (found[ref], files)
     return read
 
@@ -124,8 +137,10 @@ def remove_used(repo: Any, stored: Stored | None) -> list[str]:
     try:
         gitio.delete_refs(repo.path, stored.refs, url=repo.url)
     except gitio.GitCommandError as exc:
-        return [f"shards: warning: the shard refs of {stored.commit[:12]} could not all be removed "
-                f"({str(exc).splitlines()[0]}); remove them with git push <output repo> --delete <ref>"]
+        return [
+            f"shards: warning: the shard refs of {stored.commit[:12]} could not all be removed "
+            f"({str(exc).splitlines()[0]}); remove them with git push <output repo> --delete <ref>"
+        ]
     return []
 
 
@@ -137,17 +152,24 @@ def summary_lines(stored: Stored | None) -> list[str]:
 
     replayer = stored.replayer
     used = sorted({r.shard.index for r in stored.results})
-    lines = [f"shards: {len(replayer.reused)} workflow result(s) reused from {len(used)} of {stored.count} shard(s) "
-             f"for {stored.commit[:12]}; {len(replayer.ran)} workflow(s) ran here"]
+    lines = [
+        f"shards: {len(replayer.reused)} workflow result(s) reused from {len(used)} of {stored.count} shard(s) "
+        f"for {stored.commit[:12]}; {len(replayer.ran)} workflow(s) ran here"
+    ]
     for index in stored.missing:
         ran = sum(1 for identity in replayer.ran if shards.assigned(identity, stored.count) == index)
-        lines.append(f"shards: shard {index}/{stored.count} has no result (missing or failed): its workflows ran "
-                     f"here ({ran} workflow(s))")
+        lines.append(
+            f"shards: shard {index}/{stored.count} has no result (missing or failed): its workflows ran "
+            f"here ({ran} workflow(s))"
+        )
     lines += [f"shards: not used: {problem}" for problem in stored.problems]
     failed = sorted({identity for r in stored.results for identity in r.failed})
     if failed:
-        lines.append(f"shards: {len(failed)} workflow(s) failed in their shard and ran again here: "
-                     + ", ".join(failed[:5]) + (f" and {len(failed) - 5} more" if len(failed) > 5 else ""))
+        lines.append(
+            f"shards: {len(failed)} workflow(s) failed in their shard and ran again here: "
+            + ", ".join(failed[:5])
+            + (f" and {len(failed) - 5} more" if len(failed) > 5 else "")
+        )
     return lines
 
 
@@ -155,19 +177,40 @@ def summary_json(stored: Stored | None) -> dict[str, Any]:
     if stored is None:
         return {}
     replayer = stored.replayer
-    return {"shards": {"commit": stored.commit, "count": stored.count,
-                       "used": sorted({r.shard.index for r in stored.results}), "missing": list(stored.missing),
-                       "reused": len(replayer.reused), "ran": len(replayer.ran), "problems": list(stored.problems)}}
+    return {
+        "shards": {
+            "commit": stored.commit,
+            "count": stored.count,
+            "used": sorted({r.shard.index for r in stored.results}),
+            "missing": list(stored.missing),
+            "reused": len(replayer.reused),
+            "ran": len(replayer.ran),
+            "problems": list(stored.problems),
+        }
+    }
 
 
 def shard_line(result: Any, ref: str) -> str:
-    return (f"shard {result.shard}: {len(result.entries)} workflow result(s) stored at {ref}; "
-            f"{result.skipped} left to other shards"
-            + (f"; {len(result.failed)} failed (not stored: the publishing compile runs them again)"
-               if result.failed else ""))
+    return (
+        f"shard {result.shard}: {len(result.entries)} workflow result(s) stored at {ref}; "
+        f"{result.skipped} left to other shards"
+        + (
+            f"; {len(result.failed)} failed (not stored: the publishing compile runs them again)"
+            if result.failed
+            else ""
+        )
+    )
 
 
 def shard_json(result: Any, ref: str) -> dict[str, Any]:
-    return {"shard": {"index": result.shard.index, "count": result.shard.count, "commit": result.commit,
-                      "ref": ref, "stored": len(result.entries), "skipped": result.skipped,
-                      "failed": list(result.failed)}}
+    return {
+        "shard": {
+            "index": result.shard.index,
+            "count": result.shard.count,
+            "commit": result.commit,
+            "ref": ref,
+            "stored": len(result.entries),
+            "skipped": result.skipped,
+            "failed": list(result.failed),
+        }
+    }

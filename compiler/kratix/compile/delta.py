@@ -75,8 +75,9 @@ def shards_for(scope: frozenset[str]) -> frozenset[str]:
     return frozenset(paths.cache_shard(folder_namespace_of(path) or "") for path in scope)
 
 
-def compile_delta(tree: SourceTree, previous: ScopedPrevious, before: totals.Totals, scope: frozenset[str], *,
-                  settings: Settings) -> Delta | MoreShards | str:
+def compile_delta(
+    tree: SourceTree, previous: ScopedPrevious, before: totals.Totals, scope: frozenset[str], *, settings: Settings
+) -> Delta | MoreShards | str:
     """See the module docstring."""
     result = pipeline.compile_platform(tree, settings=settings, previous=previous)
     now = totals.decode(_read(result, paths.TOTALS, previous))
@@ -100,13 +101,19 @@ def compile_delta(tree: SourceTree, previous: ScopedPrevious, before: totals.Tot
     summary, counted = _totals(result, previous, before, now, mine, changes)
     changes.update({paths.TOTALS: counted} if not previous.same(paths.TOTALS, counted) else {})
     trips = plans.guard(before_entries, after_entries, threshold=settings.publish.deletion_threshold)
-    reported = replace(result, files={p: c for p, c in changes.items() if c is not None}, summary=summary,
-                       provenance=after_entries)
+    reported = replace(
+        result, files={p: c for p, c in changes.items() if c is not None}, summary=summary, provenance=after_entries
+    )
     return Delta(reported, changes, _message(tree, summary, changes, before_entries, after_entries), trips)
 
 
-def _message(tree: SourceTree, summary: pipeline.Summary, changes: Mapping[str, Content | None],
-             before: Mapping[str, provenance.Entry], after: Mapping[str, provenance.Entry]) -> str:
+def _message(
+    tree: SourceTree,
+    summary: pipeline.Summary,
+    changes: Mapping[str, Content | None],
+    before: Mapping[str, provenance.Entry],
+    after: Mapping[str, provenance.Entry],
+) -> str:
     """The commit message a full compile writes for these changes."""
     visible = [p for p in changes if not paths.is_bookkeeping(p)]
     entries = [after.get(p) or before.get(p) for p in visible]
@@ -119,9 +126,14 @@ def _reached(mine: Sequence[cache.Record], fresh: Sequence[provenance.Entry]) ->
     return frozenset(had | {e.destination for e in fresh if e.destination})
 
 
-def _destinations(names: Sequence[str], result: CompileResult, previous: ScopedPrevious, owners: set[str],
-                  fresh: Sequence[provenance.Entry], commit: str | None
-                  ) -> tuple[dict[str, Content | None], dict[str, provenance.Entry], dict[str, provenance.Entry]] | str:
+def _destinations(
+    names: Sequence[str],
+    result: CompileResult,
+    previous: ScopedPrevious,
+    owners: set[str],
+    fresh: Sequence[provenance.Entry],
+    commit: str | None,
+) -> tuple[dict[str, Content | None], dict[str, provenance.Entry], dict[str, provenance.Entry]] | str:
     """Every destination the scope reaches: the changes to its files, its provenance before and after."""
     changes: dict[str, Content | None] = {}
     before: dict[str, provenance.Entry] = {}
@@ -138,8 +150,9 @@ def _destinations(names: Sequence[str], result: CompileResult, previous: ScopedP
     return changes, before, after
 
 
-def _unmodelled(result: CompileResult, previous: ScopedPrevious, before: totals.Totals, now: totals.Totals,
-                others: set[str]) -> str | None:
+def _unmodelled(
+    result: CompileResult, previous: ScopedPrevious, before: totals.Totals, now: totals.Totals, others: set[str]
+) -> str | None:
     """Why the full compile could decide differently than the scope alone, or None."""
     if previous.warnings:
         return previous.warnings[0]
@@ -158,9 +171,14 @@ def _unmodelled(result: CompileResult, previous: ScopedPrevious, before: totals.
     return None
 
 
-def _destination(name: str, result: CompileResult, previous: ScopedPrevious, owners: set[str],
-                 fresh: Sequence[provenance.Entry], commit: str | None
-                 ) -> tuple[dict[str, provenance.Entry], dict[str, provenance.Entry], dict[str, Content]] | str:
+def _destination(
+    name: str,
+    result: CompileResult,
+    previous: ScopedPrevious,
+    owners: set[str],
+    fresh: Sequence[provenance.Entry],
+    commit: str | None,
+) -> tuple[dict[str, provenance.Entry], dict[str, provenance.Entry], dict[str, Content]] | str:
     """One destination the scope reaches: its files and provenance before and after (workloads of requests
     outside the scope carried over, generated files made again)."""
     platform = result.platform
@@ -181,15 +199,17 @@ def _destination(name: str, result: CompileResult, previous: ScopedPrevious, own
     entries.update((e.path, e) for e in mine)
     for path in made:
         entries.setdefault(path, provenance.Entry(path=path, owner=provenance.GENERATED, destination=name))
-    settled = provenance.settle_commits(entries.values(), unchanged=lambda p: previous.same(p, files.get(p)),
-                                        previous=before, commit=commit)
+    settled = provenance.settle_commits(
+        entries.values(), unchanged=lambda p: previous.same(p, files.get(p)), previous=before, commit=commit
+    )
     files[shard] = provenance.encode(settled)
     gone = {path: e for path, e in before.items() if path not in entries}
     return gone, {e.path: e for e in settled}, files
 
 
-def _kept_apart(name: str, result: CompileResult, kept: Sequence[provenance.Entry],
-                mine: Sequence[provenance.Entry]) -> str | None:
+def _kept_apart(
+    name: str, result: CompileResult, kept: Sequence[provenance.Entry], mine: Sequence[provenance.Entry]
+) -> str | None:
     """Why the scope's output cannot simply sit beside what others keep on the destination, or None."""
     promised = {e.path for e in result.provenance.values() if e.destination == name and e.owner.startswith("Promise ")}
     if promised != {e.path for e in kept if e.owner.startswith("Promise ")}:
@@ -199,8 +219,13 @@ def _kept_apart(name: str, result: CompileResult, kept: Sequence[provenance.Entr
     return None
 
 
-def _generated(destination: Destination, result: CompileResult, previous: ScopedPrevious,
-               kept: Sequence[provenance.Entry], mine: Sequence[provenance.Entry]) -> dict[str, bytes]:
+def _generated(
+    destination: Destination,
+    result: CompileResult,
+    previous: ScopedPrevious,
+    kept: Sequence[provenance.Entry],
+    mine: Sequence[provenance.Entry],
+) -> dict[str, bytes]:
     """The destination's generated files, made again from everything on it."""
     # What others keep is unchanged by definition: neither looked up nor compared, only listed (and read when an
     # aggregated file joins it).
@@ -216,20 +241,28 @@ def _clash(kept: Sequence[provenance.Entry], mine: Sequence[provenance.Entry]) -
     objects = {o for e in kept for o in e.objects}
     taken = {e.path for e in kept}
     folders = {f for e in kept for f in paths.folders(e.path)}
-    return any(e.path in taken or e.path in folders or any(f in taken for f in paths.folders(e.path))
-               or any(o in objects for o in e.objects) for e in mine)
+    return any(
+        e.path in taken
+        or e.path in folders
+        or any(f in taken for f in paths.folders(e.path))
+        or any(o in objects for o in e.objects)
+        for e in mine
+    )
 
 
-def _statuses(result: CompileResult, previous: ScopedPrevious, mine: Sequence[cache.Record]
-              ) -> dict[str, Content | None]:
+def _statuses(
+    result: CompileResult, previous: ScopedPrevious, mine: Sequence[cache.Record]
+) -> dict[str, Content | None]:
     changes: dict[str, Content | None] = {r.status: None for r in mine if r.status and r.status not in result.files}
-    changes.update((path, content) for path, content in result.files.items()
-                   if path.startswith(paths.STATUS_FOLDER + "/") and not previous.same(path, content))
+    changes.update(
+        (path, content)
+        for path, content in result.files.items()
+        if path.startswith(paths.STATUS_FOLDER + "/") and not previous.same(path, content)
+    )
     return changes
 
 
-def _cache_shards(result: CompileResult, previous: ScopedPrevious, scope: frozenset[str]
-                  ) -> dict[str, Content | None]:
+def _cache_shards(result: CompileResult, previous: ScopedPrevious, scope: frozenset[str]) -> dict[str, Content | None]:
     changes: dict[str, Content | None] = {}
     for path in sorted(previous.cache_paths):
         records = [r for r in previous.cache_shards.get(path, []) if r.file not in scope]
@@ -244,8 +277,9 @@ def _cache_shards(result: CompileResult, previous: ScopedPrevious, scope: frozen
     return changes
 
 
-def _placements(result: CompileResult, previous: ScopedPrevious, mine: Sequence[cache.Record]
-                ) -> dict[str, Content | None]:
+def _placements(
+    result: CompileResult, previous: ScopedPrevious, mine: Sequence[cache.Record]
+) -> dict[str, Content | None]:
     """placements.json holds every request's: read and written only when the scope's change."""
     was = {k: v for r in mine for k, v in r.placements.items()}
     now = decode_placements(_read(result, paths.PLACEMENTS, previous))
@@ -259,9 +293,14 @@ def _placements(result: CompileResult, previous: ScopedPrevious, mine: Sequence[
     return {} if previous.same(paths.PLACEMENTS, data) else {paths.PLACEMENTS: data}
 
 
-def _totals(result: CompileResult, previous: ScopedPrevious, before: totals.Totals, now: totals.Totals,
-            mine: Sequence[cache.Record], changes: Mapping[str, Content | None]
-            ) -> tuple[pipeline.Summary, bytes]:
+def _totals(
+    result: CompileResult,
+    previous: ScopedPrevious,
+    before: totals.Totals,
+    now: totals.Totals,
+    mine: Sequence[cache.Record],
+    changes: Mapping[str, Content | None],
+) -> tuple[pipeline.Summary, bytes]:
     states = {state: before.states.get(state, 0) + now.states.get(state, 0) for state in totals.STATES}
     states["placed"] -= len(mine)  # settled: every request of the scope's files was placed
     unchecked = dict(before.unchecked)
@@ -272,13 +311,25 @@ def _totals(result: CompileResult, previous: ScopedPrevious, before: totals.Tota
         unchecked[kind] = unchecked.get(kind, 0) + count
     added = sum(1 for p, c in changes.items() if c is not None and p not in previous.files)
     removed = sum(1 for c in changes.values() if c is None)
-    counted = totals.Totals(context=now.context, states=states, unchecked=unchecked,
-                            promise_unchecked=now.promise_unchecked, files=before.files + added - removed,
-                            settled=now.settled)
+    counted = totals.Totals(
+        context=now.context,
+        states=states,
+        unchecked=unchecked,
+        promise_unchecked=now.promise_unchecked,
+        files=before.files + added - removed,
+        settled=now.settled,
+    )
     kinds = {*now.promise_unchecked, *(k for k, v in unchecked.items() if v)}
-    summary = replace(result.summary, requests=sum(states.values()), placed=states["placed"],
-                      pending=states["pending"], misplaced=states["misplaced"], failed=states["failed"],
-                      files=counted.files, not_validated_kinds=tuple(sorted(kinds)))
+    summary = replace(
+        result.summary,
+        requests=sum(states.values()),
+        placed=states["placed"],
+        pending=states["pending"],
+        misplaced=states["misplaced"],
+        failed=states["failed"],
+        files=counted.files,
+        not_validated_kinds=tuple(sorted(kinds)),
+    )
     return summary, totals.encode(counted)
 
 

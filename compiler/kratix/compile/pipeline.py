@@ -29,8 +29,15 @@ from kratix.publish import plan as plans
 from kratix.schema import conformance
 from kratix.workflows import render, sops
 
-__all__ = ["CompileResult", "PreviousOutput", "Summary", "commit_message", "compile_platform", "plan_platform",
-           "prepare_publish"]
+__all__ = [
+    "CompileResult",
+    "PreviousOutput",
+    "Summary",
+    "commit_message",
+    "compile_platform",
+    "plan_platform",
+    "prepare_publish",
+]
 
 
 @dataclass(frozen=True)
@@ -68,8 +75,14 @@ def _no_progress(what: str, done: int, total: int) -> None:
     return None
 
 
-def compile_platform(tree: SourceTree, *, settings: Settings, previous: PreviousOutput | None = None,
-                     progress: Progress = _no_progress, workflows: shards.Workflows | None = None) -> CompileResult:
+def compile_platform(
+    tree: SourceTree,
+    *,
+    settings: Settings,
+    previous: PreviousOutput | None = None,
+    progress: Progress = _no_progress,
+    workflows: shards.Workflows | None = None,
+) -> CompileResult:
     """`workflows`: record the workflows of one shard, or replay what shards recorded (`kratix.compile.shards`)."""
     previous = previous or PreviousOutput()
     platform, diagnostics, reused, fingerprints = incremental.load_reusing(tree, previous, settings)
@@ -77,12 +90,22 @@ def compile_platform(tree: SourceTree, *, settings: Settings, previous: Previous
     renderer = render.Renderer(tree, settings=settings.render, configs=platform.configs, sealer=sops.Sealer())
     if workflows is not None:
         renderer = workflows.wrap(renderer, fingerprints)
-    promises = promise_compile.compile_promises(platform, renderer, unavailable, diagnostics,
-                                                previous_status=previous.promise_status, now=settings.render.now)
-    requests = request_compile.compile_requests(platform, schemas, promises, renderer, previous.placements,
-                                                diagnostics, progress, taken=reused.keys(),
-                                                parallelism=settings.render.parallelism,
-                                                previous_status=previous.request_status, now=settings.render.now)
+    promises = promise_compile.compile_promises(
+        platform, renderer, unavailable, diagnostics, previous_status=previous.promise_status, now=settings.render.now
+    )
+    requests = request_compile.compile_requests(
+        platform,
+        schemas,
+        promises,
+        renderer,
+        previous.placements,
+        diagnostics,
+        progress,
+        taken=reused.keys(),
+        parallelism=settings.render.parallelism,
+        previous_status=previous.request_status,
+        now=settings.render.now,
+    )
     requests.update(reused)
     assemble.reject_unfit_files(platform, promises, requests, diagnostics)
     assemble.reject_conflicts(promises, requests, diagnostics, previous)
@@ -90,38 +113,65 @@ def compile_platform(tree: SourceTree, *, settings: Settings, previous: Previous
     kubernetes_version = ""
     if settings.validate.validate_output:
         checker = conformance.Conformance.for_kubernetes(settings.validate.kubernetes_version)
-        not_validated = assemble.validate_output(checker, promises, requests, diagnostics,
-                                                 jobs=settings.render.parallelism)
+        not_validated = assemble.validate_output(
+            checker, promises, requests, diagnostics, jobs=settings.render.parallelism
+        )
         kubernetes_version = checker.kubernetes_version
     assemble.check_secrets(platform, promises, requests, diagnostics, previous, sealer=sops.Sealer())
     assemble.reject_conflicts_with_published(promises, requests, diagnostics, previous)
-    files, entries = assemble.lay_out(platform, promises, requests, previous, commit=tree.commit,
-                                      fingerprints=fingerprints, diagnostics=diagnostics, tree_files=tree.files,
-                                      jobs=settings.render.parallelism)
-    diagnostics += [Diagnostic(paths.BOOKKEEPING, 1, 1, "", "bookkeeping.unreadable", warning, Severity.WARNING)
-                    for warning in previous.warnings]
+    files, entries = assemble.lay_out(
+        platform,
+        promises,
+        requests,
+        previous,
+        commit=tree.commit,
+        fingerprints=fingerprints,
+        diagnostics=diagnostics,
+        tree_files=tree.files,
+        jobs=settings.render.parallelism,
+    )
+    diagnostics += [
+        Diagnostic(paths.BOOKKEEPING, 1, 1, "", "bookkeeping.unreadable", warning, Severity.WARNING)
+        for warning in previous.warnings
+    ]
     diagnostics += _unreachable_stores(platform, previous)
     diagnostics.sort()
     context = incremental.context_fingerprint(platform.promises, settings)
     files[paths.TOTALS] = totals.encode(_totals(requests, diagnostics, context, not_validated, files))
-    return CompileResult(files=files, diagnostics=tuple(diagnostics),
-                         summary=_summary(platform, requests, promises, files, not_validated, kubernetes_version),
-                         requests=requests, provenance=entries, platform=platform)
+    return CompileResult(
+        files=files,
+        diagnostics=tuple(diagnostics),
+        summary=_summary(platform, requests, promises, files, not_validated, kubernetes_version),
+        requests=requests,
+        provenance=entries,
+        platform=platform,
+    )
 
 
-def _totals(requests: Mapping[str, RequestStatus], diagnostics: list[Diagnostic], context: str,
-            promise_unchecked: tuple[str, ...], files: Mapping[str, Content]) -> totals.Totals:
+def _totals(
+    requests: Mapping[str, RequestStatus],
+    diagnostics: list[Diagnostic],
+    context: str,
+    promise_unchecked: tuple[str, ...],
+    files: Mapping[str, Content],
+) -> totals.Totals:
     states: dict[str, int] = {}
     unchecked: dict[str, int] = {}
     for status in requests.values():
         states[status.state] = states.get(status.state, 0) + 1
         for kind in status.unchecked_kinds:
             unchecked[kind] = unchecked.get(kind, 0) + 1
-    settled = (not any(d.severity is Severity.ERROR for d in diagnostics)
-               and all(s.state == "placed" and not s.children for s in requests.values()))
-    return totals.Totals(context=context, states=states, unchecked=unchecked,
-                         promise_unchecked=promise_unchecked, files=len(files) + (paths.TOTALS not in files),
-                         settled=settled)
+    settled = not any(d.severity is Severity.ERROR for d in diagnostics) and all(
+        s.state == "placed" and not s.children for s in requests.values()
+    )
+    return totals.Totals(
+        context=context,
+        states=states,
+        unchecked=unchecked,
+        promise_unchecked=promise_unchecked,
+        files=len(files) + (paths.TOTALS not in files),
+        settled=settled,
+    )
 
 
 def _unreachable_stores(platform: Platform, previous: PreviousOutput) -> list[Diagnostic]:
@@ -131,42 +181,76 @@ def _unreachable_stores(platform: Platform, previous: PreviousOutput) -> list[Di
         stores = sorted((s for s in platform.stores.values() if s.prefix == prefix), key=lambda s: s.name)
         names = sorted(d.name for d in platform.destinations.values() if paths.target_of(d.layout.root) == prefix)
         where = stores[0].source if stores else None
-        message = (f"GitStateStore {', '.join(s.name for s in stores) or prefix} was not published: {why}; "
-                   f"Destination(s) {', '.join(names) or '(none)'} keep what they had until a compile publishes it")
-        found.append(Diagnostic(where.path if where else paths.BOOKKEEPING, where.line if where else 1, 1, "",
-                                "statestore.unreachable", message, Severity.ERROR,
-                                f"GitStateStore {stores[0].name}" if stores else ""))
+        message = (
+            f"GitStateStore {', '.join(s.name for s in stores) or prefix} was not published: {why}; "
+            f"Destination(s) {', '.join(names) or '(none)'} keep what they had until a compile publishes it"
+        )
+        found.append(
+            Diagnostic(
+                where.path if where else paths.BOOKKEEPING,
+                where.line if where else 1,
+                1,
+                "",
+                "statestore.unreachable",
+                message,
+                Severity.ERROR,
+                f"GitStateStore {stores[0].name}" if stores else "",
+            )
+        )
     return found
 
 
-def prepare_publish(tree: SourceTree, previous: PreviousOutput, *, settings: Settings,
-                    progress: Progress = _no_progress, workflows: shards.Workflows | None = None
-                    ) -> tuple[CompileResult, str, list[plans.GuardTrip]]:
+def prepare_publish(
+    tree: SourceTree,
+    previous: PreviousOutput,
+    *,
+    settings: Settings,
+    progress: Progress = _no_progress,
+    workflows: shards.Workflows | None = None,
+) -> tuple[CompileResult, str, list[plans.GuardTrip]]:
     """Compile against what the output branches hold now; the default store's commit message and the guard's
     verdict."""
     result = compile_platform(tree, settings=settings, previous=previous, progress=progress, workflows=workflows)
-    trips = plans.guard(previous.provenance, result.provenance, threshold=settings.publish.deletion_threshold,
-                        unowned=plans.unowned_files(previous.files, previous.provenance, previous.layouts))
+    trips = plans.guard(
+        previous.provenance,
+        result.provenance,
+        threshold=settings.publish.deletion_threshold,
+        unowned=plans.unowned_files(previous.files, previous.provenance, previous.layouts),
+    )
     return result, commit_message(tree, result, previous), trips
 
 
-def plan_platform(tree: SourceTree, previous: PreviousOutput, *, settings: Settings
-                  ) -> tuple[CompileResult, plans.Plan]:
+def plan_platform(
+    tree: SourceTree, previous: PreviousOutput, *, settings: Settings
+) -> tuple[CompileResult, plans.Plan]:
     result = compile_platform(tree, settings=settings, previous=previous)
-    return result, plans.make_plan(previous, result.files, result.provenance, statuses=result.requests,
-                                   previous_placements=previous.placements,
-                                   threshold=settings.publish.deletion_threshold)
+    return result, plans.make_plan(
+        previous,
+        result.files,
+        result.provenance,
+        statuses=result.requests,
+        previous_placements=previous.placements,
+        threshold=settings.publish.deletion_threshold,
+    )
 
 
 def commit_message(tree: SourceTree, result: CompileResult, previous: PreviousOutput, *, target: str = "") -> str:
     """The message of the commit to one state store (`target`: its prefix in the output tree, "" for the
     default store)."""
     # A carried-over blob is unchanged by construction: only new bytes and removed paths need a look.
-    changed = [p for p, content in result.files.items()
-               if isinstance(content, bytes) and paths.target_of(p) == target and not paths.is_bookkeeping(p)
-               and not previous.same(p, content)]
-    changed += [p for p in set(previous.files).difference(result.files)
-                if paths.target_of(p) == target and not paths.is_bookkeeping(p)]
+    changed = [
+        p
+        for p, content in result.files.items()
+        if isinstance(content, bytes)
+        and paths.target_of(p) == target
+        and not paths.is_bookkeeping(p)
+        and not previous.same(p, content)
+    ]
+    changed += [
+        p
+        for p in set(previous.files).difference(result.files)
+        if paths.target_of(p) == target and not paths.is_bookkeeping(p)
+    ]
     entries = [result.provenance.get(p) or previous.provenance.get(p) for p in changed]
     return message(tree, result.summary, len(changed), [e.destination for e in entries if e is not None])
 
@@ -175,17 +259,26 @@ def message(tree: SourceTree, s: Summary, changed: int, destinations: Iterable[s
     """A commit message: the input commit, how many files changed on which destinations, the request counts."""
     named = sorted({d for d in destinations if d})
     source = f"{tree.origin} @ {tree.commit[:12]}" if tree.commit else f"{tree.origin} (work tree)"
-    lines = [f"kratix: compile {source}", "",
-             f"{changed} file(s) changed on {', '.join(named) or 'no destination'}.",
-             f"Requests: {s.placed} placed, {s.pending} pending, {s.misplaced} misplaced, {s.failed} failed; "
-             f"{s.promises} promises, {s.destinations} destinations."]
+    lines = [
+        f"kratix: compile {source}",
+        "",
+        f"{changed} file(s) changed on {', '.join(named) or 'no destination'}.",
+        f"Requests: {s.placed} placed, {s.pending} pending, {s.misplaced} misplaced, {s.failed} failed; "
+        f"{s.promises} promises, {s.destinations} destinations.",
+    ]
     if tree.commit:
         lines += ["", f"Source-Commit: {tree.commit}"]
     return "\n".join(lines) + "\n"
 
 
-def _summary(platform: Platform, statuses: Mapping[str, RequestStatus], promise_statuses: Mapping[str, PromiseStatus],
-             files: Mapping[str, Content], not_validated: tuple[str, ...], kubernetes_version: str) -> Summary:
+def _summary(
+    platform: Platform,
+    statuses: Mapping[str, RequestStatus],
+    promise_statuses: Mapping[str, PromiseStatus],
+    files: Mapping[str, Content],
+    not_validated: tuple[str, ...],
+    kubernetes_version: str,
+) -> Summary:
     states = [s.state for s in statuses.values()]
     return Summary(
         promises=len(platform.promises),
@@ -199,8 +292,17 @@ def _summary(platform: Platform, statuses: Mapping[str, RequestStatus], promise_
         suspended=states.count("suspended"),
         files=len(files),
         not_validated_kinds=tuple(sorted({*not_validated, *(k for s in statuses.values() for k in s.unchecked_kinds)})),
-        unsandboxed=tuple(sorted({f.owner for f in [*(f for s in statuses.values() for f in s.files),
-                                                    *(f for s in promise_statuses.values() for f in s.files)]
-                                  if f.file.sandbox == "none"})),
+        unsandboxed=tuple(
+            sorted(
+                {
+                    f.owner
+                    for f in [
+                        *(f for s in statuses.values() for f in s.files),
+                        *(f for s in promise_statuses.values() for f in s.files),
+                    ]
+                    if f.file.sandbox == "none"
+                }
+            )
+        ),
         kubernetes_version=kubernetes_version,
     )

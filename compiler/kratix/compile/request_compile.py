@@ -41,11 +41,20 @@ def _no_status(namespace: str, promise: str, name: str) -> Mapping[str, Any]:
     return {}
 
 
-def compile_requests(platform: Platform, schemas: Mapping[str, Any], promises: Mapping[str, PromiseStatus],
-                     renderer: render.Renderer, previous_placements: Mapping[str, str],
-                     diagnostics: list[Diagnostic], progress: Progress, *, taken: Collection[str] = (),
-                     parallelism: int = 1, previous_status: PreviousStatus = _no_status,
-                     now: datetime | None = None) -> dict[str, RequestStatus]:
+def compile_requests(
+    platform: Platform,
+    schemas: Mapping[str, Any],
+    promises: Mapping[str, PromiseStatus],
+    renderer: render.Renderer,
+    previous_placements: Mapping[str, str],
+    diagnostics: list[Diagnostic],
+    progress: Progress,
+    *,
+    taken: Collection[str] = (),
+    parallelism: int = 1,
+    previous_status: PreviousStatus = _no_status,
+    now: datetime | None = None,
+) -> dict[str, RequestStatus]:
     """Every request, then the requests their workflows emit for other Promises' APIs (compound Promises), in
     waves: parents before children, so a child always sees a finished parent. Requests whose Promise runs
     programs or containers are compiled `parallelism` at a time (they wait on processes, not on Python)."""
@@ -60,9 +69,18 @@ def compile_requests(platform: Platform, schemas: Mapping[str, Any], promises: M
             return previous_status(request.key.namespace, request.promise, request.key.name)
 
     def compile_one(item: tuple[ResourceRequest, tuple[ResourceRequest, ...]]) -> RequestStatus:
-        status = _compile_request(item[0], promises[item[0].promise], schemas, renderer, platform.destinations,
-                                  previous_placements, diagnostics, served=served, previous_status=status_of,
-                                  now=when)
+        status = _compile_request(
+            item[0],
+            promises[item[0].promise],
+            schemas,
+            renderer,
+            platform.destinations,
+            previous_placements,
+            diagnostics,
+            served=served,
+            previous_status=status_of,
+            now=when,
+        )
         progress("rendering requests", len(statuses) + 1, total)
         return status
 
@@ -75,18 +93,39 @@ def compile_requests(platform: Platform, schemas: Mapping[str, Any], promises: M
             for request, ancestry in wave:
                 if ancestry and str(request.key) in seen:  # the loader already refused duplicate files
                     parent = ancestry[-1]
-                    diagnostics.append(Diagnostic(request.source.path, 1, 1, "", "request.duplicate",
-                                                  f"{parent.key} emits {request.key}, which already exists",
-                                                  Severity.ERROR, str(parent.key)))
+                    diagnostics.append(
+                        Diagnostic(
+                            request.source.path,
+                            1,
+                            1,
+                            "",
+                            "request.duplicate",
+                            f"{parent.key} emits {request.key}, which already exists",
+                            Severity.ERROR,
+                            str(parent.key),
+                        )
+                    )
                     continue
                 seen.add(str(request.key))
                 todo.append((request, ancestry))
             slow = [item for item in todo if promises[item[0].promise].promise.runs_programs]
             ran = dict(zip((str(r.key) for r, _ in slow), pool.map(compile_one, slow), strict=True))
             quick = [request for request, _ in todo if str(request.key) not in ran]
-            ran.update(_compile_on_every_core(quick, promises, schemas, renderer, platform.destinations,
-                                              previous_placements, diagnostics, served, jobs=parallelism,
-                                              previous_status=status_of, now=when))
+            ran.update(
+                _compile_on_every_core(
+                    quick,
+                    promises,
+                    schemas,
+                    renderer,
+                    platform.destinations,
+                    previous_placements,
+                    diagnostics,
+                    served,
+                    jobs=parallelism,
+                    previous_status=status_of,
+                    now=when,
+                )
+            )
             wave = []
             for request, ancestry in todo:
                 status = ran.get(str(request.key)) or compile_one((request, ancestry))
@@ -95,18 +134,31 @@ def compile_requests(platform: Platform, schemas: Mapping[str, Any], promises: M
                 statuses[str(request.key)] = status
             total += len(wave)
     for held in platform.held:
-        request = ResourceRequest(key=held.key, api_version=held.api_version, promise=held.promise,
-                                  source=SourceDoc(held.file, 0, 1, {}), body={})
+        request = ResourceRequest(
+            key=held.key,
+            api_version=held.api_version,
+            promise=held.promise,
+            source=SourceDoc(held.file, 0, 1, {}),
+            body={},
+        )
         statuses[str(held.key)] = RequestStatus.held(request, held.why)
     return statuses
 
 
-def _compile_on_every_core(requests: Sequence[ResourceRequest], promises: Mapping[str, PromiseStatus],
-                           schemas: Mapping[str, Any], renderer: render.Renderer,
-                           destinations: Mapping[str, Destination], previous_placements: Mapping[str, str],
-                           diagnostics: list[Diagnostic], served: Mapping[tuple[str, str], str], *, jobs: int,
-                           previous_status: Callable[[ResourceRequest], Mapping[str, Any]], now: datetime
-                           ) -> dict[str, RequestStatus]:
+def _compile_on_every_core(
+    requests: Sequence[ResourceRequest],
+    promises: Mapping[str, PromiseStatus],
+    schemas: Mapping[str, Any],
+    renderer: render.Renderer,
+    destinations: Mapping[str, Destination],
+    previous_placements: Mapping[str, str],
+    diagnostics: list[Diagnostic],
+    served: Mapping[tuple[str, str], str],
+    *,
+    jobs: int,
+    previous_status: Callable[[ResourceRequest], Mapping[str, Any]],
+    now: datetime,
+) -> dict[str, RequestStatus]:
     """Requests whose workflows are templates only (CPU work in Python), over worker processes when they are many
     (`kratix.workers`; few are compiled by the caller, one at a time). Diagnostics come back with each
     status."""
@@ -121,9 +173,18 @@ def _compile_on_every_core(requests: Sequence[ResourceRequest], promises: Mappin
         done = []
         for request in requests[start:stop]:
             found: list[Diagnostic] = []
-            status = _compile_request(request, promises[request.promise], schemas, renderer, destinations,
-                                      previous_placements, found, served=served, now=now,
-                                      previous_status=lambda r: before[str(r.key)])
+            status = _compile_request(
+                request,
+                promises[request.promise],
+                schemas,
+                renderer,
+                destinations,
+                previous_placements,
+                found,
+                served=served,
+                now=now,
+                previous_status=lambda r: before[str(r.key)],
+            )
             # The request goes back without its body: this process has it already (a copy would double it).
             done.append((replace(status, request=replace(request, body={}, source=_NO_SOURCE)), found))
         return done
@@ -138,41 +199,64 @@ def _compile_on_every_core(requests: Sequence[ResourceRequest], promises: Mappin
 _NO_SOURCE = SourceDoc("", 0, 1, None)
 
 
-def _check_cycles(status: RequestStatus, chain: tuple[ResourceRequest, ...], diagnostics: list[Diagnostic]
-                  ) -> tuple[RequestStatus, tuple[ResourceRequest, ...]]:
+def _check_cycles(
+    status: RequestStatus, chain: tuple[ResourceRequest, ...], diagnostics: list[Diagnostic]
+) -> tuple[RequestStatus, tuple[ResourceRequest, ...]]:
     """A request whose emitted requests lead back to a Promise already on its chain fails, naming the cycle."""
     for child in status.children:
         if any(link.promise == child.promise for link in chain):
             cycle = " → ".join([*(link.promise for link in chain), child.promise])
             message = f"compound Promise cycle: {cycle}"
-            diagnostics.append(Diagnostic(child.source.path, 1, 1, "", "request.cycle", message,
-                                          Severity.ERROR, str(chain[-1].key)))
+            diagnostics.append(
+                Diagnostic(child.source.path, 1, 1, "", "request.cycle", message, Severity.ERROR, str(chain[-1].key))
+            )
             return status.failed("CompoundCycle", message), ()
     return status, status.children
 
 
-def _compile_request(request: ResourceRequest, promise_status: PromiseStatus, schemas: Mapping[str, Any],
-                     renderer: render.Renderer, destinations: Mapping[str, Destination],
-                     previous_placements: Mapping[str, str], diagnostics: list[Diagnostic], *,
-                     served: Mapping[tuple[str, str], str],
-                     previous_status: Callable[[ResourceRequest], Mapping[str, Any]], now: datetime) -> RequestStatus:
+def _compile_request(
+    request: ResourceRequest,
+    promise_status: PromiseStatus,
+    schemas: Mapping[str, Any],
+    renderer: render.Renderer,
+    destinations: Mapping[str, Destination],
+    previous_placements: Mapping[str, str],
+    diagnostics: list[Diagnostic],
+    *,
+    served: Mapping[tuple[str, str], str],
+    previous_status: Callable[[ResourceRequest], Mapping[str, Any]],
+    now: datetime,
+) -> RequestStatus:
     revision = _revision(request, promise_status.promise)
     names = [p.name for p in promise_status.promise.resource_configure]
     status_now = previous_status(request)
     waiting = suspensions.in_force(status_now, revision, now) if promise_status.available else None
     if waiting is not None:  # Kratix does not reconcile a suspended object: nothing runs, everything stays
         held = RequestStatus(request, PLACED, "", "", "", dict(status_now), revision=revision)
-        return replace(held.suspended(waiting, names),
-                       pipelines=suspended_phases(names, str(waiting["name"]), str(waiting.get("message") or "")))
-    status, workflow = _run_request(request, promise_status, schemas, renderer, destinations, previous_placements,
-                                    diagnostics, served=served, status_now=status_now)
+        return replace(
+            held.suspended(waiting, names),
+            pipelines=suspended_phases(names, str(waiting["name"]), str(waiting.get("message") or "")),
+        )
+    status, workflow = _run_request(
+        request,
+        promise_status,
+        schemas,
+        renderer,
+        destinations,
+        previous_placements,
+        diagnostics,
+        served=served,
+        status_now=status_now,
+    )
     if workflow is None and status_now:  # nothing ran: what the pipelines wrote before stays, as on an object
         status = replace(status, written=dict(status_now))
     if workflow is not None and workflow.suspension is not None and not status.failed_now:
-        status = status.suspended(suspensions.entry(workflow.suspension, status_now, now),
-                                  names[names.index(workflow.suspension.pipeline):])
-    return replace(status, pipelines=pipeline_phases(names, workflow, pending=not promise_status.available),
-                   revision=revision)
+        status = status.suspended(
+            suspensions.entry(workflow.suspension, status_now, now), names[names.index(workflow.suspension.pipeline) :]
+        )
+    return replace(
+        status, pipelines=pipeline_phases(names, workflow, pending=not promise_status.available), revision=revision
+    )
 
 
 def _revision(request: ResourceRequest, promise: Promise) -> str:
@@ -181,19 +265,34 @@ def _revision(request: ResourceRequest, promise: Promise) -> str:
     return cache.fingerprint(text)[:12]
 
 
-def _run_request(request: ResourceRequest, promise_status: PromiseStatus, schemas: Mapping[str, Any],
-                 renderer: render.Renderer, destinations: Mapping[str, Destination],
-                 previous_placements: Mapping[str, str], diagnostics: list[Diagnostic], *,
-                 served: Mapping[tuple[str, str], str], status_now: Mapping[str, Any]
-                 ) -> tuple[RequestStatus, WorkflowResult | None]:
+def _run_request(
+    request: ResourceRequest,
+    promise_status: PromiseStatus,
+    schemas: Mapping[str, Any],
+    renderer: render.Renderer,
+    destinations: Mapping[str, Destination],
+    previous_placements: Mapping[str, str],
+    diagnostics: list[Diagnostic],
+    *,
+    served: Mapping[tuple[str, str], str],
+    status_now: Mapping[str, Any],
+) -> tuple[RequestStatus, WorkflowResult | None]:
     subject = str(request.key)
     promise = promise_status.promise
     if not promise_status.available:
         return RequestStatus.pending(request, f"Promise {promise.name!r} is unavailable: {promise_status.reason}"), None
     body, violations = schema.validate_request(schemas[promise.name], request.body)
     for violation in violations:
-        diagnostics.append(Diagnostic.at(request.source, violation.path, violation.code, violation.message,
-                                         severity=violation.severity, object=subject))
+        diagnostics.append(
+            Diagnostic.at(
+                request.source,
+                violation.path,
+                violation.code,
+                violation.message,
+                severity=violation.severity,
+                object=subject,
+            )
+        )
     errors = [v for v in violations if v.severity is Severity.ERROR]
     if errors:
         return RequestStatus.invalid(request, [f"{'.'.join(map(str, v.path))}: {v.message}" for v in errors]), None
@@ -205,13 +304,15 @@ def _run_request(request: ResourceRequest, promise_status: PromiseStatus, schema
         diagnostics.append(workflow.failure.diagnostic(subject))
         return RequestStatus.render_failed(request, workflow.failure, workflow.status), workflow
     workflow, children = _split_sub_requests(workflow, request, served)
-    status = _place_request(request, promise, workflow, destinations, promise_status.request_labels,
-                            previous_placements)
+    status = _place_request(
+        request, promise, workflow, destinations, promise_status.request_labels, previous_placements
+    )
     return replace(status, children=children), workflow
 
 
-def _split_sub_requests(workflow: WorkflowResult, parent: ResourceRequest, served: Mapping[tuple[str, str], str]
-                        ) -> tuple[WorkflowResult, tuple[ResourceRequest, ...]]:
+def _split_sub_requests(
+    workflow: WorkflowResult, parent: ResourceRequest, served: Mapping[tuple[str, str], str]
+) -> tuple[WorkflowResult, tuple[ResourceRequest, ...]]:
     """Objects of a kind some Promise serves are requests to compile, not manifests to deliver."""
     children: list[ResourceRequest] = []
     outputs = []
@@ -233,25 +334,37 @@ def _split_sub_requests(workflow: WorkflowResult, parent: ResourceRequest, serve
     return replace(workflow, outputs=tuple(outputs)), tuple(children)
 
 
-def _sub_request(document: Mapping[str, Any], promise: str, parent: ResourceRequest, source: str
-                 ) -> ResourceRequest:
+def _sub_request(document: Mapping[str, Any], promise: str, parent: ResourceRequest, source: str) -> ResourceRequest:
     metadata = dict(document.get("metadata") or {})
     metadata.setdefault("namespace", parent.key.namespace)
     metadata["labels"] = {**(metadata.get("labels") or {}), **_parent_labels(parent)}
     body = {**document, "metadata": metadata}
     key = RequestKey(str(document["kind"]), str(metadata["namespace"]), str(metadata["name"]))
-    return ResourceRequest(key=key, api_version=str(document["apiVersion"]), promise=promise,
-                           source=SourceDoc(source, 0, 1, body), body=body)
+    return ResourceRequest(
+        key=key,
+        api_version=str(document["apiVersion"]),
+        promise=promise,
+        source=SourceDoc(source, 0, 1, body),
+        body=body,
+    )
 
 
 def _parent_labels(parent: ResourceRequest) -> dict[str, str]:
-    return {PARENT_PROMISE_LABEL: parent.promise, PARENT_RESOURCE_LABEL: parent.key.name,
-            PARENT_NAMESPACE_LABEL: parent.key.namespace}
+    return {
+        PARENT_PROMISE_LABEL: parent.promise,
+        PARENT_RESOURCE_LABEL: parent.key.name,
+        PARENT_NAMESPACE_LABEL: parent.key.namespace,
+    }
 
 
-def _place_request(request: ResourceRequest, promise: Promise, workflow: WorkflowResult,
-                   destinations: Mapping[str, Destination], promise_labels: Mapping[str, str],
-                   previous_placements: Mapping[str, str]) -> RequestStatus:
+def _place_request(
+    request: ResourceRequest,
+    promise: Promise,
+    workflow: WorkflowResult,
+    destinations: Mapping[str, Destination],
+    promise_labels: Mapping[str, str],
+    previous_placements: Mapping[str, str],
+) -> RequestStatus:
     key = request.key
     identity = f"{key.kind}/{key.namespace}/{key.name}"
     own_labels = (request.body.get("metadata") or {}).get("labels") or {}
@@ -259,8 +372,9 @@ def _place_request(request: ResourceRequest, promise: Promise, workflow: Workflo
     files: list[PlacedFile] = []
     placements: list[tuple[str, str | None, schedule.Placement]] = []
     records: dict[str, str] = {}
-    outputs = workflow.outputs or (PipelineOutput(promise.resource_configure[0].name if promise.resource_configure
-                                                  else "none", ()),)
+    outputs = workflow.outputs or (
+        PipelineOutput(promise.resource_configure[0].name if promise.resource_configure else "none", ()),
+    )
     for output in outputs:
         for directory, group_files in schedule.split_groups(output):
             group_labels = schedule.group_labels(output, directory)
@@ -273,10 +387,18 @@ def _place_request(request: ResourceRequest, promise: Promise, workflow: Workflo
             if placement.destination is None:
                 continue
             records[record] = placement.destination.name
-            files.extend(schedule.place_files(
-                placement.destination, group_files, area=paths.RESOURCES,
-                base=f"{key.namespace}/{promise.name}/{key.name}/{output.pipeline}",
-                labels={**kratix_labels(promise.name, key.name, output.pipeline, "resource"), **parent_labels},
-                owner=str(key), promise=promise.name, pipeline=output.pipeline,
-                request=(key.namespace, key.name), directory=directory))
+            files.extend(
+                schedule.place_files(
+                    placement.destination,
+                    group_files,
+                    area=paths.RESOURCES,
+                    base=f"{key.namespace}/{promise.name}/{key.name}/{output.pipeline}",
+                    labels={**kratix_labels(promise.name, key.name, output.pipeline, "resource"), **parent_labels},
+                    owner=str(key),
+                    promise=promise.name,
+                    pipeline=output.pipeline,
+                    request=(key.namespace, key.name),
+                    directory=directory,
+                )
+            )
     return RequestStatus.rendered(request, workflow.status, placements, files, records)

@@ -53,6 +53,7 @@ class Unstorable(ValueError):
 
 # --- which shard --------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Shard:
     index: int
@@ -103,49 +104,90 @@ def shard_of_ref(ref: str, commit: str) -> Shard | None:
 
 # --- the workflow results, as text --------------------------------------------------------------------------
 
+
 def workflow_identity(workflow_type: str, env: Mapping[str, str]) -> str:
     if workflow_type == "promise":
         return f"Promise {env.get('KRATIX_PROMISE_NAME', '')}"
-    return f"{env.get('KRATIX_OBJECT_KIND', '')} {env.get('KRATIX_OBJECT_NAMESPACE', '')}/" \
-           f"{env.get('KRATIX_OBJECT_NAME', '')}"
+    return (
+        f"{env.get('KRATIX_OBJECT_KIND', '')} {env.get('KRATIX_OBJECT_NAMESPACE', '')}/"
+        f"{env.get('KRATIX_OBJECT_NAME', '')}"
+    )
 
 
-def workflow_key(fingerprint: str, workflow_type: str, pipelines: Sequence[Pipeline], obj: Mapping[str, Any],
-                 env: Mapping[str, str]) -> str:
+def workflow_key(
+    fingerprint: str, workflow_type: str, pipelines: Sequence[Pipeline], obj: Mapping[str, Any], env: Mapping[str, str]
+) -> str:
     """What a workflow's result depends on: its Promise's fingerprint, the pipelines, the object and the
     environment it runs with."""
-    return cache.fingerprint(fingerprint, workflow_type, *(p.name for p in pipelines),
-                             json.dumps(_pack(obj), separators=(",", ":")),
-                             *(f"{k}={v}" for k, v in sorted(env.items())))
+    return cache.fingerprint(
+        fingerprint,
+        workflow_type,
+        *(p.name for p in pipelines),
+        json.dumps(_pack(obj), separators=(",", ":")),
+        *(f"{k}={v}" for k, v in sorted(env.items())),
+    )
 
 
 def encode_result(result: WorkflowResult) -> str:
     if result.failure is not None:
         raise Unstorable("a failed workflow is not stored")
-    outputs = [{"pipeline": o.pipeline,
-                "files": [{"path": f.path, "documents": [_pack(d) for d in f.documents], "source": f.source,
-                           "sandbox": f.sandbox, "images": [list(i) for i in f.images],
-                           "raw": None if f.raw is None else base64.b64encode(f.raw).decode()} for f in o.files],
-                "groups": [{"directory": g.directory, "match_labels": _pack(g.match_labels)} for g in o.groups]}
-               for o in result.outputs]
+    outputs = [
+        {
+            "pipeline": o.pipeline,
+            "files": [
+                {
+                    "path": f.path,
+                    "documents": [_pack(d) for d in f.documents],
+                    "source": f.source,
+                    "sandbox": f.sandbox,
+                    "images": [list(i) for i in f.images],
+                    "raw": None if f.raw is None else base64.b64encode(f.raw).decode(),
+                }
+                for f in o.files
+            ],
+            "groups": [{"directory": g.directory, "match_labels": _pack(g.match_labels)} for g in o.groups],
+        }
+        for o in result.outputs
+    ]
     suspension = result.suspension
-    return json.dumps({"outputs": outputs, "status": _pack(result.status), "written": list(result.written_keys),
-                       "suspension": None if suspension is None else
-                       [suspension.pipeline, suspension.message, suspension.retry_after]}, separators=(",", ":"))
+    return json.dumps(
+        {
+            "outputs": outputs,
+            "status": _pack(result.status),
+            "written": list(result.written_keys),
+            "suspension": None
+            if suspension is None
+            else [suspension.pipeline, suspension.message, suspension.retry_after],
+        },
+        separators=(",", ":"),
+    )
 
 
 def decode_result(text: str) -> WorkflowResult:
     data = json.loads(text, object_hook=_unpack)
     return WorkflowResult(
-        outputs=tuple(PipelineOutput(
-            o["pipeline"],
-            tuple(RenderedFile(f["path"], tuple(f["documents"]), f["source"], f["sandbox"],
-                               tuple(tuple(i) for i in f["images"]),
-                               None if f["raw"] is None else base64.b64decode(f["raw"])) for f in o["files"]),
-            tuple(OutputGroup(g["directory"], g["match_labels"]) for g in o["groups"])) for o in data["outputs"]),
+        outputs=tuple(
+            PipelineOutput(
+                o["pipeline"],
+                tuple(
+                    RenderedFile(
+                        f["path"],
+                        tuple(f["documents"]),
+                        f["source"],
+                        f["sandbox"],
+                        tuple(tuple(i) for i in f["images"]),
+                        None if f["raw"] is None else base64.b64decode(f["raw"]),
+                    )
+                    for f in o["files"]
+                ),
+                tuple(OutputGroup(g["directory"], g["match_labels"]) for g in o["groups"]),
+            )
+            for o in data["outputs"]
+        ),
         status=data["status"],
         suspension=Suspension(*data["suspension"]) if data.get("suspension") else None,
-        written_keys=tuple(data.get("written") or ()))
+        written_keys=tuple(data.get("written") or ()),
+    )
 
 
 def _pack(value: Any) -> Any:
@@ -181,6 +223,7 @@ def _unpack(obj: dict[str, Any]) -> Any:
 
 # --- a shard's result: the tree of its commit ---------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Entry:
     key: str
@@ -199,12 +242,17 @@ class ShardResult:
 
 def result_files(result: ShardResult, *, version: str) -> dict[str, bytes]:
     """The tree of a shard's commit."""
-    manifest = {"format": FORMAT, "kratix": "shard", "version": version, "commit": result.commit,
-                "shard": {"index": result.shard.index, "count": result.shard.count},
-                "workflows": len(result.entries), "failed": list(result.failed)}
+    manifest = {
+        "format": FORMAT,
+        "kratix": "shard",
+        "version": version,
+        "commit": result.commit,
+        "shard": {"index": result.shard.index, "count": result.shard.count},
+        "workflows": len(result.entries),
+        "failed": list(result.failed),
+    }
     lines = [f"{e.key} {json.dumps(e.identity)} {e.result}\n" for e in sorted(result.entries, key=lambda e: e.key)]
-    return {MANIFEST: json.dumps(manifest, indent=1, sort_keys=True).encode() + b"\n",
-            RESULTS: "".join(lines).encode()}
+    return {MANIFEST: json.dumps(manifest, indent=1, sort_keys=True).encode() + b"\n", RESULTS: "".join(lines).encode()}
 
 
 def read_result(files: Mapping[str, bytes], *, commit: str, shard: Shard) -> ShardResult:
@@ -223,15 +271,16 @@ def read_result(files: Mapping[str, bytes], *, commit: str, shard: Shard) -> Sha
     for line in files.get(RESULTS, b"").decode().splitlines():
         key, _, rest = line.partition(" ")
         identity, end = json.JSONDecoder().raw_decode(rest)
-        if not isinstance(identity, str) or rest[end:end + 1] != " ":
+        if not isinstance(identity, str) or rest[end : end + 1] != " ":
             raise ValueError(f"{RESULTS}: an unreadable line")
-        entries.append(Entry(key, identity, rest[end + 1:]))
+        entries.append(Entry(key, identity, rest[end + 1 :]))
     if len(entries) != manifest.get("workflows"):
         raise ValueError(f"holds {len(entries)} workflow results, its manifest says {manifest.get('workflows')}")
     return ShardResult(shard, commit, tuple(entries), tuple(manifest.get("failed") or ()))
 
 
 # --- running and replaying workflows (wrappers of the compile's renderer) -----------------------------------
+
 
 class Workflows:
     """What a compile does with its workflows: `wrap` hands the stages a renderer that records or replays."""
@@ -250,10 +299,17 @@ class _Wrapped(render.Renderer):
     def render_dependencies(self, promise: Promise) -> PipelineOutput:
         return self._inner.render_dependencies(promise)
 
-    def render_workflow(self, promise: Promise, pipelines: Sequence[Pipeline], obj: Mapping[str, Any], *,
-                        request: ResourceRequest | None) -> WorkflowResult:
+    def render_workflow(
+        self,
+        promise: Promise,
+        pipelines: Sequence[Pipeline],
+        obj: Mapping[str, Any],
+        *,
+        request: ResourceRequest | None,
+    ) -> WorkflowResult:
         def run() -> WorkflowResult:
             return self._inner.render_workflow(promise, pipelines, obj, request=request)
+
         workflow_type = contract.RESOURCE_WORKFLOW if request is not None else contract.PROMISE_WORKFLOW
         # The variables every pipeline of the workflow sees (the pipeline's own name aside): part of its key.
         env = contract.kratix_variables(promise, request, pipeline="")
@@ -273,8 +329,14 @@ class Recorder(Workflows):
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def wrap(self, renderer: render.Renderer, fingerprints: Mapping[str, str]) -> render.Renderer:
-        def handle(promise: Promise, pipelines: Sequence[Pipeline], obj: Mapping[str, Any], workflow_type: str,
-                   env: Mapping[str, str], run: Any) -> WorkflowResult:
+        def handle(
+            promise: Promise,
+            pipelines: Sequence[Pipeline],
+            obj: Mapping[str, Any],
+            workflow_type: str,
+            env: Mapping[str, str],
+            run: Any,
+        ) -> WorkflowResult:
             identity = workflow_identity(workflow_type, env)
             if not self._mine(identity, obj):
                 with self._lock:
@@ -293,6 +355,7 @@ class Recorder(Workflows):
                     self.entries[key] = entry
                 self._followers.update(_emitted(result, env.get("KRATIX_OBJECT_NAMESPACE", "")))
             return result
+
         return _Wrapped(renderer, handle)
 
     def _mine(self, identity: str, obj: Mapping[str, Any]) -> bool:
@@ -304,8 +367,13 @@ class Recorder(Workflows):
         return assigned(identity, self.shard.count) == self.shard.index
 
     def result(self, commit: str) -> ShardResult:
-        return ShardResult(self.shard, commit, tuple(sorted(self.entries.values(), key=lambda e: e.key)),
-                           tuple(sorted(self.failed)), len(self.skipped))
+        return ShardResult(
+            self.shard,
+            commit,
+            tuple(sorted(self.entries.values(), key=lambda e: e.key)),
+            tuple(sorted(self.failed)),
+            len(self.skipped),
+        )
 
 
 def _emitted(result: WorkflowResult, namespace: str) -> set[str]:
@@ -317,8 +385,7 @@ def _emitted(result: WorkflowResult, namespace: str) -> set[str]:
             for document in file.documents:
                 metadata = document.get("metadata") or {}
                 if isinstance(metadata, Mapping):
-                    found.add(f"{document.get('kind')} {metadata.get('namespace') or namespace}/"
-                              f"{metadata.get('name')}")
+                    found.add(f"{document.get('kind')} {metadata.get('namespace') or namespace}/{metadata.get('name')}")
     return found
 
 
@@ -333,8 +400,14 @@ class Replayer(Workflows):
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def wrap(self, renderer: render.Renderer, fingerprints: Mapping[str, str]) -> render.Renderer:
-        def handle(promise: Promise, pipelines: Sequence[Pipeline], obj: Mapping[str, Any], workflow_type: str,
-                   env: Mapping[str, str], run: Any) -> WorkflowResult:
+        def handle(
+            promise: Promise,
+            pipelines: Sequence[Pipeline],
+            obj: Mapping[str, Any],
+            workflow_type: str,
+            env: Mapping[str, str],
+            run: Any,
+        ) -> WorkflowResult:
             identity = workflow_identity(workflow_type, env)
             try:
                 key = workflow_key(fingerprints.get(promise.name, ""), workflow_type, pipelines, obj, env)
@@ -353,6 +426,7 @@ class Replayer(Workflows):
             with self._lock:
                 self.ran.add(identity)
             return run()
+
         return _Wrapped(renderer, handle)
 
 

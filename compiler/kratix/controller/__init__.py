@@ -22,6 +22,7 @@ def run_controller(options: ControllerOptions, *, stop: threading.Event | None =
     try:
         from kratix.controller import run
     except ImportError as exc:
-        raise KratixError(f"the controller needs the Kubernetes client ({exc}): "
-                          "pip install 'kratix[controller]'") from exc
+        raise KratixError(
+            f"the controller needs the Kubernetes client ({exc}): pip install 'kratix[controller]'"
+        ) from exc
     run.run(options, stop=stop or threading.Event())

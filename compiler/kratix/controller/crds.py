@@ -83,8 +83,13 @@ def own_crds() -> list[dict[str, Any]]:
 
 
 def _own_crd(resource: Resource, singular: str) -> dict[str, Any]:
-    names = {"plural": resource.plural, "singular": singular, "kind": resource.kind,
-             "listKind": f"{resource.kind}List", "categories": ["kratix"]}
+    names = {
+        "plural": resource.plural,
+        "singular": singular,
+        "kind": resource.kind,
+        "listKind": f"{resource.kind}List",
+        "categories": ["kratix"],
+    }
     return {
         "apiVersion": f"{CRD_GROUP}/{CRD_VERSION}",
         "kind": "CustomResourceDefinition",
@@ -93,20 +98,24 @@ def _own_crd(resource: Resource, singular: str) -> dict[str, Any]:
             "group": resource.group,
             "scope": "Cluster",
             "names": names,
-            "versions": [{
-                "name": resource.version,
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "additionalPrinterColumns": [dict(MESSAGE_COLUMN)],
-                "schema": {"openAPIV3Schema": {
-                    "type": "object",
-                    "properties": {
-                        "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-                        "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+            "versions": [
+                {
+                    "name": resource.version,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [dict(MESSAGE_COLUMN)],
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                                "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                            },
+                        }
                     },
-                }},
-            }],
+                }
+            ],
         },
     }
 
@@ -166,14 +175,21 @@ def crd_action(api: RequestApi, current: Mapping[str, Any] | None) -> CrdAction 
     owner = owner_of(current)
     adopt = f"kubectl label crd {api.crd_name} {OWNER_LABEL}={api.promise}"
     if owner is None:
-        return Refusal("CRDNotOwned", f"CustomResourceDefinition {api.crd_name} already exists and no Promise "
-                                      f"owns it (it has no {OWNER_LABEL} label): it is left untouched. To let "
-                                      f"Promise {api.promise!r} take it over on purpose: {adopt}")
+        return Refusal(
+            "CRDNotOwned",
+            f"CustomResourceDefinition {api.crd_name} already exists and no Promise "
+            f"owns it (it has no {OWNER_LABEL} label): it is left untouched. To let "
+            f"Promise {api.promise!r} take it over on purpose: {adopt}",
+        )
     if owner != api.promise:
-        return Refusal("APIClaimed", f"CustomResourceDefinition {api.crd_name} belongs to Promise {owner!r} "
-                                     f"(label {OWNER_LABEL}={owner}): it is left untouched")
+        return Refusal(
+            "APIClaimed",
+            f"CustomResourceDefinition {api.crd_name} belongs to Promise {owner!r} "
+            f"(label {OWNER_LABEL}={owner}): it is left untouched",
+        )
     if _contains(current.get("spec"), api.crd["spec"]) and _contains(
-            (current.get("metadata") or {}).get("labels"), api.crd["metadata"]["labels"]):
+        (current.get("metadata") or {}).get("labels"), api.crd["metadata"]["labels"]
+    ):
         return CrdAction("keep", {})
     return CrdAction("patch", {"metadata": {"labels": api.crd["metadata"]["labels"]}, "spec": api.crd["spec"]})
 
@@ -184,14 +200,14 @@ def owner_of(crd: Mapping[str, Any]) -> str | None:
     return owner if isinstance(owner, str) and owner else None
 
 
-def claim_refusals(apis: Sequence[RequestApi], *, created: Mapping[str, str],
-                   owners: Mapping[str, str | None]) -> dict[str, Refusal]:
+def claim_refusals(
+    apis: Sequence[RequestApi], *, created: Mapping[str, str], owners: Mapping[str, str | None]
+) -> dict[str, Refusal]:
     """The Promises that lose a claim: for each CRD name and each kind claimed by more than one Promise, the
     CRD's owner (by label) keeps it, else the Promise created first (`created`: name -> creationTimestamp),
     then by name; every other claimant is refused."""
     refusals: dict[str, Refusal] = {}
-    for what, key in (("CustomResourceDefinition", lambda a: a.crd_name),
-                      ("kind", lambda a: a.resource.kind.lower())):
+    for what, key in (("CustomResourceDefinition", lambda a: a.crd_name), ("kind", lambda a: a.resource.kind.lower())):
         claimants: dict[str, list[RequestApi]] = {}
         for api in apis:
             if api.promise not in refusals:
@@ -203,10 +219,14 @@ def claim_refusals(apis: Sequence[RequestApi], *, created: Mapping[str, str],
             ranked = sorted(group, key=lambda a: (a.promise != owner, created.get(a.promise, ""), a.promise))
             winner = ranked[0].promise
             for loser in ranked[1:]:
-                subject = f"CustomResourceDefinition {claimed}" if what != "kind" else (
-                    f"kind {loser.resource.kind} (requests/<namespace>/{claimed}/ in the input repo)")
-                refusals[loser.promise] = Refusal("APIClaimed", f"{subject} is already the API of Promise "
-                                                                f"{winner!r}: this Promise is not served")
+                subject = (
+                    f"CustomResourceDefinition {claimed}"
+                    if what != "kind"
+                    else (f"kind {loser.resource.kind} (requests/<namespace>/{claimed}/ in the input repo)")
+                )
+                refusals[loser.promise] = Refusal(
+                    "APIClaimed", f"{subject} is already the API of Promise {winner!r}: this Promise is not served"
+                )
     return refusals
 
 
@@ -215,11 +235,20 @@ def served_resource(crd: Mapping[str, Any]) -> Resource | None:
     spec = crd.get("spec") or {}
     names = spec.get("names") or {}
     version = _storage_version(spec.get("versions") or [])
-    if not (isinstance(spec.get("group"), str) and isinstance(names.get("plural"), str)
-            and isinstance(names.get("kind"), str) and version):
+    if not (
+        isinstance(spec.get("group"), str)
+        and isinstance(names.get("plural"), str)
+        and isinstance(names.get("kind"), str)
+        and version
+    ):
         return None
-    return Resource(spec["group"], version, names["plural"], names["kind"],
-                    namespaced=spec.get("scope", "Namespaced") == "Namespaced")
+    return Resource(
+        spec["group"],
+        version,
+        names["plural"],
+        names["kind"],
+        namespaced=spec.get("scope", "Namespaced") == "Namespaced",
+    )
 
 
 def established(crd: Mapping[str, Any]) -> bool | None | str:
@@ -240,8 +269,11 @@ def _contains(current: Any, desired: Any) -> bool:
     if isinstance(desired, dict):
         return isinstance(current, dict) and all(_contains(current.get(k), v) for k, v in desired.items())
     if isinstance(desired, list):
-        return (isinstance(current, list) and len(current) == len(desired)
-                and all(_contains(c, d) for c, d in zip(current, desired, strict=True)))
+        return (
+            isinstance(current, list)
+            and len(current) == len(desired)
+            and all(_contains(c, d) for c, d in zip(current, desired, strict=True))
+        )
     return bool(current == desired)
 
 

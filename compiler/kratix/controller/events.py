@@ -42,8 +42,7 @@ class EventRecorder:
         self._lock = threading.Lock()
         self._last: dict[tuple[str, str, str, str], tuple[str, str]] = {}
 
-    def record(self, regarding: Mapping[str, Any], *, type: str, reason: str, message: str,
-               action: str) -> None:
+    def record(self, regarding: Mapping[str, Any], *, type: str, reason: str, message: str, action: str) -> None:
         metadata = regarding.get("metadata") or {}
         namespace, name = str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
         key = (str(regarding.get("apiVersion")), str(regarding.get("kind")), namespace, name)
@@ -52,14 +51,23 @@ class EventRecorder:
                 return
             self._last[key] = (reason, message)
         body = {
-            "apiVersion": EVENTS.api_version, "kind": EVENTS.kind,
+            "apiVersion": EVENTS.api_version,
+            "kind": EVENTS.kind,
             "metadata": {"name": f"{name}.{time.time_ns():x}", "namespace": namespace or "default"},
-            "eventTime": micro_time(), "type": type, "reason": reason, "action": action,
+            "eventTime": micro_time(),
+            "type": type,
+            "reason": reason,
+            "action": action,
             "note": message[:_NOTE_LIMIT],
-            "reportingController": REPORTING_CONTROLLER, "reportingInstance": self._identity[:128],
-            "regarding": {"apiVersion": regarding.get("apiVersion"), "kind": regarding.get("kind"),
-                          "name": name, **({"namespace": namespace} if namespace else {}),
-                          **({"uid": metadata["uid"]} if metadata.get("uid") else {})},
+            "reportingController": REPORTING_CONTROLLER,
+            "reportingInstance": self._identity[:128],
+            "regarding": {
+                "apiVersion": regarding.get("apiVersion"),
+                "kind": regarding.get("kind"),
+                "name": name,
+                **({"namespace": namespace} if namespace else {}),
+                **({"uid": metadata["uid"]} if metadata.get("uid") else {}),
+            },
         }
         try:
             self._kube.create(EVENTS, body, namespace=namespace or "default")
@@ -67,7 +75,6 @@ class EventRecorder:
             self._metrics.errors.labels(operation="event").inc()
             with self._lock:
                 self._last.pop(key, None)  # try again next time
-            log.warning("cannot record the Event %s on %s %s: %s", reason, regarding.get("kind"), name,
-                        describe(exc))
+            log.warning("cannot record the Event %s on %s %s: %s", reason, regarding.get("kind"), name, describe(exc))
             return
         self._metrics.events.labels(type=type).inc()

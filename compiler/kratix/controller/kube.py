@@ -80,21 +80,36 @@ class Kube:
     def list(self, resource: Resource) -> tuple[list[dict[str, Any]], str | None]:
         """Every object of `resource` (all namespaces) and the resourceVersion to watch from. Raises
         `IncompleteList` when the server paged the answer (we never ask it to)."""
-        result = cast(dict[str, Any], self._api.list_cluster_custom_object(
-            resource.group, resource.version, resource.plural, _request_timeout=self._timeouts.api))
+        result = cast(
+            dict[str, Any],
+            self._api.list_cluster_custom_object(
+                resource.group, resource.version, resource.plural, _request_timeout=self._timeouts.api
+            ),
+        )
         metadata = result.get("metadata") or {}
         if metadata.get("continue"):
             raise IncompleteList(f"the list of {resource.plural}.{resource.group} came back in pages")
         items = [_with_type(item, resource) for item in result.get("items") or []]
         return items, metadata.get("resourceVersion")
 
-    def watch(self, resource: Resource, *, resource_version: str | None,
-              timeout_seconds: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    def watch(
+        self, resource: Resource, *, resource_version: str | None, timeout_seconds: int
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
         """(type, object) events until the server ends the watch or the read times out. Raises `Gone`."""
-        response = cast(urllib3.BaseHTTPResponse, self._api.list_cluster_custom_object(
-            resource.group, resource.version, resource.plural, watch=True, allow_watch_bookmarks=True,
-            resource_version=resource_version, timeout_seconds=timeout_seconds, _preload_content=False,
-            _request_timeout=self._timeouts.watch(timeout_seconds)))
+        response = cast(
+            urllib3.BaseHTTPResponse,
+            self._api.list_cluster_custom_object(
+                resource.group,
+                resource.version,
+                resource.plural,
+                watch=True,
+                allow_watch_bookmarks=True,
+                resource_version=resource_version,
+                timeout_seconds=timeout_seconds,
+                _preload_content=False,
+                _request_timeout=self._timeouts.watch(timeout_seconds),
+            ),
+        )
         with self._response_lock:
             self._response = response
         try:
@@ -123,12 +138,18 @@ class Kube:
         """The object, or None when it does not exist."""
         try:
             if resource.namespaced:
-                body = self._api.get_namespaced_custom_object(resource.group, resource.version, namespace,
-                                                              resource.plural, name,
-                                                              _request_timeout=self._timeouts.api)
+                body = self._api.get_namespaced_custom_object(
+                    resource.group,
+                    resource.version,
+                    namespace,
+                    resource.plural,
+                    name,
+                    _request_timeout=self._timeouts.api,
+                )
             else:
-                body = self._api.get_cluster_custom_object(resource.group, resource.version, resource.plural,
-                                                           name, _request_timeout=self._timeouts.api)
+                body = self._api.get_cluster_custom_object(
+                    resource.group, resource.version, resource.plural, name, _request_timeout=self._timeouts.api
+                )
         except client.ApiException as exc:
             if exc.status == 404:
                 return None
@@ -138,25 +159,32 @@ class Kube:
     def create(self, resource: Resource, body: dict[str, Any], *, namespace: str = "") -> dict[str, Any]:
         """Create `body`; a 409 (it exists) is the client's `ApiException`, never an overwrite."""
         if resource.namespaced:
-            created = self._api.create_namespaced_custom_object(resource.group, resource.version, namespace,
-                                                                resource.plural, body,
-                                                                _request_timeout=self._timeouts.api)
+            created = self._api.create_namespaced_custom_object(
+                resource.group, resource.version, namespace, resource.plural, body, _request_timeout=self._timeouts.api
+            )
         else:
-            created = self._api.create_cluster_custom_object(resource.group, resource.version, resource.plural,
-                                                             body, _request_timeout=self._timeouts.api)
+            created = self._api.create_cluster_custom_object(
+                resource.group, resource.version, resource.plural, body, _request_timeout=self._timeouts.api
+            )
         return cast(dict[str, Any], created)
 
-    def patch(self, resource: Resource, name: str, patch: dict[str, Any], *,
-              namespace: str = "") -> dict[str, Any]:
+    def patch(self, resource: Resource, name: str, patch: dict[str, Any], *, namespace: str = "") -> dict[str, Any]:
         """A JSON merge patch. With `metadata.resourceVersion` in it, the server applies it only if the object
         is still at that version (HTTP 409 otherwise): compare-and-swap."""
         if resource.namespaced:
-            patched = self._api.patch_namespaced_custom_object(resource.group, resource.version, namespace,
-                                                               resource.plural, name, patch,
-                                                               _request_timeout=self._timeouts.api)
+            patched = self._api.patch_namespaced_custom_object(
+                resource.group,
+                resource.version,
+                namespace,
+                resource.plural,
+                name,
+                patch,
+                _request_timeout=self._timeouts.api,
+            )
         else:
-            patched = self._api.patch_cluster_custom_object(resource.group, resource.version, resource.plural,
-                                                            name, patch, _request_timeout=self._timeouts.api)
+            patched = self._api.patch_cluster_custom_object(
+                resource.group, resource.version, resource.plural, name, patch, _request_timeout=self._timeouts.api
+            )
         return cast(dict[str, Any], patched)
 
     def get_crd(self, name: str) -> dict[str, Any] | None:
@@ -165,12 +193,19 @@ class Kube:
     def patch_status(self, resource: Resource, *, namespace: str, name: str, status: dict[str, Any]) -> None:
         body = {"status": status}
         if resource.namespaced:
-            self._api.patch_namespaced_custom_object_status(resource.group, resource.version, namespace,
-                                                            resource.plural, name, body,
-                                                            _request_timeout=self._timeouts.api)
+            self._api.patch_namespaced_custom_object_status(
+                resource.group,
+                resource.version,
+                namespace,
+                resource.plural,
+                name,
+                body,
+                _request_timeout=self._timeouts.api,
+            )
         else:
-            self._api.patch_cluster_custom_object_status(resource.group, resource.version, resource.plural,
-                                                         name, body, _request_timeout=self._timeouts.api)
+            self._api.patch_cluster_custom_object_status(
+                resource.group, resource.version, resource.plural, name, body, _request_timeout=self._timeouts.api
+            )
 
 
 def _with_type(body: dict[str, Any], resource: Resource) -> dict[str, Any]:

@@ -56,13 +56,16 @@ class LeaderElector:
         logged = False
         while not stop.is_set():
             if self._try_acquire_or_renew():
-                log.info("leading: %s holds Lease %s/%s", self.identity, self._settings.namespace,
-                         self._settings.name)
+                log.info("leading: %s holds Lease %s/%s", self.identity, self._settings.namespace, self._settings.name)
                 return True
             if not logged:
                 holder = (self._observed_spec or {}).get("holderIdentity")
-                log.info("following %s: waiting for Lease %s/%s", holder or "nobody", self._settings.namespace,
-                         self._settings.name)
+                log.info(
+                    "following %s: waiting for Lease %s/%s",
+                    holder or "nobody",
+                    self._settings.namespace,
+                    self._settings.name,
+                )
                 logged = True
             stop.wait(self._settings.retry_period)
         return False
@@ -91,15 +94,25 @@ class LeaderElector:
             if current is None or spec.get("holderIdentity") != self.identity:
                 return
             now = micro_time()
-            self._kube.patch(LEASES, self._settings.name, {
-                "metadata": {"resourceVersion": current["metadata"].get("resourceVersion")},
-                "spec": {"holderIdentity": "", "leaseDurationSeconds": 1, "acquireTime": now, "renewTime": now},
-            }, namespace=self._settings.namespace)
+            self._kube.patch(
+                LEASES,
+                self._settings.name,
+                {
+                    "metadata": {"resourceVersion": current["metadata"].get("resourceVersion")},
+                    "spec": {"holderIdentity": "", "leaseDurationSeconds": 1, "acquireTime": now, "renewTime": now},
+                },
+                namespace=self._settings.namespace,
+            )
             log.info("released Lease %s/%s", self._settings.namespace, self._settings.name)
         except Exception as exc:  # the Lease then expires by itself
             self._metrics.errors.labels(operation="lease").inc()
-            log.warning("cannot release Lease %s/%s (%s): it expires in %gs", self._settings.namespace,
-                        self._settings.name, describe(exc), self._settings.lease_seconds)
+            log.warning(
+                "cannot release Lease %s/%s (%s): it expires in %gs",
+                self._settings.namespace,
+                self._settings.name,
+                describe(exc),
+                self._settings.lease_seconds,
+            )
 
     def _try_acquire_or_renew(self) -> bool:
         settings = self._settings
@@ -108,10 +121,16 @@ class LeaderElector:
             current = self._kube.get(LEASES, settings.name, namespace=settings.namespace)
             self.last_contact = time.monotonic()
             if current is None:
-                self._kube.create(LEASES, {
-                    "apiVersion": LEASES.api_version, "kind": LEASES.kind,
-                    "metadata": {"name": settings.name, "namespace": settings.namespace},
-                    "spec": self._spec(now, acquired=now, transitions=0)}, namespace=settings.namespace)
+                self._kube.create(
+                    LEASES,
+                    {
+                        "apiVersion": LEASES.api_version,
+                        "kind": LEASES.kind,
+                        "metadata": {"name": settings.name, "namespace": settings.namespace},
+                        "spec": self._spec(now, acquired=now, transitions=0),
+                    },
+                    namespace=settings.namespace,
+                )
                 self._observe(self._spec(now, acquired=now, transitions=0))
                 self._leading = True
                 return True
@@ -127,22 +146,32 @@ class LeaderElector:
                 wanted = self._spec(now, acquired=spec.get("acquireTime") or now, transitions=transitions)
             else:
                 wanted = self._spec(now, acquired=now, transitions=transitions + 1)
-            self._kube.patch(LEASES, settings.name, {
-                "metadata": {"resourceVersion": (current.get("metadata") or {}).get("resourceVersion")},
-                "spec": wanted}, namespace=settings.namespace)
+            self._kube.patch(
+                LEASES,
+                settings.name,
+                {
+                    "metadata": {"resourceVersion": (current.get("metadata") or {}).get("resourceVersion")},
+                    "spec": wanted,
+                },
+                namespace=settings.namespace,
+            )
             self._observe(wanted)
             self._leading = True
             return True
         except Exception as exc:  # 409: another replica wrote first; anything else: try again next period
             if getattr(exc, "status", None) != 409:
                 self._metrics.errors.labels(operation="lease").inc()
-                log.info("cannot acquire or renew Lease %s/%s: %s", settings.namespace, settings.name,
-                         describe(exc))
+                log.info("cannot acquire or renew Lease %s/%s: %s", settings.namespace, settings.name, describe(exc))
             return False
 
     def _spec(self, now: str, *, acquired: str, transitions: int) -> dict[str, Any]:
-        return {"holderIdentity": self.identity, "leaseDurationSeconds": max(1, round(self._settings.lease_seconds)),
-                "acquireTime": acquired, "renewTime": now, "leaseTransitions": transitions}
+        return {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": max(1, round(self._settings.lease_seconds)),
+            "acquireTime": acquired,
+            "renewTime": now,
+            "leaseTransitions": transitions,
+        }
 
     def _observe(self, spec: dict[str, Any]) -> None:
         if spec != self._observed_spec:

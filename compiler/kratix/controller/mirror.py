@@ -34,8 +34,16 @@ MARKER_VALUE = "platform-cluster"
 MIRRORED_FOLDERS = ("promises/", "clusters/", "requests/")
 
 # Server-owned bookkeeping: nobody wrote it, and keeping it would make every write a new commit.
-_SERVER_METADATA = ("resourceVersion", "uid", "generation", "managedFields", "creationTimestamp", "selfLink",
-                    "deletionTimestamp", "deletionGracePeriodSeconds")
+_SERVER_METADATA = (
+    "resourceVersion",
+    "uid",
+    "generation",
+    "managedFields",
+    "creationTimestamp",
+    "selfLink",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+)
 _CLIENT_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
 
 ObjectsByName = Mapping[tuple[str, str], dict[str, Any]]  # (namespace or "", name) -> body
@@ -102,8 +110,7 @@ def request_path(kind: str, namespace: str, name: str) -> str:
     return f"requests/{namespace}/{kind.lower()}/{name}.yaml"
 
 
-def plan_changes(desired: Mapping[str, bytes], current: Mapping[str, bytes], *,
-                 authoritative: frozenset[str]) -> Plan:
+def plan_changes(desired: Mapping[str, bytes], current: Mapping[str, bytes], *, authoritative: frozenset[str]) -> Plan:
     """Turn `current` (the repo's files in the mirrored folders) into `desired`: only marked files change, and
     only files of an `authoritative` scope are deleted."""
     contents: dict[str, bytes] = {}
@@ -120,8 +127,11 @@ def plan_changes(desired: Mapping[str, bytes], current: Mapping[str, bytes], *,
         elif existing != data:
             updated.append(path)
             contents[path] = data
-    deleted = [path for path, data in sorted(current.items())
-               if path not in desired and scope_of(path) in authoritative and is_marked(data)]
+    deleted = [
+        path
+        for path, data in sorted(current.items())
+        if path not in desired and scope_of(path) in authoritative and is_marked(data)
+    ]
     changes = Changes(contents=contents, added=tuple(added), updated=tuple(updated), deleted=tuple(deleted))
     return Plan(changes=changes, conflicts=tuple(conflicts))
 
@@ -133,14 +143,17 @@ def render_object(body: Mapping[str, Any]) -> bytes:
 def clean_object(body: Mapping[str, Any]) -> dict[str, Any]:
     """What a user wrote, plus the ownership marker: no status, no server bookkeeping, apiVersion first."""
     written = body.get("metadata") or {}
-    metadata = {key: value for key, value in written.items()
-                if key not in _SERVER_METADATA and key != "annotations"}
-    annotations = {key: value for key, value in (written.get("annotations") or {}).items()
-                   if key not in _CLIENT_ANNOTATIONS}
+    metadata = {key: value for key, value in written.items() if key not in _SERVER_METADATA and key != "annotations"}
+    annotations = {
+        key: value for key, value in (written.get("annotations") or {}).items() if key not in _CLIENT_ANNOTATIONS
+    }
     annotations[MARKER_ANNOTATION] = MARKER_VALUE
     metadata["annotations"] = annotations
-    cleaned: dict[str, Any] = {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
-                               "metadata": _name_first(metadata)}
+    cleaned: dict[str, Any] = {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": _name_first(metadata),
+    }
     for key, value in body.items():
         if key not in ("apiVersion", "kind", "metadata", "status"):
             cleaned[key] = value
@@ -163,13 +176,19 @@ def is_marked(data: bytes) -> bool:
 
 def commit_message(changes: Changes) -> str:
     """One line naming what changed (the path itself when only one file did), then every path."""
-    paths = [*(f"add {p}" for p in changes.added), *(f"update {p}" for p in changes.updated),
-             *(f"delete {p}" for p in changes.deleted)]
+    paths = [
+        *(f"add {p}" for p in changes.added),
+        *(f"update {p}" for p in changes.updated),
+        *(f"delete {p}" for p in changes.deleted),
+    ]
     if len(paths) == 1:
         subject = f"Mirror from platform cluster: {paths[0]}"
     else:
-        counts = [f"{verb} {len(group)}" for verb, group in
-                  (("add", changes.added), ("update", changes.updated), ("delete", changes.deleted)) if group]
+        counts = [
+            f"{verb} {len(group)}"
+            for verb, group in (("add", changes.added), ("update", changes.updated), ("delete", changes.deleted))
+            if group
+        ]
         subject = f"Mirror from platform cluster: {', '.join(counts)} files"
     return subject + "\n\n" + "".join(f"- {line}\n" for line in paths)
 

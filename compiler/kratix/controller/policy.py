@@ -37,8 +37,9 @@ class Timeouts:
 
     @staticmethod
     def of(options: ControllerOptions) -> Timeouts:
-        return Timeouts(git_network=options.git_timeout, git_local=min(options.git_timeout, 60.0),
-                        api_read=options.api_timeout)
+        return Timeouts(
+            git_network=options.git_timeout, git_local=min(options.git_timeout, 60.0), api_read=options.api_timeout
+        )
 
 
 @dataclass(frozen=True)

@@ -72,17 +72,27 @@ class BareClone:
     def fetch(self) -> str | None:
         """The remote branch's head after fetching it, or None when the branch does not exist yet."""
         try:
-            result = gitio.git_result(self.git_dir, "fetch", "--quiet", "--no-tags", "origin",
-                                      f"+refs/heads/{self.remote.branch}:{self._tracking}",
-                                      timeout=self._timeouts.git_network)
+            result = gitio.git_result(
+                self.git_dir,
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "origin",
+                f"+refs/heads/{self.remote.branch}:{self._tracking}",
+                timeout=self._timeouts.git_network,
+            )
             if result.returncode != 0:
                 if "couldn't find remote ref" in result.stderr:
-                    gitio.run_git(self.git_dir, "update-ref", "-d", self._tracking, check=False,
-                                  timeout=self._timeouts.git_local)
+                    gitio.run_git(
+                        self.git_dir, "update-ref", "-d", self._tracking, check=False, timeout=self._timeouts.git_local
+                    )
                     return None
                 raise RepoError(f"cannot fetch {self.remote.url} {self.remote.branch}: {result.stderr.strip()}")
-            return gitio.run_git(self.git_dir, "rev-parse", "--verify", self._tracking,
-                                 timeout=self._timeouts.git_local).decode().strip()
+            return (
+                gitio.run_git(self.git_dir, "rev-parse", "--verify", self._tracking, timeout=self._timeouts.git_local)
+                .decode()
+                .strip()
+            )
         except gitio.GitCommandError as exc:
             raise RepoError(f"cannot fetch {self.remote.url} {self.remote.branch}: {exc}") from exc
 
@@ -91,25 +101,34 @@ class BareClone:
         if commit is None:
             return {}
         try:
-            entries = [entry for folder in folders
-                       for entry in gitio.list_tree(self.git_dir, commit, prefix=folder,
-                                                    timeout=self._timeouts.git_local)
-                       if entry.kind == "blob" and entry.mode in ("100644", "100755")]
-            blobs = gitio.read_blobs(self.git_dir, [entry.oid for entry in entries],
-                                     timeout=self._timeouts.git_local)
+            entries = [
+                entry
+                for folder in folders
+                for entry in gitio.list_tree(self.git_dir, commit, prefix=folder, timeout=self._timeouts.git_local)
+                if entry.kind == "blob" and entry.mode in ("100644", "100755")
+            ]
+            blobs = gitio.read_blobs(self.git_dir, [entry.oid for entry in entries], timeout=self._timeouts.git_local)
         except gitio.GitCommandError as exc:
             raise RepoError(f"cannot read {commit[:12]} of {self.remote.url}: {exc}") from exc
         return {entry.path: blobs[entry.oid] for entry in entries}
 
     def commit(self, parent: str | None, changes: Changes, message: str) -> str:
         """A commit of `parent`'s tree with `changes` applied; `parent` None starts the branch."""
-        delta: dict[str, gitio.Content | None] = {path: changes.contents[path]
-                                                  for path in (*changes.added, *changes.updated)}
+        delta: dict[str, gitio.Content | None] = {
+            path: changes.contents[path] for path in (*changes.added, *changes.updated)
+        }
         delta.update((path, None) for path in changes.deleted)
         author = gitio.Signature(AUTHOR_NAME, AUTHOR_EMAIL, int(time.time()))
         try:
-            written = gitio.write_commit(self.git_dir, parent=parent, changes=delta, replace_all=False,
-                                         message=message, author=author, timeout=self._timeouts.git_local)
+            written = gitio.write_commit(
+                self.git_dir,
+                parent=parent,
+                changes=delta,
+                replace_all=False,
+                message=message,
+                author=author,
+                timeout=self._timeouts.git_local,
+            )
         except gitio.GitCommandError as exc:
             raise RepoError(f"cannot write a commit in {self.git_dir}: {exc}") from exc
         return written.commit
@@ -118,8 +137,9 @@ class BareClone:
         """Push without force. False when the branch moved since the fetch (the caller replans on it)."""
         refspec = f"{commit}:refs/heads/{self.remote.branch}"
         try:
-            result = gitio.git_result(self.git_dir, "push", "--porcelain", "origin", refspec,
-                                      timeout=self._timeouts.git_network)
+            result = gitio.git_result(
+                self.git_dir, "push", "--porcelain", "origin", refspec, timeout=self._timeouts.git_network
+            )
         except gitio.GitCommandError as exc:
             raise RepoError(f"cannot push to {self.remote.url} {self.remote.branch}: {exc}") from exc
         if result.returncode == 0:
@@ -130,9 +150,15 @@ class BareClone:
         raise RepoError(f"cannot push to {self.remote.url} {self.remote.branch}: {output.strip()}")
 
 
-def publish(clone: BareClone, plan: Callable[[Mapping[str, bytes]], Changes], *,
-            folders: tuple[str, ...], message: Callable[[Changes], str], attempts: int = 5,
-            on_attempt: Callable[[], None] = lambda: None) -> Landed:
+def publish(
+    clone: BareClone,
+    plan: Callable[[Mapping[str, bytes]], Changes],
+    *,
+    folders: tuple[str, ...],
+    message: Callable[[Changes], str],
+    attempts: int = 5,
+    on_attempt: Callable[[], None] = lambda: None,
+) -> Landed:
     """Fetch, plan against the fetched head, commit, push; replan on the new head when a push loses a race.
     `on_attempt` is called before each attempt (the caller's sign of progress for its liveness probe)."""
     for attempt in range(1, attempts + 1):
@@ -143,10 +169,15 @@ def publish(clone: BareClone, plan: Callable[[Mapping[str, bytes]], Changes], *,
             return Landed(changes=changes, commit=None, lost_races=attempt - 1)
         commit = clone.commit(head, changes, message(changes))
         if clone.push(commit):
-            log.info("pushed %s to %s %s: %s", commit[:12], clone.remote.url, clone.remote.branch,
-                     message(changes).splitlines()[0])
+            log.info(
+                "pushed %s to %s %s: %s",
+                commit[:12],
+                clone.remote.url,
+                clone.remote.branch,
+                message(changes).splitlines()[0],
+            )
             return Landed(changes=changes, commit=commit, lost_races=attempt - 1)
-        log.info("push to %s lost a race (attempt %d/%d); replanning on the new head", clone.remote.url,
-                 attempt, attempts)
-    raise RepoError(f"every push to {clone.remote.url} {clone.remote.branch} lost a race "
-                    f"({attempts} attempts)")
+        log.info(
+            "push to %s lost a race (attempt %d/%d); replanning on the new head", clone.remote.url, attempt, attempts
+        )
+    raise RepoError(f"every push to {clone.remote.url} {clone.remote.branch} lost a race ({attempts} attempts)")

@@ -46,8 +46,7 @@ _IDLE_SECONDS = 2.0  # how often an idle loop re-checks Promise APIs that are fa
 
 def run(options: ControllerOptions, *, stop: threading.Event) -> None:
     try:
-        connection = connect(kubeconfig=options.kubeconfig, in_cluster=options.in_cluster,
-                             context=options.context)
+        connection = connect(kubeconfig=options.kubeconfig, in_cluster=options.in_cluster, context=options.context)
     except Exception as exc:  # the kubernetes config loaders raise several unrelated types
         raise KratixError(f"cannot load the Kubernetes client configuration: {exc}") from exc
     timeouts, retry = Timeouts.of(options), RetryPolicy.of(options)
@@ -56,13 +55,21 @@ def run(options: ControllerOptions, *, stop: threading.Event) -> None:
     workdir = Path(options.workdir or tempfile.mkdtemp(prefix="kratix-controller-"))
     elector = None
     if options.leader_election:
-        lease = LeaseSettings(namespace=options.lease_namespace or os.environ.get("POD_NAMESPACE") or "default",
-                              name=options.lease_name, identity=identity, lease_seconds=options.lease_duration,
-                              renew_deadline=options.renew_deadline, retry_period=options.retry_period)
+        lease = LeaseSettings(
+            namespace=options.lease_namespace or os.environ.get("POD_NAMESPACE") or "default",
+            name=options.lease_name,
+            identity=identity,
+            lease_seconds=options.lease_duration,
+            renew_deadline=options.renew_deadline,
+            retry_period=options.retry_period,
+        )
         elector = LeaderElector(Kube(connection, timeouts=timeouts), lease, metrics=metrics)
     # Liveness allows the longest step between two heartbeats (a fetch, a read, a commit and a push), plus slack.
-    lifecycle = _Lifecycle(elector=elector, liveness_seconds=2 * timeouts.git_network + 3 * timeouts.git_local + 60,
-                           contact_seconds=max(30.0, 2 * options.lease_duration))
+    lifecycle = _Lifecycle(
+        elector=elector,
+        liveness_seconds=2 * timeouts.git_network + 3 * timeouts.git_local + 60,
+        contact_seconds=max(30.0, 2 * options.lease_duration),
+    )
     server = None
     if options.http_address:
         server = ProbeServer(options.http_address, metrics=metrics, alive=lifecycle.alive, ready=lifecycle.ready)
@@ -74,11 +81,20 @@ def run(options: ControllerOptions, *, stop: threading.Event) -> None:
             term = stop if elector is None else threading.Event()
             keeper = None
             if elector is not None:
-                keeper = threading.Thread(target=elector.keep, kwargs={"stop": stop, "lost": term},
-                                          name="lease", daemon=True)
+                keeper = threading.Thread(
+                    target=elector.keep, kwargs={"stop": stop, "lost": term}, name="lease", daemon=True
+                )
                 keeper.start()
-            controller = _Controller(options, connection=connection, workdir=workdir, timeouts=timeouts,
-                                     retry=retry, metrics=metrics, identity=identity, stop=term)
+            controller = _Controller(
+                options,
+                connection=connection,
+                workdir=workdir,
+                timeouts=timeouts,
+                retry=retry,
+                metrics=metrics,
+                identity=identity,
+                stop=term,
+            )
             lifecycle.leading(controller)
             metrics.leader.set(1)
             try:
@@ -150,12 +166,26 @@ class _ApiState:
 
 
 class _Controller:
-    def __init__(self, options: ControllerOptions, *, connection: Connection, workdir: Path, timeouts: Timeouts,
-                 retry: RetryPolicy, metrics: Metrics, identity: str, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        options: ControllerOptions,
+        *,
+        connection: Connection,
+        workdir: Path,
+        timeouts: Timeouts,
+        retry: RetryPolicy,
+        metrics: Metrics,
+        identity: str,
+        stop: threading.Event,
+    ) -> None:
         self._options, self._connection, self._stop = options, connection, stop
         self._timeouts, self._retry, self._metrics = timeouts, retry, metrics
-        self._settings = WatchSettings(watch_timeout_seconds=options.watch_timeout,
-                                       relist_seconds=options.relist_interval, retry=retry, timeouts=timeouts)
+        self._settings = WatchSettings(
+            watch_timeout_seconds=options.watch_timeout,
+            relist_seconds=options.relist_interval,
+            retry=retry,
+            timeouts=timeouts,
+        )
         self._kube = Kube(connection, timeouts=timeouts)
         self._store = ObservedStore()
         self._board = ConditionBoard()
@@ -166,8 +196,17 @@ class _Controller:
         self._apis: dict[str, _ApiState] = {}
         self._own_crds_installed = False
         self.heartbeat = time.monotonic()
-        self._status = _StatusWriter(options, connection=connection, workdir=workdir, timeouts=timeouts,
-                                     retry=retry, store=self._store, board=self._board, metrics=metrics, stop=stop)
+        self._status = _StatusWriter(
+            options,
+            connection=connection,
+            workdir=workdir,
+            timeouts=timeouts,
+            retry=retry,
+            store=self._store,
+            board=self._board,
+            metrics=metrics,
+            stop=stop,
+        )
 
     def run(self) -> None:
         self.install_own_crds()
@@ -288,21 +327,33 @@ class _Controller:
         def plan(current: Mapping[str, bytes]) -> mirror.Changes:
             result = mirror.plan_changes(desired, current, authoritative=authoritative)
             for path in result.conflicts:
-                message = (f"not mirrored to {path}: that file has no {mirror.MARKER_ANNOTATION} annotation, so "
-                           "a Git author owns it (delete the file in Git to hand it to the controller)")
+                message = (
+                    f"not mirrored to {path}: that file has no {mirror.MARKER_ANNOTATION} annotation, so "
+                    "a Git author owns it (delete the file in Git to hand it to the controller)"
+                )
                 log.warning("%s", message, extra={"path": path})
-                self._events.record(sources[path], type="Warning", reason="NotMirrored", message=message,
-                                    action="Mirror")
+                self._events.record(
+                    sources[path], type="Warning", reason="NotMirrored", message=message, action="Mirror"
+                )
             return result.changes
 
         def beat() -> None:
             self.heartbeat = time.monotonic()
 
         if self._input is None:
-            self._input = repo.BareClone(repo.Remote(self._options.repo, self._options.branch),
-                                         self._workdir / "input.git", timeouts=self._timeouts)
-        return repo.publish(self._input, plan, folders=mirror.MIRRORED_FOLDERS, message=mirror.commit_message,
-                            attempts=self._options.push_attempts, on_attempt=beat)
+            self._input = repo.BareClone(
+                repo.Remote(self._options.repo, self._options.branch),
+                self._workdir / "input.git",
+                timeouts=self._timeouts,
+            )
+        return repo.publish(
+            self._input,
+            plan,
+            folders=mirror.MIRRORED_FOLDERS,
+            message=mirror.commit_message,
+            attempts=self._options.push_attempts,
+            on_attempt=beat,
+        )
 
     # --- request APIs ------------------------------------------------------------------------------------
 
@@ -327,8 +378,7 @@ class _Controller:
         self._metrics.failing_apis.set(sum(1 for state in states.values() if state.problem is not None))
         return sorted(served), _trusted(states.values())
 
-    def _settle_api(self, state: _ApiState, api: crds.RequestApi | crds.Refusal,
-                    *, claim: crds.Refusal | None) -> None:
+    def _settle_api(self, state: _ApiState, api: crds.RequestApi | crds.Refusal, *, claim: crds.Refusal | None) -> None:
         """One Promise's API: refused (its CRD cannot be made, or another Promise holds its name or kind), or
         checked against the cluster when a check is due."""
         changed, state.wanted = state.wanted != api, api
@@ -368,18 +418,27 @@ class _Controller:
             established = crds.established(current or {})
             if established is not True:
                 state.up_to_date = False
-                state.problem = None if established is None else crds.Refusal(
-                    "CRDNotEstablished", f"CustomResourceDefinition {api.crd_name} is not served: {established}")
+                state.problem = (
+                    None
+                    if established is None
+                    else crds.Refusal(
+                        "CRDNotEstablished", f"CustomResourceDefinition {api.crd_name} is not served: {established}"
+                    )
+                )
                 state.retry.failed()  # read it again soon: the API server establishes a CRD within seconds
                 return
         except Exception as exc:  # refused or unreachable: the Promise says why; retried with backoff
             self._metrics.errors.labels(operation="crd").inc()
             state.up_to_date = False
             verb = "update" if current is not None else "install"
-            reason = "APIServerUnavailable" if is_temporary(exc) else (
-                "CRDUpdateRejected" if current is not None else "CRDInstallRejected")
-            state.problem = crds.Refusal(reason, f"cannot {verb} CustomResourceDefinition {api.crd_name}: "
-                                                 f"{describe(exc)}")
+            reason = (
+                "APIServerUnavailable"
+                if is_temporary(exc)
+                else ("CRDUpdateRejected" if current is not None else "CRDInstallRejected")
+            )
+            state.problem = crds.Refusal(
+                reason, f"cannot {verb} CustomResourceDefinition {api.crd_name}: {describe(exc)}"
+            )
             if current is not None and crds.owner_of(current) == api.promise:
                 state.served = crds.served_resource(current)  # keep mirroring what the cluster still serves
             state.retry.failed()
@@ -394,71 +453,104 @@ class _Controller:
         if problem is None and list_error:
             problem = crds.Refusal("RequestsNotListed", list_error)
         if problem is not None:
-            condition = {"type": status.API_CONDITION, "status": "False", "reason": problem.reason,
-                         "message": f"{problem.message}. Requests of this Promise in the input repo are kept, "
-                                    "never deleted, until this is resolved"}
+            condition = {
+                "type": status.API_CONDITION,
+                "status": "False",
+                "reason": problem.reason,
+                "message": f"{problem.message}. Requests of this Promise in the input repo are kept, "
+                "never deleted, until this is resolved",
+            }
         elif state.up_to_date and state.served is not None and self._store.is_synced(state.served):
             resource = state.served
-            condition = {"type": status.API_CONDITION, "status": "True", "reason": "Served",
-                         "message": f"{resource.plural}.{resource.group}/{resource.version} is served; requests "
-                                    f"are mirrored to requests/<namespace>/{resource.kind.lower()}/"}
+            condition = {
+                "type": status.API_CONDITION,
+                "status": "True",
+                "reason": "Served",
+                "message": f"{resource.plural}.{resource.group}/{resource.version} is served; requests "
+                f"are mirrored to requests/<namespace>/{resource.kind.lower()}/",
+            }
         else:
             return  # being established, or its first list is under way
         if not self._board.set((PROMISES, "", name), condition):
             return
         if problem is not None:
-            log.warning("Promise %s: %s: %s", name, problem.reason, problem.message,
-                        extra={"promise": name, "reason": problem.reason})
-            self._events.record(promise, type="Warning", reason=problem.reason, message=condition["message"],
-                                action="ServeAPI")
+            log.warning(
+                "Promise %s: %s: %s",
+                name,
+                problem.reason,
+                problem.message,
+                extra={"promise": name, "reason": problem.reason},
+            )
+            self._events.record(
+                promise, type="Warning", reason=problem.reason, message=condition["message"], action="ServeAPI"
+            )
         else:
             log.info("Promise %s: %s", name, condition["message"], extra={"promise": name})
-            self._events.record(promise, type="Normal", reason="Served", message=condition["message"],
-                                action="ServeAPI")
+            self._events.record(
+                promise, type="Normal", reason="Served", message=condition["message"], action="ServeAPI"
+            )
 
     def _start_watch(self, resource: Resource) -> None:
         if resource in self._watchers or self._stop.is_set():
             return
-        watcher = Watcher(connection=self._connection, resource=resource, store=self._store,
-                          settings=self._settings, stop=self._stop,
-                          on_error=lambda operation: self._metrics.errors.labels(operation=operation).inc())
+        watcher = Watcher(
+            connection=self._connection,
+            resource=resource,
+            store=self._store,
+            settings=self._settings,
+            stop=self._stop,
+            on_error=lambda operation: self._metrics.errors.labels(operation=operation).inc(),
+        )
         self._watchers[resource] = watcher
         watcher.start()
         log.info("watching %s.%s", resource.plural, resource.group)
 
     def _stop_unused_watches(self, wanted: set[Resource]) -> None:
         for resource in [r for r in self._watchers if r not in wanted and r not in (PROMISES, DESTINATIONS)]:
-            log.info("no Promise serves %s.%s any more: no longer watching it", resource.plural,
-                     resource.group)
+            log.info("no Promise serves %s.%s any more: no longer watching it", resource.plural, resource.group)
             self._watchers.pop(resource).stop()
             self._store.forget(resource)
 
 
-def _claims(promises: Mapping[str, dict[str, Any]], wanted: Mapping[str, crds.RequestApi | crds.Refusal],
-            states: Mapping[str, _ApiState]) -> dict[str, crds.Refusal]:
+def _claims(
+    promises: Mapping[str, dict[str, Any]],
+    wanted: Mapping[str, crds.RequestApi | crds.Refusal],
+    states: Mapping[str, _ApiState],
+) -> dict[str, crds.Refusal]:
     """The Promises refused because another claims the same CRD or kind, ranked on what was known before this
     round (each CRD's owner as last read, each Promise's creation time)."""
     apis = [api for api in wanted.values() if isinstance(api, crds.RequestApi)]
-    owners = {state.wanted.crd_name: state.owner for state in states.values()
-              if isinstance(state.wanted, crds.RequestApi)}
-    created = {name: str((body.get("metadata") or {}).get("creationTimestamp") or "")
-               for name, body in promises.items()}
+    owners = {
+        state.wanted.crd_name: state.owner for state in states.values() if isinstance(state.wanted, crds.RequestApi)
+    }
+    created = {
+        name: str((body.get("metadata") or {}).get("creationTimestamp") or "") for name, body in promises.items()
+    }
     return crds.claim_refusals(apis, owners=owners, created=created)
 
 
 def _trusted(states: Iterable[_ApiState]) -> set[Resource]:
     """The resources whose files the snapshot may trust: served by an up-to-date CRD with no problem."""
-    return {state.served for state in states
-            if state.up_to_date and state.problem is None and state.served is not None}
+    return {state.served for state in states if state.up_to_date and state.problem is None and state.served is not None}
 
 
 class _StatusWriter:
     """Writes `.status` of Promises and requests: what the compiler published in the output repo (polled every
     `status_interval`, when there is one) with the controller's own conditions merged in (at once)."""
 
-    def __init__(self, options: ControllerOptions, *, connection: Connection, workdir: Path, timeouts: Timeouts,
-                 retry: RetryPolicy, store: ObservedStore, board: ConditionBoard, metrics: Metrics,
-                 stop: threading.Event) -> None:
+    def __init__(
+        self,
+        options: ControllerOptions,
+        *,
+        connection: Connection,
+        workdir: Path,
+        timeouts: Timeouts,
+        retry: RetryPolicy,
+        store: ObservedStore,
+        board: ConditionBoard,
+        metrics: Metrics,
+        stop: threading.Event,
+    ) -> None:
         self._options, self._workdir, self._timeouts = options, workdir, timeouts
         self._interval, self._store, self._board, self._stop = options.status_interval, store, board, stop
         self._metrics = metrics
@@ -484,8 +576,11 @@ class _StatusWriter:
                 polled_at = time.monotonic()
                 try:
                     if clone is None:
-                        clone = repo.BareClone(repo.Remote(output, self._options.output_branch or self._options.branch),
-                                               self._workdir / "output.git", timeouts=self._timeouts)
+                        clone = repo.BareClone(
+                            repo.Remote(output, self._options.output_branch or self._options.branch),
+                            self._workdir / "output.git",
+                            timeouts=self._timeouts,
+                        )
                     fetched = clone.fetch()
                     if fetched != head or not published:
                         published = status.parse_status_files(clone.read_files(fetched, paths.STATUS_FOLDERS))
@@ -509,16 +604,23 @@ class _StatusWriter:
                 resources[(api.resource.group, api.resource.kind)] = api.resource
         observed = {resource: self._store.objects(resource) for resource in resources.values()}
         all_patched = True
-        updates = status.plan_status(published, resources=resources, observed=observed,
-                                     conditions=self._board.all(), now=utc_time())
+        updates = status.plan_status(
+            published, resources=resources, observed=observed, conditions=self._board.all(), now=utc_time()
+        )
         for update in updates:
             try:
-                self._kube.patch_status(update.resource, namespace=update.namespace, name=update.name,
-                                        status=update.patch)
+                self._kube.patch_status(
+                    update.resource, namespace=update.namespace, name=update.name, status=update.patch
+                )
             except Exception as exc:  # one failing object must not hold back the rest; the next round retries
                 self._metrics.errors.labels(operation="status").inc()
-                log.warning("cannot patch the status of %s %s/%s: %s", update.resource.kind, update.namespace,
-                            update.name, describe(exc))
+                log.warning(
+                    "cannot patch the status of %s %s/%s: %s",
+                    update.resource.kind,
+                    update.namespace,
+                    update.name,
+                    describe(exc),
+                )
                 all_patched = False
                 continue
             self._metrics.status_writes.inc()

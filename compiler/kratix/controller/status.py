@@ -68,9 +68,14 @@ def parse_status_files(files: Mapping[str, bytes]) -> list[PublishedStatus]:
     return published
 
 
-def plan_status(published: list[PublishedStatus], *, resources: Mapping[tuple[str, str], Resource],
-                observed: Mapping[Resource, Mapping[Key, dict[str, Any]]],
-                conditions: Mapping[ObjectKey, dict[str, Any]] | None = None, now: str = "") -> list[StatusUpdate]:
+def plan_status(
+    published: list[PublishedStatus],
+    *,
+    resources: Mapping[tuple[str, str], Resource],
+    observed: Mapping[Resource, Mapping[Key, dict[str, Any]]],
+    conditions: Mapping[ObjectKey, dict[str, Any]] | None = None,
+    now: str = "",
+) -> list[StatusUpdate]:
     """Patches for the observed objects whose `.status` differs from what the compiler published with the
     controller's `conditions` merged in (`now`: the RFC 3339 time a changed condition transitioned)."""
     wanted: dict[ObjectKey, dict[str, Any] | None] = {}
@@ -87,16 +92,19 @@ def plan_status(published: list[PublishedStatus], *, resources: Mapping[tuple[st
             continue
         current: dict[str, Any] = body["status"] if isinstance(body.get("status"), dict) else {}
         base = published_status if published_status is not None else current
-        desired = with_conditions(base, current=current,
-                                  mine=(conditions or {}).get((resource, namespace, name)), now=now)
+        desired = with_conditions(
+            base, current=current, mine=(conditions or {}).get((resource, namespace, name)), now=now
+        )
         if current != desired:
-            updates.append(StatusUpdate(resource=resource, namespace=namespace, name=name,
-                                        patch=merge_patch(current, desired)))
+            updates.append(
+                StatusUpdate(resource=resource, namespace=namespace, name=name, patch=merge_patch(current, desired))
+            )
     return updates
 
 
-def with_conditions(base: Mapping[str, Any], *, current: Mapping[str, Any], mine: dict[str, Any] | None,
-                    now: str) -> dict[str, Any]:
+def with_conditions(
+    base: Mapping[str, Any], *, current: Mapping[str, Any], mine: dict[str, Any] | None, now: str
+) -> dict[str, Any]:
     """`base` whose controller-typed conditions are `mine` (or, without one, those `current` has)."""
     status = copy.deepcopy(dict(base))
     others = [c for c in _conditions(base) if c.get("type") not in CONTROLLER_CONDITION_TYPES]
@@ -106,8 +114,7 @@ def with_conditions(base: Mapping[str, Any], *, current: Mapping[str, Any], mine
     else:
         before = next((c for c in previous if c.get("type") == mine["type"]), None)
         since = before.get("lastTransitionTime") if before and before.get("status") == mine["status"] else None
-        ours = [*(c for c in previous if c.get("type") != mine["type"]),
-                {**mine, "lastTransitionTime": since or now}]
+        ours = [*(c for c in previous if c.get("type") != mine["type"]), {**mine, "lastTransitionTime": since or now}]
     if ours or "conditions" in status:
         status["conditions"] = [*others, *ours]
     return status
@@ -141,5 +148,6 @@ def _published(document: Any) -> PublishedStatus | None:
     if not isinstance(metadata.get("name"), str) or not isinstance(status, dict):
         return None
     group = api_version.rpartition("/")[0]
-    return PublishedStatus(group=group, kind=kind, namespace=str(metadata.get("namespace") or ""),
-                           name=metadata["name"], status=status)
+    return PublishedStatus(
+        group=group, kind=kind, namespace=str(metadata.get("namespace") or ""), name=metadata["name"], status=status
+    )

@@ -138,8 +138,11 @@ class ObservedStore:
             return Observed(snapshot=snapshot, generation=self._generation, changed_since=self._unmirrored_since)
 
     def _authoritative(self, wanted: list[Resource], trusted: set[Resource]) -> frozenset[str]:
-        scopes = {scope for scope, resource in ((PROMISES_SCOPE, PROMISES), (DESTINATIONS_SCOPE, DESTINATIONS))
-                  if resource in self._synced}
+        scopes = {
+            scope
+            for scope, resource in ((PROMISES_SCOPE, PROMISES), (DESTINATIONS_SCOPE, DESTINATIONS))
+            if resource in self._synced
+        }
         kinds: dict[str, bool] = {}
         for resource in wanted:
             scope = request_scope(resource.kind)

@@ -33,9 +33,16 @@ class WatchSettings:
 
 
 class Watcher:
-    def __init__(self, *, connection: Connection, resource: Resource, store: ObservedStore,
-                 settings: WatchSettings, stop: threading.Event,
-                 on_error: Callable[[str], None] = lambda operation: None) -> None:
+    def __init__(
+        self,
+        *,
+        connection: Connection,
+        resource: Resource,
+        store: ObservedStore,
+        settings: WatchSettings,
+        stop: threading.Event,
+        on_error: Callable[[str], None] = lambda operation: None,
+    ) -> None:
         self.resource = resource
         self._kube = Kube(connection, timeouts=settings.timeouts)
         self._store = store
@@ -75,24 +82,34 @@ class Watcher:
             except Exception as exc:  # every failure of a watch thread is retried, never fatal
                 self._on_error("watch")
                 level = logging.INFO if is_temporary(exc) else logging.WARNING
-                log.log(level, "watch of %s.%s failed (%s): retrying in %.1fs", self.resource.plural,
-                        self.resource.group, describe(exc), self._backoff.wait())
+                log.log(
+                    level,
+                    "watch of %s.%s failed (%s): retrying in %.1fs",
+                    self.resource.plural,
+                    self.resource.group,
+                    describe(exc),
+                    self._backoff.wait(),
+                )
                 resource_version = None
 
     def _list(self) -> str:
         try:
             items, resource_version = self._kube.list(self.resource)
         except Exception as exc:
-            self._store.list_failed(self.resource, f"cannot list {self.resource.plural}.{self.resource.group}: "
-                                                   f"{describe(exc)}")
+            self._store.list_failed(
+                self.resource, f"cannot list {self.resource.plural}.{self.resource.group}: {describe(exc)}"
+            )
             raise
         self._store.replace(self.resource, items)
         log.info("listed %d %s", len(items), self.resource.plural)
         return resource_version or ""
 
     def _watch(self, resource_version: str) -> str:
-        for kind, body in self._kube.watch(self.resource, resource_version=resource_version or None,
-                                           timeout_seconds=self._settings.watch_timeout_seconds):
+        for kind, body in self._kube.watch(
+            self.resource,
+            resource_version=resource_version or None,
+            timeout_seconds=self._settings.watch_timeout_seconds,
+        ):
             if self._stopping():
                 break
             resource_version = (body.get("metadata") or {}).get("resourceVersion") or resource_version
@@ -101,4 +118,3 @@ class Watcher:
             elif kind in ("ADDED", "MODIFIED"):
                 self._store.put(self.resource, body)
         return resource_version
-

@@ -1,2 +1,1 @@
-"""Layout: placed output → the output repo's tree (every path of which `model.paths` spells).
-"""
+"""Layout: placed output → the output repo's tree (every path of which `model.paths` spells)."""

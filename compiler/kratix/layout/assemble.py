@@ -25,8 +25,12 @@ from kratix.workflows import render, secretpolicy, sops
 T = TypeVar("T")
 
 
-def reject_conflicts(promises: dict[str, PromiseStatus], requests: dict[str, RequestStatus],
-                     diagnostics: list[Diagnostic], previous: PreviousOutput) -> None:
+def reject_conflicts(
+    promises: dict[str, PromiseStatus],
+    requests: dict[str, RequestStatus],
+    diagnostics: list[Diagnostic],
+    previous: PreviousOutput,
+) -> None:
     """Two owners rendering one object for one destination (kustomize would refuse the whole destination): the
     owner that published it before keeps it and the others fail; when none did, the first in sorted order keeps
     it. The previous output decides, not the request cache, so a warm and a cold compile decide alike."""
@@ -44,8 +48,10 @@ def reject_conflicts(promises: dict[str, PromiseStatus], requests: dict[str, Req
     for (destination, oid), items in sorted(clashes.items()):
         owners = sorted({item.owner for item in items})
         if len(owners) == 1:
-            message = f"{oid} is emitted twice on destination {destination} (in {items[0].file.path} and " \
-                      f"{items[1].file.path})"
+            message = (
+                f"{oid} is emitted twice on destination {destination} (in {items[0].file.path} and "
+                f"{items[1].file.path})"
+            )
             _fail_owner(owners[0], "ObjectConflict", message, promises, requests, diagnostics)
             continue
         keeper = before.get((destination, oid)) if before.get((destination, oid)) in owners else owners[0]
@@ -55,9 +61,13 @@ def reject_conflicts(promises: dict[str, PromiseStatus], requests: dict[str, Req
                 _fail_owner(owner, "ObjectConflict", message, promises, requests, diagnostics)
 
 
-def _reject_path_clashes(placed: Sequence[PlacedFile], promises: dict[str, PromiseStatus],
-                         requests: dict[str, RequestStatus], diagnostics: list[Diagnostic],
-                         previous: PreviousOutput) -> None:
+def _reject_path_clashes(
+    placed: Sequence[PlacedFile],
+    promises: dict[str, PromiseStatus],
+    requests: dict[str, RequestStatus],
+    diagnostics: list[Diagnostic],
+    previous: PreviousOutput,
+) -> None:
     """Two files for one path (outputs share one folder in a destination of filepath mode none): the owner that
     published the path before keeps it and the others fail, as for objects. Kratix lets the last writer win, and
     the first to be deleted then removes the other's file; here no two owners ever share one."""
@@ -75,26 +85,35 @@ def _reject_path_clashes(placed: Sequence[PlacedFile], promises: dict[str, Promi
                 _fail_owner(owner, "FileConflict", message, promises, requests, diagnostics)
 
 
-def reject_unfit_files(platform: Platform, promises: dict[str, PromiseStatus], requests: dict[str, RequestStatus],
-                       diagnostics: list[Diagnostic]) -> None:
+def reject_unfit_files(
+    platform: Platform,
+    promises: dict[str, PromiseStatus],
+    requests: dict[str, RequestStatus],
+    diagnostics: list[Diagnostic],
+) -> None:
     """Files a destination cannot take fail their owner: in filepath mode none, a file where the compiler keeps
     its own (the destination's kustomization.yaml, Kratix's canary and state files); in aggregatedYAML, a file
     that is not Kubernetes objects (joined into the one YAML file Flux applies, it would break the destination
     for every owner). A YAML file that is not all Kubernetes objects is delivered as written, and said so."""
     destinations = platform.destinations
     noted: set[tuple[str, str]] = set()
-    owners = [*((f"Promise {name}", s.files) for name, s in promises.items()),
-              *((key, s.files) for key, s in requests.items())]
+    owners = [
+        *((f"Promise {name}", s.files) for name, s in promises.items()),
+        *((key, s.files) for key, s in requests.items()),
+    ]
     for owner, files in owners:
         for item in files:
             destination = destinations.get(item.destination)
             if destination is None or item.file.source == paths.GENERATED_SOURCE:
                 continue
-            problem = destination.layout.reserved(item.output_path[len(destination.layout.root) + 1:]
-                                                  if destination.layout.root else item.output_path)
+            problem = destination.layout.reserved(
+                item.output_path[len(destination.layout.root) + 1 :] if destination.layout.root else item.output_path
+            )
             if problem is None and item.file.raw is not None and destination.mode == paths.AGGREGATED:
-                problem = (f"holds no Kubernetes objects, and Destination {destination.name!r} (filepath mode "
-                           f"aggregatedYAML) joins every output into one YAML file of Kubernetes objects")
+                problem = (
+                    f"holds no Kubernetes objects, and Destination {destination.name!r} (filepath mode "
+                    f"aggregatedYAML) joins every output into one YAML file of Kubernetes objects"
+                )
             if problem is not None:
                 file, line = _source_of(item, platform)
                 message = f"output {item.file.path} for Destination {destination.name!r}: {problem}"
@@ -106,10 +125,19 @@ def reject_unfit_files(platform: Platform, promises: dict[str, PromiseStatus], r
                 if why and (owner, item.file.path) not in noted:
                     noted.add((owner, item.file.path))
                     file, line = _source_of(item, platform)
-                    diagnostics.append(Diagnostic(
-                        file, line, 1, "", "output.not-objects",
-                        f"output {item.file.path} is delivered as written, not applied as Kubernetes objects: {why}",
-                        Severity.WARNING, owner))
+                    diagnostics.append(
+                        Diagnostic(
+                            file,
+                            line,
+                            1,
+                            "",
+                            "output.not-objects",
+                            f"output {item.file.path} is delivered as written, not applied as Kubernetes objects: "
+                            f"{why}",
+                            Severity.WARNING,
+                            owner,
+                        )
+                    )
 
 
 def _source_of(item: PlacedFile, platform: Platform) -> tuple[str, int]:
@@ -132,8 +160,12 @@ def _not_objects(data: bytes) -> str | None:
     return None
 
 
-def reject_conflicts_with_published(promises: dict[str, PromiseStatus], requests: dict[str, RequestStatus],
-                                    diagnostics: list[Diagnostic], previous: PreviousOutput) -> None:
+def reject_conflicts_with_published(
+    promises: dict[str, PromiseStatus],
+    requests: dict[str, RequestStatus],
+    diagnostics: list[Diagnostic],
+    previous: PreviousOutput,
+) -> None:
     """An object rendered now that output carried over already holds on its destination (an unchanged request's,
     or what a failing request or unavailable Promise keeps): what was published first keeps it. Run once every
     other failure is known, since each failure carries more output over."""
@@ -159,7 +191,8 @@ def reject_conflicts_with_published(promises: dict[str, PromiseStatus], requests
             files_taken.update((folder, entry.owner) for folder in paths.folders(path))
     for item in fresh:
         other = files_taken.get(item.output_path) or next(
-            (files_taken[f] for f in paths.folders(item.output_path) if f in files_taken and f in carried), None)
+            (files_taken[f] for f in paths.folders(item.output_path) if f in files_taken and f in carried), None
+        )
         if other is not None and other != item.owner:
             message = f"output {item.output_path} is already written by {other}"
             _fail_owner(item.owner, "FileConflict", message, promises, requests, diagnostics)
@@ -174,12 +207,21 @@ def reject_conflicts_with_published(promises: dict[str, PromiseStatus], requests
 
 def _new_identities(item: PlacedFile, previous: PreviousOutput) -> bool:
     entry = previous.provenance.get(item.output_path)
-    return (entry is None or entry.owner != item.owner
-            or set(entry.objects) != {object_id(document) for document in item.file.documents})
+    return (
+        entry is None
+        or entry.owner != item.owner
+        or set(entry.objects) != {object_id(document) for document in item.file.documents}
+    )
 
 
-def _fail_owner(owner: str, reason: str, message: str, promises: dict[str, PromiseStatus],
-                requests: dict[str, RequestStatus], diagnostics: list[Diagnostic]) -> None:
+def _fail_owner(
+    owner: str,
+    reason: str,
+    message: str,
+    promises: dict[str, PromiseStatus],
+    requests: dict[str, RequestStatus],
+    diagnostics: list[Diagnostic],
+) -> None:
     if owner in requests:
         status = requests[owner]
         if not status.failed_now:
@@ -189,14 +231,20 @@ def _fail_owner(owner: str, reason: str, message: str, promises: dict[str, Promi
     name = owner.removeprefix("Promise ")
     status_of_promise = promises[name]
     if status_of_promise.available:
-        diagnostics.append(Diagnostic.at(status_of_promise.promise.source, (), f"output.{reason}", message,
-                                         object=owner))
+        diagnostics.append(
+            Diagnostic.at(status_of_promise.promise.source, (), f"output.{reason}", message, object=owner)
+        )
         promises[name] = replace(status_of_promise, available=False, reason=message, files=())
 
 
-def validate_output(checker: conformance.Conformance, promises: dict[str, PromiseStatus],
-                    requests: dict[str, RequestStatus], diagnostics: list[Diagnostic], *,
-                    jobs: int = 1) -> tuple[str, ...]:
+def validate_output(
+    checker: conformance.Conformance,
+    promises: dict[str, PromiseStatus],
+    requests: dict[str, RequestStatus],
+    diagnostics: list[Diagnostic],
+    *,
+    jobs: int = 1,
+) -> tuple[str, ...]:
     """Check every emitted object against Kubernetes' schemas (custom kinds against the CRDs delivered to the
     same destination); an owner with an invalid object fails. Each request remembers the kinds no schema could
     check; the kinds of the Promises' own output are returned."""
@@ -216,8 +264,12 @@ def validate_output(checker: conformance.Conformance, promises: dict[str, Promis
     groups = sorted(by_owner_destination.items())
 
     def check(start: int, stop: int) -> list[conformance.ConformanceReport]:
-        return [checker.check([secretpolicy.for_schema_check(document) for _, document in entries],
-                              crds=crds.get(destination, ())) for (_, destination), entries in groups[start:stop]]
+        return [
+            checker.check(
+                [secretpolicy.for_schema_check(document) for _, document in entries], crds=crds.get(destination, ())
+            )
+            for (_, destination), entries in groups[start:stop]
+        ]
 
     for ((owner, _), entries), report in zip(groups, workers.map_ranges(check, len(groups), jobs=jobs), strict=True):
         unchecked.setdefault(owner, set()).update(report.not_validated_kinds)
@@ -225,19 +277,38 @@ def validate_output(checker: conformance.Conformance, promises: dict[str, Promis
             item, document = entries[index]
             subject = f"{document.get('kind')} {(document.get('metadata') or {}).get('name')}"
             for problem in problems:
-                diagnostics.append(Diagnostic(item.file.source, 1, 1, ".".join(map(str, problem.path)),
-                                              problem.code, f"output {subject} in {item.file.path}: "
-                                              f"{problem.message}", Severity.ERROR, owner))
-            _fail_owner(owner, "OutputInvalid", f"output {subject} is not valid for Kubernetes "
-                        f"{checker.kubernetes_version}: {problems[0].message}", promises, requests, [])
+                diagnostics.append(
+                    Diagnostic(
+                        item.file.source,
+                        1,
+                        1,
+                        ".".join(map(str, problem.path)),
+                        problem.code,
+                        f"output {subject} in {item.file.path}: {problem.message}",
+                        Severity.ERROR,
+                        owner,
+                    )
+                )
+            _fail_owner(
+                owner,
+                "OutputInvalid",
+                f"output {subject} is not valid for Kubernetes {checker.kubernetes_version}: {problems[0].message}",
+                promises,
+                requests,
+                [],
+            )
     for owner, kinds in unchecked.items():
         if owner in requests:
             requests[owner] = replace(requests[owner], unchecked_kinds=tuple(sorted(kinds)))
     return tuple(sorted({k for owner, kinds in unchecked.items() if owner not in requests for k in kinds}))
 
 
-def _reject_identity_labels(placed: Sequence[PlacedFile], promises: dict[str, PromiseStatus],
-                            requests: dict[str, RequestStatus], diagnostics: list[Diagnostic]) -> None:
+def _reject_identity_labels(
+    placed: Sequence[PlacedFile],
+    promises: dict[str, PromiseStatus],
+    requests: dict[str, RequestStatus],
+    diagnostics: list[Diagnostic],
+) -> None:
     """An object may not carry the labels that say whose output it is with other values than the compiler gives
     it: a step cannot pass its output off as another request's, or as a compound Promise's child."""
     for item in placed:
@@ -249,16 +320,26 @@ def _reject_identity_labels(placed: Sequence[PlacedFile], promises: dict[str, Pr
                 if labels[key] != item.labels.get(key):
                     subject = f"{document.get('kind')} {(document.get('metadata') or {}).get('name')}"
                     expected = item.labels.get(key)
-                    message = (f"output {subject} in {item.file.path} sets label {key}={labels[key]!r}, which only "
-                               f"the compiler sets ({'to ' + repr(expected) if expected else 'not at all'} here)")
+                    message = (
+                        f"output {subject} in {item.file.path} sets label {key}={labels[key]!r}, which only "
+                        f"the compiler sets ({'to ' + repr(expected) if expected else 'not at all'} here)"
+                    )
                     _fail_owner(item.owner, "OutputInvalid", message, promises, requests, diagnostics)
                     break
 
 
-def lay_out(platform: Platform, promises: Mapping[str, PromiseStatus], requests: Mapping[str, RequestStatus],
-            previous: PreviousOutput, *, commit: str | None, fingerprints: Mapping[str, str],
-            diagnostics: Sequence[Diagnostic], tree_files: Mapping[str, bytes] | None = None, jobs: int = 1
-            ) -> tuple[dict[str, Content], dict[str, provenance.Entry]]:
+def lay_out(
+    platform: Platform,
+    promises: Mapping[str, PromiseStatus],
+    requests: Mapping[str, RequestStatus],
+    previous: PreviousOutput,
+    *,
+    commit: str | None,
+    fingerprints: Mapping[str, str],
+    diagnostics: Sequence[Diagnostic],
+    tree_files: Mapping[str, bytes] | None = None,
+    jobs: int = 1,
+) -> tuple[dict[str, Content], dict[str, provenance.Entry]]:
     """The output tree, and the provenance of each of its files (also in the tree, encoded). A destination whose
     state store cannot be reached keeps what it had: nothing of it is written, and its provenance stays."""
     frozen = {name for name, d in platform.destinations.items() if previous.unknown(paths.target_of(d.layout.root))}
@@ -274,8 +355,10 @@ def lay_out(platform: Platform, promises: Mapping[str, PromiseStatus], requests:
     for status in requests.values():
         if status.keeps_previous_output or status.kept_pipelines:
             records.update(_kept_placements(status, previous_placements))
-    bookkeeping: dict[str, Any] = {paths.PLACEMENTS: encode_placements(records),
-                                   paths.INVENTORY: _inventory(platform, previous)}
+    bookkeeping: dict[str, Any] = {
+        paths.PLACEMENTS: encode_placements(records),
+        paths.INVENTORY: _inventory(platform, previous),
+    }
     for status in requests.values():
         path = incremental.status_path(status)
         bookkeeping[path] = previous.content(path) if status.reused else request_status_document(status)
@@ -286,8 +369,14 @@ def lay_out(platform: Platform, promises: Mapping[str, PromiseStatus], requests:
         entry = previous.provenance.get(path)
         if entry is not None and entry.destination is not None and entry.destination not in frozen:
             carried[path] = layout.Kept(content, entry.destination, entry.objects)
-    tree = layout.build_tree(live, destinations=[d for d in platform.destinations.values() if d.name not in frozen],
-                             bookkeeping=bookkeeping, kept=carried, read=previous.files.__getitem__, jobs=jobs)
+    tree = layout.build_tree(
+        live,
+        destinations=[d for d in platform.destinations.values() if d.name not in frozen],
+        bookkeeping=bookkeeping,
+        kept=carried,
+        read=previous.files.__getitem__,
+        jobs=jobs,
+    )
     files = tree.files
     standing = [e for e in previous.provenance.values() if e.destination in frozen] if frozen else []
     files.update((e.path, previous.content(e.path)) for e in standing if e.path in previous.files)
@@ -308,8 +397,9 @@ def _inventory(platform: Platform, previous: PreviousOutput) -> bytes:
                 promises[name] = known.promises[name]
             continue
         api = promise.api
-        promises[name] = inventory.PromiseEntry(promise.source.path, *(
-            (api.group, api.kind, api.version, api.plural) if api else ()))
+        promises[name] = inventory.PromiseEntry(
+            promise.source.path, *((api.group, api.kind, api.version, api.plural) if api else ())
+        )
     destinations = {}
     for name, destination in platform.destinations.items():
         if destination.broken is not None:
@@ -318,35 +408,62 @@ def _inventory(platform: Platform, previous: PreviousOutput) -> bytes:
             continue
         root = destination.layout.root
         destinations[name] = inventory.DestinationEntry(
-            destination.source.path, destination.path, dict(destination.labels), destination.strict_match_labels,
-            mode=destination.mode, filename=destination.filename if destination.mode == paths.AGGREGATED else None,
-            store=destination.store, root=root if root != destination.path else None,
-            init_workloads=None if destination.init_workloads else False)
+            destination.source.path,
+            destination.path,
+            dict(destination.labels),
+            destination.strict_match_labels,
+            mode=destination.mode,
+            filename=destination.filename if destination.mode == paths.AGGREGATED else None,
+            store=destination.store,
+            root=root if root != destination.path else None,
+            init_workloads=None if destination.init_workloads else False,
+        )
     return inventory.encode(promises, destinations)
 
 
-def _shards(new: Mapping[str, list[T]], old: Mapping[str, list[T]], encode: Callable[[list[T]], bytes],
-            previous: PreviousOutput) -> dict[str, Content]:
+def _shards(
+    new: Mapping[str, list[T]], old: Mapping[str, list[T]], encode: Callable[[list[T]], bytes], previous: PreviousOutput
+) -> dict[str, Content]:
     """Bookkeeping shards: one whose items are all carried over unchanged (the very same objects, read from the
     previous output) is carried over as its blob, neither encoded nor hashed again."""
     contents: dict[str, Content] = {}
     for path, items in new.items():
         before = old.get(path)
-        unchanged = (before is not None and len(before) == len(items) and path in previous.files
-                     and all(a is b for a, b in zip(items, before, strict=True)))
+        unchanged = (
+            before is not None
+            and len(before) == len(items)
+            and path in previous.files
+            and all(a is b for a, b in zip(items, before, strict=True))
+        )
         contents[path] = previous.content(path) if unchanged else encode(items)
     return contents
 
 
-def _provenance(placed: Sequence[PlacedFile], files: Mapping[str, Content], kept: Mapping[str, layout.Kept],
-                previous: PreviousOutput, commit: str | None, generated: Mapping[str, str],
-                standing: Sequence[provenance.Entry]) -> list[provenance.Entry]:
+def _provenance(
+    placed: Sequence[PlacedFile],
+    files: Mapping[str, Content],
+    kept: Mapping[str, layout.Kept],
+    previous: PreviousOutput,
+    commit: str | None,
+    generated: Mapping[str, str],
+    standing: Sequence[provenance.Entry],
+) -> list[provenance.Entry]:
     before = previous.provenance
-    entries = {p.output_path: provenance.Entry(
-        path=p.output_path, owner=p.owner, destination=p.destination, promise=p.promise,
-        request=None if p.owner.startswith("Promise ") else p.owner, pipeline=p.pipeline, source=p.file.source,
-        objects=tuple(object_id(d) for d in p.file.documents), sandbox=p.file.sandbox, images=p.file.images)
-        for p in placed}
+    entries = {
+        p.output_path: provenance.Entry(
+            path=p.output_path,
+            owner=p.owner,
+            destination=p.destination,
+            promise=p.promise,
+            request=None if p.owner.startswith("Promise ") else p.owner,
+            pipeline=p.pipeline,
+            source=p.file.source,
+            objects=tuple(object_id(d) for d in p.file.documents),
+            sandbox=p.file.sandbox,
+            images=p.file.images,
+        )
+        for p in placed
+    }
     for path in kept:
         if path in files:
             entries[path] = before[path]
@@ -354,13 +471,15 @@ def _provenance(placed: Sequence[PlacedFile], files: Mapping[str, Content], kept
     for path, destination in generated.items():
         if path not in entries:
             entries[path] = provenance.Entry(path=path, owner=provenance.GENERATED, destination=destination)
-    settled = provenance.settle_commits(entries.values(), unchanged=lambda path: previous.same(path, files.get(path)),
-                                        previous=before, commit=commit)
+    settled = provenance.settle_commits(
+        entries.values(), unchanged=lambda path: previous.same(path, files.get(path)), previous=before, commit=commit
+    )
     return settled
 
 
-def _last_known_good(statuses: Mapping[str, RequestStatus], promise_statuses: Mapping[str, PromiseStatus],
-                     previous: PreviousOutput) -> dict[str, Content]:
+def _last_known_good(
+    statuses: Mapping[str, RequestStatus], promise_statuses: Mapping[str, PromiseStatus], previous: PreviousOutput
+) -> dict[str, Content]:
     """What fails now keeps what it had published: a broken change never deletes running infrastructure. That
     covers failing requests, requests pending on an unavailable Promise, and unavailable Promises' output (their
     files, as provenance records them)."""
@@ -371,8 +490,11 @@ def _last_known_good(statuses: Mapping[str, RequestStatus], promise_statuses: Ma
     pipelines = {s.owner: set(s.kept_pipelines) for s in statuses.values() if s.kept_pipelines}
     if not owners and not pipelines:
         return {}
-    return {path: previous.content(path) for path, entry in previous.provenance.items()
-            if (entry.owner in owners or entry.pipeline in pipelines.get(entry.owner, ())) and path in previous.files}
+    return {
+        path: previous.content(path)
+        for path, entry in previous.provenance.items()
+        if (entry.owner in owners or entry.pipeline in pipelines.get(entry.owner, ())) and path in previous.files
+    }
 
 
 def _kept_placements(status: RequestStatus, previous_placements: Mapping[str, str]) -> dict[str, str]:
@@ -381,18 +503,27 @@ def _kept_placements(status: RequestStatus, previous_placements: Mapping[str, st
     kept = {k: v for k, v in previous_placements.items() if k.startswith(prefix)}
     if status.keeps_previous_output:
         return kept
-    return {k: v for k, v in kept.items() if k[len(prefix):].split("/", 1)[0] in status.kept_pipelines}
+    return {k: v for k, v in kept.items() if k[len(prefix) :].split("/", 1)[0] in status.kept_pipelines}
 
 
-def check_secrets(platform: Platform, promises: dict[str, PromiseStatus], requests: dict[str, RequestStatus],
-                  diagnostics: list[Diagnostic], previous: PreviousOutput, *, sealer: sops.Sealer) -> None:
+def check_secrets(
+    platform: Platform,
+    promises: dict[str, PromiseStatus],
+    requests: dict[str, RequestStatus],
+    diagnostics: list[Diagnostic],
+    previous: PreviousOutput,
+    *,
+    sealer: sops.Sealer,
+) -> None:
     """No plaintext Secret reaches the output (`kratix.workflows.secretpolicy`): an owner emitting one fails, naming the
     Secret and its file; a Secret bound for a destination with SOPS recipients is encrypted first (stamped
     with its labels, which the encryption's MAC covers), or its owner fails when that cannot be done here."""
     destinations = platform.destinations
     allowed = {name: secretpolicy.plaintext_allowed(p.body) for name, p in platform.promises.items()}
-    owners = [*((f"Promise {name}", s.files) for name, s in promises.items()),
-              *((key, s.files) for key, s in requests.items())]
+    owners = [
+        *((f"Promise {name}", s.files) for name, s in promises.items()),
+        *((key, s.files) for key, s in requests.items()),
+    ]
     for owner, files in owners:
         checked: list[PlacedFile] = []
         for item in files:
@@ -400,8 +531,9 @@ def check_secrets(platform: Platform, promises: dict[str, PromiseStatus], reques
             outcome = _seal_file(item, destination, allowed.get(item.promise or "", ()), previous, sealer)
             if isinstance(outcome, str):
                 message = f"output {item.file.path}: {outcome}"
-                diagnostics.append(Diagnostic(item.file.source, 1, 1, "", "output.plaintext-secret", message,
-                                              Severity.ERROR, owner))
+                diagnostics.append(
+                    Diagnostic(item.file.source, 1, 1, "", "output.plaintext-secret", message, Severity.ERROR, owner)
+                )
                 _fail_owner(owner, "PlaintextSecret", message, promises, requests, [])
                 break
             checked.append(outcome)
@@ -414,8 +546,13 @@ def check_secrets(platform: Platform, promises: dict[str, PromiseStatus], reques
                     promises[name] = replace(promises[name], files=tuple(checked))
 
 
-def _seal_file(item: PlacedFile, destination: Destination | None, allowed: Sequence[str], previous: PreviousOutput,
-               sealer: sops.Sealer) -> PlacedFile | str:
+def _seal_file(
+    item: PlacedFile,
+    destination: Destination | None,
+    allowed: Sequence[str],
+    previous: PreviousOutput,
+    sealer: sops.Sealer,
+) -> PlacedFile | str:
     """The file with its Secrets encrypted where its destination asks for it, or why it cannot be written."""
     encrypts = destination is not None and destination.encrypts_secrets
     documents = []
@@ -427,8 +564,12 @@ def _seal_file(item: PlacedFile, destination: Destination | None, allowed: Seque
             data = previous.files.get(item.output_path)
             earlier = [d for d in yamltext.load_plain(data) if isinstance(d, Mapping)] if data else []
             try:
-                document = sealer.seal(layout.stamp(document, item.labels), age=destination.sops_age,
-                                       pgp=destination.sops_pgp, previous=earlier)
+                document = sealer.seal(
+                    layout.stamp(document, item.labels),
+                    age=destination.sops_age,
+                    pgp=destination.sops_pgp,
+                    previous=earlier,
+                )
             except sops.SopsError as exc:
                 return f"{secretpolicy.subject(document)} for Destination {destination.name!r}: {exc}"
         documents.append(document)

@@ -29,9 +29,12 @@ from kratix.model.platform import Destination
 
 BUILTIN_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
 CANARY_NAMESPACE = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kratix-worker-system"}}
-CANARY_CONFIGMAP = {"apiVersion": "v1", "kind": "ConfigMap",
-                    "metadata": {"name": "kratix-info", "namespace": "kratix-worker-system"},
-                    "data": {"canary": "this confirms your infrastructure is reading from Kratix state stores"}}
+CANARY_CONFIGMAP = {
+    "apiVersion": "v1",
+    "kind": "ConfigMap",
+    "metadata": {"name": "kratix-info", "namespace": "kratix-worker-system"},
+    "data": {"canary": "this confirms your infrastructure is reading from Kratix state stores"},
+}
 
 
 @dataclass(frozen=True)
@@ -85,9 +88,15 @@ def render_file(item: PlacedFile) -> bytes:
     return yamltext.dump_all(stamp(document, item.labels) for document in item.file.documents)
 
 
-def build_tree(placed: Sequence[PlacedFile], *, destinations: Iterable[Destination],
-               bookkeeping: Mapping[str, Any], kept: Mapping[str, Kept] | None = None,
-               read: Callable[[str], bytes] | None = None, jobs: int = 1) -> Tree:
+def build_tree(
+    placed: Sequence[PlacedFile],
+    *,
+    destinations: Iterable[Destination],
+    bookkeeping: Mapping[str, Any],
+    kept: Mapping[str, Kept] | None = None,
+    read: Callable[[str], bytes] | None = None,
+    jobs: int = 1,
+) -> Tree:
     """`bookkeeping` maps paths under `.kratix/` to documents, or to contents kept as they are; `kept` holds
     previously published files carried over verbatim (last-known-good output of what fails now, and the output
     of requests that did not change); `read` turns a carried-over blob into bytes (an aggregated file is made of
@@ -96,8 +105,9 @@ def build_tree(placed: Sequence[PlacedFile], *, destinations: Iterable[Destinati
     generated: dict[str, str] = {}
     workloads: dict[str, list[tuple[str, Content, bool]]] = defaultdict(list)  # destination -> (path, content, k8s)
     emitted: dict[str, set[str]] = defaultdict(set)
-    rendered = workers.map_ranges(lambda start, stop: [render_file(item) for item in placed[start:stop]],
-                                  len(placed), jobs=jobs)
+    rendered = workers.map_ranges(
+        lambda start, stop: [render_file(item) for item in placed[start:stop]], len(placed), jobs=jobs
+    )
     for item, content in zip(placed, rendered, strict=True):
         workloads[item.destination].append((item.output_path, content, bool(item.file.documents)))
         emitted[item.destination].update(object_id(document) for document in item.file.documents)
@@ -119,16 +129,24 @@ def build_tree(placed: Sequence[PlacedFile], *, destinations: Iterable[Destinati
     return Tree(dict(sorted(files.items())), generated)
 
 
-def generated_files(destination: Destination, workloads: Sequence[tuple[str, Content, bool]], emitted: set[str],
-                    read: Callable[[str], bytes] | None) -> dict[str, bytes]:
+def generated_files(
+    destination: Destination,
+    workloads: Sequence[tuple[str, Content, bool]],
+    emitted: set[str],
+    read: Callable[[str], bytes] | None,
+) -> dict[str, bytes]:
     """What `build_tree` generates for one destination from its workloads ((path, content, holds objects)) and
     the ids of the objects they emit: a compile that changes a few of a destination's files makes them again from
     the destination's provenance."""
     return _generated(destination, workloads, emitted, read)
 
 
-def _generated(destination: Destination, workloads: Sequence[tuple[str, Content, bool]], emitted: set[str],
-               read: Callable[[str], bytes] | None) -> dict[str, bytes]:
+def _generated(
+    destination: Destination,
+    workloads: Sequence[tuple[str, Content, bool]],
+    emitted: set[str],
+    read: Callable[[str], bytes] | None,
+) -> dict[str, bytes]:
     """The files the layout writes for one destination: kustomizations, request namespaces, canaries, and the
     aggregated file."""
     layout = destination.layout
@@ -140,11 +158,13 @@ def _generated(destination: Destination, workloads: Sequence[tuple[str, Content,
         listed[folder].append(_relative(path, folder))
 
     if layout.mode == paths.AGGREGATED:
-        parts = sorted(workloads, key=lambda w: (not w[0].startswith(layout.area_folder(paths.DEPENDENCIES) + "/"),
-                                                 w[0]))
+        parts = sorted(
+            workloads, key=lambda w: (not w[0].startswith(layout.area_folder(paths.DEPENDENCIES) + "/"), w[0])
+        )
         if parts:
-            files[layout.aggregated_file] = _aggregate(content if isinstance(content, bytes) else _read(read, path)
-                                                       for path, content, _ in parts)
+            files[layout.aggregated_file] = _aggregate(
+                content if isinstance(content, bytes) else _read(read, path) for path, content, _ in parts
+            )
             listed[layout.root].append(layout.filename)
     else:
         for path, _, objects in workloads:
@@ -157,8 +177,9 @@ def _generated(destination: Destination, workloads: Sequence[tuple[str, Content,
             add(paths.join(resources, namespace, paths.NAMESPACE_FILE), namespace_object(namespace), resources)
     if destination.init_workloads:
         folders = layout.built_folders()
-        for path, document, folder in zip(layout.canary_files(), (CANARY_NAMESPACE, CANARY_CONFIGMAP),
-                                          (folders[0], folders[-1]), strict=True):
+        for path, document, folder in zip(
+            layout.canary_files(), (CANARY_NAMESPACE, CANARY_CONFIGMAP), (folders[0], folders[-1]), strict=True
+        ):
             if object_id(document) not in emitted:
                 add(path, document, folder)
     for folder, entries in listed.items():
@@ -167,7 +188,7 @@ def _generated(destination: Destination, workloads: Sequence[tuple[str, Content,
 
 
 def _relative(path: str, folder: str) -> str:
-    return path[len(folder) + 1:] if folder else path
+    return path[len(folder) + 1 :] if folder else path
 
 
 def _read(read: Callable[[str], bytes] | None, path: str) -> bytes:
@@ -183,9 +204,15 @@ def _aggregate(contents: Iterable[bytes]) -> bytes:
 
 def namespace_object(name: str) -> dict[str, Any]:
     # Flux must never prune a request namespace: it may hold what others put there after we created it.
-    return {"apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": name, "labels": {MANAGED_BY: "kratix"},
-                         "annotations": {"kustomize.toolkit.fluxcd.io/prune": "disabled"}}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": name,
+            "labels": {MANAGED_BY: "kratix"},
+            "annotations": {"kustomize.toolkit.fluxcd.io/prune": "disabled"},
+        },
+    }
 
 
 def _namespaces_to_create(listed: Sequence[str], emitted: set[str]) -> list[str]:
@@ -197,8 +224,10 @@ def _namespaces_to_create(listed: Sequence[str], emitted: set[str]) -> list[str]
 
 
 def kustomization(resources: Sequence[str]) -> bytes:
-    return yamltext.dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        "resources": list(resources),
-    })
+    return yamltext.dump(
+        {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": list(resources),
+        }
+    )

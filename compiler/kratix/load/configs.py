@@ -21,8 +21,10 @@ from kratix.model.platform import ConfigObject
 
 FOLDER = "config"
 KINDS = ("ConfigMap", "Secret")
-_ENCRYPT = ("encrypt it: sops --encrypt --encrypted-regex '^(data|stringData)$' --age <recipient> --in-place "
-            "<file> (the compile decrypts it with the key in SOPS_AGE_KEY_FILE, SOPS_AGE_KEY or your PGP keyring)")
+_ENCRYPT = (
+    "encrypt it: sops --encrypt --encrypted-regex '^(data|stringData)$' --age <recipient> --in-place "
+    "<file> (the compile decrypts it with the key in SOPS_AGE_KEY_FILE, SOPS_AGE_KEY or your PGP keyring)"
+)
 
 
 def parse_configs(tree: SourceTree, diagnostics: list[Diagnostic]) -> dict[tuple[str, str, str], ConfigObject]:
@@ -31,9 +33,17 @@ def parse_configs(tree: SourceTree, diagnostics: list[Diagnostic]) -> dict[tuple
     for path, data in yaml_files(tree, FOLDER):
         parts = path.split("/")
         if len(parts) < 3 or names.dns_label(parts[1]) is not None:
-            diagnostics.append(Diagnostic(path, 1, 1, "", "config.namespace", f"{path} is not in a namespace "
-                                          f"folder: ConfigMaps and Secrets live in {FOLDER}/<namespace>/",
-                                          Severity.ERROR))
+            diagnostics.append(
+                Diagnostic(
+                    path,
+                    1,
+                    1,
+                    "",
+                    "config.namespace",
+                    f"{path} is not in a namespace folder: ConfigMaps and Secrets live in {FOLDER}/<namespace>/",
+                    Severity.ERROR,
+                )
+            )
             continue
         folder = parts[1]
         for doc in parse_file(path, data, diagnostics):
@@ -43,28 +53,37 @@ def parse_configs(tree: SourceTree, diagnostics: list[Diagnostic]) -> dict[tuple
             else:
                 field, message, code = outcome
                 metadata = mapping(doc.body.get("metadata"))
-                diagnostics.append(Diagnostic.at(doc, field, code, message,
-                                                 object=f"{doc.body.get('kind')} {folder}/{metadata.get('name')}"))
+                diagnostics.append(
+                    Diagnostic.at(
+                        doc, field, code, message, object=f"{doc.body.get('kind')} {folder}/{metadata.get('name')}"
+                    )
+                )
     return found
 
 
-def _config(doc: SourceDoc, path: str, folder: str, found: Mapping[tuple[str, str, str], ConfigObject]
-            ) -> ConfigObject | tuple[tuple[str, ...], str, str]:
+def _config(
+    doc: SourceDoc, path: str, folder: str, found: Mapping[tuple[str, str, str], ConfigObject]
+) -> ConfigObject | tuple[tuple[str, ...], str, str]:
     """The object, or (field, message, code) of why it is refused."""
     body = doc.body
     metadata = mapping(body.get("metadata"))
     name, namespace, kind = metadata.get("name"), metadata.get("namespace", folder), body.get("kind")
     if body.get("apiVersion") != "v1" or kind not in KINDS:
-        return ("kind",), f"{FOLDER}/ holds v1 ConfigMaps and Secrets only, not {body.get('apiVersion')} {kind}", \
-            "config.invalid"
+        return (
+            ("kind",),
+            f"{FOLDER}/ holds v1 ConfigMaps and Secrets only, not {body.get('apiVersion')} {kind}",
+            "config.invalid",
+        )
     if not isinstance(name, str) or names.dns_subdomain(name) is not None:
         return ("metadata", "name"), f"a {kind} name {names.dns_subdomain(name) or 'is required'}", "config.invalid"
     if namespace != folder:
-        return ("metadata", "namespace"), f"namespace {namespace!r} is not its folder's ({folder!r})", \
-            "config.invalid"
+        return ("metadata", "namespace"), f"namespace {namespace!r} is not its folder's ({folder!r})", "config.invalid"
     if kind == "Secret" and not isinstance(body.get("sops"), Mapping):
-        return (), (f"Secret {folder}/{name} is in plaintext: Secrets in the repo must be SOPS-encrypted; "
-                    f"{_ENCRYPT}"), "config.plaintext-secret"
+        return (
+            (),
+            (f"Secret {folder}/{name} is in plaintext: Secrets in the repo must be SOPS-encrypted; {_ENCRYPT}"),
+            "config.plaintext-secret",
+        )
     if (kind, folder, name) in found:
         first = found[(kind, folder, name)].source
         return ("metadata", "name"), f"{kind} {folder}/{name} is already defined in {first}", "config.duplicate"

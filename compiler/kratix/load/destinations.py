@@ -51,13 +51,22 @@ PGP_ANNOTATION = "kratix.io/sops-pgp-fingerprints"
 _AGE_RECIPIENT = re.compile(r"age1[02-9ac-hj-np-z]{58}")  # bech32, as age-keygen prints it
 _PGP_FINGERPRINT = re.compile(r"[0-9A-Fa-f]{40}")
 _ROOT = ("", ".")  # spec.path values (once stripped of "/") that mean the root of the store's folder
-_COMPILER_FILES = (paths.KUSTOMIZATION, "kustomization.yml", "Kustomization", paths.CANARY_NAMESPACE_FILE,
-                   paths.CANARY_CONFIGMAP_FILE)
+_COMPILER_FILES = (
+    paths.KUSTOMIZATION,
+    "kustomization.yml",
+    "Kustomization",
+    paths.CANARY_NAMESPACE_FILE,
+    paths.CANARY_CONFIGMAP_FILE,
+)
 
 
-def parse_destinations(tree: SourceTree, diagnostics: list[Diagnostic], *, known: Inventory | None = None,
-                       store_prefixes: Mapping[str, str] | None = None
-                       ) -> tuple[dict[str, Destination], dict[str, StateStore]]:
+def parse_destinations(
+    tree: SourceTree,
+    diagnostics: list[Diagnostic],
+    *,
+    known: Inventory | None = None,
+    store_prefixes: Mapping[str, str] | None = None,
+) -> tuple[dict[str, Destination], dict[str, StateStore]]:
     stores: dict[str, StateStore] = {}
     pending: list[SourceDoc] = []
     for path, data in yaml_files(tree, "clusters"):
@@ -69,17 +78,35 @@ def parse_destinations(tree: SourceTree, diagnostics: list[Diagnostic], *, known
                 if store is not None and _distinct_store(store, stores, diagnostics):
                     stores[store.name] = store
             elif is_platform_kind(doc.body, "BucketStateStore"):
-                diagnostics.append(Diagnostic.at(doc, ("kind",), "statestore.bucket",
-                                                 "BucketStateStore is not supported: kratix publishes to Git only "
-                                                 "(use a GitStateStore)", object=object_name(doc)))
+                diagnostics.append(
+                    Diagnostic.at(
+                        doc,
+                        ("kind",),
+                        "statestore.bucket",
+                        "BucketStateStore is not supported: kratix publishes to Git only (use a GitStateStore)",
+                        object=object_name(doc),
+                    )
+                )
             else:
-                diagnostics.append(Diagnostic.at(doc, ("kind",), "destination.kind",
-                                                 "clusters/ holds only platform.kratix.io Destination and "
-                                                 "GitStateStore documents", object=object_name(doc)))
+                diagnostics.append(
+                    Diagnostic.at(
+                        doc,
+                        ("kind",),
+                        "destination.kind",
+                        "clusters/ holds only platform.kratix.io Destination and GitStateStore documents",
+                        object=object_name(doc),
+                    )
+                )
     destinations: dict[str, Destination] = {}
     for doc in pending:
-        destination = _destination(doc, upgraded(doc, "destination.deprecated", diagnostics), diagnostics,
-                                   stores=stores, prefixes=store_prefixes or {}, known=known or Inventory())
+        destination = _destination(
+            doc,
+            upgraded(doc, "destination.deprecated", diagnostics),
+            diagnostics,
+            stores=stores,
+            prefixes=store_prefixes or {},
+            known=known or Inventory(),
+        )
         if destination is not None and _distinct(destination, destinations, diagnostics):
             destinations[destination.name] = destination
     return destinations, stores
@@ -104,25 +131,37 @@ def _distinct_store(store: StateStore, stores: Mapping[str, StateStore], diagnos
     if store.name not in stores:
         return True
     first = stores[store.name].source
-    diagnostics.append(Diagnostic.at(store.source, ("metadata", "name"), "statestore.duplicate",
-                                     f"GitStateStore {store.name!r} is already defined at {first.path}:{first.line}",
-                                     object=object_name(store.source)))
+    diagnostics.append(
+        Diagnostic.at(
+            store.source,
+            ("metadata", "name"),
+            "statestore.duplicate",
+            f"GitStateStore {store.name!r} is already defined at {first.path}:{first.line}",
+            object=object_name(store.source),
+        )
+    )
     return False
 
 
-def _distinct(destination: Destination, destinations: Mapping[str, Destination],
-              diagnostics: list[Diagnostic]) -> bool:
+def _distinct(destination: Destination, destinations: Mapping[str, Destination], diagnostics: list[Diagnostic]) -> bool:
     doc = destination.source
     if destination.name in destinations:
         first = destinations[destination.name].source
-        diagnostics.append(Diagnostic.at(doc, ("metadata", "name"), "destination.duplicate",
-                                         f"Destination {destination.name!r} is already defined at "
-                                         f"{first.path}:{first.line}", object=object_name(doc)))
+        diagnostics.append(
+            Diagnostic.at(
+                doc,
+                ("metadata", "name"),
+                "destination.duplicate",
+                f"Destination {destination.name!r} is already defined at {first.path}:{first.line}",
+                object=object_name(doc),
+            )
+        )
         return False
     problem = overlap_problem(destination, destinations.values())
     if problem is not None:
-        diagnostics.append(Diagnostic.at(doc, ("spec", "path"), "destination.duplicate-path", problem,
-                                         object=object_name(doc)))
+        diagnostics.append(
+            Diagnostic.at(doc, ("spec", "path"), "destination.duplicate-path", problem, object=object_name(doc))
+        )
         return False
     return True
 
@@ -132,8 +171,10 @@ def overlap_problem(destination: Destination, others: Any) -> str | None:
     claims = destination.layout.claims()
     for claim in claims:
         if paths.overlapping(claim, paths.bookkeeping_claim()):
-            return (f"its files ({claim or 'the whole of its store'}) would lie in {paths.BOOKKEEPING}/, the "
-                    "compiler's own folder of the output repo: give it a path, or another state store")
+            return (
+                f"its files ({claim or 'the whole of its store'}) would lie in {paths.BOOKKEEPING}/, the "
+                "compiler's own folder of the output repo: give it a path, or another state store"
+            )
     for other in others:
         if other.layout.root == destination.layout.root:
             where = f" in GitStateStore {destination.store!r}" if destination.store else ""
@@ -142,8 +183,10 @@ def overlap_problem(destination: Destination, others: Any) -> str | None:
             clash = next((c for c in other.layout.claims() if paths.overlapping(claim, c)), None)
             if clash is not None:
                 where = f"in GitStateStore {destination.store!r}" if destination.store else "in the output repo"
-                return (f"path {destination.path or '/'!r} {where} overlaps Destination {other.name!r} "
-                        f"(its files would lie where that one's are: {clash or 'the whole store'})")
+                return (
+                    f"path {destination.path or '/'!r} {where} overlaps Destination {other.name!r} "
+                    f"(its files would lie where that one's are: {clash or 'the whole store'})"
+                )
     return None
 
 
@@ -157,28 +200,49 @@ def _store(doc: SourceDoc, diagnostics: list[Diagnostic]) -> StateStore | None:
     spec = body["spec"]
     folder = str(spec.get("path") or "").strip("/")
     folder = "" if folder in _ROOT else folder
-    if folder and not check_name(doc, ("spec", "path"), destination_path_problem(folder), "statestore.path",
-                                 diagnostics):
+    if folder and not check_name(
+        doc, ("spec", "path"), destination_path_problem(folder), "statestore.path", diagnostics
+    ):
         return None
     branch = spec.get("branch") or "main"
     if spec.get("secretRef"):
-        diagnostics.append(Diagnostic.at(
-            doc, ("spec", "secretRef"), "statestore.secret-ref",
-            "secretRef is not read: kratix pushes with the Git credentials of the machine it runs on (a credential "
-            "helper, GIT_ASKPASS, SSH keys)", severity=Severity.WARNING, object=object_name(doc)))
+        diagnostics.append(
+            Diagnostic.at(
+                doc,
+                ("spec", "secretRef"),
+                "statestore.secret-ref",
+                "secretRef is not read: kratix pushes with the Git credentials of the machine it runs on (a credential "
+                "helper, GIT_ASKPASS, SSH keys)",
+                severity=Severity.WARNING,
+                object=object_name(doc),
+            )
+        )
     if spec.get("authMethod"):
-        diagnostics.append(Diagnostic.at(
-            doc, ("spec", "authMethod"), "statestore.auth-method",
-            "authMethod is not read: git's own configuration on the machine kratix runs on decides how it "
-            "authenticates", severity=Severity.WARNING, object=object_name(doc)))
+        diagnostics.append(
+            Diagnostic.at(
+                doc,
+                ("spec", "authMethod"),
+                "statestore.auth-method",
+                "authMethod is not read: git's own configuration on the machine kratix runs on decides how it "
+                "authenticates",
+                severity=Severity.WARNING,
+                object=object_name(doc),
+            )
+        )
     author = mapping(spec.get("gitAuthor"))
     identity = (str(author.get("name") or "kratix"), str(author.get("email") or "kratix@localhost")) if author else None
     return StateStore(name=name, url=spec["url"], branch=branch, path=folder, source=doc, author=identity)
 
 
-def _destination(doc: SourceDoc, body: Mapping[str, Any], diagnostics: list[Diagnostic], *,
-                 stores: Mapping[str, StateStore], prefixes: Mapping[str, str],
-                 known: Inventory) -> Destination | None:
+def _destination(
+    doc: SourceDoc,
+    body: Mapping[str, Any],
+    diagnostics: list[Diagnostic],
+    *,
+    stores: Mapping[str, StateStore],
+    prefixes: Mapping[str, str],
+    known: Inventory,
+) -> Destination | None:
     if not check_shape(doc, body, shapes.DESTINATION, "destination.shape", diagnostics):
         return None
     metadata = body["metadata"]
@@ -203,24 +267,38 @@ def _destination(doc: SourceDoc, body: Mapping[str, Any], diagnostics: list[Diag
     _note_cleanup(doc, spec, diagnostics)
     annotations = mapping(metadata.get("annotations"))
     age = _recipients(doc, annotations, AGE_ANNOTATION, _AGE_RECIPIENT, "an age public key (age1...)", diagnostics)
-    pgp = _recipients(doc, annotations, PGP_ANNOTATION, _PGP_FINGERPRINT, "a 40-hex-digit PGP fingerprint",
-                      diagnostics)
+    pgp = _recipients(doc, annotations, PGP_ANNOTATION, _PGP_FINGERPRINT, "a 40-hex-digit PGP fingerprint", diagnostics)
     root = path if store is None else paths.join(prefixes.get(store.name, store.prefix), store.path, path)
-    return Destination(name=name, path=path, labels=dict(labels),
-                       strict_match_labels=bool(spec.get("strictMatchLabels", False)), source=doc,
-                       sops_age=age, sops_pgp=pgp, mode=mode, filename=filename,
-                       init_workloads=bool(mapping(spec.get("initWorkloads")).get("enabled", True)),
-                       store=store.name if store else None, root=root)
+    return Destination(
+        name=name,
+        path=path,
+        labels=dict(labels),
+        strict_match_labels=bool(spec.get("strictMatchLabels", False)),
+        source=doc,
+        sops_age=age,
+        sops_pgp=pgp,
+        mode=mode,
+        filename=filename,
+        init_workloads=bool(mapping(spec.get("initWorkloads")).get("enabled", True)),
+        store=store.name if store else None,
+        root=root,
+    )
 
 
 def _note_cleanup(doc: SourceDoc, spec: Mapping[str, Any], diagnostics: list[Diagnostic]) -> None:
     """Kratix reads `cleanup` when a Destination object is deleted; here removal is the file leaving `clusters/`."""
     if spec.get("cleanup") == "none":
-        diagnostics.append(Diagnostic.at(
-            doc, ("spec", "cleanup"), "destination.cleanup",
-            "cleanup: none is not kept here: removing this Destination from clusters/ removes its folder from the "
-            "state store, as Kratix's cleanup: all does, and the deletion guard asks for --allow-deletions first",
-            severity=Severity.WARNING, object=object_name(doc)))
+        diagnostics.append(
+            Diagnostic.at(
+                doc,
+                ("spec", "cleanup"),
+                "destination.cleanup",
+                "cleanup: none is not kept here: removing this Destination from clusters/ removes its folder from the "
+                "state store, as Kratix's cleanup: all does, and the deletion guard asks for --allow-deletions first",
+                severity=Severity.WARNING,
+                object=object_name(doc),
+            )
+        )
 
 
 def _labels_are_valid(doc: SourceDoc, labels: Mapping[str, Any], diagnostics: list[Diagnostic]) -> bool:
@@ -247,26 +325,39 @@ def _filename_is_valid(doc: SourceDoc, mode: str, filename: str, diagnostics: li
     if mode != paths.AGGREGATED:
         return True
     problem = names.relative_path(filename) or (
-        "is a file the compiler writes itself" if filename.rsplit("/", 1)[-1] in _COMPILER_FILES else None)
-    return check_name(doc, ("spec", "filepath", "filename"),
-                      f"file name {filename!r} {problem}" if problem else None, "destination.filename", diagnostics)
+        "is a file the compiler writes itself" if filename.rsplit("/", 1)[-1] in _COMPILER_FILES else None
+    )
+    return check_name(
+        doc,
+        ("spec", "filepath", "filename"),
+        f"file name {filename!r} {problem}" if problem else None,
+        "destination.filename",
+        diagnostics,
+    )
 
 
-def _mode_is_unchanged(doc: SourceDoc, before: DestinationEntry | None, mode: str,
-                       diagnostics: list[Diagnostic]) -> bool:
+def _mode_is_unchanged(
+    doc: SourceDoc, before: DestinationEntry | None, mode: str, diagnostics: list[Diagnostic]
+) -> bool:
     """filepath.mode is immutable in Kratix: a Destination published with one mode keeps it."""
     if before is None or before.mode is None or before.mode == mode:
         return True
-    diagnostics.append(Diagnostic.at(
-        doc, ("spec", "filepath", "mode"), "destination.mode-changed",
-        f"filepath.mode is immutable: this Destination was published with {before.mode}, not {mode} (as in "
-        "Kratix, give the Destination a new name, or remove it and add it back, to change it)",
-        object=object_name(doc)))
+    diagnostics.append(
+        Diagnostic.at(
+            doc,
+            ("spec", "filepath", "mode"),
+            "destination.mode-changed",
+            f"filepath.mode is immutable: this Destination was published with {before.mode}, not {mode} (as in "
+            "Kratix, give the Destination a new name, or remove it and add it back, to change it)",
+            object=object_name(doc),
+        )
+    )
     return False
 
 
-def _store_of(doc: SourceDoc, spec: Mapping[str, Any], stores: Mapping[str, StateStore],
-              diagnostics: list[Diagnostic]) -> tuple[bool, StateStore | None]:
+def _store_of(
+    doc: SourceDoc, spec: Mapping[str, Any], stores: Mapping[str, StateStore], diagnostics: list[Diagnostic]
+) -> tuple[bool, StateStore | None]:
     """Whether spec.stateStoreRef can be used, and its GitStateStore (None: the default store)."""
     ref = mapping(spec.get("stateStoreRef"))
     if not ref:
@@ -276,20 +367,35 @@ def _store_of(doc: SourceDoc, spec: Mapping[str, Any], stores: Mapping[str, Stat
     elif ref.get("name") in stores:
         return True, stores[ref["name"]]
     else:
-        message = (f"no GitStateStore named {ref.get('name')!r} in clusters/ (state stores: "
-                   f"{', '.join(sorted(stores)) or 'none'})")
-    diagnostics.append(Diagnostic.at(doc, ("spec", "stateStoreRef"), "destination.state-store", message,
-                                     object=object_name(doc)))
+        message = (
+            f"no GitStateStore named {ref.get('name')!r} in clusters/ (state stores: "
+            f"{', '.join(sorted(stores)) or 'none'})"
+        )
+    diagnostics.append(
+        Diagnostic.at(doc, ("spec", "stateStoreRef"), "destination.state-store", message, object=object_name(doc))
+    )
     return False, None
 
 
-def _recipients(doc: SourceDoc, annotations: Mapping[str, Any], key: str, pattern: re.Pattern[str], what: str,
-                diagnostics: list[Diagnostic]) -> tuple[str, ...]:
+def _recipients(
+    doc: SourceDoc,
+    annotations: Mapping[str, Any],
+    key: str,
+    pattern: re.Pattern[str],
+    what: str,
+    diagnostics: list[Diagnostic],
+) -> tuple[str, ...]:
     found = tuple(str(annotations.get(key) or "").replace(",", " ").split())
     wrong = [value for value in found if not pattern.fullmatch(value)]
     if wrong:
-        diagnostics.append(Diagnostic.at(doc, ("metadata", "annotations", key), "destination.sops-recipient",
-                                         f"{wrong[0]!r} is not {what}; no Secret is encrypted for this "
-                                         "Destination until it is fixed", object=object_name(doc)))
+        diagnostics.append(
+            Diagnostic.at(
+                doc,
+                ("metadata", "annotations", key),
+                "destination.sops-recipient",
+                f"{wrong[0]!r} is not {what}; no Secret is encrypted for this Destination until it is fixed",
+                object=object_name(doc),
+            )
+        )
         return ()
     return found

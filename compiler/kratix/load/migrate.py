@@ -130,8 +130,7 @@ def _convert_crd(spec: Mapping[str, Any], crd: Any, out: dict[str, Any], notes: 
         notes.append(_deprecated(("spec", "xaasCrd"), "spec.api"))
 
 
-def _convert_request_pipeline(spec: Mapping[str, Any], images: Any, out: dict[str, Any],
-                              notes: list[Note]) -> None:
+def _convert_request_pipeline(spec: Mapping[str, Any], images: Any, out: dict[str, Any], notes: list[Note]) -> None:
     path: FieldPath = ("spec", "xaasRequestPipeline")
     images = images if isinstance(images, list) else [images] if images else []
     if not images:
@@ -145,8 +144,9 @@ def _convert_request_pipeline(spec: Mapping[str, Any], images: Any, out: dict[st
     existing: list[Any] = resource.get("configure") or []
     if not isinstance(existing, list):
         existing = []
-    taken = {p["metadata"].get("name") for p in existing
-             if isinstance(p, Mapping) and isinstance(p.get("metadata"), Mapping)}
+    taken = {
+        p["metadata"].get("name") for p in existing if isinstance(p, Mapping) and isinstance(p.get("metadata"), Mapping)
+    }
     name = PIPELINE_NAME if PIPELINE_NAME not in taken else f"{PIPELINE_NAME}-seed"
     resource["configure"] = [_pipeline(name, [str(image) for image in images]), *existing]
     workflows["resource"] = resource
@@ -161,8 +161,12 @@ def _pipeline(name: str, images: list[str]) -> dict[str, Any]:
         container_name = _container_name(image, names)
         names.add(container_name)
         containers.append({"name": container_name, "image": image, "legacyPaths": True})
-    return {"apiVersion": API_VERSION, "kind": "Pipeline", "metadata": {"name": name},
-            "spec": {"containers": containers}}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Pipeline",
+        "metadata": {"name": name},
+        "spec": {"containers": containers},
+    }
 
 
 def _container_name(image: str, taken: set[str]) -> str:
@@ -186,6 +190,7 @@ def _convert_resources(old: str) -> Callable[[Mapping[str, Any], Any, dict[str, 
         dependencies.extend(_unwrap(entry) for entry in items)
         out["dependencies"] = dependencies
         notes.append(_deprecated(("spec", old), "spec.dependencies"))
+
     return convert
 
 
@@ -218,8 +223,7 @@ _CONVERTERS: dict[str, Callable[[Mapping[str, Any], Any, dict[str, Any], list[No
 
 def _upgrade_cluster(body: dict[str, Any], notes: list[Note]) -> None:
     body["kind"] = "Destination"
-    notes.append((("kind",), "kind: Cluster is deprecated: use kind: Destination "
-                                "(kratix migrate rewrites it)"))
+    notes.append((("kind",), "kind: Cluster is deprecated: use kind: Destination (kratix migrate rewrites it)"))
     _drop_namespace(body, "Destination", notes)
     spec = body.get("spec")
     if not isinstance(spec, dict):

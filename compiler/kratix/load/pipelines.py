@@ -30,19 +30,32 @@ _MAX_PIPELINE_ID = 60  # Kratix's limit on `<promise>-<workflow>-<action>-<pipel
 _ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")  # apimachinery's IsEnvVarName
 
 
-def parse_pipelines(doc: SourceDoc, workflows: Any, workflow: str, diagnostics: list[Diagnostic],
-                    subject: str, promise: str, has_templates: Callable[[str], bool]
-                    ) -> tuple[tuple[Pipeline, ...], bool]:
+def parse_pipelines(
+    doc: SourceDoc,
+    workflows: Any,
+    workflow: str,
+    diagnostics: list[Diagnostic],
+    subject: str,
+    promise: str,
+    has_templates: Callable[[str], bool],
+) -> tuple[tuple[Pipeline, ...], bool]:
     """The pipelines of one workflow, and whether all of them were read. `has_templates(folder)` tells whether a
     template folder (relative to the Promise's folder) holds files to render."""
     if not isinstance(workflows, Mapping):
         return (), True
     section = mapping(workflows.get(workflow))
     if section.get("delete"):
-        diagnostics.append(Diagnostic.at(
-            doc, ("spec", "workflows", workflow, "delete"), "pipeline.delete-not-run",
-            "delete workflows do not run here: when it leaves the repo, its output leaves the output repo and "
-            "Flux prunes it", severity=Severity.INFO, object=subject))
+        diagnostics.append(
+            Diagnostic.at(
+                doc,
+                ("spec", "workflows", workflow, "delete"),
+                "pipeline.delete-not-run",
+                "delete workflows do not run here: when it leaves the repo, its output leaves the output repo and "
+                "Flux prunes it",
+                severity=Severity.INFO,
+                object=subject,
+            )
+        )
     raw = section.get("configure")
     if not isinstance(raw, list):
         return (), True  # absent; a configure of the wrong shape is reported with the Promise's shape
@@ -56,20 +69,25 @@ def parse_pipelines(doc: SourceDoc, workflows: Any, workflow: str, diagnostics: 
         diagnostics.append(Diagnostic.at(doc, path, code, message, object=subject))
 
     for index, entry in enumerate(raw):
-        pipeline = _pipeline(entry, (*base, index), problem, promise=promise, workflow=workflow,
-                             has_templates=has_templates)
+        pipeline = _pipeline(
+            entry, (*base, index), problem, promise=promise, workflow=workflow, has_templates=has_templates
+        )
         if pipeline is None:
             continue
         if any(p.name == pipeline.name for p in pipelines):
-            problem((*base, index, "metadata", "name"), f"pipeline name {pipeline.name!r} is used twice in the "
-                    f"{workflow} workflow", "pipeline.duplicate")
+            problem(
+                (*base, index, "metadata", "name"),
+                f"pipeline name {pipeline.name!r} is used twice in the {workflow} workflow",
+                "pipeline.duplicate",
+            )
             continue
         pipelines.append(pipeline)
     return tuple(pipelines), complete
 
 
-def _pipeline(entry: Any, path: FieldPath, problem: Any, *, promise: str, workflow: str,
-              has_templates: Callable[[str], bool]) -> Pipeline | None:
+def _pipeline(
+    entry: Any, path: FieldPath, problem: Any, *, promise: str, workflow: str, has_templates: Callable[[str], bool]
+) -> Pipeline | None:
     found = shapes.problems(shapes.PIPELINE, entry)
     for sub, message in found:
         problem((*path, *sub), message)
@@ -83,8 +101,12 @@ def _pipeline(entry: Any, path: FieldPath, problem: Any, *, promise: str, workfl
         return None
     identity = f"{promise}-{workflow}-configure-{name}"
     if len(identity) > _MAX_PIPELINE_ID:
-        problem((*path, "metadata", "name"), f"pipeline {name!r} is too long: Kratix names its resources "
-                f"{identity!r}, which may be at most {_MAX_PIPELINE_ID} characters", "pipeline.name")
+        problem(
+            (*path, "metadata", "name"),
+            f"pipeline {name!r} is too long: Kratix names its resources "
+            f"{identity!r}, which may be at most {_MAX_PIPELINE_ID} characters",
+            "pipeline.name",
+        )
         return None
     raw_containers = mapping(entry.get("spec")).get("containers")
     if not raw_containers:
@@ -96,15 +118,19 @@ def _pipeline(entry: Any, path: FieldPath, problem: Any, *, promise: str, workfl
         if container is None:
             return None
         if any(c.name == container.name for c in containers):
-            problem((*path, "spec", "containers", index, "name"), f"container name {container.name!r} is used "
-                    "twice in this pipeline", "pipeline.duplicate")
+            problem(
+                (*path, "spec", "containers", index, "name"),
+                f"container name {container.name!r} is used twice in this pipeline",
+                "pipeline.duplicate",
+            )
             return None
         containers.append(container)
     return Pipeline(name=str(name), containers=tuple(containers), body=entry)
 
 
-def _container(raw: Mapping[str, Any], where: FieldPath, problem: Any,
-               has_templates: Callable[[str], bool]) -> Container | None:
+def _container(
+    raw: Mapping[str, Any], where: FieldPath, problem: Any, has_templates: Callable[[str], bool]
+) -> Container | None:
     """The container `raw`, or None once `problem` has been told the first thing wrong with it."""
     if not _names_are_valid(raw, where, problem) or not _step_kind_is_clear(raw, where, problem):
         return None
@@ -132,8 +158,11 @@ def _names_are_valid(raw: Mapping[str, Any], where: FieldPath, problem: Any) -> 
         return False
     for index, entry in enumerate(raw.get("env") or ()):
         if not _ENV_NAME.fullmatch(entry["name"]):
-            problem((*where, "env", index, "name"), f"{entry['name']!r} is not an environment variable name "
-                    "(letters, digits, '_', '-' and '.', not starting with a digit)")
+            problem(
+                (*where, "env", index, "name"),
+                f"{entry['name']!r} is not an environment variable name "
+                "(letters, digits, '_', '-' and '.', not starting with a digit)",
+            )
             return False
     return True
 
@@ -141,8 +170,12 @@ def _names_are_valid(raw: Mapping[str, Any], where: FieldPath, problem: Any) -> 
 def _step_kind_is_clear(raw: Mapping[str, Any], where: FieldPath, problem: Any) -> bool:
     """No NUL in what reaches a process, and exactly one of a native step (`template`) or a container step
     (`image`, or a `command` alone)."""
-    texts = [raw.get("image") or "", *(raw.get("command") or ()), *(raw.get("args") or ()),
-             *(str(e.get("value", "")) for e in raw.get("env") or ())]
+    texts = [
+        raw.get("image") or "",
+        *(raw.get("command") or ()),
+        *(raw.get("args") or ()),
+        *(str(e.get("value", "")) for e in raw.get("env") or ()),
+    ]
     if any("\x00" in text for text in texts):
         problem(where, "a container's image, command, args and env values cannot hold a NUL character")
         return False
@@ -156,14 +189,12 @@ def _step_kind_is_clear(raw: Mapping[str, Any], where: FieldPath, problem: Any) 
     return True
 
 
-def _template_folder(template: Any, where: FieldPath, problem: Any,
-                     has_templates: Callable[[str], bool]) -> str | None:
+def _template_folder(template: Any, where: FieldPath, problem: Any, has_templates: Callable[[str], bool]) -> str | None:
     """A native step's folder, normalised: a plain folder inside the Promise's folder holding files to render."""
     folder = str(PurePosixPath(template))
     invalid = names.relative_path(folder) if folder != "." else "is the Promise's folder itself"
     if invalid is not None:
-        problem((*where, "template"), f"template must be a folder inside the Promise's folder: {template!r} "
-                f"{invalid}")
+        problem((*where, "template"), f"template must be a folder inside the Promise's folder: {template!r} {invalid}")
         return None
     if not has_templates(folder):
         problem((*where, "template"), f"template folder {folder!r} has no *.j2 or *.yaml file to render")
@@ -195,19 +226,34 @@ def report_cluster_access(doc: SourceDoc, workflows: Any, diagnostics: list[Diag
             access += asks
             ignored += settings
     if access:
-        diagnostics.append(Diagnostic.at(
-            doc, ("spec", "workflows"), "pipeline.cluster-access",
-            f"its pipelines ask for cluster access a compiler cannot give ({'; '.join(access)}): steps run with no "
-            "Kubernetes API and no credentials; a step that needs them fails", severity=Severity.WARNING,
-            object=subject))
+        diagnostics.append(
+            Diagnostic.at(
+                doc,
+                ("spec", "workflows"),
+                "pipeline.cluster-access",
+                f"its pipelines ask for cluster access a compiler cannot give ({'; '.join(access)}): steps run with no "
+                "Kubernetes API and no credentials; a step that needs them fails",
+                severity=Severity.WARNING,
+                object=subject,
+            )
+        )
     if mapping(mapping(workflows).get("config")).get("reconciliationInterval"):
-        ignored.append("config.reconciliationInterval (workflows run again when their inputs change or a "
-                       "retryAfter is due, not on a timer)")
+        ignored.append(
+            "config.reconciliationInterval (workflows run again when their inputs change or a "
+            "retryAfter is due, not on a timer)"
+        )
     if ignored:
-        diagnostics.append(Diagnostic.at(
-            doc, ("spec", "workflows"), "pipeline.pod-settings",
-            f"pod settings have no effect here, where steps are not pods ({'; '.join(ignored)}); the compile's own "
-            "limits apply (see docs/pipeline-contract.md)", severity=Severity.INFO, object=subject))
+        diagnostics.append(
+            Diagnostic.at(
+                doc,
+                ("spec", "workflows"),
+                "pipeline.pod-settings",
+                f"pod settings have no effect here, where steps are not pods ({'; '.join(ignored)}); the compile's own "
+                "limits apply (see docs/pipeline-contract.md)",
+                severity=Severity.INFO,
+                object=subject,
+            )
+        )
 
 
 def _asks_of(workflow: str, entry: Any) -> tuple[list[str], list[str]]:
@@ -220,8 +266,11 @@ def _asks_of(workflow: str, entry: Any) -> tuple[list[str], list[str]]:
             access.append(f"{workflow}/{name}: volume {mapping(volume).get('name')!r} ({', '.join(kinds)})")
     ignored = [f"{workflow}/{name}: {'.'.join(path[1:])}" for path in _POD_ONLY if _has(entry, path)]
     for container in mapping(mapping(entry).get("spec")).get("containers") or ():
-        ignored += [f"{workflow}/{name}/{mapping(container).get('name')}: {field}"
-                    for field in _CONTAINER_POD_ONLY if _has(container, (field,))]
+        ignored += [
+            f"{workflow}/{name}/{mapping(container).get('name')}: {field}"
+            for field in _CONTAINER_POD_ONLY
+            if _has(container, (field,))
+        ]
     return access, ignored
 
 

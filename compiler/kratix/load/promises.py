@@ -72,17 +72,23 @@ def _misnamed(body: Mapping[str, Any], *, promise_file: bool) -> tuple[FieldPath
         return ("apiVersion",), f"a Promise must have apiVersion {API_VERSION} (got {api_version!r})"
     group = api_version.split("/", 1)[0] if isinstance(api_version, str) else None
     if group == API_GROUP and kind not in _IGNORED_KINDS:
-        return ("kind",), (f"kind {kind!r} of {api_version} is not read from promises/: a Promise is kind "
-                           "Promise (Destinations live in clusters/)")
+        return ("kind",), (
+            f"kind {kind!r} of {api_version} is not read from promises/: a Promise is kind "
+            "Promise (Destinations live in clusters/)"
+        )
     if promise_file and kind not in _IGNORED_KINDS:
         return ("kind",), f"{PROMISE_FILES[0]} must hold a Promise (kind: Promise, apiVersion: {API_VERSION})"
     return None
 
 
 def parse_promises(docs: list[SourceDoc], diagnostics: list[Diagnostic], tree: SourceTree) -> dict[str, Promise]:
-    folders = {str(PurePosixPath(path).parent) for path in tree.files
-               if path.startswith("promises/") and path.endswith(TEMPLATE_FILES)
-               and not PurePosixPath(path).name.startswith("_")}
+    folders = {
+        str(PurePosixPath(path).parent)
+        for path in tree.files
+        if path.startswith("promises/")
+        and path.endswith(TEMPLATE_FILES)
+        and not PurePosixPath(path).name.startswith("_")
+    }
     promises: dict[str, Promise] = {}
     kinds: dict[tuple[str, str], str] = {}
     plurals: dict[tuple[str, str], str] = {}
@@ -98,23 +104,34 @@ def parse_promises(docs: list[SourceDoc], diagnostics: list[Diagnostic], tree: S
             continue
         if promise.name in promises:
             first = promises[promise.name].source
-            diagnostics.append(Diagnostic.at(doc, ("metadata", "name"), "promise.duplicate",
-                                             f"Promise {promise.name!r} is already defined at "
-                                             f"{first.path}:{first.line}",
-                                             object=f"Promise {promise.name}"))
+            diagnostics.append(
+                Diagnostic.at(
+                    doc,
+                    ("metadata", "name"),
+                    "promise.duplicate",
+                    f"Promise {promise.name!r} is already defined at {first.path}:{first.line}",
+                    object=f"Promise {promise.name}",
+                )
+            )
             continue
         if promise.api is not None:
             api, taken = promise.api, None
             if (api.group, api.kind) in kinds:
-                taken = (f"kind {api.kind} of group {api.group} is already served by Promise "
-                         f"{kinds[api.group, api.kind]!r}")
+                taken = (
+                    f"kind {api.kind} of group {api.group} is already served by Promise {kinds[api.group, api.kind]!r}"
+                )
             elif (api.group, api.plural) in plurals:
                 # One CRD (<plural>.<group>): Kratix would overwrite the other Promise's versions with these.
-                taken = (f"CustomResourceDefinition {api.plural}.{api.group} is already the API of Promise "
-                         f"{plurals[api.group, api.plural]!r}")
+                taken = (
+                    f"CustomResourceDefinition {api.plural}.{api.group} is already the API of Promise "
+                    f"{plurals[api.group, api.plural]!r}"
+                )
             if taken is not None:
-                diagnostics.append(Diagnostic.at(doc, ("spec", "api"), "promise.duplicate-api", taken,
-                                                 object=f"Promise {promise.name}"))
+                diagnostics.append(
+                    Diagnostic.at(
+                        doc, ("spec", "api"), "promise.duplicate-api", taken, object=f"Promise {promise.name}"
+                    )
+                )
                 continue
             kinds[api.group, api.kind] = plurals[api.group, api.plural] = promise.name
         promises[promise.name] = promise
@@ -128,8 +145,9 @@ def promise_name_problem(name: Any) -> str | None:
     return problem
 
 
-def _promise(doc: SourceDoc, body: Mapping[str, Any], diagnostics: list[Diagnostic],
-             has_templates: Callable[[str], bool]) -> Promise | None:
+def _promise(
+    doc: SourceDoc, body: Mapping[str, Any], diagnostics: list[Diagnostic], has_templates: Callable[[str], bool]
+) -> Promise | None:
     subject = object_name(doc)
     if not check_shape(doc, body, shapes.PROMISE, "promise.shape", diagnostics):
         return None
@@ -139,10 +157,12 @@ def _promise(doc: SourceDoc, body: Mapping[str, Any], diagnostics: list[Diagnost
         return None
     spec = mapping(body.get("spec"))
     workflows = spec.get("workflows") or {}
-    promise_configure, promise_ok = parse_pipelines(doc, workflows, "promise", diagnostics, subject, name,
-                                                    has_templates)
-    resource_configure, resource_ok = parse_pipelines(doc, workflows, "resource", diagnostics, subject, name,
-                                                      has_templates)
+    promise_configure, promise_ok = parse_pipelines(
+        doc, workflows, "promise", diagnostics, subject, name, has_templates
+    )
+    resource_configure, resource_ok = parse_pipelines(
+        doc, workflows, "resource", diagnostics, subject, name, has_templates
+    )
     if not (promise_ok and resource_ok):
         return None
     report_cluster_access(doc, workflows, diagnostics, subject)
@@ -155,10 +175,12 @@ def _promise(doc: SourceDoc, body: Mapping[str, Any], diagnostics: list[Diagnost
         api=api_ref(crd),
         crd=crd,
         dependencies=tuple(spec.get("dependencies") or ()),
-        selectors=tuple(Selector(dict(entry.get("matchLabels") or {}))
-                        for entry in spec.get("destinationSelectors") or ()),
-        required=tuple(RequiredPromise(entry["name"], entry.get("version") or None)
-                       for entry in spec.get("requiredPromises") or ()),
+        selectors=tuple(
+            Selector(dict(entry.get("matchLabels") or {})) for entry in spec.get("destinationSelectors") or ()
+        ),
+        required=tuple(
+            RequiredPromise(entry["name"], entry.get("version") or None) for entry in spec.get("requiredPromises") or ()
+        ),
         promise_configure=promise_configure,
         resource_configure=resource_configure,
         version=labels.get(PROMISE_VERSION_LABEL),
@@ -179,5 +201,4 @@ def api_ref(crd: Any) -> ApiRef | None:
         return None
     storage = next((v for v in versions if v.get("storage")), versions[0])
     plural = names_.get("plural") or str(names_["kind"]).lower() + "s"
-    return ApiRef(group=str(spec["group"]), version=str(storage["name"]), kind=str(names_["kind"]),
-                  plural=str(plural))
+    return ApiRef(group=str(spec["group"]), version=str(storage["name"]), kind=str(names_["kind"]), plural=str(plural))

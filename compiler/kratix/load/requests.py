@@ -24,8 +24,9 @@ from kratix.model.platform import Promise, RequestKey, ResourceRequest
 DEFAULT_NAMESPACE = "default"
 
 
-def parse_requests(tree: SourceTree, promises: Mapping[str, Promise], diagnostics: list[Diagnostic],
-                   skip: frozenset[str]) -> tuple[ResourceRequest, ...]:
+def parse_requests(
+    tree: SourceTree, promises: Mapping[str, Promise], diagnostics: list[Diagnostic], skip: frozenset[str]
+) -> tuple[ResourceRequest, ...]:
     by_kind = {(p.api.group, p.api.kind): p for p in promises.values() if p.api is not None}
     requests: list[ResourceRequest] = []
     seen: dict[RequestKey, SourceDoc] = {}
@@ -34,9 +35,18 @@ def parse_requests(tree: SourceTree, promises: Mapping[str, Promise], diagnostic
             continue
         folder_namespace = folder_namespace_of(path)
         if folder_namespace is not None and names.dns_label(folder_namespace) is not None:
-            diagnostics.append(Diagnostic(path, 1, 1, "", "request.namespace", f"folder requests/{folder_namespace}/"
-                                          f" is not a namespace name: it {names.dns_label(folder_namespace)}",
-                                          Severity.ERROR))
+            diagnostics.append(
+                Diagnostic(
+                    path,
+                    1,
+                    1,
+                    "",
+                    "request.namespace",
+                    f"folder requests/{folder_namespace}/"
+                    f" is not a namespace name: it {names.dns_label(folder_namespace)}",
+                    Severity.ERROR,
+                )
+            )
             continue
         for doc in parse_file(path, data, diagnostics):
             request = _request(doc, folder_namespace, by_kind, diagnostics)
@@ -44,9 +54,15 @@ def parse_requests(tree: SourceTree, promises: Mapping[str, Promise], diagnostic
                 continue
             if request.key in seen:
                 first = seen[request.key]
-                diagnostics.append(Diagnostic.at(doc, ("metadata", "name"), "request.duplicate",
-                                                 f"{request.key} is already requested at {first.path}:{first.line}",
-                                                 object=str(request.key)))
+                diagnostics.append(
+                    Diagnostic.at(
+                        doc,
+                        ("metadata", "name"),
+                        "request.duplicate",
+                        f"{request.key} is already requested at {first.path}:{first.line}",
+                        object=str(request.key),
+                    )
+                )
                 continue
             seen[request.key] = doc
             requests.append(request)
@@ -59,49 +75,84 @@ def folder_namespace_of(path: str) -> str | None:
     return parts[1] if len(parts) > 2 else None
 
 
-def _request(doc: SourceDoc, folder_namespace: str | None, by_kind: Mapping[tuple[str, str], Promise],
-             diagnostics: list[Diagnostic]) -> ResourceRequest | None:
+def _request(
+    doc: SourceDoc,
+    folder_namespace: str | None,
+    by_kind: Mapping[tuple[str, str], Promise],
+    diagnostics: list[Diagnostic],
+) -> ResourceRequest | None:
     body = doc.body
     subject = object_name(doc)
     api_version, kind = body.get("apiVersion"), body.get("kind")
     if not isinstance(api_version, str) or not isinstance(kind, str):
-        diagnostics.append(Diagnostic.at(doc, ("apiVersion",) if not isinstance(api_version, str) else ("kind",),
-                                         "request.not-object", "a resource request needs apiVersion and kind "
-                                         "(strings)", object=subject))
+        diagnostics.append(
+            Diagnostic.at(
+                doc,
+                ("apiVersion",) if not isinstance(api_version, str) else ("kind",),
+                "request.not-object",
+                "a resource request needs apiVersion and kind (strings)",
+                object=subject,
+            )
+        )
         return None
     group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
     promise = by_kind.get((group, kind))
     if promise is None:
         served = ", ".join(sorted(f"{k} ({g})" for g, k in by_kind)) or "none"
-        diagnostics.append(Diagnostic.at(doc, ("kind",), "request.unknown-kind",
-                                         f"no Promise serves {kind} in group {group or '(core)'}; "
-                                         f"served kinds: {served}", object=subject))
+        diagnostics.append(
+            Diagnostic.at(
+                doc,
+                ("kind",),
+                "request.unknown-kind",
+                f"no Promise serves {kind} in group {group or '(core)'}; served kinds: {served}",
+                object=subject,
+            )
+        )
         return None
     metadata = body.get("metadata")
     if not isinstance(metadata, Mapping):
-        diagnostics.append(Diagnostic.at(doc, ("metadata",), "request.metadata", "a request needs metadata.name",
-                                         object=subject))
+        diagnostics.append(
+            Diagnostic.at(doc, ("metadata",), "request.metadata", "a request needs metadata.name", object=subject)
+        )
         return None
     namespace = metadata.get("namespace")
     if namespace is None:
         namespace = folder_namespace or DEFAULT_NAMESPACE
         body = {**body, "metadata": {**metadata, "namespace": namespace}}
     elif folder_namespace is not None and namespace != folder_namespace:
-        diagnostics.append(Diagnostic.at(doc, ("metadata", "namespace"), "request.namespace",
-                                         f"namespace {namespace!r} differs from its folder requests/{folder_namespace}/"
-                                         " (the folder decides who may request what where)", object=subject))
+        diagnostics.append(
+            Diagnostic.at(
+                doc,
+                ("metadata", "namespace"),
+                "request.namespace",
+                f"namespace {namespace!r} differs from its folder requests/{folder_namespace}/"
+                " (the folder decides who may request what where)",
+                object=subject,
+            )
+        )
         return None
     name = metadata.get("name")
-    valid = check_name(doc, ("metadata", "name"), names.dns_label(name) if name is not None
-                       else "is required: a request needs metadata.name", "request.name", diagnostics)
+    valid = check_name(
+        doc,
+        ("metadata", "name"),
+        names.dns_label(name) if name is not None else "is required: a request needs metadata.name",
+        "request.name",
+        diagnostics,
+    )
     valid &= check_name(doc, ("metadata", "namespace"), names.dns_label(namespace), "request.namespace", diagnostics)
     labels = metadata.get("labels")
     if isinstance(labels, Mapping):
         for key in labels:
             if key in IDENTITY_LABELS or str(key).startswith(PARENT_LABEL_PREFIX):
-                valid &= check_name(doc, ("metadata", "labels", key), f"label {key!r} is set by the compiler, not by "
-                                    "a request", "request.labels", diagnostics)
+                valid &= check_name(
+                    doc,
+                    ("metadata", "labels", key),
+                    f"label {key!r} is set by the compiler, not by a request",
+                    "request.labels",
+                    diagnostics,
+                )
     if not valid:
         return None
-    return ResourceRequest(key=RequestKey(kind, namespace, str(name)), api_version=api_version, promise=promise.name,
-                           source=doc, body=body)
+    return ResourceRequest(
+        key=RequestKey(kind, namespace, str(name)), api_version=api_version, promise=promise.name, source=doc, body=body
+    )

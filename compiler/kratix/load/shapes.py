@@ -23,15 +23,29 @@ from kratix.model.platform import API_VERSION
 _STRING = {"type": "string"}
 _STRINGS = {"type": "array", "items": _STRING}
 _STRING_MAP = {"type": "object", "additionalProperties": _STRING}
-_METADATA = {"type": "object", "required": ["name"],
-             "properties": {"name": _STRING, "labels": _STRING_MAP, "annotations": _STRING_MAP}}
-_TRIGGERS = {"type": "object", "additionalProperties": False,
-             "properties": {"configure": {"type": "array", "items": {"type": "object"}},
-                            "delete": {"type": "array", "items": {"type": "object"}}}}
+_METADATA = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {"name": _STRING, "labels": _STRING_MAP, "annotations": _STRING_MAP},
+}
+_TRIGGERS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "configure": {"type": "array", "items": {"type": "object"}},
+        "delete": {"type": "array", "items": {"type": "object"}},
+    },
+}
 # A Kubernetes object, as far as a compiler must know it to place it: what it is and what it is called.
-_OBJECT = {"type": "object", "required": ["apiVersion", "kind", "metadata"],
-           "properties": {"apiVersion": {"type": "string", "minLength": 1}, "kind": {"type": "string", "minLength": 1},
-                          "metadata": {"type": "object", "required": ["name"], "properties": {"name": _STRING}}}}
+_OBJECT = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata"],
+    "properties": {
+        "apiVersion": {"type": "string", "minLength": 1},
+        "kind": {"type": "string", "minLength": 1},
+        "metadata": {"type": "object", "required": ["name"], "properties": {"name": _STRING}},
+    },
+}
 _SELECTOR = {"type": "object", "additionalProperties": False, "properties": {"matchLabels": _STRING_MAP}}
 
 PROMISE: dict[str, Any] = {
@@ -48,15 +62,24 @@ PROMISE: dict[str, Any] = {
                 "api": {"type": "object"},
                 "dependencies": {"type": "array", "items": _OBJECT},
                 "destinationSelectors": {"type": "array", "items": _SELECTOR},
-                "requiredPromises": {"type": "array", "items": {
-                    "type": "object", "additionalProperties": False, "required": ["name"],
-                    "properties": {"name": _STRING, "version": _STRING}}},
+                "requiredPromises": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["name"],
+                        "properties": {"name": _STRING, "version": _STRING},
+                    },
+                },
                 "workflows": {
                     "type": "object",
                     "additionalProperties": False,
                     "properties": {
-                        "config": {"type": "object", "additionalProperties": False,
-                                   "properties": {"pipelineNamespace": _STRING, "reconciliationInterval": _STRING}},
+                        "config": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {"pipelineNamespace": _STRING, "reconciliationInterval": _STRING},
+                        },
                         "resource": _TRIGGERS,
                         "promise": _TRIGGERS,
                     },
@@ -79,16 +102,27 @@ DESTINATION: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {
                 "path": _STRING,
-                "stateStoreRef": {"type": "object", "additionalProperties": False, "required": ["kind", "name"],
-                                  "properties": {"kind": {"enum": ["GitStateStore", "BucketStateStore"]},
-                                                 "name": _STRING}},
+                "stateStoreRef": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["kind", "name"],
+                    "properties": {"kind": {"enum": ["GitStateStore", "BucketStateStore"]}, "name": _STRING},
+                },
                 "strictMatchLabels": {"type": "boolean"},
-                "filepath": {"type": "object", "additionalProperties": False,
-                             "properties": {"mode": {"enum": ["nestedByMetadata", "aggregatedYAML", "none"]},
-                                            "filename": _STRING}},
+                "filepath": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "mode": {"enum": ["nestedByMetadata", "aggregatedYAML", "none"]},
+                        "filename": _STRING,
+                    },
+                },
                 "cleanup": {"enum": ["none", "all"]},
-                "initWorkloads": {"type": "object", "additionalProperties": False,
-                                  "properties": {"enabled": {"type": "boolean"}}},
+                "initWorkloads": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"enabled": {"type": "boolean"}},
+                },
             },
         },
         "status": {"type": "object"},
@@ -111,19 +145,28 @@ GIT_STATE_STORE: dict[str, Any] = {
                 "url": {"type": "string", "minLength": 1},
                 "branch": _STRING,
                 "path": _STRING,
-                "secretRef": {"type": "object", "additionalProperties": False,
-                              "properties": {"name": _STRING, "namespace": _STRING}},
+                "secretRef": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"name": _STRING, "namespace": _STRING},
+                },
                 "authMethod": {"enum": ["basicAuth", "ssh", "githubApp"]},
-                "gitAuthor": {"type": "object", "additionalProperties": False,
-                              "properties": {"name": _STRING, "email": _STRING}},
+                "gitAuthor": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"name": _STRING, "email": _STRING},
+                },
             },
         },
         "status": {"type": "object"},
     },
 }
 
-_ENV_VAR = {"type": "object", "required": ["name"],
-            "properties": {"name": _STRING, "value": _STRING, "valueFrom": {"type": "object"}}}
+_ENV_VAR = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {"name": _STRING, "value": _STRING, "valueFrom": {"type": "object"}},
+}
 PIPELINE: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -133,30 +176,34 @@ PIPELINE: dict[str, Any] = {
         "spec": {
             "type": "object",
             "properties": {
-                "containers": {"type": "array", "items": {
-                    "type": "object",
-                    "required": ["name"],
-                    "properties": {
-                        "name": _STRING,
-                        "image": _STRING,
-                        "template": _STRING,
-                        "command": _STRINGS,
-                        "args": _STRINGS,
-                        "env": {"type": "array", "items": _ENV_VAR},
-                        "envFrom": {"type": "array", "items": {"type": "object"}},
-                        "volumeMounts": {"type": "array", "items": {"type": "object"}},
-                        "network": {"type": "boolean"},
-                        "legacyPaths": {"type": "boolean"},
+                "containers": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["name"],
+                        "properties": {
+                            "name": _STRING,
+                            "image": _STRING,
+                            "template": _STRING,
+                            "command": _STRINGS,
+                            "args": _STRINGS,
+                            "env": {"type": "array", "items": _ENV_VAR},
+                            "envFrom": {"type": "array", "items": {"type": "object"}},
+                            "volumeMounts": {"type": "array", "items": {"type": "object"}},
+                            "network": {"type": "boolean"},
+                            "legacyPaths": {"type": "boolean"},
+                        },
                     },
-                }},
+                },
                 "volumes": {"type": "array", "items": {"type": "object"}},
             },
         },
     },
 }
 
-_VALIDATORS = {id(schema): jsonschema_rs.Draft7Validator(schema)
-               for schema in (PROMISE, DESTINATION, GIT_STATE_STORE, PIPELINE)}
+_VALIDATORS = {
+    id(schema): jsonschema_rs.Draft7Validator(schema) for schema in (PROMISE, DESTINATION, GIT_STATE_STORE, PIPELINE)
+}
 
 
 def problems(schema: Mapping[str, Any], body: Any) -> list[tuple[FieldPath, str]]:
@@ -170,8 +217,9 @@ def problems(schema: Mapping[str, Any], body: Any) -> list[tuple[FieldPath, str]
         elif isinstance(kind, jsonschema_rs.ValidationErrorKind.Required):
             found.append(((*path, kind.property), "required field missing"))
         elif isinstance(kind, jsonschema_rs.ValidationErrorKind.Type):
-            wanted = " or ".join("a list" if t == "array" else "a mapping" if t == "object" else f"a {t}"
-                                 for t in kind.types)
+            wanted = " or ".join(
+                "a list" if t == "array" else "a mapping" if t == "object" else f"a {t}" for t in kind.types
+            )
             found.append((path, f"must be {wanted}, not {_kind_of(error.instance)}"))
         elif isinstance(kind, jsonschema_rs.ValidationErrorKind.Constant):
             found.append((path, f"must be {kind.expected_value} (got {_shown(error.instance)})"))

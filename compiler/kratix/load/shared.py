@@ -36,15 +36,30 @@ def parse_file(path: str, data: bytes, diagnostics: list[Diagnostic]) -> list[So
     """The documents of one file that are mappings; every YAML problem and every other document is an error."""
     docs, problems = yamltext.load_documents(path, data)
     for problem in problems:
-        diagnostics.append(Diagnostic(path, problem.line, problem.column, format_path(problem.path), problem.code,
-                                      problem.message, Severity.ERROR))
+        diagnostics.append(
+            Diagnostic(
+                path,
+                problem.line,
+                problem.column,
+                format_path(problem.path),
+                problem.code,
+                problem.message,
+                Severity.ERROR,
+            )
+        )
     objects = []
     for doc in docs:
         if isinstance(doc.body, Mapping):
             objects.append(doc)
         else:
-            diagnostics.append(Diagnostic.at(doc, (), "yaml.not-object", f"document {doc.index + 1} is a "
-                                             f"{_kind_name(doc.body)}, not a Kubernetes object (a mapping)"))
+            diagnostics.append(
+                Diagnostic.at(
+                    doc,
+                    (),
+                    "yaml.not-object",
+                    f"document {doc.index + 1} is a {_kind_name(doc.body)}, not a Kubernetes object (a mapping)",
+                )
+            )
     return objects
 
 
@@ -62,8 +77,11 @@ def object_name(doc: SourceDoc) -> str:
 
 
 def is_platform_kind(body: Any, *kinds: str) -> bool:
-    return (isinstance(body, Mapping) and body.get("kind") in kinds
-            and str(body.get("apiVersion", "")).split("/", 1)[0] == API_GROUP)
+    return (
+        isinstance(body, Mapping)
+        and body.get("kind") in kinds
+        and str(body.get("apiVersion", "")).split("/", 1)[0] == API_GROUP
+    )
 
 
 def upgraded(doc: SourceDoc, code: str, diagnostics: list[Diagnostic]) -> Any:
@@ -74,8 +92,7 @@ def upgraded(doc: SourceDoc, code: str, diagnostics: list[Diagnostic]) -> Any:
     return upgrade.body
 
 
-def check_shape(doc: SourceDoc, body: Any, schema: Mapping[str, Any], code: str,
-                diagnostics: list[Diagnostic]) -> bool:
+def check_shape(doc: SourceDoc, body: Any, schema: Mapping[str, Any], code: str, diagnostics: list[Diagnostic]) -> bool:
     """Whether `body` (doc's body, maybe upgraded) has `schema`'s shape; each field that does not is an error."""
     found = shapes.problems(schema, body)
     for path, message in found:
@@ -83,8 +100,9 @@ def check_shape(doc: SourceDoc, body: Any, schema: Mapping[str, Any], code: str,
     return not found
 
 
-def check_name(doc: SourceDoc, path: tuple[str | int, ...], problem: str | None, code: str,
-               diagnostics: list[Diagnostic]) -> bool:
+def check_name(
+    doc: SourceDoc, path: tuple[str | int, ...], problem: str | None, code: str, diagnostics: list[Diagnostic]
+) -> bool:
     """Whether a name is valid (`problem` is None); else an error at `path`."""
     if problem is not None:
         diagnostics.append(Diagnostic.at(doc, path, code, problem, object=object_name(doc)))

@@ -29,9 +29,12 @@ from kratix.model.manifests import PIPELINE_LABEL, PROMISE_LABEL, RESOURCE_LABEL
 def rebuild_provenance(files: Mapping[str, bytes], known: list[paths.Layout]) -> list[provenance.Entry]:
     """`known`: the layouts of the Destinations the inventory knows (empty when it cannot be read)."""
     layouts = known or _guessed_layouts(files)
-    owned = {path: name for path in files
-             if (name := paths.destination_at(path, layouts)) is not None
-             and (not paths.is_bookkeeping(path) or path.startswith(paths.WORKLOADS_FOLDER + "/"))}
+    owned = {
+        path: name
+        for path in files
+        if (name := paths.destination_at(path, layouts)) is not None
+        and (not paths.is_bookkeeping(path) or path.startswith(paths.WORKLOADS_FOLDER + "/"))
+    }
     prefetch = getattr(files, "prefetch", None)
     if prefetch is not None:
         prefetch(owned)
@@ -46,8 +49,10 @@ def rebuild_provenance(files: Mapping[str, bytes], known: list[paths.Layout]) ->
         objects = _objects_in(files[path])
         if found is not None and found[0] == paths.RESOURCES:
             _, namespace, promise, request_name, pipeline = found
-            owner = request = f"{_kind_in(files.get(paths.request_status(namespace, promise, request_name)))} " \
-                              f"{namespace}/{request_name}"
+            owner = request = (
+                f"{_kind_in(files.get(paths.request_status(namespace, promise, request_name)))} "
+                f"{namespace}/{request_name}"
+            )
         elif found is not None:
             _, promise, pipeline = found
             owner = f"Promise {promise}"
@@ -62,8 +67,17 @@ def rebuild_provenance(files: Mapping[str, bytes], known: list[paths.Layout]) ->
             # What the layout generates (kustomizations, request namespaces, canaries) is recorded without
             # objects, as it is when written: those objects are never counted as deletions.
             objects = ()
-        entries.append(provenance.Entry(path=path, owner=owner, destination=name, promise=promise, request=request,
-                                        pipeline=pipeline, objects=objects))
+        entries.append(
+            provenance.Entry(
+                path=path,
+                owner=owner,
+                destination=name,
+                promise=promise,
+                request=request,
+                pipeline=pipeline,
+                objects=objects,
+            )
+        )
     return entries
 
 
@@ -78,8 +92,9 @@ def rebuild_placements(entries: Iterable[provenance.Entry]) -> dict[str, str]:
     return placements
 
 
-def _state_groups(files: Mapping[str, bytes], layouts: Iterable[paths.Layout], owned: Mapping[str, str]
-                  ) -> dict[str, list[str]]:
+def _state_groups(
+    files: Mapping[str, bytes], layouts: Iterable[paths.Layout], owned: Mapping[str, str]
+) -> dict[str, list[str]]:
     """For destinations of mode none: each file (and each state file) → the files of its work placement, as
     Kratix's state file lists them."""
     groups: dict[str, list[str]] = {}
@@ -91,8 +106,9 @@ def _state_groups(files: Mapping[str, bytes], layouts: Iterable[paths.Layout], o
             if not isinstance(listed, list):
                 continue
             prefix = layout.path + "/" if layout.path else ""
-            members = [paths.join(layout.root, str(item)[len(prefix):]) for item in listed
-                       if str(item).startswith(prefix)]
+            members = [
+                paths.join(layout.root, str(item)[len(prefix) :]) for item in listed if str(item).startswith(prefix)
+            ]
             members = [member for member in members if member in owned]
             for member in [*members, state]:
                 groups[member] = members
@@ -119,14 +135,15 @@ def _status_files(files: Iterable[str]) -> dict[tuple[str, str], list[str]]:
     prefix = paths.STATUS_FOLDER + "/"
     for path in files:
         if path.startswith(prefix):
-            parts = path[len(prefix):].split("/")
+            parts = path[len(prefix) :].split("/")
             if len(parts) == 3 and parts[2].endswith(".yaml"):
                 found.setdefault((parts[1], parts[2][:-5]), []).append(parts[0])
     return found
 
 
-def _owner_from_labels(data: bytes, statuses: Mapping[tuple[str, str], list[str]], files: Mapping[str, bytes]
-                       ) -> tuple[str, str | None, str | None, str | None]:
+def _owner_from_labels(
+    data: bytes, statuses: Mapping[tuple[str, str], list[str]], files: Mapping[str, bytes]
+) -> tuple[str, str | None, str | None, str | None]:
     """The owner the labels of a file's first object name (a request only when its status file says which)."""
     documents = _documents(data)
     labels = (documents[0].get("metadata") or {}).get("labels") or {} if documents else {}

@@ -22,8 +22,9 @@ from kratix.model.statuses import RequestStatus
 from kratix.schema import conformance
 
 
-def load_reusing(tree: SourceTree, previous: PreviousOutput, settings: Settings
-                 ) -> tuple[Platform, list[Diagnostic], dict[str, RequestStatus], dict[str, str]]:
+def load_reusing(
+    tree: SourceTree, previous: PreviousOutput, settings: Settings
+) -> tuple[Platform, list[Diagnostic], dict[str, RequestStatus], dict[str, str]]:
     """Parse the platform, skipping request files whose cached output is still good. Also returns each
     Promise's fingerprint (see `promise_fingerprints`)."""
     hits: dict[str, list[cache.Record]] = {}
@@ -49,22 +50,29 @@ def load_reusing(tree: SourceTree, previous: PreviousOutput, settings: Settings
     return platform, diagnostics, reused, fingerprints
 
 
-def promise_fingerprints(tree: SourceTree, promises: Mapping[str, Promise],
-                         destinations: Mapping[str, Destination], settings: Settings) -> dict[str, str]:
+def promise_fingerprints(
+    tree: SourceTree, promises: Mapping[str, Promise], destinations: Mapping[str, Destination], settings: Settings
+) -> dict[str, str]:
     """Per Promise: a digest of everything its requests' output depends on besides the request itself."""
     shared = cache.fingerprint(
         # The release output is checked against, resolved: a newer kubernetes-validate changes the default one.
-        __version__, repr(settings.validate), conformance.chosen_version(settings.validate.kubernetes_version),
+        __version__,
+        repr(settings.validate),
+        conformance.chosen_version(settings.validate.kubernetes_version),
         repr(settings.render.container_runtime),
         f"unsandboxed={settings.render.unsandboxed} network={settings.render.step_network}",
-        *(f"{d.name}|{d.layout}|{sorted(d.labels.items())}|{d.strict_match_labels}|{d.sops_age}|{d.sops_pgp}"
-          for d in sorted(destinations.values(), key=lambda d: d.name)),
-        *sorted(f"{p.name}|{p.api.group}|{p.api.kind}|{p.version}" for p in promises.values() if p.api))
+        *(
+            f"{d.name}|{d.layout}|{sorted(d.labels.items())}|{d.strict_match_labels}|{d.sops_age}|{d.sops_pgp}"
+            for d in sorted(destinations.values(), key=lambda d: d.name)
+        ),
+        *sorted(f"{p.name}|{p.api.group}|{p.api.kind}|{p.version}" for p in promises.values() if p.api),
+    )
     digests = _image_digests(promises, settings)
     # The ConfigMaps and Secrets steps may read (`config/`): a change re-runs the requests of Promises that run
     # programs (which of them a step reads is known only when it runs).
-    configs = cache.fingerprint(*sorted(f"{path}={cache.digest(data)}" for path, data in tree.files.items()
-                                        if path.startswith("config/")))
+    configs = cache.fingerprint(
+        *sorted(f"{path}={cache.digest(data)}" for path, data in tree.files.items() if path.startswith("config/"))
+    )
     # Only `promises/` can hold a Promise's files: no need to look at the (many) request files.
     promise_files = {path: data for path, data in tree.files.items() if path.startswith("promises/")}
     prints = {}
@@ -72,10 +80,14 @@ def promise_fingerprints(tree: SourceTree, promises: Mapping[str, Promise],
         folder = promise.folder + "/"
         files = sorted((path, cache.digest(data)) for path, data in promise_files.items() if path.startswith(folder))
         images = sorted({c.image for pl in promise.resource_configure for c in pl.containers if c.image})
-        prints[promise.name] = cache.fingerprint(shared, promise.name, promise.folder,
-                                                 *((configs,) if promise.runs_programs else ()),
-                                                 *(f"{path}={blob}" for path, blob in files),
-                                                 *(f"{image}@{digests[image]}" for image in images))
+        prints[promise.name] = cache.fingerprint(
+            shared,
+            promise.name,
+            promise.folder,
+            *((configs,) if promise.runs_programs else ()),
+            *(f"{path}={blob}" for path, blob in files),
+            *(f"{image}@{digests[image]}" for image in images),
+        )
     return prints
 
 
@@ -84,28 +96,35 @@ def context_fingerprint(promises: Mapping[str, Promise], settings: Settings) -> 
     release output is checked against, the settings, what the images Promises run are now."""
     digests = _image_digests(promises, settings)
     return cache.fingerprint(
-        __version__, repr(settings.validate), conformance.chosen_version(settings.validate.kubernetes_version),
+        __version__,
+        repr(settings.validate),
+        conformance.chosen_version(settings.validate.kubernetes_version),
         repr(settings.render.container_runtime),
         f"unsandboxed={settings.render.unsandboxed} network={settings.render.step_network}",
-        *(f"{image}@{digest}" for image, digest in sorted(digests.items())))
+        *(f"{image}@{digest}" for image, digest in sorted(digests.items())),
+    )
 
 
 def _image_digests(promises: Mapping[str, Promise], settings: Settings) -> dict[str, str]:
     """What each image a resource workflow uses is now: a tag moved to new content re-runs its requests. An
     image not pulled yet has no digest; its requests re-run once it has one."""
-    images = sorted({c.image for p in promises.values() for pl in p.resource_configure for c in pl.containers
-                     if c.image})
+    images = sorted(
+        {c.image for p in promises.values() for pl in p.resource_configure for c in pl.containers if c.image}
+    )
     if not images:
         return {}
     from kratix.workflows import steps  # only when a Promise runs images
 
     runtime = steps.detect_runtime(settings.render.container_runtime)
-    return {image: (steps.image_digest(steps.qualified_image(image), runtime) if runtime else None) or "unknown"
-            for image in images}
+    return {
+        image: (steps.image_digest(steps.qualified_image(image), runtime) if runtime else None) or "unknown"
+        for image in images
+    }
 
 
-def _cache_hits(tree: SourceTree, previous: PreviousOutput, fingerprints: Mapping[str, str]
-                ) -> dict[str, list[cache.Record]]:
+def _cache_hits(
+    tree: SourceTree, previous: PreviousOutput, fingerprints: Mapping[str, str]
+) -> dict[str, list[cache.Record]]:
     by_file: dict[str, list[cache.Record]] = {}
     for record in previous.cache:
         by_file.setdefault(record.file, []).append(record)
@@ -115,8 +134,10 @@ def _cache_hits(tree: SourceTree, previous: PreviousOutput, fingerprints: Mappin
         if data is None or len(records) != records[0].documents:
             continue
         blob = cache.digest(data)
-        if all(r.reusable and r.blob == blob and r.fingerprint == fingerprints.get(r.promise)
-               and _trustworthy(r, previous) for r in records):
+        if all(
+            r.reusable and r.blob == blob and r.fingerprint == fingerprints.get(r.promise) and _trustworthy(r, previous)
+            for r in records
+        ):
             hits[file] = records
     return hits
 
@@ -139,16 +160,34 @@ def _reused_status(record: cache.Record) -> RequestStatus:
     """A request carried over from the cache. Its placements are its records (`placement_records`): nothing
     about them changed, so no `Placement` is built for it (there can be tens of thousands)."""
     key = RequestKey(record.kind, record.namespace, record.name)
-    request = ResourceRequest(key=key, api_version=record.api_version, promise=record.promise,
-                              source=SourceDoc(record.file, 0, 1, None), body={})
-    return RequestStatus(request, "placed", "Resource requested", "Placed", "unchanged since the last compile",
-                         placement_records=record.placements, workflow_ok=True, reused=True,
-                         unchecked_kinds=record.unchecked)
+    request = ResourceRequest(
+        key=key,
+        api_version=record.api_version,
+        promise=record.promise,
+        source=SourceDoc(record.file, 0, 1, None),
+        body={},
+    )
+    return RequestStatus(
+        request,
+        "placed",
+        "Resource requested",
+        "Placed",
+        "unchanged since the last compile",
+        placement_records=record.placements,
+        workflow_ok=True,
+        reused=True,
+        unchecked_kinds=record.unchecked,
+    )
 
 
-def cache_records(requests: Mapping[str, RequestStatus], previous: PreviousOutput, fingerprints: Mapping[str, str],
-                  files: Mapping[str, Content], tree_files: Mapping[str, bytes],
-                  diagnostics: Sequence[Diagnostic]) -> list[cache.Record]:
+def cache_records(
+    requests: Mapping[str, RequestStatus],
+    previous: PreviousOutput,
+    fingerprints: Mapping[str, str],
+    files: Mapping[str, Content],
+    tree_files: Mapping[str, bytes],
+    diagnostics: Sequence[Diagnostic],
+) -> list[cache.Record]:
     """A record of every request read from a request file (what each file held: the inventory). Only a cleanly
     placed request of a file with no diagnostic is reusable; a held request keeps the record it had."""
     old = {r.key: r for r in previous.cache}
@@ -162,9 +201,17 @@ def cache_records(requests: Mapping[str, RequestStatus], previous: PreviousOutpu
             continue  # the children of compound Promises: their parents' output, not files of the input
         # A request with a file the tree does not hold (its destination's state store could not be reached) is
         # compiled again next time.
-        reusable = file not in noisy and file in tree_files and not any(
-            s.state != "placed" or s.children or (not s.reused and not s.files)
-            or any(f.output_path not in files for f in s.files) for s in statuses)
+        reusable = (
+            file not in noisy
+            and file in tree_files
+            and not any(
+                s.state != "placed"
+                or s.children
+                or (not s.reused and not s.files)
+                or any(f.output_path not in files for f in s.files)
+                for s in statuses
+            )
+        )
         for status in statuses:
             key = status.request.key
             if status.reused or (status.reason == "FileInvalid" and str(key) in old):
@@ -172,13 +219,21 @@ def cache_records(requests: Mapping[str, RequestStatus], previous: PreviousOutpu
                 continue
             outputs = tuple(sorted(f.output_path for f in status.files)) if reusable else ()
             record = cache.Record(
-                file=file, blob=cache.digest(tree_files[file]) if file in tree_files else "",
+                file=file,
+                blob=cache.digest(tree_files[file]) if file in tree_files else "",
                 fingerprint=fingerprints.get(status.request.promise, "") if reusable else "",
-                documents=len(statuses), kind=key.kind, namespace=key.namespace, name=key.name,
-                api_version=status.request.api_version, promise=status.request.promise,
-                placements=dict(status.placement_records) if reusable else {}, outputs=outputs,
+                documents=len(statuses),
+                kind=key.kind,
+                namespace=key.namespace,
+                name=key.name,
+                api_version=status.request.api_version,
+                promise=status.request.promise,
+                placements=dict(status.placement_records) if reusable else {},
+                outputs=outputs,
                 unchecked=status.unchecked_kinds if reusable else (),
-                status=status_path(status) if reusable else "", reusable=reusable)
+                status=status_path(status) if reusable else "",
+                reusable=reusable,
+            )
             records.append(cache.seal(record, (blob_id(files[path]) for path in cache.named_files(record))))
     return records
 

@@ -63,9 +63,11 @@ class Inventory:
 
 
 def encode(promises: Mapping[str, PromiseEntry], destinations: Mapping[str, DestinationEntry]) -> bytes:
-    document = {"format": FORMAT,
-                "promises": {name: _compact(asdict(entry)) for name, entry in sorted(promises.items())},
-                "destinations": {name: _compact(asdict(entry)) for name, entry in sorted(destinations.items())}}
+    document = {
+        "format": FORMAT,
+        "promises": {name: _compact(asdict(entry)) for name, entry in sorted(promises.items())},
+        "destinations": {name: _compact(asdict(entry)) for name, entry in sorted(destinations.items())},
+    }
     return json.dumps(document, sort_keys=True, indent=1).encode() + b"\n"
 
 
@@ -87,5 +89,6 @@ def decode(data: bytes) -> Inventory:
 
 
 def _compact(entry: dict[str, Any]) -> dict[str, Any]:
-    return {key: dict(value) if isinstance(value, Mapping) else value for key, value in entry.items()
-            if value is not None}
+    return {
+        key: dict(value) if isinstance(value, Mapping) else value for key, value in entry.items() if value is not None
+    }

@@ -89,8 +89,11 @@ class PreviousOutput:
                 self._unreadable(path, exc, "provenance was rebuilt from the output tree")
                 rebuilt = heal.rebuild_provenance(self.files, self.layouts)
                 return {path: entries for path, entries in provenance.shards(rebuilt).items()}
-            shards[path] = [entry for entry in entries.values()
-                            if entry.path in self.files or self.unknown(paths.target_of(entry.path))]
+            shards[path] = [
+                entry
+                for entry in entries.values()
+                if entry.path in self.files or self.unknown(paths.target_of(entry.path))
+            ]
         return shards
 
     @cached_property
@@ -132,17 +135,26 @@ class PreviousOutput:
                 self._unreadable(path, exc, "a Promise or Destination whose file breaks now cannot stand in")
         requests: dict[str, list[inventory.RequestEntry]] = {}
         for record in self.cache:
-            requests.setdefault(record.file, []).append(inventory.RequestEntry(
-                record.kind, record.namespace, record.name, record.promise, record.api_version))
-        return inventory.Inventory(known.promises, known.destinations,
-                                   {file: tuple(entries) for file, entries in requests.items()})
+            requests.setdefault(record.file, []).append(
+                inventory.RequestEntry(record.kind, record.namespace, record.name, record.promise, record.api_version)
+            )
+        return inventory.Inventory(
+            known.promises, known.destinations, {file: tuple(entries) for file, entries in requests.items()}
+        )
 
     @cached_property
     def layouts(self) -> list[paths.Layout]:
         """Where the Destinations the last compile knew put their files."""
-        return [paths.Layout(name, entry.root if entry.root is not None else entry.path, entry.mode or paths.NESTED,
-                             entry.filename or paths.AGGREGATED_FILENAME, entry.path)
-                for name, entry in sorted(self.inventory.destinations.items())]
+        return [
+            paths.Layout(
+                name,
+                entry.root if entry.root is not None else entry.path,
+                entry.mode or paths.NESTED,
+                entry.filename or paths.AGGREGATED_FILENAME,
+                entry.path,
+            )
+            for name, entry in sorted(self.inventory.destinations.items())
+        ]
 
     def request_status(self, namespace: str, promise: str, name: str) -> dict[str, Any]:
         """The status the last compile gave a request (`{}` if none): its pipelines see it in object.yaml, and

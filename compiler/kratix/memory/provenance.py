@@ -80,15 +80,20 @@ def decode_shard(data: bytes, *, destinations_by_path: Mapping[str, str] | None 
     if lines and lines[0] == _HEADER_2:
         older = decode_shard(("\n".join([_HEADER, *lines[1:]]) + "\n").encode())
         names = destinations_by_path or {}
-        return {path: replace(entry, line="", destination=names.get(entry.destination or "", entry.destination))
-                for path, entry in older.items()}
+        return {
+            path: replace(entry, line="", destination=names.get(entry.destination or "", entry.destination))
+            for path, entry in older.items()
+        }
     if not lines or lines[0] != _HEADER:
         raise ValueError("not a provenance shard of format " + str(FORMAT))
     records = json.loads("[" + ",".join(lines[1:]) + "]")  # one parse for all lines: tens of thousands of them
     entries: dict[str, Entry] = {}
     for line, record in zip(lines[1:], records, strict=True):
-        if not isinstance(record, dict) or not isinstance(record.get("path"), str) or not isinstance(
-                record.get("owner"), str):
+        if (
+            not isinstance(record, dict)
+            or not isinstance(record.get("path"), str)
+            or not isinstance(record.get("owner"), str)
+        ):
             raise ValueError("an entry is not an object with a path and an owner")
         record["objects"] = tuple(record.get("objects") or ())
         record["images"] = tuple(sorted((record.get("images") or {}).items()))
@@ -99,8 +104,9 @@ def decode_shard(data: bytes, *, destinations_by_path: Mapping[str, str] | None 
     return entries
 
 
-def settle_commits(entries: Iterable[Entry], *, unchanged: Callable[[str], bool], previous: Mapping[str, Entry],
-                   commit: str | None) -> list[Entry]:
+def settle_commits(
+    entries: Iterable[Entry], *, unchanged: Callable[[str], bool], previous: Mapping[str, Entry], commit: str | None
+) -> list[Entry]:
     """Stamp each entry with the commit that produced its bytes: the previous one when `unchanged(path)`."""
     settled = []
     for entry in entries:

@@ -33,11 +33,16 @@ class Totals:
 
 
 def encode(totals: Totals) -> bytes:
-    document = {"format": FORMAT, "kratix": "totals", "context": totals.context,
-                "states": {state: totals.states.get(state, 0) for state in STATES},
-                "unchecked": {k: v for k, v in sorted(totals.unchecked.items()) if v},
-                "promiseUnchecked": sorted(totals.promise_unchecked), "files": totals.files,
-                "settled": totals.settled}
+    document = {
+        "format": FORMAT,
+        "kratix": "totals",
+        "context": totals.context,
+        "states": {state: totals.states.get(state, 0) for state in STATES},
+        "unchecked": {k: v for k, v in sorted(totals.unchecked.items()) if v},
+        "promiseUnchecked": sorted(totals.promise_unchecked),
+        "files": totals.files,
+        "settled": totals.settled,
+    }
     return json.dumps(document, sort_keys=True, indent=0).encode() + b"\n"
 
 
@@ -47,10 +52,13 @@ def decode(data: bytes) -> Totals:
     if not isinstance(document, dict) or document.get("format") != FORMAT or document.get("kratix") != "totals":
         raise ValueError(f"not a totals file of format {FORMAT}")
     try:
-        return Totals(context=str(document["context"]),
-                      states={state: int(document["states"].get(state, 0)) for state in STATES},
-                      unchecked={str(k): int(v) for k, v in document["unchecked"].items()},
-                      promise_unchecked=tuple(str(k) for k in document["promiseUnchecked"]),
-                      files=int(document["files"]), settled=document["settled"] is True)
+        return Totals(
+            context=str(document["context"]),
+            states={state: int(document["states"].get(state, 0)) for state in STATES},
+            unchecked={str(k): int(v) for k, v in document["unchecked"].items()},
+            promise_unchecked=tuple(str(k) for k in document["promiseUnchecked"]),
+            files=int(document["files"]),
+            settled=document["settled"] is True,
+        )
     except (KeyError, AttributeError, TypeError, ValueError) as exc:
         raise ValueError(f"unreadable totals: {exc}") from exc

@@ -37,8 +37,16 @@ class Diagnostic:
     object: str = ""  # "Kind namespace/name" of the object concerned, when known
 
     @classmethod
-    def at(cls, doc: SourceDoc, path: FieldPath, code: str, message: str, *,
-           severity: Severity = Severity.ERROR, object: str = "") -> Diagnostic:
+    def at(
+        cls,
+        doc: SourceDoc,
+        path: FieldPath,
+        code: str,
+        message: str,
+        *,
+        severity: Severity = Severity.ERROR,
+        object: str = "",
+    ) -> Diagnostic:
         """A diagnostic pointing at `path` inside `doc` (or its nearest existing parent)."""
         line, column = doc.locate(path)
         return cls(doc.path, line, column, format_path(path), code, message, severity, object)

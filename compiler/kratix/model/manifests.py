@@ -18,8 +18,17 @@ PARENT_PROMISE_LABEL = "kratix.io/parent-promise-name"
 PARENT_RESOURCE_LABEL = "kratix.io/parent-resource-name"
 PARENT_NAMESPACE_LABEL = "kratix.io/parent-resource-namespace"
 # The labels that say whose output an object is: the compiler sets them, and nothing a tenant writes may.
-IDENTITY_LABELS = frozenset({PROMISE_LABEL, RESOURCE_LABEL, PIPELINE_LABEL, WORK_TYPE_LABEL, PARENT_PROMISE_LABEL,
-                             PARENT_RESOURCE_LABEL, PARENT_NAMESPACE_LABEL})
+IDENTITY_LABELS = frozenset(
+    {
+        PROMISE_LABEL,
+        RESOURCE_LABEL,
+        PIPELINE_LABEL,
+        WORK_TYPE_LABEL,
+        PARENT_PROMISE_LABEL,
+        PARENT_RESOURCE_LABEL,
+        PARENT_NAMESPACE_LABEL,
+    }
+)
 
 STATIC_PIPELINE = "static"  # the pipeline name of a Promise's spec.dependencies
 
@@ -63,8 +72,9 @@ class RenderFailure:
     step: str  # "<pipeline>/<container>"
 
     def diagnostic(self, subject: str) -> Diagnostic:
-        return Diagnostic(self.file, self.line, self.column, "", self.code, f"{self.step}: {self.message}",
-                          Severity.ERROR, subject)
+        return Diagnostic(
+            self.file, self.line, self.column, "", self.code, f"{self.step}: {self.message}", Severity.ERROR, subject
+        )
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,10 @@ def dns_label(value: object) -> str | None:
     if len(value) > limits.DNS_LABEL_MAX:
         return f"must be at most {limits.DNS_LABEL_MAX} characters (got {len(value)})"
     if not _DNS_LABEL.fullmatch(value):
-        return ("must be a DNS-1123 label: lowercase letters, digits and '-', alphanumeric at both ends "
-                f"(got {_shown(value)})")
+        return (
+            "must be a DNS-1123 label: lowercase letters, digits and '-', alphanumeric at both ends "
+            f"(got {_shown(value)})"
+        )
     return None
 
 
@@ -47,8 +49,10 @@ def dns_subdomain(value: object) -> str | None:
     if len(value) > limits.DNS_SUBDOMAIN_MAX:
         return f"must be at most {limits.DNS_SUBDOMAIN_MAX} characters (got {len(value)})"
     if not _DNS_SUBDOMAIN.fullmatch(value):
-        return ("must be a DNS-1123 subdomain: lowercase letters, digits, '-' and '.', alphanumeric at both ends "
-                f"(got {_shown(value)})")
+        return (
+            "must be a DNS-1123 subdomain: lowercase letters, digits, '-' and '.', alphanumeric at both ends "
+            f"(got {_shown(value)})"
+        )
     return None
 
 
@@ -59,8 +63,9 @@ def dns1035_label(value: object) -> str | None:
     if len(value) > limits.DNS_LABEL_MAX:
         return f"must be at most {limits.DNS_LABEL_MAX} characters (got {len(value)})"
     if not _DNS1035_LABEL.fullmatch(value):
-        return ("must be a DNS-1035 label: lowercase letters, digits and '-', starting with a letter "
-                f"(got {_shown(value)})")
+        return (
+            f"must be a DNS-1035 label: lowercase letters, digits and '-', starting with a letter (got {_shown(value)})"
+        )
     return None
 
 
@@ -72,8 +77,10 @@ def qualified_name(value: object) -> str | None:
     if slash and (not prefix or dns_subdomain(prefix) is not None):
         return f"{_shown(value)}: the prefix before '/' must be a DNS-1123 subdomain"
     if not name or len(name) > limits.QUALIFIED_NAME_MAX or not _QUALIFIED_NAME.fullmatch(name):
-        return (f"{_shown(value)}: the name must be at most {limits.QUALIFIED_NAME_MAX} letters, digits, '-', '_' "
-                "or '.', alphanumeric at both ends, with an optional DNS-subdomain prefix and '/'")
+        return (
+            f"{_shown(value)}: the name must be at most {limits.QUALIFIED_NAME_MAX} letters, digits, '-', '_' "
+            "or '.', alphanumeric at both ends, with an optional DNS-subdomain prefix and '/'"
+        )
     return None
 
 
@@ -81,8 +88,10 @@ def label_value(value: object) -> str | None:
     if not isinstance(value, str):
         return f"must be a string, not {type(value).__name__} (quote it)"
     if len(value) > limits.LABEL_VALUE_MAX or not _LABEL_VALUE.fullmatch(value):
-        return (f"must be a label value: at most {limits.LABEL_VALUE_MAX} letters, digits, '-', '_' or '.', "
-                f"alphanumeric at both ends, or empty (got {_shown(value)})")
+        return (
+            f"must be a label value: at most {limits.LABEL_VALUE_MAX} letters, digits, '-', '_' or '.', "
+            f"alphanumeric at both ends, or empty (got {_shown(value)})"
+        )
     return None
 
 

@@ -195,8 +195,10 @@ class Layout:
     def canary_files(self) -> tuple[str, str]:
         """Kratix's canary files (initWorkloads): the Namespace's, then the ConfigMap's."""
         if self.mode == NESTED:
-            return (join(self.root, DEPENDENCIES, CANARY_NAMESPACE_FILE),
-                    join(self.root, RESOURCES, CANARY_CONFIGMAP_FILE))
+            return (
+                join(self.root, DEPENDENCIES, CANARY_NAMESPACE_FILE),
+                join(self.root, RESOURCES, CANARY_CONFIGMAP_FILE),
+            )
         return (join(self.root, CANARY_NAMESPACE_FILE), join(self.root, CANARY_CONFIGMAP_FILE))
 
     def state_file(self, namespace: str, work_placement: str) -> str:
@@ -251,7 +253,7 @@ class Layout:
             base = self.area_folder(area) + "/" if self.area_folder(area) else ""
             if not path.startswith(base):
                 continue
-            parts = path[len(base):].split("/")
+            parts = path[len(base) :].split("/")
             if area == RESOURCES and len(parts) >= 5:
                 return (area, *parts[:4])
             if area == DEPENDENCIES and len(parts) >= 3:
@@ -261,6 +263,7 @@ class Layout:
 
 def overlapping(one: str, other: str) -> bool:
     """Whether two claims (see `Layout.claims`) overlap."""
+
     def covers(claim: str, path: str) -> bool:
         return claim == path or ((claim == "" or claim.endswith("/")) and path.startswith(claim))
 

@@ -132,8 +132,9 @@ class Destination:
 
     @cached_property
     def layout(self) -> paths.Layout:
-        return paths.Layout(self.name, self.path if self.root is None else self.root, self.mode, self.filename,
-                            self.path)
+        return paths.Layout(
+            self.name, self.path if self.root is None else self.root, self.mode, self.filename, self.path
+        )
 
 
 @dataclass(frozen=True)

@@ -68,16 +68,29 @@ class RequestStatus:
         return cls(request, FAILED, "Failed: the request is invalid", "ValidationFailed", "; ".join(errors))
 
     @classmethod
-    def render_failed(cls, request: ResourceRequest, failure: RenderFailure,
-                      written: Mapping[str, Any]) -> RequestStatus:
+    def render_failed(
+        cls, request: ResourceRequest, failure: RenderFailure, written: Mapping[str, Any]
+    ) -> RequestStatus:
         where = f"{failure.file}:{failure.line}"
-        return cls(request, FAILED, f"Failed: pipeline step {failure.step} failed", "PipelineFailed",
-                   f"{failure.step}: {failure.message} ({where})", written, workflow_ok=False)
+        return cls(
+            request,
+            FAILED,
+            f"Failed: pipeline step {failure.step} failed",
+            "PipelineFailed",
+            f"{failure.step}: {failure.message} ({where})",
+            written,
+            workflow_ok=False,
+        )
 
     @classmethod
-    def rendered(cls, request: ResourceRequest, written: Mapping[str, Any],
-                 placements: Sequence[tuple[str, str | None, Placement]], files: Sequence[PlacedFile],
-                 records: Mapping[str, str]) -> RequestStatus:
+    def rendered(
+        cls,
+        request: ResourceRequest,
+        written: Mapping[str, Any],
+        placements: Sequence[tuple[str, str | None, Placement]],
+        files: Sequence[PlacedFile],
+        records: Mapping[str, str],
+    ) -> RequestStatus:
         states = {p.state for _, _, p in placements}
         reasons = "; ".join(p.reason for _, _, p in placements)
         if PENDING in states:
@@ -86,22 +99,49 @@ class RequestStatus:
             state, message, reason = MISPLACED, "Resource requested (misplaced)", "DestinationNoLongerMatches"
         else:
             state, message, reason = PLACED, "Resource requested", "Placed"
-        return cls(request, state, message, reason, reasons, written, tuple(placements), tuple(files),
-                   dict(records), workflow_ok=True)
+        return cls(
+            request,
+            state,
+            message,
+            reason,
+            reasons,
+            written,
+            tuple(placements),
+            tuple(files),
+            dict(records),
+            workflow_ok=True,
+        )
 
     def suspended(self, entry: Mapping[str, Any], held: Sequence[str]) -> RequestStatus:
         """Its workflow stopped at `entry["name"]`: what ran before it is placed as usual (this status's files),
         the output of `held` pipelines stays as it was published."""
         message = str(entry.get("message") or "")
-        retry = f"; it runs again on the first compile at or after {entry['nextRetryAt']}" \
-            if entry.get("nextRetryAt") else "; it runs again when the request or its Promise changes"
+        retry = (
+            f"; it runs again on the first compile at or after {entry['nextRetryAt']}"
+            if entry.get("nextRetryAt")
+            else "; it runs again when the request or its Promise changes"
+        )
         detail = f"pipeline {entry['name']!r} suspended the workflow" + (f": {message}" if message else "") + retry
-        return replace(self, state=SUSPENDED, message="Suspended" + (f": {message}" if message else ""),
-                       reason=SUSPENDED_REASON, detail=detail, suspension=dict(entry), kept_pipelines=tuple(held))
+        return replace(
+            self,
+            state=SUSPENDED,
+            message="Suspended" + (f": {message}" if message else ""),
+            reason=SUSPENDED_REASON,
+            detail=detail,
+            suspension=dict(entry),
+            kept_pipelines=tuple(held),
+        )
 
     def failed(self, reason: str, detail: str) -> RequestStatus:
-        return replace(self, state=FAILED, message=f"Failed: {detail}", reason=reason, detail=detail, files=(),
-                       placement_records={})
+        return replace(
+            self,
+            state=FAILED,
+            message=f"Failed: {detail}",
+            reason=reason,
+            detail=detail,
+            files=(),
+            placement_records={},
+        )
 
 
 @dataclass(frozen=True)
@@ -143,36 +183,51 @@ def _condition(kind: str, status: str, reason: str, message: str) -> dict[str, s
 
 def request_status_document(status: RequestStatus) -> dict[str, Any]:
     request = status.request
-    workflow = {None: ("Unknown", "NotRun", "the workflow has not run: " + status.detail),
-                True: ("True", "PipelinesSucceeded", "every pipeline completed"),
-                False: ("False", "PipelineFailed", status.detail)}[status.workflow_ok]
-    works = {PLACED: ("True", "WorksSucceeded", status.detail),
-             MISPLACED: ("True", "DestinationNoLongerMatches", status.detail),
-             PENDING: ("Unknown", status.reason, status.detail),
-             FAILED: ("False", status.reason, status.detail),
-             SUSPENDED: ("Unknown", status.reason, status.detail)}[status.state]
-    reconciled = {PLACED: "True", MISPLACED: "True", PENDING: "Unknown", FAILED: "False",
-                  SUSPENDED: "Unknown"}[status.state]
+    workflow = {
+        None: ("Unknown", "NotRun", "the workflow has not run: " + status.detail),
+        True: ("True", "PipelinesSucceeded", "every pipeline completed"),
+        False: ("False", "PipelineFailed", status.detail),
+    }[status.workflow_ok]
+    works = {
+        PLACED: ("True", "WorksSucceeded", status.detail),
+        MISPLACED: ("True", "DestinationNoLongerMatches", status.detail),
+        PENDING: ("Unknown", status.reason, status.detail),
+        FAILED: ("False", status.reason, status.detail),
+        SUSPENDED: ("Unknown", status.reason, status.detail),
+    }[status.state]
+    reconciled = {PLACED: "True", MISPLACED: "True", PENDING: "Unknown", FAILED: "False", SUSPENDED: "Unknown"}[
+        status.state
+    ]
     reconciled_message = "Suspended" if status.state == SUSPENDED else status.detail  # Kratix's words
     if status.state == SUSPENDED:
         workflow = ("Unknown", SUSPENDED_REASON, status.detail)
     suspension = status.suspension or {}
-    ours = [_condition("ConfigureWorkflowCompleted", *workflow), _condition("WorksSucceeded", *works),
-            _condition("Reconciled", reconciled, status.reason, reconciled_message)]
+    ours = [
+        _condition("ConfigureWorkflowCompleted", *workflow),
+        _condition("WorksSucceeded", *works),
+        _condition("Reconciled", reconciled, status.reason, reconciled_message),
+    ]
     written = status.written.get("conditions")
     # The pipelines' own conditions stay beside Kratix's, which the compiler sets (and which win, as the
     # controller's later update does in Kratix).
-    theirs = [c for c in merge_conditions([], written if isinstance(written, list) else [])
-              if c["type"] not in {o["type"] for o in ours}]
+    theirs = [
+        c
+        for c in merge_conditions([], written if isinstance(written, list) else [])
+        if c["type"] not in {o["type"] for o in ours}
+    ]
     body: dict[str, Any] = {
         **status.written,
         "message": _message(status),
         "observedRevision": status.revision,
         "conditions": [*ours, *theirs],
         "placements": [
-            {"pipeline": pipeline, **({"directory": directory} if directory else {}),
-             "destination": placement.destination.name if placement.destination else None,
-             "state": placement.state, "reason": placement.reason}
+            {
+                "pipeline": pipeline,
+                **({"directory": directory} if directory else {}),
+                "destination": placement.destination.name if placement.destination else None,
+                "state": placement.state,
+                "reason": placement.reason,
+            }
             for pipeline, directory, placement in status.placements
         ],
         "pipelines": _pipeline_entries(status.pipelines, suspension),
@@ -185,36 +240,53 @@ def request_status_document(status: RequestStatus) -> dict[str, Any]:
     }
 
 
-def _pipeline_entries(pipelines: Sequence[tuple[str, str, str]], suspension: Mapping[str, Any]
-                      ) -> list[dict[str, Any]]:
+def _pipeline_entries(pipelines: Sequence[tuple[str, str, str]], suspension: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Each pipeline's phase; a suspended one also says when it is retried and how often it was."""
-    return [{"name": name, "phase": phase, **({"message": message} if message else {}),
-             **({k: v for k, v in suspension.items() if k in ("nextRetryAt", "attempts")}
-                if name == suspension.get("name") else {})}
-            for name, phase, message in pipelines]
+    return [
+        {
+            "name": name,
+            "phase": phase,
+            **({"message": message} if message else {}),
+            **(
+                {k: v for k, v in suspension.items() if k in ("nextRetryAt", "attempts")}
+                if name == suspension.get("name")
+                else {}
+            ),
+        }
+        for name, phase, message in pipelines
+    ]
 
 
 def promise_status_document(status: PromiseStatus) -> dict[str, Any]:
     promise = status.promise
     api = promise.api
     requirements_unmet = status.reason.startswith("required Promise")
-    workflow = {None: ("Unknown", "NotRun", status.reason or "the promise workflow has not run"),
-                True: ("True", "PipelinesSucceeded", "every pipeline completed"),
-                False: ("False", "PipelineFailed", status.reason)}[status.workflow_ok]
+    workflow = {
+        None: ("Unknown", "NotRun", status.reason or "the promise workflow has not run"),
+        True: ("True", "PipelinesSucceeded", "every pipeline completed"),
+        False: ("False", "PipelineFailed", status.reason),
+    }[status.workflow_ok]
     suspension = status.suspension or {}
-    reconciled = (("True", "Available", status.reason or "Promise available") if status.available
-                  else ("False", "Unavailable", status.reason))
+    reconciled = (
+        ("True", "Available", status.reason or "Promise available")
+        if status.available
+        else ("False", "Unavailable", status.reason)
+    )
     if suspension:  # Kratix's conditions on a suspended Promise
         workflow, reconciled = ("Unknown", SUSPENDED_REASON, status.reason), ("Unknown", SUSPENDED_REASON, "Suspended")
     body: dict[str, Any] = {
         "status": "Available" if status.available else "Unavailable",
         "message": (status.message if status.message and status.message != "Pending" else "Promise available")
-        if status.available else f"Promise unavailable: {status.reason}",
+        if status.available
+        else f"Promise unavailable: {status.reason}",
         "observedRevision": status.revision,
         "conditions": [
-            _condition("RequirementsFulfilled", "False" if requirements_unmet else "True",
-                       "RequirementsNotInstalled" if requirements_unmet else "RequirementsInstalled",
-                       status.reason if requirements_unmet else "every required Promise is installed"),
+            _condition(
+                "RequirementsFulfilled",
+                "False" if requirements_unmet else "True",
+                "RequirementsNotInstalled" if requirements_unmet else "RequirementsInstalled",
+                status.reason if requirements_unmet else "every required Promise is installed",
+            ),
             _condition("ConfigureWorkflowCompleted", *workflow),
             _condition("Reconciled", *reconciled),
         ],
@@ -228,8 +300,9 @@ def promise_status_document(status: PromiseStatus) -> dict[str, Any]:
     return {"apiVersion": API_VERSION, "kind": "Promise", "metadata": {"name": promise.name}, "status": body}
 
 
-def pipeline_phases(names: Sequence[str], workflow: WorkflowResult | None, *,
-                    pending: bool) -> tuple[tuple[str, str, str], ...]:
+def pipeline_phases(
+    names: Sequence[str], workflow: WorkflowResult | None, *, pending: bool
+) -> tuple[tuple[str, str, str], ...]:
     """Each pipeline's phase, Kratix-style: Succeeded, Failed (with why), Skipped after a failure, Pending."""
     if workflow is None:
         return tuple((name, "Pending" if pending else "Skipped", "") for name in names)
@@ -237,13 +310,24 @@ def pipeline_phases(names: Sequence[str], workflow: WorkflowResult | None, *,
         return suspended_phases(names, workflow.suspension.pipeline, workflow.suspension.message)
     done = {o.pipeline for o in workflow.outputs}
     failed = workflow.failure.step.split("/", 1)[0] if workflow.failure else None
-    return tuple((name, "Succeeded", "") if name in done and name != failed
-                 else (name, "Failed", workflow.failure.message) if name == failed and workflow.failure
-                 else (name, "Skipped", "") for name in names)
+    return tuple(
+        (name, "Succeeded", "")
+        if name in done and name != failed
+        else (name, "Failed", workflow.failure.message)
+        if name == failed and workflow.failure
+        else (name, "Skipped", "")
+        for name in names
+    )
 
 
 def suspended_phases(names: Sequence[str], suspended: str, message: str) -> tuple[tuple[str, str, str], ...]:
     """A workflow stopped at `suspended`: those before it succeeded, those after it wait (Kratix: Pending)."""
     position = list(names).index(suspended) if suspended in names else len(names)
-    return tuple((name, "Succeeded", "") if index < position else (name, "Suspended", message)
-                 if index == position else (name, "Pending", "") for index, name in enumerate(names))
+    return tuple(
+        (name, "Succeeded", "")
+        if index < position
+        else (name, "Suspended", message)
+        if index == position
+        else (name, "Pending", "")
+        for index, name in enumerate(names)
+    )

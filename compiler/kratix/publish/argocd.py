@@ -48,8 +48,10 @@ def folders(destination: str, path: str, *, url: str, branch: str, mode: str = p
     name = f"kratix-{destination}"
     if mode != paths.NESTED:
         return [Folder(name, destination, url, branch, path, 0)]
-    return [Folder(f"{name}-{area}", destination, url, branch, paths.join(path, area), wave)
-            for wave, area in enumerate(paths.AREAS)]
+    return [
+        Folder(f"{name}-{area}", destination, url, branch, paths.join(path, area), wave)
+        for wave, area in enumerate(paths.AREAS)
+    ]
 
 
 def _spec(*, project: str, url: str, branch: str, path: str, cluster: dict[str, str]) -> dict[str, Any]:
@@ -70,35 +72,71 @@ def _spec(*, project: str, url: str, branch: str, path: str, cluster: dict[str, 
     }
 
 
-def applications(folder_list: Sequence[Folder], *, namespace: str = DEFAULT_NAMESPACE,
-                 project: str = DEFAULT_PROJECT, server: str | None = None,
-                 cluster: str | None = None) -> list[dict[str, Any]]:
+def applications(
+    folder_list: Sequence[Folder],
+    *,
+    namespace: str = DEFAULT_NAMESPACE,
+    project: str = DEFAULT_PROJECT,
+    server: str | None = None,
+    cluster: str | None = None,
+) -> list[dict[str, Any]]:
     """One Application per folder, for an Argo CD on the destination's own cluster (`server` or `cluster`:
     another cluster registered in Argo CD, by URL or by name)."""
     target = {"name": cluster} if cluster else {"server": server or IN_CLUSTER}
-    return [{
-        "apiVersion": API_VERSION, "kind": "Application",
-        "metadata": {"name": f.name, "namespace": namespace, "annotations": {SYNC_WAVE: str(f.wave)}},
-        "spec": _spec(project=project, url=f.url, branch=f.branch, path=f.path or ".", cluster=target),
-    } for f in folder_list]
+    return [
+        {
+            "apiVersion": API_VERSION,
+            "kind": "Application",
+            "metadata": {"name": f.name, "namespace": namespace, "annotations": {SYNC_WAVE: str(f.wave)}},
+            "spec": _spec(project=project, url=f.url, branch=f.branch, path=f.path or ".", cluster=target),
+        }
+        for f in folder_list
+    ]
 
 
-def application_set(folder_list: Sequence[Folder], *, name: str = "kratix", namespace: str = DEFAULT_NAMESPACE,
-                    project: str = DEFAULT_PROJECT) -> dict[str, Any]:
+def application_set(
+    folder_list: Sequence[Folder],
+    *,
+    name: str = "kratix",
+    namespace: str = DEFAULT_NAMESPACE,
+    project: str = DEFAULT_PROJECT,
+) -> dict[str, Any]:
     """One ApplicationSet making the Applications of every folder from a list generator; each targets the
     cluster registered in Argo CD under its destination's name."""
-    elements = [{"name": f.name, "destination": f.destination, "url": f.url, "branch": f.branch,
-                 "path": f.path or ".", "wave": str(f.wave)} for f in folder_list]
+    elements = [
+        {
+            "name": f.name,
+            "destination": f.destination,
+            "url": f.url,
+            "branch": f.branch,
+            "path": f.path or ".",
+            "wave": str(f.wave),
+        }
+        for f in folder_list
+    ]
     template = {
-        "metadata": {"name": "{{.name}}", "annotations": {SYNC_WAVE: "{{.wave}}"},
-                     "labels": {"app.kubernetes.io/managed-by": "kratix"}},
-        "spec": _spec(project=project, url="{{.url}}", branch="{{.branch}}", path="{{.path}}",
-                      cluster={"name": "{{.destination}}"}),
+        "metadata": {
+            "name": "{{.name}}",
+            "annotations": {SYNC_WAVE: "{{.wave}}"},
+            "labels": {"app.kubernetes.io/managed-by": "kratix"},
+        },
+        "spec": _spec(
+            project=project,
+            url="{{.url}}",
+            branch="{{.branch}}",
+            path="{{.path}}",
+            cluster={"name": "{{.destination}}"},
+        ),
     }
     return {
-        "apiVersion": API_VERSION, "kind": "ApplicationSet",
+        "apiVersion": API_VERSION,
+        "kind": "ApplicationSet",
         "metadata": {"name": name, "namespace": namespace},
         # Go templates, and a missing key is an error rather than an empty string (a wrong path would prune).
-        "spec": {"goTemplate": True, "goTemplateOptions": ["missingkey=error"],
-                 "generators": [{"list": {"elements": elements}}], "template": template},
+        "spec": {
+            "goTemplate": True,
+            "goTemplateOptions": ["missingkey=error"],
+            "generators": [{"list": {"elements": elements}}],
+            "template": template,
+        },
     }

@@ -15,9 +15,18 @@ from kratix.model import paths
 DEFAULT_INTERVAL = "1m"  # Flux polls no faster than this; lower values only add load to the Git host
 
 
-def flux_objects(destination: str, path: str, *, url: str, branch: str = "main", namespace: str = "flux-system",
-                 secret: str | None = None, interval: str = DEFAULT_INTERVAL,
-                 sops_secret: str | None = None, mode: str = paths.NESTED) -> list[dict[str, Any]]:
+def flux_objects(
+    destination: str,
+    path: str,
+    *,
+    url: str,
+    branch: str = "main",
+    namespace: str = "flux-system",
+    secret: str | None = None,
+    interval: str = DEFAULT_INTERVAL,
+    sops_secret: str | None = None,
+    mode: str = paths.NESTED,
+) -> list[dict[str, Any]]:
     """`path`: the destination's folder in its repo ("" for the root)."""
     name = f"kratix-{destination}"
     source: dict[str, Any] = {"interval": interval, "url": url, "ref": {"branch": branch}}
@@ -25,19 +34,26 @@ def flux_objects(destination: str, path: str, *, url: str, branch: str = "main",
         source["secretRef"] = {"name": secret}
     if mode == paths.NESTED:
         dependencies = f"{name}-dependencies"
-        resources = _kustomization(f"{name}-resources", namespace, name, _folder(path, paths.RESOURCES), interval,
-                                   wait=False)
+        resources = _kustomization(
+            f"{name}-resources", namespace, name, _folder(path, paths.RESOURCES), interval, wait=False
+        )
         resources["spec"]["dependsOn"] = [{"name": dependencies}]
-        kustomizations = [_kustomization(dependencies, namespace, name, _folder(path, paths.DEPENDENCIES), interval,
-                                         wait=True), resources]
+        kustomizations = [
+            _kustomization(dependencies, namespace, name, _folder(path, paths.DEPENDENCIES), interval, wait=True),
+            resources,
+        ]
     else:
         kustomizations = [_kustomization(name, namespace, name, _folder(path), interval, wait=False)]
     if sops_secret:
         for kustomization in kustomizations:
             kustomization["spec"]["decryption"] = {"provider": "sops", "secretRef": {"name": sops_secret}}
     return [
-        {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
-         "metadata": {"name": name, "namespace": namespace}, "spec": source},
+        {
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "GitRepository",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": source,
+        },
         *kustomizations,
     ]
 
@@ -46,8 +62,7 @@ def _folder(*parts: str) -> str:
     return "./" + paths.join(*parts)
 
 
-def _kustomization(name: str, namespace: str, source: str, path: str, interval: str, *,
-                   wait: bool) -> dict[str, Any]:
+def _kustomization(name: str, namespace: str, source: str, path: str, interval: str, *, wait: bool) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "interval": interval,
         "retryInterval": interval,
@@ -59,5 +74,9 @@ def _kustomization(name: str, namespace: str, source: str, path: str, interval: 
         # `dependsOn` only waits for Ready; with `wait`, Ready means every operator and CRD it applied is healthy.
         spec["wait"] = True
         spec["timeout"] = "10m"
-    return {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
-            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+    return {
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        "kind": "Kustomization",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }

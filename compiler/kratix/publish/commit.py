@@ -83,14 +83,9 @@ class _Lost:
     detail: str = field(default="")
 
 
-def open_output_repo(
-    target: str, *, branch: str, cache_dir: Path | None = None, create: bool = True
-) -> OutputRepo:
+def open_output_repo(target: str, *, branch: str, cache_dir: Path | None = None, create: bool = True) -> OutputRepo:
     """Open (or with `create`, initialise) the output repo `target`: a local path or a git URL."""
-    if (
-        branch.startswith("-")
-        or gitio.git_result(None, "check-ref-format", f"refs/heads/{branch}").returncode
-    ):
+    if branch.startswith("-") or gitio.git_result(None, "check-ref-format", f"refs/heads/{branch}").returncode:
         raise PublishError(f"{branch!r} is not a valid branch name")
     if gitio.is_git_url(target):
         mirror = _mirror_path(target, cache_dir)
@@ -146,8 +141,9 @@ def publish(
     raise PublishError(_give_up_message(repo, lost))
 
 
-def _attempt(repo: OutputRepo, build: Build, signature: gitio.Signature,
-             known: BranchState | None = None) -> PublishResult | _Lost:
+def _attempt(
+    repo: OutputRepo, build: Build, signature: gitio.Signature, known: BranchState | None = None
+) -> PublishResult | _Lost:
     with _mirror_lock(repo):
         _fetch_mirror(repo)
         state = known if known is not None and known.commit == _head(repo) else _read_local(repo)
@@ -197,10 +193,16 @@ def read_head(repo: OutputRepo) -> str | None:
         return _head(repo)
 
 
-def publish_changes(repo: OutputRepo, head: str, head_tree: str, changes: Mapping[str, Content | None],
-                    message: str, *,
-                    identity: Identity = Identity(),  # noqa: B008 - frozen, so sharing the default is safe
-                    date: datetime | None = None) -> PublishResult | None:
+def publish_changes(
+    repo: OutputRepo,
+    head: str,
+    head_tree: str,
+    changes: Mapping[str, Content | None],
+    message: str,
+    *,
+    identity: Identity = Identity(),  # noqa: B008 - frozen, so sharing the default is safe
+    date: datetime | None = None,
+) -> PublishResult | None:
     """Commit `changes` (path -> content, None deletes) on top of `head` (whose tree is `head_tree`), which they
     were computed against: one fast-import `from head` of the changed paths alone, then the same compare-and-swap
     as `publish`. None when the branch is no longer at `head` (the caller computes again against what it holds
@@ -217,8 +219,15 @@ def publish_changes(repo: OutputRepo, head: str, head_tree: str, changes: Mappin
             return PublishResult(head, changed=False, attempts=1)
         before = BranchState(commit=head, files={})
         was_clean = _work_tree_clean_at(repo, before)
-        written = gitio.write_commit(repo.path, parent=head, changes=changes, replace_all=False, message=message,
-                                     author=_signature(identity, date), tree_trailer=paths.OUTPUT_TREE_TRAILER)
+        written = gitio.write_commit(
+            repo.path,
+            parent=head,
+            changes=changes,
+            replace_all=False,
+            message=message,
+            author=_signature(identity, date),
+            tree_trailer=paths.OUTPUT_TREE_TRAILER,
+        )
         if written.tree == head_tree:
             return PublishResult(head, changed=False, attempts=1)
         if _swap(repo, new=written.commit, old=head) is not None:
@@ -258,8 +267,11 @@ def _read_local(repo: OutputRepo) -> BranchState:
     tree = gitio.run_git(repo.path, "rev-parse", f"{head}^{{tree}}").decode().strip()
     files = gitio.LazyBlobs(repo.path, oids)
     # The compiler's own bookkeeping files are read on every compile; per-request status files only for what changed.
-    files.prefetch(path for path in files if paths.is_bookkeeping(path)
-                   and not path.startswith((paths.STATUS_FOLDER + "/", paths.WORKLOADS_FOLDER + "/")))
+    files.prefetch(
+        path
+        for path in files
+        if paths.is_bookkeeping(path) and not path.startswith((paths.STATUS_FOLDER + "/", paths.WORKLOADS_FOLDER + "/"))
+    )
     return BranchState(
         commit=head,
         files=files,
@@ -288,9 +300,7 @@ def _fetch_mirror(repo: OutputRepo) -> None:
     if repo.url is None:
         return
     refspec = f"+{repo.ref}:{repo.ref}"
-    result = gitio.git_result(
-        repo.path, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", repo.url, refspec
-    )
+    result = gitio.git_result(repo.path, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", repo.url, refspec)
     if result.returncode == 0:
         return
     if "couldn't find remote ref" in result.stderr:
@@ -354,21 +364,16 @@ def _work_tree_clean_at(repo: OutputRepo, state: BranchState) -> bool | None:
         index_clean = not gitio.run_git(repo.work_tree, "ls-files", "--cached")
     else:
         index_clean = (
-            gitio.git_result(repo.work_tree, "diff-index", "--cached", "--quiet", state.commit).returncode
-            == 0
+            gitio.git_result(repo.work_tree, "diff-index", "--cached", "--quiet", state.commit).returncode == 0
         )
     return index_clean and gitio.git_result(repo.work_tree, "diff-files", "--quiet").returncode == 0
 
 
-def _update_work_tree(
-    repo: OutputRepo, state: BranchState, new: str, was_clean: bool | None
-) -> tuple[str, ...]:
+def _update_work_tree(repo: OutputRepo, state: BranchState, new: str, was_clean: bool | None) -> tuple[str, ...]:
     if was_clean is None:
         return ()
     if not was_clean:
-        return (
-            f"{repo.work_tree}: has local changes; its checkout stays at the old commit of {repo.branch}",
-        )
+        return (f"{repo.work_tree}: has local changes; its checkout stays at the old commit of {repo.branch}",)
     trees = (state.commit, new) if state.commit else (new,)
     result = gitio.git_result(repo.work_tree, "read-tree", "-m", "-u", *trees)
     if result.returncode != 0:
@@ -387,9 +392,7 @@ def _open_local(target: str, path: Path, branch: str) -> OutputRepo:
     else:
         top = Path(gitio.run_git(path, "rev-parse", "--show-toplevel").decode().strip()).resolve()
     if top != path.resolve():
-        raise PublishError(
-            f"output repo {target}: is inside the git repository {top}, not a repository itself"
-        )
+        raise PublishError(f"output repo {target}: is inside the git repository {top}, not a repository itself")
     work_tree = None if is_bare == "true" else path
     return OutputRepo(target, branch, path=path, git_dir=git_dir, work_tree=work_tree)
 
@@ -410,7 +413,8 @@ def _mirror_path(url: str, cache_dir: Path | None) -> Path:
 def _check_paths(files: Mapping[str, Content], *, known: Mapping[str, bytes]) -> None:
     problems = gitio.check_paths(list(files), known=known)
     problems += [
-        f"{path!r}: content is neither bytes nor a blob reference" for path, data in files.items()
+        f"{path!r}: content is neither bytes nor a blob reference"
+        for path, data in files.items()
         if not isinstance(data, bytes | BlobRef)
     ]
     if problems:

@@ -95,8 +95,10 @@ def mermaid_text(text: str) -> str:
 def to_mermaid(graph: Graph, *, direction: str = "LR") -> str:
     """A `flowchart`: one statement a line, the styles it uses, nodes, edges, then each node's classes."""
     used = {name for node in graph.nodes for name in (node.group, node.mark)}
-    lines = [f"flowchart {direction}", *(f"  classDef {name} {style}" for name, style in _MERMAID_CLASSES.items()
-                                         if name in used)]
+    lines = [
+        f"flowchart {direction}",
+        *(f"  classDef {name} {style}" for name, style in _MERMAID_CLASSES.items() if name in used),
+    ]
     ids = {node.key: node_id(node) for node in graph.nodes}
     for node in graph.nodes:
         opening, closing = _MERMAID_SHAPES.get(node.group, ('["', '"]'))
@@ -144,19 +146,27 @@ def dot_text(text: str) -> str:
 
 def to_dot(graph: Graph, *, direction: str = "LR") -> str:
     ids = {node.key: node_id(node) for node in graph.nodes}
-    lines = ["digraph kratix {", f"  rankdir={direction};", '  node [fontname="Helvetica", fontsize=11];',
-             '  edge [fontname="Helvetica", fontsize=9];']
+    lines = [
+        "digraph kratix {",
+        f"  rankdir={direction};",
+        '  node [fontname="Helvetica", fontsize=11];',
+        '  edge [fontname="Helvetica", fontsize=9];',
+    ]
     for node in graph.nodes:
         style = _DOT_NODE_STYLE.get(node.mark, _DOT_NODE_STYLE[""])
         if not node.mark and node.group in _DOT_GROUP_FILL:
             style = f'style="filled", fillcolor="{_DOT_GROUP_FILL[node.group]}", color="#3c4043"'
         classes = " ".join(c for c in (node.group, node.mark) if c)
         shape = _DOT_SHAPES.get(node.group, "box")
-        lines.append(f'  "{ids[node.key]}" [label="{dot_text(_shown(node))}", shape={shape}, class="{classes}", '
-                     f"{style}];")
+        lines.append(
+            f'  "{ids[node.key]}" [label="{dot_text(_shown(node))}", shape={shape}, class="{classes}", {style}];'
+        )
     for edge in graph.edges:
-        attributes = (f' [label="{dot_text(edge.mark)}", class="{edge.mark}"{_DOT_EDGE_STYLE.get(edge.mark, "")}]'
-                      if edge.mark else "")
+        attributes = (
+            f' [label="{dot_text(edge.mark)}", class="{edge.mark}"{_DOT_EDGE_STYLE.get(edge.mark, "")}]'
+            if edge.mark
+            else ""
+        )
         lines.append(f'  "{ids[edge.source]}" -> "{ids[edge.target]}"{attributes};')
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -34,16 +34,24 @@ def _request(key: str) -> str:
     return f"{diagrams.REQUEST}:{key}"
 
 
-def platform_graph(promises: Mapping[str, Promise], destinations: Mapping[str, Destination],
-                   statuses: Mapping[str, RequestStatus], entries: Iterable[provenance.Entry], *,
-                   published: Mapping[str, set[str]] | None = None) -> Graph:
+def platform_graph(
+    promises: Mapping[str, Promise],
+    destinations: Mapping[str, Destination],
+    statuses: Mapping[str, RequestStatus],
+    entries: Iterable[provenance.Entry],
+    *,
+    published: Mapping[str, set[str]] | None = None,
+) -> Graph:
     """`statuses` by "Kind namespace/name"; `entries`, the provenance of the output; `published`, where the last
     publish put each request's output (identity "Kind/namespace/name" → destination names,
     `kratix.publish.plan.destinations_before`), for where a failing request's output still is."""
     nodes = [Node(_promise(name), diagrams.PROMISE, name) for name in sorted(promises)]
     nodes += [Node(_destination(name), diagrams.DESTINATION, name) for name in sorted(destinations)]
-    reaches = {(entry.promise or "", entry.destination) for entry in entries
-               if entry.destination and entry.owner == f"Promise {entry.promise}"}
+    reaches = {
+        (entry.promise or "", entry.destination)
+        for entry in entries
+        if entry.destination and entry.owner == f"Promise {entry.promise}"
+    }
     request_edges: list[Edge] = []
     for key, status in sorted(statuses.items()):
         placed = _placed_on(status)
@@ -63,8 +71,7 @@ def _mark(status: RequestStatus) -> str:
     return status.state if status.state in (PENDING, FAILED, MISPLACED) else ""
 
 
-def _request_edges(key: str, status: RequestStatus, placed: list[tuple[str, str]],
-                   published: set[str]) -> list[Edge]:
+def _request_edges(key: str, status: RequestStatus, placed: list[tuple[str, str]], published: set[str]) -> list[Edge]:
     """From each destination the request is placed on; from its Promise when it is on none now; and, when it
     fails, from each destination its last published output is still on."""
     edges = [Edge(_destination(destination), _request(key), mark) for destination, mark in placed]
@@ -87,8 +94,11 @@ def _placed_on(status: RequestStatus) -> list[tuple[str, str]]:
     """(destination, edge mark) for each destination the request's output goes to now."""
     if status.state == FAILED:
         return []
-    found = [(placement.destination.name, MISPLACED if placement.state == MISPLACED else "")
-             for _, _, placement in status.placements if placement.destination is not None]
+    found = [
+        (placement.destination.name, MISPLACED if placement.state == MISPLACED else "")
+        for _, _, placement in status.placements
+        if placement.destination is not None
+    ]
     if not status.placements:  # carried over unchanged: no Placement was built, only its records (all placed)
         found = [(destination, "") for destination in status.placement_records.values()]
     return sorted(set(found))

@@ -85,8 +85,9 @@ class Plan:
         return not self.changes
 
 
-def unowned_files(files: Iterable[str], entries: Mapping[str, provenance.Entry],
-                  layouts: Iterable[paths.Layout]) -> dict[str, list[str]]:
+def unowned_files(
+    files: Iterable[str], entries: Mapping[str, provenance.Entry], layouts: Iterable[paths.Layout]
+) -> dict[str, list[str]]:
     """Files of the previous output's destinations that the compiler did not write (no provenance): placed there
     by hand. A compile never carries them over, so publishing removes them."""
     known = list(layouts)
@@ -100,22 +101,37 @@ def unowned_files(files: Iterable[str], entries: Mapping[str, provenance.Entry],
     return {destination: sorted(names) for destination, names in found.items()}
 
 
-def guard(previous: Mapping[str, provenance.Entry], current: Mapping[str, provenance.Entry], *,
-          threshold: float, unowned: Mapping[str, list[str]] | None = None) -> list[GuardTrip]:
+def guard(
+    previous: Mapping[str, provenance.Entry],
+    current: Mapping[str, provenance.Entry],
+    *,
+    threshold: float,
+    unowned: Mapping[str, list[str]] | None = None,
+) -> list[GuardTrip]:
     """Deletions Flux would carry out (it prunes what disappears) that are too large or too dangerous, and
     files placed by hand that publishing would remove."""
     before, after = _objects_by_destination(previous), _objects_by_destination(current)
-    trips = [GuardTrip(destination, f"removes {len(paths)} file(s) kratix did not write (placed by hand, with no "
-                                    "provenance)", tuple(paths))
-             for destination, paths in sorted((unowned or {}).items())]
+    trips = [
+        GuardTrip(
+            destination,
+            f"removes {len(paths)} file(s) kratix did not write (placed by hand, with no provenance)",
+            tuple(paths),
+        )
+        for destination, paths in sorted((unowned or {}).items())
+    ]
     for destination in sorted(before):
         removed = sorted(before[destination] - after.get(destination, set()))
         if not removed:
             continue
         share = len(removed) / len(before[destination])
         if share > threshold:
-            trips.append(GuardTrip(destination, f"removes {len(removed)} of {len(before[destination])} objects "
-                                                f"({share:.0%} > {threshold:.0%})", tuple(removed)))
+            trips.append(
+                GuardTrip(
+                    destination,
+                    f"removes {len(removed)} of {len(before[destination])} objects ({share:.0%} > {threshold:.0%})",
+                    tuple(removed),
+                )
+            )
         dangerous = tuple(o for o in removed if manifests.kind_of(o) in DANGEROUS_KINDS)
         if dangerous:
             kinds = ", ".join(sorted({manifests.kind_of(o) for o in dangerous}))
@@ -131,24 +147,46 @@ def _objects_by_destination(entries: Mapping[str, provenance.Entry]) -> dict[str
     return {d: o for d, o in objects.items() if o}
 
 
-def make_plan(previous: PreviousOutput, files: Mapping[str, Content], entries: Mapping[str, provenance.Entry], *,
-              statuses: Mapping[str, RequestStatus], previous_placements: Mapping[str, str],
-              threshold: float) -> Plan:
+def make_plan(
+    previous: PreviousOutput,
+    files: Mapping[str, Content],
+    entries: Mapping[str, provenance.Entry],
+    *,
+    statuses: Mapping[str, RequestStatus],
+    previous_placements: Mapping[str, str],
+    threshold: float,
+) -> Plan:
     previous_entries = previous.provenance
     changes = file_changes(previous, files, entries)
     before = destinations_before(previous_placements)
     failed = tuple(f"{key}: {s.detail}" for key, s in sorted(statuses.items()) if s.failed_now)
-    crd_changes = tuple(sorted(
-        f"{c.change} {obj}" for c in changes
-        for obj in _objects_of(c, previous_entries, entries) if manifests.kind_of(obj) == "CustomResourceDefinition"))
-    trips = guard(previous_entries, entries, threshold=threshold,
-                  unowned=unowned_files(previous.files, previous_entries, previous.layouts))
-    return Plan(tuple(changes), tuple(trips), placement_changes(statuses, before), failed, crd_changes,
-                placement_moves(statuses, before))
+    crd_changes = tuple(
+        sorted(
+            f"{c.change} {obj}"
+            for c in changes
+            for obj in _objects_of(c, previous_entries, entries)
+            if manifests.kind_of(obj) == "CustomResourceDefinition"
+        )
+    )
+    trips = guard(
+        previous_entries,
+        entries,
+        threshold=threshold,
+        unowned=unowned_files(previous.files, previous_entries, previous.layouts),
+    )
+    return Plan(
+        tuple(changes),
+        tuple(trips),
+        placement_changes(statuses, before),
+        failed,
+        crd_changes,
+        placement_moves(statuses, before),
+    )
 
 
-def file_changes(previous: PreviousOutput, files: Mapping[str, Content],
-                 entries: Mapping[str, provenance.Entry]) -> list[FileChange]:
+def file_changes(
+    previous: PreviousOutput, files: Mapping[str, Content], entries: Mapping[str, provenance.Entry]
+) -> list[FileChange]:
     """Every output file added, changed or removed (bookkeeping aside), with its destination, owner and diff."""
     previous_entries = previous.provenance
     changes = []
@@ -158,8 +196,15 @@ def file_changes(previous: PreviousOutput, files: Mapping[str, Content],
         entry = entries.get(path) or previous_entries.get(path)
         change = "added" if path not in previous.files else "removed" if path not in files else "changed"
         diff = _diff(path, previous.files[path], files[path]) if change == "changed" else ""
-        changes.append(FileChange(path, change, entry.destination if entry and entry.destination else
-                                  path.split("/", 1)[0], entry.owner if entry else "kratix", diff))
+        changes.append(
+            FileChange(
+                path,
+                change,
+                entry.destination if entry and entry.destination else path.split("/", 1)[0],
+                entry.owner if entry else "kratix",
+                diff,
+            )
+        )
     return changes
 
 
@@ -172,8 +217,9 @@ def destinations_before(previous_placements: Mapping[str, str]) -> dict[str, set
     return before
 
 
-def placement_changes(statuses: Mapping[str, RequestStatus],
-                      before: Mapping[str, set[str]]) -> tuple[PlacementChange, ...]:
+def placement_changes(
+    statuses: Mapping[str, RequestStatus], before: Mapping[str, set[str]]
+) -> tuple[PlacementChange, ...]:
     """Each placement made now that was not there before, and each that is not a clean placement."""
     placements = []
     for key, status in sorted(statuses.items()):
@@ -197,8 +243,11 @@ def placement_moves(statuses: Mapping[str, RequestStatus], before: Mapping[str, 
         was = before.get(identity, set())
         if status.keeps_previous_output:
             continue
-        now = ({p.destination.name for _, _, p in status.placements if p.destination is not None}
-               if status.placements else set(status.placement_records.values()))
+        now = (
+            {p.destination.name for _, _, p in status.placements if p.destination is not None}
+            if status.placements
+            else set(status.placement_records.values())
+        )
         if now != was:
             moves.append(PlacementMove(key, tuple(sorted(was)), tuple(sorted(now)), status.state))
     for identity, was in sorted(before.items()):
@@ -213,8 +262,9 @@ def _identity(status: RequestStatus) -> str:
     return f"{key.kind}/{key.namespace}/{key.name}"
 
 
-def _objects_of(change: FileChange, before: Mapping[str, provenance.Entry],
-                after: Mapping[str, provenance.Entry]) -> set[str]:
+def _objects_of(
+    change: FileChange, before: Mapping[str, provenance.Entry], after: Mapping[str, provenance.Entry]
+) -> set[str]:
     objects: set[str] = set()
     for entries in (before, after):
         if change.path in entries:
@@ -246,12 +296,17 @@ def _redacted(old: bytes, new: bytes) -> tuple[bytes, bytes]:
     secrets = {manifests.object_id(d): d for d in before if isinstance(d, Mapping) and secretpolicy.is_secret(d)}
     if not secrets and not any(isinstance(d, Mapping) and secretpolicy.is_secret(d) for d in after):
         return old, new
-    return (yamltext.dump_all(secretpolicy.redact(d) for d in before),
-            yamltext.dump_all(secretpolicy.redact(d, secrets.get(manifests.object_id(d)) if isinstance(d, Mapping)
-                                                  else None) for d in after))
+    return (
+        yamltext.dump_all(secretpolicy.redact(d) for d in before),
+        yamltext.dump_all(
+            secretpolicy.redact(d, secrets.get(manifests.object_id(d)) if isinstance(d, Mapping) else None)
+            for d in after
+        ),
+    )
 
 
 # --- rendering ----------------------------------------------------------------------------------------------
+
 
 def counts(plan: Plan) -> dict[str, int]:
     tally = {"added": 0, "changed": 0, "removed": 0}
@@ -264,13 +319,14 @@ def to_json(plan: Plan) -> dict[str, Any]:
     return {
         "counts": counts(plan),
         "changes": [vars(c) for c in plan.changes],
-        "guard": [{"destination": t.destination, "reason": t.reason, "objects": list(t.objects)}
-                  for t in plan.trips],
+        "guard": [{"destination": t.destination, "reason": t.reason, "objects": list(t.objects)} for t in plan.trips],
         "placements": [vars(p) for p in plan.placements],
         "failed": list(plan.failed),
         "crdChanges": list(plan.crd_changes),
-        "placementMoves": [{"request": m.request, "before": list(m.before), "after": list(m.after), "state": m.state}
-                           for m in plan.moves],
+        "placementMoves": [
+            {"request": m.request, "before": list(m.before), "after": list(m.after), "state": m.state}
+            for m in plan.moves
+        ],
     }
 
 
@@ -284,8 +340,10 @@ def to_markdown(plan: Plan, *, title: str = "Kratix plan") -> str:
     if plan.empty:
         head.append("No change to the output: publishing this would make no commit.")
     else:
-        head.append(f"**{tally['added']} added, {tally['changed']} changed, {tally['removed']} removed** files "
-                    f"on {len(destinations)} destination(s): {', '.join(_code(d) for d in destinations)}")
+        head.append(
+            f"**{tally['added']} added, {tally['changed']} changed, {tally['removed']} removed** files "
+            f"on {len(destinations)} destination(s): {', '.join(_code(d) for d in destinations)}"
+        )
     blocks = ["\n".join([*head, ""])]
     risks = _risk_lines(plan)
     if risks:
@@ -293,19 +351,34 @@ def to_markdown(plan: Plan, *, title: str = "Kratix plan") -> str:
     for destination in destinations:
         changes = [c for c in plan.changes if c.destination == destination]
         table = [f"#### Destination {_code(destination)}", "", "| change | file | owner |", "|---|---|---|"]
-        table += [f"| {change.change} | {_code(change.path, cell=True)} | {_text(change.owner)} |"
-                  for change in changes]
+        table += [
+            f"| {change.change} | {_code(change.path, cell=True)} | {_text(change.owner)} |" for change in changes
+        ]
         blocks.append("\n".join([*table, ""]))
         for change in (c for c in changes if c.diff):
             fence = "`" * max(3, _longest_run(change.diff, "`") + 1)
-            blocks.append("\n".join([f"<details><summary>diff <code>{html.escape(change.path)}</code></summary>", "",
-                                     f"{fence}diff", change.diff.rstrip("\n"), fence, "</details>", ""]))
+            blocks.append(
+                "\n".join(
+                    [
+                        f"<details><summary>diff <code>{html.escape(change.path)}</code></summary>",
+                        "",
+                        f"{fence}diff",
+                        change.diff.rstrip("\n"),
+                        fence,
+                        "</details>",
+                        "",
+                    ]
+                )
+            )
     if plan.moves:
         blocks.append(placement_diagram(plan.moves))
     if plan.placements:
         rows = ["#### Placements", "", "| request | destination | state | why |", "|---|---|---|---|"]
-        rows += [f"| {_text(p.request)} | {_code(p.destination, cell=True) if p.destination else '—'} | "
-                 f"{p.state} | {_text(p.reason)} |" for p in plan.placements]
+        rows += [
+            f"| {_text(p.request)} | {_code(p.destination, cell=True) if p.destination else '—'} | "
+            f"{p.state} | {_text(p.reason)} |"
+            for p in plan.placements
+        ]
         blocks.append("\n".join([*rows, ""]))
     text = ""
     for index, block in enumerate(blocks):
@@ -323,8 +396,15 @@ def placement_graph(moves: Sequence[PlacementMove]) -> diagrams.Graph:
     for move in moves:
         request = f"{diagrams.REQUEST}:{move.request}"
         added, removed = sorted(set(move.after) - set(move.before)), sorted(set(move.before) - set(move.after))
-        mark = (diagrams.PENDING if move.state == PENDING else diagrams.REMOVED if not move.after
-                else diagrams.MOVED if move.before else diagrams.ADDED)
+        mark = (
+            diagrams.PENDING
+            if move.state == PENDING
+            else diagrams.REMOVED
+            if not move.after
+            else diagrams.MOVED
+            if move.before
+            else diagrams.ADDED
+        )
         nodes.append(diagrams.Node(request, diagrams.REQUEST, move.request, mark))
         for names, edge_mark in ((added, diagrams.ADDED), (removed, diagrams.REMOVED)):
             for name in names:
@@ -337,8 +417,12 @@ def placement_diagram(moves: Sequence[PlacementMove], *, limit: int = MAX_DIAGRA
     """The Markdown section with the Mermaid diagram of the placements that change, at most `limit` requests of
     them (a diagram of thousands would not be drawn at all); it says how many more there are."""
     shown = diagrams.to_mermaid(placement_graph(moves[:limit]))
-    more = (f"\n… and {len(moves) - limit} more request(s) whose placement changes (not drawn); "
-            "`kratix plan --format json` lists them all.\n" if len(moves) > limit else "")
+    more = (
+        f"\n… and {len(moves) - limit} more request(s) whose placement changes (not drawn); "
+        "`kratix plan --format json` lists them all.\n"
+        if len(moves) > limit
+        else ""
+    )
     return "\n".join(["#### Placement changes", "", "```mermaid", shown.rstrip("\n"), "```", more])
 
 

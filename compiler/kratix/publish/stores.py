@@ -67,8 +67,12 @@ class Snapshot:
 
     def previous(self, failed: Mapping[str, str] | None = None) -> PreviousOutput:
         default = self.states.get("")
-        return PreviousOutput(CombinedFiles(self.states), default.commit if default else None,
-                              unreachable={**self.unreachable, **(failed or {})}, read=frozenset(self.states))
+        return PreviousOutput(
+            CombinedFiles(self.states),
+            default.commit if default else None,
+            unreachable={**self.unreachable, **(failed or {})},
+            read=frozenset(self.states),
+        )
 
 
 @dataclass(frozen=True)
@@ -79,8 +83,13 @@ class Published:
     targets: tuple[Target, ...] = field(default=())
 
 
-def resolve(stores: Mapping[str, StateStore], *, default: publish.OutputRepo | None,
-            create: bool = True, cache_dir: Path | None = None) -> list[Target]:
+def resolve(
+    stores: Mapping[str, StateStore],
+    *,
+    default: publish.OutputRepo | None,
+    create: bool = True,
+    cache_dir: Path | None = None,
+) -> list[Target]:
     """The targets, the default store's first. A store whose repo and branch are the default store's publishes
     with it (its files lie under its path there); stores sharing another repo and branch share one target."""
     grouped: dict[tuple[str, str], list[StateStore]] = {}
@@ -98,8 +107,9 @@ def resolve(stores: Mapping[str, StateStore], *, default: publish.OutputRepo | N
 
 def prefixes(targets: Iterable[Target]) -> tuple[tuple[str, str], ...]:
     """(store, prefix) for each store not at `@<store>` of the output tree (for `PublishSettings`)."""
-    return tuple((store.name, target.prefix) for target in targets for store in target.stores
-                 if target.prefix != store.prefix)
+    return tuple(
+        (store.name, target.prefix) for target in targets for store in target.stores if target.prefix != store.prefix
+    )
 
 
 def read_all(targets: Iterable[Target], *, skip: Iterable[str] = ()) -> Snapshot:
@@ -125,8 +135,7 @@ def read_all(targets: Iterable[Target], *, skip: Iterable[str] = ()) -> Snapshot
     return Snapshot(states, unreachable)
 
 
-def split(files: Mapping[str, Content], targets: Iterable[Target], snapshot: Snapshot
-          ) -> dict[str, dict[str, Content]]:
+def split(files: Mapping[str, Content], targets: Iterable[Target], snapshot: Snapshot) -> dict[str, dict[str, Content]]:
     """The output tree as one tree per target; a store's target keeps what lies outside the stores' paths."""
     trees: dict[str, dict[str, Content]] = {}
     for target in targets:
@@ -135,8 +144,9 @@ def split(files: Mapping[str, Content], targets: Iterable[Target], snapshot: Sna
             continue
         tree: dict[str, Content] = {}
         if target.owned != ("",):
-            tree.update((path, _content(state.files, path)) for path in state.files
-                        if not path.startswith(target.owned))
+            tree.update(
+                (path, _content(state.files, path)) for path in state.files if not path.startswith(target.owned)
+            )
         trees[target.prefix] = tree
     for path, content in files.items():
         prefix = paths.target_of(path)
@@ -146,8 +156,14 @@ def split(files: Mapping[str, Content], targets: Iterable[Target], snapshot: Sna
     return trees
 
 
-def publish_all(targets: list[Target], build: Build, *, attempts: int = 5, backoff_seconds: float = 0.05,
-                date: datetime | None = None) -> Published:
+def publish_all(
+    targets: list[Target],
+    build: Build,
+    *,
+    attempts: int = 5,
+    backoff_seconds: float = 0.05,
+    date: datetime | None = None,
+) -> Published:
     """Compile against every target and publish each, the default store last (it records what the others
     hold); see the module docstring."""
     failed: dict[str, str] = {}
@@ -165,14 +181,23 @@ def publish_all(targets: list[Target], build: Build, *, attempts: int = 5, backo
             expected = snapshot.states[target.prefix].commit
             tree, message = trees[target.prefix], messages.get(target.prefix, messages.get("", ""))
 
-            def same_branch(state: publish.BranchState, expected: str | None = expected,
-                            tree: dict[str, Content] = tree, message: str = message
-                            ) -> tuple[Mapping[str, Content], str] | None:
+            def same_branch(
+                state: publish.BranchState,
+                expected: str | None = expected,
+                tree: dict[str, Content] = tree,
+                message: str = message,
+            ) -> tuple[Mapping[str, Content], str] | None:
                 return (tree, message) if state.commit == expected else None  # moved: compile again
 
             try:
-                outcome = publish.publish(target.repo, same_branch, attempts=2, identity=target.identity,
-                                          date=date, known=snapshot.states[target.prefix])
+                outcome = publish.publish(
+                    target.repo,
+                    same_branch,
+                    attempts=2,
+                    identity=target.identity,
+                    date=date,
+                    known=snapshot.states[target.prefix],
+                )
             except PublishError as exc:
                 if target.prefix == "":
                     raise
@@ -247,8 +272,7 @@ def _location(url: str) -> str:
     return str(Path(url).expanduser().resolve())
 
 
-def _open(store: StateStore, *, create: bool, cache_dir: Path | None
-          ) -> tuple[publish.OutputRepo | None, str | None]:
+def _open(store: StateStore, *, create: bool, cache_dir: Path | None) -> tuple[publish.OutputRepo | None, str | None]:
     try:
         if not create and not gitio.is_git_url(store.url) and not Path(store.url).expanduser().exists():
             return None, None  # nothing published there yet

@@ -1,2 +1,1 @@
-"""Schedule: rendered output → destinations.
-"""
+"""Schedule: rendered output → destinations."""

@@ -50,27 +50,46 @@ def matching(destinations: Iterable[Destination], labels: Mapping[str, str]) -> 
 
 
 def describe(labels: Mapping[str, str]) -> str:
-    return (", ".join(f"{k}={v}" for k, v in sorted(labels.items()))
-            or "(no labels: any destination but a strict one with labels)")
+    return (
+        ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        or "(no labels: any destination but a strict one with labels)"
+    )
 
 
-def place_one(identity: str, labels: Mapping[str, str], destinations: Mapping[str, Destination], *,
-              previous: str | None) -> Placement:
+def place_one(
+    identity: str, labels: Mapping[str, str], destinations: Mapping[str, Destination], *, previous: str | None
+) -> Placement:
     """Where one request's output goes. `previous` is the destination name it was published to before. The
     reason only changes when the placement's situation does, so statuses do not churn between compiles."""
     candidates = matching(destinations.values(), labels)
     chosen = _rendezvous(identity, candidates) if candidates else None
-    fresh = (f"placed on {chosen.name}: chosen by rendezvous hash among {len(candidates)} destination(s) "
-             f"matching {describe(labels)}") if chosen else ""
+    fresh = (
+        (
+            f"placed on {chosen.name}: chosen by rendezvous hash among {len(candidates)} destination(s) "
+            f"matching {describe(labels)}"
+        )
+        if chosen
+        else ""
+    )
     if previous is not None and previous in destinations:
         kept = destinations[previous]
         if kept is chosen:
             return Placement(kept, PLACED, fresh, labels)
         if kept in candidates:
-            return Placement(kept, PLACED, f"placed on {previous}: placed there before and still matching "
-                                           f"{describe(labels)} (placements are sticky)", labels)
-        return Placement(kept, MISPLACED, f"stays on {previous}, which no longer matches {describe(labels)}; "
-                                          "move it by hand (delete and re-request) if that is intended", labels)
+            return Placement(
+                kept,
+                PLACED,
+                f"placed on {previous}: placed there before and still matching "
+                f"{describe(labels)} (placements are sticky)",
+                labels,
+            )
+        return Placement(
+            kept,
+            MISPLACED,
+            f"stays on {previous}, which no longer matches {describe(labels)}; "
+            "move it by hand (delete and re-request) if that is intended",
+            labels,
+        )
     if chosen is None:
         return Placement(None, PENDING, f"no destination matches {describe(labels)}", labels)
     moved = f" (its previous destination {previous} was deleted)" if previous is not None else ""
@@ -104,9 +123,19 @@ def group_labels(output: PipelineOutput, directory: str | None) -> dict[str, str
     return merge_labels(*(g.match_labels for g in output.groups if g.directory == directory))
 
 
-def place_files(destination: Destination, files: Sequence[RenderedFile], *, area: str, base: str,
-                labels: Mapping[str, str], owner: str, promise: str, pipeline: str,
-                request: tuple[str, str] | None, directory: str | None) -> list[PlacedFile]:
+def place_files(
+    destination: Destination,
+    files: Sequence[RenderedFile],
+    *,
+    area: str,
+    base: str,
+    labels: Mapping[str, str],
+    owner: str,
+    promise: str,
+    pipeline: str,
+    request: tuple[str, str] | None,
+    directory: str | None,
+) -> list[PlacedFile]:
     """One work placement: the files of one pipeline's output group (`directory`, None for the root group) on one
     destination, each where the destination's filepath mode puts it (`kratix.model.paths`). `base` is their folder
     inside the area when nested; `request` is (namespace, name), None for a Promise's output. In mode `none`,
@@ -118,16 +147,36 @@ def place_files(destination: Destination, files: Sequence[RenderedFile], *, area
         flat = paths.static_flat_path(promise, file.path) if static else file.path
         inner = f"{base}/{file.path}"
         flats.append(flat)
-        placed.append(PlacedFile(destination=destination.name, area=area, path=inner, file=file, labels=labels,
-                                 owner=owner, promise=promise, pipeline=pipeline,
-                                 output_path=layout.workload(area, inner, flat)))
+        placed.append(
+            PlacedFile(
+                destination=destination.name,
+                area=area,
+                path=inner,
+                file=file,
+                labels=labels,
+                owner=owner,
+                promise=promise,
+                pipeline=pipeline,
+                output_path=layout.workload(area, inner, flat),
+            )
+        )
     if layout.mode == paths.FLAT and placed:
         listing = sorted(layout.state_listing(flat) for flat in flats)
         identifier = paths.work_identifier(promise, pipeline, request, static=static)
         namespace = request[0] if request else paths.SYSTEM_NAMESPACE
         state = layout.state_file(namespace, paths.work_placement_name(identifier, destination.name, directory))
         content = yamltext.dump({"files": listing})
-        placed.append(PlacedFile(destination=destination.name, area=area, path=f"{base}/{paths.STATE_FOLDER}",
-                                 file=RenderedFile(state.rsplit("/", 1)[-1], (), paths.GENERATED_SOURCE, raw=content),
-                                 labels=labels, owner=owner, promise=promise, pipeline=pipeline, output_path=state))
+        placed.append(
+            PlacedFile(
+                destination=destination.name,
+                area=area,
+                path=f"{base}/{paths.STATE_FOLDER}",
+                file=RenderedFile(state.rsplit("/", 1)[-1], (), paths.GENERATED_SOURCE, raw=content),
+                labels=labels,
+                owner=owner,
+                promise=promise,
+                pipeline=pipeline,
+                output_path=state,
+            )
+        )
     return placed

@@ -67,6 +67,7 @@ class ConformanceReport:
 
 # --- Kubernetes versions ----------------------------------------------------------------------------------
 
+
 def shipped_versions() -> tuple[str, ...]:
     """The Kubernetes minor versions whose schemas `kubernetes-validate` ships, oldest first ("1.25", ...)."""
     found = [_SCHEMA_DIR.match(entry.name) for entry in _schema_root().iterdir()]
@@ -122,11 +123,11 @@ def _load_definitions(version: str) -> dict[str, Any]:
 
 # --- The checker ------------------------------------------------------------------------------------------
 
+
 class Conformance:
     """The schemas of one Kubernetes version, compiled on demand; built once per run."""
 
-    def __init__(self, *, kubernetes_version: str, definitions: Mapping[str, Any],
-                 shipped: Sequence[str] = ()) -> None:
+    def __init__(self, *, kubernetes_version: str, definitions: Mapping[str, Any], shipped: Sequence[str] = ()) -> None:
         self.kubernetes_version = kubernetes_version  # the schema version actually used
         self._shipped = tuple(shipped)  # the other releases, loaded when an object is refused
         self._releases: dict[str, Conformance] = {}
@@ -146,8 +147,9 @@ class Conformance:
         chosen = chosen_version(version)
         return cls(kubernetes_version=chosen, definitions=_load_definitions(chosen), shipped=shipped_versions())
 
-    def check(self, objects: Sequence[Any], *, crds: Sequence[Mapping[str, Any]] = (),
-              sizes: Sequence[int] | None = None) -> ConformanceReport:
+    def check(
+        self, objects: Sequence[Any], *, crds: Sequence[Mapping[str, Any]] = (), sizes: Sequence[int] | None = None
+    ) -> ConformanceReport:
         """Check `objects` (all bound for one destination, which receives `crds`). `sizes`: each object's
         serialized size when the caller has it; by default its compact JSON size (see `check_size`)."""
         delivered = _DeliveredCrds(crds)
@@ -163,11 +165,14 @@ class Conformance:
                 validated += 1
             elif outcome == _NO_CRD:
                 unvalidated.append(f"{obj['apiVersion']} {obj['kind']}")
-        return ConformanceReport(problems=problems, validated=validated, not_validated=len(unvalidated),
-                                 not_validated_kinds=tuple(sorted(set(unvalidated))))
+        return ConformanceReport(
+            problems=problems,
+            validated=validated,
+            not_validated=len(unvalidated),
+            not_validated_kinds=tuple(sorted(set(unvalidated))),
+        )
 
-    def _check_one(self, obj: Any, *, size: int | None,
-                   delivered: _DeliveredCrds) -> tuple[list[ObjectProblem], str]:
+    def _check_one(self, obj: Any, *, size: int | None, delivered: _DeliveredCrds) -> tuple[list[ObjectProblem], str]:
         found = check_shape(obj)
         if found:
             return found, _SKIPPED
@@ -179,18 +184,20 @@ class Conformance:
         elif outcome == _NO_CRD and _group_of(obj["apiVersion"]).endswith("k8s.io"):
             schema_problems, outcome = self._kubernetes_group(obj, schema_problems, outcome)
         if outcome == _NO_CRD:  # no schema for the object: its metadata is still ObjectMeta
-            schema_problems = [ObjectProblem(("metadata", *p.path), p.code, p.message)
-                               for p in describe_errors(self._object_meta(), obj.get("metadata"))]
+            schema_problems = [
+                ObjectProblem(("metadata", *p.path), p.code, p.message)
+                for p in describe_errors(self._object_meta(), obj.get("metadata"))
+            ]
         return found + schema_problems, outcome
 
     def _object_meta(self) -> jsonschema_rs.Validator:
         if _OBJECT_META not in self._validators:
-            self._validators[_OBJECT_META] = jsonschema_rs.validator_for({"$schema": _DRAFT, "$ref": _OBJECT_META},
-                                                                         registry=self._registry)
+            self._validators[_OBJECT_META] = jsonschema_rs.validator_for(
+                {"$schema": _DRAFT, "$ref": _OBJECT_META}, registry=self._registry
+            )
         return self._validators[_OBJECT_META]
 
-    def _check_schema(self, obj: Mapping[str, Any],
-                      delivered: _DeliveredCrds) -> tuple[list[ObjectProblem], str]:
+    def _check_schema(self, obj: Mapping[str, Any], delivered: _DeliveredCrds) -> tuple[list[ObjectProblem], str]:
         api_version, kind = obj["apiVersion"], obj["kind"]
         group, _, version = api_version.rpartition("/")
         if group in self.builtin_groups:
@@ -217,8 +224,9 @@ class Conformance:
             self._validators[name] = jsonschema_rs.validator_for(schema, registry=self._registry)
         return self._validators[name]
 
-    def _custom_validator(self, crd: Mapping[str, Any] | None,
-                          version: str) -> jsonschema_rs.Validator | ObjectProblem | None:
+    def _custom_validator(
+        self, crd: Mapping[str, Any] | None, version: str
+    ) -> jsonschema_rs.Validator | ObjectProblem | None:
         if crd is None:
             return None
         crd_version = _crd_version(crd, version)
@@ -232,9 +240,9 @@ class Conformance:
         key = "crd:" + hashlib.sha256(text.encode()).hexdigest()
         if key not in self._validators:
             # The regex crate, not fancy-regex: a CRD's `pattern` matches in linear time, as RE2 does.
-            self._validators[key] = jsonschema_rs.validator_for(custom_resource_schema(schema),
-                                                                registry=self._registry,
-                                                                pattern_options=jsonschema_rs.RegexOptions())
+            self._validators[key] = jsonschema_rs.validator_for(
+                custom_resource_schema(schema), registry=self._registry, pattern_options=jsonschema_rs.RegexOptions()
+            )
         return self._validators[key]
 
     def _name_releases(self, obj: Mapping[str, Any], problems: list[ObjectProblem]) -> list[ObjectProblem]:
@@ -245,14 +253,20 @@ class Conformance:
             newer = self._first_release(obj, problem, newer=True)
             if newer is not None:
                 choose = f"choose --kubernetes-version {newer} or later"
-                message = (f"{problem.message}; {choose}" if problem.code == "k8s.unknown-kind" else
-                           f"{problem.message}: not in Kubernetes {self.kubernetes_version}; {choose}")
+                message = (
+                    f"{problem.message}; {choose}"
+                    if problem.code == "k8s.unknown-kind"
+                    else f"{problem.message}: not in Kubernetes {self.kubernetes_version}; {choose}"
+                )
                 named.append(ObjectProblem(problem.path, problem.code, message))
                 continue
             older = self._first_release(obj, problem, newer=False) if problem.code == "k8s.unknown-kind" else None
             if older is not None:
-                named.append(ObjectProblem(problem.path, problem.code, f"{problem.message}; it was served up to "
-                                                                       f"Kubernetes {older}"))
+                named.append(
+                    ObjectProblem(
+                        problem.path, problem.code, f"{problem.message}; it was served up to Kubernetes {older}"
+                    )
+                )
                 continue
             named.append(problem)
         return named
@@ -269,13 +283,17 @@ class Conformance:
                 return version
         return None
 
-    def _kubernetes_group(self, obj: Mapping[str, Any], problems: list[ObjectProblem],
-                          outcome: str) -> tuple[list[ObjectProblem], str]:
+    def _kubernetes_group(
+        self, obj: Mapping[str, Any], problems: list[ObjectProblem], outcome: str
+    ) -> tuple[list[ObjectProblem], str]:
         """An object of a Kubernetes API group this release does not have, with no CRD delivered for it: the
         cluster refuses it, unless the group comes in a newer release (or went in an older one)."""
         api_version, kind = obj["apiVersion"], obj["kind"]
-        releases = [v for v in self._shipped if v != self.kubernetes_version
-                    and (api_version, kind) in self._release(v)._definition_of]
+        releases = [
+            v
+            for v in self._shipped
+            if v != self.kubernetes_version and (api_version, kind) in self._release(v)._definition_of
+        ]
         if not releases:
             return problems, outcome
         problem = self._unknown_builtin(api_version, kind)
@@ -283,13 +301,11 @@ class Conformance:
 
     def _release(self, version: str) -> Conformance:
         if version not in self._releases:
-            self._releases[version] = Conformance(kubernetes_version=version,
-                                                  definitions=_load_definitions(version))
+            self._releases[version] = Conformance(kubernetes_version=version, definitions=_load_definitions(version))
         return self._releases[version]
 
     def _unknown_builtin(self, api_version: str, kind: str) -> ObjectProblem:
-        others = sorted(av for av, k in self._definition_of if k == kind
-                        and _group_of(av) == _group_of(api_version))
+        others = sorted(av for av, k in self._definition_of if k == kind and _group_of(av) == _group_of(api_version))
         served = f" (served: {', '.join(others)})" if others else ""
         message = f"{api_version} {kind} is not served by Kubernetes {self.kubernetes_version}{served}"
         return ObjectProblem(("apiVersion",), "k8s.unknown-kind", message)
@@ -336,16 +352,21 @@ def _segment_problem(name: str) -> str | None:
 # Built-in kinds whose names follow another rule than the DNS-1123 subdomain most kinds use (apiserver
 # validation for each kind): namespaces are labels, services DNS-1035 labels, RBAC objects any path segment.
 _NAME_RULES: dict[tuple[str, str], Callable[[Any], str | None]] = {
-    ("", "Namespace"): names.dns_label, ("", "Service"): names.dns1035_label,
-    **{(_RBAC, kind): _segment_problem for kind in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")}}
+    ("", "Namespace"): names.dns_label,
+    ("", "Service"): names.dns1035_label,
+    **{(_RBAC, kind): _segment_problem for kind in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")},
+}
 
 
 def check_shape(obj: Any) -> list[ObjectProblem]:
     """apiVersion, kind and metadata.name present and strings; without them nothing else can be checked."""
     if not isinstance(obj, Mapping):
         return [ObjectProblem((), "object.shape", f"an object must be a mapping, not {_json_type(obj)}")]
-    found = [ObjectProblem((key,), "object.shape", f"{key} must be a non-empty string")
-             for key in ("apiVersion", "kind") if not (isinstance(obj.get(key), str) and obj[key])]
+    found = [
+        ObjectProblem((key,), "object.shape", f"{key} must be a non-empty string")
+        for key in ("apiVersion", "kind")
+        if not (isinstance(obj.get(key), str) and obj[key])
+    ]
     metadata = obj.get("metadata")
     if not isinstance(metadata, Mapping):
         found.append(ObjectProblem(("metadata",), "object.shape", "metadata must be a mapping with a name"))
@@ -376,11 +397,20 @@ def _check_type(api_version: str, kind: str) -> list[ObjectProblem]:
     group, slash, version = api_version.rpartition("/")
     found = []
     if (slash and (not group or names.dns_subdomain(group))) or names.dns_label(version):
-        found.append(ObjectProblem(("apiVersion",), "object.api-version", f"{api_version!r} is not an API version "
-                                   "(a version such as v1, or group/version with a DNS-subdomain group)"))
+        found.append(
+            ObjectProblem(
+                ("apiVersion",),
+                "object.api-version",
+                f"{api_version!r} is not an API version "
+                "(a version such as v1, or group/version with a DNS-subdomain group)",
+            )
+        )
     if names.dns1035_label(kind.lower()):
-        found.append(ObjectProblem(("kind",), "object.kind", f"{kind!r} is not a kind: letters, digits and '-', "
-                                   "starting with a letter"))
+        found.append(
+            ObjectProblem(
+                ("kind",), "object.kind", f"{kind!r} is not a kind: letters, digits and '-', starting with a letter"
+            )
+        )
     return found
 
 
@@ -412,9 +442,13 @@ def _check_annotations(annotations: Any) -> list[ObjectProblem]:
             found.append(ObjectProblem(("metadata", "annotations", str(key)), "object.annotations", message))
         total += len(str(key).encode()) + len(str(value).encode())
     if total > limits.ANNOTATIONS_TOTAL_MAX_BYTES:
-        found.append(ObjectProblem(("metadata", "annotations"), "object.annotations",
-                                   f"annotations total {total:,} bytes; Kubernetes takes at most "
-                                   f"{limits.ANNOTATIONS_TOTAL_MAX_BYTES:,}"))
+        found.append(
+            ObjectProblem(
+                ("metadata", "annotations"),
+                "object.annotations",
+                f"annotations total {total:,} bytes; Kubernetes takes at most {limits.ANNOTATIONS_TOTAL_MAX_BYTES:,}",
+            )
+        )
     return found
 
 
@@ -427,8 +461,10 @@ def check_size(obj: Mapping[str, Any], *, size: int | None) -> list[ObjectProble
         message = f"object is {_kib(size)} serialized; etcd refuses objects over {_kib(ETCD_LIMIT)}"
         return [ObjectProblem((), "object.too-large", message)]
     if size > APPLY_LIMIT:
-        message = (f"object is {_kib(size)} serialized; `kubectl apply` keeps a copy in an annotation "
-                   f"limited to {_kib(APPLY_LIMIT)} (split it, or apply server-side)")
+        message = (
+            f"object is {_kib(size)} serialized; `kubectl apply` keeps a copy in an annotation "
+            f"limited to {_kib(APPLY_LIMIT)} (split it, or apply server-side)"
+        )
         return [ObjectProblem((), "object.too-large-for-apply", message)]
     return []
 
@@ -438,6 +474,7 @@ def _kib(size: int) -> str:
 
 
 # --- Schema errors as problems ----------------------------------------------------------------------------
+
 
 def describe_errors(validator: jsonschema_rs.Validator, obj: Any) -> list[ObjectProblem]:
     try:
@@ -454,15 +491,20 @@ def _non_json_values(value: Any, path: FieldPath) -> Iterator[ObjectProblem]:
     if isinstance(value, Mapping):
         for key, item in value.items():
             if not isinstance(key, str):
-                yield ObjectProblem((*path, str(key)), "object.not-json",
-                                    f"key {key!r} is a {type(key).__name__}, not a string: quote it")
+                yield ObjectProblem(
+                    (*path, str(key)),
+                    "object.not-json",
+                    f"key {key!r} is a {type(key).__name__}, not a string: quote it",
+                )
             yield from _non_json_values(item, (*path, str(key)))
     elif isinstance(value, list):
         for index, item in enumerate(value):
             yield from _non_json_values(item, (*path, index))
     elif not isinstance(value, (str, int, float, bool, type(None))):
-        message = (f"a YAML {type(value).__name__} is not a JSON value; Kubernetes turns it into a string of "
-                   "another form: quote it")
+        message = (
+            f"a YAML {type(value).__name__} is not a JSON value; Kubernetes turns it into a string of "
+            "another form: quote it"
+        )
         yield ObjectProblem(path, "object.not-json", message)
 
 

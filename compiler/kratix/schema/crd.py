@@ -39,9 +39,14 @@ def check_crd(raw: object) -> list[Violation]:
     found += check_versions(spec)
     found += _check_conversion(spec.get("conversion") or {})
     if spec.get("preserveUnknownFields") is True:
-        found.append(Violation(("spec", "preserveUnknownFields"), "crd.preserve-unknown-fields",
-                               "cannot set to true, set x-kubernetes-preserve-unknown-fields to true in "
-                               "spec.versions[*].schema instead"))
+        found.append(
+            Violation(
+                ("spec", "preserveUnknownFields"),
+                "crd.preserve-unknown-fields",
+                "cannot set to true, set x-kubernetes-preserve-unknown-fields to true in "
+                "spec.versions[*].schema instead",
+            )
+        )
     found += _check_approval(crd, spec.get("group", ""))
     return sort_violations(found)
 
@@ -100,11 +105,17 @@ def _check_scope(scope: str) -> list[Violation]:
     if not scope:
         return [Violation(path, "crd.scope", "Required value: Namespaced (requests live in a namespace)")]
     if scope not in ("Cluster", "Namespaced"):
-        return [Violation(path, "crd.scope", f'Unsupported value: {show(scope)}: supported values: "Cluster", '
-                                             '"Namespaced"')]
+        return [
+            Violation(path, "crd.scope", f'Unsupported value: {show(scope)}: supported values: "Cluster", "Namespaced"')
+        ]
     if scope != "Namespaced":
-        return [Violation(path, "crd.not-namespaced", f"must be Namespaced (got {show(scope)}): requests live in "
-                                                      "a namespace, and Kratix refuses other APIs")]
+        return [
+            Violation(
+                path,
+                "crd.not-namespaced",
+                f"must be Namespaced (got {show(scope)}): requests live in a namespace, and Kratix refuses other APIs",
+            )
+        ]
     return []
 
 
@@ -119,11 +130,21 @@ def _check_conversion(conversion: Mapping[str, Any]) -> list[Violation]:
     if strategy == "None":
         found = []
         if client is not None:
-            found.append(Violation((*path, "webhook", "clientConfig"), "crd.conversion",
-                                   "should not be set when strategy is not set to Webhook"))
+            found.append(
+                Violation(
+                    (*path, "webhook", "clientConfig"),
+                    "crd.conversion",
+                    "should not be set when strategy is not set to Webhook",
+                )
+            )
         if reviews:
-            found.append(Violation((*path, "webhook", "conversionReviewVersions"), "crd.conversion",
-                                   "should not be set when strategy is not set to Webhook"))
+            found.append(
+                Violation(
+                    (*path, "webhook", "conversionReviewVersions"),
+                    "crd.conversion",
+                    "should not be set when strategy is not set to Webhook",
+                )
+            )
         return found
     found = _check_webhook(client, (*path, "webhook", "clientConfig"))
     where = (*path, "webhook", "conversionReviewVersions")
@@ -147,12 +168,18 @@ def _check_webhook(client: Mapping[str, Any] | None, path: tuple[str, ...]) -> l
     if "url" in client:
         url = urllib.parse.urlsplit(client["url"])
         if url.scheme != "https" or not url.hostname or url.username or url.query or url.fragment:
-            return [Violation((*path, "url"), "crd.conversion", "must be an https URL with a host, and no user, "
-                                                                "query or fragment")]
+            return [
+                Violation(
+                    (*path, "url"), "crd.conversion", "must be an https URL with a host, and no user, query or fragment"
+                )
+            ]
         return []
     service = client["service"]
-    return [Violation((*path, "service", key), "crd.conversion", "Required value")
-            for key in ("namespace", "name") if not service.get(key)]
+    return [
+        Violation((*path, "service", key), "crd.conversion", "Required value")
+        for key in ("namespace", "name")
+        if not service.get(key)
+    ]
 
 
 def _check_approval(crd: Mapping[str, Any], group: str) -> list[Violation]:
@@ -165,7 +192,12 @@ def _check_approval(crd: Mapping[str, Any], group: str) -> list[Violation]:
     url = urllib.parse.urlsplit(value)
     if value.startswith("unapproved") or (url.scheme and url.netloc):
         return []
-    return [Violation(("metadata", "annotations", _APPROVAL), "crd.approval",
-                      f"protected groups must have approval annotation {_APPROVAL!r} with either a URL or a reason "
-                      "starting with \"unapproved\", see https://github.com/kubernetes/enhancements/pull/1111",
-                      Severity.ERROR)]
+    return [
+        Violation(
+            ("metadata", "annotations", _APPROVAL),
+            "crd.approval",
+            f"protected groups must have approval annotation {_APPROVAL!r} with either a URL or a reason "
+            'starting with "unapproved", see https://github.com/kubernetes/enhancements/pull/1111',
+            Severity.ERROR,
+        )
+    ]

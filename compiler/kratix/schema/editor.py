@@ -29,8 +29,10 @@ def editor_json_schema(schema: RequestSchema) -> dict[str, Any]:
         "type": "object",
         "required": ["apiVersion", "kind", "metadata"],
         "properties": {"apiVersion": {"enum": list(documents)}, "kind": {"const": schema.kind}},
-        "allOf": [{"if": {"properties": {"apiVersion": {"const": api_version}}, "required": ["apiVersion"]},
-                   "then": document} for api_version, document in documents.items()],
+        "allOf": [
+            {"if": {"properties": {"apiVersion": {"const": api_version}}, "required": ["apiVersion"]}, "then": document}
+            for api_version, document in documents.items()
+        ],
     }
 
 

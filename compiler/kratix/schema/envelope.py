@@ -19,8 +19,7 @@ DNS_LABEL = re.compile(names.DNS_LABEL_PATTERN)
 def check_envelope(body: Mapping[str, Any], *, api_version: str | None, kind: str) -> list[Violation]:
     """`api_version`: the one the request must have (None: the caller checks it)."""
     found: list[Violation] = []
-    for key, expected, code in (("apiVersion", api_version, "schema.api-version"),
-                                ("kind", kind, "schema.kind")):
+    for key, expected, code in (("apiVersion", api_version, "schema.api-version"), ("kind", kind, "schema.kind")):
         if expected is not None and body.get(key) != expected:
             found.append(Violation((key,), code, f"must be {expected} (got {show(body.get(key))})"))
     metadata = body.get("metadata")
@@ -37,8 +36,14 @@ def check_envelope(body: Mapping[str, Any], *, api_version: str | None, kind: st
     for key in ("labels", "annotations"):
         found += _check_string_map(metadata.get(key), ("metadata", key), labels=key == "labels")
     if "status" in body:
-        found.append(Violation(("status",), "schema.status-ignored",
-                               "ignored: status is written by pipelines, not by a request", Severity.WARNING))
+        found.append(
+            Violation(
+                ("status",),
+                "schema.status-ignored",
+                "ignored: status is written by pipelines, not by a request",
+                Severity.WARNING,
+            )
+        )
     return found
 
 
@@ -57,8 +62,11 @@ def _check_string_map(value: object, path: FieldPath, *, labels: bool) -> list[V
     for key, item in value.items():
         problem = names.qualified_name(key)
         if problem is None:
-            problem = names.label_value(item) if labels else (
-                None if isinstance(item, str) else f"must be a string (got {type_name(item)}): quote it")
+            problem = (
+                names.label_value(item)
+                if labels
+                else (None if isinstance(item, str) else f"must be a string (got {type_name(item)}): quote it")
+            )
         if problem is not None:
             found.append(Violation((*path, str(key)), code, problem))
     return found

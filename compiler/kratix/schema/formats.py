@@ -25,9 +25,13 @@ def validator(json_schema: Mapping[str, Any]) -> Any:
     # `pattern` with the regex crate, not jsonschema-rs's default fancy-regex, which backtracks on look-around and
     # backreferences: linear-time matching, as RE2 (Go's regexp, the API server's) has it. Patterns RE2 refuses
     # are refused before a validator is built (kratix.schema.structure).
-    return jsonschema_rs.Draft7Validator(dict(json_schema), validate_formats=True,
-                                         ignore_unknown_formats=True, formats=dict(_FORMAT_CHECKS),
-                                         pattern_options=jsonschema_rs.RegexOptions())
+    return jsonschema_rs.Draft7Validator(
+        dict(json_schema),
+        validate_formats=True,
+        ignore_unknown_formats=True,
+        formats=dict(_FORMAT_CHECKS),
+        pattern_options=jsonschema_rs.RegexOptions(),
+    )
 
 
 def _is_duration(text: str) -> bool:
@@ -67,8 +71,14 @@ def _is_mac(text: str) -> bool:
     return re.fullmatch(r"[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}", text) is not None
 
 
-_FORMAT_CHECKS = {"duration": _is_duration, "date-time": _is_datetime, "datetime": _is_datetime,
-                  "byte": _is_byte, "cidr": _is_cidr, "mac": _is_mac}
+_FORMAT_CHECKS = {
+    "duration": _is_duration,
+    "date-time": _is_datetime,
+    "datetime": _is_datetime,
+    "byte": _is_byte,
+    "cidr": _is_cidr,
+    "mac": _is_mac,
+}
 # Formats checked on requests: the API server's meaning where it differs from JSON Schema's.
 FORMATS = frozenset({*_FORMAT_CHECKS, "date", "email", "hostname", "ipv4", "ipv6", "uuid"})
 # Formats an editor reads the way Kubernetes does (`duration` would mean ISO 8601 there).

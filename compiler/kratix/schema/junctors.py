@@ -19,20 +19,31 @@ from kratix.schema.keywords import Found
 
 JUNCTORS = ("allOf", "anyOf", "oneOf")
 _INT_OR_STRING = [{"type": "integer"}, {"type": "string"}]
-_FORBIDDEN = (("type", "must be empty to be structural"), ("default", "must be undefined to be structural"),
-              ("title", "must be empty to be structural"), ("description", "must be empty to be structural"))
-_FORBIDDEN_TRUE = ("nullable", "x-kubernetes-preserve-unknown-fields", "x-kubernetes-embedded-resource",
-                   "x-kubernetes-int-or-string")
-_FORBIDDEN_SET = (("x-kubernetes-list-map-keys", "must be empty to be structural"),
-                  ("x-kubernetes-list-type", "must be undefined to be structural"),
-                  ("x-kubernetes-map-type", "must be undefined to be structural"),
-                  ("x-kubernetes-validations", "must be empty to be structural"))
+_FORBIDDEN = (
+    ("type", "must be empty to be structural"),
+    ("default", "must be undefined to be structural"),
+    ("title", "must be empty to be structural"),
+    ("description", "must be empty to be structural"),
+)
+_FORBIDDEN_TRUE = (
+    "nullable",
+    "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-embedded-resource",
+    "x-kubernetes-int-or-string",
+)
+_FORBIDDEN_SET = (
+    ("x-kubernetes-list-map-keys", "must be empty to be structural"),
+    ("x-kubernetes-list-type", "must be undefined to be structural"),
+    ("x-kubernetes-map-type", "must be undefined to be structural"),
+    ("x-kubernetes-validations", "must be empty to be structural"),
+)
 
 
 def check_junctors(raw: Mapping[str, Any]) -> Found:
     """What the junctors of a structural node may not hold."""
-    return _value_validation(raw, (), skip_any_of=_is_int_or_string(raw.get("anyOf")),
-                             skip_first_any_of=_first_all_of_is_int_or_string(raw))
+    return _value_validation(
+        raw, (), skip_any_of=_is_int_or_string(raw.get("anyOf")), skip_first_any_of=_first_all_of_is_int_or_string(raw)
+    )
 
 
 def branches(raw: Mapping[str, Any]) -> list[tuple[FieldPath, Mapping[str, Any]]]:
@@ -45,8 +56,7 @@ def branches(raw: Mapping[str, Any]) -> list[tuple[FieldPath, Mapping[str, Any]]
     return found
 
 
-def _value_validation(raw: Mapping[str, Any], path: FieldPath, *, skip_any_of: bool,
-                      skip_first_any_of: bool) -> Found:
+def _value_validation(raw: Mapping[str, Any], path: FieldPath, *, skip_any_of: bool, skip_first_any_of: bool) -> Found:
     found: Found = []
     for branch_path, branch in branches(raw):
         if branch_path[0] == "anyOf" and skip_any_of:
@@ -86,8 +96,9 @@ def check_completeness(raw: Mapping[str, Any]) -> Found:
     return found
 
 
-def _complete(value: Mapping[str, Any], structure: Mapping[str, Any] | None, at: FieldPath,
-              defined: FieldPath) -> Found:
+def _complete(
+    value: Mapping[str, Any], structure: Mapping[str, Any] | None, at: FieldPath, defined: FieldPath
+) -> Found:
     if structure is None:
         return [(at, f"Required value: because it is defined in {_dotted(defined)}")]
     found: Found = []

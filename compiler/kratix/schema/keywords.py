@@ -19,10 +19,15 @@ from kratix.model.documents import FieldPath
 Found = list[tuple[FieldPath, str]]
 
 TYPES = ("array", "boolean", "integer", "number", "object", "string")
-_FORBIDDEN = {"id": "id is not supported", "additionalItems": "additionalItems is not supported",
-              "patternProperties": "patternProperties is not supported",
-              "definitions": "definitions is not supported", "dependencies": "dependencies is not supported",
-              "$ref": "$ref is not supported", "$schema": "$schema is not supported"}
+_FORBIDDEN = {
+    "id": "id is not supported",
+    "additionalItems": "additionalItems is not supported",
+    "patternProperties": "patternProperties is not supported",
+    "definitions": "definitions is not supported",
+    "dependencies": "dependencies is not supported",
+    "$ref": "$ref is not supported",
+    "$schema": "$schema is not supported",
+}
 _FORBIDDEN_EVEN_EMPTY = frozenset({"$ref", "dependencies", "additionalItems"})  # Go pointers: set at all is set
 _REASONS = ("FieldValueDuplicate", "FieldValueForbidden", "FieldValueInvalid", "FieldValueRequired")
 _NEWLINES = re.compile(r"[\n\r]+")
@@ -31,8 +36,15 @@ _NEWLINES = re.compile(r"[\n\r]+")
 def check_keywords(raw: Mapping[str, Any], *, defaults: str | None, in_meta: bool) -> Found:
     """`defaults`: why defaults are forbidden here (None: they are allowed); `in_meta`: the node is (inside)
     the apiVersion, kind or metadata of a resource."""
-    return (_type_keyword(raw) + _forbidden(raw, defaults=defaults) + _refused_settings(raw, in_meta=in_meta)
-            + _int_or_string(raw) + _map_type(raw) + _list_type(raw) + _rule_fields(raw))
+    return (
+        _type_keyword(raw)
+        + _forbidden(raw, defaults=defaults)
+        + _refused_settings(raw, in_meta=in_meta)
+        + _int_or_string(raw)
+        + _map_type(raw)
+        + _list_type(raw)
+        + _rule_fields(raw)
+    )
 
 
 def _type_keyword(raw: Mapping[str, Any]) -> Found:
@@ -63,8 +75,13 @@ def _refused_settings(raw: Mapping[str, Any], *, in_meta: bool) -> Found:
     if in_meta and raw.get("x-kubernetes-embedded-resource") is True:
         found.append((("x-kubernetes-embedded-resource",), "must not be used inside of resource meta"))
     if raw.get("uniqueItems") is True:
-        found.append((("uniqueItems",), "uniqueItems cannot be set to true since the runtime complexity becomes "
-                                        "quadratic (use x-kubernetes-list-type: set)"))
+        found.append(
+            (
+                ("uniqueItems",),
+                "uniqueItems cannot be set to true since the runtime complexity becomes "
+                "quadratic (use x-kubernetes-list-type: set)",
+            )
+        )
     additional = raw.get("additionalProperties")
     if additional is not None and raw.get("properties") and additional is not True:
         found.append((("additionalProperties",), "additionalProperties and properties are mutual exclusive"))
@@ -76,9 +93,11 @@ def _refused_settings(raw: Mapping[str, Any], *, in_meta: bool) -> Found:
 def _int_or_string(raw: Mapping[str, Any]) -> Found:
     if raw.get("x-kubernetes-int-or-string") is not True:
         return []
-    return [((key,), "must be false if x-kubernetes-int-or-string is true")
-            for key in ("x-kubernetes-preserve-unknown-fields", "x-kubernetes-embedded-resource")
-            if raw.get(key) is True]
+    return [
+        ((key,), "must be false if x-kubernetes-int-or-string is true")
+        for key in ("x-kubernetes-preserve-unknown-fields", "x-kubernetes-embedded-resource")
+        if raw.get(key) is True
+    ]
 
 
 def _map_type(raw: Mapping[str, Any]) -> Found:
@@ -88,8 +107,12 @@ def _map_type(raw: Mapping[str, Any]) -> Found:
     if raw.get("type") != "object":
         found.append((("type",), "must be object if x-kubernetes-map-type is specified"))
     if raw["x-kubernetes-map-type"] not in ("atomic", "granular"):
-        found.append((("x-kubernetes-map-type",), f"Unsupported value: {raw['x-kubernetes-map-type']!r}: "
-                                                  "supported values: atomic, granular"))
+        found.append(
+            (
+                ("x-kubernetes-map-type",),
+                f"Unsupported value: {raw['x-kubernetes-map-type']!r}: supported values: atomic, granular",
+            )
+        )
     return found
 
 
@@ -105,14 +128,20 @@ def _list_type(raw: Mapping[str, Any]) -> Found:
         found.append((("type",), "must be array if x-kubernetes-list-type is specified"))
     elif list_type == "set" and items is not None:
         if items.get("type") == "array" and items.get("x-kubernetes-list-type", "atomic") != "atomic":
-            found.append((("items", "x-kubernetes-list-type"), "must be atomic as item of a list with "
-                                                               "x-kubernetes-list-type=set"))
+            found.append(
+                (
+                    ("items", "x-kubernetes-list-type"),
+                    "must be atomic as item of a list with x-kubernetes-list-type=set",
+                )
+            )
         if items.get("type") == "object" and items.get("x-kubernetes-map-type") != "atomic":
-            found.append((("items", "x-kubernetes-map-type"), "must be atomic as item of a list with "
-                                                              "x-kubernetes-list-type=set"))
+            found.append(
+                (("items", "x-kubernetes-map-type"), "must be atomic as item of a list with x-kubernetes-list-type=set")
+            )
     if list_type not in ("atomic", "set", "map"):
-        found.append((("x-kubernetes-list-type",), f"Unsupported value: {list_type!r}: supported values: atomic, "
-                                                   "map, set"))
+        found.append(
+            (("x-kubernetes-list-type",), f"Unsupported value: {list_type!r}: supported values: atomic, map, set")
+        )
     if list_type in ("set", "map") and items is not None and items.get("nullable") is True:
         found.append((("items", "nullable"), f"cannot be nullable when x-kubernetes-list-type is {list_type}"))
     if list_type == "map":
@@ -141,14 +170,21 @@ def _list_map(raw: Mapping[str, Any], keys: list[str], items: Mapping[str, Any] 
             if key in keys[:index]:
                 found.append((("x-kubernetes-list-map-keys",), "must not contain duplicate entries"))
             if properties[key].get("type") in ("array", "object"):
-                found.append(((*where, "type"), "must be a scalar type if parent array's x-kubernetes-list-type "
-                                                "is map"))
+                found.append(
+                    ((*where, "type"), "must be a scalar type if parent array's x-kubernetes-list-type is map")
+                )
             if key not in required and "default" not in properties[key]:
-                found.append(((*where, "default"), "this property is in x-kubernetes-list-map-keys, so it must "
-                                                   "have a default or be a required property"))
+                found.append(
+                    (
+                        (*where, "default"),
+                        "this property is in x-kubernetes-list-map-keys, so it must "
+                        "have a default or be a required property",
+                    )
+                )
             if properties[key].get("nullable") is True:
-                found.append(((*where, "nullable"), "this property is in x-kubernetes-list-map-keys, so it cannot "
-                                                    "be nullable"))
+                found.append(
+                    ((*where, "nullable"), "this property is in x-kubernetes-list-map-keys, so it cannot be nullable")
+                )
     return found
 
 
@@ -169,8 +205,9 @@ def _rule_fields(raw: Mapping[str, Any]) -> Found:
         if rule.get("messageExpression", "") and not rule["messageExpression"].strip():
             found.append(((*where, "messageExpression"), "messageExpression must be non-empty if specified"))
         if "reason" in rule and rule["reason"] not in _REASONS:
-            found.append(((*where, "reason"), f"Unsupported value: {rule['reason']!r}: supported values: "
-                                              f"{', '.join(_REASONS)}"))
+            found.append(
+                ((*where, "reason"), f"Unsupported value: {rule['reason']!r}: supported values: {', '.join(_REASONS)}")
+            )
         field_path = rule.get("fieldPath", "")
         if field_path and not field_path.strip():
             found.append(((*where, "fieldPath"), "must be non-empty if specified"))

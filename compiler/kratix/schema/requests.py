@@ -79,17 +79,28 @@ def compile_request_schema(crd: Mapping[str, Any]) -> RequestSchema:
     spec = decoded["spec"]
     versions = {v["name"]: _compile_version(v) for v in spec["versions"]}
     storage = next((v["name"] for v in spec["versions"] if v.get("storage") is True), spec["versions"][0]["name"])
-    return RequestSchema(group=spec["group"], version=storage, kind=spec["names"]["kind"],
-                         plural=spec["names"]["plural"], versions=versions,
-                         webhook_conversion=spec["conversion"]["strategy"] == "Webhook")
+    return RequestSchema(
+        group=spec["group"],
+        version=storage,
+        kind=spec["names"]["kind"],
+        plural=spec["names"]["plural"],
+        versions=versions,
+        webhook_conversion=spec["conversion"]["strategy"] == "Webhook",
+    )
 
 
 def _compile_version(version: Mapping[str, Any]) -> VersionSchema:
     openapi = json.loads(json.dumps(version["schema"]["openAPIV3Schema"], default=str))
     structure = read_schema(openapi)
     json_schema, root = request_root(structure.json_schema, structure.root)
-    return VersionSchema(name=version["name"], served=version.get("served") is True, openapi=openapi, root=root,
-                         validator=validator(json_schema), cel_budget=structure.cel_budget)
+    return VersionSchema(
+        name=version["name"],
+        served=version.get("served") is True,
+        openapi=openapi,
+        root=root,
+        validator=validator(json_schema),
+        cel_budget=structure.cel_budget,
+    )
 
 
 def request_root(json_schema: dict[str, Any], root: Node) -> tuple[dict[str, Any], Node]:
@@ -98,12 +109,17 @@ def request_root(json_schema: dict[str, Any], root: Node) -> tuple[dict[str, Any
     required = [k for k in json_schema.get("required", []) if k not in ENVELOPE]
     json_schema = {**json_schema, "properties": properties, "required": required}
     nodes = {k: v for k, v in root.properties.items() if k not in ENVELOPE}
-    return json_schema, Node(properties=nodes, additional=root.additional, rules=root.rules, walk=root.walk,
-                             preserve_unknown=root.preserve_unknown, embedded=True)
+    return json_schema, Node(
+        properties=nodes,
+        additional=root.additional,
+        rules=root.rules,
+        walk=root.walk,
+        preserve_unknown=root.preserve_unknown,
+        embedded=True,
+    )
 
 
-def validate_request(schema: RequestSchema,
-                     body: Mapping[str, Any]) -> tuple[dict[str, Any], list[Violation]]:
+def validate_request(schema: RequestSchema, body: Mapping[str, Any]) -> tuple[dict[str, Any], list[Violation]]:
     """The request as the API server stores it (defaulted, at the storage version) and every problem in it,
     sorted by path. `body` is never changed."""
     if not isinstance(body, Mapping):
@@ -114,8 +130,9 @@ def validate_request(schema: RequestSchema,
     if version is None:
         return {}, sort_violations([*found, *refused])
     content = {str(k): v for k, v in body.items() if k not in ENVELOPE}
-    result: dict[str, Any] = {key: apply_defaults(body[key], None) for key in ("apiVersion", "kind", "metadata")
-                              if key in body}
+    result: dict[str, Any] = {
+        key: apply_defaults(body[key], None) for key in ("apiVersion", "kind", "metadata") if key in body
+    }
     defaulted = apply_defaults(content, version.root)
     result.update(defaulted)
     if not version.validator.is_valid(defaulted):
@@ -137,12 +154,17 @@ def _version_of(schema: RequestSchema, api_version: object) -> tuple[VersionSche
     version = schema.versions.get(name) if group == schema.group else None
     if version is None or not version.served:
         why = "is not served" if version is not None else "is not a version of this API"
-        return None, [Violation(("apiVersion",), "schema.api-version", f"{show(api_version)} {why}; served: "
-                                                                       f"{served}")]
+        return None, [Violation(("apiVersion",), "schema.api-version", f"{show(api_version)} {why}; served: {served}")]
     if schema.webhook_conversion and version.name != schema.version:
-        return None, [Violation(("apiVersion",), "schema.api-version", f"{show(api_version)} needs the Promise's "
-                                f"conversion webhook to reach the storage version {schema.api_version}, which a "
-                                f"compile cannot call: write the request as {schema.api_version}")]
+        return None, [
+            Violation(
+                ("apiVersion",),
+                "schema.api-version",
+                f"{show(api_version)} needs the Promise's "
+                f"conversion webhook to reach the storage version {schema.api_version}, which a "
+                f"compile cannot call: write the request as {schema.api_version}",
+            )
+        ]
     return version, []
 
 
@@ -165,8 +187,14 @@ def _prune(value: Any, node: Node | None, path: FieldPath, dropped: list[Violati
         for key, item in value.items():
             child = node.child(key)
             if child is None and not node.preserve_unknown and not (node.embedded and key in ENVELOPE):
-                dropped.append(Violation((*path, key), "schema.pruned", f"dropped in conversion to {target}: its "
-                                         "schema has no such field (the API server prunes it)", Severity.WARNING))
+                dropped.append(
+                    Violation(
+                        (*path, key),
+                        "schema.pruned",
+                        f"dropped in conversion to {target}: its schema has no such field (the API server prunes it)",
+                        Severity.WARNING,
+                    )
+                )
                 continue
             kept[key] = _prune(item, child, (*path, key), dropped, target)
         return kept

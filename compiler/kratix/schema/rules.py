@@ -44,8 +44,9 @@ class CostBudget:
     exhausted: bool = False
 
 
-def compile_rules(raw: object, path: FieldPath, *, shape: celcost.Shape | None = None,
-                  occurrences: int | None = 1) -> CompiledRules:
+def compile_rules(
+    raw: object, path: FieldPath, *, shape: celcost.Shape | None = None, occurrences: int | None = 1
+) -> CompiledRules:
     """The rules of one node (`raw` is its `x-kubernetes-validations`; `shape` the CEL view of the node, which
     can occur `occurrences` times in one object, None for unbounded) and the problems met compiling them."""
     if raw is None:
@@ -66,26 +67,33 @@ def compile_rules(raw: object, path: FieldPath, *, shape: celcost.Shape | None =
             problems.append(Violation((*path, index), "crd.cel-unsupported", rule.message, Severity.WARNING))
         else:
             problems.append(Violation((*path, index), "crd.cel", rule.message))
-        for key, cost, name in (("rule", rule.cost, "estimated rule cost"),
-                                ("messageExpression", rule.message_cost, "estimated messageExpression cost")):
+        for key, cost, name in (
+            ("rule", rule.cost, "estimated rule cost"),
+            ("messageExpression", rule.message_cost, "estimated messageExpression cost"),
+        ):
             total = celcost.rule_cost(cost, shape, occurrences)
             costs.append(((*path, index, key), total))
             if isinstance(rule, celrules.Rule):  # only rules that run are charged at run time
                 per_call = max(per_call, cost)
             if total > celcost.RULE_COST_LIMIT:
-                problems.append(Violation((*path, index, key), "crd.cel-cost",
-                                          celcost.exceeds_message(name, total, celcost.RULE_COST_LIMIT)))
+                problems.append(
+                    Violation(
+                        (*path, index, key),
+                        "crd.cel-cost",
+                        celcost.exceeds_message(name, total, celcost.RULE_COST_LIMIT),
+                    )
+                )
     return CompiledRules(tuple(rules), problems, costs, per_call)
 
 
 def blocked_paths(found: Iterable[Violation]) -> frozenset[FieldPath]:
     """Nodes at or above a type or required-field error: a CEL rule there that cannot run says nothing new."""
-    return frozenset(v.path[:end] for v in found if v.code in _BLOCKING_CODES
-                     for end in range(len(v.path) + 1))
+    return frozenset(v.path[:end] for v in found if v.code in _BLOCKING_CODES for end in range(len(v.path) + 1))
 
 
-def check_rules(value: Any, node: Node, path: FieldPath, blocked: frozenset[FieldPath],
-                budget: CostBudget | None = None) -> list[Violation]:
+def check_rules(
+    value: Any, node: Node, path: FieldPath, blocked: frozenset[FieldPath], budget: CostBudget | None = None
+) -> list[Violation]:
     found: list[Violation] = []
     if value is None:  # rules never run on a null (nullable) value
         return found
@@ -115,8 +123,9 @@ def check_rules(value: Any, node: Node, path: FieldPath, blocked: frozenset[Fiel
     return found
 
 
-def _evaluate_within(rule: celrules.Rule, value: Any,
-                     budget: CostBudget) -> tuple[celrules.RuleFailure | None, str | None]:
+def _evaluate_within(
+    rule: celrules.Rule, value: Any, budget: CostBudget
+) -> tuple[celrules.RuleFailure | None, str | None]:
     """(the rule's failure, why the budget stopped the checks) for one evaluation charged to `budget`."""
     refused = _charge(budget, celrules.cost_on(rule, value), rule)
     if refused is not None:
@@ -133,8 +142,10 @@ def _evaluate_within(rule: celrules.Rule, value: Any,
 def _charge(budget: CostBudget, cost: int, rule: celrules.Rule) -> str | None:
     if cost > celcost.PER_CALL_LIMIT:
         budget.exhausted = True
-        return (f"no further validation rules will be run due to call cost exceeds limit for rule: {rule.source} "
-                f"(on these values it can cost {cost:,}, over the limit of {celcost.PER_CALL_LIMIT:,} per call)")
+        return (
+            f"no further validation rules will be run due to call cost exceeds limit for rule: {rule.source} "
+            f"(on these values it can cost {cost:,}, over the limit of {celcost.PER_CALL_LIMIT:,} per call)"
+        )
     if cost > budget.remaining:
         budget.exhausted = True
         return OUT_OF_BUDGET

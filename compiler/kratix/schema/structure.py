@@ -57,21 +57,35 @@ def read_schema(raw: object, *, prefix: FieldPath = (), editor: bool = False) ->
     json_schema = openapi.translate(raw, EDITORS if editor else REQUESTS)
     walk = _Walk(prefix)
     root = walk.node(raw, (), _Place(), occurrences=1)
-    defaults = [Default((*prefix, *path, "default"), value, _fragment(json_schema, path), node)
-                for path, value, node in walk.defaults]
+    defaults = [
+        Default((*prefix, *path, "default"), value, _fragment(json_schema, path), node)
+        for path, value, node in walk.defaults
+    ]
     total = sum(cost for _, cost in walk.costs)
     if total > celcost.CRD_COST_LIMIT:
         walk.problems += _over_crd_limit(prefix, total, walk.costs)
-    return Structure(json_schema=json_schema, root=root, problems=walk.problems, defaults=defaults,
-                     cel_budget=total > celcost.RUNTIME_BUDGET or walk.per_call > celcost.PER_CALL_LIMIT)
+    return Structure(
+        json_schema=json_schema,
+        root=root,
+        problems=walk.problems,
+        defaults=defaults,
+        cel_budget=total > celcost.RUNTIME_BUDGET or walk.per_call > celcost.PER_CALL_LIMIT,
+    )
 
 
 def _over_crd_limit(prefix: FieldPath, total: int, costs: list[tuple[FieldPath, int]]) -> list[Violation]:
     """The API server's report: the total, and the (at most four) costliest rules of 1% of the limit or more."""
-    costliest = sorted((item for item in costs if item[1] >= celcost.CRD_COST_LIMIT // 100),
-                       key=lambda item: -item[1])[:4]
-    found = [Violation(path, "crd.cel-cost", "contributed to estimated rule cost total exceeding cost limit for "
-                                             "entire OpenAPIv3 schema") for path, _ in costliest]
+    costliest = sorted((item for item in costs if item[1] >= celcost.CRD_COST_LIMIT // 100), key=lambda item: -item[1])[
+        :4
+    ]
+    found = [
+        Violation(
+            path,
+            "crd.cel-cost",
+            "contributed to estimated rule cost total exceeding cost limit for entire OpenAPIv3 schema",
+        )
+        for path, _ in costliest
+    ]
     name = "x-kubernetes-validations estimated rule cost total for entire OpenAPIv3 schema"
     return [*found, Violation(prefix, "crd.cel-cost", celcost.exceeds_message(name, total, celcost.CRD_COST_LIMIT))]
 
@@ -115,8 +129,11 @@ class _Walk:
 
     def _errors(self) -> int:
         """Schema errors so far (a rule's own errors do not keep the rules above it from compiling)."""
-        return sum(1 for problem in self.problems
-                   if problem.severity is Severity.ERROR and not problem.code.startswith("crd.cel"))
+        return sum(
+            1
+            for problem in self.problems
+            if problem.severity is Severity.ERROR and not problem.code.startswith("crd.cel")
+        )
 
     def node(self, raw: object, path: FieldPath, place: _Place, *, occurrences: int | None) -> Node:
         """`occurrences`: how many times this node can occur in one object (None: unbounded), for CEL costs."""
@@ -130,8 +147,9 @@ class _Walk:
         if isinstance(raw.get("pattern"), str):
             refused = regexes.problem(raw["pattern"])
             if refused is not None:  # as the API server, whose regexp is RE2: no look-around, no backreferences
-                self.problem((*path, "pattern"), f"must be a valid regular expression, but isn't: {refused}",
-                             "crd.pattern")
+                self.problem(
+                    (*path, "pattern"), f"must be a valid regular expression, but isn't: {refused}", "crd.pattern"
+                )
         if not place.junctor:
             self._check_structure(raw, path, place)
         embedded = raw.get("x-kubernetes-embedded-resource") is True
@@ -145,10 +163,18 @@ class _Walk:
         sound = self._errors() == errors_before
         rules = self._rules(raw, path, occurrences).rules if sound and not place.junctor else ()
         children = [*properties.values(), *(n for n in (items, additional) if n is not None)]
-        node = Node(nullable=raw.get("nullable") is True, default=raw.get("default", MISSING),
-                    properties=properties, items=items, additional=additional, rules=rules, map_keys=map_keys,
-                    walk=bool(rules) or map_keys is not None or any(child.walk for child in children),
-                    preserve_unknown=raw.get("x-kubernetes-preserve-unknown-fields") is True, embedded=embedded)
+        node = Node(
+            nullable=raw.get("nullable") is True,
+            default=raw.get("default", MISSING),
+            properties=properties,
+            items=items,
+            additional=additional,
+            rules=rules,
+            map_keys=map_keys,
+            walk=bool(rules) or map_keys is not None or any(child.walk for child in children),
+            preserve_unknown=raw.get("x-kubernetes-preserve-unknown-fields") is True,
+            embedded=embedded,
+        )
         if "default" in raw and place.defaults is None and place.check_defaults and not place.junctor:
             self.defaults.append((path, raw["default"], node))
         return node
@@ -174,24 +200,28 @@ class _Walk:
         """Every node of the structure has a type (int-or-string and preserved nodes may go without), and an
         array says what its items are."""
         declared = raw.get("type")
-        exempt = any(raw.get(key) is True for key in ("x-kubernetes-int-or-string",
-                                                      "x-kubernetes-preserve-unknown-fields"))
+        exempt = any(
+            raw.get(key) is True for key in ("x-kubernetes-int-or-string", "x-kubernetes-preserve-unknown-fields")
+        )
         if embedded and declared != "object":
             self.problem((*path, "type"), "must be object if x-kubernetes-embedded-resource is true")
         elif not declared and not exempt:
-            self.problem((*path, "type"), f"Required value: must not be empty {place.level} (a CRD schema must be "
-                                          "structural)")
+            self.problem(
+                (*path, "type"), f"Required value: must not be empty {place.level} (a CRD schema must be structural)"
+            )
         if declared == "array" and "items" not in raw:
             self.problem((*path, "items"), "Required value: must be specified for type: array")
 
     def _check_embedded(self, raw: Mapping[str, Any], path: FieldPath) -> None:
         """An embedded resource is an object with its own fields, never a map."""
         if "additionalProperties" in raw:
-            self.problem((*path, "additionalProperties"), "must not be used if x-kubernetes-embedded-resource is "
-                                                          "true")
+            self.problem((*path, "additionalProperties"), "must not be used if x-kubernetes-embedded-resource is true")
         if not raw.get("properties") and raw.get("x-kubernetes-preserve-unknown-fields") is not True:
-            self.problem((*path, "properties"), "must not be empty if x-kubernetes-embedded-resource is true without "
-                                                "x-kubernetes-preserve-unknown-fields")
+            self.problem(
+                (*path, "properties"),
+                "must not be empty if x-kubernetes-embedded-resource is true without "
+                "x-kubernetes-preserve-unknown-fields",
+            )
 
     def _check_root(self, raw: Mapping[str, Any], path: FieldPath) -> None:
         """The root is a non-null object with named fields: the resource itself."""
@@ -219,23 +249,28 @@ class _Walk:
         extra = sorted(set(metadata.get("properties") or {}) - {"name", "generateName"})
         others = sorted(set(metadata) - {"type", "properties", "default"})
         if root and (extra or others):
-            self.problem(where, "must not specify anything other than name and generateName, but metadata is "
-                                f"implicitly specified (found {', '.join([*others, *extra])})")
+            self.problem(
+                where,
+                "must not specify anything other than name and generateName, but metadata is "
+                f"implicitly specified (found {', '.join([*others, *extra])})",
+            )
 
     def _rules(self, raw: Mapping[str, Any], path: FieldPath, occurrences: int | None) -> CompiledRules:
         declared = raw.get("x-kubernetes-validations")
         shape = None
         if declared is not None:  # the CEL view of this node: a resource's root also shows its envelope
             shape = celcost.shape_of(raw, resource_root=path == () or raw.get("x-kubernetes-embedded-resource") is True)
-        compiled = compile_rules(declared, (*self.prefix, *path, "x-kubernetes-validations"), shape=shape,
-                                 occurrences=occurrences)
+        compiled = compile_rules(
+            declared, (*self.prefix, *path, "x-kubernetes-validations"), shape=shape, occurrences=occurrences
+        )
         self.problems += compiled.problems
         self.costs += compiled.costs
         self.per_call = max(self.per_call, compiled.per_call)
         return compiled
 
-    def _properties(self, raw: Mapping[str, Any], path: FieldPath, place: _Place, *, embedded: bool,
-                    occurrences: int | None) -> dict[str, Node]:
+    def _properties(
+        self, raw: Mapping[str, Any], path: FieldPath, place: _Place, *, embedded: bool, occurrences: int | None
+    ) -> dict[str, Node]:
         declared = raw.get("properties")
         if not isinstance(declared, Mapping):
             return {}
@@ -249,14 +284,14 @@ class _Walk:
             found[name] = self.node(sub, (*path, "properties", name), child, occurrences=occurrences)
         return found
 
-    def _items(self, raw: Mapping[str, Any], path: FieldPath, place: _Place, *,
-               occurrences: int | None) -> Node | None:
+    def _items(self, raw: Mapping[str, Any], path: FieldPath, place: _Place, *, occurrences: int | None) -> Node | None:
         if not isinstance(raw.get("items"), Mapping):
             return None
         return self.node(raw["items"], (*path, "items"), replace(place, level=_ITEMS), occurrences=occurrences)
 
-    def _additional(self, raw: Mapping[str, Any], path: FieldPath, place: _Place, *,
-                    occurrences: int | None) -> Node | None:
+    def _additional(
+        self, raw: Mapping[str, Any], path: FieldPath, place: _Place, *, occurrences: int | None
+    ) -> Node | None:
         declared = raw.get("additionalProperties")
         if declared is None:
             return None
@@ -264,8 +299,7 @@ class _Walk:
             return Node(preserve_unknown=True) if declared else None
         child = replace(place, level=_FIELD, check_defaults=False)
         if place.in_meta:  # pruning cannot tell where such a default would go
-            child = replace(child, defaults=child.defaults or "inside additionalProperties applying to object "
-                                                              "metadata")
+            child = replace(child, defaults=child.defaults or "inside additionalProperties applying to object metadata")
         return self.node(declared, (*path, "additionalProperties"), child, occurrences=occurrences)
 
     def _map_keys(self, raw: Mapping[str, Any]) -> tuple[str, ...] | None:

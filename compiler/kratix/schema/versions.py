@@ -29,10 +29,30 @@ from kratix.schema.rules import check_rules
 from kratix.schema.structure import Default, read_schema
 from kratix.schema.violations import Violation, format_path, show, violations_of
 
-_STATUS_ROOT = ("description", "type", "format", "title", "maximum", "exclusiveMaximum", "minimum",
-                "exclusiveMinimum", "maxLength", "minLength", "pattern", "maxItems", "minItems", "uniqueItems",
-                "multipleOf", "required", "items", "properties", "externalDocs", "example",
-                "x-kubernetes-preserve-unknown-fields", "x-kubernetes-validations")
+_STATUS_ROOT = (
+    "description",
+    "type",
+    "format",
+    "title",
+    "maximum",
+    "exclusiveMaximum",
+    "minimum",
+    "exclusiveMinimum",
+    "maxLength",
+    "minLength",
+    "pattern",
+    "maxItems",
+    "minItems",
+    "uniqueItems",
+    "multipleOf",
+    "required",
+    "items",
+    "properties",
+    "externalDocs",
+    "example",
+    "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-validations",
+)
 _COLUMN_TYPES = ("boolean", "date", "integer", "number", "string")
 _COLUMN_FORMATS = ("byte", "date", "date-time", "double", "float", "int32", "int64", "password")
 _MAX_SELECTABLE = 8
@@ -46,17 +66,34 @@ def check_versions(spec: Mapping[str, Any]) -> list[Violation]:
         found += _check_version(version, (*path, index), versions[:index])
     storage = sum(1 for version in versions if version.get("storage") is True)
     if storage != 1:
-        found.append(Violation(path, "crd.storage-version", f"must have exactly one version marked as storage "
-                                                            f"version (found {storage})"))
+        found.append(
+            Violation(
+                path,
+                "crd.storage-version",
+                f"must have exactly one version marked as storage version (found {storage})",
+            )
+        )
     if versions and not any(version.get("served") is True for version in versions):
-        found.append(Violation(path, "crd.no-served-version", "no version has served: true: the API accepts no "
-                                                              "request", Severity.WARNING))
+        found.append(
+            Violation(
+                path,
+                "crd.no-served-version",
+                "no version has served: true: the API accepts no request",
+                Severity.WARNING,
+            )
+        )
     served = [v for v in versions if v.get("served") is True and v.get("storage") is not True]
     if (spec.get("conversion") or {}).get("strategy") == "Webhook" and served:
-        found.append(Violation(("spec", "conversion", "strategy"), "crd.conversion-webhook",
-                               f"requests on {', '.join(v.get('name', '') for v in served)} need the conversion "
-                               "webhook, which a compile cannot call: such requests fail (write them at the "
-                               "storage version)", Severity.WARNING))
+        found.append(
+            Violation(
+                ("spec", "conversion", "strategy"),
+                "crd.conversion-webhook",
+                f"requests on {', '.join(v.get('name', '') for v in served)} need the conversion "
+                "webhook, which a compile cannot call: such requests fail (write them at the "
+                "storage version)",
+                Severity.WARNING,
+            )
+        )
     return found
 
 
@@ -67,8 +104,9 @@ def _check_version(version: Mapping[str, Any], path: FieldPath, before: list[Any
     if problem:
         found.append(Violation((*path, "name"), "crd.version", problem))
     elif any(other.get("name") == name for other in before):
-        found.append(Violation((*path, "name"), "crd.version", f"must contain unique version names ({name!r} "
-                                                               "is used twice)"))
+        found.append(
+            Violation((*path, "name"), "crd.version", f"must contain unique version names ({name!r} is used twice)")
+        )
     found += _check_deprecation(version, path)
     raw = (version.get("schema") or {}).get("openAPIV3Schema")
     schema_path = (*path, "schema", "openAPIV3Schema")
@@ -77,8 +115,14 @@ def _check_version(version: Mapping[str, Any], path: FieldPath, before: list[Any
     else:
         found += _check_schema(raw, schema_path)
     if "scale" in (version.get("subresources") or {}):
-        found.append(Violation((*path, "subresources", "scale"), "crd.subresources", "ignored: Kratix replaces a "
-                               "version's subresources with the status subresource alone", Severity.WARNING))
+        found.append(
+            Violation(
+                (*path, "subresources", "scale"),
+                "crd.subresources",
+                "ignored: Kratix replaces a version's subresources with the status subresource alone",
+                Severity.WARNING,
+            )
+        )
     for index, column in enumerate(version.get("additionalPrinterColumns") or ()):
         found += _check_column(column, (*path, "additionalPrinterColumns", index))
     found += _check_selectable_fields(version.get("selectableFields") or [], raw or {}, (*path, "selectableFields"))
@@ -102,9 +146,15 @@ def _check_schema(raw: Mapping[str, Any], path: FieldPath) -> list[Violation]:
     found = list(structure.problems)
     extra = [key for key in raw if key not in _STATUS_ROOT and raw[key] not in (False, "", None)]
     if extra:
-        found.append(Violation(path, "crd.status-subresource", f"{', '.join(extra)}: only "
-                               f"{', '.join(_STATUS_ROOT)} are allowed at the root of the schema if the status "
-                               "subresource is enabled, and Kratix enables it on every version"))
+        found.append(
+            Violation(
+                path,
+                "crd.status-subresource",
+                f"{', '.join(extra)}: only "
+                f"{', '.join(_STATUS_ROOT)} are allowed at the root of the schema if the status "
+                "subresource is enabled, and Kratix enables it on every version",
+            )
+        )
     if any(problem.code == "crd.pattern" for problem in found):
         return found  # the validator would refuse the same pattern again, less clearly
     try:
@@ -124,11 +174,15 @@ def _check_defaults(defaults: Iterable[Default]) -> list[Violation]:
     for default in defaults:
         errors = list(validator(default.json_schema).iter_errors(default.value))
         for error in errors:
-            found += [Violation(default.path, "crd.default", f"invalid default: {format_path(v.path)}{v.message}")
-                      for v in violations_of(error, default.node)]
+            found += [
+                Violation(default.path, "crd.default", f"invalid default: {format_path(v.path)}{v.message}")
+                for v in violations_of(error, default.node)
+            ]
         if not errors and default.node.walk:
-            found += [Violation(default.path, "crd.default", f"invalid default: {format_path(v.path)}{v.message}")
-                      for v in check_rules(default.value, default.node, (), frozenset())]
+            found += [
+                Violation(default.path, "crd.default", f"invalid default: {format_path(v.path)}{v.message}")
+                for v in check_rules(default.value, default.node, (), frozenset())
+            ]
     return found
 
 
@@ -137,8 +191,13 @@ def _check_column(column: Mapping[str, Any], path: FieldPath) -> list[Violation]
     if not column.get("name"):
         found.append(Violation((*path, "name"), "crd.columns", "Required value"))
     if column.get("type") not in _COLUMN_TYPES:
-        found.append(Violation((*path, "type"), "crd.columns", f"must be one of {', '.join(_COLUMN_TYPES)} (got "
-                                                               f"{show(column.get('type'))})"))
+        found.append(
+            Violation(
+                (*path, "type"),
+                "crd.columns",
+                f"must be one of {', '.join(_COLUMN_TYPES)} (got {show(column.get('type'))})",
+            )
+        )
     if column.get("format") and column["format"] not in _COLUMN_FORMATS:
         found.append(Violation((*path, "format"), "crd.columns", f"must be one of {', '.join(_COLUMN_FORMATS)}"))
     json_path = column.get("jsonPath", "")
@@ -149,8 +208,9 @@ def _check_column(column: Mapping[str, Any], path: FieldPath) -> list[Violation]
     return found
 
 
-def _check_selectable_fields(fields: list[Mapping[str, Any]], schema: Mapping[str, Any],
-                             path: FieldPath) -> list[Violation]:
+def _check_selectable_fields(
+    fields: list[Mapping[str, Any]], schema: Mapping[str, Any], path: FieldPath
+) -> list[Violation]:
     found = []
     seen: set[str] = set()
     for index, entry in enumerate(fields):
@@ -164,8 +224,9 @@ def _check_selectable_fields(fields: list[Mapping[str, Any]], schema: Mapping[st
         elif json_path.lstrip(".").split(".")[0] == "metadata":
             found.append(Violation(where, "crd.selectable-fields", "must not point to fields in metadata"))
         elif target.get("type") not in ("string", "boolean", "integer"):
-            found.append(Violation(where, "crd.selectable-fields", "must point to a field of type string, boolean "
-                                                                   "or integer"))
+            found.append(
+                Violation(where, "crd.selectable-fields", "must point to a field of type string, boolean or integer")
+            )
         elif json_path in seen:
             found.append(Violation(where, "crd.selectable-fields", f"Duplicate value: {json_path!r}"))
         seen.add(json_path)

@@ -44,11 +44,19 @@ def show(value: object) -> str:
 
 
 def type_name(value: object) -> str:
-    for kind, name in ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"),
-                       (list, "array"), (dict, "object"), (type(None), "null")):
+    for kind, name in (
+        (bool, "boolean"),
+        (int, "integer"),
+        (float, "number"),
+        (str, "string"),
+        (list, "array"),
+        (dict, "object"),
+        (type(None), "null"),
+    ):
         if isinstance(value, kind):
             return name
     return type(value).__name__
+
 
 _SIMPLE_MESSAGES = {
     "Minimum": ("schema.minimum", "must be >= {limit} (got {got})"),

@@ -30,8 +30,9 @@ RESOURCE_WORKFLOW = "resource"
 CONFIGURE = "configure"
 
 
-def kratix_variables(promise: Promise, request: ResourceRequest | None, *, pipeline: str,
-                     action: str = CONFIGURE) -> dict[str, str]:
+def kratix_variables(
+    promise: Promise, request: ResourceRequest | None, *, pipeline: str, action: str = CONFIGURE
+) -> dict[str, str]:
     """The `KRATIX_*` variables of every container of `pipeline`, for `request`'s resource workflow or (with
     None) the Promise's own."""
     if request is None:
@@ -99,8 +100,9 @@ def read_workflow_control(data: bytes | None) -> Suspension | None:
     if document is None:
         return None
     if not isinstance(document, Mapping):
-        raise ContractError(f"{_CONTROL_FILE} must be a mapping (suspend, message, retryAfter), not a "
-                            f"{type(document).__name__}")
+        raise ContractError(
+            f"{_CONTROL_FILE} must be a mapping (suspend, message, retryAfter), not a {type(document).__name__}"
+        )
     suspend, message, retry = document.get("suspend", False), document.get("message", ""), document.get("retryAfter")
     for field, value, kind in (("suspend", suspend, bool), ("message", message, str), ("retryAfter", retry, str)):
         if value is not None and not isinstance(value, kind):
@@ -140,8 +142,10 @@ def read_status(data: bytes | None) -> dict[str, Any]:
         raise ContractError(f"{_STATUS_FILE} must be a mapping of status fields, not a {type(document).__name__}")
     for key in MANAGED_STATUS_FIELDS:
         if key in document:
-            raise ContractError(f"{_STATUS_FILE}: {key!r} is a status field the compiler manages (Kratix keeps "
-                                "it under status.kratix); a workflow cannot update it")
+            raise ContractError(
+                f"{_STATUS_FILE}: {key!r} is a status field the compiler manages (Kratix keeps "
+                "it under status.kratix); a workflow cannot update it"
+            )
     return {str(k): v for k, v in document.items()}
 
 
@@ -178,8 +182,9 @@ def read_destination_selectors(data: bytes | None) -> tuple[OutputGroup, ...]:
     if document is None:
         return ()
     if not isinstance(document, list):
-        raise ContractError(f"{_SELECTORS_FILE} must be a list of {{directory, matchLabels}} entries, not a "
-                            f"{type(document).__name__}")
+        raise ContractError(
+            f"{_SELECTORS_FILE} must be a list of {{directory, matchLabels}} entries, not a {type(document).__name__}"
+        )
     groups: list[OutputGroup] = []
     for index, entry in enumerate(document):
         where = f"{_SELECTORS_FILE}: entry {index}"
@@ -195,8 +200,10 @@ def read_destination_selectors(data: bytes | None) -> tuple[OutputGroup, ...]:
         if not labels:
             raise ContractError(f"{where} has no selectors (matchLabels is empty)")
         if any(group.directory == directory for group in groups):
-            raise ContractError(f"{where}: directory {directory or '.'!r} has an entry already; each directory "
-                                "(and the root) may have one")
+            raise ContractError(
+                f"{where}: directory {directory or '.'!r} has an entry already; each directory "
+                "(and the root) may have one"
+            )
         groups.append(OutputGroup(directory, {str(k): v for k, v in labels.items()}))
     return tuple(groups)
 
@@ -211,8 +218,9 @@ def _selector_directory(raw: Any, where: str) -> str | None:
     if cleaned == ".":
         return None
     if "/" in cleaned or cleaned == "..":
-        raise ContractError(f"{where}: directory {raw!r} must be a top-level folder of /kratix/output "
-                            "(sub-directories are not allowed)")
+        raise ContractError(
+            f"{where}: directory {raw!r} must be a top-level folder of /kratix/output (sub-directories are not allowed)"
+        )
     return cleaned
 
 
@@ -244,8 +252,7 @@ def pipeline_namespace(promise: Promise, request: ResourceRequest | None) -> str
     """Where Kratix runs the workflow's pods, so where its ConfigMaps and Secrets are read:
     `spec.workflows.config.pipelineNamespace` when set, else the request's namespace (a promise workflow:
     kratix-platform-system)."""
-    workflows = promise.body.get("spec", {}).get("workflows") if isinstance(promise.body.get("spec"), Mapping) \
-        else None
+    workflows = promise.body.get("spec", {}).get("workflows") if isinstance(promise.body.get("spec"), Mapping) else None
     config = workflows.get("config") if isinstance(workflows, Mapping) else None
     configured = config.get("pipelineNamespace") if isinstance(config, Mapping) else None
     if isinstance(configured, str) and configured:
@@ -262,8 +269,9 @@ def service_account(promise: Promise, pipeline: Mapping[str, Any], workflow: str
     return f"{promise.name}-{workflow}-configure-{_field(pipeline, 'metadata').get('name', '')}"
 
 
-def resolve_step(container: Mapping[str, Any], pipeline: Mapping[str, Any], *, namespace: str,
-                 account: str, lookup: Lookup) -> StepInputs:
+def resolve_step(
+    container: Mapping[str, Any], pipeline: Mapping[str, Any], *, namespace: str, account: str, lookup: Lookup
+) -> StepInputs:
     """The container's `envFrom`, `env` (with `valueFrom`) and `volumeMounts` resolved as the kubelet resolves
     them: envFrom first, env after it (a later name wins); a missing object or key is an error naming it unless
     marked `optional` (then the variable is not set, the volume is empty). Raises ContractError."""
@@ -281,8 +289,7 @@ def resolve_step(container: Mapping[str, Any], pipeline: Mapping[str, Any], *, n
         if value is not None:
             env[name] = value
     volumes = {str(v.get("name")): v for v in (_field(pipeline, "spec").get("volumes") or ()) if isinstance(v, Mapping)}
-    mounts = tuple(_mount(_mapping(m), volumes, lookup, namespace, where)
-                   for m in container.get("volumeMounts") or ())
+    mounts = tuple(_mount(_mapping(m), volumes, lookup, namespace, where) for m in container.get("volumeMounts") or ())
     return StepInputs(tuple(env.items()), mounts)
 
 
@@ -295,13 +302,18 @@ def _field(parent: Mapping[str, Any], key: str) -> Mapping[str, Any]:
 
 
 def _missing(kind: str, name: Any, namespace: str) -> str:
-    return (f"{kind} {namespace}/{name} does not exist: put it in config/{namespace}/ (Secrets SOPS-encrypted), or "
-            "mark the reference optional: true")
+    return (
+        f"{kind} {namespace}/{name} does not exist: put it in config/{namespace}/ (Secrets SOPS-encrypted), or "
+        "mark the reference optional: true"
+    )
 
 
 def _env_from(source: Mapping[str, Any], lookup: Lookup, namespace: str, where: str) -> dict[str, str]:
-    kind, ref = ("ConfigMap", _field(source, "configMapRef")) if "configMapRef" in source \
+    kind, ref = (
+        ("ConfigMap", _field(source, "configMapRef"))
+        if "configMapRef" in source
         else ("Secret", _field(source, "secretRef"))
+    )
     if not ref:
         raise ContractError(f"{where} needs configMapRef or secretRef")
     data = lookup(kind, str(ref.get("name")))
@@ -314,8 +326,9 @@ def _env_from(source: Mapping[str, Any], lookup: Lookup, namespace: str, where: 
     for key, raw in data.items():
         name = prefix + key
         if not _ENV_NAME.fullmatch(name):
-            raise ContractError(f"{where}: key {key!r} of {kind} {namespace}/{ref.get('name')} is not an "
-                                "environment variable name")
+            raise ContractError(
+                f"{where}: key {key!r} of {kind} {namespace}/{ref.get('name')} is not an environment variable name"
+            )
         found[name] = _text(raw, f"{where}: key {key!r} of {kind} {namespace}/{ref.get('name')}")
     return found
 
@@ -340,11 +353,15 @@ def _value_from(source: Mapping[str, Any], lookup: Lookup, namespace: str, accou
         path = str(_field(source, "fieldRef").get("fieldPath"))
         known = {"metadata.namespace": namespace, "spec.serviceAccountName": account}
         if path not in known:
-            raise ContractError(f"{where}: fieldRef {path!r} has no value in a compiler (there is no pod); only "
-                                f"{' and '.join(known)} do")
+            raise ContractError(
+                f"{where}: fieldRef {path!r} has no value in a compiler (there is no pod); only "
+                f"{' and '.join(known)} do"
+            )
         return known[path]
-    raise ContractError(f"{where}: valueFrom {', '.join(map(str, source)) or '(empty)'} has no value in a compiler "
-                        "(configMapKeyRef, secretKeyRef and fieldRef do)")
+    raise ContractError(
+        f"{where}: valueFrom {', '.join(map(str, source)) or '(empty)'} has no value in a compiler "
+        "(configMapKeyRef, secretKeyRef and fieldRef do)"
+    )
 
 
 def _text(raw: bytes, where: str) -> str:
@@ -354,8 +371,9 @@ def _text(raw: bytes, where: str) -> str:
         raise ContractError(f"{where} is binary data, which an environment variable cannot hold") from None
 
 
-def _mount(mount: Mapping[str, Any], volumes: Mapping[str, Mapping[str, Any]], lookup: Lookup, namespace: str,
-           where: str) -> Mount:
+def _mount(
+    mount: Mapping[str, Any], volumes: Mapping[str, Mapping[str, Any]], lookup: Lookup, namespace: str, where: str
+) -> Mount:
     name, path = str(mount.get("name")), mount.get("mountPath")
     if not isinstance(path, str) or not path.startswith("/"):
         raise ContractError(f"{where}: volumeMount {name!r} needs an absolute mountPath")
@@ -370,14 +388,17 @@ def _mount(mount: Mapping[str, Any], volumes: Mapping[str, Mapping[str, Any]], l
         kind, ref, ref_name = "Secret", _field(volume, "secret"), _field(volume, "secret").get("secretName")
     else:
         types = ", ".join(k for k in volume if k != "name") or "(none)"
-        raise ContractError(f"{where}: volume {name!r} is of type {types}, which a compiler cannot provide "
-                            "(configMap, secret and emptyDir volumes are)")
+        raise ContractError(
+            f"{where}: volume {name!r} is of type {types}, which a compiler cannot provide "
+            "(configMap, secret and emptyDir volumes are)"
+        )
     data = lookup(kind, str(ref_name))
     optional = ref.get("optional") is True
     if data is None and not optional:
         raise ContractError(f"{where}: volume {name!r}: {_missing(kind, ref_name, namespace)}")
-    files = _volume_files(data or {}, ref.get("items"), optional, f"{where}: volume {name!r}: {kind} "
-                          f"{namespace}/{ref_name}")
+    files = _volume_files(
+        data or {}, ref.get("items"), optional, f"{where}: volume {name!r}: {kind} {namespace}/{ref_name}"
+    )
     sub = mount.get("subPath")
     if isinstance(sub, str) and sub:
         if sub not in files:

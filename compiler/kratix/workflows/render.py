@@ -36,9 +36,14 @@ __all__ = ["Renderer", "object_problem"]  # object_problem: assemble checks what
 class Renderer:
     """One per compile: the template folders and container pipelines it composes keep their caches for it."""
 
-    def __init__(self, tree: SourceTree, *, settings: RenderSettings,
-                 configs: Mapping[tuple[str, str, str], ConfigObject] | None = None,
-                 sealer: sops.Sealer | None = None) -> None:
+    def __init__(
+        self,
+        tree: SourceTree,
+        *,
+        settings: RenderSettings,
+        configs: Mapping[tuple[str, str, str], ConfigObject] | None = None,
+        sealer: sops.Sealer | None = None,
+    ) -> None:
         self._templates = TemplateFolders(tree, settings)
         inputs = StepInputs(configs or {}, sealer or sops.Sealer())  # the ConfigMaps and Secrets of config/
         self._containers = ContainerPipelines(tree, settings, self._templates, inputs)
@@ -48,8 +53,14 @@ class Renderer:
         files = (RenderedFile("dependencies.yaml", documents, promise.source.path),) if documents else ()
         return PipelineOutput(STATIC_PIPELINE, files)
 
-    def render_workflow(self, promise: Promise, pipelines: Sequence[Pipeline], obj: Mapping[str, Any], *,
-                        request: ResourceRequest | None) -> WorkflowResult:
+    def render_workflow(
+        self,
+        promise: Promise,
+        pipelines: Sequence[Pipeline],
+        obj: Mapping[str, Any],
+        *,
+        request: ResourceRequest | None,
+    ) -> WorkflowResult:
         """Run `pipelines` in order for `obj` (`request`'s resource workflow, or with None the Promise's own);
         each later pipeline sees the status the earlier ones wrote."""
         workflow_type = contract.RESOURCE_WORKFLOW if request is not None else contract.PROMISE_WORKFLOW
@@ -64,20 +75,23 @@ class Renderer:
                     output, written = self._native_pipeline(promise, pipeline, current, workflow_type)
                 else:
                     env = contract.kratix_variables(promise, request, pipeline=pipeline.name)
-                    output, written, suspension = self._containers.run(promise, pipeline, current,
-                                                                       workflow_type, env, request)
+                    output, written, suspension = self._containers.run(
+                        promise, pipeline, current, workflow_type, env, request
+                    )
             except StepFailed as failure:
                 return WorkflowResult(tuple(outputs), status, failure.failure, written_keys=tuple(keys))
             status = contract.merge_status(status, written)
             keys.update(dict.fromkeys(written))
             if suspension is not None:  # Kratix creates no Work for it, and runs nothing after it
-                return WorkflowResult(tuple(outputs), status, None, replace(suspension, pipeline=pipeline.name),
-                                      tuple(keys))
+                return WorkflowResult(
+                    tuple(outputs), status, None, replace(suspension, pipeline=pipeline.name), tuple(keys)
+                )
             outputs.append(output)
         return WorkflowResult(tuple(outputs), status, None, written_keys=tuple(keys))
 
-    def _native_pipeline(self, promise: Promise, pipeline: Pipeline, obj: Mapping[str, Any],
-                         workflow_type: str) -> tuple[PipelineOutput, Mapping[str, Any]]:
+    def _native_pipeline(
+        self, promise: Promise, pipeline: Pipeline, obj: Mapping[str, Any], workflow_type: str
+    ) -> tuple[PipelineOutput, Mapping[str, Any]]:
         """A pipeline of template steps only: rendered in process, no container runs and no status is written."""
         files: dict[str, RenderedFile] = {}
         for container in pipeline.containers:

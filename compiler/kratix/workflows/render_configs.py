@@ -22,8 +22,9 @@ class StepInputs:
         self._decoded: dict[tuple[str, str, str], Mapping[str, bytes] | str] = {}  # in memory only
         self._decoding = threading.Lock()
 
-    def resolve(self, promise: Promise, pipeline: Pipeline, request: ResourceRequest | None,
-                workflow_type: str) -> tuple[Pipeline, dict[str, tuple[contract.Mount, ...]]]:
+    def resolve(
+        self, promise: Promise, pipeline: Pipeline, request: ResourceRequest | None, workflow_type: str
+    ) -> tuple[Pipeline, dict[str, tuple[contract.Mount, ...]]]:
         """`pipeline` with each container's env resolved, and each container's mounts; raises
         `contract.ContractError` for an input that cannot be read."""
         namespace = contract.pipeline_namespace(promise, request)
@@ -37,8 +38,9 @@ class StepInputs:
             if container.template is not None:
                 containers.append(container)
                 continue
-            inputs = contract.resolve_step(container.body, pipeline.body, namespace=namespace, account=account,
-                                           lookup=lookup)
+            inputs = contract.resolve_step(
+                container.body, pipeline.body, namespace=namespace, account=account, lookup=lookup
+            )
             containers.append(replace(container, env=inputs.env))
             mounts[container.name] = inputs.mounts
         return replace(pipeline, containers=tuple(containers)), mounts

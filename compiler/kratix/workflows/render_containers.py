@@ -25,33 +25,50 @@ from kratix.workflows.render_templates import TemplateFolders
 class ContainerPipelines:
     """One per compile: what the machine can run is asked once."""
 
-    def __init__(self, tree: SourceTree, settings: RenderSettings, templates: TemplateFolders,
-                 inputs: StepInputs) -> None:
+    def __init__(
+        self, tree: SourceTree, settings: RenderSettings, templates: TemplateFolders, inputs: StepInputs
+    ) -> None:
         self._tree = tree
         self._settings = settings
         self._templates = templates
         self._inputs = inputs
         self._probes: dict[str, str | None] = {}  # what the machine can run, asked once per compile
 
-    def run(self, promise: Promise, pipeline: Pipeline, obj: Mapping[str, Any], workflow_type: str,
-            env: Mapping[str, str], request: ResourceRequest | None
-            ) -> tuple[PipelineOutput, Mapping[str, Any], Suspension | None]:
+    def run(
+        self,
+        promise: Promise,
+        pipeline: Pipeline,
+        obj: Mapping[str, Any],
+        workflow_type: str,
+        env: Mapping[str, str],
+        request: ResourceRequest | None,
+    ) -> tuple[PipelineOutput, Mapping[str, Any], Suspension | None]:
         """Run `pipeline` for `obj`: its output, the status it wrote and its suspension if it asked for one;
         raises `StepFailed` when a step cannot run or fails."""
         try:
             pipeline, mounts = self._inputs.resolve(promise, pipeline, request, workflow_type)
         except contract.ContractError as exc:
             raise _failed(promise, "render.step-input", str(exc), pipeline.name) from None
-        promise_files = {path[len(promise.folder) + 1:]: data for path, data in self._tree.files.items()
-                         if path.startswith(promise.folder + "/")}
+        promise_files = {
+            path[len(promise.folder) + 1 :]: data
+            for path, data in self._tree.files.items()
+            if path.startswith(promise.folder + "/")
+        }
 
         def native(container: Container, out: Path) -> str | None:
             return self._native_into(promise, container, obj, workflow_type, pipeline, out)
 
         try:
-            run = steps.run_pipeline(pipeline, object_yaml=yamltext.dump(obj), promise_files=promise_files,
-                                     env=env, settings=self._settings,
-                                     native_step=native, mounts=mounts, **self._probe(pipeline))
+            run = steps.run_pipeline(
+                pipeline,
+                object_yaml=yamltext.dump(obj),
+                promise_files=promise_files,
+                env=env,
+                settings=self._settings,
+                native_step=native,
+                mounts=mounts,
+                **self._probe(pipeline),
+            )
         except StepError as exc:  # refused before any container ran: no sandbox, no runtime, no network allowed
             raise _failed(promise, "render.step-refused", str(exc), pipeline.name) from None
         if run.error is not None:
@@ -73,11 +90,19 @@ class ContainerPipelines:
             self._probes["runtime"] = steps.detect_runtime(self._settings.container_runtime)
         return dict(self._probes)
 
-    def _native_into(self, promise: Promise, container: Container, obj: Mapping[str, Any], workflow_type: str,
-                     pipeline: Pipeline, out: Path) -> str | None:
+    def _native_into(
+        self,
+        promise: Promise,
+        container: Container,
+        obj: Mapping[str, Any],
+        workflow_type: str,
+        pipeline: Pipeline,
+        out: Path,
+    ) -> str | None:
         try:
-            files = self._templates.render_folder(promise, container, obj, workflow_type,
-                                                  f"{pipeline.name}/{container.name}")
+            files = self._templates.render_folder(
+                promise, container, obj, workflow_type, f"{pipeline.name}/{container.name}"
+            )
         except StepFailed as failure:
             f = failure.failure
             return f"{f.file}:{f.line}: {f.message}"
@@ -97,9 +122,14 @@ def _delivered(path: str, data: bytes, pipeline: Pipeline, run: steps.PipelineRu
         parsed = tuple(d.body for d in documents)
         if not problems and parsed and not any(object_problem(body) for body in parsed):
             bodies = parsed
-    return RenderedFile(path, bodies, f"container:{pipeline.name}",
-                        sandbox=steps.UNSANDBOXED if run.unsandboxed else None, images=run.images,
-                        raw=None if bodies else data)
+    return RenderedFile(
+        path,
+        bodies,
+        f"container:{pipeline.name}",
+        sandbox=steps.UNSANDBOXED if run.unsandboxed else None,
+        images=run.images,
+        raw=None if bodies else data,
+    )
 
 
 def _failed(promise: Promise, code: str, message: str, step: str) -> StepFailed:

@@ -49,15 +49,24 @@ class TemplateFolders:
         # The filename is what Jinja puts in tracebacks: the repo path makes errors point at the template.
         return (data.decode("utf-8"), path, lambda: True) if data is not None else None
 
-    def render_folder(self, promise: Promise, container: Container, obj: Mapping[str, Any],
-                      workflow_type: str, step: str) -> list[RenderedFile]:
+    def render_folder(
+        self, promise: Promise, container: Container, obj: Mapping[str, Any], workflow_type: str, step: str
+    ) -> list[RenderedFile]:
         """The files of `container`'s template folder for `obj`; raises `StepFailed` naming the first problem."""
         assert container.template is not None
         folder = normalise(f"{promise.folder}/{container.template}")
         names = self._folder_files(folder)
         if not names:
-            raise StepFailed(RenderFailure(promise.source.path, promise.source.line, 1, "render.template-folder",
-                                           f"template folder {folder}/ has no *.j2 or *.yaml files", step))
+            raise StepFailed(
+                RenderFailure(
+                    promise.source.path,
+                    promise.source.line,
+                    1,
+                    "render.template-folder",
+                    f"template folder {folder}/ has no *.j2 or *.yaml files",
+                    step,
+                )
+            )
         context = {"promise": promise.body}
         if workflow_type == "resource":
             context["request"] = obj
@@ -78,46 +87,66 @@ class TemplateFolders:
         if folder not in self._folders:
             prefix = folder + "/"
             self._folders[folder] = sorted(
-                path for path in self._tree.files
-                if path.startswith(prefix) and path.endswith((TEMPLATE_SUFFIX, ".yaml", ".yml"))
-                and not PurePosixPath(path).name.startswith("_"))  # _partials.j2 are for include only
+                path
+                for path in self._tree.files
+                if path.startswith(prefix)
+                and path.endswith((TEMPLATE_SUFFIX, ".yaml", ".yml"))
+                and not PurePosixPath(path).name.startswith("_")
+            )  # _partials.j2 are for include only
         return self._folders[folder]
 
-    def _render_template(self, name: str, context: Mapping[str, Any], step: str,
-                         budget: templating.Budget) -> list[Any]:
+    def _render_template(
+        self, name: str, context: Mapping[str, Any], step: str, budget: templating.Budget
+    ) -> list[Any]:
         tokens = templating.Tokens(self._nonce)
         try:
             text = self._env.render(name, context, tokens, budget)
         except jinja2.TemplateSyntaxError as exc:
-            raise StepFailed(RenderFailure(normalise(exc.filename or name), exc.lineno or 1, 1,
-                                           "render.template-syntax", f"template syntax error: {exc.message}",
-                                           step)) from None
+            raise StepFailed(
+                RenderFailure(
+                    normalise(exc.filename or name),
+                    exc.lineno or 1,
+                    1,
+                    "render.template-syntax",
+                    f"template syntax error: {exc.message}",
+                    step,
+                )
+            ) from None
         except templating.TemplateBudgetError as exc:
             file, line = template_frame(exc, name)
             raise StepFailed(RenderFailure(file, line, 1, "render.template-budget", str(exc), step)) from None
         except Exception as exc:  # noqa: BLE001 - any error a template raises is the template's fault
             file, line = template_frame(exc, name)
-            raise StepFailed(RenderFailure(file, line, 1, "render.template-error",
-                                           f"{type(exc).__name__}: {exc}", step)) from None
+            raise StepFailed(
+                RenderFailure(file, line, 1, "render.template-error", f"{type(exc).__name__}: {exc}", step)
+            ) from None
         try:
             return yamltext.load_transformed(text, lambda node: self._tokens.substitute(node, tokens))
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark
             where = f" at line {mark.line + 1} of the rendered output" if mark else ""
-            raise StepFailed(RenderFailure(name, 1, 1, "render.output-yaml",
-                                           f"the rendered output is not valid YAML{where}: {exc.problem}",
-                                           step)) from None
+            raise StepFailed(
+                RenderFailure(
+                    name,
+                    1,
+                    1,
+                    "render.output-yaml",
+                    f"the rendered output is not valid YAML{where}: {exc.problem}",
+                    step,
+                )
+            ) from None
 
 
 def _output_path(name: str, folder: str, step: str) -> str:
     """Where the file `name` of `folder` lands in the output: its path in the folder, less `.j2`."""
-    relative = name[len(folder) + 1:]
+    relative = name[len(folder) + 1 :]
     if name.endswith(TEMPLATE_SUFFIX):
         relative = relative[: -len(TEMPLATE_SUFFIX)]
     unsafe = kratix_names.relative_path(relative)
     if unsafe is not None:
-        raise StepFailed(RenderFailure(name, 1, 1, "render.output-path",
-                                       f"the output file name {relative!r} {unsafe}", step))
+        raise StepFailed(
+            RenderFailure(name, 1, 1, "render.output-path", f"the output file name {relative!r} {unsafe}", step)
+        )
     return relative
 
 
@@ -125,5 +154,6 @@ def _check_objects(name: str, documents: list[Any], step: str) -> None:
     for index, document in enumerate(documents):
         problem = object_problem(document)
         if problem:
-            raise StepFailed(RenderFailure(name, 1, 1, "render.not-an-object",
-                                           f"document {index + 1} of the output {problem}", step))
+            raise StepFailed(
+                RenderFailure(name, 1, 1, "render.not-an-object", f"document {index + 1} of the output {problem}", step)
+            )

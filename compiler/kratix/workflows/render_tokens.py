@@ -28,8 +28,13 @@ class TokenSubstitution:
                 return node
             if not node.style and tokens.pattern.fullmatch(node.value):
                 return self._represent(tokens.value_of(node.value))
-            return yaml.ScalarNode("tag:yaml.org,2002:str", tokens.expand_text(node.value),
-                                   node.start_mark, node.end_mark, style=node.style or "'")
+            return yaml.ScalarNode(
+                "tag:yaml.org,2002:str",
+                tokens.expand_text(node.value),
+                node.start_mark,
+                node.end_mark,
+                style=node.style or "'",
+            )
         if isinstance(node, yaml.MappingNode):
             node.value = [(self._substitute_key(k, tokens), self.substitute(v, tokens)) for k, v in node.value]
         elif isinstance(node, yaml.SequenceNode):
@@ -38,8 +43,9 @@ class TokenSubstitution:
 
     def _substitute_key(self, node: yaml.Node, tokens: templating.Tokens) -> yaml.Node:
         if isinstance(node, yaml.ScalarNode) and tokens.nonce in node.value:
-            return yaml.ScalarNode("tag:yaml.org,2002:str", tokens.expand_text(node.value),
-                                   node.start_mark, node.end_mark)
+            return yaml.ScalarNode(
+                "tag:yaml.org,2002:str", tokens.expand_text(node.value), node.start_mark, node.end_mark
+            )
         return node
 
     def _represent(self, value: Any) -> yaml.Node:

@@ -60,8 +60,9 @@ def is_sops_encrypted(document: Mapping[str, Any]) -> bool:
     metadata = document.get("sops")
     if not isinstance(metadata, Mapping) or not metadata.get("mac"):
         return False
-    return all(isinstance(value, str) and value.startswith("ENC[") and value.endswith("]")
-               for _, _, value in _values(document))
+    return all(
+        isinstance(value, str) and value.startswith("ENC[") and value.endswith("]") for _, _, value in _values(document)
+    )
 
 
 def plaintext_allowed(promise_body: Mapping[str, Any]) -> tuple[str, ...]:
@@ -86,11 +87,14 @@ def verdict(document: Mapping[str, Any], *, allowed: Sequence[str], encrypts: bo
     if any(fnmatch.fnmatchcase(name, pattern) for pattern in allowed):
         return Verdict(PASS, f"allowed in plaintext by its Promise's {PLAINTEXT_ANNOTATION} annotation")
     fields = ", ".join(sorted({f"{field}.{key}" for field, key, _ in values}))
-    return Verdict(REFUSE, f"{subject(document)} holds plaintext values ({fields}); the output repo would keep "
-                           "them readable forever. Encrypt it with SOPS (or give its Destination SOPS recipients, "
-                           "kratix.io/sops-age-recipients or kratix.io/sops-pgp-fingerprints, and kratix "
-                           "encrypts it), deliver it as a SealedSecret or ExternalSecret, or allow it by name "
-                           f"in its Promise's {PLAINTEXT_ANNOTATION} annotation")
+    return Verdict(
+        REFUSE,
+        f"{subject(document)} holds plaintext values ({fields}); the output repo would keep "
+        "them readable forever. Encrypt it with SOPS (or give its Destination SOPS recipients, "
+        "kratix.io/sops-age-recipients or kratix.io/sops-pgp-fingerprints, and kratix "
+        "encrypts it), deliver it as a SealedSecret or ExternalSecret, or allow it by name "
+        f"in its Promise's {PLAINTEXT_ANNOTATION} annotation",
+    )
 
 
 def subject(document: Mapping[str, Any]) -> str:
@@ -121,6 +125,8 @@ def redact(document: Any, before: Any = None) -> Any:
     for field in VALUE_FIELDS:
         section = document.get(field)
         if isinstance(section, Mapping):
-            redacted[field] = {key: REDACTED if old.get((field, str(key)), value) == value else REDACTED_CHANGED
-                               for key, value in section.items()}
+            redacted[field] = {
+                key: REDACTED if old.get((field, str(key)), value) == value else REDACTED_CHANGED
+                for key, value in section.items()
+            }
     return redacted

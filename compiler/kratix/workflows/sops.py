@@ -42,16 +42,32 @@ class Sealer:
     def available(self) -> bool:
         return shutil.which(self.program) is not None
 
-    def seal(self, secret: Mapping[str, Any], *, age: Sequence[str], pgp: Sequence[str],
-             previous: Sequence[Mapping[str, Any]] = ()) -> Mapping[str, Any]:
+    def seal(
+        self,
+        secret: Mapping[str, Any],
+        *,
+        age: Sequence[str],
+        pgp: Sequence[str],
+        previous: Sequence[Mapping[str, Any]] = (),
+    ) -> Mapping[str, Any]:
         if not self.available():
-            raise SopsError(f"the `{self.program}` binary is not on PATH: install sops (`pip install "
-                            "'kratix[sops]'`, or a release of getsops/sops) to encrypt Secrets for this Destination")
+            raise SopsError(
+                f"the `{self.program}` binary is not on PATH: install sops (`pip install "
+                "'kratix[sops]'`, or a release of getsops/sops) to encrypt Secrets for this Destination"
+            )
         for earlier in previous:
             if _same_object(earlier, secret) and self._decrypts_to(earlier, secret):
                 return earlier
-        command = [self.program, "--encrypt", "--encrypted-regex", ENCRYPTED_REGEX, "--input-type", "yaml",
-                   "--output-type", "yaml"]
+        command = [
+            self.program,
+            "--encrypt",
+            "--encrypted-regex",
+            ENCRYPTED_REGEX,
+            "--input-type",
+            "yaml",
+            "--output-type",
+            "yaml",
+        ]
         if age:
             command += ["--age", ",".join(age)]
         if pgp:
@@ -70,12 +86,16 @@ class Sealer:
         `SOPS_AGE_KEY`, the PGP keyring). Raises SopsError saying why it cannot be."""
         if not self.available():
             raise SopsError(f"the `{self.program}` binary is not on PATH: install sops to decrypt Secrets")
-        result = self._run([self.program, "--decrypt", "--input-type", "yaml", "--output-type", "yaml",
-                            "/dev/stdin"], yamltext.dump(encrypted))
+        result = self._run(
+            [self.program, "--decrypt", "--input-type", "yaml", "--output-type", "yaml", "/dev/stdin"],
+            yamltext.dump(encrypted),
+        )
         if result.returncode != 0:
             tail = result.stderr.decode("utf-8", "replace").strip().splitlines()[-2:]
-            raise SopsError(f"sops cannot decrypt it here (is its key in SOPS_AGE_KEY_FILE or SOPS_AGE_KEY?): "
-                            f"{' '.join(tail) or f'exit {result.returncode}'}")
+            raise SopsError(
+                f"sops cannot decrypt it here (is its key in SOPS_AGE_KEY_FILE or SOPS_AGE_KEY?): "
+                f"{' '.join(tail) or f'exit {result.returncode}'}"
+            )
         try:
             document = next(iter(yamltext.load_plain(result.stdout)), None)
         except yaml.YAMLError as exc:
@@ -85,8 +105,10 @@ class Sealer:
         return document
 
     def _decrypts_to(self, encrypted: Mapping[str, Any], secret: Mapping[str, Any]) -> bool:
-        result = self._run([self.program, "--decrypt", "--input-type", "yaml", "--output-type", "yaml",
-                            "/dev/stdin"], yamltext.dump(encrypted))
+        result = self._run(
+            [self.program, "--decrypt", "--input-type", "yaml", "--output-type", "yaml", "/dev/stdin"],
+            yamltext.dump(encrypted),
+        )
         if result.returncode != 0:
             return False  # no key here: encrypt again
         try:
@@ -104,5 +126,8 @@ class Sealer:
 
 def _same_object(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     first, second = a.get("metadata") or {}, b.get("metadata") or {}
-    return (a.get("kind"), first.get("name"), first.get("namespace")) == \
-        (b.get("kind"), second.get("name"), second.get("namespace")) and "sops" in a
+    return (a.get("kind"), first.get("name"), first.get("namespace")) == (
+        b.get("kind"),
+        second.get("name"),
+        second.get("namespace"),
+    ) and "sops" in a

@@ -85,22 +85,25 @@ _HOST_ROOT_REPOSITORY = "localhost/kratix-host-root"
 # is unsafe while other threads run steps).
 # The CPU hard limit is one second above the soft one, so that SIGXCPU (said so) comes before SIGKILL; Python
 # ignores SIGPIPE and SIGXFSZ, and ignored signals survive exec: the step gets their defaults back.
-_LIMITS_SCRIPT = ("import os, resource, signal, sys\n"
-                  "for name, value in zip(('RLIMIT_CPU', 'RLIMIT_DATA', 'RLIMIT_FSIZE'), sys.argv[1:4]):\n"
-                  "    hard = int(value) + (name == 'RLIMIT_CPU')\n"
-                  "    resource.setrlimit(getattr(resource, name), (int(value), hard))\n"
-                  "signal.signal(signal.SIGPIPE, signal.SIG_DFL)\n"
-                  "signal.signal(signal.SIGXFSZ, signal.SIG_DFL)\n"
-                  "try:\n"
-                  "    os.execvp(sys.argv[4], sys.argv[4:])\n"
-                  "except OSError as exc:\n"
-                  "    sys.exit(f'cannot start {sys.argv[4]!r}: {exc.strerror}')\n")
+_LIMITS_SCRIPT = (
+    "import os, resource, signal, sys\n"
+    "for name, value in zip(('RLIMIT_CPU', 'RLIMIT_DATA', 'RLIMIT_FSIZE'), sys.argv[1:4]):\n"
+    "    hard = int(value) + (name == 'RLIMIT_CPU')\n"
+    "    resource.setrlimit(getattr(resource, name), (int(value), hard))\n"
+    "signal.signal(signal.SIGPIPE, signal.SIG_DFL)\n"
+    "signal.signal(signal.SIGXFSZ, signal.SIG_DFL)\n"
+    "try:\n"
+    "    os.execvp(sys.argv[4], sys.argv[4:])\n"
+    "except OSError as exc:\n"
+    "    sys.exit(f'cannot start {sys.argv[4]!r}: {exc.strerror}')\n"
+)
 
 HOW_TO_GET_A_SANDBOX = (
     "install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`; on Ubuntu 24.04 also allow unprivileged "
     "user namespaces: `sysctl kernel.apparmor_restrict_unprivileged_userns=0`, or give bwrap an AppArmor "
     "profile) or podman; or, only on a machine you trust with this Promise's code, pass --unsandboxed "
-    "(KRATIX_UNSANDBOXED=1)")
+    "(KRATIX_UNSANDBOXED=1)"
+)
 
 
 @dataclass(frozen=True)
@@ -139,10 +142,18 @@ class _Outcome:
     image: tuple[str, str] | None = None
 
 
-def run_pipeline(pipeline: Pipeline, *, object_yaml: bytes, promise_files: Mapping[str, bytes],
-                 env: Mapping[str, str], settings: RenderSettings, native_step: NativeStep,
-                 sandbox: str | None = None, runtime: str | None = None,
-                 mounts: Mapping[str, Sequence[Mount]] | None = None) -> PipelineRun:
+def run_pipeline(
+    pipeline: Pipeline,
+    *,
+    object_yaml: bytes,
+    promise_files: Mapping[str, bytes],
+    env: Mapping[str, str],
+    settings: RenderSettings,
+    native_step: NativeStep,
+    sandbox: str | None = None,
+    runtime: str | None = None,
+    mounts: Mapping[str, Sequence[Mount]] | None = None,
+) -> PipelineRun:
     """Run every container of `pipeline` in order. `sandbox` ("bwrap", "podman" or "none") and `runtime`
     ("podman", "docker") skip the probes when the caller already knows the answer (probe once per compile,
     not per run); an empty `sandbox` means the probe found none. `mounts`, by container name, are the volumes
@@ -158,8 +169,16 @@ def run_pipeline(pipeline: Pipeline, *, object_yaml: bytes, promise_files: Mappi
         for index, container in enumerate(pipeline.containers):
             started = time.perf_counter()
             volumes = _materialise_mounts(Path(tmp) / f"volumes-{index}", mounts.get(container.name, ()))
-            outcome = _run_container(container, dirs, env=env, settings=settings, native_step=native_step,
-                                     sandbox=sandbox or "", runtime=runtime or "", volumes=volumes)
+            outcome = _run_container(
+                container,
+                dirs,
+                env=env,
+                settings=settings,
+                native_step=native_step,
+                sandbox=sandbox or "",
+                runtime=runtime or "",
+                volumes=volumes,
+            )
             timings.append((container.name, time.perf_counter() - started))
             if outcome.ran not in ran:
                 ran.append(outcome.ran)
@@ -178,8 +197,9 @@ def run_pipeline(pipeline: Pipeline, *, object_yaml: bytes, promise_files: Mappi
         return PipelineRun(outputs, metadata, None, None, "+".join(ran), tuple(timings), tuple(images))
 
 
-def _what_runs(pipeline: Pipeline, env: Mapping[str, str], settings: RenderSettings, sandbox: str | None,
-               runtime: str | None) -> tuple[str | None, str | None]:
+def _what_runs(
+    pipeline: Pipeline, env: Mapping[str, str], settings: RenderSettings, sandbox: str | None, runtime: str | None
+) -> tuple[str | None, str | None]:
     """The sandbox and runtime the pipeline's containers need, or a StepError before any of them runs."""
     _refuse_network(pipeline, env, settings)
     if any(_is_image(c) for c in pipeline.containers):
@@ -198,21 +218,24 @@ def _failed(step: str, error: str, ran: list[str], timings: list[tuple[str, floa
 
 
 def _subject(pipeline: Pipeline, env: Mapping[str, str], container: Container) -> str:
-    return (f"Promise {env.get('KRATIX_PROMISE_NAME', '?')!r}, pipeline {pipeline.name!r}, container "
-            f"{container.name!r}")
+    return f"Promise {env.get('KRATIX_PROMISE_NAME', '?')!r}, pipeline {pipeline.name!r}, container {container.name!r}"
 
 
 def _no_runtime_message(pipeline: Pipeline, env: Mapping[str, str], settings: RenderSettings) -> str:
     container = next(c for c in pipeline.containers if _is_image(c))
     wanted = settings.container_runtime or "podman or docker"
-    return (f"{_subject(pipeline, env, container)} runs image {container.image!r}, but no usable container "
-            f"runtime ({wanted}) was found on PATH; install podman, or render this Promise where one is available")
+    return (
+        f"{_subject(pipeline, env, container)} runs image {container.image!r}, but no usable container "
+        f"runtime ({wanted}) was found on PATH; install podman, or render this Promise where one is available"
+    )
 
 
 def _no_sandbox_message(pipeline: Pipeline, env: Mapping[str, str]) -> str:
     container = next(c for c in pipeline.containers if _is_command(c))
-    return (f"{_subject(pipeline, env, container)} runs a command, and command steps run only in a sandbox: "
-            f"neither bubblewrap (bwrap) nor podman can run one on this machine. To fix: {HOW_TO_GET_A_SANDBOX}")
+    return (
+        f"{_subject(pipeline, env, container)} runs a command, and command steps run only in a sandbox: "
+        f"neither bubblewrap (bwrap) nor podman can run one on this machine. To fix: {HOW_TO_GET_A_SANDBOX}"
+    )
 
 
 # Where a mount cannot go: the directories of the contract, and (in a command step's sandbox, whose root holds
@@ -221,8 +244,9 @@ _CONTRACT_PATHS = (str(CONTAINER_ROOT), "/proc", "/dev")
 _HOST_PATHS = ("/usr", "/etc", *(f"/{name}" for name in _ROOT_ENTRIES))
 
 
-def _refuse_mounts(pipeline: Pipeline, env: Mapping[str, str], mounts: Mapping[str, Sequence[Mount]],
-                   sandbox: str) -> None:
+def _refuse_mounts(
+    pipeline: Pipeline, env: Mapping[str, str], mounts: Mapping[str, Sequence[Mount]], sandbox: str
+) -> None:
     for container in pipeline.containers:
         for mount in mounts.get(container.name, ()):
             path = PurePosixPath(mount.path)
@@ -230,11 +254,15 @@ def _refuse_mounts(pipeline: Pipeline, env: Mapping[str, str], mounts: Mapping[s
             clash = next((r for r in refused if path == PurePosixPath(r) or PurePosixPath(r) in path.parents), None)
             if clash is not None:
                 who = "the pipeline contract" if clash in _CONTRACT_PATHS else "a command step"
-                raise StepError(f"{_subject(pipeline, env, container)} mounts a volume at {mount.path}, inside "
-                                f"{clash}, where {who} cannot take one; mount it elsewhere (as /config)")
+                raise StepError(
+                    f"{_subject(pipeline, env, container)} mounts a volume at {mount.path}, inside "
+                    f"{clash}, where {who} cannot take one; mount it elsewhere (as /config)"
+                )
             if _is_command(container) and sandbox == UNSANDBOXED:
-                raise StepError(f"{_subject(pipeline, env, container)} mounts volumes, which a command step run "
-                                "unsandboxed (--unsandboxed) cannot have: run it in the sandbox, or as an image")
+                raise StepError(
+                    f"{_subject(pipeline, env, container)} mounts volumes, which a command step run "
+                    "unsandboxed (--unsandboxed) cannot have: run it in the sandbox, or as an image"
+                )
 
 
 def _materialise_mounts(root: Path, mounts: Sequence[Mount]) -> list[tuple[Path, str, bool]]:
@@ -268,8 +296,10 @@ def _refuse_network(pipeline: Pipeline, env: Mapping[str, str], settings: Render
         return
     for container in pipeline.containers:
         if container.template is None and _network(container):
-            raise StepError(f"{_subject(pipeline, env, container)} asks for a network (network: true), and this "
-                            "compile gives steps none (--no-step-network, as in pull-request checks)")
+            raise StepError(
+                f"{_subject(pipeline, env, container)} asks for a network (network: true), and this "
+                "compile gives steps none (--no-step-network, as in pull-request checks)"
+            )
 
 
 # -- the shared directories ------------------------------------------------------------------------------
@@ -316,8 +346,7 @@ def _check_trees(dirs: _Dirs, settings: RenderSettings) -> str | None:
 def _shown(relative: str) -> str:
     """A file name as it can be printed safely: control characters and undecodable bytes escaped."""
     raw = os.fsencode(relative)
-    return "".join(c if c.isprintable() else repr(c)[1:-1]
-                   for c in raw.decode("utf-8", "backslashreplace"))
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in raw.decode("utf-8", "backslashreplace"))
 
 
 def _regular_files(root: Path) -> Iterator[tuple[Path, str]]:
@@ -338,8 +367,7 @@ def _regular_files(root: Path) -> Iterator[tuple[Path, str]]:
 
 def _within_limits(root: Path, files: list[tuple[Path, str]], settings: RenderSettings) -> None:
     if len(files) > settings.step_output_files:
-        raise _BadOutput(f"{root.name}/ holds {len(files)} files, more than the limit of "
-                         f"{settings.step_output_files}")
+        raise _BadOutput(f"{root.name}/ holds {len(files)} files, more than the limit of {settings.step_output_files}")
     total = sum(path.stat().st_size for path, _ in files)
     if total > settings.step_output_bytes:
         raise _BadOutput(f"{root.name}/ holds {total} bytes, more than the limit of {settings.step_output_bytes}")
@@ -379,7 +407,8 @@ def _upgrade_legacy_metadata(metadata: dict[str, bytes]) -> dict[str, bytes]:
         raise _BadOutput("metadata/cluster-selectors.yaml must be a map of labels")
     upgraded = dict(metadata)
     upgraded["destination-selectors.yaml"] = yamltext.dump(
-        [{"matchLabels": {str(k): str(v) for k, v in labels.items()}}])
+        [{"matchLabels": {str(k): str(v) for k, v in labels.items()}}]
+    )
     return upgraded
 
 
@@ -402,8 +431,17 @@ def _network(container: Container) -> bool:
     return container.body.get("network") is True
 
 
-def _run_container(container: Container, dirs: _Dirs, *, env: Mapping[str, str], settings: RenderSettings,
-                   native_step: NativeStep, sandbox: str, runtime: str, volumes: Volumes = ()) -> _Outcome:
+def _run_container(
+    container: Container,
+    dirs: _Dirs,
+    *,
+    env: Mapping[str, str],
+    settings: RenderSettings,
+    native_step: NativeStep,
+    sandbox: str,
+    runtime: str,
+    volumes: Volumes = (),
+) -> _Outcome:
     if container.template is not None:
         return _Outcome(native_step(container, dirs.output), "native")
     if container.image is not None:
@@ -411,8 +449,9 @@ def _run_container(container: Container, dirs: _Dirs, *, env: Mapping[str, str],
     return _run_command(container, dirs, env=env, settings=settings, sandbox=sandbox, volumes=volumes)
 
 
-def _step_env(container: Container, kratix_env: Mapping[str, str], *, paths: Mapping[str, str],
-              base: Mapping[str, str]) -> dict[str, str]:
+def _step_env(
+    container: Container, kratix_env: Mapping[str, str], *, paths: Mapping[str, str], base: Mapping[str, str]
+) -> dict[str, str]:
     environment = dict(base)
     environment.update(container.env)
     environment.update(kratix_env)
@@ -424,8 +463,15 @@ def _container_paths(root: PurePosixPath) -> dict[str, str]:
     return {f"KRATIX_{name.upper()}": str(root / name) for name in ("input", "output", "metadata", "promise")}
 
 
-def _run_command(container: Container, dirs: _Dirs, *, env: Mapping[str, str], settings: RenderSettings,
-                 sandbox: str, volumes: Volumes = ()) -> _Outcome:
+def _run_command(
+    container: Container,
+    dirs: _Dirs,
+    *,
+    env: Mapping[str, str],
+    settings: RenderSettings,
+    sandbox: str,
+    volumes: Volumes = (),
+) -> _Outcome:
     argv = [*container.command, *container.args]
     network = _network(container) and settings.step_network
     if sandbox == "podman":
@@ -437,14 +483,25 @@ def _run_command(container: Container, dirs: _Dirs, *, env: Mapping[str, str], s
         cwd = dirs.home
     elif sandbox == UNSANDBOXED:
         base = {"PATH": os.environ.get("PATH", _SANDBOX_PATH), "HOME": str(dirs.home), "LANG": "C.UTF-8"}
-        paths = {"KRATIX_INPUT": str(dirs.input), "KRATIX_OUTPUT": str(dirs.output),
-                 "KRATIX_METADATA": str(dirs.metadata), "KRATIX_PROMISE": str(dirs.promise)}
+        paths = {
+            "KRATIX_INPUT": str(dirs.input),
+            "KRATIX_OUTPUT": str(dirs.output),
+            "KRATIX_METADATA": str(dirs.metadata),
+            "KRATIX_PROMISE": str(dirs.promise),
+        }
         step_env = _step_env(container, env, paths=paths, base=base)
         command, cwd = argv, dirs.promise
     else:  # never guess: an unknown sandbox name is a bug of the caller
         raise StepError(f"unknown sandbox {sandbox!r} for container {container.name!r}")
-    error = _execute(container.name, _limited(command, settings), env=step_env, cwd=cwd, dirs=dirs,
-                     timeout=settings.step_timeout_seconds, on_timeout=None)
+    error = _execute(
+        container.name,
+        _limited(command, settings),
+        env=step_env,
+        cwd=cwd,
+        dirs=dirs,
+        timeout=settings.step_timeout_seconds,
+        on_timeout=None,
+    )
     return _Outcome(error, sandbox)
 
 
@@ -455,18 +512,37 @@ def _limited(argv: list[str], settings: RenderSettings) -> list[str]:
 
 
 def _bwrap_argv(dirs: _Dirs, *, network: bool, legacy: bool, volumes: Volumes = ()) -> list[str]:
-    argv = [shutil.which("bwrap") or "bwrap", "--unshare-all", "--die-with-parent", "--new-session",
-            "--cap-drop", "ALL"]
+    argv = [
+        shutil.which("bwrap") or "bwrap",
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+    ]
     if network:
         argv.append("--share-net")
     argv += _bwrap_root()
     argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for root in (CONTAINER_ROOT, *((_LEGACY_ROOT,) if legacy else ())):
-        argv += ["--ro-bind", str(dirs.input), str(root / "input"),
-                 "--bind", str(dirs.output), str(root / "output"),
-                 "--bind", str(dirs.metadata), str(root / "metadata")]
-    argv += ["--ro-bind", str(dirs.promise), str(CONTAINER_ROOT / "promise"),
-             "--chdir", str(CONTAINER_ROOT / "promise")]
+        argv += [
+            "--ro-bind",
+            str(dirs.input),
+            str(root / "input"),
+            "--bind",
+            str(dirs.output),
+            str(root / "output"),
+            "--bind",
+            str(dirs.metadata),
+            str(root / "metadata"),
+        ]
+    argv += [
+        "--ro-bind",
+        str(dirs.promise),
+        str(CONTAINER_ROOT / "promise"),
+        "--chdir",
+        str(CONTAINER_ROOT / "promise"),
+    ]
     for host, path, writable in volumes:
         argv += ["--bind" if writable else "--ro-bind", str(host), path]
     return [*argv, "--remount-ro", "/"]  # after every mount point on it exists: only the binds stay writable
@@ -487,8 +563,14 @@ def _bwrap_root() -> list[str]:
 def _mounts(dirs: _Dirs, *, legacy: bool) -> list[str]:
     argv = []
     for root in (CONTAINER_ROOT, *((_LEGACY_ROOT,) if legacy else ())):
-        argv += ["-v", f"{dirs.input}:{root / 'input'}:ro", "-v", f"{dirs.output}:{root / 'output'}",
-                 "-v", f"{dirs.metadata}:{root / 'metadata'}"]
+        argv += [
+            "-v",
+            f"{dirs.input}:{root / 'input'}:ro",
+            "-v",
+            f"{dirs.output}:{root / 'output'}",
+            "-v",
+            f"{dirs.metadata}:{root / 'metadata'}",
+        ]
     return [*argv, "-v", f"{dirs.promise}:{CONTAINER_ROOT / 'promise'}:ro"]
 
 
@@ -499,28 +581,56 @@ def _volume_flags(volumes: Volumes) -> list[str]:
 def _confined(runtime: str, name: str, settings: RenderSettings, *, network: bool) -> list[str]:
     """`<runtime> run` with everything that confines a step: read-only root (writable /tmp), no capabilities,
     no privilege gain, memory, PID, CPU-time and file-size limits, no network unless allowed."""
-    command = [runtime, "run", "--rm", "--name", name, "--read-only", "--cap-drop", "all",
-               "--security-opt", "no-new-privileges", "--memory", str(settings.step_memory_bytes),
-               "--pids-limit", str(settings.step_pids),
-               "--ulimit", f"nofile={_CONTAINER_ULIMIT}:{_CONTAINER_ULIMIT}",
-               "--ulimit", f"nproc={_CONTAINER_ULIMIT}:{_CONTAINER_ULIMIT}",
-               "--ulimit", f"cpu={int(settings.step_cpu_seconds)}:{int(settings.step_cpu_seconds)}",
-               "--ulimit", f"fsize={settings.step_output_bytes}:{settings.step_output_bytes}"]
+    command = [
+        runtime,
+        "run",
+        "--rm",
+        "--name",
+        name,
+        "--read-only",
+        "--cap-drop",
+        "all",
+        "--security-opt",
+        "no-new-privileges",
+        "--memory",
+        str(settings.step_memory_bytes),
+        "--pids-limit",
+        str(settings.step_pids),
+        "--ulimit",
+        f"nofile={_CONTAINER_ULIMIT}:{_CONTAINER_ULIMIT}",
+        "--ulimit",
+        f"nproc={_CONTAINER_ULIMIT}:{_CONTAINER_ULIMIT}",
+        "--ulimit",
+        f"cpu={int(settings.step_cpu_seconds)}:{int(settings.step_cpu_seconds)}",
+        "--ulimit",
+        f"fsize={settings.step_output_bytes}:{settings.step_output_bytes}",
+    ]
     return command if network else [*command, "--network", "none"]
 
 
-def _run_in_podman(container: Container, argv: list[str], dirs: _Dirs, *, env: Mapping[str, str],
-                   settings: RenderSettings, network: bool, volumes: Volumes = ()) -> _Outcome:
+def _run_in_podman(
+    container: Container,
+    argv: list[str],
+    dirs: _Dirs,
+    *,
+    env: Mapping[str, str],
+    settings: RenderSettings,
+    network: bool,
+    volumes: Volumes = (),
+) -> _Outcome:
     """A command step in podman: an empty local image whose only contents are the host's /usr and /etc
     (read-only) and the Kratix mounts; what bubblewrap gives, where bubblewrap cannot run."""
     image = host_root_image("podman")
     if image is None:
         return _Outcome(f"container {container.name!r}: podman cannot build its sandbox image here", "podman")
     name = f"kratix-step-{secrets.token_hex(6)}"
-    step_env = _step_env(container, env, paths=_container_paths(CONTAINER_ROOT),
-                         base={"PATH": _SANDBOX_PATH, "HOME": "/tmp", "LANG": "C.UTF-8"})
-    command = [*_confined("podman", name, settings, network=network),
-               "-v", "/usr:/usr:ro", "-v", "/etc:/etc:ro"]
+    step_env = _step_env(
+        container,
+        env,
+        paths=_container_paths(CONTAINER_ROOT),
+        base={"PATH": _SANDBOX_PATH, "HOME": "/tmp", "LANG": "C.UTF-8"},
+    )
+    command = [*_confined("podman", name, settings, network=network), "-v", "/usr:/usr:ro", "-v", "/etc:/etc:ro"]
     for entry in _ROOT_ENTRIES:
         host = Path("/") / entry
         if host.is_dir() and not host.is_symlink():
@@ -529,56 +639,115 @@ def _run_in_podman(container: Container, argv: list[str], dirs: _Dirs, *, env: M
     for key, value in step_env.items():
         command += ["-e", f"{key}={value}"]
     command += ["--workdir", str(CONTAINER_ROOT / "promise"), "--", image, *argv]
-    error = _execute(container.name, command, env=_runtime_env(), cwd=dirs.home, dirs=dirs,
-                     timeout=settings.step_timeout_seconds, on_timeout=_stopper("podman", name))
+    error = _execute(
+        container.name,
+        command,
+        env=_runtime_env(),
+        cwd=dirs.home,
+        dirs=dirs,
+        timeout=settings.step_timeout_seconds,
+        on_timeout=_stopper("podman", name),
+    )
     return _Outcome(error, "podman")
 
 
-def _run_image(container: Container, dirs: _Dirs, *, env: Mapping[str, str], settings: RenderSettings,
-               runtime: str, volumes: Volumes = ()) -> _Outcome:
+def _run_image(
+    container: Container,
+    dirs: _Dirs,
+    *,
+    env: Mapping[str, str],
+    settings: RenderSettings,
+    runtime: str,
+    volumes: Volumes = (),
+) -> _Outcome:
     name = f"kratix-step-{secrets.token_hex(6)}"
     image = qualified_image(str(container.image))
     step_env = _step_env(container, env, paths=_container_paths(CONTAINER_ROOT), base={"LANG": "C.UTF-8"})
-    command = [*_confined(runtime, name, settings, network=_network(container) and settings.step_network),
-               "--pull", "missing", *_mounts(dirs, legacy=_legacy(container)), *_volume_flags(volumes)]
+    command = [
+        *_confined(runtime, name, settings, network=_network(container) and settings.step_network),
+        "--pull",
+        "missing",
+        *_mounts(dirs, legacy=_legacy(container)),
+        *_volume_flags(volumes),
+    ]
     for key, value in step_env.items():
         command += ["-e", f"{key}={value}"]
     arguments = [*container.command[1:], *container.args]
     if container.command:
         command += ["--entrypoint", container.command[0]]
     command += ["--", image, *arguments]
-    error = _execute(container.name, command, env=_runtime_env(), cwd=dirs.home, dirs=dirs,
-                     timeout=settings.step_timeout_seconds, on_timeout=_stopper(runtime, name))
+    error = _execute(
+        container.name,
+        command,
+        env=_runtime_env(),
+        cwd=dirs.home,
+        dirs=dirs,
+        timeout=settings.step_timeout_seconds,
+        on_timeout=_stopper(runtime, name),
+    )
     digest = image_digest(image, runtime)
     return _Outcome(error, runtime, (image, digest) if digest else None)
 
 
 def _runtime_env() -> dict[str, str]:
     """The runtime client's own environment: what it needs to find its storage, nothing of the step's."""
-    return {key: value for key, value in os.environ.items()
-            if key in ("PATH", "HOME", "USER", "LANG", "TMPDIR", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME",
-                       "XDG_DATA_HOME", "CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF", "CONTAINER_HOST",
-                       "DOCKER_HOST", "DOCKER_CONFIG", "REGISTRY_AUTH_FILE")}
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if key
+        in (
+            "PATH",
+            "HOME",
+            "USER",
+            "LANG",
+            "TMPDIR",
+            "XDG_RUNTIME_DIR",
+            "XDG_CONFIG_HOME",
+            "XDG_DATA_HOME",
+            "CONTAINERS_CONF",
+            "CONTAINERS_STORAGE_CONF",
+            "CONTAINER_HOST",
+            "DOCKER_HOST",
+            "DOCKER_CONFIG",
+            "REGISTRY_AUTH_FILE",
+        )
+    }
 
 
 def _stopper(runtime: str, name: str) -> Callable[[], None]:
     def stop() -> None:  # killing the client leaves the container running: stop it by name
         for verb in (["kill", name], ["rm", "-f", name]):
-            subprocess.run([runtime, *verb], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60,
-                           check=False)
+            subprocess.run(
+                [runtime, *verb], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, check=False
+            )
 
     return stop
 
 
-def _execute(step: str, argv: list[str], *, env: Mapping[str, str], cwd: Path, dirs: _Dirs, timeout: float,
-             on_timeout: Callable[[], None] | None) -> str | None:
+def _execute(
+    step: str,
+    argv: list[str],
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+    dirs: _Dirs,
+    timeout: float,
+    on_timeout: Callable[[], None] | None,
+) -> str | None:
     """Run one process in its own process group; the error message, or None when it exited 0."""
     stem = secrets.token_hex(4)  # container names are the user's: never let them shape a path
     stdout_path, stderr_path = dirs.logs / f"{stem}.out", dirs.logs / f"{stem}.err"
     with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
         try:
-            process = subprocess.Popen(argv, env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL, stdout=stdout,
-                                       stderr=stderr, start_new_session=True)
+            process = subprocess.Popen(
+                argv,
+                env=dict(env),
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                start_new_session=True,
+            )
         except OSError as exc:
             return f"container {step!r} cannot start {argv[0]!r}: {exc.strerror or exc}"
         try:
@@ -600,8 +769,11 @@ def _execute(step: str, argv: list[str], *, env: Mapping[str, str], cwd: Path, d
 
 
 def _limit_hint(signum: int) -> str:
-    hints = {int(signal.SIGXCPU): " (its CPU-time limit)", int(signal.SIGXFSZ): " (its file-size limit)",
-             int(signal.SIGKILL): " (perhaps its memory limit)"}
+    hints = {
+        int(signal.SIGXCPU): " (its CPU-time limit)",
+        int(signal.SIGXFSZ): " (its file-size limit)",
+        int(signal.SIGKILL): " (perhaps its memory limit)",
+    }
     return hints.get(signum, "")
 
 
@@ -653,8 +825,14 @@ def command_sandbox(settings: RenderSettings) -> str:
 def _podman_runs(image: str) -> bool:
     """Whether podman can start the confined container command steps run in (rootless podman may lack user
     namespaces or subordinate ids)."""
-    smoke = [*_confined("podman", f"kratix-probe-{secrets.token_hex(6)}", RenderSettings(), network=False),
-             "-v", "/usr:/usr:ro", "--", image, "/usr/bin/true"]
+    smoke = [
+        *_confined("podman", f"kratix-probe-{secrets.token_hex(6)}", RenderSettings(), network=False),
+        "-v",
+        "/usr:/usr:ro",
+        "--",
+        image,
+        "/usr/bin/true",
+    ]
     try:
         return _quiet(smoke) == 0
     except (OSError, subprocess.TimeoutExpired):
@@ -665,11 +843,27 @@ def sandbox_available() -> bool:
     """True when bubblewrap can build the sandbox used for command steps here (user namespaces allowed)."""
     if shutil.which("bwrap") is None:
         return False
-    probe = ["bwrap", "--unshare-all", "--die-with-parent", "--cap-drop", "ALL", *_bwrap_root(),
-             "--proc", "/proc", "--dev", "/dev", "--", "true"]
+    probe = [
+        "bwrap",
+        "--unshare-all",
+        "--die-with-parent",
+        "--cap-drop",
+        "ALL",
+        *_bwrap_root(),
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--",
+        "true",
+    ]
     try:
-        return subprocess.run(probe, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30,
-                              check=False).returncode == 0
+        return (
+            subprocess.run(
+                probe, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30, check=False
+            ).returncode
+            == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -678,8 +872,11 @@ def host_root_image(runtime: str) -> str | None:
     """The local image podman runs command steps in: an empty root with mount points for the host's /usr and
     /etc (and the symlinks a merged-/usr host has), imported from a tar, no registry. Built on first use,
     tagged by its layout; None when the runtime cannot build or run it here."""
-    layout = [(name, os.readlink(f"/{name}") if Path(f"/{name}").is_symlink() else "")
-              for name in _ROOT_ENTRIES if Path(f"/{name}").exists() or Path(f"/{name}").is_symlink()]
+    layout = [
+        (name, os.readlink(f"/{name}") if Path(f"/{name}").is_symlink() else "")
+        for name in _ROOT_ENTRIES
+        if Path(f"/{name}").exists() or Path(f"/{name}").is_symlink()
+    ]
     tag = f"{_HOST_ROOT_REPOSITORY}:{hashlib.sha256(repr(layout).encode()).hexdigest()[:12]}"
     try:
         if _quiet([runtime, "image", "inspect", tag]) == 0:
@@ -687,8 +884,16 @@ def host_root_image(runtime: str) -> str | None:
         with tempfile.TemporaryDirectory(prefix="kratix-root-") as tmp:
             archive = Path(tmp) / "root.tar"
             with tarfile.open(archive, "w") as tar:
-                for directory in ("usr", "etc", "tmp", "kratix", "proc", "dev", "sys",
-                                  *(n for n, link in layout if not link)):
+                for directory in (
+                    "usr",
+                    "etc",
+                    "tmp",
+                    "kratix",
+                    "proc",
+                    "dev",
+                    "sys",
+                    *(n for n, link in layout if not link),
+                ):
                     entry = tarfile.TarInfo(directory)
                     entry.type, entry.mode = tarfile.DIRTYPE, 0o1777 if directory == "tmp" else 0o755
                     tar.addfile(entry)
@@ -704,8 +909,9 @@ def host_root_image(runtime: str) -> str | None:
 
 
 def _quiet(argv: list[str]) -> int:
-    return subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120,
-                          check=False).returncode
+    return subprocess.run(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120, check=False
+    ).returncode
 
 
 def detect_runtime(preferred: str | None = None) -> str | None:
@@ -716,8 +922,9 @@ def detect_runtime(preferred: str | None = None) -> str | None:
         if shutil.which(candidate) is None:
             continue
         try:
-            answered = subprocess.run([candidate, "info"], stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL, timeout=30, check=False)
+            answered = subprocess.run(
+                [candidate, "info"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30, check=False
+            )
         except (OSError, subprocess.TimeoutExpired):
             continue
         if answered.returncode == 0:
@@ -729,8 +936,13 @@ def image_digest(image: str, runtime: str) -> str | None:
     """The local image's content id (`sha256:...`, the config digest: identical content, identical id) for
     keying a cache and for provenance, or None when the image is not present locally (nothing is pulled)."""
     try:
-        result = subprocess.run([runtime, "image", "inspect", "--format", "{{.Id}}", image],
-                                capture_output=True, text=True, timeout=60, check=False)
+        result = subprocess.run(
+            [runtime, "image", "inspect", "--format", "{{.Id}}", image],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     identity = result.stdout.strip()

@@ -39,8 +39,11 @@ def entry(suspension: Suspension, status_now: Mapping[str, Any], now: datetime) 
     if suspension.retry_after is not None:
         due = now.astimezone(UTC) + timedelta(seconds=suspension.retry_after)
         entry["nextRetryAt"] = due.replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
-        before = [p for p in status_now.get("pipelines") or () if isinstance(p, Mapping)
-                  and p.get("name") == suspension.pipeline and p.get("phase") == "Suspended"]
+        before = [
+            p
+            for p in status_now.get("pipelines") or ()
+            if isinstance(p, Mapping) and p.get("name") == suspension.pipeline and p.get("phase") == "Suspended"
+        ]
         attempts = before[0].get("attempts") if before else None
         entry["attempts"] = attempts + 1 if isinstance(attempts, int) and attempts > 0 else 1
     return entry

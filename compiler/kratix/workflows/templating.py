@@ -65,8 +65,9 @@ class Budget:
 
     @classmethod
     def for_request(cls, settings: RenderSettings) -> Budget:
-        return cls(steps=settings.template_steps, seconds=settings.template_seconds,
-                   output=settings.template_output_chars)
+        return cls(
+            steps=settings.template_steps, seconds=settings.template_seconds, output=settings.template_output_chars
+        )
 
     def tick(self, weight: int = 1) -> None:
         """One step of work, or `weight` for one that costs as much as that many loop iterations."""
@@ -77,8 +78,10 @@ class Budget:
     def look(self) -> None:
         """Every so many steps: out of steps, or out of time?"""
         if self.steps < 0:
-            raise TemplateBudgetError(f"template budget exceeded: more than {self.step_limit:,} steps (loop "
-                                      "iterations, calls, attribute and item reads, filters) for one request")
+            raise TemplateBudgetError(
+                f"template budget exceeded: more than {self.step_limit:,} steps (loop "
+                "iterations, calls, attribute and item reads, filters) for one request"
+            )
         if time.monotonic() > self._deadline:
             raise TemplateBudgetError(f"template budget exceeded: more than {self._seconds:g} s for one request")
         self.next_look = max(self.steps - _CHECK_CLOCK_EVERY, -1)
@@ -86,8 +89,10 @@ class Budget:
     def need(self, size: int) -> None:
         """Refuse to make a value of `size` characters or items."""
         if size > self.output_limit:
-            raise TemplateBudgetError(f"template budget exceeded: a value of {size:,} characters or items, over "
-                                      f"the limit of {self.output_limit:,}")
+            raise TemplateBudgetError(
+                f"template budget exceeded: a value of {size:,} characters or items, over "
+                f"the limit of {self.output_limit:,}"
+            )
 
     def check(self, value: Any) -> None:
         """Refuse a value that is already too large (made by an operation no check foresaw)."""
@@ -97,8 +102,9 @@ class Budget:
             raise TemplateBudgetError(f"template budget exceeded: a number of more than {INT_BITS:,} bits")
 
     def over_output(self) -> TemplateBudgetError:
-        return TemplateBudgetError(f"template budget exceeded: the output is over {self.output_limit:,} characters "
-                                   "for one request")
+        return TemplateBudgetError(
+            f"template budget exceeded: the output is over {self.output_limit:,} characters for one request"
+        )
 
 
 class Tokens:
@@ -222,8 +228,9 @@ class _LoopGuard(NodeTransformer):
 
     def visit_For(self, node: nodes.For) -> nodes.Node:
         self.generic_visit(node)
-        guarded = nodes.Call(nodes.Name(_LOOP_GUARD, "load", lineno=node.lineno), [node.iter], [], None, None,
-                             lineno=node.lineno)
+        guarded = nodes.Call(
+            nodes.Name(_LOOP_GUARD, "load", lineno=node.lineno), [node.iter], [], None, None, lineno=node.lineno
+        )
         guarded.set_environment(self.environment)
         node.iter = guarded
         return node
@@ -261,8 +268,15 @@ class TemplateEnvironment(SandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "%", "+"})
 
     def __init__(self, *, loader: jinja2.BaseLoader) -> None:
-        super().__init__(loader=loader, undefined=jinja2.StrictUndefined, finalize=_finalize, autoescape=False,
-                         keep_trailing_newline=True, auto_reload=False, cache_size=-1)
+        super().__init__(
+            loader=loader,
+            undefined=jinja2.StrictUndefined,
+            finalize=_finalize,
+            autoescape=False,
+            keep_trailing_newline=True,
+            auto_reload=False,
+            cache_size=-1,
+        )
         self._active = _Active()  # container pipelines render templates from several threads
         self.concat = self._concat  # type: ignore[method-assign]  # what templates use to join captured text
         self.globals[_LOOP_GUARD] = _loop
@@ -277,8 +291,14 @@ class TemplateEnvironment(SandboxedEnvironment):
             return str(PurePosixPath(parent).parent.joinpath(template)).replace("/./", "/")
         return template
 
-    def compile(self, source: Any, name: str | None = None, filename: str | None = None, raw: bool = False,
-                defer_init: bool = False) -> Any:
+    def compile(
+        self,
+        source: Any,
+        name: str | None = None,
+        filename: str | None = None,
+        raw: bool = False,
+        defer_init: bool = False,
+    ) -> Any:
         if isinstance(source, str):
             source = self.parse(source, name, filename)
         guarded = _LoopGuard(self).visit(source)
@@ -331,8 +351,13 @@ class TemplateEnvironment(SandboxedEnvironment):
             render.budget.check(joined)
         return _rendered(joined, "".join(tokenized), has_values)
 
-    def call(__self, __context: jinja2.runtime.Context, __obj: Any, *args: Any,  # noqa: N805 - Jinja's signature
-             **kwargs: Any) -> Any:
+    def call(
+        __self,
+        __context: jinja2.runtime.Context,
+        __obj: Any,
+        *args: Any,  # noqa: N805 - Jinja's signature
+        **kwargs: Any,
+    ) -> Any:
         render = __self.active()
         if render is None:
             return SandboxedEnvironment.call(__self, __context, __obj, *args, **kwargs)
@@ -500,8 +525,14 @@ def _check_join(value: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any], bu
 
 
 _FILTER_CHECKS: dict[str, Callable[[Any, tuple[Any, ...], Mapping[str, Any], Budget], None]] = {
-    "center": _check_center, "indent": _check_indent, "wordwrap": _check_wordwrap, "batch": _check_batch,
-    "slice": _check_slice, "format": _check_format, "replace": _check_replace, "join": _check_join,
+    "center": _check_center,
+    "indent": _check_indent,
+    "wordwrap": _check_wordwrap,
+    "batch": _check_batch,
+    "slice": _check_slice,
+    "format": _check_format,
+    "replace": _check_replace,
+    "join": _check_join,
 }
 
 
@@ -517,8 +548,11 @@ def _check_percent(template: str, arguments: Any, budget: Budget) -> None:
         for group in match.groups():
             if group and group != "*":
                 budget.need(int(group))
-    values = arguments.values() if isinstance(arguments, Mapping) else (
-        arguments if isinstance(arguments, tuple) else (arguments,))
+    values = (
+        arguments.values()
+        if isinstance(arguments, Mapping)
+        else (arguments if isinstance(arguments, tuple) else (arguments,))
+    )
     for value in values:
         budget.need(_int(value))  # `*` widths come from the arguments
 
@@ -576,9 +610,16 @@ def _check_translate(owner: str, args: tuple[Any, ...], kwargs: Mapping[str, Any
 
 # Methods of strings that make large strings from small arguments, by name; each check gets the string itself.
 _STR_METHOD_CHECKS: dict[str, Callable[[str, tuple[Any, ...], Mapping[str, Any], Budget], None]] = {
-    "ljust": _check_width, "rjust": _check_width, "center": _check_width, "zfill": _check_width,
-    "expandtabs": _check_expandtabs, "replace": _check_method_replace, "join": _check_method_join,
-    "format": _check_method_format, "format_map": _check_method_format_map, "translate": _check_translate,
+    "ljust": _check_width,
+    "rjust": _check_width,
+    "center": _check_width,
+    "zfill": _check_width,
+    "expandtabs": _check_expandtabs,
+    "replace": _check_method_replace,
+    "join": _check_method_join,
+    "format": _check_method_format,
+    "format_map": _check_method_format_map,
+    "translate": _check_translate,
 }
 
 
@@ -619,8 +660,9 @@ def _check_lipsum(args: tuple[Any, ...], kwargs: Mapping[str, Any], budget: Budg
     budget.need(_int(_arg(args, kwargs, 0, "n", 5)) * _int(_arg(args, kwargs, 3, "max", 100)))
 
 
-def _guarded(function: Callable[..., Any], check: Callable[[tuple[Any, ...], Mapping[str, Any], Budget], None]
-             ) -> Callable[..., Any]:
+def _guarded(
+    function: Callable[..., Any], check: Callable[[tuple[Any, ...], Mapping[str, Any], Budget], None]
+) -> Callable[..., Any]:
     @jinja2.pass_environment
     def guarded(environment: TemplateEnvironment, *args: Any, **kwargs: Any) -> Any:
         render = environment.active()
@@ -629,4 +671,3 @@ def _guarded(function: Callable[..., Any], check: Callable[[tuple[Any, ...], Map
         return function(*args, **kwargs)
 
     return guarded
-

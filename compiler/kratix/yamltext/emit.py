@@ -28,6 +28,7 @@ _BaseDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 # --- out: the PyYAML path, for documents the fast emitter does not take -------------------------------------
 
+
 class _KubeDumper(_BaseDumper):  # type: ignore[misc, valid-type]
     def ignore_aliases(self, data: Any) -> bool:
         return True
@@ -56,8 +57,15 @@ _WIDE = 1 << 30
 
 
 def _dump_with_pyyaml(documents: list[Any], *, sort_keys: bool) -> str:
-    return yaml.dump_all(documents, Dumper=_KubeDumper, default_flow_style=False, sort_keys=sort_keys,
-                         allow_unicode=True, width=_WIDE, explicit_start=False)
+    return yaml.dump_all(
+        documents,
+        Dumper=_KubeDumper,
+        default_flow_style=False,
+        sort_keys=sort_keys,
+        allow_unicode=True,
+        width=_WIDE,
+        explicit_start=False,
+    )
 
 
 # --- out: the fast emitter ---------------------------------------------------------------------------------
@@ -84,8 +92,9 @@ class _Emitter:
         if kind is not dict and kind is not list:
             raise _Unsupported
         if not root:
-            self.parts.append(("{}\n" if kind is dict else "[]\n") if first else
-                              ("--- {}\n" if kind is dict else "--- []\n"))
+            self.parts.append(
+                ("{}\n" if kind is dict else "[]\n") if first else ("--- {}\n" if kind is dict else "--- []\n")
+            )
             return
         if not first:
             self.parts.append("---\n")
@@ -203,4 +212,3 @@ def dump_all(documents: Iterable[Any]) -> bytes:
 def dump_sorted(document: Any) -> bytes:
     """For files we generate ourselves (status, provenance): stable regardless of insertion order."""
     return _emit([document], sort_keys=True).encode("utf-8")
-

@@ -92,16 +92,24 @@ class _Reader:
             if not isinstance(value, resolve.ScalarProblem):
                 value = resolve.json_value(value)
         else:
-            raise _Refused(node, f"YAML tag {_tag_name(tag)} is not supported: Kubernetes reads only mappings, "
-                                 "lists, strings, numbers, booleans and null", "yaml.tag")
+            raise _Refused(
+                node,
+                f"YAML tag {_tag_name(tag)} is not supported: Kubernetes reads only mappings, "
+                "lists, strings, numbers, booleans and null",
+                "yaml.tag",
+            )
         if isinstance(value, resolve.ScalarProblem):
             raise _Refused(node, value.message, "yaml.value")
         return value
 
     def key(self, node: Any) -> str:
         if type(node) is not ScalarNode:
-            raise _Refused(node, "a mapping key must be a string, number or boolean, not a "
-                                 f"{'mapping' if type(node) is MappingNode else 'list'}", "yaml.key")
+            raise _Refused(
+                node,
+                "a mapping key must be a string, number or boolean, not a "
+                f"{'mapping' if type(node) is MappingNode else 'list'}",
+                "yaml.key",
+            )
         if node.tag == resolve.STR:
             return str(node.value)
         if node.tag == resolve.PLAIN:
@@ -132,13 +140,21 @@ class _Reader:
         self.decodes += 1
         if kind is MappingNode:
             if node.tag != resolve.MAP:
-                raise _Refused(node, f"YAML tag {_tag_name(node.tag)} is not supported: Kubernetes reads only "
-                                     "mappings, lists, strings, numbers, booleans and null", "yaml.tag")
+                raise _Refused(
+                    node,
+                    f"YAML tag {_tag_name(node.tag)} is not supported: Kubernetes reads only "
+                    "mappings, lists, strings, numbers, booleans and null",
+                    "yaml.tag",
+                )
             built: Any = self.mapping(node, depth, record)
         else:
             if node.tag != resolve.SEQ:
-                raise _Refused(node, f"YAML tag {_tag_name(node.tag)} is not supported: Kubernetes reads only "
-                                     "mappings, lists, strings, numbers, booleans and null", "yaml.tag")
+                raise _Refused(
+                    node,
+                    f"YAML tag {_tag_name(node.tag)} is not supported: Kubernetes reads only "
+                    "mappings, lists, strings, numbers, booleans and null",
+                    "yaml.tag",
+                )
             built = self.sequence(node, depth, record)
         self.open.discard(marker)
         self.built[marker] = built
@@ -159,8 +175,9 @@ class _Reader:
             if key in mapping:
                 mark = key_node.start_mark
                 path = marks.path(child) if marks is not None else (key,)
-                self.duplicates.append(YamlProblem(mark.line + 1, mark.column + 1, path, f"duplicate key {key!r}",
-                                                   "yaml.duplicate-key"))
+                self.duplicates.append(
+                    YamlProblem(mark.line + 1, mark.column + 1, path, f"duplicate key {key!r}", "yaml.duplicate-key")
+                )
             if type(value_node) is ScalarNode:
                 self.decodes += 1
                 mapping[key] = value_node.value if value_node.tag == resolve.STR else self.scalar(value_node)
@@ -205,11 +222,17 @@ class _Reader:
             raise _Refused(node, f"nested more than {limits.MAX_DEPTH} levels deep (through an alias)", "yaml.depth")
         self.decodes += decodes
         self.alias_decodes += decodes
-        if (self.alias_decodes > limits.ALIAS_MIN_COUNT and self.decodes > limits.ALIAS_MIN_DECODES
-                and self.alias_decodes / self.decodes > _allowed_alias_ratio(self.decodes)):
-            raise _Refused(node, f"the document contains excessive aliasing: {self.alias_decodes:,} of its first "
-                                 f"{self.decodes:,} nodes come from aliases (Kubernetes' YAML reader refuses it too)",
-                           "yaml.aliases")
+        if (
+            self.alias_decodes > limits.ALIAS_MIN_COUNT
+            and self.decodes > limits.ALIAS_MIN_DECODES
+            and self.alias_decodes / self.decodes > _allowed_alias_ratio(self.decodes)
+        ):
+            raise _Refused(
+                node,
+                f"the document contains excessive aliasing: {self.alias_decodes:,} of its first "
+                f"{self.decodes:,} nodes come from aliases (Kubernetes' YAML reader refuses it too)",
+                "yaml.aliases",
+            )
         return _copy(self.built[id(node)])
 
     def size(self, node: Any) -> tuple[int, int]:
@@ -265,6 +288,7 @@ def _tag_name(tag: str) -> str:
 
 # --- the stream ----------------------------------------------------------------------------------------------
 
+
 def _too_deep(text: str | bytes) -> tuple[int, YamlProblem] | None:
     """None when libyaml may compose every document of `text` safely, else the index of the first document that
     nests too deep, and where.
@@ -286,8 +310,9 @@ def _too_deep(text: str | bytes) -> tuple[int, YamlProblem] | None:
                 if depth > limits.MAX_DEPTH:
                     start = event.start_mark
                     line, column = (start.line + 1, start.column + 1) if start else (1, 1)
-                    return index, YamlProblem(line, column, (),
-                                              f"nested more than {limits.MAX_DEPTH} levels deep", "yaml.depth")
+                    return index, YamlProblem(
+                        line, column, (), f"nested more than {limits.MAX_DEPTH} levels deep", "yaml.depth"
+                    )
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
             elif isinstance(event, yaml.DocumentEndEvent):
@@ -299,14 +324,24 @@ def _too_deep(text: str | bytes) -> tuple[int, YamlProblem] | None:
     return None
 
 
-def _documents(text: str | bytes, marks_wanted: bool, problems: list[YamlProblem],
-               transform: Callable[[yaml.Node], yaml.Node] | None = None
-               ) -> Iterator[tuple[Any, Mapping[FieldPath, Position], int, int]]:
+def _documents(
+    text: str | bytes,
+    marks_wanted: bool,
+    problems: list[YamlProblem],
+    transform: Callable[[yaml.Node], yaml.Node] | None = None,
+) -> Iterator[tuple[Any, Mapping[FieldPath, Position], int, int]]:
     """(body, positions, index, line) of each non-empty document; every problem is appended to `problems`."""
     size = len(text)
     if size > limits.MAX_FILE_BYTES:
-        problems.append(YamlProblem(1, 1, (), f"the file is {size:,} bytes; files over {limits.MAX_FILE_BYTES:,} "
-                                              "bytes are not read", "yaml.too-large"))
+        problems.append(
+            YamlProblem(
+                1,
+                1,
+                (),
+                f"the file is {size:,} bytes; files over {limits.MAX_FILE_BYTES:,} bytes are not read",
+                "yaml.too-large",
+            )
+        )
         return
     deep = _too_deep(text)
     loader = _Loader(text)
@@ -326,8 +361,9 @@ def _documents(text: str | bytes, marks_wanted: bool, problems: list[YamlProblem
                 yield (*found, index, node.start_mark.line + 1)
             index += 1
     except yaml.reader.ReaderError as exc:
-        problems.append(YamlProblem(1, 1, (), f"not UTF-8 text, or a character YAML does not allow: {exc.reason}",
-                                    "yaml.encoding"))
+        problems.append(
+            YamlProblem(1, 1, (), f"not UTF-8 text, or a character YAML does not allow: {exc.reason}", "yaml.encoding")
+        )
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -341,15 +377,23 @@ def _documents(text: str | bytes, marks_wanted: bool, problems: list[YamlProblem
         loader.dispose()
 
 
-def _document(node: Any, marks_wanted: bool, problems: list[YamlProblem]
-              ) -> tuple[Any, Mapping[FieldPath, Position]] | None:
+def _document(
+    node: Any, marks_wanted: bool, problems: list[YamlProblem]
+) -> tuple[Any, Mapping[FieldPath, Position]] | None:
     span = node.end_mark.index - node.start_mark.index
     if span > limits.MAX_DOCUMENT_CHARS:
         mark = node.start_mark
-        problems.append(YamlProblem(mark.line + 1, mark.column + 1, (),
-                                    f"the document is {span:,} characters; documents over "
-                                    f"{limits.MAX_DOCUMENT_CHARS:,} are not read (the API server takes at most "
-                                    "3 MiB)", "yaml.too-large"))
+        problems.append(
+            YamlProblem(
+                mark.line + 1,
+                mark.column + 1,
+                (),
+                f"the document is {span:,} characters; documents over "
+                f"{limits.MAX_DOCUMENT_CHARS:,} are not read (the API server takes at most "
+                "3 MiB)",
+                "yaml.too-large",
+            )
+        )
         return None
     marks = Marks() if marks_wanted else None
     reader = _Reader(marks)
@@ -370,8 +414,10 @@ def _document(node: Any, marks_wanted: bool, problems: list[YamlProblem]
 def load_documents(path: str, data: bytes | str) -> tuple[list[SourceDoc], list[YamlProblem]]:
     """Parse every document of one file; see the module docstring for what is refused."""
     problems: list[YamlProblem] = []
-    docs = [SourceDoc(path=path, index=index, line=line, body=body, positions=positions)
-            for body, positions, index, line in _documents(data, True, problems)]
+    docs = [
+        SourceDoc(path=path, index=index, line=line, body=body, positions=positions)
+        for body, positions, index, line in _documents(data, True, problems)
+    ]
     return docs, problems
 
 

@@ -65,8 +65,7 @@ class Positions(Mapping[FieldPath, Position]):
         if marks is not None:
             paths: list[FieldPath] = []
             table = self._table
-            for parent, name, line, column in zip(marks.parents, marks.names, marks.lines, marks.columns,
-                                                  strict=True):
+            for parent, name, line, column in zip(marks.parents, marks.names, marks.lines, marks.columns, strict=True):
                 path = (*paths[parent], name) if paths else ()
                 paths.append(path)
                 if type(name) is str:

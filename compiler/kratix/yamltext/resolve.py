@@ -46,12 +46,14 @@ class ScalarProblem:
 
 
 _TABLE: dict[str, Any] = {}
-for _value, _words in ((True, "y Y yes Yes YES true True TRUE on On ON"),
-                       (False, "n N no No NO false False FALSE off Off OFF"),
-                       (None, "~ null Null NULL"),
-                       (math.nan, ".nan .NaN .NAN"),
-                       (math.inf, ".inf .Inf .INF +.inf +.Inf +.INF"),
-                       (-math.inf, "-.inf -.Inf -.INF")):
+for _value, _words in (
+    (True, "y Y yes Yes YES true True TRUE on On ON"),
+    (False, "n N no No NO false False FALSE off Off OFF"),
+    (None, "~ null Null NULL"),
+    (math.nan, ".nan .NaN .NAN"),
+    (math.inf, ".inf .Inf .INF +.inf +.Inf +.INF"),
+    (-math.inf, "-.inf -.Inf -.INF"),
+):
     for _word in _words.split():
         _TABLE[_word] = _value
 _TABLE[""] = None
@@ -135,8 +137,10 @@ def json_value(value: Any) -> Any:
         return value if _INT64[0] <= value <= _INT64[1] else float(value)
     if kind is float:
         if not math.isfinite(value):
-            return ScalarProblem(f"{_float_name(value)} is not a number JSON can carry; Kubernetes refuses it "
-                                 "(quote it to mean the text)")
+            return ScalarProblem(
+                f"{_float_name(value)} is not a number JSON can carry; Kubernetes refuses it "
+                "(quote it to mean the text)"
+            )
         if value.is_integer() and -9.2e18 < value < 9.2e18:
             return int(value)
     return value
@@ -181,7 +185,7 @@ def _go_float32_g(value: float) -> str:
         return f"{sign}{digits[0]}{fraction}e{'-' if exponent < 0 else '+'}{abs(exponent):02d}"
     if exponent < 0:
         return f"{sign}0.{'0' * (-exponent - 1)}{digits}"
-    whole, fraction = digits[: exponent + 1].ljust(exponent + 1, "0"), digits[exponent + 1:]
+    whole, fraction = digits[: exponent + 1].ljust(exponent + 1, "0"), digits[exponent + 1 :]
     return f"{sign}{whole}" + (f".{fraction}" if fraction else "")
 
 

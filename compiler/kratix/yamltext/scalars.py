@@ -20,9 +20,11 @@ _PLAIN = re.compile(rf"{_PLAIN_WORD}(?: +{_PLAIN_WORD})*")
 # `_`, `/` or `$`, colons only between word characters, not a reserved word.
 _SIMPLE_CHAR = r"[!-\"$-9;-Z\\^-z|~]"
 # Or a quantity like `100m`, `128Mi` or `30s`: a letter no number syntax uses follows the digits.
-SIMPLE = re.compile(rf"(?!(?i:y|n|yes|no|true|false|on|off|null)\Z)[A-Za-z_/$]{_SIMPLE_CHAR}*"
-                    rf"(?::+{_SIMPLE_CHAR}+)*(?: +{_SIMPLE_CHAR}+(?::+{_SIMPLE_CHAR}+)*)*"
-                    r"|[0-9][0-9.]*[g-hj-mp-su-wyG-HJ-MP-SU-WY][A-Za-z0-9]*")
+SIMPLE = re.compile(
+    rf"(?!(?i:y|n|yes|no|true|false|on|off|null)\Z)[A-Za-z_/$]{_SIMPLE_CHAR}*"
+    rf"(?::+{_SIMPLE_CHAR}+)*(?: +{_SIMPLE_CHAR}+(?::+{_SIMPLE_CHAR}+)*)*"
+    r"|[0-9][0-9.]*[g-hj-mp-su-wyG-HJ-MP-SU-WY][A-Za-z0-9]*"
+)
 # Every word any parser we care about reads as a bool or null, in any letter case.
 _RESERVED = frozenset({"y", "n", "yes", "no", "true", "false", "on", "off", "null"})
 # Characters that can make up an int, float, timestamp, sexagesimal, `.inf` or `.nan` in YAML 1.1 (spec,
@@ -30,8 +32,7 @@ _RESERVED = frozenset({"y", "n", "yes", "no", "true", "false", "on", "off", "nul
 _NUMBERISH = frozenset("0123456789abcdefABCDEFxXoObB_.:+- tTzZiInN")
 _SIGNS = frozenset(".+-_")
 # What libyaml (and so YAML) prints verbatim inside quotes; a line break other than \n ends single-line text.
-_QUOTABLE = re.compile("[\x20-\x7e\u00a0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd"
-                       "\U00010000-\U0010ffff]*")
+_QUOTABLE = re.compile("[\x20-\x7e\u00a0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]*")
 # Needs an escape in double quotes beyond JSON's: C1 controls, YAML 1.1 line breaks, BOM, surrogates.
 _ESCAPE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ud800-\udfff\ufffe\uffff]")
 
@@ -68,8 +69,13 @@ def inline_str(text: str) -> str:
 def block_ok(text: str) -> bool:
     # A literal block holds text exactly only when its indentation and line ends are unambiguous: no leading
     # space or break (would need an indentation indicator), no trailing spaces, nothing YAML cannot print raw.
-    return (text[0] not in " \n" and " \n" not in text and not text.endswith(" ") and "\t" not in text
-            and all(_QUOTABLE.fullmatch(line) for line in text.split("\n")))
+    return (
+        text[0] not in " \n"
+        and " \n" not in text
+        and not text.endswith(" ")
+        and "\t" not in text
+        and all(_QUOTABLE.fullmatch(line) for line in text.split("\n"))
+    )
 
 
 def float_text(value: float) -> str:
