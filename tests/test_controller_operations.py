@@ -206,6 +206,11 @@ def test_probes_and_metrics_over_http(platform: Platform) -> None:
             lambda: (r := http_get(f"http://127.0.0.1:{port}/readyz"))[0] == 503 and "not listed" in r[1] and r,
             what="not ready while Promises cannot be listed",
         )
+        # "not listed" holds from the start, before the first list fails: wait for the failure to be counted.
+        eventually(
+            lambda: metrics(port).get("kratix_controller_errors_total{operation=watch}", 0) >= 1,
+            what="a failed Promise list counted",
+        )
         listing.clear()
         eventually(lambda: http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200, what="ready once listed")
         apply_promise(kubectl, promise())
