@@ -41,7 +41,6 @@ STILL_COMPLEX = frozenset({
     "assemble.py:lay_out",
     "assemble.py:reject_conflicts_with_published",
     "assemble.py:validate_output",
-    "incremental.py:cache_records",
 })
 
 
