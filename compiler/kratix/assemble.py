@@ -211,17 +211,9 @@ def validate_output(checker: conformance.Conformance, promises: dict[str, Promis
     placed = [f for s in promises.values() for f in s.files] + [f for s in requests.values() for f in s.files]
     _reject_identity_labels(placed, promises, requests, diagnostics)
     placed = [f for s in promises.values() for f in s.files] + [f for s in requests.values() for f in s.files]
-    crds: dict[str, list[Mapping[str, Any]]] = {}
-    for item in placed:
-        for document in item.file.documents:
-            if document.get("kind") == "CustomResourceDefinition":
-                crds.setdefault(item.destination, []).append(document)
+    crds = _crds_by_destination(placed)
     unchecked: dict[str, set[str]] = {}
-    by_owner_destination: dict[tuple[str, str], list[tuple[PlacedFile, Mapping[str, Any]]]] = {}
-    for item in placed:
-        for document in item.file.documents:
-            by_owner_destination.setdefault((item.owner, item.destination), []).append((item, document))
-    groups = sorted(by_owner_destination.items())
+    groups = _documents_by_owner_and_destination(placed)
 
     def check(start: int, stop: int) -> list[conformance.ConformanceReport]:
         return [checker.check([secretpolicy.for_schema_check(document) for _, document in entries],
@@ -229,19 +221,47 @@ def validate_output(checker: conformance.Conformance, promises: dict[str, Promis
 
     for ((owner, _), entries), report in zip(groups, workers.map_ranges(check, len(groups), jobs=jobs), strict=True):
         unchecked.setdefault(owner, set()).update(report.not_validated_kinds)
-        for index, problems in sorted(report.problems.items()):
-            item, document = entries[index]
-            subject = f"{document.get('kind')} {(document.get('metadata') or {}).get('name')}"
-            for problem in problems:
-                diagnostics.append(Diagnostic(item.file.source, 1, 1, ".".join(map(str, problem.path)),
-                                              problem.code, f"output {subject} in {item.file.path}: "
-                                              f"{problem.message}", Severity.ERROR, owner))
-            _fail_owner(owner, "OutputInvalid", f"output {subject} is not valid for Kubernetes "
-                        f"{checker.kubernetes_version}: {problems[0].message}", promises, requests, [])
+        _fail_invalid_objects(checker, owner, entries, report, promises, requests, diagnostics)
     for owner, kinds in unchecked.items():
         if owner in requests:
             requests[owner] = replace(requests[owner], unchecked_kinds=tuple(sorted(kinds)))
     return tuple(sorted({k for owner, kinds in unchecked.items() if owner not in requests for k in kinds}))
+
+
+def _crds_by_destination(placed: Sequence[PlacedFile]) -> dict[str, list[Mapping[str, Any]]]:
+    """The CustomResourceDefinitions delivered to each destination: the schemas of the custom kinds there."""
+    crds: dict[str, list[Mapping[str, Any]]] = {}
+    for item in placed:
+        for document in item.file.documents:
+            if document.get("kind") == "CustomResourceDefinition":
+                crds.setdefault(item.destination, []).append(document)
+    return crds
+
+
+def _documents_by_owner_and_destination(placed: Sequence[PlacedFile]
+                                        ) -> list[tuple[tuple[str, str], list[tuple[PlacedFile, Mapping[str, Any]]]]]:
+    """Every emitted object with its file, grouped by owner and destination (the unit checked at once), sorted."""
+    by_owner_destination: dict[tuple[str, str], list[tuple[PlacedFile, Mapping[str, Any]]]] = {}
+    for item in placed:
+        for document in item.file.documents:
+            by_owner_destination.setdefault((item.owner, item.destination), []).append((item, document))
+    return sorted(by_owner_destination.items())
+
+
+def _fail_invalid_objects(checker: conformance.Conformance, owner: str,
+                          entries: Sequence[tuple[PlacedFile, Mapping[str, Any]]],
+                          report: conformance.ConformanceReport, promises: dict[str, PromiseStatus],
+                          requests: dict[str, RequestStatus], diagnostics: list[Diagnostic]) -> None:
+    """Each problem the schema check found is a diagnostic on its object's file, and fails the object's owner."""
+    for index, problems in sorted(report.problems.items()):
+        item, document = entries[index]
+        subject = f"{document.get('kind')} {(document.get('metadata') or {}).get('name')}"
+        for problem in problems:
+            diagnostics.append(Diagnostic(item.file.source, 1, 1, ".".join(map(str, problem.path)),
+                                          problem.code, f"output {subject} in {item.file.path}: "
+                                          f"{problem.message}", Severity.ERROR, owner))
+        _fail_owner(owner, "OutputInvalid", f"output {subject} is not valid for Kubernetes "
+                    f"{checker.kubernetes_version}: {problems[0].message}", promises, requests, [])
 
 
 def _reject_identity_labels(placed: Sequence[PlacedFile], promises: dict[str, PromiseStatus],
