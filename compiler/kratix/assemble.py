@@ -152,11 +152,27 @@ def reject_conflicts_with_published(promises: dict[str, PromiseStatus], requests
     if not fresh:
         return
     destinations = {item.destination for item in fresh}
+    carried = _carried_paths(requests, promises, previous)
+    taken, files_taken = _taken_by_carried(carried, destinations, previous)
+    for item in fresh:
+        _reject_if_taken(item, taken, files_taken, carried, promises, requests, diagnostics)
+
+
+def _carried_paths(requests: Mapping[str, RequestStatus], promises: Mapping[str, PromiseStatus],
+                   previous: PreviousOutput) -> set[str]:
+    """The paths of the output carried over: the last known good, and what unchanged requests published."""
     carried = set(_last_known_good(requests, promises, previous))
     records = {r.key: r for r in previous.cache}
     for key, status in requests.items():
         if status.reused:
             carried.update(records[key].outputs)
+    return carried
+
+
+def _taken_by_carried(carried: set[str], destinations: set[str], previous: PreviousOutput
+                      ) -> tuple[dict[tuple[str | None, str], str], dict[str, str]]:
+    """Who holds what on the given destinations through carried-over output: each object by (destination, object)
+    -> owner, and each file and the folders it is in by path -> owner."""
     taken: dict[tuple[str | None, str], str] = {}
     files_taken: dict[str, str] = {}  # carried-over files, and the folders they are in, by path -> owner
     for path in carried:
@@ -165,19 +181,26 @@ def reject_conflicts_with_published(promises: dict[str, PromiseStatus], requests
             taken.update(((entry.destination, oid), entry.owner) for oid in entry.objects)
             files_taken[path] = entry.owner
             files_taken.update((folder, entry.owner) for folder in paths.folders(path))
-    for item in fresh:
-        other = files_taken.get(item.output_path) or next(
-            (files_taken[f] for f in paths.folders(item.output_path) if f in files_taken and f in carried), None)
+    return taken, files_taken
+
+
+def _reject_if_taken(item: PlacedFile, taken: Mapping[tuple[str | None, str], str], files_taken: Mapping[str, str],
+                     carried: set[str], promises: dict[str, PromiseStatus], requests: dict[str, RequestStatus],
+                     diagnostics: list[Diagnostic]) -> None:
+    """A fresh file whose path (or a folder of it) or one of whose objects another owner's carried-over output
+    holds fails its owner: the file conflict is said first, then the first object conflict."""
+    other = files_taken.get(item.output_path) or next(
+        (files_taken[f] for f in paths.folders(item.output_path) if f in files_taken and f in carried), None)
+    if other is not None and other != item.owner:
+        message = f"output {item.output_path} is already written by {other}"
+        _fail_owner(item.owner, "FileConflict", message, promises, requests, diagnostics)
+        return
+    for document in item.file.documents:
+        other = taken.get((item.destination, object_id(document)))
         if other is not None and other != item.owner:
-            message = f"output {item.output_path} is already written by {other}"
-            _fail_owner(item.owner, "FileConflict", message, promises, requests, diagnostics)
-            continue
-        for document in item.file.documents:
-            other = taken.get((item.destination, object_id(document)))
-            if other is not None and other != item.owner:
-                message = f"{object_id(document)} on destination {item.destination} is already emitted by {other}"
-                _fail_owner(item.owner, "ObjectConflict", message, promises, requests, diagnostics)
-                break
+            message = f"{object_id(document)} on destination {item.destination} is already emitted by {other}"
+            _fail_owner(item.owner, "ObjectConflict", message, promises, requests, diagnostics)
+            break
 
 
 def _new_identities(item: PlacedFile, previous: PreviousOutput) -> bool:
