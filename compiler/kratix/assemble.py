@@ -315,28 +315,9 @@ def lay_out(platform: Platform, promises: Mapping[str, PromiseStatus], requests:
     frozen = {name for name, d in platform.destinations.items() if previous.unknown(paths.target_of(d.layout.root))}
     placed = [f for s in promises.values() for f in s.files] + [f for s in requests.values() for f in s.files]
     live = [f for f in placed if f.destination not in frozen]
-    kept = _last_known_good(requests, promises, previous)
-    old_records = {r.key: r for r in previous.cache}
-    for key, status in requests.items():
-        if status.reused:
-            kept.update((path, previous.content(path)) for path in old_records[key].outputs)
-    previous_placements = previous.placements
-    records = {k: v for s in requests.values() for k, v in s.placement_records.items()}
-    for status in requests.values():
-        if status.keeps_previous_output or status.kept_pipelines:
-            records.update(_kept_placements(status, previous_placements))
-    bookkeeping: dict[str, Any] = {paths.PLACEMENTS: encode_placements(records),
-                                   paths.INVENTORY: _inventory(platform, previous)}
-    for status in requests.values():
-        path = incremental.status_path(status)
-        bookkeeping[path] = previous.content(path) if status.reused else request_status_document(status)
-    for name, promise_status in promises.items():
-        bookkeeping[paths.promise_status(name)] = promise_status_document(promise_status)
-    carried = {}
-    for path, content in kept.items():
-        entry = previous.provenance.get(path)
-        if entry is not None and entry.destination is not None and entry.destination not in frozen:
-            carried[path] = layout.Kept(content, entry.destination, entry.objects)
+    kept = _kept_output(requests, promises, previous)
+    bookkeeping = _bookkeeping(platform, promises, requests, previous)
+    carried = _carried_to_layout(kept, previous, frozen)
     tree = layout.build_tree(live, destinations=[d for d in platform.destinations.values() if d.name not in frozen],
                              bookkeeping=bookkeeping, kept=carried, read=previous.files.__getitem__, jobs=jobs)
     files = tree.files
@@ -347,6 +328,52 @@ def lay_out(platform: Platform, promises: Mapping[str, PromiseStatus], requests:
     cached = incremental.cache_records(requests, previous, fingerprints, files, tree_files or {}, diagnostics)
     files.update(_shards(cache.shards(cached), previous.cache_shards, cache.encode, previous))
     return files, {entry.path: entry for entry in entries}
+
+
+def _kept_output(requests: Mapping[str, RequestStatus], promises: Mapping[str, PromiseStatus],
+                 previous: PreviousOutput) -> dict[str, Content]:
+    """The previous output that stays, by path: the last known good, and what unchanged requests published."""
+    kept = _last_known_good(requests, promises, previous)
+    old_records = {r.key: r for r in previous.cache}
+    for key, status in requests.items():
+        if status.reused:
+            kept.update((path, previous.content(path)) for path in old_records[key].outputs)
+    return kept
+
+
+def _bookkeeping(platform: Platform, promises: Mapping[str, PromiseStatus], requests: Mapping[str, RequestStatus],
+                 previous: PreviousOutput) -> dict[str, Any]:
+    """The compiler's own files by path: the placements, the inventory, and each request's and Promise's status
+    (an unchanged request's carried over as it was)."""
+    bookkeeping: dict[str, Any] = {paths.PLACEMENTS: encode_placements(_placements(requests, previous)),
+                                   paths.INVENTORY: _inventory(platform, previous)}
+    for status in requests.values():
+        path = incremental.status_path(status)
+        bookkeeping[path] = previous.content(path) if status.reused else request_status_document(status)
+    for name, promise_status in promises.items():
+        bookkeeping[paths.promise_status(name)] = promise_status_document(promise_status)
+    return bookkeeping
+
+
+def _placements(requests: Mapping[str, RequestStatus], previous: PreviousOutput) -> dict[str, str]:
+    """Where each request's output was placed: as compiled now, or as before for what keeps its previous output."""
+    previous_placements = previous.placements
+    records = {k: v for s in requests.values() for k, v in s.placement_records.items()}
+    for status in requests.values():
+        if status.keeps_previous_output or status.kept_pipelines:
+            records.update(_kept_placements(status, previous_placements))
+    return records
+
+
+def _carried_to_layout(kept: Mapping[str, Content], previous: PreviousOutput, frozen: set[str]
+                       ) -> dict[str, layout.Kept]:
+    """The kept files the layout writes again: those provenance places on a destination that is not frozen."""
+    carried = {}
+    for path, content in kept.items():
+        entry = previous.provenance.get(path)
+        if entry is not None and entry.destination is not None and entry.destination not in frozen:
+            carried[path] = layout.Kept(content, entry.destination, entry.objects)
+    return carried
 
 
 def _inventory(platform: Platform, previous: PreviousOutput) -> bytes:
