@@ -176,11 +176,29 @@ def reject_conflicts_with_published(
     if not fresh:
         return
     destinations = {item.destination for item in fresh}
+    carried = _carried_paths(requests, promises, previous)
+    taken, files_taken = _taken_by_carried(carried, destinations, previous)
+    for item in fresh:
+        _reject_if_taken(item, taken, files_taken, carried, promises, requests, diagnostics)
+
+
+def _carried_paths(
+    requests: Mapping[str, RequestStatus], promises: Mapping[str, PromiseStatus], previous: PreviousOutput
+) -> set[str]:
+    """The paths of the output carried over: the last known good, and what unchanged requests published."""
     carried = set(_last_known_good(requests, promises, previous))
     records = {r.key: r for r in previous.cache}
     for key, status in requests.items():
         if status.reused:
             carried.update(records[key].outputs)
+    return carried
+
+
+def _taken_by_carried(
+    carried: set[str], destinations: set[str], previous: PreviousOutput
+) -> tuple[dict[tuple[str | None, str], str], dict[str, str]]:
+    """Who holds what on the given destinations through carried-over output: each object by (destination, object)
+    -> owner, and each file and the folders it is in by path -> owner."""
     taken: dict[tuple[str | None, str], str] = {}
     files_taken: dict[str, str] = {}  # carried-over files, and the folders they are in, by path -> owner
     for path in carried:
@@ -189,20 +207,33 @@ def reject_conflicts_with_published(
             taken.update(((entry.destination, oid), entry.owner) for oid in entry.objects)
             files_taken[path] = entry.owner
             files_taken.update((folder, entry.owner) for folder in paths.folders(path))
-    for item in fresh:
-        other = files_taken.get(item.output_path) or next(
-            (files_taken[f] for f in paths.folders(item.output_path) if f in files_taken and f in carried), None
-        )
+    return taken, files_taken
+
+
+def _reject_if_taken(
+    item: PlacedFile,
+    taken: Mapping[tuple[str | None, str], str],
+    files_taken: Mapping[str, str],
+    carried: set[str],
+    promises: dict[str, PromiseStatus],
+    requests: dict[str, RequestStatus],
+    diagnostics: list[Diagnostic],
+) -> None:
+    """A fresh file whose path (or a folder of it) or one of whose objects another owner's carried-over output
+    holds fails its owner: the file conflict is said first, then the first object conflict."""
+    other = files_taken.get(item.output_path) or next(
+        (files_taken[f] for f in paths.folders(item.output_path) if f in files_taken and f in carried), None
+    )
+    if other is not None and other != item.owner:
+        message = f"output {item.output_path} is already written by {other}"
+        _fail_owner(item.owner, "FileConflict", message, promises, requests, diagnostics)
+        return
+    for document in item.file.documents:
+        other = taken.get((item.destination, object_id(document)))
         if other is not None and other != item.owner:
-            message = f"output {item.output_path} is already written by {other}"
-            _fail_owner(item.owner, "FileConflict", message, promises, requests, diagnostics)
-            continue
-        for document in item.file.documents:
-            other = taken.get((item.destination, object_id(document)))
-            if other is not None and other != item.owner:
-                message = f"{object_id(document)} on destination {item.destination} is already emitted by {other}"
-                _fail_owner(item.owner, "ObjectConflict", message, promises, requests, diagnostics)
-                break
+            message = f"{object_id(document)} on destination {item.destination} is already emitted by {other}"
+            _fail_owner(item.owner, "ObjectConflict", message, promises, requests, diagnostics)
+            break
 
 
 def _new_identities(item: PlacedFile, previous: PreviousOutput) -> bool:
@@ -251,17 +282,9 @@ def validate_output(
     placed = [f for s in promises.values() for f in s.files] + [f for s in requests.values() for f in s.files]
     _reject_identity_labels(placed, promises, requests, diagnostics)
     placed = [f for s in promises.values() for f in s.files] + [f for s in requests.values() for f in s.files]
-    crds: dict[str, list[Mapping[str, Any]]] = {}
-    for item in placed:
-        for document in item.file.documents:
-            if document.get("kind") == "CustomResourceDefinition":
-                crds.setdefault(item.destination, []).append(document)
+    crds = _crds_by_destination(placed)
     unchecked: dict[str, set[str]] = {}
-    by_owner_destination: dict[tuple[str, str], list[tuple[PlacedFile, Mapping[str, Any]]]] = {}
-    for item in placed:
-        for document in item.file.documents:
-            by_owner_destination.setdefault((item.owner, item.destination), []).append((item, document))
-    groups = sorted(by_owner_destination.items())
+    groups = _documents_by_owner_and_destination(placed)
 
     def check(start: int, stop: int) -> list[conformance.ConformanceReport]:
         return [
@@ -273,34 +296,68 @@ def validate_output(
 
     for ((owner, _), entries), report in zip(groups, workers.map_ranges(check, len(groups), jobs=jobs), strict=True):
         unchecked.setdefault(owner, set()).update(report.not_validated_kinds)
-        for index, problems in sorted(report.problems.items()):
-            item, document = entries[index]
-            subject = f"{document.get('kind')} {(document.get('metadata') or {}).get('name')}"
-            for problem in problems:
-                diagnostics.append(
-                    Diagnostic(
-                        item.file.source,
-                        1,
-                        1,
-                        ".".join(map(str, problem.path)),
-                        problem.code,
-                        f"output {subject} in {item.file.path}: {problem.message}",
-                        Severity.ERROR,
-                        owner,
-                    )
-                )
-            _fail_owner(
-                owner,
-                "OutputInvalid",
-                f"output {subject} is not valid for Kubernetes {checker.kubernetes_version}: {problems[0].message}",
-                promises,
-                requests,
-                [],
-            )
+        _fail_invalid_objects(checker, owner, entries, report, promises, requests, diagnostics)
     for owner, kinds in unchecked.items():
         if owner in requests:
             requests[owner] = replace(requests[owner], unchecked_kinds=tuple(sorted(kinds)))
     return tuple(sorted({k for owner, kinds in unchecked.items() if owner not in requests for k in kinds}))
+
+
+def _crds_by_destination(placed: Sequence[PlacedFile]) -> dict[str, list[Mapping[str, Any]]]:
+    """The CustomResourceDefinitions delivered to each destination: the schemas of the custom kinds there."""
+    crds: dict[str, list[Mapping[str, Any]]] = {}
+    for item in placed:
+        for document in item.file.documents:
+            if document.get("kind") == "CustomResourceDefinition":
+                crds.setdefault(item.destination, []).append(document)
+    return crds
+
+
+def _documents_by_owner_and_destination(
+    placed: Sequence[PlacedFile],
+) -> list[tuple[tuple[str, str], list[tuple[PlacedFile, Mapping[str, Any]]]]]:
+    """Every emitted object with its file, grouped by owner and destination (the unit checked at once), sorted."""
+    by_owner_destination: dict[tuple[str, str], list[tuple[PlacedFile, Mapping[str, Any]]]] = {}
+    for item in placed:
+        for document in item.file.documents:
+            by_owner_destination.setdefault((item.owner, item.destination), []).append((item, document))
+    return sorted(by_owner_destination.items())
+
+
+def _fail_invalid_objects(
+    checker: conformance.Conformance,
+    owner: str,
+    entries: Sequence[tuple[PlacedFile, Mapping[str, Any]]],
+    report: conformance.ConformanceReport,
+    promises: dict[str, PromiseStatus],
+    requests: dict[str, RequestStatus],
+    diagnostics: list[Diagnostic],
+) -> None:
+    """Each problem the schema check found is a diagnostic on its object's file, and fails the object's owner."""
+    for index, problems in sorted(report.problems.items()):
+        item, document = entries[index]
+        subject = f"{document.get('kind')} {(document.get('metadata') or {}).get('name')}"
+        for problem in problems:
+            diagnostics.append(
+                Diagnostic(
+                    item.file.source,
+                    1,
+                    1,
+                    ".".join(map(str, problem.path)),
+                    problem.code,
+                    f"output {subject} in {item.file.path}: {problem.message}",
+                    Severity.ERROR,
+                    owner,
+                )
+            )
+        _fail_owner(
+            owner,
+            "OutputInvalid",
+            f"output {subject} is not valid for Kubernetes {checker.kubernetes_version}: {problems[0].message}",
+            promises,
+            requests,
+            [],
+        )
 
 
 def _reject_identity_labels(
@@ -345,30 +402,9 @@ def lay_out(
     frozen = {name for name, d in platform.destinations.items() if previous.unknown(paths.target_of(d.layout.root))}
     placed = [f for s in promises.values() for f in s.files] + [f for s in requests.values() for f in s.files]
     live = [f for f in placed if f.destination not in frozen]
-    kept = _last_known_good(requests, promises, previous)
-    old_records = {r.key: r for r in previous.cache}
-    for key, status in requests.items():
-        if status.reused:
-            kept.update((path, previous.content(path)) for path in old_records[key].outputs)
-    previous_placements = previous.placements
-    records = {k: v for s in requests.values() for k, v in s.placement_records.items()}
-    for status in requests.values():
-        if status.keeps_previous_output or status.kept_pipelines:
-            records.update(_kept_placements(status, previous_placements))
-    bookkeeping: dict[str, Any] = {
-        paths.PLACEMENTS: encode_placements(records),
-        paths.INVENTORY: _inventory(platform, previous),
-    }
-    for status in requests.values():
-        path = incremental.status_path(status)
-        bookkeeping[path] = previous.content(path) if status.reused else request_status_document(status)
-    for name, promise_status in promises.items():
-        bookkeeping[paths.promise_status(name)] = promise_status_document(promise_status)
-    carried = {}
-    for path, content in kept.items():
-        entry = previous.provenance.get(path)
-        if entry is not None and entry.destination is not None and entry.destination not in frozen:
-            carried[path] = layout.Kept(content, entry.destination, entry.objects)
+    kept = _kept_output(requests, promises, previous)
+    bookkeeping = _bookkeeping(platform, promises, requests, previous)
+    carried = _carried_to_layout(kept, previous, frozen)
     tree = layout.build_tree(
         live,
         destinations=[d for d in platform.destinations.values() if d.name not in frozen],
@@ -385,6 +421,60 @@ def lay_out(
     cached = incremental.cache_records(requests, previous, fingerprints, files, tree_files or {}, diagnostics)
     files.update(_shards(cache.shards(cached), previous.cache_shards, cache.encode, previous))
     return files, {entry.path: entry for entry in entries}
+
+
+def _kept_output(
+    requests: Mapping[str, RequestStatus], promises: Mapping[str, PromiseStatus], previous: PreviousOutput
+) -> dict[str, Content]:
+    """The previous output that stays, by path: the last known good, and what unchanged requests published."""
+    kept = _last_known_good(requests, promises, previous)
+    old_records = {r.key: r for r in previous.cache}
+    for key, status in requests.items():
+        if status.reused:
+            kept.update((path, previous.content(path)) for path in old_records[key].outputs)
+    return kept
+
+
+def _bookkeeping(
+    platform: Platform,
+    promises: Mapping[str, PromiseStatus],
+    requests: Mapping[str, RequestStatus],
+    previous: PreviousOutput,
+) -> dict[str, Any]:
+    """The compiler's own files by path: the placements, the inventory, and each request's and Promise's status
+    (an unchanged request's carried over as it was)."""
+    bookkeeping: dict[str, Any] = {
+        paths.PLACEMENTS: encode_placements(_placements(requests, previous)),
+        paths.INVENTORY: _inventory(platform, previous),
+    }
+    for status in requests.values():
+        path = incremental.status_path(status)
+        bookkeeping[path] = previous.content(path) if status.reused else request_status_document(status)
+    for name, promise_status in promises.items():
+        bookkeeping[paths.promise_status(name)] = promise_status_document(promise_status)
+    return bookkeeping
+
+
+def _placements(requests: Mapping[str, RequestStatus], previous: PreviousOutput) -> dict[str, str]:
+    """Where each request's output was placed: as compiled now, or as before for what keeps its previous output."""
+    previous_placements = previous.placements
+    records = {k: v for s in requests.values() for k, v in s.placement_records.items()}
+    for status in requests.values():
+        if status.keeps_previous_output or status.kept_pipelines:
+            records.update(_kept_placements(status, previous_placements))
+    return records
+
+
+def _carried_to_layout(
+    kept: Mapping[str, Content], previous: PreviousOutput, frozen: set[str]
+) -> dict[str, layout.Kept]:
+    """The kept files the layout writes again: those provenance places on a destination that is not frozen."""
+    carried = {}
+    for path, content in kept.items():
+        entry = previous.provenance.get(path)
+        if entry is not None and entry.destination is not None and entry.destination not in frozen:
+            carried[path] = layout.Kept(content, entry.destination, entry.objects)
+    return carried
 
 
 def _inventory(platform: Platform, previous: PreviousOutput) -> bytes:

@@ -199,43 +199,69 @@ def cache_records(
     for file, statuses in per_file.items():
         if not file.startswith("requests/"):
             continue  # the children of compound Promises: their parents' output, not files of the input
-        # A request with a file the tree does not hold (its destination's state store could not be reached) is
-        # compiled again next time.
-        reusable = (
-            file not in noisy
-            and file in tree_files
-            and not any(
-                s.state != "placed"
-                or s.children
-                or (not s.reused and not s.files)
-                or any(f.output_path not in files for f in s.files)
-                for s in statuses
-            )
-        )
+        reusable = _file_reusable(file, statuses, noisy, files, tree_files)
         for status in statuses:
             key = status.request.key
             if status.reused or (status.reason == "FileInvalid" and str(key) in old):
                 records.append(old[str(key)])
                 continue
-            outputs = tuple(sorted(f.output_path for f in status.files)) if reusable else ()
-            record = cache.Record(
-                file=file,
-                blob=cache.digest(tree_files[file]) if file in tree_files else "",
-                fingerprint=fingerprints.get(status.request.promise, "") if reusable else "",
-                documents=len(statuses),
-                kind=key.kind,
-                namespace=key.namespace,
-                name=key.name,
-                api_version=status.request.api_version,
-                promise=status.request.promise,
-                placements=dict(status.placement_records) if reusable else {},
-                outputs=outputs,
-                unchecked=status.unchecked_kinds if reusable else (),
-                status=status_path(status) if reusable else "",
-                reusable=reusable,
-            )
-            records.append(cache.seal(record, (blob_id(files[path]) for path in cache.named_files(record))))
+            records.append(_new_record(file, status, len(statuses), reusable, fingerprints, files, tree_files))
     return records
+
+
+def _file_reusable(
+    file: str,
+    statuses: Sequence[RequestStatus],
+    noisy: set[str],
+    files: Mapping[str, Content],
+    tree_files: Mapping[str, bytes],
+) -> bool:
+    """Whether a request file's output may be reused next time: no diagnostic names the file, and every request
+    in it is cleanly placed with all its output written."""
+    # A request with a file the tree does not hold (its destination's state store could not be reached) is
+    # compiled again next time.
+    return (
+        file not in noisy
+        and file in tree_files
+        and not any(
+            s.state != "placed"
+            or s.children
+            or (not s.reused and not s.files)
+            or any(f.output_path not in files for f in s.files)
+            for s in statuses
+        )
+    )
+
+
+def _new_record(
+    file: str,
+    status: RequestStatus,
+    documents: int,
+    reusable: bool,
+    fingerprints: Mapping[str, str],
+    files: Mapping[str, Content],
+    tree_files: Mapping[str, bytes],
+) -> cache.Record:
+    """The sealed record of a request compiled now; one that is not reusable remembers only what the file held."""
+    key = status.request.key
+    outputs = tuple(sorted(f.output_path for f in status.files)) if reusable else ()
+    record = cache.Record(
+        file=file,
+        blob=cache.digest(tree_files[file]) if file in tree_files else "",
+        fingerprint=fingerprints.get(status.request.promise, "") if reusable else "",
+        documents=documents,
+        kind=key.kind,
+        namespace=key.namespace,
+        name=key.name,
+        api_version=status.request.api_version,
+        promise=status.request.promise,
+        placements=dict(status.placement_records) if reusable else {},
+        outputs=outputs,
+        unchecked=status.unchecked_kinds if reusable else (),
+        status=status_path(status) if reusable else "",
+        reusable=reusable,
+    )
+    return cache.seal(record, (blob_id(files[path]) for path in cache.named_files(record)))
 
 
 def status_path(status: RequestStatus) -> str:
