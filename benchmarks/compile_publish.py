@@ -360,9 +360,9 @@ class Run:
     report: Mapping[str, object] = field(compare=False, repr=False)
 
 
-def run_cli(input_repo: Path, ref: str, output_repo: Path) -> Run:
-    """`kratix compile` as a user runs it, in a fresh interpreter."""
-    command = [
+def compile_command(input_repo: Path, ref: str, output_repo: Path, *extra: str) -> list[str]:
+    """The command line of a compile-and-publish with the JSON report, in a fresh interpreter."""
+    return [
         sys.executable,
         "-m",
         "kratix.cli",
@@ -375,7 +375,13 @@ def run_cli(input_repo: Path, ref: str, output_repo: Path) -> Run:
         "--format",
         "json",
         "--quiet",
+        *extra,
     ]
+
+
+def run_cli(input_repo: Path, ref: str, output_repo: Path) -> Run:
+    """`kratix compile` as a user runs it, in a fresh interpreter."""
+    command = compile_command(input_repo, ref, output_repo)
     started = now()
     result = subprocess.run(command, capture_output=True, text=True)
     span = now() - started
@@ -671,21 +677,7 @@ class ChildRun:
 
 def run_child(input_repo: Path, ref: str, output_repo: Path, *extra: str) -> ChildRun:
     """`kratix compile` in a fresh interpreter, waited for alone so that its own peak memory is known."""
-    command = [
-        sys.executable,
-        "-m",
-        "kratix.cli",
-        "compile",
-        str(input_repo),
-        "--ref",
-        ref,
-        "--output-repo",
-        str(output_repo),
-        "--format",
-        "json",
-        "--quiet",
-        *extra,
-    ]
+    command = compile_command(input_repo, ref, output_repo, *extra)
     started = now()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         process = subprocess.Popen(command, stdout=out, stderr=err)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -108,6 +109,24 @@ spec:
         - name: db
           image: postgres:16
 """
+
+
+def crd(group: str, kind: str, version: str, spec_properties: Mapping[str, Any]) -> dict[str, Any]:
+    """A one-version, namespaced CustomResourceDefinition for a Promise's `spec.api`, its `spec` an object of
+    `spec_properties` (plural: the kind in lower case with an `s`)."""
+    plural = kind.lower() + "s"
+    schema = {"type": "object", "properties": {"spec": {"type": "object", "properties": dict(spec_properties)}}}
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
+            "versions": [{"name": version, "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}}],
+        },
+    }
 
 
 def destination(name: str, labels: Mapping[str, str], *, strict: bool = False) -> str:

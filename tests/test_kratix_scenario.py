@@ -21,7 +21,7 @@ import yaml
 
 from tests import images
 from tests.gitrepos import commit_files, git, init_repo, make_repo
-from tests.platforms import kratix
+from tests.platforms import crd, kratix
 from tests.sandboxes import require_command_sandbox
 
 PROMISE_SCRIPT = """\
@@ -110,40 +110,13 @@ def pipeline(name: str, *containers: dict) -> dict:
 
 
 def promise(image: str | None, version: str = "v1.0.0") -> str:
-    crd = {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": "scenarios.test.kratix.io"},
-        "spec": {
-            "group": "test.kratix.io",
-            "scope": "Namespaced",
-            "names": {"kind": "Scenario", "plural": "scenarios", "singular": "scenario"},
-            "versions": [
-                {
-                    "name": "v1alpha1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "properties": {
-                                "spec": {
-                                    "type": "object",
-                                    "properties": {"message": {"type": "string", "default": "hello"}},
-                                }
-                            },
-                        }
-                    },
-                }
-            ],
-        },
-    }
+    api = crd("test.kratix.io", "Scenario", "v1alpha1", {"message": {"type": "string", "default": "hello"}})
     document = {
         "apiVersion": "platform.kratix.io/v1alpha1",
         "kind": "Promise",
         "metadata": {"name": "scenario", "labels": {"kratix.io/promise-version": version}},
         "spec": {
-            "api": crd,
+            "api": api,
             "destinationSelectors": [{"matchLabels": {"environment": "dev"}}],
             "workflows": {
                 "promise": {"configure": [pipeline("promise-configure", container("deps", "promise.sh", image))]},

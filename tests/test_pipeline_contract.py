@@ -16,34 +16,10 @@ import pytest
 import yaml
 
 from tests.gitrepos import commit_files, git, init_repo, make_repo
-from tests.platforms import kratix
+from tests.platforms import crd, kratix
 from tests.sandboxes import require_command_sandbox
 
-CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "apps.test.kratix.io"},
-    "spec": {
-        "group": "test.kratix.io",
-        "scope": "Namespaced",
-        "names": {"kind": "App", "plural": "apps", "singular": "app"},
-        "versions": [
-            {
-                "name": "v1alpha1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "properties": {
-                            "spec": {"type": "object", "properties": {"size": {"type": "string", "default": "small"}}}
-                        },
-                    }
-                },
-            }
-        ],
-    },
-}
+CRD = crd("test.kratix.io", "App", "v1alpha1", {"size": {"type": "string", "default": "small"}})
 
 # Every container writes what it saw of the contract: its KRATIX_* variables.
 ENV_SCRIPT = (

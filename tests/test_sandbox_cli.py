@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.gitrepos import git, init_repo, make_repo
-from tests.platforms import database, destination, kratix, platform_files
+from tests.platforms import crd, database, destination, kratix, platform_files
 from tests.sandboxes import require_command_sandbox
 
 TOKEN = "ghp_kratixFakeToken0123456789"
@@ -49,37 +49,12 @@ ATTEMPTS = ("environment", "home", "network", "pipelines", "write")
 
 
 def probe_promise() -> str:
-    crd = {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": "probes.example.io"},
-        "spec": {
-            "group": "example.io",
-            "scope": "Namespaced",
-            "names": {"kind": "Probe", "plural": "probes", "singular": "probe"},
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "properties": {
-                                "spec": {
-                                    "type": "object",
-                                    "properties": {
-                                        "attempt": {"type": "string", "enum": list(ATTEMPTS)},
-                                        "target": {"type": "string", "default": "none"},
-                                    },
-                                }
-                            },
-                        }
-                    },
-                }
-            ],
-        },
-    }
+    api = crd(
+        "example.io",
+        "Probe",
+        "v1",
+        {"attempt": {"type": "string", "enum": list(ATTEMPTS)}, "target": {"type": "string", "default": "none"}},
+    )
     pipeline = {
         "apiVersion": "platform.kratix.io/v1alpha1",
         "kind": "Pipeline",
@@ -92,7 +67,7 @@ def probe_promise() -> str:
             "kind": "Promise",
             "metadata": {"name": "probe"},
             "spec": {
-                "api": crd,
+                "api": api,
                 "destinationSelectors": [{"matchLabels": {"env": "dev"}}],
                 "workflows": {"resource": {"configure": [pipeline]}},
             },
