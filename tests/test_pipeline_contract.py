@@ -644,6 +644,7 @@ def test_env_envfrom_and_volumes_read_configmaps_and_sops_secrets_of_the_repo(
         ("no-key", "env DB_PASSWORD: Secret team-a/db-creds has no key 'password'"),
         ("no-configmap", "envFrom[0]: ConfigMap team-a/app-settings does not exist: put it in config/team-a/"),
         ("plaintext", "Secret team-a/db-creds is in plaintext: Secrets in the repo must be SOPS-encrypted"),
+        ("not-a-string", "config/team-a/app-settings.yaml:3:3: data.retries: data.retries must be a string, not list"),
     ],
 )
 def test_a_missing_configmap_secret_or_key_fails_the_request_naming_it(
@@ -660,6 +661,10 @@ def test_a_missing_configmap_secret_or_key_fails_the_request_naming_it(
     if change == "plaintext":
         files["config/team-a/db-creds.yaml"] = yaml.safe_dump(
             {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db-creds"}, "stringData": {"password": "x"}}
+        )
+    if change == "not-a-string":  # the API server refuses it; so does the loader, naming the field
+        files["config/team-a/app-settings.yaml"] = yaml.safe_dump(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app-settings"}, "data": {"retries": [1]}}
         )
     repo = Platform(tmp_path, files)
     result = repo.compile(env={"SOPS_AGE_KEY_FILE": str(key)})

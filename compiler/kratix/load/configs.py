@@ -12,6 +12,7 @@ disagrees with its folder, a name that is not a DNS subdomain, a Secret in plain
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from kratix.load.shared import mapping, parse_file, yaml_files
 from kratix.model import names
@@ -84,7 +85,27 @@ def _config(
             (f"Secret {folder}/{name} is in plaintext: Secrets in the repo must be SOPS-encrypted; {_ENCRYPT}"),
             "config.plaintext-secret",
         )
+    if kind == "ConfigMap" and (refused := _not_a_string_map(body)) is not None:
+        return refused
     if (kind, folder, name) in found:
         first = found[(kind, folder, name)].source
         return ("metadata", "name"), f"{kind} {folder}/{name} is already defined in {first}", "config.duplicate"
     return ConfigObject(kind, folder, name, path, body)
+
+
+def _not_a_string_map(body: Mapping[str, Any]) -> tuple[tuple[str, ...], str, str] | None:
+    """A ConfigMap's `data` and `binaryData` map keys to strings, as the API server requires."""
+    for field in ("data", "binaryData"):
+        values = body.get(field)
+        if values is None:
+            continue
+        if not isinstance(values, Mapping):
+            return (field,), f"{field} must be a mapping of keys to strings", "config.invalid"
+        for key, value in values.items():
+            if not isinstance(value, str):
+                return (
+                    (field, str(key)),
+                    f"{field}.{key} must be a string, not {type(value).__name__}",
+                    "config.invalid",
+                )
+    return None
