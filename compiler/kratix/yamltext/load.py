@@ -289,6 +289,10 @@ def _tag_name(tag: str) -> str:
 # --- the stream ----------------------------------------------------------------------------------------------
 
 
+# What libyaml says (0.2.6, in PyYAML 6.0.4's wheels) when a file nests deeper than its own limit (1,000 levels).
+_LIBYAML_DEPTH_LIMIT = "exceeded maximum nesting depth"
+
+
 def _too_deep(text: str | bytes) -> tuple[int, YamlProblem] | None:
     """None when libyaml may compose every document of `text` safely, else the index of the first document that
     nests too deep, and where.
@@ -367,6 +371,13 @@ def _documents(
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        if _LIBYAML_DEPTH_LIMIT in (exc.problem or ""):
+            # Newer libyaml builds stop at their own nesting limit while scanning ahead of the event stream, before
+            # ours is met: the same refusal, reported in our words.
+            problems.append(
+                YamlProblem(line, column, (), f"nested more than {limits.MAX_DEPTH} levels deep", "yaml.depth")
+            )
+            return
         message = " ".join(part for part in (exc.context, exc.problem) if part) or str(exc)
         problems.append(YamlProblem(line, column, (), f"YAML syntax error: {message}", "yaml.syntax"))
     except yaml.YAMLError as exc:
