@@ -19,7 +19,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from kratix.load.destinations import Claims
+from kratix.model import paths
 from tests.gitrepos import commit_files, files_at, git, init_repo, make_repo
 from tests.platforms import database, destination, kratix, platform_files
 
@@ -906,3 +910,29 @@ def test_a_state_store_that_refuses_the_push_fails_alone(tmp_path: Path) -> None
     assert "protected branch" in result.stderr
     assert git(dev_repo, "branch", "--list").strip() == ""  # nothing reached it
     assert len(commits(prod_repo, "live")) == 1 and len(commits(output)) == 1
+
+
+# Destinations whose folders overlap must be refused, however many there are: the index that keeps reading D
+# destinations linear must find exactly the overlaps a comparison of every pair finds.
+_PART = st.sampled_from(["a", "b", "c"])
+_CLAIM = st.builds(
+    lambda parts, folder: "/".join(parts) + ("/" if folder and parts else ""),
+    st.lists(_PART, max_size=3),
+    st.booleans(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_PART, st.lists(_CLAIM, min_size=1, max_size=3)), min_size=1, max_size=8))
+def test_the_claims_index_finds_exactly_the_overlapping_destinations(layouts: list[tuple[str, list[str]]]) -> None:
+    index = Claims()
+    added: list[tuple[str, list[str]]] = []
+    for root, claims in layouts:
+        pairwise = any(
+            root == other_root or any(paths.overlapping(mine, theirs) for mine in claims for theirs in other_claims)
+            for other_root, other_claims in added
+        )
+        assert index.overlaps(root, claims) == pairwise, (root, claims, added)
+        if not pairwise:
+            index.add(root, claims)
+            added.append((root, claims))

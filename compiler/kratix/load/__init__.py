@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import PurePosixPath
 
 from kratix.load.configs import parse_configs
-from kratix.load.destinations import overlap_problem, parse_destinations
+from kratix.load.destinations import overlap_problem, parse_destinations, parse_state_stores
 from kratix.load.promises import parse_promises, promise_documents
 from kratix.load.requests import parse_requests
 from kratix.load.shared import YAML_SUFFIXES
@@ -37,7 +37,6 @@ from kratix.model.platform import (
     Promise,
     RequestKey,
     ResourceRequest,
-    StateStore,
 )
 
 __all__ = [
@@ -103,11 +102,6 @@ def parse_platform(
         stores=stores,
         configs=configs,
     ), diagnostics
-
-
-def parse_state_stores(tree: SourceTree) -> dict[str, StateStore]:
-    """The GitStateStores of `clusters/` that read cleanly (their problems are the compile's to report)."""
-    return parse_destinations(tree, [])[1]
 
 
 def _join(folder: str, relative: str) -> str:

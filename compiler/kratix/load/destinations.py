@@ -26,7 +26,7 @@ plaintext Secrets fail their owners).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kratix.load import shapes
@@ -67,6 +67,31 @@ def parse_destinations(
     known: Inventory | None = None,
     store_prefixes: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Destination], dict[str, StateStore]]:
+    pending, stores = _read_clusters(tree, diagnostics)
+    destinations: dict[str, Destination] = {}
+    claims = Claims()
+    for doc in pending:
+        destination = _destination(
+            doc,
+            upgraded(doc, "destination.deprecated", diagnostics),
+            diagnostics,
+            stores=stores,
+            prefixes=store_prefixes or {},
+            known=known or Inventory(),
+        )
+        if destination is not None and _distinct(destination, destinations, claims, diagnostics):
+            destinations[destination.name] = destination
+            claims.add(destination.layout.root, destination.layout.claims())
+    return destinations, stores
+
+
+def parse_state_stores(tree: SourceTree) -> dict[str, StateStore]:
+    """The GitStateStores of `clusters/` that read cleanly (their problems are the compile's to report)."""
+    return _read_clusters(tree, [])[1]
+
+
+def _read_clusters(tree: SourceTree, diagnostics: list[Diagnostic]) -> tuple[list[SourceDoc], dict[str, StateStore]]:
+    """The Destination documents of `clusters/` (read later, once the stores are known) and the GitStateStores."""
     stores: dict[str, StateStore] = {}
     pending: list[SourceDoc] = []
     for path, data in yaml_files(tree, "clusters"):
@@ -97,19 +122,7 @@ def parse_destinations(
                         object=object_name(doc),
                     )
                 )
-    destinations: dict[str, Destination] = {}
-    for doc in pending:
-        destination = _destination(
-            doc,
-            upgraded(doc, "destination.deprecated", diagnostics),
-            diagnostics,
-            stores=stores,
-            prefixes=store_prefixes or {},
-            known=known or Inventory(),
-        )
-        if destination is not None and _distinct(destination, destinations, diagnostics):
-            destinations[destination.name] = destination
-    return destinations, stores
+    return pending, stores
 
 
 def folder_problem(path: str) -> str | None:
@@ -143,7 +156,49 @@ def _distinct_store(store: StateStore, stores: Mapping[str, StateStore], diagnos
     return False
 
 
-def _distinct(destination: Destination, destinations: Mapping[str, Destination], diagnostics: list[Diagnostic]) -> bool:
+class Claims:
+    """What the destinations read so far occupy (`Layout.claims`), indexed so that a destination that overlaps none
+    is told apart without comparing it with each of them: that keeps reading D destinations linear in D.
+    `overlap_problem` still says which one a clash is with."""
+
+    def __init__(self) -> None:
+        self._roots: set[str] = set()
+        self._claims: set[str] = set()
+        self._folders_above: set[str] = set()  # every folder holding a claim ("" holds all), and folder claims
+
+    def add(self, root: str, claims: Sequence[str]) -> None:
+        self._roots.add(root)
+        for claim in claims:
+            self._claims.add(claim)
+            self._folders_above.update(_folders_above(claim))
+            if _is_folder(claim):
+                self._folders_above.add(claim)
+
+    def overlaps(self, root: str, claims: Sequence[str]) -> bool:
+        """Whether a destination with this root and these claims overlaps one added (`paths.overlapping`)."""
+        if root in self._roots:
+            return True
+        for claim in claims:
+            if claim in self._claims or any(folder in self._claims for folder in _folders_above(claim)):
+                return True  # the same claim, or a folder claimed before holds it
+            if _is_folder(claim) and claim in self._folders_above:
+                return True  # it holds a claim made before
+        return False
+
+
+def _is_folder(claim: str) -> bool:
+    return claim == "" or claim.endswith("/")
+
+
+def _folders_above(claim: str) -> list[str]:
+    """The folders `claim` lies in, each as a folder claim ("", "a/", "a/b/" for "a/b/c" and "a/b/c/")."""
+    parts = claim.rstrip("/").split("/")[:-1] if claim else []
+    return ["", *("/".join(parts[: i + 1]) + "/" for i in range(len(parts)))]
+
+
+def _distinct(
+    destination: Destination, destinations: Mapping[str, Destination], claims: Claims, diagnostics: list[Diagnostic]
+) -> bool:
     doc = destination.source
     if destination.name in destinations:
         first = destinations[destination.name].source
@@ -157,7 +212,10 @@ def _distinct(destination: Destination, destinations: Mapping[str, Destination],
             )
         )
         return False
-    problem = overlap_problem(destination, destinations.values())
+    layout = destination.layout
+    problem = overlap_problem(
+        destination, destinations.values() if claims.overlaps(layout.root, layout.claims()) else ()
+    )
     if problem is not None:
         diagnostics.append(
             Diagnostic.at(doc, ("spec", "path"), "destination.duplicate-path", problem, object=object_name(doc))

@@ -42,7 +42,9 @@ ETCD_LIMIT = 1536 * 1024  # etcd refuses requests over 1.5 MiB
 
 _DEFINITIONS_ID = "https://kubernetes.io/api/_definitions.json"
 _DRAFT = "https://json-schema.org/draft/2020-12/schema"
-_OBJECT_META = f"{_DEFINITIONS_ID}#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+_LOCAL_PREFIX = "#/$defs/"  # a reference inside the definitions document
+_DEFS_PREFIX = f"{_DEFINITIONS_ID}{_LOCAL_PREFIX}"  # a reference to it from a schema of ours
+_OBJECT_META = f"{_DEFS_PREFIX}io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 _SCHEMA_DIR = re.compile(r"^v(\d+)\.(\d+)\.\d+-local-strict$")
 
 
@@ -121,6 +123,36 @@ def _load_definitions(version: str) -> dict[str, Any]:
     return document
 
 
+def _refs(schema: Any) -> Iterator[str]:
+    """Every `$ref` in `schema`, at any depth."""
+    pending = [schema]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str):
+                yield ref
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+
+
+def _reachable(definitions: Mapping[str, Any], roots: Iterable[str]) -> dict[str, Any]:
+    """The definitions named in `roots` and every one they reach through `$ref` (`#/$defs/<name>` inside the
+    definitions document)."""
+    found: dict[str, Any] = {}
+    pending = list(roots)
+    while pending:
+        name = pending.pop()
+        if name in found or name not in definitions:
+            continue
+        found[name] = definitions[name]
+        pending.extend(
+            ref.removeprefix(_LOCAL_PREFIX) for ref in _refs(definitions[name]) if ref.startswith(_LOCAL_PREFIX)
+        )
+    return found
+
+
 # --- The checker ------------------------------------------------------------------------------------------
 
 
@@ -131,7 +163,7 @@ class Conformance:
         self.kubernetes_version = kubernetes_version  # the schema version actually used
         self._shipped = tuple(shipped)  # the other releases, loaded when an object is refused
         self._releases: dict[str, Conformance] = {}
-        self._registry = jsonschema_rs.Registry([(_DEFINITIONS_ID, dict(definitions))])
+        self._definitions = definitions
         self._definition_of: dict[tuple[str, str], str] = {}  # (apiVersion, kind) -> name in $defs
         for name, definition in definitions["$defs"].items():
             for gvk in definition.get("x-kubernetes-group-version-kind", ()):
@@ -192,9 +224,8 @@ class Conformance:
 
     def _object_meta(self) -> jsonschema_rs.Validator:
         if _OBJECT_META not in self._validators:
-            self._validators[_OBJECT_META] = jsonschema_rs.validator_for(
-                {"$schema": _DRAFT, "$ref": _OBJECT_META}, registry=self._registry
-            )
+            schema = {"$schema": _DRAFT, "$ref": _OBJECT_META}
+            self._validators[_OBJECT_META] = jsonschema_rs.validator_for(schema, registry=self._registry_for(schema))
         return self._validators[_OBJECT_META]
 
     def _check_schema(self, obj: Mapping[str, Any], delivered: _DeliveredCrds) -> tuple[list[ObjectProblem], str]:
@@ -221,7 +252,7 @@ class Conformance:
             return None
         if name not in self._validators:
             schema = {"$schema": _DRAFT, "$ref": f"{_DEFINITIONS_ID}#/$defs/{name}"}
-            self._validators[name] = jsonschema_rs.validator_for(schema, registry=self._registry)
+            self._validators[name] = jsonschema_rs.validator_for(schema, registry=self._registry_for(schema))
         return self._validators[name]
 
     def _custom_validator(
@@ -240,10 +271,19 @@ class Conformance:
         key = "crd:" + hashlib.sha256(text.encode()).hexdigest()
         if key not in self._validators:
             # The regex crate, not fancy-regex: a CRD's `pattern` matches in linear time, as RE2 does.
+            custom = custom_resource_schema(schema)
             self._validators[key] = jsonschema_rs.validator_for(
-                custom_resource_schema(schema), registry=self._registry, pattern_options=jsonschema_rs.RegexOptions()
+                custom, registry=self._registry_for(custom), pattern_options=jsonschema_rs.RegexOptions()
             )
         return self._validators[key]
+
+    def _registry_for(self, schema: Mapping[str, Any]) -> jsonschema_rs.Registry:
+        """A registry holding the Kubernetes definitions `schema` reaches, and no others: building one of all
+        860-odd definitions costs more than a one-request compile checks (a Deployment reaches about 60)."""
+        roots = [ref.removeprefix(_DEFS_PREFIX) for ref in _refs(schema) if ref.startswith(_DEFS_PREFIX)]
+        document = {key: value for key, value in self._definitions.items() if key != "$defs"}
+        document["$defs"] = _reachable(self._definitions["$defs"], roots)
+        return jsonschema_rs.Registry([(_DEFINITIONS_ID, document)])
 
     def _name_releases(self, obj: Mapping[str, Any], problems: list[ObjectProblem]) -> list[ObjectProblem]:
         """A problem of a built-in object that a newer release does not have (a field, an API added later) says
