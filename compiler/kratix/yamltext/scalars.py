@@ -8,6 +8,7 @@ exactly. Refuses nothing: any str gets some quoting; the emitter decides what it
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 
@@ -15,7 +16,15 @@ import re
 # only when another non-space character follows, single words separated by spaces. The first character and the
 # reserved/number-like checks below are applied on top.
 _PLAIN_WORD = r"(?:[!-\"$-9;-Z\\^-z|~\u00a1-\ufffd]|:(?=[!-\"$-Z\\^-z|~\u00a1-\ufffd]))+"
-_PLAIN = re.compile(rf"{_PLAIN_WORD}(?: +{_PLAIN_WORD})*")
+
+
+@functools.cache
+def _plain() -> re.Pattern[str]:
+    # Compiled when first needed: its Unicode classes cost more to compile (~7 ms) than a one-request compile
+    # spends emitting, and most text is SIMPLE.
+    return re.compile(rf"{_PLAIN_WORD}(?: +{_PLAIN_WORD})*")
+
+
 # The common case in one match (a subset of the above, written to match fast): ASCII, starts with a letter,
 # `_`, `/` or `$`, colons only between word characters, not a reserved word.
 _SIMPLE_CHAR = r"[!-\"$-9;-Z\\^-z|~]"
@@ -39,7 +48,7 @@ _ESCAPE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ud800-\udfff\ufffe\uffff]")
 
 def plain_ok(text: str) -> bool:
     """Whether `text` may stand bare: no YAML 1.1 or 1.2 parser (go-yaml, PyYAML) reads it as another type."""
-    if not _PLAIN.fullmatch(text) or not (text.isascii() or text.isprintable()):
+    if not _plain().fullmatch(text) or not (text.isascii() or text.isprintable()):
         return False
     first = text[0]
     if first.isalpha() or first in "_/$":
