@@ -93,6 +93,7 @@ def compile_platform(
     promises = promise_compile.compile_promises(
         platform, renderer, unavailable, diagnostics, previous_status=previous.promise_status, now=settings.render.now
     )
+    previous.prefetch_request_statuses((r.key.namespace, r.promise, r.key.name) for r in platform.requests)
     requests = request_compile.compile_requests(
         platform,
         schemas,

@@ -13,7 +13,7 @@ provenance entry for a file that is not there) are dropped.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -160,6 +160,13 @@ class PreviousOutput:
         """The status the last compile gave a request (`{}` if none): its pipelines see it in object.yaml, and
         what they write is merged into it, as Kratix merges into the object's status."""
         return self._status_at(paths.request_status(namespace, promise, name))
+
+    def prefetch_request_statuses(self, requests: Iterable[tuple[str, str, str]]) -> None:
+        """Read the statuses of many requests ((namespace, promise, name)) together: a compile that runs thousands
+        of requests asks git once, not once for each."""
+        prefetch = getattr(self.files, "prefetch", None)
+        if prefetch is not None:
+            prefetch(paths.request_status(*request) for request in requests)
 
     def promise_status(self, name: str) -> dict[str, Any]:
         """The status the last compile gave a Promise (`{}` if none), for its promise workflow's object.yaml."""
