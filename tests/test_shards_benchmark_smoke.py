@@ -42,6 +42,8 @@ def test_prints_every_figure_and_leaves_no_scratch(tmp_path: Path) -> None:
         "Promise change: merge compile+publish",
         "no-op compile (same commit again)",
         "ratio: Promise change merge / no-op",
+        "no-op compile reading everything (branch edited by hand)",
+        "ratio: Promise change merge / no-op reading everything",
     ):
         assert re.search(re.escape(figure) + r"\s+\d+\.\d+ ?(s|x)\b", result.stdout), figure
     assert re.search(r"cold: workflows run \(unsharded / merge\)\s+6\s+0\s+0\s+PASS", result.stdout)
