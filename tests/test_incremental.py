@@ -4,6 +4,7 @@ output with its cache gives the same bytes as compiling against it with the cach
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -128,7 +129,7 @@ def test_a_new_request_clashing_with_a_reused_one_fails_as_it_would_without_the_
 # --- through the CLI: a compile that reads only what changed since the last publish --------------------------
 
 
-def _compile(platform: Path, output: Path, *extra: str) -> dict[str, Any]:
+def _compile(platform: Path, output: Path, *extra: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     result = kratix(
         "compile",
         str(platform),
@@ -141,6 +142,7 @@ def _compile(platform: Path, output: Path, *extra: str) -> dict[str, Any]:
         "--quiet",
         "--allow-deletions",
         *extra,
+        env=env,
     )
     assert result.returncode in (0, 1) and result.stdout, result.stderr
     return json.loads(result.stdout)
@@ -374,3 +376,32 @@ def test_changes_are_published_only_on_the_commit_they_were_computed_against(tmp
     )
     assert written is not None and written.changed
     assert set(files_at(output)) == set(files_at(output, f"{before}")) | {"x.yaml"}
+
+
+def test_the_git_processes_a_promise_change_starts_do_not_grow_with_its_requests(tmp_path: Path) -> None:
+    """Every request of a changed Promise runs again and sees its previous status in object.yaml; git is asked for
+    all of those statuses at once, so 24 requests start exactly as many git processes as 4 (one each: thousands)."""
+    real_git = shutil.which("git")
+    assert real_git is not None
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "git").write_text(f'#!/bin/sh\necho "$*" >> "$KRATIX_TEST_GIT_LOG"\nexec {real_git} "$@"\n')
+    (shim / "git").chmod(0o755)
+
+    def processes(count: int) -> list[str]:
+        files = platform_files(**{f"team-{i % 3}/db-{i}": database(f"db-{i}") for i in range(count)})
+        platform, _ = make_repo(tmp_path / f"platform-{count}", files)
+        output = tmp_path / f"output-{count}.git"
+        _compile(platform, output)
+        template = platform / "promises/database/templates/configmap.yaml.j2"
+        template.write_text(template.read_text() + "  extra: x\n")
+        commit_files(platform, {})
+        log = tmp_path / f"git-{count}.log"
+        log.touch()
+        path = f"{shim}{os.pathsep}{os.environ['PATH']}"
+        report = _compile(platform, output, env={"PATH": path, "KRATIX_TEST_GIT_LOG": str(log)})
+        assert report["summary"]["placed"] == count and report["publish"]["changed"]
+        return log.read_text().splitlines()
+
+    few, many = processes(4), processes(24)
+    assert len(many) == len(few), (few, many)
