@@ -406,3 +406,22 @@ def test_a_publisher_killed_at_any_moment_leaves_old_or_new_and_fsck_clean(tmp_p
     )
     assert result.changed and gitrepos.files_at(target)["after-kills"] == b"ok"
     gitrepos.fsck(target)
+
+
+def test_similar_files_written_together_are_not_chained_into_long_deltas(tmp_path: Path) -> None:
+    """Bookkeeping shards look alike and are written one after another; a compile reads them back, and each delta
+    in a blob's chain is applied on every read. So a publish chains them no deeper than `gitio.DELTA_DEPTH`."""
+    common = "".join(
+        f'{{"path":"resources/team-{j % 7}/app-{j}/configmap.yaml","owner":"App {j}"}}\n' for j in range(400)
+    )
+    # 120 files: fast-import writes fewer than 100 objects loose, without deltas.
+    shards = {f".kratix/provenance/worker-{i:02}.jsonl": f'{{"worker":{i}}}\n{common}'.encode() for i in range(120)}
+    repo = publish.open_output_repo(str(tmp_path / "state"), branch="main")
+    publish.publish(repo, fixed(shards), date=DATE)
+
+    deepest = 0
+    for index in (tmp_path / "state" / "objects" / "pack").glob("*.idx"):
+        for line in gitrepos.git(tmp_path / "state", "verify-pack", "-v", str(index)).splitlines():
+            if line.startswith("chain length = "):
+                deepest = max(deepest, int(line.split()[3].rstrip(":")))
+    assert 0 < deepest <= gitio.DELTA_DEPTH  # deltas are made (the pack stays small), and their chains stay short

@@ -482,6 +482,21 @@ def check_paths(paths: list[str], *, known: Container[str] = frozenset()) -> lis
     return problems
 
 
+# The longest delta chain in what kratix writes (fast-import) and repacks (gc). Bookkeeping shards are read back
+# by every compile, and fast-import deltifies each blob against the one written before it: at git's default of 50,
+# a cold publish chained its 50 provenance shards up to depth 45, and reading one 2 MB shard of a 100,000-request
+# platform took 200 ms. At 4, reading a shard of the 10,000-request benchmark took 5.5 ms instead of 19 ms on
+# average, for a pack 7.5% larger.
+DELTA_DEPTH = 4
+
+
+def collect_garbage(repo: Path) -> None:
+    """`git gc --auto`, in the foreground (no process outlives the compile) and keeping delta chains short."""
+    run_git(
+        repo, "-c", "gc.autoDetach=false", "-c", f"pack.depth={DELTA_DEPTH}", "gc", "--auto", "--quiet", check=False
+    )
+
+
 def write_commit(
     repo: Path,
     *,
@@ -507,7 +522,7 @@ def write_commit(
     stream = _import_stream(ref, parent, changes, replace_all, message, author, committer or author)
     try:
         # `feature done` makes fast-import refuse a truncated stream (our process killed mid-write).
-        run_git(repo, "fast-import", "--quiet", input=stream, timeout=timeout)
+        run_git(repo, "fast-import", "--quiet", f"--depth={DELTA_DEPTH}", input=stream, timeout=timeout)
         commit, tree = run_git(repo, "rev-parse", ref, f"{ref}^{{tree}}", timeout=timeout).decode().split()
     finally:
         run_git(repo, "update-ref", "-d", ref, check=False, timeout=timeout)

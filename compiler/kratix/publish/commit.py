@@ -162,7 +162,7 @@ def _attempt(
         if lost is not None:
             return lost
         warnings = _update_work_tree(repo, state, written.commit, was_clean)
-    gitio.run_git(repo.path, "-c", "gc.autoDetach=false", "gc", "--auto", "--quiet", check=False)
+    gitio.collect_garbage(repo.path)
     return PublishResult(written.commit, changed=True, attempts=0, warnings=warnings)
 
 
@@ -233,7 +233,7 @@ def publish_changes(
         if _swap(repo, new=written.commit, old=head) is not None:
             return None
         warnings = _update_work_tree(repo, before, written.commit, was_clean)
-    gitio.run_git(repo.path, "-c", "gc.autoDetach=false", "gc", "--auto", "--quiet", check=False)
+    gitio.collect_garbage(repo.path)
     return PublishResult(written.commit, changed=True, attempts=1, warnings=warnings)
 
 
