@@ -167,10 +167,13 @@ def _generated(
             )
             listed[layout.root].append(layout.filename)
     else:
+        # Hoisted out of the loop: a destination of a 100,000-request platform holds thousands of workloads.
+        prefixes = [(folder, folder + "/" if folder else "") for folder in layout.built_folders()]
         for path, _, objects in workloads:
-            folder = next((f for f in layout.built_folders() if path.startswith(f + "/" if f else "")), None)
-            if objects and folder is not None:
-                listed[folder].append(_relative(path, folder))
+            if objects:
+                folder = next((f for f, prefix in prefixes if path.startswith(prefix)), None)
+                if folder is not None:
+                    listed[folder].append(_relative(path, folder))
     if layout.mode == paths.NESTED:
         resources = layout.area_folder(paths.RESOURCES)
         for namespace in _namespaces_to_create(listed[resources], emitted):
