@@ -31,7 +31,9 @@ def blob_id(content: Content) -> str:
     """The Git object id of a file's content, computed for bytes as `git hash-object` would."""
     if isinstance(content, BlobRef):
         return content.oid
-    return hashlib.sha1(b"blob %d\0" % len(content) + content, usedforsecurity=False).hexdigest()
+    digest = hashlib.sha1(b"blob %d\0" % len(content), usedforsecurity=False)
+    digest.update(content)  # not header + content: that would copy every file once more
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
