@@ -21,6 +21,7 @@ event stream (which does not recurse) and refused before composing.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -168,7 +169,9 @@ class _Reader:
             if type(key_node) is ScalarNode and key_node.tag == resolve.PLAIN and key_node.value == "<<":
                 merged.append((key_node, value_node))
                 continue
-            key = self.key(key_node)
+            # Interned: every object of a kind spells the same keys, and a compile holds hundreds of thousands of
+            # objects (one copy of each key; pickling to and from worker processes keeps them shared).
+            key = sys.intern(self.key(key_node))
             child = record
             if marks is not None:
                 child = marks.add(record, key, key_node.start_mark)
