@@ -53,6 +53,14 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
         return resolve.MAP if kind is MappingNode else resolve.SEQ
 
 
+_SHARED_UP_TO = 64  # characters: the short strings that repeat across objects (kinds, versions, names, enums)
+
+
+def _shared(value: Any) -> Any:
+    """One copy of a short string value for the whole compile, as for keys."""
+    return sys.intern(value) if type(value) is str and len(value) <= _SHARED_UP_TO else value
+
+
 class _Refused(Exception):
     """This document cannot be read as Kubernetes would; it is dropped with this problem."""
 
@@ -85,9 +93,9 @@ class _Reader:
         if tag is resolve.PLAIN or tag == resolve.PLAIN:
             value = self.scalars.get(text, _UNSET)
             if value is _UNSET:
-                value = self.scalars[text] = resolve.json_value(resolve.go_value(text))
+                value = self.scalars[text] = _shared(resolve.json_value(resolve.go_value(text)))
         elif tag == resolve.STR:
-            return text
+            return _shared(text)
         elif tag in resolve.SCALAR_TAGS:
             value = resolve.tagged_value(tag, text)
             if not isinstance(value, resolve.ScalarProblem):
@@ -183,7 +191,7 @@ class _Reader:
                 )
             if type(value_node) is ScalarNode:
                 self.decodes += 1
-                mapping[key] = value_node.value if value_node.tag == resolve.STR else self.scalar(value_node)
+                mapping[key] = _shared(value_node.value) if value_node.tag == resolve.STR else self.scalar(value_node)
             else:
                 mapping[key] = self.value(value_node, depth + 1, child)
         for key_node, value_node in merged:
