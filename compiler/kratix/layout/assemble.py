@@ -385,6 +385,24 @@ def _reject_identity_labels(
                     break
 
 
+def pack(promises: dict[str, PromiseStatus], requests: dict[str, RequestStatus], *, jobs: int = 1) -> None:
+    """Every placed file made into its bytes (over worker processes), its documents dropped (`layout.pack`). For
+    when no check reads the objects any more: from here on the compile holds each file once, as YAML."""
+    placed = [f for s in promises.values() for f in s.files] + [f for s in requests.values() for f in s.files]
+    packed = iter(
+        [
+            layout.pack(item, content)
+            for item, content in zip(placed, layout.render_files(placed, jobs=jobs), strict=True)
+        ]
+    )
+    del placed
+    for name, status in promises.items():
+        promises[name] = replace(status, files=tuple(next(packed) for _ in status.files))
+    for key, status in requests.items():
+        if status.files:
+            requests[key] = replace(status, files=tuple(next(packed) for _ in status.files))
+
+
 def lay_out(
     platform: Platform,
     promises: Mapping[str, PromiseStatus],
@@ -548,7 +566,7 @@ def _provenance(
             request=None if p.owner.startswith("Promise ") else p.owner,
             pipeline=p.pipeline,
             source=p.file.source,
-            objects=tuple(object_id(d) for d in p.file.documents),
+            objects=layout.objects_of(p),
             sandbox=p.file.sandbox,
             images=p.file.images,
         )

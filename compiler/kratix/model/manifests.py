@@ -109,6 +109,11 @@ class PlacedFile:
     promise: str
     pipeline: str
     output_path: str  # where it is written in the output tree (`kratix.model.paths`: it depends on the destination)
+    # Set once every check that reads its objects is done (`kratix.layout.assemble.pack`): the file's bytes as they
+    # are written and the ids of its objects. Its documents are dropped then: a compile holds every request's output
+    # at once, and parsed objects take several times the memory of their YAML.
+    content: bytes | None = None
+    objects: tuple[str, ...] | None = None
 
 
 def object_id(document: Mapping[str, Any]) -> str:
