@@ -467,7 +467,10 @@ def _bookkeeping(
     }
     for status in requests.values():
         path = incremental.status_path(status)
-        bookkeeping[path] = previous.content(path) if status.reused else request_status_document(status)
+        # Dumped now, as `layout.build_tree` would: one request's document at a time, not every one at once.
+        bookkeeping[path] = (
+            previous.content(path) if status.reused else yamltext.dump_sorted(request_status_document(status))
+        )
     for name, promise_status in promises.items():
         bookkeeping[paths.promise_status(name)] = promise_status_document(promise_status)
     return bookkeeping
