@@ -461,8 +461,48 @@ def load_plain(data: bytes | str) -> Iterator[Any]:
 
 def load_transformed(data: str, transform: Callable[[yaml.Node], yaml.Node]) -> list[Any]:
     """Documents of `data`, each node tree passed through `transform` before construction. Raises
-    `yaml.MarkedYAMLError` on the first problem (the caller knows what the text was rendered from)."""
+    `yaml.MarkedYAMLError` on the first problem (the caller knows what the text was rendered from).
+
+    `transform` must leave the nodes it is given as they are (and return new ones): the node trees of a text are
+    composed once and handed to every call with the same text. A template renders the same text for every request
+    (its values are tokens, put back by `transform`), so most calls skip libyaml altogether."""
     problems: list[YamlProblem] = []
-    bodies = [body for body, _, _, _ in _documents(data, False, problems, transform)]
+    nodes = _composed(data)
+    if nodes is None:  # a problem composing it: read as any file is, to report it the same way
+        bodies = [body for body, _, _, _ in _documents(data, False, problems, transform)]
+    else:
+        documents = (_document(transform(node), False, problems) for node in nodes)
+        bodies = [found[0] for found in documents if found is not None]
     _raise_first(problems)
     return bodies
+
+
+_COMPOSED: dict[str, tuple[Any, ...]] = {}  # text -> the node tree of each of its documents, for load_transformed
+_COMPOSED_TEXTS = 256  # distinct texts kept (the rendered templates of a platform); then it starts over
+_COMPOSED_CHARS = 64 * 1024  # longer texts are composed each time
+
+
+def _composed(text: str) -> tuple[Any, ...] | None:
+    """The node trees of `text`'s documents, composed once per distinct text; None when composing finds a problem
+    (or could: a text nested deeper than is safe)."""
+    found = _COMPOSED.get(text)
+    if found is not None:
+        return found
+    if len(text) > _COMPOSED_CHARS or _too_deep(text) is not None:
+        return None
+    loader = _Loader(text)
+    nodes = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                break
+            nodes.append(node)
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return None
+    finally:
+        loader.dispose()
+    if len(_COMPOSED) >= _COMPOSED_TEXTS:
+        _COMPOSED.clear()
+    found = _COMPOSED[text] = tuple(nodes)
+    return found
