@@ -48,7 +48,7 @@ class SourceTree:
         return {path: data for path, data in self.files.items() if path.startswith(prefix)}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SourceDoc:
     path: str
     index: int  # the document's index in its file (0-based)

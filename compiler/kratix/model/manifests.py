@@ -33,7 +33,7 @@ IDENTITY_LABELS = frozenset(
 STATIC_PIPELINE = "static"  # the pipeline name of a Promise's spec.dependencies
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RenderedFile:
     path: str  # relative to the pipeline's output folder
     documents: tuple[Mapping[str, Any], ...]  # its Kubernetes objects; () for a file delivered as written
@@ -96,7 +96,7 @@ class WorkflowResult:
     written_keys: tuple[str, ...] = ()  # the status fields the pipelines wrote (status.yaml), in order
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PlacedFile:
     """A rendered file on its way to one destination."""
 
