@@ -396,8 +396,8 @@ def pack(promises: dict[str, PromiseStatus], requests: dict[str, RequestStatus],
         ]
     )
     del placed
-    for name, status in promises.items():
-        promises[name] = replace(status, files=tuple(next(packed) for _ in status.files))
+    for name, promise_status in promises.items():
+        promises[name] = replace(promise_status, files=tuple(next(packed) for _ in promise_status.files))
     for key, status in requests.items():
         if status.files:
             requests[key] = replace(status, files=tuple(next(packed) for _ in status.files))
