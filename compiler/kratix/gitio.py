@@ -16,6 +16,8 @@ import re
 import secrets
 import signal
 import subprocess
+import tempfile
+import threading
 import time
 from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -522,7 +524,10 @@ def write_commit(
     stream = _import_stream(ref, parent, changes, replace_all, message, author, committer or author)
     try:
         # `feature done` makes fast-import refuse a truncated stream (our process killed mid-write).
-        run_git(repo, "fast-import", "--quiet", f"--depth={DELTA_DEPTH}", input=stream, timeout=timeout)
+        importing = ("fast-import", "--quiet", f"--depth={DELTA_DEPTH}")
+        result = _feed_git(repo, importing, stream, timeout=timeout)
+        if result.returncode != 0:
+            raise GitCommandError(importing, result.returncode, result.stderr)
         commit, tree = run_git(repo, "rev-parse", ref, f"{ref}^{{tree}}", timeout=timeout).decode().split()
     finally:
         run_git(repo, "update-ref", "-d", ref, check=False, timeout=timeout)
@@ -582,6 +587,46 @@ def delete_stale_temp_refs(repo: Path, *, older_than_seconds: float) -> None:
         run_git(repo, "update-ref", "--stdin", input=commands, check=False)
 
 
+def _feed_git(repo: Path, args: tuple[str, ...], chunks: Iterable[bytes], *, timeout: float | None) -> GitResult:
+    """`git -C repo args…` with `chunks` written to its stdin one by one, never joined: a whole output tree's
+    stream would be a second copy of every file in memory. Its stdout and stderr go to files, so git never
+    blocks on them while we write; with `timeout`, git's process group is killed when it passes."""
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        subprocess.Popen(
+            ["git", "-C", str(repo), *args],
+            stdin=subprocess.PIPE,
+            stdout=out,
+            stderr=err,
+            env=clean_env(),
+            start_new_session=True,
+        ) as process,
+    ):
+        killer = threading.Timer(timeout, _kill_group, (process.pid,)) if timeout is not None else None
+        if killer is not None:
+            killer.start()
+        try:
+            with contextlib.suppress(BrokenPipeError):  # git stopped reading: its exit status and stderr say why
+                assert process.stdin is not None
+                process.stdin.writelines(chunks)
+                process.stdin.close()
+            process.wait()
+        finally:
+            if killer is not None:
+                killer.cancel()
+        if killer is not None and process.returncode == -signal.SIGKILL:
+            raise GitCommandError(args, -signal.SIGKILL, f"timed out after {timeout:g}s (killed)")
+        out.seek(0)
+        err.seek(0)
+        return GitResult(process.returncode, out.read(), err.read().decode("utf-8", "replace"))
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the group ended on its own meanwhile
+        os.killpg(pid, signal.SIGKILL)
+
+
 def _import_stream(
     ref: str,
     parent: str | None,
@@ -590,7 +635,7 @@ def _import_stream(
     message: str,
     author: Signature,
     committer: Signature,
-) -> bytes:
+) -> list[bytes]:
     text = message if message.endswith("\n") else message + "\n"
     encoded = text.encode()
     chunks = [
@@ -612,7 +657,7 @@ def _import_stream(
         else:
             chunks += [b"M 100644 inline " + quoted + b"\n", b"data %d\n" % len(content), content, b"\n"]
     chunks.append(b"\ndone\n")
-    return b"".join(chunks)
+    return chunks
 
 
 def _quote(path: str) -> bytes:

@@ -108,6 +108,7 @@ def compile(
     from kratix.publish import commit as publish
 
     started = time.monotonic()
+    common.spare_collector()
     progress = _ProgressLine(enabled=not quiet and output_format == "text" and sys.stderr.isatty())
     settings = common.build_settings(
         branch=branch,

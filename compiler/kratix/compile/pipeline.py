@@ -120,6 +120,7 @@ def compile_platform(
         kubernetes_version = checker.kubernetes_version
     assemble.check_secrets(platform, promises, requests, diagnostics, previous, sealer=sops.Sealer())
     assemble.reject_conflicts_with_published(promises, requests, diagnostics, previous)
+    assemble.pack(promises, requests, jobs=settings.render.parallelism)
     files, entries = assemble.lay_out(
         platform,
         promises,

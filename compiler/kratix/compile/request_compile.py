@@ -313,7 +313,8 @@ def _run_request(
 def _split_sub_requests(
     workflow: WorkflowResult, parent: ResourceRequest, served: Mapping[tuple[str, str], str]
 ) -> tuple[WorkflowResult, tuple[ResourceRequest, ...]]:
-    """Objects of a kind some Promise serves are requests to compile, not manifests to deliver."""
+    """Objects of a kind some Promise serves are requests to compile, not manifests to deliver. What nothing was
+    taken from is kept as it is (the usual case: no copies of the workflow, its outputs and files)."""
     children: list[ResourceRequest] = []
     outputs = []
     for output in workflow.outputs:
@@ -328,9 +329,14 @@ def _split_sub_requests(
                     kept.append(document)
                 else:
                     children.append(_sub_request(document, promise, parent, file.source))
-            if kept or file.raw is not None:
-                files.append(replace(file, documents=tuple(kept)) if file.raw is None else file)
-        outputs.append(replace(output, files=tuple(files)))
+            if file.raw is not None or (kept and len(kept) == len(file.documents)):
+                files.append(file)
+            elif kept:
+                files.append(replace(file, documents=tuple(kept)))
+        same = len(files) == len(output.files) and all(a is b for a, b in zip(files, output.files, strict=True))
+        outputs.append(output if same else replace(output, files=tuple(files)))
+    if all(a is b for a, b in zip(outputs, workflow.outputs, strict=True)):
+        return workflow, tuple(children)
     return replace(workflow, outputs=tuple(outputs)), tuple(children)
 
 

@@ -385,6 +385,24 @@ def _reject_identity_labels(
                     break
 
 
+def pack(promises: dict[str, PromiseStatus], requests: dict[str, RequestStatus], *, jobs: int = 1) -> None:
+    """Every placed file made into its bytes (over worker processes), its documents dropped (`layout.pack`). For
+    when no check reads the objects any more: from here on the compile holds each file once, as YAML."""
+    placed = [f for s in promises.values() for f in s.files] + [f for s in requests.values() for f in s.files]
+    packed = iter(
+        [
+            layout.pack(item, content)
+            for item, content in zip(placed, layout.render_files(placed, jobs=jobs), strict=True)
+        ]
+    )
+    del placed
+    for name, promise_status in promises.items():
+        promises[name] = replace(promise_status, files=tuple(next(packed) for _ in promise_status.files))
+    for key, status in requests.items():
+        if status.files:
+            requests[key] = replace(status, files=tuple(next(packed) for _ in status.files))
+
+
 def lay_out(
     platform: Platform,
     promises: Mapping[str, PromiseStatus],
@@ -449,7 +467,10 @@ def _bookkeeping(
     }
     for status in requests.values():
         path = incremental.status_path(status)
-        bookkeeping[path] = previous.content(path) if status.reused else request_status_document(status)
+        # Dumped now, as `layout.build_tree` would: one request's document at a time, not every one at once.
+        bookkeeping[path] = (
+            previous.content(path) if status.reused else yamltext.dump_sorted(request_status_document(status))
+        )
     for name, promise_status in promises.items():
         bookkeeping[paths.promise_status(name)] = promise_status_document(promise_status)
     return bookkeeping
@@ -548,7 +569,7 @@ def _provenance(
             request=None if p.owner.startswith("Promise ") else p.owner,
             pipeline=p.pipeline,
             source=p.file.source,
-            objects=tuple(object_id(d) for d in p.file.documents),
+            objects=layout.objects_of(p),
             sandbox=p.file.sandbox,
             images=p.file.images,
         )

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from kratix import workers, yamltext
@@ -83,9 +83,23 @@ def stamp(document: Mapping[str, Any], labels: Mapping[str, str]) -> dict[str, A
 
 
 def render_file(item: PlacedFile) -> bytes:
+    if item.content is not None:
+        return item.content
     if item.file.raw is not None:
         return item.file.raw
     return yamltext.dump_all(stamp(document, item.labels) for document in item.file.documents)
+
+
+def objects_of(item: PlacedFile) -> tuple[str, ...]:
+    """The ids of the Kubernetes objects a file holds (none: a file delivered as written)."""
+    if item.objects is not None:
+        return item.objects
+    return tuple(object_id(document) for document in item.file.documents)
+
+
+def pack(item: PlacedFile, content: bytes) -> PlacedFile:
+    """`item` carrying its bytes (`render_file`) and object ids instead of its documents."""
+    return replace(item, file=replace(item.file, documents=()), content=content, objects=objects_of(item))
 
 
 def build_tree(
@@ -105,12 +119,10 @@ def build_tree(
     generated: dict[str, str] = {}
     workloads: dict[str, list[tuple[str, Content, bool]]] = defaultdict(list)  # destination -> (path, content, k8s)
     emitted: dict[str, set[str]] = defaultdict(set)
-    rendered = workers.map_ranges(
-        lambda start, stop: [render_file(item) for item in placed[start:stop]], len(placed), jobs=jobs
-    )
-    for item, content in zip(placed, rendered, strict=True):
-        workloads[item.destination].append((item.output_path, content, bool(item.file.documents)))
-        emitted[item.destination].update(object_id(document) for document in item.file.documents)
+    for item, content in zip(placed, render_files(placed, jobs=jobs), strict=True):
+        objects = objects_of(item)
+        workloads[item.destination].append((item.output_path, content, bool(objects)))
+        emitted[item.destination].update(objects)
     by_name = {d.name: d for d in destinations}
     for path, carried in (kept or {}).items():
         destination = by_name.get(carried.destination)
@@ -127,6 +139,15 @@ def build_tree(
         kept_as_is = isinstance(document, bytes | BlobRef)
         files[path] = document if kept_as_is else yamltext.dump_sorted(document)
     return Tree(dict(sorted(files.items())), generated)
+
+
+def render_files(placed: Sequence[PlacedFile], *, jobs: int = 1) -> list[bytes]:
+    """`render_file` of each, over worker processes for those not packed yet (packed ones have their bytes)."""
+    todo = [item for item in placed if item.content is None]
+    made = iter(
+        workers.map_ranges(lambda start, stop: [render_file(item) for item in todo[start:stop]], len(todo), jobs=jobs)
+    )
+    return [item.content if item.content is not None else next(made) for item in placed]
 
 
 def generated_files(

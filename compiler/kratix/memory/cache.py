@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields, replace
 from kratix.model import paths
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Record:
     file: str  # the request's source file in the input repo
     blob: str  # sha1 of that file's bytes

@@ -24,7 +24,7 @@ from kratix.model import paths
 GENERATED = "kratix"  # the owner of files the layout generates itself (kustomizations, request namespaces)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     path: str
     owner: str  # "Promise <name>", "<Kind> <namespace>/<name>" or "kratix"

@@ -31,7 +31,9 @@ def blob_id(content: Content) -> str:
     """The Git object id of a file's content, computed for bytes as `git hash-object` would."""
     if isinstance(content, BlobRef):
         return content.oid
-    return hashlib.sha1(b"blob %d\0" % len(content) + content, usedforsecurity=False).hexdigest()
+    digest = hashlib.sha1(b"blob %d\0" % len(content), usedforsecurity=False)
+    digest.update(content)  # not header + content: that would copy every file once more
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class SourceTree:
         return {path: data for path, data in self.files.items() if path.startswith(prefix)}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SourceDoc:
     path: str
     index: int  # the document's index in its file (0-based)

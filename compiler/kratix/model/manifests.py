@@ -33,7 +33,7 @@ IDENTITY_LABELS = frozenset(
 STATIC_PIPELINE = "static"  # the pipeline name of a Promise's spec.dependencies
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RenderedFile:
     path: str  # relative to the pipeline's output folder
     documents: tuple[Mapping[str, Any], ...]  # its Kubernetes objects; () for a file delivered as written
@@ -96,7 +96,7 @@ class WorkflowResult:
     written_keys: tuple[str, ...] = ()  # the status fields the pipelines wrote (status.yaml), in order
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PlacedFile:
     """A rendered file on its way to one destination."""
 
@@ -109,6 +109,11 @@ class PlacedFile:
     promise: str
     pipeline: str
     output_path: str  # where it is written in the output tree (`kratix.model.paths`: it depends on the destination)
+    # Set once every check that reads its objects is done (`kratix.layout.assemble.pack`): the file's bytes as they
+    # are written and the ids of its objects. Its documents are dropped then: a compile holds every request's output
+    # at once, and parsed objects take several times the memory of their YAML.
+    content: bytes | None = None
+    objects: tuple[str, ...] | None = None
 
 
 def object_id(document: Mapping[str, Any]) -> str:

@@ -12,7 +12,7 @@ PENDING = "pending"
 MISPLACED = "misplaced"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Placement:
     destination: Destination | None  # None while pending
     state: str  # placed | pending | misplaced

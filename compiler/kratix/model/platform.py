@@ -137,7 +137,7 @@ class Destination:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RequestKey:
     kind: str
     namespace: str
@@ -147,7 +147,7 @@ class RequestKey:
         return f"{self.kind} {self.namespace}/{self.name}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ResourceRequest:
     key: RequestKey
     api_version: str

@@ -19,7 +19,7 @@ SUSPENDED = "suspended"  # a pipeline's workflow-control.yaml stopped its workfl
 SUSPENDED_REASON = "WorkflowSuspended"  # Kratix's reason on the Reconciled condition
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RequestStatus:
     request: ResourceRequest
     state: str  # placed | pending | misplaced | failed | suspended

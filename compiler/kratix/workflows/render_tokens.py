@@ -22,7 +22,14 @@ class TokenSubstitution:
         self._local = threading.local()  # container pipelines render templates from several threads
 
     def substitute(self, node: yaml.Node, tokens: templating.Tokens) -> yaml.Node:
-        """`node` with every token of `tokens` replaced by its value."""
+        """`node` with every token of `tokens` replaced by its value. New nodes are made wherever something may
+        change, and `node` is left as it was: the node trees of a rendered text are composed once and shared by
+        every render of that text (`kratix.yamltext.load_transformed`)."""
+        return self._substitute(node, tokens, {})
+
+    def _substitute(self, node: yaml.Node, tokens: templating.Tokens, made: dict[int, yaml.Node]) -> yaml.Node:
+        """`made`: the copy of each collection node copied so far, by the original's id, so that a node met twice
+        (an alias) is one node in the copy too."""
         if isinstance(node, yaml.ScalarNode):
             if tokens.nonce not in node.value:
                 return node
@@ -35,11 +42,18 @@ class TokenSubstitution:
                 node.end_mark,
                 style=node.style or "'",
             )
+        copy = made.get(id(node))
+        if copy is not None:
+            return copy
         if isinstance(node, yaml.MappingNode):
-            node.value = [(self._substitute_key(k, tokens), self.substitute(v, tokens)) for k, v in node.value]
+            copy = made[id(node)] = yaml.MappingNode(node.tag, [], node.start_mark, node.end_mark, node.flow_style)
+            copy.value = [(self._substitute_key(k, tokens), self._substitute(v, tokens, made)) for k, v in node.value]
         elif isinstance(node, yaml.SequenceNode):
-            node.value = [self.substitute(item, tokens) for item in node.value]
-        return node
+            copy = made[id(node)] = yaml.SequenceNode(node.tag, [], node.start_mark, node.end_mark, node.flow_style)
+            copy.value = [self._substitute(item, tokens, made) for item in node.value]
+        else:
+            return node
+        return copy
 
     def _substitute_key(self, node: yaml.Node, tokens: templating.Tokens) -> yaml.Node:
         if isinstance(node, yaml.ScalarNode) and tokens.nonce in node.value:

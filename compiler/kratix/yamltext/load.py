@@ -21,6 +21,7 @@ event stream (which does not recurse) and refused before composing.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -50,6 +51,14 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
         if kind is ScalarNode:
             return resolve.PLAIN if implicit[0] else resolve.STR
         return resolve.MAP if kind is MappingNode else resolve.SEQ
+
+
+_SHARED_UP_TO = 64  # characters: the short strings that repeat across objects (kinds, versions, names, enums)
+
+
+def _shared(value: Any) -> Any:
+    """One copy of a short string value for the whole compile, as for keys."""
+    return sys.intern(value) if type(value) is str and len(value) <= _SHARED_UP_TO else value
 
 
 class _Refused(Exception):
@@ -84,9 +93,9 @@ class _Reader:
         if tag is resolve.PLAIN or tag == resolve.PLAIN:
             value = self.scalars.get(text, _UNSET)
             if value is _UNSET:
-                value = self.scalars[text] = resolve.json_value(resolve.go_value(text))
+                value = self.scalars[text] = _shared(resolve.json_value(resolve.go_value(text)))
         elif tag == resolve.STR:
-            return text
+            return _shared(text)
         elif tag in resolve.SCALAR_TAGS:
             value = resolve.tagged_value(tag, text)
             if not isinstance(value, resolve.ScalarProblem):
@@ -168,7 +177,9 @@ class _Reader:
             if type(key_node) is ScalarNode and key_node.tag == resolve.PLAIN and key_node.value == "<<":
                 merged.append((key_node, value_node))
                 continue
-            key = self.key(key_node)
+            # Interned: every object of a kind spells the same keys, and a compile holds hundreds of thousands of
+            # objects (one copy of each key; pickling to and from worker processes keeps them shared).
+            key = sys.intern(self.key(key_node))
             child = record
             if marks is not None:
                 child = marks.add(record, key, key_node.start_mark)
@@ -180,7 +191,7 @@ class _Reader:
                 )
             if type(value_node) is ScalarNode:
                 self.decodes += 1
-                mapping[key] = value_node.value if value_node.tag == resolve.STR else self.scalar(value_node)
+                mapping[key] = _shared(value_node.value) if value_node.tag == resolve.STR else self.scalar(value_node)
             else:
                 mapping[key] = self.value(value_node, depth + 1, child)
         for key_node, value_node in merged:
@@ -450,8 +461,48 @@ def load_plain(data: bytes | str) -> Iterator[Any]:
 
 def load_transformed(data: str, transform: Callable[[yaml.Node], yaml.Node]) -> list[Any]:
     """Documents of `data`, each node tree passed through `transform` before construction. Raises
-    `yaml.MarkedYAMLError` on the first problem (the caller knows what the text was rendered from)."""
+    `yaml.MarkedYAMLError` on the first problem (the caller knows what the text was rendered from).
+
+    `transform` must leave the nodes it is given as they are (and return new ones): the node trees of a text are
+    composed once and handed to every call with the same text. A template renders the same text for every request
+    (its values are tokens, put back by `transform`), so most calls skip libyaml altogether."""
     problems: list[YamlProblem] = []
-    bodies = [body for body, _, _, _ in _documents(data, False, problems, transform)]
+    nodes = _composed(data)
+    if nodes is None:  # a problem composing it: read as any file is, to report it the same way
+        bodies = [body for body, _, _, _ in _documents(data, False, problems, transform)]
+    else:
+        documents = (_document(transform(node), False, problems) for node in nodes)
+        bodies = [found[0] for found in documents if found is not None]
     _raise_first(problems)
     return bodies
+
+
+_COMPOSED: dict[str, tuple[Any, ...]] = {}  # text -> the node tree of each of its documents, for load_transformed
+_COMPOSED_TEXTS = 256  # distinct texts kept (the rendered templates of a platform); then it starts over
+_COMPOSED_CHARS = 64 * 1024  # longer texts are composed each time
+
+
+def _composed(text: str) -> tuple[Any, ...] | None:
+    """The node trees of `text`'s documents, composed once per distinct text; None when composing finds a problem
+    (or could: a text nested deeper than is safe)."""
+    found = _COMPOSED.get(text)
+    if found is not None:
+        return found
+    if len(text) > _COMPOSED_CHARS or _too_deep(text) is not None:
+        return None
+    loader = _Loader(text)
+    nodes = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                break
+            nodes.append(node)
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return None
+    finally:
+        loader.dispose()
+    if len(_COMPOSED) >= _COMPOSED_TEXTS:
+        _COMPOSED.clear()
+    found = _COMPOSED[text] = tuple(nodes)
+    return found
