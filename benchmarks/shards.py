@@ -14,10 +14,11 @@ Two scenarios, each unsharded (into one output repo) and sharded (into another):
 1. cold: the first publish of the platform;
 2. Promise change: every Promise's step script edited, so every request's workflow runs again.
 Then a no-op compile (the same commit again, nothing to do) on the unsharded repo, as the yardstick of the
-merge. The merge and the no-op are the best of R runs (the shard refs and the branch are put back before each
-merge); everything else runs once. Checked (exit 1 when not): each sharded tree equals the unsharded one (Git
-tree ids), the shards ran every workflow exactly once between them, and the merge ran none. Timings are
-reported, never failed on: targets are a merge with no workflow run, costing at most 1.2x a no-op compile.
+merge, and the same no-op reading everything (see `full_noop`). The merge and the no-ops are the best of R runs
+(the shard refs and the branch are put back before each merge); everything else runs once. Checked (exit 1 when
+not): each sharded tree equals the unsharded one (Git tree ids), the shards ran every workflow exactly once
+between them, and the merge ran none. Timings are reported, never failed on: targets are a merge with no workflow
+run, costing at most 1.2x a no-op compile.
 """
 
 from __future__ import annotations
