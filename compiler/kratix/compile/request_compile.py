@@ -185,8 +185,11 @@ def _compile_on_every_core(
                 now=now,
                 previous_status=lambda r: before[str(r.key)],
             )
-            # The request goes back without its body: this process has it already (a copy would double it).
-            done.append((replace(status, request=replace(request, body={}, source=_NO_SOURCE)), found))
+            # The request goes back without its body: this process has it already (a copy would double it). What
+            # the pipelines wrote is most often only Kratix's `Pending`: one shared dict, so pickling sends one per
+            # slice, not one per request (tens of thousands; nothing changes a status's `written`).
+            written = _PENDING_ONLY if status.written == _PENDING_ONLY else status.written
+            done.append((replace(status, request=replace(request, body={}, source=_NO_SOURCE), written=written), found))
         return done
 
     statuses = {}
@@ -197,6 +200,7 @@ def _compile_on_every_core(
 
 
 _NO_SOURCE = SourceDoc("", 0, 1, None)
+_PENDING_ONLY: Mapping[str, Any] = {"message": contract.PENDING_MESSAGE}
 
 
 def _check_cycles(
