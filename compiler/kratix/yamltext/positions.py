@@ -32,7 +32,7 @@ class Marks:
 
     A record is a key (its name a str: the key's position wins over an earlier one, as a duplicate key's
     does) or the root or a sequence item (an int index: the first position recorded for a path stays). Its
-    numbers (parent record, line, column) go to one array of machine integers, three a record: no int objects,
+    numbers (parent record, line, column) go to one array of 32-bit integers, three a record: no int objects,
     nothing for the collector to track, and two sequences a document instead of four lists (a compile of 100,000
     requests keeps 100,000 of these)."""
 
@@ -40,7 +40,9 @@ class Marks:
 
     def __init__(self) -> None:
         self.names: list[str | int] = []
-        self.numbers = array("q")  # parent, line, column of each record
+        # Parent, line, column of each record, as 32-bit integers: a file read is at most 16 MiB
+        # (`limits.MAX_FILE_BYTES`), so none comes near 2**31.
+        self.numbers = array("i")
 
     def add(self, parent: int, name: str | int, mark: Any) -> int:
         self.names.append(name)
