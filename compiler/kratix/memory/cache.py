@@ -52,8 +52,9 @@ _FIELDS = tuple(f.name for f in fields(Record) if f.name != "line")
 FORMAT = 2
 _HEADER = json.dumps({"format": FORMAT, "kratix": "cache"}, sort_keys=True, separators=(",", ":"))
 # Values many records share (a Promise's kind, name and fingerprint, a namespace): interned as they are decoded, one
-# copy each instead of one per record (100,000 records at 100,000 requests).
-_SHARED = ("fingerprint", "kind", "namespace", "api_version", "promise")
+# copy each instead of one per record (100,000 records at 100,000 requests). The paths of its outputs and status
+# too: the previous output's listing (`gitio.file_oids`) holds them already.
+_SHARED = ("fingerprint", "kind", "namespace", "api_version", "promise", "status")
 
 
 def named_files(record: Record) -> tuple[str, ...]:
@@ -105,7 +106,7 @@ def decode_shard(data: bytes) -> list[Record]:
     for line, raw in zip(lines[1:], json.loads("[" + ",".join(texts) + "]"), strict=True):
         if not isinstance(raw, dict):
             raise ValueError(f"a record is {type(raw).__name__}, not an object")
-        raw["outputs"] = tuple(raw.get("outputs") or ())
+        raw["outputs"] = tuple(sys.intern(p) if type(p) is str else p for p in raw.get("outputs") or ())
         raw["unchecked"] = tuple(raw.get("unchecked") or ())
         for name in _SHARED:
             value = raw.get(name)

@@ -47,7 +47,8 @@ _HEADER = json.dumps({"format": FORMAT, "kratix": "provenance"}, sort_keys=True,
 _HEADER_2 = json.dumps({"format": 2, "kratix": "provenance"}, sort_keys=True, separators=(",", ":"))
 # Values many entries share (every entry its commit, a request's files their owner, a destination's files its name):
 # read once per entry, they are interned as they are decoded, one copy each (200,000 entries at 100,000 requests).
-_SHARED = ("owner", "destination", "promise", "request", "pipeline", "source", "commit", "sandbox")
+# The path too: the previous output's listing (`gitio.file_oids`) holds it already.
+_SHARED = ("path", "owner", "destination", "promise", "request", "pipeline", "source", "commit", "sandbox")
 
 
 def shard_of(entry: Entry) -> str:
