@@ -19,6 +19,7 @@ import json
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 from kratix.model import paths
 
@@ -106,15 +107,7 @@ def decode_shard(data: bytes) -> list[Record]:
     for line, raw in zip(lines[1:], json.loads("[" + ",".join(texts) + "]"), strict=True):
         if not isinstance(raw, dict):
             raise ValueError(f"a record is {type(raw).__name__}, not an object")
-        raw["outputs"] = tuple(sys.intern(p) if type(p) is str else p for p in raw.get("outputs") or ())
-        raw["unchecked"] = tuple(raw.get("unchecked") or ())
-        for name in _SHARED:
-            value = raw.get(name)
-            if type(value) is str:
-                raw[name] = sys.intern(value)
-        placements = raw.get("placements")
-        if type(placements) is dict:  # destination names: a few, for every record
-            raw["placements"] = {k: sys.intern(v) if type(v) is str else v for k, v in placements.items()}
+        _share_values(raw)
         try:
             record = Record(**raw, line=line)
         except TypeError as exc:
@@ -123,6 +116,19 @@ def decode_shard(data: bytes) -> list[Record]:
             raise ValueError("a record's identity is not text")
         records.append(record)
     return records
+
+
+def _share_values(raw: dict[str, Any]) -> None:
+    """A decoded record's repeated values interned (see `_SHARED`), its lists made tuples."""
+    raw["outputs"] = tuple(sys.intern(p) if type(p) is str else p for p in raw.get("outputs") or ())
+    raw["unchecked"] = tuple(raw.get("unchecked") or ())
+    for name in _SHARED:
+        value = raw.get(name)
+        if type(value) is str:
+            raw[name] = sys.intern(value)
+    placements = raw.get("placements")
+    if type(placements) is dict:  # destination names: a few, for every record
+        raw["placements"] = {k: sys.intern(v) if type(v) is str else v for k, v in placements.items()}
 
 
 def digest(data: bytes) -> str:
