@@ -16,6 +16,7 @@ import re
 import secrets
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -179,7 +180,9 @@ def resolve_commit(repo: Path, ref: str) -> str:
 
 def file_oids(repo: Path, commit: str) -> tuple[dict[str, str], bool]:
     """`{path: object id}` of the regular files of `commit`'s tree, and whether they are all it holds (no
-    symlinks, submodules or executables). `list_tree` without an object per entry: trees hold tens of thousands."""
+    symlinks, submodules or executables). `list_tree` without an object per entry: trees hold tens of thousands.
+    The paths are interned: the bookkeeping read with them (provenance, the request cache) names the same paths,
+    and shares these copies (`kratix.memory`)."""
     oids: dict[str, str] = {}
     plain = True
     for record in run_git(repo, "--literal-pathspecs", "ls-tree", "-r", "-z", "--full-tree", commit).split(b"\0"):
@@ -187,11 +190,11 @@ def file_oids(repo: Path, commit: str) -> tuple[dict[str, str], bool]:
             continue
         meta, _, path = record.partition(b"\t")
         if meta.startswith(b"100644 blob "):
-            oids[path.decode("utf-8", "surrogateescape")] = meta[12:].decode()
+            oids[sys.intern(path.decode("utf-8", "surrogateescape"))] = meta[12:].decode()
             continue
         plain = False
         if meta.startswith(b"100755 blob "):
-            oids[path.decode("utf-8", "surrogateescape")] = meta[12:].decode()
+            oids[sys.intern(path.decode("utf-8", "surrogateescape"))] = meta[12:].decode()
     return oids, plain
 
 

@@ -93,6 +93,13 @@ def compile_platform(
     promises = promise_compile.compile_promises(
         platform, renderer, unavailable, diagnostics, previous_status=previous.promise_status, now=settings.render.now
     )
+    # Made before the requests are compiled: the workers check the output they can settle themselves (see
+    # `request_compile._packed_if_settled`).
+    checker = (
+        conformance.Conformance.for_kubernetes(settings.validate.kubernetes_version)
+        if settings.validate.validate_output
+        else None
+    )
     previous.prefetch_request_statuses((r.key.namespace, r.promise, r.key.name) for r in platform.requests)
     requests = request_compile.compile_requests(
         platform,
@@ -106,14 +113,14 @@ def compile_platform(
         parallelism=settings.render.parallelism,
         previous_status=previous.request_status,
         now=settings.render.now,
+        checker=checker,
     )
     requests.update(reused)
     assemble.reject_unfit_files(platform, promises, requests, diagnostics)
     assemble.reject_conflicts(promises, requests, diagnostics, previous)
     not_validated: tuple[str, ...] = ()
     kubernetes_version = ""
-    if settings.validate.validate_output:
-        checker = conformance.Conformance.for_kubernetes(settings.validate.kubernetes_version)
+    if checker is not None:
         not_validated = assemble.validate_output(
             checker, promises, requests, diagnostics, jobs=settings.render.parallelism
         )

@@ -13,11 +13,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kratix import schema, workers
+from kratix.layout import tree as layout
 from kratix.memory import cache
 from kratix.model import paths
 from kratix.model.diagnostics import Diagnostic, Severity
 from kratix.model.documents import SourceDoc
 from kratix.model.manifests import (
+    IDENTITY_LABELS,
     PARENT_LABEL_PREFIX,
     PARENT_NAMESPACE_LABEL,
     PARENT_PROMISE_LABEL,
@@ -31,7 +33,8 @@ from kratix.model.placements import PLACED
 from kratix.model.platform import Destination, Platform, Promise, RequestKey, ResourceRequest
 from kratix.model.statuses import PromiseStatus, RequestStatus, pipeline_phases, suspended_phases
 from kratix.schedule import scheduler as schedule
-from kratix.workflows import contract, render, suspensions
+from kratix.schema import conformance
+from kratix.workflows import contract, render, secretpolicy, suspensions
 
 Progress = Callable[[str, int, int], None]  # (what, done, total): for a progress line on a terminal
 PreviousStatus = Callable[[str, str, str], Mapping[str, Any]]  # (namespace, promise, name) -> last status
@@ -54,10 +57,12 @@ def compile_requests(
     parallelism: int = 1,
     previous_status: PreviousStatus = _no_status,
     now: datetime | None = None,
+    checker: conformance.Conformance | None = None,
 ) -> dict[str, RequestStatus]:
     """Every request, then the requests their workflows emit for other Promises' APIs (compound Promises), in
     waves: parents before children, so a child always sees a finished parent. Requests whose Promise runs
-    programs or containers are compiled `parallelism` at a time (they wait on processes, not on Python)."""
+    programs or containers are compiled `parallelism` at a time (they wait on processes, not on Python).
+    `checker`: what output is validated against (None: output is not validated), for `_packed_if_settled`."""
     served = {(p.api.group, p.api.kind): p.name for p in platform.promises.values() if p.api is not None}
     statuses: dict[str, RequestStatus] = {}
     total = len(platform.requests)
@@ -124,6 +129,7 @@ def compile_requests(
                     jobs=parallelism,
                     previous_status=status_of,
                     now=when,
+                    checker=checker,
                 )
             )
             wave = []
@@ -158,10 +164,11 @@ def _compile_on_every_core(
     jobs: int,
     previous_status: Callable[[ResourceRequest], Mapping[str, Any]],
     now: datetime,
+    checker: conformance.Conformance | None,
 ) -> dict[str, RequestStatus]:
     """Requests whose workflows are templates only (CPU work in Python), over worker processes when they are many
     (`kratix.workers`; few are compiled by the caller, one at a time). Diagnostics come back with each
-    status."""
+    status; each placed file comes back as bytes when no later check reads its objects (`_packed_if_settled`)."""
     if len(requests) < workers.MINIMUM or jobs <= 1:
         return {}
 
@@ -185,8 +192,13 @@ def _compile_on_every_core(
                 now=now,
                 previous_status=lambda r: before[str(r.key)],
             )
-            # The request goes back without its body: this process has it already (a copy would double it).
-            done.append((replace(status, request=replace(request, body={}, source=_NO_SOURCE)), found))
+            # The request goes back without its body: this process has it already (a copy would double it). What
+            # the pipelines wrote is most often only Kratix's `Pending`: one shared dict, so pickling sends one per
+            # slice, not one per request (tens of thousands; nothing changes a status's `written`).
+            written = _PENDING_ONLY if status.written == _PENDING_ONLY else status.written
+            files = tuple(_packed_if_settled(item, checker) for item in status.files)
+            bare = replace(request, body={}, source=_NO_SOURCE)
+            done.append((replace(status, request=bare, written=written, files=files), found))
         return done
 
     statuses = {}
@@ -197,6 +209,41 @@ def _compile_on_every_core(
 
 
 _NO_SOURCE = SourceDoc("", 0, 1, None)
+_PENDING_ONLY: Mapping[str, Any] = {"message": contract.PENDING_MESSAGE}
+
+
+def _packed_if_settled(item: PlacedFile, checker: conformance.Conformance | None) -> PlacedFile:
+    """`item` made into its bytes and object ids here, in the worker (`layout.pack`), when no check after the
+    compile would read its objects: its parsed documents are then neither sent back to nor kept by the parent
+    process (most of a large platform's output). That holds when every object is of a built-in kind and neither a
+    Secret (`assemble.check_secrets` reads, and may encrypt, those) nor a CustomResourceDefinition (a schema other
+    objects on its destination are checked against), carries no identity label (`assemble.validate_output` checks
+    those), and passes the very check `assemble.validate_output` makes (a built-in kind's does not depend on what
+    else is delivered). Any other file keeps its documents and goes through every check as before."""
+    documents = item.file.documents
+    if not documents or item.file.raw is not None or item.content is not None:
+        return item
+    if not all(_settled(document, checker) for document in documents):
+        return item
+    if checker is not None:
+        report = checker.check(documents)
+        if report.problems or report.not_validated:
+            return item
+    return layout.pack(item, layout.render_file(item))
+
+
+def _settled(document: Any, checker: conformance.Conformance | None) -> bool:
+    """Whether no check but the schema check reads this object (see `_packed_if_settled`)."""
+    if not isinstance(document, Mapping):
+        return False
+    api_version, kind, metadata = document.get("apiVersion"), document.get("kind"), document.get("metadata")
+    if not isinstance(api_version, str) or not isinstance(kind, str) or not isinstance(metadata, Mapping):
+        return False
+    labels = metadata.get("labels")
+    if labels is not None and (not isinstance(labels, Mapping) or not IDENTITY_LABELS.isdisjoint(labels)):
+        return False
+    builtin = checker is None or api_version.rpartition("/")[0] in checker.builtin_groups
+    return builtin and kind != "CustomResourceDefinition" and not secretpolicy.is_secret(document)
 
 
 def _check_cycles(

@@ -16,7 +16,7 @@ from kratix.memory.previous import PreviousOutput, encode_placements
 from kratix.model import paths
 from kratix.model.diagnostics import Diagnostic, Severity
 from kratix.model.documents import Content
-from kratix.model.manifests import IDENTITY_LABELS, PlacedFile, object_id
+from kratix.model.manifests import IDENTITY_LABELS, PlacedFile
 from kratix.model.platform import Destination, Platform
 from kratix.model.statuses import PromiseStatus, RequestStatus, promise_status_document, request_status_document
 from kratix.schema import conformance
@@ -228,21 +228,17 @@ def _reject_if_taken(
         message = f"output {item.output_path} is already written by {other}"
         _fail_owner(item.owner, "FileConflict", message, promises, requests, diagnostics)
         return
-    for document in item.file.documents:
-        other = taken.get((item.destination, object_id(document)))
+    for oid in layout.objects_of(item):
+        other = taken.get((item.destination, oid))
         if other is not None and other != item.owner:
-            message = f"{object_id(document)} on destination {item.destination} is already emitted by {other}"
+            message = f"{oid} on destination {item.destination} is already emitted by {other}"
             _fail_owner(item.owner, "ObjectConflict", message, promises, requests, diagnostics)
             break
 
 
 def _new_identities(item: PlacedFile, previous: PreviousOutput) -> bool:
     entry = previous.provenance.get(item.output_path)
-    return (
-        entry is None
-        or entry.owner != item.owner
-        or set(entry.objects) != {object_id(document) for document in item.file.documents}
-    )
+    return entry is None or entry.owner != item.owner or set(entry.objects) != set(layout.objects_of(item))
 
 
 def _fail_owner(
@@ -389,9 +385,10 @@ def pack(promises: dict[str, PromiseStatus], requests: dict[str, RequestStatus],
     """Every placed file made into its bytes (over worker processes), its documents dropped (`layout.pack`). For
     when no check reads the objects any more: from here on the compile holds each file once, as YAML."""
     placed = [f for s in promises.values() for f in s.files] + [f for s in requests.values() for f in s.files]
+    # A file a compile worker packed already (`request_compile`) stays as it is.
     packed = iter(
         [
-            layout.pack(item, content)
+            item if item.content is not None else layout.pack(item, content)
             for item, content in zip(placed, layout.render_files(placed, jobs=jobs), strict=True)
         ]
     )

@@ -57,8 +57,8 @@ def find_conflicts(placed: Iterable[PlacedFile]) -> dict[tuple[str, str], list[P
     destination): the file of each emission, by (destination, object id)."""
     seen: dict[tuple[str, str], list[PlacedFile]] = {}
     for item in placed:
-        for document in item.file.documents:
-            seen.setdefault((item.destination, object_id(document)), []).append(item)
+        for oid in objects_of(item):  # a packed file has its ids, no documents
+            seen.setdefault((item.destination, oid), []).append(item)
     return {key: items for key, items in seen.items() if len(items) > 1}
 
 

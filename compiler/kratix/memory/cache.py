@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 from kratix.model import paths
 
@@ -50,6 +52,10 @@ class Record:
 _FIELDS = tuple(f.name for f in fields(Record) if f.name != "line")
 FORMAT = 2
 _HEADER = json.dumps({"format": FORMAT, "kratix": "cache"}, sort_keys=True, separators=(",", ":"))
+# Values many records share (a Promise's kind, name and fingerprint, a namespace): interned as they are decoded, one
+# copy each instead of one per record (100,000 records at 100,000 requests). The paths of its outputs and status
+# too: the previous output's listing (`gitio.file_oids`) holds them already.
+_SHARED = ("fingerprint", "kind", "namespace", "api_version", "promise", "status")
 
 
 def named_files(record: Record) -> tuple[str, ...]:
@@ -101,8 +107,7 @@ def decode_shard(data: bytes) -> list[Record]:
     for line, raw in zip(lines[1:], json.loads("[" + ",".join(texts) + "]"), strict=True):
         if not isinstance(raw, dict):
             raise ValueError(f"a record is {type(raw).__name__}, not an object")
-        raw["outputs"] = tuple(raw.get("outputs") or ())
-        raw["unchecked"] = tuple(raw.get("unchecked") or ())
+        _share_values(raw)
         try:
             record = Record(**raw, line=line)
         except TypeError as exc:
@@ -111,6 +116,19 @@ def decode_shard(data: bytes) -> list[Record]:
             raise ValueError("a record's identity is not text")
         records.append(record)
     return records
+
+
+def _share_values(raw: dict[str, Any]) -> None:
+    """A decoded record's repeated values interned (see `_SHARED`), its lists made tuples."""
+    raw["outputs"] = tuple(sys.intern(p) if type(p) is str else p for p in raw.get("outputs") or ())
+    raw["unchecked"] = tuple(raw.get("unchecked") or ())
+    for name in _SHARED:
+        value = raw.get(name)
+        if type(value) is str:
+            raw[name] = sys.intern(value)
+    placements = raw.get("placements")
+    if type(placements) is dict:  # destination names: a few, for every record
+        raw["placements"] = {k: sys.intern(v) if type(v) is str else v for k, v in placements.items()}
 
 
 def digest(data: bytes) -> str:
