@@ -331,7 +331,8 @@ def test_a_one_request_change_reads_only_what_it_reaches(tmp_path: Path, monkeyp
     monkeypatch.setattr(gitio.TreeReader, "__getitem__", lambda self, p: read.append(p) or real_get(self, p))
     monkeypatch.setattr(gitio.TreeReader, "__iter__", lambda self: listed.append(True) or real_iter(self))
     monkeypatch.setattr(
-        "kratix.load.read_commit", lambda root, ref, only=None: inputs.append(only) or real_read(root, ref, only=only)
+        "kratix.load.read_commit",
+        lambda root, ref, only=None, **rest: inputs.append(only) or real_read(root, ref, only=only, **rest),
     )
     outcome = publishing.publish_delta(
         platform, "HEAD", publish.open_output_repo(str(output), branch="main"), Settings()

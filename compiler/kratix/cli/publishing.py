@@ -124,6 +124,7 @@ def _compile_scope(path: Path, commit: str, scope: Any, files: Any, head: str, s
         path,
         commit,
         only=(*(f"{folder}/" for folder in load.INPUT_FOLDERS if folder != delta.REQUESTS), *sorted(scope)),
+        resolved=True,
     )
     if load.parse_state_stores(tree):
         return "the platform publishes to GitStateStores, which are read whole", None

@@ -81,10 +81,11 @@ def _relative(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
-def read_commit(root: Path, ref: str, *, only: tuple[str, ...] | None = None) -> SourceTree:
+def read_commit(root: Path, ref: str, *, only: tuple[str, ...] | None = None, resolved: bool = False) -> SourceTree:
     """The input folders at one Git commit, read from the object store (no checkout, work tree ignored). `only`:
-    read just these folders (ending in `/`) and files."""
-    commit = gitio.resolve_commit(root, ref)
+    read just these folders (ending in `/`) and files. `resolved`: `ref` is a commit id `gitio.resolve_commit`
+    gave (not asked again: a one-request compile runs about fifteen short git processes, each counts)."""
+    commit = ref if resolved else gitio.resolve_commit(root, ref)
     wanted: list[gitio.TreeEntry] = []
     unread: dict[str, str] = {}
     for entry in gitio.list_tree(root, commit, sizes=True, pathspecs=only):

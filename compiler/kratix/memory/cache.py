@@ -95,8 +95,9 @@ def encode(records: Iterable[Record]) -> bytes:
     return ("\n".join([_HEADER, *lines]) + "\n").encode() if lines else b""
 
 
-def decode_shard(data: bytes) -> list[Record]:
-    """Raises ValueError (with why) for anything but a shard of this format."""
+def decode_shard(data: bytes, *, share: bool = True) -> list[Record]:
+    """Raises ValueError (with why) for anything but a shard of this format. `share`: intern the repeated values
+    (`_SHARED`), for a compile that holds every shard; a compile that reads one or two shards saves the time."""
     lines = [line for line in data.decode().splitlines() if line.strip()]
     if not lines or lines[0] != _HEADER:
         raise ValueError("not a request-cache shard of format " + str(FORMAT))
@@ -107,7 +108,10 @@ def decode_shard(data: bytes) -> list[Record]:
     for line, raw in zip(lines[1:], json.loads("[" + ",".join(texts) + "]"), strict=True):
         if not isinstance(raw, dict):
             raise ValueError(f"a record is {type(raw).__name__}, not an object")
-        _share_values(raw)
+        if share:
+            _share_values(raw)
+        else:
+            _as_tuples(raw)
         try:
             record = Record(**raw, line=line)
         except TypeError as exc:
@@ -129,6 +133,11 @@ def _share_values(raw: dict[str, Any]) -> None:
     placements = raw.get("placements")
     if type(placements) is dict:  # destination names: a few, for every record
         raw["placements"] = {k: sys.intern(v) if type(v) is str else v for k, v in placements.items()}
+
+
+def _as_tuples(raw: dict[str, Any]) -> None:
+    raw["outputs"] = tuple(raw.get("outputs") or ())
+    raw["unchecked"] = tuple(raw.get("unchecked") or ())
 
 
 def digest(data: bytes) -> str:

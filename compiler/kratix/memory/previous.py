@@ -233,7 +233,9 @@ class ScopedPrevious(PreviousOutput):
             if path not in self.files:
                 continue
             try:
-                entries = provenance.decode_shard(self.files[path], destinations_by_path=self._names_by_path)
+                entries = provenance.decode_shard(
+                    self.files[path], destinations_by_path=self._names_by_path, share=False
+                )
             except (ValueError, UnicodeDecodeError) as exc:
                 self._unreadable(path, exc, "the compile reads the whole output instead")
                 continue
@@ -249,7 +251,7 @@ class ScopedPrevious(PreviousOutput):
             if path not in self.files:
                 continue
             try:
-                shards[path] = cache.decode_shard(self.files[path])
+                shards[path] = cache.decode_shard(self.files[path], share=False)
             except (ValueError, UnicodeDecodeError) as exc:
                 self._unreadable(path, exc, "the compile reads the whole output instead")
         return shards

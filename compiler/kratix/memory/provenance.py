@@ -78,9 +78,12 @@ def encode(entries: Iterable[Entry]) -> bytes:
     return ("\n".join([_HEADER, *lines]) + "\n").encode() if lines else b""
 
 
-def decode_shard(data: bytes, *, destinations_by_path: Mapping[str, str] | None = None) -> dict[str, Entry]:
+def decode_shard(
+    data: bytes, *, destinations_by_path: Mapping[str, str] | None = None, share: bool = True
+) -> dict[str, Entry]:
     """Raises ValueError (with why) for anything but a shard of this format (or of format 2, whose destination
-    folders `destinations_by_path` names)."""
+    folders `destinations_by_path` names). `share`: intern the repeated values (`_SHARED`), for a compile that
+    holds every shard; interning costs a third more time, which a compile that reads one or two shards saves."""
     lines = [line for line in data.decode().splitlines() if line.strip()]
     if lines and lines[0] == _HEADER_2:
         older = decode_shard(("\n".join([_HEADER, *lines[1:]]) + "\n").encode())
@@ -102,7 +105,7 @@ def decode_shard(data: bytes, *, destinations_by_path: Mapping[str, str] | None 
             raise ValueError("an entry is not an object with a path and an owner")
         record["objects"] = tuple(record.get("objects") or ())
         record["images"] = tuple(sorted((record.get("images") or {}).items()))
-        for key in _SHARED:
+        for key in _SHARED if share else ():
             value = record.get(key)
             if type(value) is str:
                 record[key] = sys.intern(value)
