@@ -42,6 +42,7 @@ class TemplateFolders:
         self._tokens = TokenSubstitution()
         self._static = StaticFiles(tree)
         self._folders: dict[str, list[str]] = {}
+        self._composed: yamltext.Composed = {}  # rendered texts, parsed once (texts hold this compile's nonce)
 
     def _load_template(self, name: str) -> tuple[str, str, Callable[[], bool]] | None:
         path = normalise(name)
@@ -121,7 +122,7 @@ class TemplateFolders:
                 RenderFailure(file, line, 1, "render.template-error", f"{type(exc).__name__}: {exc}", step)
             ) from None
         try:
-            return yamltext.load_transformed(text, lambda node: self._tokens.substitute(node, tokens))
+            return yamltext.load_transformed(text, lambda node: self._tokens.substitute(node, tokens), self._composed)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark
             where = f" at line {mark.line + 1} of the rendered output" if mark else ""

@@ -374,19 +374,13 @@ class TemplateEnvironment(SandboxedEnvironment):
         return result
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        value = super().getattr(obj, attribute)
-        render = self._active.render
-        if render is not None:  # a step; and a namespace attribute doubled with `~` in a loop is seen here
-            budget = render.budget
-            budget.steps -= 1
-            if budget.steps <= budget.next_look:
-                budget.look()
-            if isinstance(value, _SIZED) and len(value) > budget.output_limit:
-                budget.need(len(value))
-        return value
+        return self._charge_read(super().getattr(obj, attribute))
 
     def getitem(self, obj: Any, argument: Any) -> Any:
-        value = super().getitem(obj, argument)
+        return self._charge_read(super().getitem(obj, argument))
+
+    def _charge_read(self, value: Any) -> Any:
+        """An attribute or item read is a step; and a namespace attribute doubled with `~` in a loop is seen here."""
         render = self._active.render
         if render is not None:
             budget = render.budget

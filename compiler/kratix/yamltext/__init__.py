@@ -13,7 +13,16 @@ anything else, so that the fast path never changes what a document means:
 """
 
 from kratix.yamltext.emit import dump, dump_all, dump_sorted
-from kratix.yamltext.load import load_documents, load_plain, load_transformed
+from kratix.yamltext.load import Composed, load_documents, load_plain, load_transformed
 from kratix.yamltext.positions import YamlProblem
 
-__all__ = ["YamlProblem", "dump", "dump_all", "dump_sorted", "load_documents", "load_plain", "load_transformed"]
+__all__ = [
+    "Composed",
+    "YamlProblem",
+    "dump",
+    "dump_all",
+    "dump_sorted",
+    "load_documents",
+    "load_plain",
+    "load_transformed",
+]

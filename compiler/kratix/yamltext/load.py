@@ -459,15 +459,21 @@ def load_plain(data: bytes | str) -> Iterator[Any]:
     yield from bodies
 
 
-def load_transformed(data: str, transform: Callable[[yaml.Node], yaml.Node]) -> list[Any]:
+Composed = dict[str, tuple[Any, ...]]  # text -> the node tree of each of its documents (`load_transformed`)
+
+
+def load_transformed(
+    data: str, transform: Callable[[yaml.Node], yaml.Node], composed: Composed | None = None
+) -> list[Any]:
     """Documents of `data`, each node tree passed through `transform` before construction. Raises
     `yaml.MarkedYAMLError` on the first problem (the caller knows what the text was rendered from).
 
-    `transform` must leave the nodes it is given as they are (and return new ones): the node trees of a text are
-    composed once and handed to every call with the same text. A template renders the same text for every request
-    (its values are tokens, put back by `transform`), so most calls skip libyaml altogether."""
+    With `composed` (the caller's, e.g. one per compile), the node trees of a text are composed once and handed to
+    every call with the same text, so `transform` must leave the nodes it is given as they are (and return new
+    ones). A template renders the same text for every request (its values are tokens, put back by `transform`), so
+    most calls skip libyaml altogether."""
     problems: list[YamlProblem] = []
-    nodes = _composed(data)
+    nodes = _composed(data, composed) if composed is not None else None
     if nodes is None:  # a problem composing it: read as any file is, to report it the same way
         bodies = [body for body, _, _, _ in _documents(data, False, problems, transform)]
     else:
@@ -477,15 +483,14 @@ def load_transformed(data: str, transform: Callable[[yaml.Node], yaml.Node]) -> 
     return bodies
 
 
-_COMPOSED: dict[str, tuple[Any, ...]] = {}  # text -> the node tree of each of its documents, for load_transformed
 _COMPOSED_TEXTS = 256  # distinct texts kept (the rendered templates of a platform); then it starts over
 _COMPOSED_CHARS = 64 * 1024  # longer texts are composed each time
 
 
-def _composed(text: str) -> tuple[Any, ...] | None:
-    """The node trees of `text`'s documents, composed once per distinct text; None when composing finds a problem
-    (or could: a text nested deeper than is safe)."""
-    found = _COMPOSED.get(text)
+def _composed(text: str, composed: Composed) -> tuple[Any, ...] | None:
+    """The node trees of `text`'s documents, composed once per distinct text (kept in `composed`); None when
+    composing finds a problem (or could: a text nested deeper than is safe)."""
+    found = composed.get(text)
     if found is not None:
         return found
     if len(text) > _COMPOSED_CHARS or _too_deep(text) is not None:
@@ -502,7 +507,7 @@ def _composed(text: str) -> tuple[Any, ...] | None:
         return None
     finally:
         loader.dispose()
-    if len(_COMPOSED) >= _COMPOSED_TEXTS:
-        _COMPOSED.clear()
-    found = _COMPOSED[text] = tuple(nodes)
+    if len(composed) >= _COMPOSED_TEXTS:
+        composed.clear()
+    found = composed[text] = tuple(nodes)
     return found
