@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.gitrepos import commit_files, git, init_repo, make_repo
+from tests.gitrepos import commit_files, files_at, git, init_repo, make_repo
 from tests.platforms import database, destination, kratix, platform_files
 
 STATUS = ".kratix/status/team-a/database/{}.yaml"
@@ -269,3 +269,17 @@ def test_plan_against_a_base_commit_needs_no_output_repo(platform: Path) -> None
     assert "+  replicas: 3" in changes[0]["diff"]
     both = kratix("plan", str(platform), "--base-ref", base, "--output-repo", str(platform))
     assert both.returncode == 2 and "not both" in both.stderr
+
+
+def test_a_publish_writes_what_a_compile_into_a_folder_writes(platform: Path, output: Path, tmp_path: Path) -> None:
+    # A publish hands each file to git as the compile makes it (the compile never holds them all); a compile
+    # into a folder keeps them as bytes. Both must write the same files, and the commit must count them all.
+    folder = tmp_path / "folder"
+    assert kratix("compile", str(platform), "--ref", "HEAD", "--out", str(folder)).returncode == 0
+    result = publish(platform, output)
+    assert result.returncode == 0, result.stderr
+    written = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert files_at(output, "main") == written
+    shown = [p for p in written if not p.startswith(".kratix/")]
+    assert f"{len(shown)} file(s) changed on " in git(output, "log", "-1", "--format=%B", "main")
+    git(output, "fsck", "--strict")

@@ -267,3 +267,43 @@ def test_a_commit_can_carry_its_own_tree_id_as_a_trailer(tmp_path: Path) -> None
     assert (
         git(repo, "log", "-1", "--format=%(trailers:key=Output-Tree,valueonly)", written.commit).strip() == written.tree
     )
+
+
+def test_a_blob_writer_stores_blobs_a_commit_can_name(tmp_path: Path) -> None:
+    repo = gitrepos.init_repo(tmp_path / "out.git", bare=True)
+    contents = [b"kind: ConfigMap\n", b"\x00binary", b"kind: ConfigMap\n", b""]  # a repeat, and empty
+    with gitio.BlobWriter(repo) as writer:
+        refs = [writer.write(data) for data in contents]
+    assert [r.oid for r in refs] == [
+        gitrepos.git(repo, "hash-object", "--stdin", input=data).strip() for data in contents
+    ]
+    assert all(r.made for r in refs)
+    written = gitio.write_commit(
+        repo,
+        parent=None,
+        changes={f"f{i}": ref for i, ref in enumerate(refs)},
+        replace_all=True,
+        message="m",
+        author=signature(),
+    )
+    assert gitrepos.files_at(repo, written.commit) == {f"f{i}": data for i, data in enumerate(contents)}
+    gitrepos.git(repo, "fsck", "--strict")
+
+
+def test_a_blob_writer_given_up_on_leaves_the_repo_sound(tmp_path: Path) -> None:
+    repo = gitrepos.init_repo(tmp_path / "out.git", bare=True)
+    refs_before = gitrepos.git(repo, "for-each-ref")
+    with pytest.raises(RuntimeError), gitio.BlobWriter(repo) as writer:
+        writer.write(b"half of a compile\n")
+        raise RuntimeError("the compile failed")
+    assert gitrepos.git(repo, "for-each-ref") == refs_before
+    gitrepos.git(repo, "fsck", "--strict")
+
+
+def test_a_blob_writer_that_cannot_write_says_why(tmp_path: Path) -> None:
+    (tmp_path / "not-a-repo").mkdir()
+    writer = gitio.BlobWriter(tmp_path / "not-a-repo")
+    for _ in range(3):  # more than a pipe holds would hang if nothing read it
+        writer.write(b"x" * 100_000)
+    with pytest.raises(gitio.GitCommandError, match="fast-import"):
+        writer.close()

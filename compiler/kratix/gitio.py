@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import re
 import secrets
 import signal
@@ -23,8 +24,9 @@ import time
 from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from kratix.model.documents import BlobRef, Content
+from kratix.model.documents import BlobRef, Content, blob_id
 from kratix.model.errors import KratixError, SourceError
 
 # Variables that configure transport or credentials, not which repo or index git acts on.
@@ -539,6 +541,108 @@ def write_commit(
             repo, tree, parent, with_trailer(message, tree_trailer, tree), author, committer or author, timeout=timeout
         )
     return WrittenCommit(commit, tree)
+
+
+class BlobWriter:
+    """Blobs written into a repo's object store while a compile runs, through one `git fast-import` beside it.
+    `write` returns a `BlobRef` at once (the object id is computed here), so a compile that hands each output
+    file over as it is made (`kratix.model.documents.Store`) never holds every file's bytes: at 100,000
+    requests those were a third of its memory. The commit then names the blobs as it names carried-over ones.
+
+    A thread feeds fast-import from a queue, so the compile goes on while fast-import compresses; when
+    `QUEUED_BYTES` wait, `write` waits for fast-import. The blobs are in the repo once `close` returns
+    (fast-import stores each distinct blob once). Until a commit names them they are unreferenced: a publish
+    that does not happen (a refused deletion, a lost race, an error) leaves garbage that `git gc` prunes like
+    any other, never a changed branch. Use it as a context manager: an exception inside stops fast-import
+    instead of finishing the pack."""
+
+    QUEUED_BYTES = 32 << 20
+    _ARGS = ("fast-import", "--quiet", f"--depth={DELTA_DEPTH}")
+
+    def __init__(self, repo: Path, *, timeout: float | None = None) -> None:
+        self.repo = repo
+        self.timeout = timeout
+        self._process: subprocess.Popen[bytes] | None = None
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._room = threading.Condition()
+        self._queued = 0  # bytes in the queue
+        self._feeder: threading.Thread | None = None
+        self._stderr: Any = None
+
+    def write(self, data: bytes) -> BlobRef:
+        if self._process is None:
+            self._start()
+        with self._room:
+            self._room.wait_for(lambda: self._queued < self.QUEUED_BYTES)
+            self._queued += len(data)
+        self._queue.put(data)
+        return BlobRef(blob_id(data), made=True)
+
+    def close(self) -> None:
+        """Finish the pack: every blob written is in the repo when this returns."""
+        if self._process is not None:
+            self._finish(abandon=False)
+
+    def _start(self) -> None:
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as fast-import; closed with it
+        self._process = subprocess.Popen(
+            ["git", "-C", str(self.repo), *self._ARGS],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
+            env=clean_env(),
+            start_new_session=True,
+        )
+        self._feeder = threading.Thread(target=self._feed, args=(self._process,), name="kratix-blobs", daemon=True)
+        self._feeder.start()
+
+    def _feed(self, process: subprocess.Popen[bytes]) -> None:
+        stdin = process.stdin
+        assert stdin is not None
+        with contextlib.suppress(BrokenPipeError):  # fast-import stopped: its exit status and stderr say why
+            # `feature done`: a stream cut short (this process killed) is refused, not taken for a whole one.
+            stdin.write(b"feature done\n")
+            while (data := self._queue.get()) is not None:
+                stdin.writelines((b"blob\ndata %d\n" % len(data), data, b"\n"))
+                self._taken(len(data))
+            stdin.write(b"done\n")
+        while data is not None:  # fast-import is gone: drain, so that `write` never waits for room
+            self._taken(len(data))
+            data = self._queue.get()
+        with contextlib.suppress(BrokenPipeError):
+            stdin.close()
+
+    def _taken(self, size: int) -> None:
+        with self._room:
+            self._queued -= size
+            self._room.notify()
+
+    def _finish(self, *, abandon: bool) -> None:
+        process, feeder, self._process = self._process, self._feeder, None
+        assert process is not None and feeder is not None
+        if abandon:
+            _kill_group(process.pid)
+        self._queue.put(None)
+        feeder.join()
+        try:
+            process.wait(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(process.pid)
+            process.wait()
+            raise GitCommandError(self._ARGS, -signal.SIGKILL, f"timed out after {self.timeout:g}s (killed)") from None
+        finally:
+            self._stderr.seek(0)
+            stderr = self._stderr.read().decode("utf-8", "replace")
+            self._stderr.close()
+        if process.returncode != 0 and not abandon:
+            raise GitCommandError(self._ARGS, process.returncode, stderr)
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(self, kind: object, *rest: object) -> None:
+        if self._process is not None:
+            self._finish(abandon=kind is not None)
 
 
 def with_trailer(message: str, key: str, value: str) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -36,22 +36,30 @@ def _slice(start: int, stop: int) -> list[object]:
 
 def map_ranges(work: Callable[[int, int], Sequence[T]], count: int, *, jobs: int) -> list[T]:
     """`work(start, stop)` (the results for indexes start..stop-1) over `range(count)`, joined in order."""
+    return list(iter_ranges(work, count, jobs=jobs))
+
+
+def iter_ranges(work: Callable[[int, int], Sequence[T]], count: int, *, jobs: int) -> Iterator[T]:
+    """`map_ranges`, yielding the results in order as their slices come in: a caller that keeps less than it gets
+    (it writes the bytes away, say) never holds every result at once."""
     minimum = MINIMUM
     jobs = min(jobs, count // max(1, minimum // 2) or 1)
     if jobs <= 1 or count < minimum:
-        return list(work(0, count))
+        yield from work(0, count)
+        return
     import multiprocessing  # here, not at the top: a small compile never pays for importing it
     from concurrent.futures import ProcessPoolExecutor
 
     if "fork" not in multiprocessing.get_all_start_methods():
-        return list(work(0, count))
+        yield from work(0, count)
+        return
     slices = jobs * SLICES_PER_JOB
     bounds = [(count * i // slices, count * (i + 1) // slices) for i in range(slices)]
     context = multiprocessing.get_context("fork")
     start = functools.partial(_start, work)  # forked, not pickled: the workers get the function as it is
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=start) as pool:
-        parts = list(pool.map(_slice, *zip(*bounds, strict=True)))
-    return [item for part in parts for item in part]  # type: ignore[misc]
+        for part in pool.map(_slice, *zip(*bounds, strict=True)):
+            yield from part  # type: ignore[misc]
 
 
 def default_jobs() -> int:

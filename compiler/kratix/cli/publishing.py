@@ -19,8 +19,9 @@ def publish_platform(
 ) -> tuple[Any, Any, Any]:
     """Compile against the branches as they are, guard, commit to every state store (`kratix.publish.stores`); on a lost
     race the branches are re-read and all of it runs again (the previous output is an input of the compile)."""
-    from kratix import load
+    from kratix import gitio, load
     from kratix.compile import pipeline
+    from kratix.model import paths
     from kratix.publish import stores
 
     targets = stores.resolve(load.parse_state_stores(tree), default=repo)
@@ -28,9 +29,17 @@ def publish_platform(
     compiled: list[Any] = []
 
     def build(previous: Any) -> tuple[Any, dict[str, str]]:
-        result, _, trips = pipeline.prepare_publish(
-            tree, previous, settings=settings, workflows=workflows, **({"progress": progress} if progress else {})
-        )
+        # The default store's files are written as blobs while the compile makes them, so that it never holds them
+        # all (`gitio.BlobWriter`); the other stores' stay bytes until their own publish.
+        with gitio.BlobWriter(repo.path) as writer:
+            result, _, trips = pipeline.prepare_publish(
+                tree,
+                previous,
+                settings=settings,
+                workflows=workflows,
+                store=lambda path, data: writer.write(data) if paths.target_of(path) == "" else data,
+                **({"progress": progress} if progress else {}),
+            )
         compiled.append((result, previous))
         refuse_deletions(trips, settings)
         return result.files, {

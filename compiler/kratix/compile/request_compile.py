@@ -58,11 +58,15 @@ def compile_requests(
     previous_status: PreviousStatus = _no_status,
     now: datetime | None = None,
     checker: conformance.Conformance | None = None,
+    keeper: layout.Keeper | None = None,
 ) -> dict[str, RequestStatus]:
     """Every request, then the requests their workflows emit for other Promises' APIs (compound Promises), in
     waves: parents before children, so a child always sees a finished parent. Requests whose Promise runs
     programs or containers are compiled `parallelism` at a time (they wait on processes, not on Python).
-    `checker`: what output is validated against (None: output is not validated), for `_packed_if_settled`."""
+    `checker`: what output is validated against (None: output is not validated), for `_packed_if_settled`.
+    `keeper`: what keeps the files packed already, as each status comes in (so that a large platform's output
+    is never held as bytes all at once). Each status holds its request as `ResourceRequest.located`: nothing
+    after the compile reads a request's body."""
     served = {(p.api.group, p.api.kind): p.name for p in platform.promises.values() if p.api is not None}
     statuses: dict[str, RequestStatus] = {}
     total = len(platform.requests)
@@ -114,7 +118,10 @@ def compile_requests(
                 seen.add(str(request.key))
                 todo.append((request, ancestry))
             slow = [item for item in todo if promises[item[0].promise].promise.runs_programs]
-            ran = dict(zip((str(r.key) for r, _ in slow), pool.map(compile_one, slow), strict=True))
+            ran = {
+                str(request.key): _kept(status, request, keeper)
+                for (request, _), status in zip(slow, pool.map(compile_one, slow), strict=True)
+            }
             quick = [request for request, _ in todo if str(request.key) not in ran]
             ran.update(
                 _compile_on_every_core(
@@ -130,11 +137,12 @@ def compile_requests(
                     previous_status=status_of,
                     now=when,
                     checker=checker,
+                    keeper=keeper,
                 )
             )
             wave = []
             for request, ancestry in todo:
-                status = ran.get(str(request.key)) or compile_one((request, ancestry))
+                status = ran.get(str(request.key)) or _kept(compile_one((request, ancestry)), request, keeper)
                 status, children = _check_cycles(status, (*ancestry, request), diagnostics)
                 wave.extend((child, (*ancestry, request)) for child in children)
                 statuses[str(request.key)] = status
@@ -151,6 +159,12 @@ def compile_requests(
     return statuses
 
 
+def _kept(status: RequestStatus, request: ResourceRequest, keeper: layout.Keeper | None) -> RequestStatus:
+    """`status` of `request` as the compile holds it from now on: see `compile_requests`."""
+    files = tuple(keeper(item) for item in status.files) if keeper is not None else status.files
+    return replace(status, request=request.located(), files=files)
+
+
 def _compile_on_every_core(
     requests: Sequence[ResourceRequest],
     promises: Mapping[str, PromiseStatus],
@@ -165,6 +179,7 @@ def _compile_on_every_core(
     previous_status: Callable[[ResourceRequest], Mapping[str, Any]],
     now: datetime,
     checker: conformance.Conformance | None,
+    keeper: layout.Keeper | None,
 ) -> dict[str, RequestStatus]:
     """Requests whose workflows are templates only (CPU work in Python), over worker processes when they are many
     (`kratix.workers`; few are compiled by the caller, one at a time). Diagnostics come back with each
@@ -202,8 +217,9 @@ def _compile_on_every_core(
         return done
 
     statuses = {}
-    for request, (status, found) in zip(requests, workers.map_ranges(work, len(requests), jobs=jobs), strict=True):
-        statuses[str(request.key)] = replace(status, request=request)
+    # Slice by slice as the workers finish: each file is kept (`keeper`) before the next slice comes in.
+    for request, (status, found) in zip(requests, workers.iter_ranges(work, len(requests), jobs=jobs), strict=True):
+        statuses[str(request.key)] = _kept(status, request, keeper)
         diagnostics.extend(found)
     return statuses
 

@@ -15,7 +15,7 @@ from kratix.memory import cache, incremental, inventory, provenance
 from kratix.memory.previous import PreviousOutput, encode_placements
 from kratix.model import paths
 from kratix.model.diagnostics import Diagnostic, Severity
-from kratix.model.documents import Content
+from kratix.model.documents import Content, Store, keep
 from kratix.model.manifests import IDENTITY_LABELS, PlacedFile
 from kratix.model.platform import Destination, Platform
 from kratix.model.statuses import PromiseStatus, RequestStatus, promise_status_document, request_status_document
@@ -381,14 +381,22 @@ def _reject_identity_labels(
                     break
 
 
-def pack(promises: dict[str, PromiseStatus], requests: dict[str, RequestStatus], *, jobs: int = 1) -> None:
-    """Every placed file made into its bytes (over worker processes), its documents dropped (`layout.pack`). For
-    when no check reads the objects any more: from here on the compile holds each file once, as YAML."""
+def pack(
+    promises: dict[str, PromiseStatus],
+    requests: dict[str, RequestStatus],
+    *,
+    jobs: int = 1,
+    keeper: layout.Keeper | None = None,
+) -> None:
+    """Every placed file made into its bytes (over worker processes), its documents dropped (`layout.pack`), and
+    kept as `keeper` keeps it. For when no check reads the objects any more: from here on the compile holds each
+    file once, as YAML or as the blob its bytes were stored as."""
     placed = [f for s in promises.values() for f in s.files] + [f for s in requests.values() for f in s.files]
-    # A file a compile worker packed already (`request_compile`) stays as it is.
+    kept_as = keeper or (lambda item: item)
+    # A file a compile worker packed already (`request_compile`) only needs keeping.
     packed = iter(
         [
-            item if item.content is not None else layout.pack(item, content)
+            kept_as(item if item.content is not None else layout.pack(item, content))
             for item, content in zip(placed, layout.render_files(placed, jobs=jobs), strict=True)
         ]
     )
@@ -411,14 +419,16 @@ def lay_out(
     diagnostics: Sequence[Diagnostic],
     tree_files: Mapping[str, bytes] | None = None,
     jobs: int = 1,
+    store: Store = keep,
 ) -> tuple[dict[str, Content], dict[str, provenance.Entry]]:
     """The output tree, and the provenance of each of its files (also in the tree, encoded). A destination whose
-    state store cannot be reached keeps what it had: nothing of it is written, and its provenance stays."""
+    state store cannot be reached keeps what it had: nothing of it is written, and its provenance stays. Request
+    statuses and bookkeeping shards go to `store` as they are made (see `pack`)."""
     frozen = {name for name, d in platform.destinations.items() if previous.unknown(paths.target_of(d.layout.root))}
     placed = [f for s in promises.values() for f in s.files] + [f for s in requests.values() for f in s.files]
     live = [f for f in placed if f.destination not in frozen]
     kept = _kept_output(requests, promises, previous)
-    bookkeeping = _bookkeeping(platform, promises, requests, previous)
+    bookkeeping = _bookkeeping(platform, promises, requests, previous, store)
     carried = _carried_to_layout(kept, previous, frozen)
     tree = layout.build_tree(
         live,
@@ -432,9 +442,9 @@ def lay_out(
     standing = [e for e in previous.provenance.values() if e.destination in frozen] if frozen else []
     files.update((e.path, previous.content(e.path)) for e in standing if e.path in previous.files)
     entries = _provenance(live, files, carried, previous, commit, tree.generated, standing)
-    files.update(_shards(provenance.shards(entries), previous.provenance_shards, provenance.encode, previous))
+    files.update(_shards(provenance.shards(entries), previous.provenance_shards, provenance.encode, previous, store))
     cached = incremental.cache_records(requests, previous, fingerprints, files, tree_files or {}, diagnostics)
-    files.update(_shards(cache.shards(cached), previous.cache_shards, cache.encode, previous))
+    files.update(_shards(cache.shards(cached), previous.cache_shards, cache.encode, previous, store))
     return files, {entry.path: entry for entry in entries}
 
 
@@ -455,9 +465,10 @@ def _bookkeeping(
     promises: Mapping[str, PromiseStatus],
     requests: Mapping[str, RequestStatus],
     previous: PreviousOutput,
+    store: Store,
 ) -> dict[str, Any]:
     """The compiler's own files by path: the placements, the inventory, and each request's and Promise's status
-    (an unchanged request's carried over as it was)."""
+    (an unchanged request's carried over as it was, a new one in `store`)."""
     bookkeeping: dict[str, Any] = {
         paths.PLACEMENTS: encode_placements(_placements(requests, previous)),
         paths.INVENTORY: _inventory(platform, previous),
@@ -466,7 +477,9 @@ def _bookkeeping(
         path = incremental.status_path(status)
         # Dumped now, as `layout.build_tree` would: one request's document at a time, not every one at once.
         bookkeeping[path] = (
-            previous.content(path) if status.reused else yamltext.dump_sorted(request_status_document(status))
+            previous.content(path)
+            if status.reused
+            else store(path, yamltext.dump_sorted(request_status_document(status)))
         )
     for name, promise_status in promises.items():
         bookkeeping[paths.promise_status(name)] = promise_status_document(promise_status)
@@ -530,7 +543,11 @@ def _inventory(platform: Platform, previous: PreviousOutput) -> bytes:
 
 
 def _shards(
-    new: Mapping[str, list[T]], old: Mapping[str, list[T]], encode: Callable[[list[T]], bytes], previous: PreviousOutput
+    new: Mapping[str, list[T]],
+    old: Mapping[str, list[T]],
+    encode: Callable[[list[T]], bytes],
+    previous: PreviousOutput,
+    store: Store,
 ) -> dict[str, Content]:
     """Bookkeeping shards: one whose items are all carried over unchanged (the very same objects, read from the
     previous output) is carried over as its blob, neither encoded nor hashed again."""
@@ -543,7 +560,7 @@ def _shards(
             and path in previous.files
             and all(a is b for a, b in zip(items, before, strict=True))
         )
-        contents[path] = previous.content(path) if unchanged else encode(items)
+        contents[path] = previous.content(path) if unchanged else store(path, encode(items))
     return contents
 
 

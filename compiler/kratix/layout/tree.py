@@ -18,13 +18,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kratix import workers, yamltext
 from kratix.model import paths
-from kratix.model.documents import BlobRef, Content
-from kratix.model.manifests import MANAGED_BY, PlacedFile, object_id
+from kratix.model.documents import BlobRef, Content, Store
+from kratix.model.manifests import MANAGED_BY, PlacedFile, RenderedFile, object_id
 from kratix.model.platform import Destination
 
 BUILTIN_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
@@ -82,7 +82,7 @@ def stamp(document: Mapping[str, Any], labels: Mapping[str, str]) -> dict[str, A
     return {**document, "metadata": metadata}
 
 
-def render_file(item: PlacedFile) -> bytes:
+def render_file(item: PlacedFile) -> Content:
     if item.content is not None:
         return item.content
     if item.file.raw is not None:
@@ -97,9 +97,33 @@ def objects_of(item: PlacedFile) -> tuple[str, ...]:
     return tuple(object_id(document) for document in item.file.documents)
 
 
-def pack(item: PlacedFile, content: bytes) -> PlacedFile:
-    """`item` carrying its bytes (`render_file`) and object ids instead of its documents."""
-    return replace(item, file=replace(item.file, documents=()), content=content, objects=objects_of(item))
+def pack(item: PlacedFile, content: Content) -> PlacedFile:
+    """`item` carrying its bytes (`render_file`) and object ids instead of its documents, and without the labels
+    stamped into those bytes."""
+    return replace(
+        item, file=replace(item.file, documents=()), content=content, objects=objects_of(item), labels=_STAMPED
+    )
+
+
+_STAMPED: Mapping[str, str] = {}
+
+
+@dataclass(frozen=True)
+class Keeper:
+    """What a packed file is kept as until the tree is written: its bytes handed to `store` (a file of an
+    aggregated Destination keeps them: the one file the layout writes there is made of them), and its
+    `RenderedFile`, the same for every request a template renders for once its documents are dropped, shared.
+    One per compile."""
+
+    store: Store
+    joined: frozenset[str]  # the aggregated Destinations
+    files: dict[RenderedFile, RenderedFile] = field(default_factory=dict)
+
+    def __call__(self, item: PlacedFile) -> PlacedFile:
+        if not isinstance(item.content, bytes):  # not packed yet, or kept already
+            return item
+        content = item.content if item.destination in self.joined else self.store(item.output_path, item.content)
+        return replace(item, content=content, file=self.files.setdefault(item.file, item.file))
 
 
 def build_tree(
@@ -141,8 +165,8 @@ def build_tree(
     return Tree(dict(sorted(files.items())), generated)
 
 
-def render_files(placed: Sequence[PlacedFile], *, jobs: int = 1) -> list[bytes]:
-    """`render_file` of each, over worker processes for those not packed yet (packed ones have their bytes)."""
+def render_files(placed: Sequence[PlacedFile], *, jobs: int = 1) -> list[Content]:
+    """`render_file` of each, over worker processes for those not packed yet (packed ones have their content)."""
     todo = [item for item in placed if item.content is None]
     made = iter(
         workers.map_ranges(lambda start, stop: [render_file(item) for item in todo[start:stop]], len(todo), jobs=jobs)

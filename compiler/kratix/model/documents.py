@@ -7,7 +7,7 @@ parsed YAML document of it with the position of every node, so that later stages
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,16 +15,27 @@ Position = tuple[int, int]  # 1-based (line, column)
 FieldPath = tuple[str | int, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BlobRef:
     """File content that is already a blob in the output repo, named by its Git object id. A compile that
     carries a file over unchanged passes this instead of the bytes, so that reading and rewriting the output
     costs what changed, not what exists."""
 
     oid: str
+    # Written into the output repo by this compile (`Store`): new content, where a carried-over blob is not.
+    made: bool = field(default=False, compare=False)
 
 
 Content = bytes | BlobRef  # a value of an output tree
+# What the compile hands each output file's bytes to as soon as nothing reads them again, for a path: the bytes
+# back (kept in memory until published), or a `BlobRef` to a blob the publish side wrote already (then the compile
+# never holds every file's bytes at once).
+Store = Callable[[str, bytes], Content]
+
+
+def keep(path: str, data: bytes) -> Content:
+    """The `Store` of a compile that publishes nothing (a plan, a directory): every file stays as its bytes."""
+    return data
 
 
 def blob_id(content: Content) -> str:
@@ -63,3 +74,9 @@ class SourceDoc:
             if found is not None:
                 return found
         return (self.line, 1)
+
+    def located(self) -> SourceDoc:
+        """Where this document was read, without its body or the positions of its fields: what a diagnostic
+        about the whole document needs, for a compile that no longer reads the document itself."""
+        position = self.locate(())
+        return SourceDoc(self.path, self.index, self.line, None, {} if position == (self.line, 1) else {(): position})

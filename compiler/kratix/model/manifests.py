@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kratix.model.diagnostics import Diagnostic, Severity
+from kratix.model.documents import Content
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 PROMISE_LABEL = "kratix.io/promise-name"
@@ -112,7 +113,7 @@ class PlacedFile:
     # Set once every check that reads its objects is done (`kratix.layout.assemble.pack`): the file's bytes as they
     # are written and the ids of its objects. Its documents are dropped then: a compile holds every request's output
     # at once, and parsed objects take several times the memory of their YAML.
-    content: bytes | None = None
+    content: Content | None = None  # or, once handed to a `Store`, the blob it was written as
     objects: tuple[str, ...] | None = None
 
 

@@ -155,6 +155,10 @@ class ResourceRequest:
     source: SourceDoc
     body: Mapping[str, Any]  # as written, namespace filled in from the folder when absent
 
+    def located(self) -> ResourceRequest:
+        """This request by its identity and where it was read, its body let go (`SourceDoc.located`)."""
+        return ResourceRequest(self.key, self.api_version, self.promise, self.source.located(), {})
+
 
 @dataclass(frozen=True)
 class HeldRequest:
