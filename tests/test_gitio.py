@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from kratix import gitio
+from kratix.model.documents import BlobRef
 from kratix.model.errors import SourceError
 from tests import gitrepos
 from tests.gitrepos import commit_files, git, init_repo, make_repo
@@ -272,8 +273,9 @@ def test_a_commit_can_carry_its_own_tree_id_as_a_trailer(tmp_path: Path) -> None
 def test_a_blob_writer_stores_blobs_a_commit_can_name(tmp_path: Path) -> None:
     repo = gitrepos.init_repo(tmp_path / "out.git", bare=True)
     contents = [b"kind: ConfigMap\n", b"\x00binary", b"kind: ConfigMap\n", b""]  # a repeat, and empty
-    with gitio.BlobWriter(repo) as writer:
-        refs = [writer.write(data) for data in contents]
+    with gitio.BlobWriter(repo, hold=0) as writer:
+        refs = [writer.store(data) for data in contents]
+    assert all(isinstance(r, BlobRef) for r in refs)
     assert [r.oid for r in refs] == [
         gitrepos.git(repo, "hash-object", "--stdin", input=data).strip() for data in contents
     ]
@@ -293,8 +295,8 @@ def test_a_blob_writer_stores_blobs_a_commit_can_name(tmp_path: Path) -> None:
 def test_a_blob_writer_given_up_on_leaves_the_repo_sound(tmp_path: Path) -> None:
     repo = gitrepos.init_repo(tmp_path / "out.git", bare=True)
     refs_before = gitrepos.git(repo, "for-each-ref")
-    with pytest.raises(RuntimeError), gitio.BlobWriter(repo) as writer:
-        writer.write(b"half of a compile\n")
+    with pytest.raises(RuntimeError), gitio.BlobWriter(repo, hold=0) as writer:
+        writer.store(b"half of a compile\n")
         raise RuntimeError("the compile failed")
     assert gitrepos.git(repo, "for-each-ref") == refs_before
     gitrepos.git(repo, "fsck", "--strict")
@@ -302,8 +304,17 @@ def test_a_blob_writer_given_up_on_leaves_the_repo_sound(tmp_path: Path) -> None
 
 def test_a_blob_writer_that_cannot_write_says_why(tmp_path: Path) -> None:
     (tmp_path / "not-a-repo").mkdir()
-    writer = gitio.BlobWriter(tmp_path / "not-a-repo")
+    writer = gitio.BlobWriter(tmp_path / "not-a-repo", hold=0)
     for _ in range(3):  # more than a pipe holds would hang if nothing read it
-        writer.write(b"x" * 100_000)
+        writer.store(b"x" * 100_000)
     with pytest.raises(gitio.GitCommandError, match="fast-import"):
         writer.close()
+
+
+def test_a_blob_writer_hands_back_what_it_holds_and_writes_the_rest(tmp_path: Path) -> None:
+    repo = gitrepos.init_repo(tmp_path / "out.git", bare=True)
+    with gitio.BlobWriter(repo, hold=10) as writer:
+        first, second, third = writer.store(b"0123456"), writer.store(b"789ab"), writer.store(b"cd")
+    assert (first, second) == (b"0123456", b"789ab")  # a small compile starts no fast-import
+    assert isinstance(third, BlobRef)
+    assert gitrepos.git(repo, "cat-file", "-p", third.oid) == "cd"

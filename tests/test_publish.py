@@ -425,3 +425,32 @@ def test_similar_files_written_together_are_not_chained_into_long_deltas(tmp_pat
             if line.startswith("chain length = "):
                 deepest = max(deepest, int(line.split()[3].rstrip(":")))
     assert 0 < deepest <= gitio.DELTA_DEPTH  # deltas are made (the pack stays small), and their chains stay short
+
+
+def test_a_compile_that_hands_its_files_to_git_as_it_makes_them_writes_the_same_tree(tmp_path: Path) -> None:
+    # What `compile --output-repo` does on a large platform (`gitio.BlobWriter`): every file becomes a blob as
+    # soon as nothing reads it again, except those of an aggregated Destination, whose one file is made of them.
+    from kratix.compile import pipeline
+    from kratix.model.documents import BlobRef, SourceTree, blob_id
+    from kratix.model.settings import Settings
+    from tests.platforms import database, platform_files
+
+    files = platform_files(**{f"team-{i % 2}/db-{i}": database(f"db-{i}", replicas=1 + i % 3) for i in range(6)})
+    files["clusters/dev-2.yaml"] += "  filepath:\n    mode: aggregatedYAML\n"
+    tree = SourceTree({path: text.encode() for path, text in files.items()}, commit="c" * 40)
+    kept = pipeline.compile_platform(tree, settings=Settings())
+    repo = gitrepos.init_repo(tmp_path / "out.git", bare=True)
+    with gitio.BlobWriter(repo, hold=0) as writer:
+        streamed = pipeline.compile_platform(tree, settings=Settings(), store=lambda path, data: writer.store(data))
+
+    assert {p: blob_id(c) for p, c in streamed.files.items()} == {p: blob_id(c) for p, c in kept.files.items()}
+    blobs = {p: c for p, c in streamed.files.items() if isinstance(c, BlobRef)}
+    assert any(p.startswith(".kratix/status/") for p in blobs) and any(p.startswith("dev-1/") for p in blobs)
+    assert any(p.startswith("dev-2/") for p in streamed.files)
+    assert not any(p.startswith("dev-2/") for p in blobs)  # the aggregated Destination's parts stay bytes
+    listed = gitrepos.git(
+        repo, "cat-file", "--batch-check", input="".join(c.oid + "\n" for c in blobs.values()).encode()
+    )
+    assert "missing" not in listed and listed.count(" blob ") == len(blobs)
+    previous = pipeline.PreviousOutput()
+    assert pipeline.commit_message(tree, streamed, previous) == pipeline.commit_message(tree, kept, previous)

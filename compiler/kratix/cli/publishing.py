@@ -29,15 +29,15 @@ def publish_platform(
     compiled: list[Any] = []
 
     def build(previous: Any) -> tuple[Any, dict[str, str]]:
-        # The default store's files are written as blobs while the compile makes them, so that it never holds them
-        # all (`gitio.BlobWriter`); the other stores' stay bytes until their own publish.
+        # The default store's files are written as blobs while the compile makes them, so that a large compile
+        # never holds them all (`gitio.BlobWriter`); the other stores' stay bytes until their own publish.
         with gitio.BlobWriter(repo.path) as writer:
             result, _, trips = pipeline.prepare_publish(
                 tree,
                 previous,
                 settings=settings,
                 workflows=workflows,
-                store=lambda path, data: writer.write(data) if paths.target_of(path) == "" else data,
+                store=lambda path, data: writer.store(data) if paths.target_of(path) == "" else data,
                 **({"progress": progress} if progress else {}),
             )
         compiled.append((result, previous))
