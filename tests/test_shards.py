@@ -5,10 +5,12 @@ test can tell which workflows ran where."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from kratix import workers
 from kratix.compile import pipeline, shards
 from kratix.model.documents import SourceTree
 from kratix.model.manifests import OutputGroup, PipelineOutput, RenderedFile, RenderFailure, WorkflowResult
@@ -320,3 +322,38 @@ def test_a_ref_that_holds_no_shard_result_is_reported_and_its_shard_runs_here(tm
     here = runs(tmp_path)
     assert sorted(here + in_shard) == sorted(set(here + in_shard)) and len(here + in_shard) == 9
     assert shard_refs(sharded) == []
+
+
+def test_template_workflows_of_a_platform_large_enough_for_worker_processes_are_stored_and_reused(
+    tmp_path: Path,
+) -> None:
+    # Templates render in forked worker processes once a compile has workers.MINIMUM requests; what a shard
+    # records of its workflows must not stay behind in those workers.
+    count = workers.MINIMUM + 20
+    files = platform_files(**{f"team-{i % 3}/db-{i}": database(f"db-{i}", replicas=1 + i % 5) for i in range(count)})
+    repo, _ = make_repo(tmp_path / "input", files)
+    sharded = tmp_path / "sharded"
+    stored = [
+        json.loads(
+            kratix(
+                "compile",
+                str(repo),
+                "--ref",
+                "HEAD",
+                "--output-repo",
+                str(sharded),
+                "--shard",
+                f"{i}/2",
+                "--format",
+                "json",
+                env=ENV,
+            ).stdout
+        )["shard"]["stored"]
+        for i in range(2)
+    ]
+    assert sum(stored) == count  # every request's workflow, in one shard or the other
+    summary = compile_(str(repo), "--ref", "HEAD", "--output-repo", str(sharded))
+    assert f"{count} workflow result(s) reused from 2 of 2 shard(s)" in summary
+    assert "; 0 workflow(s) ran here" in summary
+    compile_(str(repo), "--ref", "HEAD", "--output-repo", str(tmp_path / "plain"))
+    assert files_at(sharded) == files_at(tmp_path / "plain")

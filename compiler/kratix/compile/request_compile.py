@@ -117,7 +117,7 @@ def compile_requests(
                     continue
                 seen.add(str(request.key))
                 todo.append((request, ancestry))
-            slow = [item for item in todo if promises[item[0].promise].promise.runs_programs]
+            slow = [item for item in todo if renderer.waits_on_programs(promises[item[0].promise].promise, item[0])]
             ran = {
                 str(request.key): _kept(status, request, keeper)
                 for (request, _), status in zip(slow, pool.map(compile_one, slow), strict=True)
@@ -184,7 +184,7 @@ def _compile_on_every_core(
     """Requests whose workflows are templates only (CPU work in Python), over worker processes when they are many
     (`kratix.workers`; few are compiled by the caller, one at a time). Diagnostics come back with each
     status; each placed file comes back as bytes when no later check reads its objects (`_packed_if_settled`)."""
-    if len(requests) < workers.MINIMUM or jobs <= 1:
+    if len(requests) < workers.MINIMUM or jobs <= 1 or not renderer.forkable:
         return {}
 
     # Read here, before the fork: the previous output may be read through one git process, which the workers

@@ -33,6 +33,7 @@ import json
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from kratix.memory import cache
@@ -288,13 +289,25 @@ class Workflows:
     def wrap(self, renderer: render.Renderer, fingerprints: Mapping[str, str]) -> render.Renderer:
         raise NotImplementedError
 
+    def runs(self, identity: str) -> bool:
+        """Whether the workflow of `identity` will run here (rather than be skipped or replayed)."""
+        raise NotImplementedError
+
 
 class _Wrapped(render.Renderer):
-    """A renderer whose workflows go through `handle`; everything else through the compile's own renderer."""
+    """A renderer whose workflows go through `handle`; everything else through the compile's own renderer. What
+    `handle` records lives in this process, so its workflows are never rendered in forked workers; a workflow
+    that will not run here waits on nothing, so it is not sent to a thread either."""
 
-    def __init__(self, inner: render.Renderer, handle: Any) -> None:  # noqa: D107 - no Renderer state of its own
+    forkable = False
+
+    def __init__(self, inner: render.Renderer, handle: Any, runs: Any) -> None:  # noqa: D107 - no state of its own
         self._inner = inner
         self._handle = handle
+        self._runs = runs
+
+    def waits_on_programs(self, promise: Promise, request: ResourceRequest) -> bool:
+        return self._runs(str(request.key)) and self._inner.waits_on_programs(promise, request)
 
     def render_dependencies(self, promise: Promise) -> PipelineOutput:
         return self._inner.render_dependencies(promise)
@@ -356,7 +369,12 @@ class Recorder(Workflows):
                 self._followers.update(_emitted(result, env.get("KRATIX_OBJECT_NAMESPACE", "")))
             return result
 
-        return _Wrapped(renderer, handle)
+        return _Wrapped(renderer, handle, self.runs)
+
+    def runs(self, identity: str) -> bool:
+        # Before it runs, a request's labels are not known here: one a compound Promise emits may be another
+        # shard's. Assume it runs: that only sends it to a thread.
+        return identity in self._followers or assigned(identity, self.shard.count) == self.shard.index
 
     def _mine(self, identity: str, obj: Mapping[str, Any]) -> bool:
         labels = (obj.get("metadata") or {}).get("labels") or {}
@@ -427,7 +445,15 @@ class Replayer(Workflows):
                 self.ran.add(identity)
             return run()
 
-        return _Wrapped(renderer, handle)
+        return _Wrapped(renderer, handle, self.runs)
+
+    def runs(self, identity: str) -> bool:
+        return identity not in self._stored
+
+    @cached_property
+    def _stored(self) -> frozenset[str]:
+        """The identities a shard stored a result for (whether it fits is known only once the key is made)."""
+        return frozenset(entry.identity for entry in self.entries.values())
 
 
 def merged_entries(results: Iterable[ShardResult]) -> dict[str, Entry]:

@@ -48,6 +48,15 @@ class Renderer:
         inputs = StepInputs(configs or {}, sealer or sops.Sealer())  # the ConfigMaps and Secrets of config/
         self._containers = ContainerPipelines(tree, settings, self._templates, inputs)
 
+    # Whether request workflows may be rendered in forked worker processes (`kratix.workers`): a renderer that
+    # keeps what its workflows did (`kratix.compile.shards`) must see every one of them in this process.
+    forkable = True
+
+    def waits_on_programs(self, promise: Promise, request: ResourceRequest) -> bool:
+        """Whether `request`'s workflow runs programs or containers here: it then waits on processes, not on
+        Python, and requests like it are compiled side by side on threads."""
+        return promise.runs_programs
+
     def render_dependencies(self, promise: Promise) -> PipelineOutput:
         documents = tuple(d for d in promise.dependencies if isinstance(d, Mapping))
         files = (RenderedFile("dependencies.yaml", documents, promise.source.path),) if documents else ()
