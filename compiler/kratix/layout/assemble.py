@@ -428,7 +428,7 @@ def lay_out(
     placed = [f for s in promises.values() for f in s.files] + [f for s in requests.values() for f in s.files]
     live = [f for f in placed if f.destination not in frozen]
     kept = _kept_output(requests, promises, previous)
-    bookkeeping = _bookkeeping(platform, promises, requests, previous, store)
+    bookkeeping = _bookkeeping(platform, promises, requests, previous, store, jobs)
     carried = _carried_to_layout(kept, previous, frozen)
     tree = layout.build_tree(
         live,
@@ -466,6 +466,7 @@ def _bookkeeping(
     requests: Mapping[str, RequestStatus],
     previous: PreviousOutput,
     store: Store,
+    jobs: int,
 ) -> dict[str, Any]:
     """The compiler's own files by path: the placements, the inventory, and each request's and Promise's status
     (an unchanged request's carried over as it was, a new one in `store`)."""
@@ -473,14 +474,21 @@ def _bookkeeping(
         paths.PLACEMENTS: encode_placements(_placements(requests, previous)),
         paths.INVENTORY: _inventory(platform, previous),
     }
-    for status in requests.values():
+    fresh = [status for status in requests.values() if not status.reused]
+    # Dumped now, over worker processes (a cold compile of 100,000 requests dumps 100,000 statuses of about 1 KB),
+    # each handed to `store` as it comes in: never every document, nor every text, at once.
+    dumped = workers.iter_ranges(
+        lambda start, stop: [yamltext.dump_sorted(request_status_document(s)) for s in fresh[start:stop]],
+        len(fresh),
+        jobs=jobs,
+    )
+    for status, text in zip(fresh, dumped, strict=True):
         path = incremental.status_path(status)
-        # Dumped now, as `layout.build_tree` would: one request's document at a time, not every one at once.
-        bookkeeping[path] = (
-            previous.content(path)
-            if status.reused
-            else store(path, yamltext.dump_sorted(request_status_document(status)))
-        )
+        bookkeeping[path] = store(path, text)
+    for status in requests.values():
+        if status.reused:
+            path = incremental.status_path(status)
+            bookkeeping[path] = previous.content(path)
     for name, promise_status in promises.items():
         bookkeeping[paths.promise_status(name)] = promise_status_document(promise_status)
     return bookkeeping
