@@ -405,7 +405,9 @@ def pack(
         promises[name] = replace(promise_status, files=tuple(next(packed) for _ in promise_status.files))
     for key, status in requests.items():
         if status.files:
-            requests[key] = replace(status, files=tuple(next(packed) for _ in status.files))
+            files = tuple(next(packed) for _ in status.files)
+            if any(new is not old for new, old in zip(files, status.files, strict=True)):  # most were kept already
+                requests[key] = replace(status, files=files)
 
 
 def lay_out(

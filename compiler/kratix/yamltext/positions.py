@@ -88,6 +88,9 @@ class Positions(Mapping[FieldPath, Position]):
         return table
 
     def __getitem__(self, path: FieldPath) -> Position:
+        numbers = self._numbers
+        if not path and numbers is not None and self._names:  # the root is the first record: no table for it
+            return (numbers[1], numbers[2])
         return self._built()[path]
 
     def __iter__(self) -> Iterator[FieldPath]:
