@@ -318,3 +318,12 @@ def test_a_blob_writer_hands_back_what_it_holds_and_writes_the_rest(tmp_path: Pa
     assert (first, second) == (b"0123456", b"789ab")  # a small compile starts no fast-import
     assert isinstance(third, BlobRef)
     assert gitrepos.git(repo, "cat-file", "-p", third.oid) == "cd"
+
+
+def test_lazy_blobs_let_go_of_what_they_read_and_read_it_again_when_asked(tmp_path: Path) -> None:
+    repo, commit = gitrepos.make_repo(tmp_path / "r", {"a": "one", "b": "two"})
+    oids, _ = gitio.file_oids(repo, commit)
+    files = gitio.LazyBlobs(repo, oids)
+    files.prefetch(["a", "b"])
+    files.release(["a", "missing"])
+    assert (files["a"], files["b"]) == (b"one", b"two")

@@ -265,6 +265,12 @@ class LazyBlobs(Mapping[str, bytes]):
         blobs = read_blobs(self.repo, [self._oids[p] for p in wanted])
         self._loaded.update((p, blobs[self._oids[p]]) for p in wanted)
 
+    def release(self, paths: Iterable[str]) -> None:
+        """Let go of what was read of `paths` (read again if asked for): for contents decoded once and not read
+        again, such as bookkeeping shards of several MB each on a large platform."""
+        for path in paths:
+            self._loaded.pop(path, None)
+
     def __getitem__(self, path: str) -> bytes:
         if path not in self._loaded:
             self.prefetch([path])

@@ -84,7 +84,7 @@ class PreviousOutput:
             if not paths.is_provenance_shard(path):
                 continue
             try:
-                entries = provenance.decode_shard(self.files[path], destinations_by_path=self._names_by_path)
+                entries = provenance.decode_shard(self._read_once(path), destinations_by_path=self._names_by_path)
             except (ValueError, UnicodeDecodeError) as exc:
                 self._unreadable(path, exc, "provenance was rebuilt from the output tree")
                 rebuilt = heal.rebuild_provenance(self.files, self.layouts)
@@ -95,6 +95,14 @@ class PreviousOutput:
                 if entry.path in self.files or self.unknown(paths.target_of(entry.path))
             ]
         return shards
+
+    def _read_once(self, path: str) -> bytes:
+        """A file decoded once and not read again (a bookkeeping shard): its bytes are not kept by `files`."""
+        data = self.files[path]
+        release = getattr(self.files, "release", None)  # gitio.LazyBlobs and what combines them
+        if release is not None:
+            release([path])
+        return data
 
     @cached_property
     def _names_by_path(self) -> dict[str, str]:
@@ -113,7 +121,7 @@ class PreviousOutput:
             if not paths.is_cache_shard(path):
                 continue
             try:
-                shards[path] = cache.decode_shard(self.files[path])
+                shards[path] = cache.decode_shard(self._read_once(path))
             except (ValueError, UnicodeDecodeError) as exc:
                 self._unreadable(path, exc, "its requests are compiled again")
         return shards

@@ -236,15 +236,22 @@ class CombinedFiles(Mapping[str, bytes]):
         return oid(inner) if oid is not None else blob_id(files[inner])
 
     def prefetch(self, wanted: Iterable[str]) -> None:
+        self._pass_on("prefetch", wanted)
+
+    def release(self, wanted: Iterable[str]) -> None:
+        self._pass_on("release", wanted)
+
+    def _pass_on(self, method: str, wanted: Iterable[str]) -> None:
+        """Call `method` of each branch's files (when they have it) with the paths of `wanted` they hold."""
         by_source: dict[int, tuple[Mapping[str, bytes], list[str]]] = {}
         for path in wanted:
             found = self._where.get(path)
             if found is not None:
                 by_source.setdefault(id(found[0]), (found[0], []))[1].append(found[1])
         for files, inner_paths in by_source.values():
-            prefetch = getattr(files, "prefetch", None)
-            if prefetch is not None:
-                prefetch(inner_paths)
+            call = getattr(files, method, None)
+            if call is not None:
+                call(inner_paths)
 
     def __getitem__(self, path: str) -> bytes:
         files, inner = self._where[path]
