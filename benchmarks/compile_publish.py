@@ -658,7 +658,7 @@ def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str
 
 TARGET_CHANGE_AT = {10_000: 0.3, 100_000: 0.5}  # one-request change, interpreter start-up included
 TARGET_COLD_AT = {100_000: 60.0}
-TARGET_MEMORY_BYTES_AT = {100_000: 1024**3}
+TARGET_MEMORY_BYTES_AT = {100_000: 1_000_000_000}  # the issue says 1 GB: the stricter reading
 
 
 @dataclass(frozen=True, order=True)
@@ -784,7 +784,7 @@ def scale_lines(scales: Sequence[Scale], repeat: int) -> list[str]:
                     "",
                     f"{peak / 1e6:.0f} MB",
                     "",
-                    f"<= {memory / 1024**3:g} GiB",
+                    f"<= {memory / 1e9:g} GB",
                     "PASS" if peak <= memory else "MISS",
                 )
             )
