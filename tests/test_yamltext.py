@@ -553,3 +553,14 @@ def _json_like(value: Any) -> bool:
     if isinstance(value, float):
         return math.isfinite(value)
     return value is None or isinstance(value, str | bool | int)
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=40))
+@settings(max_examples=300)
+def test_the_ascii_shortcuts_decide_as_the_full_patterns_do(text: str) -> None:
+    # Text that is ASCII is checked without the Unicode patterns, which take longer to compile than a small
+    # compile spends emitting; the answer must be theirs.
+    from kratix.yamltext import scalars
+
+    assert bool(scalars._PLAIN_ASCII.fullmatch(text)) == bool(scalars._plain().fullmatch(text))
+    assert scalars._verbatim(text) == bool(scalars._quotable().fullmatch(text))
