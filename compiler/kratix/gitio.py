@@ -563,7 +563,7 @@ class BlobWriter:
     The first `hold` bytes are handed back as they are: a small compile starts no process for them.
 
     A thread feeds fast-import from a queue, so the compile goes on while fast-import compresses; when
-    `QUEUED_BYTES` wait, `write` waits for fast-import. The blobs are in the repo once `close` returns
+    `QUEUED_BYTES` wait, `store` waits for fast-import. The blobs are in the repo once `close` returns
     (fast-import stores each distinct blob once). Until a commit names them they are unreferenced: a publish
     that does not happen (a refused deletion, a lost race, an error) leaves garbage that `git gc` prunes like
     any other, never a changed branch. Use it as a context manager: an exception inside stops fast-import
@@ -616,17 +616,18 @@ class BlobWriter:
     def _feed(self, process: subprocess.Popen[bytes]) -> None:
         stdin = process.stdin
         assert stdin is not None
-        with contextlib.suppress(BrokenPipeError):  # fast-import stopped: its exit status and stderr say why
+        data: bytes | None = b""
+        with contextlib.suppress(OSError):  # fast-import stopped: its exit status and stderr say why
             # `feature done`: a stream cut short (this process killed) is refused, not taken for a whole one.
             stdin.write(b"feature done\n")
             while (data := self._queue.get()) is not None:
                 stdin.writelines((b"blob\ndata %d\n" % len(data), data, b"\n"))
                 self._taken(len(data))
             stdin.write(b"done\n")
-        while data is not None:  # fast-import is gone: drain, so that `write` never waits for room
+        while data is not None:  # fast-import is gone: drain, so that `store` never waits for room
             self._taken(len(data))
             data = self._queue.get()
-        with contextlib.suppress(BrokenPipeError):
+        with contextlib.suppress(OSError):
             stdin.close()
 
     def _taken(self, size: int) -> None:
