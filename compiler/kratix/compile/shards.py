@@ -372,8 +372,8 @@ class Recorder(Workflows):
         return _Wrapped(renderer, handle, self.runs)
 
     def runs(self, identity: str) -> bool:
-        # Before it runs, a request's labels are not known here: one a compound Promise emits may be another
-        # shard's. Assume it runs: that only sends it to a thread.
+        # As `_mine`, but before the request's labels are known: a request another shard's compound Promise
+        # emitted may be taken for this shard's, which only sends it to a thread for nothing.
         return identity in self._followers or assigned(identity, self.shard.count) == self.shard.index
 
     def _mine(self, identity: str, obj: Mapping[str, Any]) -> bool:
