@@ -68,6 +68,7 @@ def compile_requests(
     is never held as bytes all at once). Each status holds its request as `ResourceRequest.located`: nothing
     after the compile reads a request's body."""
     served = {(p.api.group, p.api.kind): p.name for p in platform.promises.values() if p.api is not None}
+    destinations = schedule.Destinations(platform.destinations)  # which match each selector, worked out once
     statuses: dict[str, RequestStatus] = {}
     total = len(platform.requests)
     reading = threading.Lock()  # the previous output may be read through one git process
@@ -83,7 +84,7 @@ def compile_requests(
             promises[item[0].promise],
             schemas,
             renderer,
-            platform.destinations,
+            destinations,
             previous_placements,
             diagnostics,
             served=served,
@@ -129,7 +130,7 @@ def compile_requests(
                     promises,
                     schemas,
                     renderer,
-                    platform.destinations,
+                    destinations,
                     previous_placements,
                     diagnostics,
                     served,
