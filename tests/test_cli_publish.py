@@ -283,3 +283,22 @@ def test_a_publish_writes_what_a_compile_into_a_folder_writes(platform: Path, ou
     shown = [p for p in written if not p.startswith(".kratix/")]
     assert f"{len(shown)} file(s) changed on " in git(output, "log", "-1", "--format=%B", "main")
     git(output, "fsck", "--strict")
+
+
+def test_a_publish_that_also_writes_a_folder_gets_every_file_there(
+    platform: Path, output: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A large publish hands its files to git as it makes them (`gitio.BlobWriter` keeps the first 16 MiB as
+    # bytes, here none): `--out` must still get every file's bytes, not a blob id it cannot read.
+    from click.testing import CliRunner
+
+    from kratix import gitio
+    from kratix.cli import main
+
+    monkeypatch.setitem(gitio.BlobWriter.__init__.__kwdefaults__, "hold", 0)
+    folder = tmp_path / "folder"
+    args = ["compile", str(platform), "--ref", "HEAD", "--output-repo", str(output), "--out", str(folder), "--quiet"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    written = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert written and files_at(output, "main") == written

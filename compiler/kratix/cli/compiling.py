@@ -134,6 +134,7 @@ def compile(
             settings,
             progress,
             why_not_delta="--rebuild asks for it" if rebuild else "--out writes the whole tree" if out_dir else None,
+            keep_bytes=out_dir is not None,
         )
     progress.done()
     if out_dir is not None:
@@ -167,12 +168,19 @@ def compile(
 
 
 def _publish(
-    path: Path, ref: str | None, repo: Any, settings: Any, progress: Any, why_not_delta: str | None
+    path: Path,
+    ref: str | None,
+    repo: Any,
+    settings: Any,
+    progress: Any,
+    why_not_delta: str | None,
+    *,
+    keep_bytes: bool = False,
 ) -> tuple[Any, Any, Any, Any, list[str], str | None]:
     """Compile and publish: reading only what changed since the last publish when that is known to be enough
     (`publish_delta`), else everything, merging the shard results stored for the input commit. Returns the result,
     the outcome, the previous output, the shard results used, what is left of them, and why everything was read
-    (None: only the change was)."""
+    (None: only the change was). `keep_bytes`: the result holds every new file's bytes (`--out` writes them)."""
     from kratix import gitio
     from kratix.cli import sharding
     from kratix.cli.publishing import publish_delta, publish_platform
@@ -193,7 +201,7 @@ def _publish(
     tree = common.read_source(path, ref)
     stored = stored if stored is not None else sharding.load_stored(repo, tree.commit)
     result, outcome, previous = publish_platform(
-        tree, repo, settings, progress, workflows=stored.replayer if stored else None
+        tree, repo, settings, progress, workflows=stored.replayer if stored else None, keep_bytes=keep_bytes
     )
     return result, outcome, previous, stored, sharding.remove_used(repo, stored), why
 

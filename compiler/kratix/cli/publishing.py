@@ -15,10 +15,11 @@ from kratix.model.errors import KratixError
 
 
 def publish_platform(
-    tree: Any, repo: Any, settings: Any, progress: Any = None, workflows: Any = None
+    tree: Any, repo: Any, settings: Any, progress: Any = None, workflows: Any = None, *, keep_bytes: bool = False
 ) -> tuple[Any, Any, Any]:
     """Compile against the branches as they are, guard, commit to every state store (`kratix.publish.stores`); on a lost
-    race the branches are re-read and all of it runs again (the previous output is an input of the compile)."""
+    race the branches are re-read and all of it runs again (the previous output is an input of the compile).
+    `keep_bytes`: every new file stays bytes in the result, for a caller that writes them out too (`--out`)."""
     from kratix import gitio, load
     from kratix.compile import pipeline
     from kratix.model import paths
@@ -37,7 +38,9 @@ def publish_platform(
                 previous,
                 settings=settings,
                 workflows=workflows,
-                store=lambda path, data: writer.store(data) if paths.target_of(path) == "" else data,
+                store=(lambda path, data: data)
+                if keep_bytes
+                else (lambda path, data: writer.store(data) if paths.target_of(path) == "" else data),
                 **({"progress": progress} if progress else {}),
             )
         compiled.append((result, previous))
