@@ -15,7 +15,7 @@ the placement says *misplaced* (moving a database is an outage, so only a person
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from kratix import yamltext
@@ -49,13 +49,13 @@ def matching(destinations: Iterable[Destination], labels: Mapping[str, str]) -> 
     return sorted((d for d in destinations if matches(d, labels)), key=lambda d: d.name)
 
 
-class Destinations(Mapping[str, Destination]):
+class Destinations(dict[str, Destination]):
     """A compile's destinations, with the ones a selector matches worked out once per selector: the requests of a
-    platform share a handful of selectors, and testing every destination for each request was 46 of the 50 µs
+    platform share a handful of selectors, and testing every destination for each request was 46 of the 58 µs
     its placement took at 50 destinations (4.6 s of CPU for 100,000 requests)."""
 
     def __init__(self, destinations: Mapping[str, Destination]) -> None:
-        self._destinations = destinations
+        super().__init__(destinations)
         self._matching: dict[tuple[tuple[str, str], ...], list[Destination]] = {}
 
     def matching(self, labels: Mapping[str, str]) -> list[Destination]:
@@ -63,20 +63,8 @@ class Destinations(Mapping[str, Destination]):
         key = tuple(sorted(labels.items()))
         found = self._matching.get(key)
         if found is None:
-            found = self._matching[key] = matching(self._destinations.values(), labels)
+            found = self._matching[key] = matching(self.values(), labels)
         return found
-
-    def __getitem__(self, name: str) -> Destination:
-        return self._destinations[name]
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._destinations
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._destinations)
-
-    def __len__(self) -> int:
-        return len(self._destinations)
 
 
 def describe(labels: Mapping[str, str]) -> str:
