@@ -23,6 +23,7 @@ def publish_platform(
     from kratix import gitio, load
     from kratix.compile import pipeline
     from kratix.model import paths
+    from kratix.model.documents import keep
     from kratix.publish import stores
 
     targets = stores.resolve(load.parse_state_stores(tree), default=repo)
@@ -38,7 +39,7 @@ def publish_platform(
                 previous,
                 settings=settings,
                 workflows=workflows,
-                store=(lambda path, data: data)
+                store=keep
                 if keep_bytes
                 else (lambda path, data: writer.store(data) if paths.target_of(path) == "" else data),
                 **({"progress": progress} if progress else {}),
