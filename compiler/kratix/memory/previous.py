@@ -13,7 +13,7 @@ provenance entry for a file that is not there) are dropped.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -267,3 +267,140 @@ class ScopedPrevious(PreviousOutput):
     @cached_property
     def placements(self) -> dict[str, str]:
         return {record: destination for r in self.cache for record, destination in r.placements.items()}
+
+
+class OverlaidFiles(Mapping[str, bytes]):
+    """`files` with `extra` laid over them: the paths of `extra` are read there, every other one in `files`. Object
+    ids and batched reads pass on to whichever holds the path (`gitio.LazyBlobs` and what combines them)."""
+
+    def __init__(self, files: Mapping[str, bytes], extra: Mapping[str, bytes]) -> None:
+        self._files = files
+        self._extra = extra
+
+    def oid(self, path: str) -> str:
+        source = self._extra if path in self._extra else self._files
+        oid = getattr(source, "oid", None)
+        return oid(path) if oid is not None else blob_id(source[path])
+
+    def prefetch(self, wanted: Iterable[str]) -> None:
+        self._pass_on("prefetch", wanted)
+
+    def release(self, wanted: Iterable[str]) -> None:
+        self._pass_on("release", wanted)
+
+    def _pass_on(self, method: str, wanted: Iterable[str]) -> None:
+        paths_ = list(wanted)
+        for source, mine in (
+            (self._extra, [p for p in paths_ if p in self._extra]),
+            (self._files, [p for p in paths_ if p not in self._extra]),
+        ):
+            call = getattr(source, method, None)
+            if call is not None and mine:
+                call(mine)
+
+    def __getitem__(self, path: str) -> bytes:
+        return self._extra[path] if path in self._extra else self._files[path]
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._extra or path in self._files
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._extra
+        yield from (path for path in self._files if path not in self._extra)
+
+    def __len__(self) -> int:
+        return len(self._extra) + sum(1 for path in self._files if path not in self._extra)
+
+
+@dataclass(frozen=True)
+class WithCarried(PreviousOutput):
+    """The previous output as if it had also published `records` (their files laid over its own, their
+    provenance `entries` in place of what their requests published before): what the shards of an input commit
+    compiled, so that the publishing compile carries those requests over as it carries over an unchanged one
+    (`kratix.compile.shards`). Everything else is `base`'s: statuses a compile reads, placements, the inventory."""
+
+    base: PreviousOutput = field(default_factory=PreviousOutput)
+    records: tuple[cache.Record, ...] = ()
+    entries: tuple[provenance.Entry, ...] = ()
+
+    @classmethod
+    def over(
+        cls,
+        base: PreviousOutput,
+        files: Mapping[str, bytes],
+        records: Iterable[cache.Record],
+        entries: Iterable[provenance.Entry],
+    ) -> WithCarried:
+        return cls(
+            OverlaidFiles(base.files, files),
+            base.commit,
+            base.unreachable,
+            base.read,
+            base.warnings,
+            base=base,
+            records=tuple(records),
+            entries=tuple(entries),
+        )
+
+    def content(self, path: str) -> Content:
+        """A carried file is new to the output branch: a blob it does not hold yet (`BlobRef.made`)."""
+        found = super().content(path)
+        if isinstance(found, BlobRef) and path in self._carried_paths:
+            return BlobRef(found.oid, made=True)
+        return found
+
+    @cached_property
+    def _carried_paths(self) -> frozenset[str]:
+        return frozenset(path for record in self.records for path in cache.named_files(record))
+
+    @cached_property
+    def _keys(self) -> frozenset[str]:
+        return frozenset(record.key for record in self.records)
+
+    @cached_property
+    def _files_carried(self) -> frozenset[str]:
+        return frozenset(record.file for record in self.records)
+
+    @cached_property
+    def provenance_shards(self) -> dict[str, list[provenance.Entry]]:
+        """The base's shards that hold nothing carried: the others are not what the base holds at their path."""
+        keys = self._keys
+        touched = {provenance.shard_of(e) for e in self.entries}
+        touched.update(provenance.shard_of(e) for e in self.base.provenance.values() if e.owner in keys)
+        return {path: entries for path, entries in self.base.provenance_shards.items() if path not in touched}
+
+    @cached_property
+    def provenance(self) -> dict[str, provenance.Entry]:
+        keys = self._keys
+        kept = {path: entry for path, entry in self.base.provenance.items() if entry.owner not in keys}
+        kept.update((entry.path, entry) for entry in self.entries)
+        return kept
+
+    @cached_property
+    def cache_shards(self) -> dict[str, list[cache.Record]]:
+        keys, files = self._keys, self._files_carried
+        touched = {cache.shard_of(r) for r in self.records}
+        touched.update(cache.shard_of(r) for r in self.base.cache if r.key in keys or r.file in files)
+        return {path: records for path, records in self.base.cache_shards.items() if path not in touched}
+
+    @cached_property
+    def cache(self) -> list[cache.Record]:
+        keys, files = self._keys, self._files_carried
+        return [r for r in self.base.cache if r.key not in keys and r.file not in files] + list(self.records)
+
+    @cached_property
+    def placements(self) -> dict[str, str]:
+        return self.base.placements
+
+    @cached_property
+    def inventory(self) -> inventory.Inventory:
+        return self.base.inventory
+
+    def request_status(self, namespace: str, promise: str, name: str) -> dict[str, Any]:
+        return self.base.request_status(namespace, promise, name)
+
+    def prefetch_request_statuses(self, requests: Iterable[tuple[str, str, str]]) -> None:
+        self.base.prefetch_request_statuses(requests)
+
+    def promise_status(self, name: str) -> dict[str, Any]:
+        return self.base.promise_status(name)
