@@ -201,7 +201,13 @@ def _publish(
     tree = common.read_source(path, ref)
     stored = stored if stored is not None else sharding.load_stored(repo, tree.commit)
     result, outcome, previous = publish_platform(
-        tree, repo, settings, progress, workflows=stored.replayer if stored else None, keep_bytes=keep_bytes
+        tree,
+        repo,
+        settings,
+        progress,
+        workflows=stored.replayer if stored else None,
+        keep_bytes=keep_bytes,
+        carried=stored.carried if stored else (),
     )
     return result, outcome, previous, stored, sharding.remove_used(repo, stored), why
 

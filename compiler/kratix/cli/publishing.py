@@ -15,13 +15,21 @@ from kratix.model.errors import KratixError
 
 
 def publish_platform(
-    tree: Any, repo: Any, settings: Any, progress: Any = None, workflows: Any = None, *, keep_bytes: bool = False
+    tree: Any,
+    repo: Any,
+    settings: Any,
+    progress: Any = None,
+    workflows: Any = None,
+    *,
+    keep_bytes: bool = False,
+    carried: Any = (),
 ) -> tuple[Any, Any, Any]:
     """Compile against the branches as they are, guard, commit to every state store (`kratix.publish.stores`); on a lost
     race the branches are re-read and all of it runs again (the previous output is an input of the compile).
-    `keep_bytes`: every new file stays bytes in the result, for a caller that writes them out too (`--out`)."""
+    `keep_bytes`: every new file stays bytes in the result, for a caller that writes them out too (`--out`).
+    `carried`: the finished output shards stored for this input commit (`shards.Carried`, one per shard)."""
     from kratix import gitio, load
-    from kratix.compile import pipeline
+    from kratix.compile import pipeline, shards
     from kratix.model import paths
     from kratix.model.documents import keep
     from kratix.publish import stores
@@ -31,6 +39,11 @@ def publish_platform(
     compiled: list[Any] = []
 
     def build(previous: Any) -> tuple[Any, dict[str, str]]:
+        # What shards carry was compiled against the output branch as they read it: only for that same head. A
+        # compile that writes its files out too (`keep_bytes`) compiles them here: `--out` reads each file back
+        # from the output it compiled against, which holds no carried file.
+        usable = carried and len(targets) == 1 and not keep_bytes
+        finished = shards.combine(carried, previous.commit) if usable else None
         # The default store's files are written as blobs while the compile makes them, so that a large compile
         # never holds them all (`gitio.BlobWriter`); the other stores' stay bytes until their own publish.
         with gitio.BlobWriter(repo.path) as writer:
@@ -43,6 +56,8 @@ def publish_platform(
                 if keep_bytes
                 else (lambda path, data: writer.store(data) if paths.target_of(path) == "" else data),
                 **({"progress": progress} if progress else {}),
+                carried=finished,
+                carried_blobs=gitio.LazyBlobs(repo.path, finished.files) if finished is not None else None,
             )
         compiled.append((result, previous))
         refuse_deletions(trips, settings)

@@ -4,7 +4,7 @@ and removes those refs once it has published (`kratix.compile.shards` holds the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -19,6 +19,7 @@ class Stored:
     others: int = 0  # refs of other input commits (never used; left for their own compile)
     count: int = 0  # N, as the refs name it (0: no shard results)
     replayer: Any = field(default=None, compare=False)
+    carried: tuple[Any, ...] = ()  # shards.Carried, one per shard that carries finished output
 
     @property
     def missing(self) -> tuple[int, ...]:
@@ -49,12 +50,25 @@ def run_shard(tree: Any, repo: Any, settings: Any, spec: str) -> tuple[Any, str]
     settings = with_store_prefixes(settings, targets)
     previous = stores.read_all(targets).previous()
     recorder = shards.Recorder(shard)
-    pipeline.compile_platform(tree, settings=settings, previous=previous, workflows=recorder)
+    compiled = pipeline.compile_platform(tree, settings=settings, previous=previous, workflows=recorder)
     result = recorder.result(tree.commit)
     files = shards.result_files(result, version=__version__)
+    carried = 0
+    if len(targets) == 1:  # other stores' files would have to be in their own repos: their requests are replayed
+        finished, blobs = shards.carried_of(
+            compiled.requests,
+            compiled.files,
+            compiled.provenance,
+            compiled.promises,
+            ran={entry.identity for entry in result.entries},
+            base=previous.commit,
+        )
+        files.update(shards.carried_files(finished, blobs))
+        carried = len(finished.records)
+    result = replace(result, carried=carried)
     message = (
         f"kratix: shard {shard} of {tree.origin} @ {tree.commit[:12]}\n\n{len(result.entries)} workflow "
-        f"result(s); {len(result.failed)} failed.\n\nSource-Commit: {tree.commit}\n"
+        f"result(s); {len(result.failed)} failed; {carried} request(s) finished.\n\nSource-Commit: {tree.commit}\n"
     )
     written = gitio.write_commit(
         repo.path,
@@ -82,7 +96,7 @@ def load_stored(repo: Any, commit: str | None) -> Stored | None:
         return None
     if repo.url is not None:
         gitio.fetch_refs(repo.path, repo.url, mine)
-    results, problems, counts = [], [], []
+    results, problems, counts, carried = [], [], [], []
     found: dict[str, Any] = {}  # ref -> its shard
     for ref in sorted(mine):
         shard = shards.shard_of_ref(ref, commit)
@@ -98,20 +112,36 @@ def load_stored(repo: Any, commit: str | None) -> Stored | None:
             results.append(shards.read_result(files, commit=commit, shard=shard))
         except (ValueError, UnicodeDecodeError) as exc:
             problems.append(f"shard {shard}: {exc}")
+            continue
+        try:
+            finished = shards.read_carried(files)
+        except (ValueError, UnicodeDecodeError) as exc:
+            problems.append(f"shard {shard}: its finished output: {exc} (its requests are compiled here)")
+            continue
+        if finished is not None:
+            carried.append(finished)
     count = max(counts, key=counts.count) if counts else 0  # N as most refs name it
     replayer = shards.Replayer(shards.merged_entries(results), count=count)
     return Stored(
-        commit, tuple(results), tuple(sorted(mine)), tuple(problems), len(everything) - len(mine), count, replayer
+        commit,
+        tuple(results),
+        tuple(sorted(mine)),
+        tuple(problems),
+        len(everything) - len(mine),
+        count,
+        replayer,
+        tuple(carried),
     )
 
 
 def _read_results(repo: Any, commits: dict[str, str], found: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """Each ref's shard and its two files, read with one `cat-file --batch` for all of them; a ref whose files
-    are not there gets why instead."""
+    """Each ref's shard and its files (its results, and the finished output it carries when it does), read with
+    one `cat-file --batch` for all of them; a ref whose results are not there gets why instead."""
     from kratix import gitio
     from kratix.compile import shards
 
-    pairs = [(ref, f"{oid}:{name}") for ref, oid in commits.items() for name in (shards.MANIFEST, shards.RESULTS)]
+    names = (shards.MANIFEST, shards.RESULTS, *shards.CARRIED_READ)
+    pairs = [(ref, f"{oid}:{name}") for ref, oid in commits.items() for name in names]
     blobs = dict(
         zip((name for _, name in pairs), gitio.read_named(repo.path, [name for _, name in pairs]), strict=True)
     )
@@ -119,7 +149,7 @@ def _read_results(repo: Any, commits: dict[str, str], found: dict[str, Any]) -> 
     for ref, oid in commits.items():
         manifest, results = blobs.get(f"{oid}:{shards.MANIFEST}"), blobs.get(f"{oid}:{shards.RESULTS}")
         files = (
-            {shards.MANIFEST: manifest, shards.RESULTS: results}
+            {name: blobs.get(f"{oid}:{name}") for name in names}
             if manifest is not None and results is not None
             else f"no {shards.MANIFEST} and {shards.RESULTS} in its commit"
         )
@@ -153,8 +183,10 @@ def summary_lines(stored: Stored | None) -> list[str]:
     replayer = stored.replayer
     used = sorted({r.shard.index for r in stored.results})
     lines = [
-        f"shards: {len(replayer.reused)} workflow result(s) reused from {len(used)} of {stored.count} shard(s) "
-        f"for {stored.commit[:12]}; {len(replayer.ran)} workflow(s) ran here"
+        f"shards: {len(replayer.used)} workflow result(s) reused from {len(used)} of {stored.count} shard(s) "
+        f"for {stored.commit[:12]}"
+        + (f" ({len(replayer.carried)} request(s) carried over finished)" if replayer.carried else "")
+        + f"; {len(replayer.ran)} workflow(s) ran here"
     ]
     for index in stored.missing:
         ran = sum(1 for identity in replayer.ran if shards.assigned(identity, stored.count) == index)
@@ -183,7 +215,8 @@ def summary_json(stored: Stored | None) -> dict[str, Any]:
             "count": stored.count,
             "used": sorted({r.shard.index for r in stored.results}),
             "missing": list(stored.missing),
-            "reused": len(replayer.reused),
+            "reused": len(replayer.used),
+            "finished": len(replayer.carried),
             "ran": len(replayer.ran),
             "problems": list(stored.problems),
         }
@@ -192,8 +225,8 @@ def summary_json(stored: Stored | None) -> dict[str, Any]:
 
 def shard_line(result: Any, ref: str) -> str:
     return (
-        f"shard {result.shard}: {len(result.entries)} workflow result(s) stored at {ref}; "
-        f"{result.skipped} left to other shards"
+        f"shard {result.shard}: {len(result.entries)} workflow result(s) stored at {ref}, "
+        f"{result.carried} request(s) finished; {result.skipped} left to other shards"
         + (
             f"; {len(result.failed)} failed (not stored: the publishing compile runs them again)"
             if result.failed
@@ -210,6 +243,7 @@ def shard_json(result: Any, ref: str) -> dict[str, Any]:
             "commit": result.commit,
             "ref": ref,
             "stored": len(result.entries),
+            "finished": result.carried,
             "skipped": result.skipped,
             "failed": list(result.failed),
         }

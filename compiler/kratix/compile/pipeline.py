@@ -66,6 +66,7 @@ class CompileResult:
     requests: Mapping[str, RequestStatus]  # by "Kind namespace/name"
     provenance: Mapping[str, provenance.Entry] = field(default_factory=dict)  # by output path
     platform: Platform | None = field(default=None, compare=False, repr=False)  # what was loaded
+    promises: Mapping[str, PromiseStatus] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -164,6 +165,7 @@ def compile_platform(
         requests=requests,
         provenance=entries,
         platform=platform,
+        promises=promises,
     )
 
 
@@ -237,12 +239,29 @@ def prepare_publish(
     progress: Progress = _no_progress,
     workflows: shards.Workflows | None = None,
     store: Store = keep,
+    carried: shards.Carried | None = None,
+    carried_blobs: Mapping[str, bytes] | None = None,
 ) -> tuple[CompileResult, str, list[plans.GuardTrip]]:
     """Compile against what the output branches hold now; the default store's commit message and the guard's
-    verdict."""
+    verdict. `carried`: the finished output shards stored for this input commit (`carried_blobs`: its files),
+    carried over when it fits (`kratix.compile.shards`); else those requests are compiled here."""
+    view = shards.carry(previous, carried, carried_blobs or {}) if carried is not None else None
     result = compile_platform(
-        tree, settings=settings, previous=previous, progress=progress, workflows=workflows, store=store
+        tree, settings=settings, previous=view or previous, progress=progress, workflows=workflows, store=store
     )
+    if view is not None and carried is not None:
+        if shards.carried_fits(view, carried, result.requests, result.promises, result.diagnostics):
+            if isinstance(workflows, shards.Replayer):
+                workflows.carried = carried.keys
+            # Their steps ran in the shards, this compile's own run: the summary names them as if they ran here.
+            unsandboxed = {e.owner for e in carried.entries if e.sandbox == "none"}
+            if unsandboxed - set(result.summary.unsandboxed):
+                named = tuple(sorted({*result.summary.unsandboxed, *unsandboxed}))
+                result = replace(result, summary=replace(result.summary, unsandboxed=named))
+        else:
+            result = compile_platform(
+                tree, settings=settings, previous=previous, progress=progress, workflows=workflows, store=store
+            )
     trips = plans.guard(
         previous.provenance,
         result.provenance,

@@ -36,9 +36,14 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from kratix.memory import cache
+from kratix.memory import cache, provenance
+from kratix.memory.previous import PreviousOutput, WithCarried
+from kratix.model import paths
+from kratix.model.diagnostics import Diagnostic
+from kratix.model.documents import Content, blob_id
 from kratix.model.manifests import OutputGroup, PipelineOutput, RenderedFile, Suspension, WorkflowResult
 from kratix.model.platform import Pipeline, Promise, ResourceRequest
+from kratix.model.statuses import PromiseStatus, RequestStatus
 from kratix.workflows import contract, render
 
 FORMAT = 1
@@ -239,6 +244,7 @@ class ShardResult:
     entries: tuple[Entry, ...]
     failed: tuple[str, ...] = ()  # identities whose workflow failed (or could not be stored): not in entries
     skipped: int = 0  # workflows left to other shards
+    carried: int = 0  # requests whose finished output it stores too (`carried_of`)
 
 
 def result_files(result: ShardResult, *, version: str) -> dict[str, bytes]:
@@ -415,6 +421,9 @@ class Replayer(Workflows):
     count: int = 0  # the shard count, to say which shard a workflow that ran here belonged to (0: none)
     reused: set[str] = field(default_factory=set)
     ran: set[str] = field(default_factory=set)
+    carried: frozenset[str] = frozenset()  # requests whose finished output was carried over (`carry`)
+    # What ran here, by key: a compile made again (`carried_fits`) replays it instead of running it twice.
+    _ran_here: dict[str, WorkflowResult] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def wrap(self, renderer: render.Renderer, fingerprints: Mapping[str, str]) -> render.Renderer:
@@ -443,12 +452,24 @@ class Replayer(Workflows):
                     return result
             with self._lock:
                 self.ran.add(identity)
-            return run()
+                done = self._ran_here.get(key) if key else None
+            if done is not None:
+                return done
+            result = run()
+            if key:
+                with self._lock:
+                    self._ran_here[key] = result
+            return result
 
         return _Wrapped(renderer, handle, self.runs)
 
     def runs(self, identity: str) -> bool:
         return identity not in self._stored
+
+    @property
+    def used(self) -> set[str]:
+        """The workflows whose stored results this compile used: replayed, or carried over finished."""
+        return self.reused | self.carried
 
     @cached_property
     def _stored(self) -> frozenset[str]:
@@ -458,3 +479,231 @@ class Replayer(Workflows):
 
 def merged_entries(results: Iterable[ShardResult]) -> dict[str, Entry]:
     return {entry.key: entry for result in results for entry in result.entries}
+
+
+# --- the finished output of a shard's requests, carried over whole -----------------------------------------
+#
+# Replaying a stored workflow still leaves the publishing compile the rest of each request: parsing it, reading
+# its previous status, validating, laying out and writing its files. So a shard also stores what its own compile
+# made of each request whose workflow it ran: the files, the status, the provenance entries and the sealed cache
+# record, exactly as the request cache keeps an unchanged request. The publishing compile then carries them over
+# as it carries over an unchanged request, and compiles none of them.
+#
+# A shard compiled its requests beside empty results for every other shard's workflows, so what only the whole
+# platform decides is checked again before anything is carried, and after:
+# - before (`carry`): every shard read the output branch the publishing compile reads (the previous statuses and
+#   sticky placements its requests saw); no two shards carry one request or one request file; and no carried
+#   file or object is one that another owner holds, carried or published (who keeps it is decided by a compile);
+# - after (`carried_fits`): every carried request was in fact carried over (not compiled: a duplicate request, a
+#   changed fingerprint); no owner failed on a conflict (an object compiled now may clash with carried output);
+#   and each of their Promises' status is the one the shard's requests were compiled with (its Promise workflow
+#   may have run in another shard).
+# When a check fails, the publishing compile compiles those requests from their stored workflow results, as it
+# did before this existed: the output is the same either way; only the work differs.
+
+CARRIED_INDEX = "carried/index.json"
+CARRIED_CACHE = "carried/cache.jsonl"
+CARRIED_PROVENANCE = "carried/provenance.jsonl"
+CARRIED_FILES = "carried/files/"  # + the output path: the shard's commit holds every blob it carries
+CARRIED_READ = (CARRIED_INDEX, CARRIED_CACHE, CARRIED_PROVENANCE)
+_CONFLICTS = frozenset({"output.ObjectConflict", "output.FileConflict"})
+
+
+@dataclass(frozen=True)
+class Carried:
+    """The finished output of the requests one shard (or all of them) compiled, as the request cache keeps it."""
+
+    base: str  # the output branch head the shard compiled against ("": nothing was published)
+    promises: Mapping[str, str]  # `promise_digest` of each Promise of `records`, as the shard saw its status
+    records: tuple[cache.Record, ...] = ()
+    entries: tuple[provenance.Entry, ...] = ()  # the provenance of the records' outputs
+    files: Mapping[str, str] = field(default_factory=dict)  # output path -> blob id, outputs and statuses
+
+    @property
+    def keys(self) -> frozenset[str]:
+        return frozenset(record.key for record in self.records)
+
+
+def promise_digest(status: PromiseStatus) -> str:
+    """What a request's compile reads of its Promise's status."""
+    return cache.fingerprint(json.dumps([status.available, status.reason, sorted(status.request_labels.items())]))
+
+
+def carried_of(
+    requests: Mapping[str, RequestStatus],
+    files: Mapping[str, Content],
+    entries: Mapping[str, provenance.Entry],
+    promises: Mapping[str, PromiseStatus],
+    *,
+    ran: Iterable[str],
+    base: str | None,
+) -> tuple[Carried, dict[str, bytes]]:
+    """What a shard's compile made of the requests whose workflows it ran, cleanly placed and reusable (as the
+    request cache decides), with the bytes of the files they name: only whole request files, and only files of
+    the default store (the shard's ref lives in its repo)."""
+    mine = frozenset(ran)
+    wanted = {
+        key
+        for key, status in requests.items()
+        if key in mine and not status.reused and status.state == "placed" and not status.children
+    }
+    records: list[cache.Record] = []
+    blobs: dict[str, bytes] = {}
+    carried_entries: list[provenance.Entry] = []
+    for group in _records_by_file(files).values():
+        if len(group) != group[0].documents or not all(r.reusable and r.key in wanted for r in group):
+            continue
+        found = [_finished(record, files, entries) for record in group]
+        if any(f is None for f in found):
+            continue
+        for record, (named, owned) in zip(group, found, strict=True):  # type: ignore[misc]
+            records.append(record)
+            blobs.update(named)
+            carried_entries.extend(owned)
+    digests = {name: promise_digest(promises[name]) for name in sorted({r.promise for r in records})}
+    oids = {path: blob_id(data) for path, data in blobs.items()}
+    return Carried(base or "", digests, tuple(records), tuple(carried_entries), oids), blobs
+
+
+def _records_by_file(files: Mapping[str, Content]) -> dict[str, list[cache.Record]]:
+    """The request cache records a compile wrote, by request file."""
+    by_file: dict[str, list[cache.Record]] = {}
+    for path, data in files.items():
+        if paths.is_cache_shard(path) and isinstance(data, bytes):
+            for record in cache.decode_shard(data, share=False):
+                by_file.setdefault(record.file, []).append(record)
+    return by_file
+
+
+def _finished(
+    record: cache.Record, files: Mapping[str, Content], entries: Mapping[str, provenance.Entry]
+) -> tuple[dict[str, bytes], list[provenance.Entry]] | None:
+    named = {}
+    for path in cache.named_files(record):
+        data = files.get(path)
+        if paths.target_of(path) != "" or not isinstance(data, bytes):
+            return None
+        named[path] = data
+    owned = [entries.get(path) for path in record.outputs]
+    if any(entry is None or entry.owner != record.key for entry in owned):
+        return None
+    return named, owned  # type: ignore[return-value]
+
+
+def carried_files(carried: Carried, blobs: Mapping[str, bytes]) -> dict[str, bytes]:
+    """The part of a shard's tree that holds what it carries (nothing when it carries nothing)."""
+    if not carried.records:
+        return {}
+    index = {"base": carried.base, "promises": dict(carried.promises), "files": dict(sorted(carried.files.items()))}
+    found = {
+        CARRIED_INDEX: json.dumps(index, sort_keys=True, separators=(",", ":")).encode() + b"\n",
+        CARRIED_CACHE: cache.encode(carried.records),
+        CARRIED_PROVENANCE: provenance.encode(carried.entries),
+    }
+    found.update((CARRIED_FILES + path, data) for path, data in blobs.items())
+    return found
+
+
+def read_carried(files: Mapping[str, bytes | None]) -> Carried | None:
+    """What a shard carries, read back from its tree (None when it carries nothing); ValueError (with why) for
+    anything that does not hold together."""
+    if files.get(CARRIED_INDEX) is None:
+        return None
+    index = json.loads(files[CARRIED_INDEX])  # type: ignore[arg-type]
+    if not isinstance(index, dict):
+        raise ValueError(f"{CARRIED_INDEX} is not an object")
+    base, promises, oids = index.get("base"), index.get("promises"), index.get("files")
+    if not isinstance(base, str) or not isinstance(promises, dict) or not isinstance(oids, dict):
+        raise ValueError(f"{CARRIED_INDEX} has no base, promises and files")
+    records = tuple(cache.decode_shard(files.get(CARRIED_CACHE) or b"", share=False))
+    entries = provenance.decode_shard(files.get(CARRIED_PROVENANCE) or b"", share=False)
+    keys = {record.key for record in records}
+    for record in records:
+        if not all(isinstance(oids.get(path), str) for path in cache.named_files(record)):
+            raise ValueError(f"{record.key}: a file it names is not carried")
+        if record.promise not in promises:
+            raise ValueError(f"{record.key}: the status of Promise {record.promise!r} is not recorded")
+    if any(entry.owner not in keys for entry in entries.values()):
+        raise ValueError("a provenance entry of a request it does not carry")
+    return Carried(base, dict(promises), records, tuple(entries.values()), dict(oids))
+
+
+def combine(carried: Iterable[Carried], head: str | None) -> Carried | None:
+    """What every shard carries, taken together; None when any of it cannot be taken: a shard compiled against
+    another output branch head than `head` (the one being published on), two shards carry one request or one
+    request file, or they saw a Promise's status differently (one of them cannot be right)."""
+    parts = list(carried)
+    if not parts or any(part.base != (head or "") for part in parts):
+        return None
+    promises = _promises_agreed(parts)
+    if not _each_carried_once(parts) or promises is None:
+        return None
+    return Carried(
+        head or "",
+        promises,
+        tuple(record for part in parts for record in part.records),
+        tuple(entry for part in parts for entry in part.entries),
+        {path: oid for part in parts for path, oid in part.files.items()},
+    )
+
+
+def _each_carried_once(parts: Sequence[Carried]) -> bool:
+    """No request and no request file is carried by two shards."""
+    keys = [record.key for part in parts for record in part.records]
+    files_per_shard = [{record.file for record in part.records} for part in parts]
+    return len(keys) == len(set(keys)) and sum(map(len, files_per_shard)) == len(set().union(*files_per_shard))
+
+
+def _promises_agreed(parts: Sequence[Carried]) -> dict[str, str] | None:
+    """Each Promise's status as every shard saw it; None when two shards saw it differently."""
+    promises: dict[str, str] = {}
+    for name, digest in (item for part in parts for item in part.promises.items()):
+        if promises.setdefault(name, digest) != digest:
+            return None
+    return promises
+
+
+def carry(previous: PreviousOutput, carried: Carried, files: Mapping[str, bytes]) -> WithCarried | None:
+    """`previous` as if it had published what `carried` holds (`files`: its blobs, by output path); None when
+    a carried file or object is held by another owner, carried or published before."""
+    keys = carried.keys
+    objects: dict[tuple[str | None, str], str] = {}
+    for destination in sorted({entry.destination or "" for entry in carried.entries}):
+        for entry in previous.provenance_shards.get(paths.provenance_shard(destination), ()):
+            if entry.owner not in keys:
+                objects.update(((entry.destination, oid), entry.owner) for oid in entry.objects)
+    published = previous.provenance
+    carried_paths: dict[str, str] = {}
+    for entry in carried.entries:
+        for oid in entry.objects:
+            if objects.setdefault((entry.destination, oid), entry.owner) != entry.owner:
+                return None
+        before = published.get(entry.path)
+        if (before is not None and before.owner != entry.owner) or carried_paths.setdefault(
+            entry.path, entry.owner
+        ) != entry.owner:
+            return None
+        if entry.path not in published and entry.path in previous.files:
+            return None  # a file the previous output holds without saying whose
+    for path in list(carried_paths):
+        if any(folder in carried_paths or folder in previous.files for folder in paths.folders(path)):
+            return None
+    return WithCarried.over(previous, files, carried.records, carried.entries)
+
+
+def carried_fits(
+    view: WithCarried,
+    carried: Carried,
+    requests: Mapping[str, RequestStatus],
+    promises: Mapping[str, PromiseStatus],
+    diagnostics: Sequence[Diagnostic],
+) -> bool:
+    """Whether a compile against `view` carried over every carried request as the shards compiled it (see the
+    checks above); when not, the compile is made again against the output as published."""
+    if any(d.code in _CONFLICTS for d in diagnostics):
+        return False
+    if not all((status := requests.get(key)) is not None and status.reused for key in carried.keys):
+        return False
+    return all(
+        name in promises and promise_digest(promises[name]) == digest for name, digest in carried.promises.items()
+    )
