@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
@@ -227,6 +228,21 @@ def test_delete_stale_temp_refs_keeps_fresh_ones(tmp_path: Path) -> None:
     assert gitrepos.git(repo, "for-each-ref", "--format=%(refname)", gitio.TEMP_REF_PREFIX).split() == [fresh]
 
 
+def test_delete_stale_temp_refs_finds_packed_ones_too(tmp_path: Path) -> None:
+    repo = gitrepos.init_repo(tmp_path / "r.git", bare=True)
+    commit = gitio.write_commit(
+        repo, parent=None, changes={"a": b"1"}, replace_all=True, message="m", author=signature()
+    ).commit
+    old = f"{gitio.TEMP_REF_PREFIX}1000000000000000000-1-dead"
+    gitrepos.git(repo, "update-ref", old, commit)
+    gitrepos.git(repo, "pack-refs", "--all")  # now only in packed-refs, as `git gc` leaves them
+    assert not (repo / gitio.TEMP_REF_PREFIX / "1000000000000000000-1-dead").exists()
+
+    gitio.delete_stale_temp_refs(repo, older_than_seconds=3600)
+
+    assert gitrepos.git(repo, "for-each-ref", gitio.TEMP_REF_PREFIX) == ""
+
+
 def test_a_tree_reader_answers_paths_of_one_commit_as_asked(tmp_path: Path) -> None:
     repo, commit = make_repo(tmp_path / "r", {"a/b.yaml": "x: 1\n", "c d.txt": "c\n"})
     with gitio.TreeReader(repo, commit) as files:
@@ -268,6 +284,57 @@ def test_a_commit_can_carry_its_own_tree_id_as_a_trailer(tmp_path: Path) -> None
     assert (
         git(repo, "log", "-1", "--format=%(trailers:key=Output-Tree,valueonly)", written.commit).strip() == written.tree
     )
+
+
+def test_a_commit_with_its_tree_trailer_is_the_commit_git_commit_tree_makes(tmp_path: Path) -> None:
+    repo, first = gitrepos.make_repo(tmp_path / "r", {"keep": "k", "edit": "old"})
+    refs_before = gitrepos.git(repo, "for-each-ref")
+    written = gitio.write_commit(
+        repo,
+        parent=first,
+        changes={"edit": b"new", "add": b"a"},
+        replace_all=False,
+        message="title\n\nSource-Commit: abc\n",
+        author=signature(),
+        tree_trailer="Output-Tree",
+    )
+    assert gitrepos.git(repo, "for-each-ref") == refs_before  # fast-import wrote no ref, not even for a moment
+    env = {
+        "GIT_AUTHOR_NAME": "Kratix",
+        "GIT_AUTHOR_EMAIL": "kratix@localhost",
+        "GIT_AUTHOR_DATE": "@1700000000 +0000",
+        "GIT_COMMITTER_NAME": "Kratix",
+        "GIT_COMMITTER_EMAIL": "kratix@localhost",
+        "GIT_COMMITTER_DATE": "@1700000000 +0000",
+    }
+    message = f"title\n\nSource-Commit: abc\nOutput-Tree: {written.tree}\n"
+    expected = subprocess.run(
+        ["git", "-C", str(repo), "commit-tree", written.tree, "-p", first],
+        input=message.encode(),
+        capture_output=True,
+        env={**gitrepos.git_env(), **env},
+        check=True,
+    ).stdout.decode()
+    assert written.commit == expected.strip()
+    assert gitrepos.files_at(repo, written.commit) == {"keep": b"k", "edit": b"new", "add": b"a"}
+
+
+def test_write_commit_that_git_refuses_raises_at_once_and_leaves_no_ref(tmp_path: Path) -> None:
+    repo, first = gitrepos.make_repo(tmp_path / "r", {"a": "1"})
+    refs_before = gitrepos.git(repo, "for-each-ref")
+    started = time.monotonic()
+    with pytest.raises(gitio.GitCommandError, match="fast-import"):
+        gitio.write_commit(
+            repo,
+            parent=first,
+            changes={"b": BlobRef("0" * 40)},  # no such blob
+            replace_all=False,
+            message="m",
+            author=signature(),
+            tree_trailer="Output-Tree",
+        )
+    assert time.monotonic() - started < 10
+    assert gitrepos.git(repo, "for-each-ref") == refs_before
 
 
 def test_a_blob_writer_stores_blobs_a_commit_can_name(tmp_path: Path) -> None:

@@ -528,31 +528,132 @@ def write_commit(
     timeout: float | None = None,
     tree_trailer: str | None = None,
 ) -> WrittenCommit:
-    """Write a commit with `git fast-import` without moving any branch; return its id and tree id.
+    """Write a commit with one `git fast-import` without moving or making any ref; return its id and tree id.
 
     The new tree is the parent's tree (empty with `replace_all` or no parent) with `changes` applied: bytes
-    write a plain 100644 file, a `BlobRef` reuses a blob the repo already holds, None deletes. fast-import must
-    name a ref, so it writes a uniquely named temporary one, deleted before returning; a kill in between leaves
-    at worst that ref, which `delete_stale_temp_refs` removes later. The objects stay unreferenced until the
-    caller moves a branch. With `tree_trailer`, the message ends with the trailer `<tree_trailer>: <tree id>`,
-    so that a reader can tell the commit's tree is still the one its writer made (an amended commit is not).
+    write a plain 100644 file, a `BlobRef` reuses a blob the repo already holds, None deletes. fast-import
+    names the commit by a ref of its own, which a `reset` without a commit removes before fast-import writes
+    any ref: the objects stay unreferenced until the caller moves a branch (a kill before then leaves garbage
+    for `git gc`, never a ref). With `tree_trailer`, the message ends with the trailer `<tree_trailer>: <tree
+    id>`, so that a reader can tell the commit's tree is still the one its writer made (an amended commit is
+    not): fast-import tells the tree it built (`ls`), and a second commit of that tree carries the trailer.
     """
-    ref = f"{TEMP_REF_PREFIX}{time.time_ns()}-{os.getpid()}-{secrets.token_hex(4)}"
-    stream = _import_stream(ref, parent, changes, replace_all, message, author, committer or author)
-    try:
-        # `feature done` makes fast-import refuse a truncated stream (our process killed mid-write).
-        importing = ("fast-import", "--quiet", f"--depth={DELTA_DEPTH}", f"--big-file-threshold={NO_DELTA_OVER}")
-        result = _feed_git(repo, importing, stream, timeout=timeout)
-        if result.returncode != 0:
-            raise GitCommandError(importing, result.returncode, result.stderr)
-        commit, tree = run_git(repo, "rev-parse", ref, f"{ref}^{{tree}}", timeout=timeout).decode().split()
-    finally:
-        run_git(repo, "update-ref", "-d", ref, check=False, timeout=timeout)
-    if tree_trailer:
-        commit = _commit_tree(
-            repo, tree, parent, with_trailer(message, tree_trailer, tree), author, committer or author, timeout=timeout
-        )
+    name = f"{TEMP_REF_PREFIX}{time.time_ns()}-{os.getpid()}-{secrets.token_hex(4)}"
+    stream = _import_stream(name, parent, changes, replace_all, message, author, committer or author)
+    with _Importer(repo, timeout=timeout) as importer:
+        importer.send(stream)
+        tree = importer.ask(b'ls :1 ""\n').split()[2]
+        mark = b":1"
+        if tree_trailer:
+            final = with_trailer(message, tree_trailer, tree).encode()
+            importer.send(
+                [
+                    b"reset %s\n" % name.encode(),  # the second commit's parent is `parent`, not the first
+                    b"commit %s\nmark :2\n" % name.encode(),
+                    f"author {author.line()}\ncommitter {(committer or author).line()}\n".encode(),
+                    b"data %d\n" % len(final),
+                    final,
+                    *([f"from {parent}\n".encode()] if parent is not None else []),
+                    b'M 040000 %s ""\n\n' % tree.encode(),
+                ]
+            )
+            mark = b":2"
+        commit = importer.ask(b"get-mark %s\n" % mark).strip()
+        importer.send([b"reset %s\n\n" % name.encode()])  # fast-import writes no ref for it
     return WrittenCommit(commit, tree)
+
+
+class _Importer:
+    """One `git fast-import` fed a stream and asked questions (`ls`, `get-mark`) whose answers come back on a
+    pipe of their own (`--cat-blob-fd`). Leaving the `with` block finishes the import (`done`); an exception
+    inside stops fast-import instead, and nothing is written. Its stderr goes to a file, so git never blocks on
+    it; with `timeout`, its process group is killed when it passes."""
+
+    def __init__(self, repo: Path, *, timeout: float | None) -> None:
+        self.args = (
+            "fast-import",
+            "--quiet",
+            f"--depth={DELTA_DEPTH}",
+            f"--big-file-threshold={NO_DELTA_OVER}",
+        )
+        self.repo = repo
+        self.timeout = timeout
+
+    def __enter__(self) -> _Importer:
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115 - closed in __exit__
+        answers, self._answers_in = os.pipe()
+        try:
+            self._process = subprocess.Popen(
+                ["git", "-C", str(self.repo), *self.args, f"--cat-blob-fd={self._answers_in}"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=self._err,
+                env=clean_env(),
+                start_new_session=True,
+                pass_fds=(self._answers_in,),
+            )
+        finally:
+            os.close(self._answers_in)
+        self._answers = os.fdopen(answers, "rb")
+        self._killer = threading.Timer(self.timeout, _kill_group, (self._process.pid,)) if self.timeout else None
+        if self._killer is not None:
+            self._killer.start()
+        # `feature done`: a stream cut short (this process killed) is refused, not taken for a whole one.
+        self.send([b"feature done\n"])
+        return self
+
+    def send(self, chunks: Iterable[bytes]) -> None:
+        stdin = self._process.stdin
+        assert stdin is not None
+        try:
+            stdin.writelines(chunks)
+        except BrokenPipeError:  # fast-import stopped: its exit status and stderr say why
+            self._failed()
+
+    def ask(self, question: bytes) -> str:
+        self.send([question])
+        assert self._process.stdin is not None
+        try:
+            self._process.stdin.flush()
+        except BrokenPipeError:
+            self._failed()
+        answer = self._answers.readline()
+        if not answer.endswith(b"\n") or answer.startswith(b"missing"):
+            self._failed()
+        return answer.decode()
+
+    def _failed(self) -> None:
+        with contextlib.suppress(OSError):
+            self._process.stdin.close()  # type: ignore[union-attr]
+        self._process.wait()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self._process.returncode == -signal.SIGKILL and self._killer is not None:
+            raise GitCommandError(self.args, -signal.SIGKILL, f"timed out after {self.timeout:g}s (killed)")
+        self._err.seek(0)
+        detail = self._err.read().decode("utf-8", "replace")
+        raise GitCommandError(self.args, self._process.returncode, detail or "fast-import gave no answer")
+
+    def __exit__(self, kind: object, error: object, trace: object) -> None:
+        try:
+            stdin = self._process.stdin
+            assert stdin is not None
+            if error is None:
+                with contextlib.suppress(BrokenPipeError):
+                    stdin.write(b"done\n")
+            with contextlib.suppress(BrokenPipeError):
+                stdin.close()
+            if error is not None:
+                self._process.kill()
+            self._process.wait()
+            if error is None and self._process.returncode != 0:
+                self._raise()
+        finally:
+            if self._killer is not None:
+                self._killer.cancel()
+            self._answers.close()
+            self._err.close()
 
 
 class BlobWriter:
@@ -673,36 +774,11 @@ def with_trailer(message: str, key: str, value: str) -> str:
     return f"{text}{joined}{key}: {value}\n"
 
 
-def _commit_tree(
-    repo: Path,
-    tree: str,
-    parent: str | None,
-    message: str,
-    author: Signature,
-    committer: Signature,
-    *,
-    timeout: float | None,
-) -> str:
-    """A commit of `tree` (already in the repo) with this message: one object, no ref moved."""
-    env = clean_env()
-    for role, who in (("AUTHOR", author), ("COMMITTER", committer)):
-        env.update(
-            {
-                f"GIT_{role}_NAME": who.name,
-                f"GIT_{role}_EMAIL": who.email,
-                f"GIT_{role}_DATE": f"@{who.seconds} {who.offset}",
-            }
-        )
-    result = git_result(
-        repo, "commit-tree", tree, *(("-p", parent) if parent else ()), input=message.encode(), env=env, timeout=timeout
-    )
-    if result.returncode != 0:
-        raise GitCommandError(("commit-tree", tree), result.returncode, result.stderr)
-    return result.stdout.decode().strip()
-
-
 def delete_stale_temp_refs(repo: Path, *, older_than_seconds: float) -> None:
-    """Remove temporary refs left by runs killed between fast-import and cleanup."""
+    """Remove temporary refs left by runs killed between fast-import and cleanup (`write_commit` writes none
+    now; earlier releases did). Asks git only when the ref files may hold one: this runs on every publish."""
+    if _surely_no_refs_under(repo, TEMP_REF_PREFIX):
+        return
     cutoff = time.time_ns() - int(older_than_seconds * 1e9)
     refs = run_git(repo, "for-each-ref", "--format=%(refname)", TEMP_REF_PREFIX).decode().split()
     stale = [ref for ref in refs if _temp_ref_time(ref) < cutoff]
@@ -712,39 +788,19 @@ def delete_stale_temp_refs(repo: Path, *, older_than_seconds: float) -> None:
         run_git(repo, "update-ref", "--stdin", input=commands, check=False)
 
 
-def _feed_git(repo: Path, args: tuple[str, ...], chunks: Iterable[bytes], *, timeout: float | None) -> GitResult:
-    """`git -C repo args…` with `chunks` written to its stdin one by one, never joined: a whole output tree's
-    stream would be a second copy of every file in memory. Its stdout and stderr go to files, so git never
-    blocks on them while we write; with `timeout`, git's process group is killed when it passes."""
-    with (
-        tempfile.TemporaryFile() as out,
-        tempfile.TemporaryFile() as err,
-        subprocess.Popen(
-            ["git", "-C", str(repo), *args],
-            stdin=subprocess.PIPE,
-            stdout=out,
-            stderr=err,
-            env=clean_env(),
-            start_new_session=True,
-        ) as process,
-    ):
-        killer = threading.Timer(timeout, _kill_group, (process.pid,)) if timeout is not None else None
-        if killer is not None:
-            killer.start()
-        try:
-            with contextlib.suppress(BrokenPipeError):  # git stopped reading: its exit status and stderr say why
-                assert process.stdin is not None
-                process.stdin.writelines(chunks)
-                process.stdin.close()
-            process.wait()
-        finally:
-            if killer is not None:
-                killer.cancel()
-        if killer is not None and process.returncode == -signal.SIGKILL:
-            raise GitCommandError(args, -signal.SIGKILL, f"timed out after {timeout:g}s (killed)")
-        out.seek(0)
-        err.seek(0)
-        return GitResult(process.returncode, out.read(), err.read().decode("utf-8", "replace"))
+def _surely_no_refs_under(repo: Path, prefix: str) -> bool:
+    """Whether `repo`'s refs, stored as files (loose and packed), hold none under `prefix`; False when unsure
+    (another ref store, a linked work tree)."""
+    git_dir = repo / ".git" if (repo / ".git").is_dir() else repo
+    if not (git_dir / "HEAD").is_file() or (git_dir / "reftable").exists():
+        return False
+    loose = git_dir / prefix
+    if loose.is_dir() and any(loose.iterdir()):
+        return False
+    try:
+        return prefix.encode() not in (git_dir / "packed-refs").read_bytes()
+    except FileNotFoundError:
+        return True
 
 
 def _kill_group(pid: int) -> None:
@@ -764,7 +820,7 @@ def _import_stream(
     text = message if message.endswith("\n") else message + "\n"
     encoded = text.encode()
     chunks = [
-        f"feature done\ncommit {ref}\nauthor {author.line()}\ncommitter {committer.line()}\n".encode(),
+        f"commit {ref}\nmark :1\nauthor {author.line()}\ncommitter {committer.line()}\n".encode(),
         b"data %d\n" % len(encoded),
         encoded,
     ]
@@ -781,7 +837,7 @@ def _import_stream(
             chunks.append(b"M 100644 " + content.oid.encode() + b" " + quoted + b"\n")
         else:
             chunks += [b"M 100644 inline " + quoted + b"\n", b"data %d\n" % len(content), content, b"\n"]
-    chunks.append(b"\ndone\n")
+    chunks.append(b"\n")
     return chunks
 
 
