@@ -181,14 +181,16 @@ def _publish(
     (`publish_delta`), else everything, merging the shard results stored for the input commit. Returns the result,
     the outcome, the previous output, the shard results used, what is left of them, and why everything was read
     (None: only the change was). `keep_bytes`: the result holds every new file's bytes (`--out` writes them)."""
-    from kratix import gitio
+    from kratix import gitio, load
     from kratix.cli import sharding
     from kratix.cli.publishing import publish_delta, publish_platform
 
     why = why_not_delta or (None if ref else "the input is a work tree, not a commit (--ref)")
     stored = None
+    commit = None  # the input commit, once resolved
     if why is None:
-        stored = sharding.load_stored(repo, gitio.resolve_commit(path, ref or ""))
+        commit = gitio.resolve_commit(path, ref or "")
+        stored = sharding.load_stored(repo, commit)
         # Shard results waiting for this commit are merged by the compile that reads everything.
         fast = (
             "shard results for this input commit are waiting to be merged"
@@ -198,7 +200,7 @@ def _publish(
         if not isinstance(fast, str):
             return (*fast, None, [], None)
         why = fast
-    tree = common.read_source(path, ref)
+    tree = load.read_commit(path, commit, resolved=True) if commit else common.read_source(path, ref)
     stored = stored if stored is not None else sharding.load_stored(repo, tree.commit)
     result, outcome, previous = publish_platform(
         tree,

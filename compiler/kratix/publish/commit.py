@@ -261,11 +261,12 @@ def _swap(repo: OutputRepo, *, new: str, old: str | None) -> _Lost | None:
 
 
 def _read_local(repo: OutputRepo) -> BranchState:
-    head = _head(repo)
-    if head is None:
+    # The head and its tree in one process (no branch: git fails).
+    named = gitio.git_result(repo.path, "rev-parse", f"{repo.ref}^{{commit}}", f"{repo.ref}^{{tree}}")
+    if named.returncode != 0:
         return BranchState(commit=None, files={})
+    head, tree = named.stdout.decode().split()
     oids, plain = gitio.file_oids(repo.path, head)
-    tree = gitio.run_git(repo.path, "rev-parse", f"{head}^{{tree}}").decode().strip()
     files = gitio.LazyBlobs(repo.path, oids)
     # The compiler's own bookkeeping files are read on every compile; per-request status files only for what changed.
     files.prefetch(
