@@ -11,7 +11,10 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from kratix.compile import shards
+from kratix.memory import cache
 from tests.gitrepos import commit_files, files_at, fsck, git, git_env, make_repo
 from tests.platforms import PROMISE, database, destination, kratix
 from tests.test_shards import PROMISE_STEP, PROMISE_WORKFLOW, REQUEST_STEP, platform, runs
@@ -211,19 +214,42 @@ def test_shards_that_read_an_older_output_branch_are_not_carried(tmp_path: Path)
     assert b"note: kept" in next(t for p, t in files_at(sharded).items() if p.endswith("/db-1.yaml") and "status" in p)
 
 
-def test_a_carried_index_that_does_not_hold_together_is_reported_and_compiled_here(tmp_path: Path) -> None:
+def _without_files(index: bytes, records: bytes) -> tuple[bytes, bytes]:
+    loaded = json.loads(index)
+    loaded["files"] = {}
+    return json.dumps(loaded).encode(), records
+
+
+def _odd_record(index: bytes, records: bytes) -> tuple[bytes, bytes]:
+    """A record sealed as kratix seals one, but holding what no compile writes (placements as a list)."""
+    header, first, *rest = records.decode().splitlines()
+    record = json.loads(first.partition(" ")[2])
+    record["placements"] = [["Database/team-a/x#instance", "dev-1"]]
+    text = json.dumps(record, sort_keys=True, separators=(",", ":"))
+    oids = json.loads(index)["files"]
+    named = [*record["outputs"], *([record["status"]] if record["status"] else [])]
+    sealed = f"{cache.fingerprint(text, *(oids[path] for path in named))} {text}"
+    return index, "\n".join([header, sealed, *rest, ""]).encode()
+
+
+@pytest.mark.parametrize("spoil", [_without_files, _odd_record])
+def test_finished_output_that_does_not_hold_together_is_reported_and_compiled_here(tmp_path: Path, spoil) -> None:
     repo, _ = make_repo(tmp_path / "input", platform(tmp_path, 4))
     sharded, plain = tmp_path / "sharded", tmp_path / "plain"
-    shard_all(repo, sharded, 2)
+    stored = shard_all(repo, sharded, 2)
     runs(tmp_path)
     commit = git(repo, "rev-parse", "HEAD").strip()
-    ref = shards.ref_name(commit, shards.Shard(0, 2))
-    # The shard's index loses the files it carries.
-    index = json.loads(git(sharded, "cat-file", "blob", f"{ref}:{shards.CARRIED_INDEX}"))
-    index["files"] = {}
-    _replace_in_ref(sharded, ref, shards.CARRIED_INDEX, json.dumps(index).encode())
+    spoilt = next(i for i in range(2) if stored[i]["finished"])
+    ref = shards.ref_name(commit, shards.Shard(spoilt, 2))
+    index, records = spoil(
+        git(sharded, "cat-file", "blob", f"{ref}:{shards.CARRIED_INDEX}").encode(),
+        git(sharded, "cat-file", "blob", f"{ref}:{shards.CARRIED_CACHE}").encode(),
+    )
+    _replace_in_ref(sharded, ref, shards.CARRIED_INDEX, index)
+    _replace_in_ref(sharded, ref, shards.CARRIED_CACHE, records)
     merged = merge_and_compare(tmp_path, repo, sharded, plain)["shards"]
-    assert any("its finished output" in problem for problem in merged["problems"])
+    assert any(f"shard {spoilt}/2: its finished output" in problem for problem in merged["problems"])
+    assert merged["finished"] == sum(s["finished"] for s in stored) - stored[spoilt]["finished"]
 
 
 def _replace_in_ref(repo: Path, ref: str, path: str, data: bytes, *, parent: bool = False) -> None:

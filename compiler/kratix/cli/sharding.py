@@ -115,7 +115,7 @@ def load_stored(repo: Any, commit: str | None) -> Stored | None:
             continue
         try:
             finished = shards.read_carried(files)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, TypeError) as exc:
             problems.append(f"shard {shard}: its finished output: {exc} (its requests are compiled here)")
             continue
         if finished is not None:

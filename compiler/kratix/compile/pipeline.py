@@ -250,7 +250,7 @@ def prepare_publish(
         tree, settings=settings, previous=view or previous, progress=progress, workflows=workflows, store=store
     )
     if view is not None and carried is not None:
-        if shards.carried_fits(view, carried, result.requests, result.promises, result.diagnostics):
+        if shards.carried_fits(carried, result.requests, result.promises, result.diagnostics):
             if isinstance(workflows, shards.Replayer):
                 workflows.carried = carried.keys
             # Their steps ran in the shards, this compile's own run: the summary names them as if they ran here.
