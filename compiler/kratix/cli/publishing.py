@@ -47,7 +47,7 @@ def publish_platform(
         # The default store's files are written as blobs while the compile makes them, so that a large compile
         # never holds them all (`gitio.BlobWriter`); the other stores' stay bytes until their own publish.
         with gitio.BlobWriter(repo.path) as writer:
-            result, _, trips = pipeline.prepare_publish(
+            result, message, trips = pipeline.prepare_publish(
                 tree,
                 previous,
                 settings=settings,
@@ -61,8 +61,10 @@ def publish_platform(
             )
         compiled.append((result, previous))
         refuse_deletions(trips, settings)
+        # The default store's message is made already (it compares every new file with the branch: not twice).
         return result.files, {
-            t.prefix: pipeline.commit_message(tree, result, previous, target=t.prefix) for t in targets
+            t.prefix: message if t.prefix == "" else pipeline.commit_message(tree, result, previous, target=t.prefix)
+            for t in targets
         }
 
     published = stores.publish_all(targets, build, attempts=settings.publish.attempts)
