@@ -619,8 +619,8 @@ def read_carried(files: Mapping[str, bytes | None]) -> Carried | None:
     entries = provenance.decode_shard(files.get(CARRIED_PROVENANCE) or b"", share=False)
     keys = {record.key for record in records}
     for record in records:
-        if not _well_formed(record):
-            raise ValueError(f"{record.key}: a record that is not one kratix writes")
+        if not record.reusable:
+            raise ValueError(f"{record.key}: a record that is not reusable")
         if not all(isinstance(oids.get(path), str) for path in cache.named_files(record)):
             raise ValueError(f"{record.key}: a file it names is not carried")
         if record.promise not in promises:
@@ -628,20 +628,6 @@ def read_carried(files: Mapping[str, bytes | None]) -> Carried | None:
     if any(entry.owner not in keys for entry in entries.values()):
         raise ValueError("a provenance entry of a request it does not carry")
     return Carried(base, dict(promises), records, tuple(entries.values()), dict(oids))
-
-
-def _well_formed(record: cache.Record) -> bool:
-    """Every field of a carried record has the type the request cache writes (a record is trusted as the branch
-    is, but a malformed one must fail here, as a problem, not deep in the compile)."""
-    texts = (record.file, record.blob, record.fingerprint, record.api_version, record.promise, record.status)
-    placements = record.placements
-    return (
-        all(isinstance(value, str) for value in (*texts, *record.outputs, *record.unchecked))
-        and isinstance(record.documents, int)
-        and isinstance(placements, dict)
-        and all(isinstance(k, str) and isinstance(v, str) for k, v in placements.items())
-        and record.reusable is True
-    )
 
 
 def combine(carried: Iterable[Carried], head: str | None) -> Carried | None:

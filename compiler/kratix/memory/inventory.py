@@ -85,7 +85,24 @@ def decode(data: bytes) -> Inventory:
     entries: list[PromiseEntry | DestinationEntry] = [*promises.values(), *destinations.values()]
     if not all(isinstance(entry.file, str) for entry in entries):
         raise ValueError("an entry names no file")
+    if not all(map(_well_formed, promises.values())) or not all(map(_well_formed, destinations.values())):
+        raise ValueError("an entry holds a value of another type than kratix writes")
     return Inventory(promises=promises, destinations=destinations)
+
+
+def _well_formed(entry: PromiseEntry | DestinationEntry) -> bool:
+    """Every field has the type `encode` writes (valid JSON of another shape, edited by hand, fails here)."""
+    flags = ("strict_match_labels", "init_workloads")
+    for name, value in vars(entry).items():
+        if name == "labels":
+            if not isinstance(value, dict) or not all(type(k) is str and type(v) is str for k, v in value.items()):
+                return False
+        elif name in flags:
+            if value is not None and type(value) is not bool:
+                return False
+        elif value is not None and type(value) is not str:
+            return False
+    return True
 
 
 def _compact(entry: dict[str, Any]) -> dict[str, Any]:
